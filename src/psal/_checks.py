@@ -1,0 +1,118 @@
+"""Input checks shared by every public entry point.
+
+Each check raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError``
+(wrong value or shape) with a message that names the argument and says what was
+expected and what was given. Never ``assert``: asserts vanish under ``python -O``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_tensor(x: object, name: str, ndim: int | None = None) -> torch.Tensor:
+    """Check that ``x`` is a tensor, optionally of ``ndim`` dimensions."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if ndim is not None and x.dim() != ndim:
+        layout = {4: " (B, C, H, W)", 3: " (C, H, W)", 2: " (H, W)"}.get(ndim, "")
+        raise ValueError(
+            f"{name} must have {ndim} dimensions{layout}, got {x.dim()} with shape "
+            f"{tuple(x.shape)}"
+        )
+    return x
+
+
+def check_float_tensor(x: object, name: str, ndim: int | None = 4) -> torch.Tensor:
+    """Check that ``x`` is a floating-point tensor (float16/bfloat16/float32/float64)."""
+    x = check_tensor(x, name, ndim)
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be a floating-point tensor (float16, bfloat16, float32 or "
+            f"float64), got dtype {x.dtype}"
+        )
+    return x
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or Inf."""
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        n_nan = int(torch.isnan(x).sum())
+        n_inf = int(torch.isinf(x).sum())
+        raise ValueError(f"{name} contains non-finite values ({n_nan} NaN, {n_inf} Inf)")
+
+
+def check_int(value: object, name: str, minimum: int | None = None) -> int:
+    """Check that ``value`` is an integer (bool excluded), at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_patch_size(patch_size: object, name: str = "patch_size") -> int:
+    """Check that the patch size is a positive odd integer."""
+    p = check_int(patch_size, name)
+    if p < 1 or p % 2 == 0:
+        raise ValueError(f"{name} must be a positive odd integer (1, 3, 5, ...), got {p}")
+    return p
+
+
+def check_positive_float(value: object, name: str) -> float:
+    """Check that ``value`` is a real number > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    """Check that ``value`` is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def check_mask(
+    mask: object, name: str, batch: int, height: int, width: int, device: torch.device
+) -> torch.Tensor:
+    """Check a (B, 1, H, W) hole mask and return it as a bool tensor on ``device``.
+
+    Bool masks are used as they are; float or integer masks must hold only 0 and 1
+    (1 = True).
+    """
+    m = check_tensor(mask, name, ndim=4)
+    expected = (batch, 1, height, width)
+    if tuple(m.shape) != expected:
+        raise ValueError(f"{name} must have shape {expected} (B, 1, H, W), got {tuple(m.shape)}")
+    if m.device != device:
+        raise ValueError(f"{name} is on {m.device} but the inputs are on {device}")
+    if m.dtype != torch.bool:
+        if m.is_floating_point():
+            check_finite(m, name)
+        if m.numel() and not bool(((m == 0) | (m == 1)).all()):
+            raise ValueError(
+                f"{name} must be bool or hold only 0 and 1 (1 = True); got values in "
+                f"[{float(m.min())}, {float(m.max())}]"
+            )
+        m = m != 0
+    return m
+
+
+def check_same_device(tensors: dict[str, torch.Tensor]) -> torch.device:
+    """Check that all named tensors share one device; return it."""
+    items = list(tensors.items())
+    device = items[0][1].device
+    for name, t in items[1:]:
+        if t.device != device:
+            raise ValueError(f"{name} is on {t.device} but {items[0][0]} is on {device}")
+    return device

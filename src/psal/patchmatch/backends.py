@@ -1,0 +1,115 @@
+"""The one place where a PatchMatch backend is chosen.
+
+Backends:
+
+* ``"exact"``: brute-force search, chunked so its memory stays bounded. The reference
+  for tests and the right choice for small inputs. Any torch device.
+* ``"numba"``: the fast CPU backend: sequential scan-order PatchMatch compiled with
+  numba, parallel over fixed row bands and the batch. Inputs on another device are
+  copied to the CPU and the results copied back. Compiled once, cached on disk.
+* ``"torch"``: vectorised PatchMatch in pure PyTorch (all pixels updated in parallel,
+  jump-flood propagation as in the published GPU code). Runs on any torch device (CUDA,
+  MPS, CPU) with nothing to compile.
+
+``"auto"`` picks ``numba`` for CPU tensors and ``torch`` for every other device. The
+choice can be overridden for the whole process with :func:`set_default_backend`, for
+a block with :func:`use_backend`, or with the environment variable
+``PSAL_PATCHMATCH_BACKEND``; an explicit ``backend=`` argument always wins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from collections.abc import Callable, Iterator
+
+import torch
+
+__all__ = [
+    "BACKENDS",
+    "available_backends",
+    "get_backend",
+    "resolve_backend",
+    "set_default_backend",
+    "use_backend",
+]
+
+#: Backend name -> module (relative to ``psal.patchmatch``) that defines ``search``.
+BACKENDS: dict[str, str] = {"exact": "exact", "numba": "cpu_numba", "torch": "torch_backend"}
+ENV_VAR = "PSAL_PATCHMATCH_BACKEND"
+
+_default: str | None = None
+
+
+def _check_name(name: str, allow_auto: bool = True) -> str:
+    names = (["auto"] if allow_auto else []) + list(BACKENDS)
+    if not isinstance(name, str) or name not in names:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, names))}; got {name!r}")
+    return name
+
+
+def get_backend(name: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """Return the ``search`` function of a named backend, importing it now.
+
+    Raises:
+        ValueError: unknown name.
+        ImportError: the backend's dependency is missing (said here, at selection).
+    """
+    _check_name(name, allow_auto=False)
+    try:
+        module = importlib.import_module(f"psal.patchmatch.{BACKENDS[name]}")
+    except ImportError as err:  # pragma: no cover - numba is a hard dependency
+        raise ImportError(
+            f"PatchMatch backend {name!r} is unavailable: {err}. Install its dependency "
+            f"or choose another backend ({', '.join(BACKENDS)})."
+        ) from err
+    return module.search
+
+
+def available_backends() -> dict[str, bool]:
+    """Map each backend name to whether it can be imported here."""
+    out = {}
+    for name in BACKENDS:
+        try:
+            get_backend(name)
+            out[name] = True
+        except ImportError:
+            out[name] = False
+    return out
+
+
+def set_default_backend(name: str | None) -> None:
+    """Set the backend that ``backend="auto"`` resolves to (None restores the rule)."""
+    global _default
+    _default = None if name is None else _check_name(name, allow_auto=False)
+
+
+@contextlib.contextmanager
+def use_backend(name: str | None) -> Iterator[None]:
+    """Context manager form of :func:`set_default_backend`."""
+    global _default
+    previous = _default
+    set_default_backend(name)
+    try:
+        yield
+    finally:
+        _default = previous
+
+
+def resolve_backend(name: str, device: torch.device) -> str:
+    """Turn ``"auto"`` into a concrete backend name for tensors on ``device``."""
+    _check_name(name)
+    if name != "auto":
+        return name
+    if _default is not None:
+        return _default
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env and env != "auto":
+        if env not in BACKENDS:
+            raise ValueError(
+                f"environment variable {ENV_VAR} must be one of {', '.join(BACKENDS)} or "
+                f"'auto'; got {env!r}"
+            )
+        return env
+    return "numba" if device.type == "cpu" else "torch"

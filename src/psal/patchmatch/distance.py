@@ -1,0 +1,172 @@
+"""Patch distances: the border rule, valid key positions, and a differentiable distance.
+
+The border rule, used by every backend and layer in psal:
+
+    A patch that crosses the image border is completed by **reflection** about the
+    border pixel (``torch.nn.functional.pad(..., mode="reflect")``, numpy's
+    ``"reflect"``: ``[a b c] -> [c b | a b c | b a]``), on the query and on the key.
+
+So every pixel of an ``H x W`` map is the centre of one full ``p x p`` patch, every pixel
+has real neighbours, and the distance between two patches is the plain sum of squared
+differences over all ``C * p * p`` values, with no normalisation. Reflection needs
+``patch_size <= H`` and ``patch_size <= W``.
+
+Key validity with a hole mask: a key patch is valid when no hole pixel lies in its
+window clipped to the image (the reflected pixels of a border patch come from that
+window, so they are covered too). :func:`valid_key_positions` computes it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["pad_reflect", "patch_distance", "unfold_patches", "valid_key_positions"]
+
+
+def pad_reflect(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Pad the last two dimensions of a (B, C, H, W) tensor by reflection."""
+    if radius == 0:
+        return x
+    return F.pad(x, (radius, radius, radius, radius), mode="reflect")
+
+
+def unfold_patches(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """All ``p x p`` patches of a map under the reflection border rule.
+
+    Args:
+        x: (B, C, H, W).
+        patch_size: odd p.
+
+    Returns:
+        (B, C * p * p, H * W): column ``y * W + x`` is the patch centred at (y, x),
+        ordered channel-major like :func:`torch.nn.functional.unfold`.
+    """
+    r = patch_size // 2
+    return F.unfold(pad_reflect(x, r), kernel_size=patch_size)
+
+
+def valid_key_positions(key_mask: torch.Tensor | None, patch_size: int) -> torch.Tensor | None:
+    """Key positions whose patch touches no hole pixel.
+
+    Args:
+        key_mask: (B, 1, H, W) bool, True = hole; or None (every position valid).
+        patch_size: odd p.
+
+    Returns:
+        (B, 1, H, W) bool, True = the patch centred there may be returned; None if
+        ``key_mask`` is None.
+    """
+    if key_mask is None:
+        return None
+    r = patch_size // 2
+    touched = F.max_pool2d(key_mask.float(), kernel_size=patch_size, stride=1, padding=r)
+    return touched == 0
+
+
+def _accumulate_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _to_rows(x_pad: torch.Tensor) -> torch.Tensor:
+    """(B, C, Hp, Wp) -> (B * Hp * Wp, C), channels last, rows contiguous."""
+    b, c, h, w = x_pad.shape
+    return x_pad.permute(0, 2, 3, 1).reshape(b * h * w, c)
+
+
+class _PatchSSD(torch.autograd.Function):
+    """SSD between query patches and their gathered key patches.
+
+    Saves only the padded inputs and the indices; the per-offset differences are
+    recomputed in backward, so memory stays O(B * k * H * W * C) rather than p*p times
+    that. Gradients for keys are accumulated with ``index_add_`` (deterministic on CPU;
+    atomic adds on CUDA), never with an unsynchronised read-modify-write.
+    """
+
+    @staticmethod
+    def forward(ctx, q_pad, k_pad, gidx, valid, patch_size, hq, wq):  # type: ignore[override]
+        b, c, hqp, wqp = q_pad.shape
+        kk = gidx.shape[1]
+        wkp = k_pad.shape[-1]
+        k_rows = _to_rows(k_pad)
+        q_cl = q_pad.permute(0, 2, 3, 1)  # (B, Hqp, Wqp, C) view
+        out = torch.zeros(b, kk, hq, wq, dtype=q_pad.dtype, device=q_pad.device)
+        for dy in range(patch_size):
+            for dx in range(patch_size):
+                rows = k_rows.index_select(0, (gidx + (dy * wkp + dx)).reshape(-1))
+                rows = rows.view(b, kk, hq, wq, c)
+                q_o = q_cl[:, dy : dy + hq, dx : dx + wq, :].unsqueeze(1)
+                out += (rows - q_o).square_().sum(-1)
+        ctx.save_for_backward(q_pad, k_pad, gidx, valid)
+        ctx.patch_size = patch_size
+        out.masked_fill_(~valid, float("inf"))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        q_pad, k_pad, gidx, valid = ctx.saved_tensors
+        p = ctx.patch_size
+        b, c, hqp, wqp = q_pad.shape
+        _, kk, hq, wq = gidx.shape
+        wkp = k_pad.shape[-1]
+        g = grad_out.masked_fill(~valid, 0).unsqueeze(-1)  # (B, k, Hq, Wq, 1)
+        k_rows = _to_rows(k_pad)
+        q_cl = q_pad.permute(0, 2, 3, 1)
+        need_q, need_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_q = torch.zeros_like(q_cl) if need_q else None
+        grad_k_rows = torch.zeros_like(k_rows) if need_k else None
+        for dy in range(p):
+            for dx in range(p):
+                flat = (gidx + (dy * wkp + dx)).reshape(-1)
+                rows = k_rows.index_select(0, flat).view(b, kk, hq, wq, c)
+                q_o = q_cl[:, dy : dy + hq, dx : dx + wq, :].unsqueeze(1)
+                gd = (q_o - rows).mul_(2 * g)  # d/dq of (q - k)^2, weighted
+                if need_q:
+                    grad_q[:, dy : dy + hq, dx : dx + wq, :] += gd.sum(1)
+                if need_k:
+                    grad_k_rows.index_add_(0, flat, gd.view(-1, c), alpha=-1)
+        gq = grad_q.permute(0, 3, 1, 2) if need_q else None
+        gk = grad_k_rows.view(k_pad.shape[0], k_pad.shape[2], wkp, c).permute(0, 3, 1, 2) if need_k else None
+        return gq, gk, None, None, None, None, None
+
+
+def patch_distance(
+    query: torch.Tensor, key: torch.Tensor, indices: torch.Tensor, patch_size: int
+) -> torch.Tensor:
+    """Distances between query patches and the key patches named by ``indices``.
+
+    ``d[b, j, y, x] = sum_{c, dy, dx} (Q[b, c, y+dy, x+dx] - K[b, c, ky+dy, kx+dx])^2``
+    with ``(ky, kx) = divmod(indices[b, j, y, x], Wk)``, offsets over the ``p x p``
+    window and the reflection border rule of this module. Differentiable with respect
+    to ``query`` and ``key`` (the indices are constants); memory O(B*k*Hq*Wq*C).
+
+    Args:
+        query: (B, C, Hq, Wq) float.
+        key: (B, C, Hk, Wk) float.
+        indices: (B, k, Hq, Wq) int64 flat key positions ``y * Wk + x``; entries ``-1``
+            (unsearched pixels) give ``inf`` and no gradient.
+        patch_size: odd p, at most each spatial size.
+
+    Returns:
+        (B, k, Hq, Wq) distances, float32 (float64 if an input is float64).
+
+    Example:
+        >>> q = torch.rand(1, 3, 8, 8); k = torch.rand(1, 3, 8, 8)
+        >>> idx = torch.zeros(1, 2, 8, 8, dtype=torch.long)
+        >>> patch_distance(q, k, idx, 3).shape
+        torch.Size([1, 2, 8, 8])
+    """
+    b, c, hq, wq = query.shape
+    hk, wk = key.shape[-2:]
+    r = patch_size // 2
+    acc = _accumulate_dtype(query, key)
+    q_pad = pad_reflect(query.to(acc), r)
+    k_pad = pad_reflect(key.to(acc), r)
+    wkp = wk + 2 * r
+    valid = indices >= 0
+    safe = indices.clamp_min(0)
+    ky = torch.div(safe, wk, rounding_mode="floor")
+    kx = safe - ky * wk
+    base = torch.arange(b, device=indices.device).view(b, 1, 1, 1) * ((hk + 2 * r) * wkp)
+    gidx = base + ky * wkp + kx  # flat row of the patch's top-left corner in k_pad
+    return _PatchSSD.apply(q_pad, k_pad, gidx, valid, patch_size, hq, wq)

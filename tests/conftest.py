@@ -1,0 +1,38 @@
+"""Shared fixtures: devices and dtypes, CUDA cases skipped cleanly without a GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+CUDA = torch.cuda.is_available()
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="no CUDA device"))]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)
+
+
+@pytest.fixture(params=[torch.float32, torch.float64], ids=["f32", "f64"])
+def dtype(request) -> torch.dtype:
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+def photo(name: str = "astronaut", size: int | tuple[int, int] = 64) -> torch.Tensor:
+    """A scikit-image photo as a (1, 3, H, W) float32 tensor in [0, 1]."""
+    from skimage import data, transform
+
+    im = getattr(data, name)()
+    if im.ndim == 2:
+        im = np.stack([im] * 3, -1)
+    hw = (size, size) if isinstance(size, int) else size
+    im = transform.resize(im[..., :3], hw, anti_aliasing=True)
+    return torch.from_numpy(im).permute(2, 0, 1)[None].float().contiguous()
