@@ -22,8 +22,7 @@ def check_tensor(x: object, name: str, ndim: int | None = None) -> torch.Tensor:
     if ndim is not None and x.dim() != ndim:
         layout = {4: " (B, C, H, W)", 3: " (C, H, W)", 2: " (H, W)"}.get(ndim, "")
         raise ValueError(
-            f"{name} must have {ndim} dimensions{layout}, got {x.dim()} with shape "
-            f"{tuple(x.shape)}"
+            f"{name} must have {ndim} dimensions{layout}, got {x.dim()} with shape {tuple(x.shape)}"
         )
     return x
 

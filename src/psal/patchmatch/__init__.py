@@ -34,7 +34,7 @@ class _CallableModule(types.ModuleType):
     working as for any package.
     """
 
-    def __call__(self, *args, **kwargs):  # noqa: D102
+    def __call__(self, *args, **kwargs):
         """Call :func:`psal.patchmatch.patchmatch`."""
         return patchmatch(*args, **kwargs)
 

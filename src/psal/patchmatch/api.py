@@ -161,8 +161,7 @@ def patchmatch(
             )
         if nb < k:
             raise ValueError(
-                f"k={k} is larger than the number of valid key patches ({nb}) in batch "
-                f"element {b}"
+                f"k={k} is larger than the number of valid key patches ({nb}) in batch element {b}"
             )
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())

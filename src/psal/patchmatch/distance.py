@@ -85,7 +85,7 @@ class _PatchSSD(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q_pad, k_pad, gidx, valid, patch_size, hq, wq):  # type: ignore[override]
-        b, c, hqp, wqp = q_pad.shape
+        b, c = q_pad.shape[:2]
         kk = gidx.shape[1]
         wkp = k_pad.shape[-1]
         k_rows = _to_rows(k_pad)
@@ -106,8 +106,8 @@ class _PatchSSD(torch.autograd.Function):
     def backward(ctx, grad_out):  # type: ignore[override]
         q_pad, k_pad, gidx, valid = ctx.saved_tensors
         p = ctx.patch_size
-        b, c, hqp, wqp = q_pad.shape
-        _, kk, hq, wq = gidx.shape
+        c = q_pad.shape[1]
+        b, kk, hq, wq = gidx.shape
         wkp = k_pad.shape[-1]
         g = grad_out.masked_fill(~valid, 0).unsqueeze(-1)  # (B, k, Hq, Wq, 1)
         k_rows = _to_rows(k_pad)
@@ -126,7 +126,9 @@ class _PatchSSD(torch.autograd.Function):
                 if need_k:
                     grad_k_rows.index_add_(0, flat, gd.view(-1, c), alpha=-1)
         gq = grad_q.permute(0, 3, 1, 2) if need_q else None
-        gk = grad_k_rows.view(k_pad.shape[0], k_pad.shape[2], wkp, c).permute(0, 3, 1, 2) if need_k else None
+        gk = None
+        if need_k:
+            gk = grad_k_rows.view(k_pad.shape[0], k_pad.shape[2], wkp, c).permute(0, 3, 1, 2)
         return gq, gk, None, None, None, None, None
 
 
@@ -156,7 +158,7 @@ def patch_distance(
         >>> patch_distance(q, k, idx, 3).shape
         torch.Size([1, 2, 8, 8])
     """
-    b, c, hq, wq = query.shape
+    b, _, hq, wq = query.shape
     hk, wk = key.shape[-2:]
     r = patch_size // 2
     acc = _accumulate_dtype(query, key)

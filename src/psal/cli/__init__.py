@@ -1,0 +1,50 @@
+"""The ``psal`` command line.
+
+Each group of sub-commands lives in its own module with a ``register(subparsers)``
+function; this module only assembles them and turns errors into a one-line message and
+a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ._common import CLIError, run_command
+
+#: Modules (relative to psal.cli) that register sub-commands, in help order.
+COMMAND_MODULES = ("edit", "train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``psal`` argument parser with every registered sub-command."""
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="psal",
+        description="Patch-based attention for image editing.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"psal {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"psal.cli.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``psal`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(args)
+
+
+__all__ = ["CLIError", "build_parser", "main"]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
