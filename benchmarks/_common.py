@@ -70,7 +70,9 @@ def brush_mask(
     return np.asarray(img) > 0
 
 
-def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None, peak: float = 255.0) -> float:
+def psnr(
+    a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None, peak: float = 255.0
+) -> float:
     """PSNR in dB over the pixels ``where`` (all channels)."""
     d = a.astype(np.float64) - b.astype(np.float64)
     if where is not None:
@@ -84,9 +86,7 @@ def ssim(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float
     from skimage.metrics import structural_similarity
 
     channel_axis = 2 if a.ndim == 3 else None
-    _, smap = structural_similarity(
-        a, b, channel_axis=channel_axis, data_range=255, full=True
-    )
+    _, smap = structural_similarity(a, b, channel_axis=channel_axis, data_range=255, full=True)
     if smap.ndim == 3:
         smap = smap.mean(2)
     return float(smap[where].mean() if where is not None else smap.mean())
@@ -123,6 +123,7 @@ def environment() -> dict:
 
 def print_table(headers: list[str], rows: list[list], title: str | None = None) -> str:
     """Print a Markdown table and return it."""
+
     def fmt(v):
         if isinstance(v, float):
             return f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"

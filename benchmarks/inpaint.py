@@ -74,20 +74,29 @@ def _figure(cases, results, names, path, n=3):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--photos", nargs="+", default=list(C.PHOTOS))
     p.add_argument("--holes", nargs="+", default=["rect128", "brush"], choices=["rect128", "brush"])
     p.add_argument("--size", type=int, nargs=2, default=(512, 680), metavar=("H", "W"))
     p.add_argument("--methods", nargs="+", default=None, help="subset of methods to run")
     p.add_argument("--json", default=None, help="write results and environment here")
     p.add_argument("--figure", default=None, help="write a side-by-side PNG here")
-    p.add_argument("--psal", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="extra psal.inpaint settings, e.g. k=2 em_iters=4")
+    p.add_argument(
+        "--psal",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra psal.inpaint settings, e.g. k=2 em_iters=4",
+    )
     args = p.parse_args(argv)
     kw = {}
     for item in args.psal:
         key, val = item.split("=", 1)
-        kw[key] = None if val == "None" else (float(val) if "." in val or val == "inf" else int(val))
+        kw[key] = (
+            None if val == "None" else (float(val) if "." in val or val == "inf" else int(val))
+        )
     args.psal_kwargs = kw
 
     methods = _methods(args)
@@ -117,32 +126,61 @@ def main(argv=None) -> int:
                 out = fn(im, m)
             results[(case["id"], name)] = out
             rec = {
-                "case": case["id"], "method": name, "hole_fraction": float(m.mean()),
-                "psnr": C.psnr(out, im, m), "ssim": C.ssim(out, im, m), "seconds": t.seconds,
+                "case": case["id"],
+                "method": name,
+                "hole_fraction": float(m.mean()),
+                "psnr": C.psnr(out, im, m),
+                "ssim": C.ssim(out, im, m),
+                "seconds": t.seconds,
                 "known_changed": int((out[~m] != im[~m]).any(axis=-1).sum()),
             }
             records.append(rec)
-            rows.append([case["id"], name, f"{100 * rec['hole_fraction']:.1f}%", rec["psnr"],
-                         rec["ssim"], rec["seconds"]])
-    C.print_table(["case", "method", "hole", "PSNR (dB)", "SSIM", "time (s)"], rows,
-                  "Per case (PSNR and SSIM inside the hole)")
+            rows.append(
+                [
+                    case["id"],
+                    name,
+                    f"{100 * rec['hole_fraction']:.1f}%",
+                    rec["psnr"],
+                    rec["ssim"],
+                    rec["seconds"],
+                ]
+            )
+    C.print_table(
+        ["case", "method", "hole", "PSNR (dB)", "SSIM", "time (s)"],
+        rows,
+        "Per case (PSNR and SSIM inside the hole)",
+    )
 
     summary = []
     ref_time = {}
     for hole in args.holes + ["all"]:
         for name in methods:
-            sel = [r for r in records if r["method"] == name and (hole == "all" or r["case"].endswith(hole))]
+            sel = [
+                r
+                for r in records
+                if r["method"] == name and (hole == "all" or r["case"].endswith(hole))
+            ]
             if not sel:
                 continue
             t = float(np.mean([r["seconds"] for r in sel]))
             if name == "pypatchmatch":
                 ref_time[hole] = t
-            summary.append([hole, name, float(np.mean([r["psnr"] for r in sel])),
-                            float(np.mean([r["ssim"] for r in sel])), t])
+            summary.append(
+                [
+                    hole,
+                    name,
+                    float(np.mean([r["psnr"] for r in sel])),
+                    float(np.mean([r["ssim"] for r in sel])),
+                    t,
+                ]
+            )
     for row in summary:
         row.append(row[4] / ref_time[row[0]] if row[0] in ref_time else float("nan"))
-    C.print_table(["holes", "method", "mean PSNR (dB)", "mean SSIM", "mean time (s)",
-                   "time / pypatchmatch"], summary, f"Summary over {len(args.photos)} photos ({size[0]}x{size[1]})")
+    C.print_table(
+        ["holes", "method", "mean PSNR (dB)", "mean SSIM", "mean time (s)", "time / pypatchmatch"],
+        summary,
+        f"Summary over {len(args.photos)} photos ({size[0]}x{size[1]})",
+    )
     if args.json:
         C.write_json(args.json, {"settings": {"psal": kw, "size": size}, "records": records})
     if args.figure:

@@ -1,9 +1,240 @@
-"""Sub-commands of ``psal`` (placeholder module, filled in by its issue)."""
+"""``psal inpaint``, ``psal colorize``, ``psal upscale``: editing photos from the shell.
+
+Each command reads its inputs (PNG, JPEG, WebP; EXIF orientation applied), runs the
+matching :mod:`psal.editing` function (or, for ``inpaint --checkpoint``, the learned
+network of :mod:`psal.models`), and writes the result atomically: on any error no
+output file is created or half-written. The output format follows the output file's
+suffix; the output keeps the input's size (or the scaled size) and mode.
+"""
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ._common import CLIError, add_device_arg, add_seed_arg, resolve_device
+
+INPAINT_EXAMPLES = """\
+examples:
+  psal inpaint examples/photo.png --mask examples/mask.png -o out.png
+  psal inpaint photo.jpg --mask scribble.png --dilate 3 -o clean.jpg
+  psal inpaint photo.png --mask mask.png --checkpoint deepfill.safetensors -o out.png
+
+The mask has the image's size; white (values > 127, or above --mask-threshold of the
+range) marks the hole. A mask with transparency is read from its alpha channel
+(transparent = hole). An empty mask writes the input unchanged, with a warning.
+"""
+
+COLORIZE_EXAMPLES = """\
+examples:
+  psal colorize old_photo.png --reference colour_photo.jpg -o coloured.png
+  psal colorize gray.png --reference ref.png --patch-size 7 --seed 1 -o out.webp
+
+The target's luminance is kept exactly; only the colour comes from the reference.
+"""
+
+UPSCALE_EXAMPLES = """\
+examples:
+  psal upscale photo.png --scale 2 -o photo_x2.png
+  psal upscale small.jpg --scale 4 -o big.png
+"""
+
+
+class _Bar:
+    """A tqdm progress bar fed by ``progress(done, total)`` callbacks."""
+
+    def __init__(self, desc: str, quiet: bool) -> None:
+        from tqdm import tqdm
+
+        # disable=None: shown only on a terminal, so pipes and logs stay clean
+        self.bar = tqdm(desc=desc, total=None, disable=True if quiet else None, leave=False,
+                        file=sys.stderr, unit="step")  # fmt: skip
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _warn(message: str) -> None:
+    print(f"psal: warning: {message}", file=sys.stderr)
+
+
+def _check_output(path: str, mode: str) -> None:
+    """Fail before any work if the output type is unknown or cannot hold ``mode``."""
+    from ..utils.image import check_savable
+
+    check_savable(mode, path)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:  # pragma: no cover
+        return False
+
+
+def _run(work: Callable[[Callable[[int, int], None]], object], desc: str, quiet: bool):
+    bar = _Bar(desc, quiet)
+    try:
+        return work(bar)
+    finally:
+        bar.close()
+
+
+def _inpaint(args: argparse.Namespace) -> int:
+    from ..utils.image import file_format, load_image, load_mask, save_format, save_image
+
+    device = resolve_device(args.device)
+    image = load_image(args.image, "IMAGE")
+    _check_output(args.output, image.mode)
+    mask = load_mask(args.mask, size=image.size, threshold=args.mask_threshold)
+    if not mask.any():
+        _warn("the mask is empty; writing the input unchanged")
+        if _same_file(args.image, args.output):
+            return 0
+        if save_format(args.output) == file_format(args.image):
+            from ..utils.atomic import atomic_path
+
+            with atomic_path(args.output) as tmp:
+                shutil.copyfile(args.image, tmp)
+        else:
+            save_image(image, args.output, icc_profile=image.info.get("icc_profile"))
+        return 0
+    if mask.all():
+        raise CLIError("the mask covers the whole image: there is no known pixel to copy from")
+    if args.checkpoint is not None:
+        try:
+            from ..models import Inpainter
+        except ImportError as err:
+            raise CLIError(
+                f"learned inpainting (--checkpoint) is unavailable: psal.models cannot be "
+                f"imported ({err})"
+            ) from None
+        model = Inpainter.from_checkpoint(args.checkpoint, device=device)
+        out = model.inpaint(image, mask)
+    else:
+        from ..editing import inpaint
+
+        out = _run(
+            lambda bar: inpaint(
+                image, mask, patch_size=args.patch_size, dilate_mask=args.dilate,
+                seed=args.seed, device=device, progress=bar,
+            ),
+            "inpaint", args.quiet,
+        )  # fmt: skip
+    save_image(out, args.output, icc_profile=image.info.get("icc_profile"))
+    return 0
+
+
+def _colorize(args: argparse.Namespace) -> int:
+    from ..editing import colorize
+    from ..utils.image import load_image, save_image
+
+    device = resolve_device(args.device)
+    target = load_image(args.target, "TARGET")
+    reference = load_image(args.reference, "--reference")
+    if target.mode not in ("L", "LA", "RGB", "RGBA", "1", "I;16", "I", "F"):
+        target = target.convert("RGBA" if "A" in target.mode else "RGB")
+    _check_output(args.output, "RGBA" if target.mode in ("LA", "RGBA") else "RGB")
+    out = _run(
+        lambda bar: colorize(
+            target, reference, patch_size=args.patch_size, k=args.k, seed=args.seed,
+            device=device, progress=bar,
+        ),
+        "colorize", args.quiet,
+    )  # fmt: skip
+    save_image(out, args.output, icc_profile=target.info.get("icc_profile"))
+    return 0
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from ..editing import upscale
+    from ..editing.upscale import SCALES
+    from ..utils.image import load_image, save_image
+
+    try:
+        scale = int(args.scale)
+    except ValueError:
+        scale = None
+    if scale not in SCALES or str(args.scale).strip() not in {str(s) for s in SCALES}:
+        raise CLIError(f"--scale must be one of {', '.join(map(str, SCALES))}, got {args.scale!r}")
+    device = resolve_device(args.device)
+    image = load_image(args.image, "IMAGE")
+    _check_output(args.output, image.mode)
+    out = _run(
+        lambda bar: upscale(
+            image, scale, patch_size=args.patch_size, seed=args.seed, device=device,
+            progress=bar,
+        ),
+        "upscale", args.quiet,
+    )  # fmt: skip
+    save_image(out, args.output, icc_profile=image.info.get("icc_profile"))
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", required=True, help="output file (.png, .jpg, .webp)")
+    add_seed_arg(p)
+    add_device_arg(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Register this module's sub-commands."""
+    """Register ``inpaint``, ``colorize`` and ``upscale``."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser(
+        "inpaint",
+        help="fill a masked region (object removal), no trained weights needed",
+        description="Fill the masked region of a photo from the rest of it with "
+        "multi-scale PatchMatch completion (Wexler et al. 2007, Newson et al. 2014), or "
+        "with a trained DeepFill network given --checkpoint.",
+        epilog=INPAINT_EXAMPLES,
+        formatter_class=fmt,
+    )
+    p.add_argument("image", metavar="IMAGE", help="photo to edit (PNG, JPEG, WebP)")
+    p.add_argument("-m", "--mask", required=True, help="mask image, white = hole")
+    _common(p)
+    p.add_argument("--patch-size", type=int, default=7, help="odd patch side (default: 7)")
+    p.add_argument("--dilate", type=int, default=0, help="grow the hole by N pixels")
+    p.add_argument("--mask-threshold", type=float, default=0.5,
+                   help="fraction of the range above which a mask pixel is a hole "
+                   "(default: 0.5, i.e. > 127)")  # fmt: skip
+    p.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="use the learned DeepFill inpainter from this checkpoint")  # fmt: skip
+    p.set_defaults(func=_inpaint)
+
+    p = subparsers.add_parser(
+        "colorize",
+        help="colour a grayscale photo from a colour reference",
+        description="Colour a grayscale photo with the colours of a reference photo, "
+        "matched by luminance patches (PSAL in pixel space); the luminance is kept.",
+        epilog=COLORIZE_EXAMPLES,
+        formatter_class=fmt,
+    )
+    p.add_argument("target", metavar="TARGET", help="grayscale photo to colour")
+    p.add_argument("-r", "--reference", required=True, help="colour photo to take colours from")
+    _common(p)
+    p.add_argument("--patch-size", type=int, default=5, help="odd patch side (default: 5)")
+    p.add_argument("--k", type=int, default=4, help="reference patches averaged (default: 4)")
+    p.set_defaults(func=_colorize)
+
+    p = subparsers.add_parser(
+        "upscale",
+        help="enlarge a photo x2, x3 or x4 from its own self-similarity",
+        description="Enlarge a photo x2, x3 or x4: detail is found in the photo's own "
+        "downscaled copy (Glasner et al. 2009) with PatchMatch, then back-projected.",
+        epilog=UPSCALE_EXAMPLES,
+        formatter_class=fmt,
+    )
+    p.add_argument("image", metavar="IMAGE", help="photo to enlarge")
+    p.add_argument("-s", "--scale", default="2", help="2, 3 or 4 (default: 2)")
+    _common(p)
+    p.add_argument("--patch-size", type=int, default=5, help="odd patch side (default: 5)")
+    p.set_defaults(func=_upscale)

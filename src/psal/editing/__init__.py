@@ -7,6 +7,8 @@
 Each takes and returns numpy arrays, PIL images or tensors (the same kind back).
 """
 
+from .colorize import colorize
 from .inpaint import inpaint
+from .upscale import upscale
 
-__all__ = ["inpaint"]
+__all__ = ["colorize", "inpaint", "upscale"]

@@ -60,8 +60,10 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def bbox(mask: torch.Tensor, margin: int = 0) -> tuple[int, int, int, int]:
-    """Bounding box ``(y0, y1, x0, x1)`` (end-exclusive) of a (1, 1, H, W) mask, grown
-    by ``margin`` and clipped to the image. The mask must not be empty."""
+    """Bounding box ``(y0, y1, x0, x1)`` (end-exclusive) of a non-empty (1, 1, H, W) mask.
+
+    The box is grown by ``margin`` on each side and clipped to the image.
+    """
     h, w = mask.shape[-2:]
     rows = torch.nonzero(mask[0, 0].any(1)).flatten()
     cols = torch.nonzero(mask[0, 0].any(0)).flatten()
@@ -143,7 +145,7 @@ def upsample_field(
     Returns:
         (1, k, h, w) int64 fine field.
     """
-    _, kk, hc, wc = indices.shape
+    hc, wc = indices.shape[-2:]
     h, w = fine_query_hw
     dev = indices.device
     gy = torch.arange(h, device=dev) + fine_origin[0]

@@ -29,7 +29,7 @@ from ..patchmatch import patchmatch
 from ..patchmatch.distance import valid_key_positions
 from ..utils.image import ImageLike, from_tensor, to_mask, to_tensor
 from ._pyramid import bbox, dilate, downsample, fill_smooth, hole_radius, upsample_field
-from ._vote import vote
+from ._vote import vote, wexler_temperature
 
 __all__ = ["inpaint"]
 
@@ -40,16 +40,6 @@ def _copy(image: ImageLike) -> ImageLike:
     if isinstance(image, torch.Tensor):
         return image.clone()
     return image.copy()
-
-
-def _auto_temperature(distances: torch.Tensor, touch: torch.Tensor) -> float:
-    """Wexler et al.'s weight exp(-d / 2σ²) with σ² the 75th percentile of distances."""
-    d = distances[:, 0][touch[:, 0]]
-    d = d[torch.isfinite(d)]
-    if d.numel() == 0:
-        return float("inf")
-    q = float(torch.quantile(d.float()[: 1 << 24], 0.75))
-    return 2.0 * q if q > 0 else float("inf")
 
 
 class _Level:
@@ -162,8 +152,10 @@ def _inpaint_one(
                 init=field,
             )
             field = res.indices
-            t = temperature if temperature is not None else _auto_temperature(
-                res.distances, level.touch_crop
+            t = (
+                temperature
+                if temperature is not None
+                else wexler_temperature(res.distances, level.touch_crop)
             )
             vals, covered = vote(cur, res.indices, res.distances, patch_size, t, hy - oy, hx - ox)
             cur[0][:, hy, hx] = torch.where(covered, vals, cur[0][:, hy, hx])

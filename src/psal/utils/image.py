@@ -46,6 +46,8 @@ from .atomic import atomic_path
 __all__ = [
     "ImageLike",
     "ImageSpec",
+    "check_savable",
+    "file_format",
     "from_tensor",
     "load_image",
     "load_mask",
@@ -128,10 +130,10 @@ class ImageSpec:
             layout = "HWC"
         if self.kind == "tensor" and layout == "HW" and channels > 1:
             layout = "CHW"
-        dtype = self.dtype
+        dtype, scale = self.dtype, self.scale
         if self.kind == "pil":
-            dtype = _PIL_MODES[mode][0]
-        return ImageSpec(self.kind, layout, dtype, mode, self.scale, channels, self.device)
+            dtype, scale = _PIL_MODES[mode]
+        return ImageSpec(self.kind, layout, dtype, mode, scale, channels, self.device)
 
 
 def _pil_to_array(image: Image.Image) -> tuple[np.ndarray, str]:
@@ -480,6 +482,33 @@ def save_format(path: str | os.PathLike[str]) -> str:
     return SAVE_FORMATS[suffix]
 
 
+def check_savable(mode: str, path: str | os.PathLike[str]) -> str:
+    """Check that an image of PIL ``mode`` can be written to ``path``; return the format.
+
+    Raises:
+        ValueError: unknown suffix, or a mode the format cannot hold (alpha or 16 bits
+            in JPEG, 16 bits in WebP).
+    """
+    fmt = save_format(path)
+    if mode not in _FORMAT_MODES[fmt]:
+        lost = "alpha" if "A" in mode else "bit depth" if mode in ("I;16", "I", "F") else "mode"
+        hint = ".png or .webp" if mode in _FORMAT_MODES["WEBP"] else ".png"
+        raise ValueError(
+            f"output {path}: {fmt} cannot store a {mode} image without losing its {lost}; "
+            f"use {hint}"
+        )
+    return fmt
+
+
+def file_format(path: str | os.PathLike[str]) -> str | None:
+    """Pillow's name for the format of an existing image file (None if unreadable)."""
+    try:
+        with Image.open(path) as im:
+            return im.format
+    except (OSError, UnidentifiedImageError):
+        return None
+
+
 def save_image(
     image: Image.Image | np.ndarray,
     path: str | os.PathLike[str],
@@ -496,15 +525,9 @@ def save_image(
         ValueError: unsupported suffix or a mode the format cannot hold.
         OSError: the file cannot be written (nothing is left behind).
     """
-    fmt = save_format(path)
     if isinstance(image, np.ndarray):
         image = array_to_pil(image)
-    if image.mode not in _FORMAT_MODES[fmt]:
-        raise ValueError(
-            f"output {path}: {fmt} cannot store a {image.mode} image without losing "
-            f"information{' (alpha)' if 'A' in image.mode else ''}; use .png"
-            f"{' or .webp' if image.mode in _FORMAT_MODES['WEBP'] else ''}"
-        )
+    fmt = check_savable(image.mode, path)
     kwargs: dict[str, Any] = {}
     if fmt == "JPEG":
         kwargs = {"quality": int(quality), "subsampling": 0 if quality >= 90 else 2}
