@@ -98,7 +98,8 @@ def fill_smooth(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
 
     An onion-peel initialisation for the coarsest scale of a pyramid: each pass fills
     the hole pixels that touch filled ones with the average of those (3x3) neighbours.
-    Known pixels are unchanged. ``image`` (1, C, H, W), ``hole`` (1, 1, H, W) bool.
+    Known pixels are unchanged; whatever the hole held (even NaN) is ignored.
+    ``image`` (1, C, H, W), ``hole`` (1, 1, H, W) bool.
     """
     out = image.clone()
     filled = (~hole).to(image.dtype)
@@ -107,7 +108,7 @@ def fill_smooth(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     one = torch.ones(1, 1, 3, 3, dtype=image.dtype, device=image.device)
     todo = hole.clone()
     while bool(todo.any()):
-        num = F.conv2d(out * filled, ones, padding=1, groups=c)
+        num = F.conv2d(torch.where(filled > 0, out, 0.0), ones, padding=1, groups=c)
         den = F.conv2d(filled, one, padding=1)
         front = todo & (den > 0)
         if not bool(front.any()):  # pragma: no cover - only if nothing is known at all

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from ._parallel import serial_below
+
 
 def wexler_temperature(distances: torch.Tensor, where: torch.Tensor | None = None) -> float:
     """Voting temperature of Wexler et al. (2007): weights ``exp(-d / (2 σ²))``.
@@ -180,8 +182,9 @@ def _vote_numba(value, indices, distances, patch_size, temperature, ys, xs):
     out = np.empty((v.shape[0], ys.numel()), dtype=np_dtype)
     covered = np.empty(ys.numel(), dtype=np.bool_)
     inv_t = 0.0 if uniform else 1.0 / float(temperature)
-    _vote_kernel(v, idx, dist, ys.to("cpu").numpy(), xs.to("cpu").numpy(), patch_size // 2,
-                 np_dtype(inv_t), uniform, out, covered)  # fmt: skip
+    with serial_below(ys.numel()):
+        _vote_kernel(v, idx, dist, ys.to("cpu").numpy(), xs.to("cpu").numpy(), patch_size // 2,
+                     np_dtype(inv_t), uniform, out, covered)  # fmt: skip
     dev = value.device
     return torch.from_numpy(out).to(dev, value.dtype), torch.from_numpy(covered).to(dev)
 

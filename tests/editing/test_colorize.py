@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from psal.editing import colorize
+from psal.editing._color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
+
+from conftest import photo  # tests/conftest.py (tests/ is on sys.path under pytest)
+
+
+def _chroma_psnr(out_rgb: np.ndarray, truth_rgb: np.ndarray) -> float:
+    def cc(a):
+        t = torch.from_numpy(a.astype(np.float64) / 255).permute(2, 0, 1)[None]
+        return rgb_to_luma_chroma(t)[1] * 255
+
+    mse = float(((cc(out_rgb) - cc(truth_rgb)) ** 2).mean())
+    return 10 * np.log10(255**2 / mse)
+
+
+def _mean_colour(gray: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    t = torch.from_numpy(ref.astype(np.float64) / 255).permute(2, 0, 1)[None]
+    c = rgb_to_luma_chroma(t)[1].mean((2, 3), keepdim=True)
+    y = torch.from_numpy(gray.astype(np.float64) / 255)[None, None]
+    rgb = luma_chroma_to_rgb(y, c.expand(1, 2, *gray.shape))
+    return np.rint(rgb[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+def test_colour_conversion_round_trip_and_exact_luma():
+    rgb = torch.rand(2, 3, 8, 9, dtype=torch.float64)
+    y, c = rgb_to_luma_chroma(rgb)
+    torch.testing.assert_close(luma_chroma_to_rgb(y, c), rgb)
+    # out-of-gamut chroma is desaturated, never clipped: luma stays exact
+    wild = torch.randn(2, 2, 8, 9, dtype=torch.float64)
+    out = luma_chroma_to_rgb(y, wild)
+    assert out.min() >= -1e-12 and out.max() <= 1 + 1e-12
+    torch.testing.assert_close(luma(out), y, atol=1e-12, rtol=0)
+
+
+def test_keeps_luminance_exactly_float_and_within_rounding_uint8():
+    im = (photo("coffee", (48, 64))[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    gray = np.asarray(Image.fromarray(im).convert("L"))
+    ref = im[:, ::-1].copy()
+    out = colorize(gray, ref, seed=0)
+    assert out.shape == (48, 64, 3) and out.dtype == np.uint8
+    y_out = luma(torch.from_numpy(out.astype(np.float64)).permute(2, 0, 1)[None])[0, 0].numpy()
+    assert np.abs(y_out - gray).max() <= 0.5 + 1e-9  # 8-bit rounding of R, G, B only
+    g = torch.from_numpy(gray.astype(np.float32) / 255)[None]
+    out_t = colorize(g, torch.from_numpy(ref).permute(2, 0, 1).float() / 255, seed=0)
+    assert out_t.shape == (3, 48, 64) and out_t.dtype == torch.float32
+    torch.testing.assert_close(luma(out_t[None])[0], g, atol=2e-6, rtol=0)
+    assert out_t.std(0).mean() > 0.01  # it did add colour
+
+
+def test_texture_statistics_pick_the_right_colour():
+    # two regions of the same mean grey, one flat and blue, one noisy and red: only
+    # the local statistics can tell them apart; the mean-colour baseline is purple
+    rng = np.random.default_rng(0)
+    h, w = 40, 48
+
+    def scene(noisy_left: bool):
+        y = np.full((h, w), 0.5)
+        noise = 0.5 + 0.35 * np.sign(rng.standard_normal((h, w)))
+        half = np.zeros((h, w), bool)
+        half[:, : w // 2] = True
+        noisy = half if noisy_left else ~half
+        y = np.where(noisy, noise, y)
+        c = np.where(noisy[None], np.array([-0.02, 0.12])[:, None, None],
+                     np.array([0.12, -0.03])[:, None, None])  # fmt: skip
+        rgb = luma_chroma_to_rgb(torch.from_numpy(y)[None, None], torch.from_numpy(c)[None])
+        return np.rint(rgb[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+    target, ref = scene(True), scene(False)
+    gray = np.asarray(Image.fromarray(target).convert("L"))
+    out = colorize(gray, ref, seed=0)
+    ours, base = _chroma_psnr(out, target), _chroma_psnr(_mean_colour(gray, ref), target)
+    assert ours > base + 6, (ours, base)
+
+
+def test_beats_mean_colour_on_a_photo():
+    im = (photo("chelsea", (64, 96))[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    target, ref = im[:, :56], im[:, 40:]
+    gray = np.asarray(Image.fromarray(target).convert("L"))
+    out = colorize(gray, ref, seed=0)
+    ours, base = _chroma_psnr(out, target), _chroma_psnr(_mean_colour(gray, ref), target)
+    assert ours > base + 0.5, (ours, base)
+
+
+def test_modes_and_alpha():
+    rng = np.random.default_rng(0)
+    ref = Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8))
+    la = Image.fromarray(rng.integers(0, 255, (20, 22, 2), dtype=np.uint8))
+    out = colorize(la, ref, seed=0)
+    assert out.mode == "RGBA" and out.size == (22, 20)
+    assert np.array_equal(np.asarray(out)[..., 3], np.asarray(la)[..., 1])
+    assert colorize(la.convert("L"), ref, seed=0).mode == "RGB"
+    a = colorize(la.convert("L"), ref, seed=1)
+    b = colorize(la.convert("L"), ref, seed=1)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_bad_reference():
+    gray = np.zeros((20, 20), np.uint8)
+    with pytest.raises(ValueError, match="colour"):
+        colorize(gray, np.zeros((20, 20), np.uint8))
+    with pytest.raises(ValueError, match="patch_size"):
+        colorize(gray, np.zeros((3, 3, 3), np.uint8))

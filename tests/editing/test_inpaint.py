@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from psal.editing import inpaint
+
+
+def _rect(h, w, y0, y1, x0, x1):
+    m = np.zeros((h, w), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def test_rgb_fills_texture_and_keeps_known_pixels(stripes_rgb):
+    img = stripes_rgb
+    mask = _rect(48, 64, 18, 30, 26, 38)
+    out = inpaint(img, mask, seed=0)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert np.array_equal(out[~mask], img[~mask])
+    # the periodic texture is continued into the hole almost exactly
+    err = np.abs(out[mask].astype(int) - img[mask].astype(int)).mean()
+    assert err < 3.0, err
+    # a plain smooth fill would be far off
+    assert np.abs(img[mask].astype(int) - img[~mask].mean(0)).mean() > 30
+
+
+def test_hole_touching_border_and_several_holes(stripes):
+    img = stripes(40, 56)
+    mask = _rect(40, 56, 0, 10, 0, 12) | _rect(40, 56, 28, 40, 44, 56) | _rect(40, 56, 15, 22, 25, 31)
+    out = inpaint(img, mask, seed=1)
+    assert np.array_equal(out[~mask], img[~mask])
+    assert np.abs(out[mask].astype(int) - img[mask].astype(int)).mean() < 6.0
+
+
+def test_rgba_alpha_kept(stripes):
+    img = np.concatenate([stripes(), np.full((48, 64, 1), 255, np.uint8)], -1)
+    img[:, :8, 3] = 90  # a semi-transparent band far from the hole
+    mask = _rect(48, 64, 20, 30, 30, 40)
+    pil = Image.fromarray(img)
+    out = inpaint(pil, mask, seed=0)
+    assert isinstance(out, Image.Image) and out.mode == "RGBA" and out.size == pil.size
+    arr = np.asarray(out)
+    assert np.array_equal(arr[~mask], img[~mask])
+    assert (arr[mask][:, 3] == 255).all()  # the hole is filled from opaque surroundings
+
+
+@pytest.mark.parametrize("kind", ["numpy", "pil"])
+def test_grayscale(kind, stripes):
+    img = stripes(channels=1)[..., 0]
+    mask = _rect(48, 64, 10, 20, 10, 24)
+    src = img if kind == "numpy" else Image.fromarray(img)
+    out = inpaint(src, mask, seed=0)
+    arr = np.asarray(out)
+    if kind == "pil":
+        assert out.mode == "L"
+    assert arr.shape == img.shape and arr.dtype == np.uint8
+    assert np.array_equal(arr[~mask], img[~mask])
+    assert np.abs(arr[mask].astype(int) - img[mask].astype(int)).mean() < 6.0
+
+
+def test_soft_mask_threshold(stripes):
+    img = stripes()
+    soft = np.zeros((48, 64), np.uint8)
+    soft[10:20, 10:20] = 200  # hole (> 127)
+    soft[30:40, 30:40] = 100  # not a hole (<= 127)
+    out = inpaint(img, soft, seed=0)
+    assert np.array_equal(out[30:40, 30:40], img[30:40, 30:40])
+    hole = soft > 127
+    assert np.array_equal(out[~hole], img[~hole])
+    # the same as a float mask cut at 0.5, and a lower threshold takes the grey part too
+    out_f = inpaint(img, soft / 255.0, seed=0)
+    assert np.array_equal(out, out_f)
+    img2 = img.copy()
+    img2[30:40, 30:40] = 0  # make the grey region visibly wrong so a fill changes it
+    out_low = inpaint(img2, soft, seed=0, mask_threshold=0.3)
+    assert not np.array_equal(out_low[30:40, 30:40], img2[30:40, 30:40])
+
+
+def test_determinism_with_seed():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    mask = _rect(40, 48, 12, 24, 14, 30)
+    a = inpaint(img, mask, seed=3)
+    b = inpaint(img, mask, seed=3)
+    assert np.array_equal(a, b)
+
+
+def test_tensor_in_tensor_out_float_exact(stripes):
+    img = torch.from_numpy(stripes()).permute(2, 0, 1).double() / 255
+    mask = torch.zeros(1, 48, 64, dtype=torch.bool)
+    mask[:, 5:15, 40:50] = True
+    out = inpaint(img, mask, seed=0)
+    assert out.shape == img.shape and out.dtype == torch.float64
+    assert torch.equal(out[:, ~mask[0]], img[:, ~mask[0]])
+    batch = torch.stack([img.float(), img.flip(-1).float()])
+    out_b = inpaint(batch, mask[None], seed=0)
+    assert out_b.shape == batch.shape
+    assert torch.equal(out_b[1][:, ~mask[0]], batch[1][:, ~mask[0]])
+
+
+def test_empty_mask_warns_and_returns_copy(stripes):
+    img = stripes()
+    with pytest.warns(UserWarning, match="empty"):
+        out = inpaint(img, np.zeros((48, 64), bool))
+    assert out is not img and np.array_equal(out, img)
+
+
+def test_bad_masks(stripes):
+    img = stripes()
+    with pytest.raises(ValueError, match="whole image"):
+        inpaint(img, np.ones((48, 64), bool))
+    with pytest.raises(ValueError, match=r"64x48"):
+        inpaint(img, np.zeros((40, 64), bool))
+    with pytest.raises(TypeError, match="mask"):
+        inpaint(img, [[0, 1]])
+    with pytest.raises(ValueError, match="patch"):
+        # only a thin known border: no 7x7 patch lies outside the hole
+        inpaint(img, _rect(48, 64, 2, 46, 2, 62))
+
+
+def test_progress_callback(stripes):
+    calls = []
+    inpaint(stripes(), _rect(48, 64, 18, 30, 26, 38), seed=0, progress=lambda d, t: calls.append((d, t)))
+    assert calls and calls[-1][0] == calls[-1][1] and [d for d, _ in calls] == list(range(1, len(calls) + 1))
+
+
+def test_large_image_small_hole_is_fast():
+    # work scales with the hole: a 2000x1500 photo with a small hole stays quick
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (150, 200, 3), dtype=np.uint8)
+    img = np.asarray(Image.fromarray(base).resize((2000, 1500), Image.Resampling.BILINEAR))
+    mask = _rect(1500, 2000, 700, 740, 1000, 1050)
+    inpaint(img[:64, :64], _rect(64, 64, 20, 30, 20, 30), seed=0)  # compile / warm up
+    t0 = time.perf_counter()
+    out = inpaint(img, mask, seed=0)
+    elapsed = time.perf_counter() - t0
+    assert out.shape == img.shape
+    assert np.array_equal(out[~mask], img[~mask])
+    assert elapsed < 30, f"{elapsed:.1f}s for a 40x50 hole in a 2000x1500 image"
+
+
+def test_no_warning_on_normal_use(stripes):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        inpaint(stripes(), _rect(48, 64, 18, 30, 26, 38), seed=0)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import torch
+
+from psal.editing._pyramid import bbox, downsample, fill_smooth, hole_radius, upsample_field
+
+
+def test_downsample_sizes_and_known_values_ignore_the_hole():
+    img = torch.rand(1, 3, 9, 12)
+    hole = torch.zeros(1, 1, 9, 12, dtype=torch.bool)
+    hole[..., 2:5, 3:7] = True
+    img_hole = img.clone()
+    img_hole[..., 2:5, 3:7] = 1e6  # garbage in the hole must not leak into coarse values
+    a, ha = downsample(img, hole)
+    b, hb = downsample(img_hole, hole)
+    assert a.shape == (1, 3, 5, 6) and ha.shape == (1, 1, 5, 6)
+    assert torch.equal(ha, hb)
+    torch.testing.assert_close(a[~ha.expand_as(a)], b[~hb.expand_as(b)])
+    assert ha.any() and not ha.all()
+
+
+def test_hole_radius_and_bbox():
+    hole = torch.zeros(1, 1, 30, 40, dtype=torch.bool)
+    hole[..., 10:20, 5:25] = True  # 10 rows thick: 5 erosions to vanish
+    assert hole_radius(hole, 100) == 5
+    assert hole_radius(hole, 3) == 3
+    assert bbox(hole, 2) == (8, 22, 3, 27)
+    border = torch.zeros(1, 1, 30, 40, dtype=torch.bool)
+    border[..., :4, :] = True  # touching the border: as thick as its extent
+    assert hole_radius(border, 100) == 4
+
+
+def test_fill_smooth_keeps_known_and_fills_all():
+    img = torch.rand(1, 2, 12, 12)
+    hole = torch.zeros(1, 1, 12, 12, dtype=torch.bool)
+    hole[..., 3:9, 2:10] = True
+    out = fill_smooth(img.masked_fill(hole, float("nan")), hole)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[~hole.expand_as(out)], img[~hole.expand_as(img)])
+
+
+def test_upsample_field_maps_parents_to_children():
+    # an identity field at the coarse level stays the identity at the fine level
+    hc, wc = 6, 8
+    ident = torch.arange(hc * wc).view(1, 1, hc, wc)
+    fine = upsample_field(ident, (0, 0), (hc, wc), (0, 0), (12, 16), (12, 16))
+    assert torch.equal(fine, torch.arange(12 * 16).view(1, 1, 12, 16))
+    # crops: the fine crop at (2, 4) under a coarse crop at (1, 2)
+    crop = ident[..., 1:4, 2:6]
+    fine_c = upsample_field(crop, (1, 2), (hc, wc), (2, 4), (6, 8), (12, 16))
+    assert torch.equal(fine_c, torch.arange(12 * 16).view(1, 1, 12, 16)[..., 2:8, 4:12])
+    # parents outside the coarse crop give -1
+    out = upsample_field(crop, (1, 2), (hc, wc), (0, 0), (4, 4), (12, 16))
+    assert (out[..., :2, :] == -1).all()
