@@ -3,7 +3,7 @@
 Each layer is a function plus a thin ``nn.Module`` whose ``forward`` calls it.
 """
 
-from .patch_attention import PatchAttention, patch_attention
+from .dense import PatchAttention, patch_attention
 from .psattention import PSAttention, attend, ps_attention
 
 __all__ = ["PSAttention", "PatchAttention", "attend", "patch_attention", "ps_attention"]
