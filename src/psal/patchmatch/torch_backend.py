@@ -99,32 +99,50 @@ class _Problem:
         r = (u * cnt).long().minimum(cnt - 1)
         return self.vlist.reshape(-1)[ab * self.vlist.shape[1] + r]
 
-    def distances(self, sel: slice, cand: torch.Tensor) -> torch.Tensor:
+    def distances(
+        self, sel: slice, cand: torch.Tensor, cur: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Patch distances of candidates ``cand`` (n, M) for searched pixels ``sel``.
 
-        Invalid candidates (-1, out of range, masked) get ``inf``.
+        Invalid candidates (-1, out of range, masked), candidates already in ``cur``
+        (n, k) and repeats of an earlier candidate of the same pixel get ``inf`` without
+        being computed: after a few iterations most candidates are such repeats, so
+        this skips most of the work.
         """
         n, m = cand.shape
         ab = self.ab[sel]  # sel is a slice: views, no copies
         ok = cand >= 0
-        safe = cand.clamp_min(0)
-        flat = (ab.unsqueeze(1) * (self.hk * self.wk) + safe).reshape(-1)
-        ok &= self.valid.reshape(-1).index_select(0, flat).view(n, m)
+        flat = ab.unsqueeze(1) * (self.hk * self.wk) + cand.clamp_min(0)  # (n, M)
+        ok &= self.valid.reshape(-1).index_select(0, flat.reshape(-1)).view(n, m)
+        if cur is not None:
+            ok &= ~(cand.unsqueeze(2) == cur.unsqueeze(1)).any(2)
+        # stable: the first occurrence is computed, as _merge's stable sort keeps it
+        srt, order = cand.sort(dim=1, stable=True)
+        rep = torch.zeros_like(ok)
+        rep[:, 1:] = srt[:, 1:] == srt[:, :-1]
+        ok &= ~torch.zeros_like(ok).scatter_(1, order, rep)
+        out = torch.full((n, m), float("inf"), dtype=self.acc, device=self.device)
+        pairs = ok.reshape(-1).nonzero().squeeze(1)  # (P,) flat (pixel, candidate) pairs
+        if pairs.numel() == 0:
+            return out
+        rows = torch.div(pairs, m, rounding_mode="floor")
+        kpos = flat.reshape(-1).index_select(0, pairs)  # batch-offset key positions
         if self.kpatch is not None:
-            qv = self.qpatch[sel]  # (n, D)
-            kv = self.kpatch.index_select(0, flat)
-            d = (kv.view(n, m, -1) - qv.unsqueeze(1)).square_().sum(-1)
-            return d.masked_fill_(~ok, float("inf"))
-        ky = torch.div(safe, self.wk, rounding_mode="floor")
-        kx = safe - ky * self.wk
-        kbase = (ab * self.nkp).unsqueeze(1) + ky * self.wkp + kx  # (n, M)
-        qbase = ab * self.nqp + self.ay[sel] * self.wqp + self.ax[sel]  # (n,)
-        d = torch.zeros(n, m, dtype=self.acc, device=self.device)
-        for qo, ko in zip(self.q_off, self.k_off):
-            qv = self.qrows.index_select(0, qbase + qo)  # (n, C)
-            kv = self.krows.index_select(0, (kbase + ko).reshape(-1)).view(n, m, self.c)
-            d += (kv - qv.unsqueeze(1)).square_().sum(-1)
-        return d.masked_fill_(~ok, float("inf"))
+            qv = self.qpatch[sel].index_select(0, rows)  # (P, D)
+            d = (self.kpatch.index_select(0, kpos) - qv).square_().sum(-1)
+        else:
+            nk = self.hk * self.wk
+            pb = torch.div(kpos, nk, rounding_mode="floor")
+            ky = torch.div(kpos - pb * nk, self.wk, rounding_mode="floor")
+            kx = kpos - pb * nk - ky * self.wk
+            kbase = pb * self.nkp + ky * self.wkp + kx
+            qbase = (ab * self.nqp + self.ay[sel] * self.wqp + self.ax[sel]).index_select(0, rows)
+            d = torch.zeros(pairs.numel(), dtype=self.acc, device=self.device)
+            for qo, ko in zip(self.q_off, self.k_off):
+                qv = self.qrows.index_select(0, qbase + qo)
+                kv = self.krows.index_select(0, kbase + ko)
+                d += (kv - qv).square_().sum(-1)
+        return out.view(-1).index_copy_(0, pairs, d).view(n, m)
 
 
 def _merge(idx, dist, cand, cdist, k):
@@ -235,8 +253,9 @@ def search(
                     ok &= (fy >= 0) & (fy < hk) & (fx >= 0) & (fx < wk)
                     cands.append(torch.where(ok, fy * wk + fx, -1))
             cand = torch.cat(cands, 1)
+            cur = idx[sel]
             new_idx[sel], new_dist[sel] = _merge(
-                idx[sel], dist[sel], cand, pb.distances(sel, cand), k
+                cur, dist[sel], cand, pb.distances(sel, cand, cur), k
             )
         idx, dist = new_idx, new_dist
         # --- random search around each current neighbour
@@ -256,7 +275,9 @@ def search(
                 rx = lo_x + (u[..., 1] * (hi_x - lo_x + 1)).long().clamp_max(hi_x - lo_x)
                 cands.append(ry * wk + rx)
             cand = torch.cat(cands, 1)
-            new_idx[sel], new_dist[sel] = _merge(cur, dist[sel], cand, pb.distances(sel, cand), k)
+            new_idx[sel], new_dist[sel] = _merge(
+                cur, dist[sel], cand, pb.distances(sel, cand, cur), k
+            )
         idx, dist = new_idx, new_dist
 
     out_i = torch.full((b * hq * wq, k), -1, dtype=torch.long, device=device)
