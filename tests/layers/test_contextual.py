@@ -173,6 +173,7 @@ CASES = [
     (5, 5, 3, 1, 1, 3, False, False),
     (9, 7, 3, 1, 3, 3, True, True),
     (9, 8, 3, 2, 2, 3, True, True),
+    (10, 9, 3, 3, 2, 3, True, True),  # the paste window is cropped at the bottom
     (7, 8, 1, 1, 2, 2, True, True),
     (6, 7, 5, 1, 2, 5, True, False),
 ]

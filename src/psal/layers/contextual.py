@@ -55,7 +55,7 @@ def _fit(x: torch.Tensor, before: int, height: int, width: int) -> torch.Tensor:
 
 
 def _diagonal_fuse(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Convolve each (N, L) score matrix with the k x k identity kernel ('SAME' zero padding).
+    """Convolve each (N, M) score matrix with the k x k identity kernel ('SAME' zero padding).
 
     ``out[i, j] = sum_{a=0}^{k-1} s[i + a - c, j + a - c]`` with ``c = (k - 1) // 2`` and
     zeros outside the matrix: exactly TensorFlow's ``conv2d(s, eye(k), padding="SAME")``,
@@ -226,19 +226,20 @@ def contextual_attention(
     sumsq = patches.square().sum(dim=(1, 2, 3), keepdim=True)
     patches = patches / sumsq.clamp_min(_NORM_EPS**2).sqrt()
 
-    # 3. Scores: one grouped convolution, each sample with its own filters.
-    scores = F.conv2d(
-        f.reshape(1, bsz * c, hd, wd), patches, padding=p // 2, groups=bsz
-    )  # (1, B*L, Hd, Wd)
-    scores = scores.reshape(bsz, n_bg, hd * wd).transpose(1, 2)  # (B, Nf, L)
+    # 3. Scores: one grouped convolution, each sample with its own filters. Layout (B, L, Nf):
+    # background patch first, so the softmax runs over dim 1 and the paste needs no copy.
+    scores = F.conv2d(f.reshape(1, bsz * c, hd, wd), patches, padding=p // 2, groups=bsz)
+    scores = scores.reshape(bsz, n_bg, hd * wd)
 
-    # 4. Attention propagation: identity-kernel convolution along x, then along y.
+    # 4. Attention propagation: identity-kernel convolution along x, then along y. The
+    # diagonal sum treats both axes alike, so it runs on the (L, Nf) transpose of the
+    # reference's (Nf, L) matrix unchanged.
     if fuse and fuse_k > 1:
         scores = _diagonal_fuse(scores, fuse_k)
-        scores = scores.reshape(bsz, hd, wd, hs, ws).permute(0, 2, 1, 4, 3)
-        scores = _diagonal_fuse(scores.reshape(bsz, hd * wd, n_bg), fuse_k)
-        scores = scores.reshape(bsz, wd, hd, ws, hs).permute(0, 2, 1, 4, 3)
-        scores = scores.reshape(bsz, hd * wd, n_bg)
+        scores = scores.reshape(bsz, hs, ws, hd, wd).permute(0, 2, 1, 4, 3)
+        scores = _diagonal_fuse(scores.reshape(bsz, n_bg, hd * wd), fuse_k)
+        scores = scores.reshape(bsz, ws, hs, wd, hd).permute(0, 2, 1, 4, 3)
+        scores = scores.reshape(bsz, n_bg, hd * wd)
 
     # 5. Masked softmax over the background patches.
     valid = None
@@ -252,11 +253,11 @@ def contextual_attention(
             2 * r,
             stride=r * s,
         )
-        valid = ((in_window == 0) & (in_raw == 0)).reshape(bsz, 1, n_bg)
-        scores = scores * valid.to(scores.dtype)
-    attn = torch.softmax(scores * softmax_scale, dim=-1)
-    if valid is not None:
-        attn = attn * valid.to(attn.dtype)
+        valid = ((in_window == 0) & (in_raw == 0)).reshape(bsz, n_bg, 1)
+        keep = valid.to(scores.dtype)
+        attn = torch.softmax(scores * (keep * softmax_scale), dim=1) * keep
+    else:
+        attn = torch.softmax(scores * softmax_scale, dim=1)
 
     # 6. Paste the raw 2r x 2r background patches: grouped transposed convolution, stride r.
     k2 = 2 * r
@@ -265,7 +266,7 @@ def contextual_attention(
     )  # (B, C*2r*2r, L)
     raw = raw.transpose(1, 2).reshape(bsz * n_bg, c, k2, k2)
     out = F.conv_transpose2d(
-        attn.transpose(1, 2).reshape(1, bsz * n_bg, hd, wd), raw, stride=r, groups=bsz
+        attn.reshape(1, bsz * n_bg, hd, wd), raw, stride=r, groups=bsz
     )  # (1, B*C, (Hd+1)*r, (Wd+1)*r)
     out = out.reshape(bsz, c, out.shape[-2], out.shape[-1])
     out = out[:, :, r // 2 : r // 2 + h, r // 2 : r // 2 + w] / 4.0
@@ -273,7 +274,7 @@ def contextual_attention(
     # Offsets of the strongest match, at the input resolution.
     with torch.no_grad():
         best_scores = scores if valid is None else scores.masked_fill(~valid, float("-inf"))
-        best = best_scores.argmax(dim=-1).reshape(bsz, hd, wd)  # (B, Hd, Wd)
+        best = best_scores.argmax(dim=1).reshape(bsz, hd, wd)  # (B, Hd, Wd)
         ys = torch.arange(hd, device=device).view(1, hd, 1)
         xs = torch.arange(wd, device=device).view(1, 1, wd)
         offsets = torch.stack(
@@ -281,7 +282,7 @@ def contextual_attention(
             dim=1,
         )
         if valid is not None:
-            offsets = offsets * valid.any(dim=-1).view(bsz, 1, 1, 1)
+            offsets = offsets * valid.any(dim=1).view(bsz, 1, 1, 1)
         offsets = offsets.repeat_interleave(r, dim=2).repeat_interleave(r, dim=3)[:, :, :h, :w]
     return out, offsets.contiguous()
 
