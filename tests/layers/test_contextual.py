@@ -206,11 +206,12 @@ def test_matches_loop_reference(h, w, p, s, r, k, fuse, with_mask, dtype, device
 
 
 def test_mask_rule_agrees_with_reference_for_boxes():
-    """For holes whose runs are >= rate pixels, the paste-window rule changes nothing."""
+    """rate 2, p 3, hole runs >= 2 pixels long: the paste-window rule changes nothing."""
     gen = torch.Generator().manual_seed(3)
     fg = torch.rand(2, 2, 10, 9, generator=gen, dtype=torch.float64)
     bg = torch.rand(2, 2, 10, 9, generator=gen, dtype=torch.float64)
-    mask = random_holes(2, 10, 9, gen, min_side=2)
+    # unions of boxes with sides >= 2: every row and column run of the hole is >= 2 long
+    mask = random_holes(2, 10, 9, gen, min_side=2) | random_holes(2, 10, 9, gen, min_side=2)
     with_rule, _ = loop_contextual_attention(fg, bg, mask, paste_window_rule=True)
     reference_rule, _ = loop_contextual_attention(fg, bg, mask, paste_window_rule=False)
     torch.testing.assert_close(with_rule, reference_rule, rtol=0, atol=0)

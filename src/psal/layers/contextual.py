@@ -108,8 +108,8 @@ def contextual_attention(
     6. **Paste**: the raw (full-resolution) ``2r x 2r`` background patch of l, rows
        ``r*s*i - r//2 ... r*s*i - r//2 + 2r - 1`` (zero padding), is added with weight
        ``A[q, l] / 4`` at rows ``r*y - r//2 ...`` of the output (likewise for columns): a
-       transposed convolution of stride r. Every pixel is covered by 2 x 2 pasted patches,
-       hence the 4 (pixels of the first rows/columns by fewer, as in the reference).
+       transposed convolution of stride r. A pixel is covered by 2 x 2 pasted patches,
+       hence the 4 (pixels on the image border by fewer, as in the reference).
 
     Each sample uses its own mask and its own background. The output is computed at every
     pixel, inside the hole and outside it (the DeepFill generator uses it everywhere); paste
@@ -119,11 +119,11 @@ def contextual_attention(
     downsampled mask (the reference's rule) **and** none lies in its raw ``2r x 2r`` paste
     window. The second condition is psal's: the reference checks the downsampled mask
     only, which misses hole pixels that the nearest downsampling skips (thin or
-    odd-aligned holes), letting hole content leak into the output. For holes whose every
-    row and column run is at least ``r`` pixels long (boxes from the DeepFill setting) the
-    two rules agree. With a mask, no pixel ever receives content from a hole pixel, and
-    ``offsets`` always point to a non-hole pixel. A sample without any valid patch gets an
-    output of 0 and zero offsets.
+    odd-aligned holes), letting hole content leak into the output. With ``rate <= 2``,
+    ``patch_size >= 3`` and holes whose every row and column run is at least ``rate``
+    pixels long (the box holes of DeepFill, for instance) the two rules agree. With a mask,
+    no pixel ever receives content from a hole pixel, and ``offsets`` always point to a
+    non-hole pixel. A sample without any valid patch gets an output of 0 and zero offsets.
 
     Other differences from the reference: the reference downsamples with TensorFlow's
     ``align_corners=True`` nearest resize, whose sample grid is not the stride-r grid of the
