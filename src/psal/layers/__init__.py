@@ -4,5 +4,15 @@ Each layer is a function plus a thin ``nn.Module`` whose ``forward`` calls it.
 """
 
 from .contextual import ContextualAttention, contextual_attention
+from .dense import PatchAttention, patch_attention
+from .psattention import PSAttention, attend, ps_attention
 
-__all__ = ["ContextualAttention", "contextual_attention"]
+__all__ = [
+    "ContextualAttention",
+    "PSAttention",
+    "PatchAttention",
+    "attend",
+    "contextual_attention",
+    "patch_attention",
+    "ps_attention",
+]

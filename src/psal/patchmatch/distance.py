@@ -124,7 +124,7 @@ class _PatchSSD(torch.autograd.Function):
                 if need_q:
                     grad_q[:, dy : dy + hq, dx : dx + wq, :] += gd.sum(1)
                 if need_k:
-                    grad_k_rows.index_add_(0, flat, gd.view(-1, c), alpha=-1)
+                    grad_k_rows.index_add_(0, flat, gd.reshape(-1, c), alpha=-1)
         gq = grad_q.permute(0, 3, 1, 2) if need_q else None
         gk = None
         if need_k:

@@ -1,0 +1,312 @@
+"""PSAttention: the Patch-based Stochastic Attention Layer (Cherel et al., CVIU 2024)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .._checks import (
+    check_choice,
+    check_float_tensor,
+    check_int,
+    check_mask,
+    check_patch_size,
+    check_positive_float,
+    check_same_device,
+    check_tensor,
+)
+from ..patchmatch import PatchMatchResult, patchmatch
+from ..patchmatch.distance import valid_key_positions
+from ._aggregate import aggregate
+
+__all__ = ["PSAttention", "attend", "ps_attention"]
+
+AGGREGATIONS = ("center", "patch")
+
+
+def _check_qkv(query: object, key: object, value: object) -> None:
+    q = check_float_tensor(query, "query", ndim=4)
+    k = check_float_tensor(key, "key", ndim=4)
+    v = check_float_tensor(value, "value", ndim=4)
+    check_same_device({"query": q, "key": k, "value": v})
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(
+            f"query, key and value must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}"
+        )
+    if not (q.shape[0] == k.shape[0] == v.shape[0]):
+        raise ValueError(
+            f"query, key and value must have the same batch size B, got {q.shape[0]}, "
+            f"{k.shape[0]}, {v.shape[0]}"
+        )
+    if q.shape[1] != k.shape[1]:
+        raise ValueError(
+            f"query and key must have the same channels C, got {q.shape[1]} and {k.shape[1]}"
+        )
+    if v.shape[-2:] != k.shape[-2:]:
+        raise ValueError(
+            f"value must have the key's spatial size {tuple(k.shape[-2:])}, got "
+            f"{tuple(v.shape[-2:])}"
+        )
+
+
+def _check_temperature(temperature: object) -> float | torch.Tensor:
+    if isinstance(temperature, torch.Tensor):
+        if temperature.numel() != 1:
+            raise ValueError(
+                f"temperature must be a number or a one-element tensor, got shape "
+                f"{tuple(temperature.shape)}"
+            )
+        if not bool(temperature.detach() > 0):
+            raise ValueError(f"temperature must be > 0, got {float(temperature)}")
+        return temperature.reshape(())
+    return check_positive_float(temperature, "temperature")
+
+
+def attend(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    indices: torch.Tensor,
+    patch_size: int = 3,
+    temperature: float | torch.Tensor = 1.0,
+    aggregation: str = "center",
+) -> torch.Tensor:
+    """Attention over a given neighbour field: the differentiable half of PSAttention.
+
+    With the neighbours fixed, the output is a smooth function of query, key (through
+    the softmax weights) and value (through the gathered values); see
+    :func:`ps_attention` for the formulas. Pixels whose neighbours are all ``-1`` get 0.
+
+    Args:
+        query: (B, C, Hq, Wq).
+        key: (B, C, Hk, Wk).
+        value: (B, Cv, Hk, Wk).
+        indices: (B, k, Hq, Wq) int64 flat key positions ``y * Wk + x`` (-1 = none), as
+            returned by :func:`psal.patchmatch`.
+        patch_size: odd patch side used for the distances (and the aggregation).
+        temperature: softmax temperature T > 0, a float or a one-element tensor.
+        aggregation: ``"center"`` or ``"patch"``.
+
+    Returns:
+        (B, Cv, Hq, Wq).
+
+    Example:
+        >>> q = torch.rand(1, 4, 8, 8); v = torch.rand(1, 2, 8, 8)
+        >>> idx = psal.patchmatch(q, q, k=2, seed=0).indices
+        >>> attend(q, q, v, idx).shape
+        torch.Size([1, 2, 8, 8])
+    """
+    _check_qkv(query, key, value)
+    patch_size = check_patch_size(patch_size)
+    check_choice(aggregation, "aggregation", AGGREGATIONS)
+    temperature = _check_temperature(temperature)
+    check_tensor(indices, "indices", ndim=4)
+    b, _, hq, wq = query.shape
+    if indices.dtype != torch.int64 or indices.shape[0] != b or indices.shape[-2:] != (hq, wq):
+        raise ValueError(
+            f"indices must be int64 of shape (B, k, Hq, Wq) = ({b}, k, {hq}, {wq}), got "
+            f"{indices.dtype} {tuple(indices.shape)}"
+        )
+    hk, wk = key.shape[-2:]
+    if bool((indices >= hk * wk).any()) or bool((indices < -1).any()):
+        raise ValueError(f"indices must lie in [-1, Hk*Wk) = [-1, {hk * wk}), got out-of-range")
+    out, _ = aggregate(query, key, value, indices, patch_size, temperature, aggregation)
+    return out
+
+
+def ps_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    k: int = 3,
+    patch_size: int = 3,
+    iters: int = 5,
+    temperature: float | torch.Tensor = 1.0,
+    aggregation: str = "center",
+    *,
+    mask: torch.Tensor | None = None,
+    seed: int | None = None,
+    backend: str = "auto",
+    init: torch.Tensor | None = None,
+    return_field: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, PatchMatchResult]:
+    r"""Patch-based stochastic attention: attend to the k nearest patches only.
+
+    Each query pixel x finds its k approximate nearest key patches n_1(x) .. n_k(x)
+    with :func:`psal.patchmatch` (distance d_j(x): sum of squared differences over the
+    ``p x p`` patches and all channels, reflection at borders), then
+
+    * ``aggregation="center"``:
+      ``out(x) = sum_j w_j(x) v(n_j(x))``, ``w(x) = softmax_j(-d_j(x) / T)``;
+    * ``aggregation="patch"``: every query patch covering x (centre ``x - δ``, δ in
+      the ``p x p`` window) proposes its k neighbours shifted by δ, all weighted by one
+      softmax over the ``p² k`` proposals:
+      ``out(x) = sum_{δ,j} ŵ_{δ,j}(x) v(n_j(x-δ) + δ)``,
+      ``ŵ(x) = softmax_{δ,j}(-d_j(x-δ) / T)``; centres outside the image propose
+      nothing, and ``n + δ`` is reflected into the key like the patch itself. Denser
+      gradients, smoother output (this is the patch voting of Wexler et al. 2007).
+
+    Gradients: the neighbour choice is a constant; the chosen neighbours' distances
+    are recomputed differentiably (:func:`psal.patchmatch.patch_distance`), so
+    gradients reach ``query`` and ``key`` through the weights and ``value`` through the
+    gathered values. Memory is O(B·k·H·W·(C + Cv)), never O((H·W)²).
+
+    Masked self-attention (inpainting): with ``mask`` (B, 1, H, W) bool, True = hole,
+    query and key must have the same spatial size. Hole pixels (and, for ``"patch"``,
+    the pixels whose patch touches the hole) are searched, only among key patches
+    entirely outside the hole, so no hole pixel ever receives content from a hole.
+    **Outside the hole the output equals ``value``** (unchanged, with its gradient).
+
+    Args:
+        query: (B, C, Hq, Wq) float.
+        key: (B, C, Hk, Wk), same B, C, dtype and device.
+        value: (B, Cv, Hk, Wk).
+        k: neighbours per pixel (any k >= 1, chosen at run time).
+        patch_size: odd patch side.
+        iters: PatchMatch iterations.
+        temperature: softmax temperature T > 0 (float or one-element tensor, e.g. a
+            learnable parameter). Distances are not normalised, so T should grow with
+            ``C * patch_size**2`` and the scale of the features.
+        aggregation: ``"center"`` or ``"patch"``.
+        mask: optional (B, 1, H, W) hole mask (bool or 0/1), for self-attention.
+        seed: PatchMatch seed (None: drawn from torch's global generator).
+        backend: PatchMatch backend, see :mod:`psal.patchmatch.backends`.
+        init: optional (B, k, Hq, Wq) initial neighbour field for the search.
+        return_field: also return the :class:`~psal.patchmatch.PatchMatchResult`
+            (detached indices and distances), e.g. for :mod:`psal.viz`.
+
+    Returns:
+        (B, Cv, Hq, Wq), or ``(out, field)`` with ``return_field=True``.
+
+    Example:
+        >>> x = torch.rand(2, 8, 32, 32, requires_grad=True)
+        >>> out = ps_attention(x, x, x, k=4, patch_size=3, seed=0)
+        >>> out.shape
+        torch.Size([2, 8, 32, 32])
+        >>> out.sum().backward()
+    """
+    _check_qkv(query, key, value)
+    k = check_int(k, "k", minimum=1)
+    patch_size = check_patch_size(patch_size)
+    check_choice(aggregation, "aggregation", AGGREGATIONS)
+    temperature = _check_temperature(temperature)
+    b, _, hq, wq = query.shape
+    query_mask = key_mask = hole = None
+    if mask is not None:
+        if query.shape[-2:] != key.shape[-2:]:
+            raise ValueError(
+                f"mask is for self-attention: query and key must have the same spatial "
+                f"size, got {tuple(query.shape[-2:])} and {tuple(key.shape[-2:])}"
+            )
+        hole = check_mask(mask, "mask", b, hq, wq, query.device)
+        key_mask = hole
+        if aggregation == "patch":
+            query_mask = ~valid_key_positions(hole, patch_size)  # patches touching the hole
+        else:
+            query_mask = hole
+    field = patchmatch(
+        query,
+        key,
+        k=k,
+        patch_size=patch_size,
+        iters=iters,
+        query_mask=query_mask,
+        key_mask=key_mask,
+        seed=seed,
+        backend=backend,
+        init=init,
+    )
+    out, _ = aggregate(query, key, value, field.indices, patch_size, temperature, aggregation)
+    if hole is not None:
+        out = torch.where(hole, out, value)
+    return (out, field) if return_field else out
+
+
+class PSAttention(nn.Module):
+    """Patch-based Stochastic Attention Layer; ``forward`` calls :func:`ps_attention`.
+
+    Args:
+        k: neighbours per pixel.
+        patch_size: odd patch side.
+        iters: PatchMatch iterations per forward.
+        temperature: initial softmax temperature T > 0.
+        aggregation: ``"center"`` or ``"patch"``.
+        learnable_temperature: learn ``log T`` as a parameter.
+        backend: PatchMatch backend (``"auto"`` picks by device).
+
+    Shape:
+        - q: (B, C, Hq, Wq), k: (B, C, Hk, Wk), v: (B, Cv, Hk, Wk)
+        - mask: optional (B, 1, H, W), True = hole (self-attention)
+        - output: (B, Cv, Hq, Wq)
+
+    Example:
+        >>> layer = PSAttention(k=3, patch_size=3)
+        >>> x = torch.rand(1, 16, 24, 24)
+        >>> layer(x, x, x).shape
+        torch.Size([1, 16, 24, 24])
+    """
+
+    def __init__(
+        self,
+        k: int = 3,
+        patch_size: int = 3,
+        iters: int = 5,
+        temperature: float = 1.0,
+        aggregation: str = "center",
+        learnable_temperature: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.k = check_int(k, "k", minimum=1)
+        self.patch_size = check_patch_size(patch_size)
+        self.iters = check_int(iters, "iters", minimum=0)
+        self.aggregation = check_choice(aggregation, "aggregation", AGGREGATIONS)
+        self.backend = backend
+        t = check_positive_float(temperature, "temperature")
+        if learnable_temperature:
+            self.log_temperature = nn.Parameter(torch.tensor(math.log(t)))
+        else:
+            self.register_buffer("log_temperature", torch.tensor(math.log(t)), persistent=False)
+        self.learnable_temperature = learnable_temperature
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        """The current temperature T = exp(log T)."""
+        return self.log_temperature.exp()
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_field: bool = False,
+        seed: int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, PatchMatchResult]:
+        """Attend; see :func:`ps_attention`."""
+        t = self.temperature if self.learnable_temperature else float(self.temperature.detach())
+        return ps_attention(
+            q,
+            k,
+            v,
+            k=self.k,
+            patch_size=self.patch_size,
+            iters=self.iters,
+            temperature=t,
+            aggregation=self.aggregation,
+            mask=mask,
+            seed=seed,
+            backend=self.backend,
+            return_field=return_field,
+        )
+
+    def extra_repr(self) -> str:
+        """Settings shown by ``repr``."""
+        return (
+            f"k={self.k}, patch_size={self.patch_size}, iters={self.iters}, "
+            f"temperature={float(self.temperature.detach()):.4g}, "
+            f"aggregation={self.aggregation!r}, "
+            f"learnable_temperature={self.learnable_temperature}, backend={self.backend!r}"
+        )
