@@ -345,6 +345,18 @@ def test_gradient_finite_on_zero_background():
     assert torch.isfinite(bg.grad).all() and torch.isfinite(fg.grad).all()
 
 
+@pytest.mark.parametrize("low", [torch.float16, torch.bfloat16])
+def test_low_precision(low, device):
+    gen = torch.Generator().manual_seed(9)
+    x = torch.rand(2, 4, 9, 10, generator=gen) * 30  # float16 sums of squares would overflow
+    x[:, :, :4] = 0  # all-zero background patches: eps^2 underflows in float16
+    mask = random_holes(2, 9, 10, gen)
+    ref, _ = contextual_attention(x, x, mask)
+    out, _ = contextual_attention(x.to(device, low), x.to(device, low), mask.to(device))
+    assert out.dtype == low and torch.isfinite(out).all()
+    torch.testing.assert_close(out.float().cpu(), ref, rtol=0.05, atol=0.5)
+
+
 def test_non_contiguous_inputs():
     x = torch.rand(2, 7, 9, 3).permute(0, 3, 1, 2)  # (2, 3, 7, 9), not contiguous
     out, off = contextual_attention(x, x)

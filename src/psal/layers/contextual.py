@@ -220,11 +220,14 @@ def contextual_attention(
 
     # 2. Background patches as filters, normalised by max(||w||, 1e-4). sqrt(max(ss, eps^2))
     # has the same value and a finite gradient at all-zero patches (max(sqrt(ss), eps) has
-    # 0 * inf = NaN there).
+    # 0 * inf = NaN there). The norm is taken in float32 at least: in float16 the sum of
+    # squares overflows easily and eps^2 = 1e-8 rounds to 0.
     patches = F.unfold(b, p, padding=p // 2, stride=s)  # (B, C*p*p, L)
     patches = patches.transpose(1, 2).reshape(bsz * n_bg, c, p, p)
-    sumsq = patches.square().sum(dim=(1, 2, 3), keepdim=True)
-    patches = patches / sumsq.clamp_min(_NORM_EPS**2).sqrt()
+    acc = torch.float64 if patches.dtype == torch.float64 else torch.float32
+    norm = patches.to(acc).square().sum(dim=(1, 2, 3), keepdim=True)
+    norm = norm.clamp_min(_NORM_EPS**2).sqrt()
+    patches = (patches.to(acc) / norm).to(patches.dtype)
 
     # 3. Scores: one grouped convolution, each sample with its own filters. Layout (B, L, Nf):
     # background patch first, so the softmax runs over dim 1 and the paste needs no copy.
