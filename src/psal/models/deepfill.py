@@ -206,10 +206,30 @@ class DeepFillV1(nn.Module):
         adapter = build_attention(attention, **self.attention_options)
         self.coarse = CoarseNetwork(self.width, **factory)
         self.refine = RefineNetwork(self.width, adapter, **factory)
+        self.reset_parameters()
         if device is not None:
             self.refine.attention.to(device)
         #: Smallest image side the attention layer can work with.
         self.min_size = max(self.size_multiple, 4 * int(getattr(adapter, "min_size", 1)))
+
+    def reset_parameters(self) -> None:
+        """He-normal convolution weights, zero biases, output convolutions scaled by 0.1.
+
+        This departs from the TF reference (Glorot-uniform): through 17 plain ELU
+        layers, Glorot's and PyTorch's default initialisations shrink the signal about
+        a hundredfold, and training starts slowly; He initialisation keeps the scale of
+        the activations, and the small output layers make the first outputs grey (near
+        0) instead of clipped at +-1. Measured on the tiny test networks, the hole error
+        falls markedly faster.
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        with torch.no_grad():
+            for decoder in (self.coarse.decoder, self.refine.decoder):
+                decoder[-1][0].weight.mul_(0.1)
 
     def forward(
         self, image: torch.Tensor, mask: torch.Tensor, return_flow: bool = False
