@@ -286,7 +286,7 @@ class PSAttention(nn.Module):
         seed: int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, PatchMatchResult]:
         """Attend; see :func:`ps_attention`."""
-        t = self.temperature if self.learnable_temperature else float(self.temperature)
+        t = self.temperature if self.learnable_temperature else float(self.temperature.detach())
         return ps_attention(
             q,
             k,
@@ -306,6 +306,7 @@ class PSAttention(nn.Module):
         """Settings shown by ``repr``."""
         return (
             f"k={self.k}, patch_size={self.patch_size}, iters={self.iters}, "
-            f"temperature={float(self.temperature):.4g}, aggregation={self.aggregation!r}, "
+            f"temperature={float(self.temperature.detach()):.4g}, "
+            f"aggregation={self.aggregation!r}, "
             f"learnable_temperature={self.learnable_temperature}, backend={self.backend!r}"
         )

@@ -1,0 +1,107 @@
+"""Shared helpers for the benchmark scripts (not part of the installed package)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+
+def environment(device: torch.device | str = "cpu") -> dict[str, str]:
+    """What the numbers were measured on."""
+    device = torch.device(device)
+    env = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": str(os.cpu_count()),
+        "torch_threads": str(torch.get_num_threads()),
+        "device": str(device),
+    }
+    try:
+        import numba
+
+        env["numba"] = numba.__version__
+        env["numba_threads"] = str(numba.get_num_threads())
+    except ImportError:  # pragma: no cover
+        pass
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timeit(
+    fn: Callable[[], object], device: torch.device, repeats: int = 3, warmup: int = 1
+) -> float:
+    """Median wall time of ``fn`` in seconds, after ``warmup`` calls; syncs the device."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def print_table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> str:
+    """Print rows as a Markdown table and return the text."""
+    head = "| " + " | ".join(columns) + " |"
+    sep = "|" + "|".join("---:" if i else "---" for i in range(len(columns))) + "|"
+    lines = [head, sep]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+def write_json(path: str, payload: dict) -> None:
+    from psal.utils.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        json.dump(payload, fh, indent=2)
+
+
+def skimage_photo(name: str, size: int | tuple[int, int]) -> torch.Tensor:
+    """A scikit-image photo as (1, 3, H, W) float32 in [0, 1]."""
+    from skimage import data, transform
+
+    im = getattr(data, name)()
+    if im.ndim == 2:
+        im = np.stack([im] * 3, -1)
+    hw = (size, size) if isinstance(size, int) else size
+    im = transform.resize(im[..., :3], hw, anti_aliasing=True)
+    return torch.from_numpy(im).permute(2, 0, 1)[None].float().contiguous()
+
+
+def cnn_features(x: torch.Tensor, channels: int = 64) -> torch.Tensor:
+    """Features of a fixed random 3-layer CNN (seed 0): coherent like real CNN features."""
+    g = torch.Generator().manual_seed(0)
+    layers = []
+    cin = x.shape[1]
+    for cout in (32, channels, channels):
+        conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
+        torch.nn.init.normal_(conv.weight, std=(1 / (cin * 9)) ** 0.5, generator=g)
+        torch.nn.init.zeros_(conv.bias)
+        layers += [conv, torch.nn.ReLU()]
+        cin = cout
+    net = torch.nn.Sequential(*layers[:-1]).to(x.device)
+    with torch.no_grad():
+        return net(x)
