@@ -183,13 +183,9 @@ class PSALAdapter(nn.Module):
             out_s, field = self.layer(q, q, xs, mask=hs, return_field=True)
             out = out_s if bool(ok.all()) else x32.index_copy(0, sel, out_s)
         if return_flow:
-            idx = field.indices[:, 0]  # strongest neighbour, (Bs, h, w)
-            ys = torch.arange(h, device=x.device).view(1, h, 1)
-            xs_ = torch.arange(w, device=x.device).view(1, 1, w)
-            found = idx >= 0
-            dy = torch.where(found, idx.div(w, rounding_mode="floor") - ys, 0)
-            dx = torch.where(found, idx.remainder(w) - xs_, 0)
-            flow_s = torch.stack([dy, dx], 1).float()
+            from ..viz import field_to_flow
+
+            flow_s = field_to_flow(field.indices, w).float()  # nearest neighbour
             flow = flow_s if bool(ok.all()) else flow.index_copy(0, sel, flow_s)
         return out, flow
 

@@ -272,6 +272,10 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     raise TypeError(f"{name}: unsupported field type {tp!r}")  # pragma: no cover
 
 
+class _Whole(dict):
+    """A dict given whole on the command line (replaces the field instead of merging)."""
+
+
 def _parse_literal(text: str) -> Any:
     try:
         return json.loads(text)
@@ -306,6 +310,8 @@ def config_from_dict(
         _, tp = fields[key]
         if _is_dataclass_type(tp):
             changes[key] = config_from_dict(value, getattr(base, key), f"{name}.", _from_text)
+        elif isinstance(value, _Whole):
+            changes[key] = _coerce(dict(value), tp, name)
         elif _from_text and typing.get_origin(tp) is dict and isinstance(value, dict):
             # ``model.attention_options.k=4``: merge one option, values parsed as JSON.
             merged = dict(getattr(base, key))
@@ -340,7 +346,9 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
                 raise ValueError(f"override {item!r} conflicts with another override")
         value: Any = text
         parsed = _parse_literal(text)
-        if isinstance(parsed, dict | list) or parsed is None:
+        if isinstance(parsed, dict):
+            value = _Whole(parsed)
+        elif isinstance(parsed, list) or parsed is None:
             value = parsed
         target[parts[-1]] = value
     return config_from_dict(nested, config, _from_text=True)

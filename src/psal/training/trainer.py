@@ -190,6 +190,10 @@ class Trainer:
             drop_last=True,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
+            # Its own generator: creating the iterator must not draw from the global RNG
+            # (a resumed run creates one at a different step). The samples' randomness
+            # comes from their keys, not from torch.
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
         return iter(loader)
 
@@ -329,14 +333,20 @@ class Trainer:
         return Inpainter(self.generator, training_size=self.config.data.image_size, max_size=0)
 
     def validate(self) -> dict[str, float]:
-        """Metrics on the validation split (fixed masks); {} without validation images."""
+        """Metrics on the validation split (fixed masks); {} without validation images.
+
+        Runs in its own RNG context, so validating does not change the training run.
+        """
         if self.val_set is None:
             return {}
         model = self.inpainter()
-        try:
-            return evaluate(model, self.val_set, self.config.batch_size, self.device)
-        finally:
-            self.generator.train()
+        devices = [self.device] if self.device.type == "cuda" else []
+        # Validation must not consume the training's random numbers (PatchMatch seeds).
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
+            try:
+                return evaluate(model, self.val_set, self.config.batch_size, self.device)
+            finally:
+                self.generator.train()
 
     # ---------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
