@@ -3,8 +3,14 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from conftest import photo
 from psal import metrics
+
+
+def photo(name, size):
+    from skimage import data, transform
+
+    im = transform.resize(getattr(data, name)()[..., :3], (size, size), anti_aliasing=True)
+    return torch.from_numpy(im).permute(2, 0, 1)[None].float()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ def folder(tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / "a" / "b").mkdir(parents=True)
     names = ["x.png", "a/y.JPG", "a/b/z.webp", "a/w.jpeg", "small.png"]
-    for i, name in enumerate(names):
+    for name in names:
         size = (20, 24) if name == "small.png" else (80, 64)
         arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
         Image.fromarray(arr).save(tmp_path / name)

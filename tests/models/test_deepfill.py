@@ -19,7 +19,7 @@ def test_registry():
         list_models()
     )
     assert {"none", "contextual", "psal"} <= set(list_attentions())
-    with pytest.raises(ValueError, match="unknown model 'deepfill_v9'.*deepfill_v1"):
+    with pytest.raises(ValueError, match=r"unknown model 'deepfill_v9'.*deepfill_v1"):
         create_model("deepfill_v9")
     with pytest.raises(ValueError, match="unknown attention"):
         DeepFillV1(width=4, attention="magic")
@@ -107,7 +107,7 @@ def test_psal_adapter_passes_through_without_valid_keys():
 
 def test_psal_temperature_default_and_options():
     layer = build_attention("psal", patch_size=5, aggregation="patch", learnable_temperature=True)
-    assert float(layer.layer.temperature) == pytest.approx(2 * 25 / 10)
+    assert float(layer.layer.temperature.detach()) == pytest.approx(2 * 25 / 10)
     assert any(p.numel() == 1 for p in layer.parameters())
     assert float(build_attention("psal", normalize=False).layer.temperature) == pytest.approx(1.0)
 

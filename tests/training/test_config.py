@@ -44,15 +44,15 @@ def test_overrides_convert_types():
 
 
 def test_bad_overrides_and_keys():
-    with pytest.raises(ValueError, match="unknown config key 'model.widht'"):
+    with pytest.raises(ValueError, match=r"unknown config key 'model.widht'"):
         apply_overrides(TrainConfig(), ["model.widht=8"])
-    with pytest.raises(ValueError, match="model.width must be an integer"):
+    with pytest.raises(ValueError, match=r"model.width must be an integer"):
         apply_overrides(TrainConfig(), ["model.width=eight"])
-    with pytest.raises(ValueError, match="section.key=value"):
+    with pytest.raises(ValueError, match=r"section.key=value"):
         apply_overrides(TrainConfig(), ["steps"])
     with pytest.raises(ValueError, match="tensorboard must be a boolean"):
         apply_overrides(TrainConfig(), ["tensorboard=maybe"])
-    with pytest.raises(ValueError, match="optim.betas must be a list of 2"):
+    with pytest.raises(ValueError, match=r"optim.betas must be a list of 2"):
         apply_overrides(TrainConfig(), ["optim.betas=0.5"])
 
 

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_overrides
 from PIL import Image
+from train_helpers import tiny_overrides
 
 from psal.cli import main
 from psal.data import InpaintingFolder, MaskGenerator
@@ -106,7 +106,7 @@ def test_sn_patchgan_with_free_form_masks(photo_folder, tmp_path):
         **{"model.critic": "sn-patchgan", "data.masks": "free-form"},
     )
     trainer = Trainer(cfg)
-    logs, out, batch = trainer.train_step()
+    logs, out, _ = trainer.train_step()
     assert set(trainer.critics) == {"critic_patch"}
     assert all(np.isfinite(v) for v in logs.values())
     assert out.completed.shape == (2, 3, 32, 32)
