@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import sys
 import tempfile
@@ -37,6 +38,16 @@ DATASETS = {
     "textures": ["brick", "grass", "gravel"],
     "photos": ["astronaut", "coffee", "chelsea", "rocket"],
 }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _rgb(name: str) -> np.ndarray:
@@ -145,7 +156,8 @@ def main() -> None:
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "machine": _cpu_name(),
+        "cpus": os.cpu_count(),
         "device": args.device,
         "threads": args.threads,
     }

@@ -232,3 +232,14 @@ def test_cli_errors(photo_folder, tmp_path, capsys):
         == 1
     )
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_mixed_precision_path_on_cpu(photo_folder, tmp_path):
+    # the autocast code path (bfloat16 on CPU here; CUDA uses it by default)
+    cfg = _config(photo_folder, tmp_path, **{"optim.amp": "bf16", "optim.grad_clip": 1.0})
+    trainer = Trainer(cfg)
+    logs, out, _ = trainer.train_step()
+    assert trainer.amp_dtype == torch.bfloat16 and out.coarse.dtype == torch.bfloat16
+    assert all(np.isfinite(v) for v in logs.values()) and "g_grad_norm" in logs
+    with pytest.raises(ValueError, match="optim.amp"):
+        Trainer(_config(photo_folder, tmp_path, **{"optim.amp": "int8"}))
