@@ -239,3 +239,21 @@ def test_mismatched_devices_are_rejected():
     q = torch.rand(1, 3, 8, 8)
     with pytest.raises(ValueError, match="is on"):
         ps_attention(q, q.cuda(), q)
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+def test_masked_output_is_the_full_aggregation_inside_the_hole(aggregation):
+    x = torch.rand(2, 3, 16, 15, dtype=torch.float64, requires_grad=True)
+    v = torch.rand(2, 2, 16, 15, dtype=torch.float64, requires_grad=True)
+    mask = torch.zeros(2, 1, 16, 15, dtype=torch.bool)
+    mask[0, 0, 5:9, 6:10] = True  # the bounding-box window is the union over the batch
+    mask[1, 0, 10:12, 1:4] = True
+    out, field = ps_attention(x, x, v, k=3, aggregation=aggregation, mask=mask, seed=0,
+                              temperature=0.3, return_field=True)  # fmt: skip
+    ref = torch.where(mask, attend(x, x, v, field.indices, 3, 0.3, aggregation), v)
+    torch.testing.assert_close(out, ref)
+    g = torch.rand_like(out)
+    for a, b in zip(
+        torch.autograd.grad((out * g).sum(), (x, v)), torch.autograd.grad((ref * g).sum(), (x, v))
+    ):
+        torch.testing.assert_close(a, b)
