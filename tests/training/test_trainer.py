@@ -240,6 +240,21 @@ def test_mixed_precision_path_on_cpu(photo_folder, tmp_path):
     trainer = Trainer(cfg)
     logs, out, _ = trainer.train_step()
     assert trainer.amp_dtype == torch.bfloat16 and out.coarse.dtype == torch.bfloat16
-    assert all(np.isfinite(v) for v in logs.values()) and "g_grad_norm" in logs
-    with pytest.raises(ValueError, match="optim.amp"):
+    assert "g_grad_norm" in logs and "d_grad_norm" in logs
+    assert all(np.isfinite(v) for k, v in logs.items() if not k.endswith("grad_norm"))
+    assert all(torch.isfinite(p).all() for p in trainer.generator.parameters())
+    with pytest.raises(ValueError, match=r"optim\.amp"):
         Trainer(_config(photo_folder, tmp_path, **{"optim.amp": "int8"}))
+
+
+def test_non_finite_gradients_skip_the_update(photo_folder, tmp_path):
+    trainer = Trainer(_config(photo_folder, tmp_path, **{"optim.grad_clip": 10.0}))
+    params = list(trainer.generator.parameters())
+    before = [p.detach().clone() for p in params]
+    loss = sum((p * float("nan")).sum() for p in params[:2]) + params[2].sum()
+    norm = trainer._update(loss, trainer.opt_g, trainer.scaler_g, params)
+    assert not np.isfinite(norm) and trainer.skipped_steps == 1
+    assert all(torch.equal(a, p) for a, p in zip(before, params))
+    loss = params[2].sum()
+    assert np.isfinite(trainer._update(loss, trainer.opt_g, trainer.scaler_g, params))
+    assert trainer.skipped_steps == 1 and not torch.equal(before[2], params[2])

@@ -163,6 +163,7 @@ class Trainer:
             }
 
         self.step = 0
+        self.skipped_steps = 0  # updates skipped for non-finite gradients
         self.position = 0  # keys of this rank's data stream consumed so far
         self.digest = ""  # running hash of the image indices this rank consumed
         # Training randomness (gradient penalty, PatchMatch seeds) differs per rank.
@@ -216,12 +217,24 @@ class Trainer:
     def _update(
         self, loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, params
     ) -> float | None:
+        """Backward, unscale, clip, step. Returns the gradient norm when it was computed.
+
+        With mixed precision (or clipping) the gradient norm is checked: a step with a
+        non-finite gradient is skipped (the float16 gradient scaler does this itself; for
+        bfloat16 it is done here) and counted in :attr:`skipped_steps`.
+        """
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        clip = self.config.optim.grad_clip
         norm = None
-        if self.config.optim.grad_clip > 0:
+        if clip > 0 or self.amp_dtype is not None:
             scaler.unscale_(opt)
-            norm = float(nn.utils.clip_grad_norm_(params, self.config.optim.grad_clip))
+            norm = float(nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf))
+        if norm is not None and not math.isfinite(norm):
+            self.skipped_steps += 1
+            if not scaler.is_enabled():
+                opt.zero_grad(set_to_none=True)
+                return norm
         scaler.step(opt)
         scaler.update()
         return norm
@@ -324,6 +337,7 @@ class Trainer:
         batch = self._next_batch()
         g_logs, out = self.generator_step(batch, return_flow=return_flow)
         logs.update(g_logs)
+        logs["skipped_steps"] = float(self.skipped_steps)
         self.step += 1
         return logs, out, batch
 
@@ -356,6 +370,7 @@ class Trainer:
         )
         return {
             "step": self.step,
+            "skipped_steps": self.skipped_steps,
             "world_size": self.info.world_size,
             "optimizers": {
                 "generator": self.opt_g.state_dict(),
@@ -402,6 +417,7 @@ class Trainer:
         self.scaler_g.load_state_dict(state["scalers"]["generator"])
         self.scaler_d.load_state_dict(state["scalers"]["critics"])
         self.step = int(state["step"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
         ranks = state["ranks"]
         if int(state["world_size"]) == self.info.world_size:
             mine = ranks[self.info.rank]
