@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _editing as C
 
 
 def _ycc(rgb: np.ndarray) -> np.ndarray:
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         "psal": lambda g, ref: colorize(g, ref, seed=0, **kw),
         "gray (no colour)": lambda g, ref: np.stack([g] * 3, -1),
         "reference mean colour": lambda g, ref: _gray_like(
-            g, np.broadcast_to(_ycc(ref)[..., 1:].mean((0, 1)) / 255, g.shape + (2,))
+            g, np.broadcast_to(_ycc(ref)[..., 1:].mean((0, 1)) / 255, (*g.shape, 2))
         ),
     }
     warm = C.load_photo(args.photos[0], (64, 96))

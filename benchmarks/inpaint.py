@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _editing as C
 
 
 def _methods(args):
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
 
     summary = []
     ref_time = {}
-    for hole in args.holes + ["all"]:
+    for hole in [*args.holes, "all"]:
         for name in methods:
             sel = [
                 r

@@ -218,10 +218,27 @@ def ps_attention(
         backend=backend,
         init=init,
     )
-    out, _ = aggregate(query, key, value, field.indices, patch_size, temperature, aggregation)
-    if hole is not None:
-        out = torch.where(hole, out, value)
+    if hole is None:
+        out, _ = aggregate(query, key, value, field.indices, patch_size, temperature, aggregation)
+    else:
+        out = _masked_output(query, key, value, field.indices, hole, patch_size, temperature,
+                             aggregation)  # fmt: skip
     return (out, field) if return_field else out
+
+
+def _masked_output(query, key, value, indices, hole, patch_size, temperature, aggregation):
+    """Attention inside the hole's bounding box (the only place it is used), value outside."""
+    rows = hole.any(3).any(0).reshape(-1).nonzero()
+    cols = hole.any(2).any(0).reshape(-1).nonzero()
+    if rows.numel() == 0:
+        return value
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    out, _ = aggregate(query, key, value, indices, patch_size, temperature, aggregation,
+                       window=(y0, y1, x0, x1))  # fmt: skip
+    h, w = value.shape[-2:]
+    out = torch.nn.functional.pad(out, (x0, w - x1, y0, h - y1))
+    return torch.where(hole, out, value)
 
 
 class PSAttention(nn.Module):
@@ -286,7 +303,7 @@ class PSAttention(nn.Module):
         seed: int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, PatchMatchResult]:
         """Attend; see :func:`ps_attention`."""
-        t = self.temperature if self.learnable_temperature else float(self.temperature)
+        t = self.temperature if self.learnable_temperature else float(self.temperature.detach())
         return ps_attention(
             q,
             k,
@@ -306,6 +323,7 @@ class PSAttention(nn.Module):
         """Settings shown by ``repr``."""
         return (
             f"k={self.k}, patch_size={self.patch_size}, iters={self.iters}, "
-            f"temperature={float(self.temperature):.4g}, aggregation={self.aggregation!r}, "
+            f"temperature={float(self.temperature.detach()):.4g}, "
+            f"aggregation={self.aggregation!r}, "
             f"learnable_temperature={self.learnable_temperature}, backend={self.backend!r}"
         )

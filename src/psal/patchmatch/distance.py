@@ -133,7 +133,12 @@ class _PatchSSD(torch.autograd.Function):
 
 
 def patch_distance(
-    query: torch.Tensor, key: torch.Tensor, indices: torch.Tensor, patch_size: int
+    query: torch.Tensor,
+    key: torch.Tensor,
+    indices: torch.Tensor,
+    patch_size: int,
+    *,
+    window: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
     """Distances between query patches and the key patches named by ``indices``.
 
@@ -146,11 +151,15 @@ def patch_distance(
         query: (B, C, Hq, Wq) float.
         key: (B, C, Hk, Wk) float.
         indices: (B, k, Hq, Wq) int64 flat key positions ``y * Wk + x``; entries ``-1``
-            (unsearched pixels) give ``inf`` and no gradient.
+            (unsearched pixels) give ``inf`` and no gradient. With ``window``, (B, k,
+            y1 - y0, x1 - x0).
         patch_size: odd p, at most each spatial size.
+        window: optional ``(y0, y1, x0, x1)``: the indices are for these query rows and
+            columns only (patches still read the query around them).
 
     Returns:
-        (B, k, Hq, Wq) distances, float32 (float64 if an input is float64).
+        (B, k, Hq, Wq) distances (or the window's size), float32 (float64 if an input is
+        float64).
 
     Example:
         >>> q = torch.rand(1, 3, 8, 8); k = torch.rand(1, 3, 8, 8)
@@ -160,9 +169,10 @@ def patch_distance(
     """
     b, _, hq, wq = query.shape
     hk, wk = key.shape[-2:]
+    y0, y1, x0, x1 = window if window is not None else (0, hq, 0, wq)
     r = patch_size // 2
     acc = _accumulate_dtype(query, key)
-    q_pad = pad_reflect(query.to(acc), r)
+    q_pad = pad_reflect(query.to(acc), r)[..., y0 : y1 + 2 * r, x0 : x1 + 2 * r]
     k_pad = pad_reflect(key.to(acc), r)
     wkp = wk + 2 * r
     valid = indices >= 0
@@ -171,4 +181,4 @@ def patch_distance(
     kx = safe - ky * wk
     base = torch.arange(b, device=indices.device).view(b, 1, 1, 1) * ((hk + 2 * r) * wkp)
     gidx = base + ky * wkp + kx  # flat row of the patch's top-left corner in k_pad
-    return _PatchSSD.apply(q_pad, k_pad, gidx, valid, patch_size, hq, wq)
+    return _PatchSSD.apply(q_pad, k_pad, gidx, valid, patch_size, y1 - y0, x1 - x0)

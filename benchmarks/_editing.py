@@ -1,0 +1,126 @@
+"""Helpers of the editing benchmarks (inpaint, colorize, upscale): photos, masks, metrics."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+#: scikit-image photos on disk (no download), by loader name.
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle")
+
+
+def load_photo(name: str, size: tuple[int, int] = (512, 680)) -> np.ndarray:
+    """A scikit-image photo, resized to cover ``size`` (H, W), centre-cropped, uint8 RGB."""
+    from PIL import Image
+    from skimage import data
+
+    im = getattr(data, name)()
+    if isinstance(im, tuple):  # stereo_motorcycle -> (left, right, disparity)
+        im = im[0]
+    if im.ndim == 2:
+        im = np.stack([im] * 3, -1)
+    im = im[..., :3]
+    h, w = size
+    s = max(h / im.shape[0], w / im.shape[1])
+    nh, nw = max(h, round(im.shape[0] * s)), max(w, round(im.shape[1] * s))
+    pil = Image.fromarray(im).resize((nw, nh), Image.Resampling.LANCZOS)
+    y0, x0 = (nh - h) // 2, (nw - w) // 2
+    return np.asarray(pil)[y0 : y0 + h, x0 : x0 + w].copy()
+
+
+def rect_mask(shape: tuple[int, int], size: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``size x size`` square hole at a random position (inside the image)."""
+    h, w = shape
+    y = int(rng.integers(0, h - size + 1))
+    x = int(rng.integers(0, w - size + 1))
+    m = np.zeros(shape, bool)
+    m[y : y + size, x : x + size] = True
+    return m
+
+
+def brush_mask(
+    shape: tuple[int, int], rng: np.random.Generator, cover: tuple[float, float] = (0.10, 0.25)
+) -> np.ndarray:
+    """Free-form brush strokes (as in DeepFill v2) until a random coverage in ``cover``."""
+    from PIL import Image, ImageDraw
+
+    h, w = shape
+    target = rng.uniform(*cover)
+    img = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(img)
+    while (np.asarray(img) > 0).mean() < target:
+        x, y = float(rng.uniform(0, w)), float(rng.uniform(0, h))
+        width = int(rng.integers(12, 36))
+        angle = rng.uniform(0, 2 * np.pi)
+        for _ in range(int(rng.integers(3, 8))):
+            angle += rng.uniform(-1.2, 1.2)
+            length = rng.uniform(20, 70)
+            nx = float(np.clip(x + length * np.cos(angle), 0, w - 1))
+            ny = float(np.clip(y + length * np.sin(angle), 0, h - 1))
+            draw.line([(x, y), (nx, ny)], fill=255, width=width)
+            r = width / 2
+            draw.ellipse([nx - r, ny - r, nx + r, ny + r], fill=255)
+            x, y = nx, ny
+    return np.asarray(img) > 0
+
+
+def psnr(
+    a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None, peak: float = 255.0
+) -> float:
+    """PSNR in dB over the pixels ``where`` (all channels)."""
+    d = a.astype(np.float64) - b.astype(np.float64)
+    if where is not None:
+        d = d[where]
+    mse = float(np.mean(d**2))
+    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
+    """Mean SSIM (scikit-image, 7x7 windows) over the pixels ``where``."""
+    from skimage.metrics import structural_similarity
+
+    channel_axis = 2 if a.ndim == 3 else None
+    _, smap = structural_similarity(a, b, channel_axis=channel_axis, data_range=255, full=True)
+    if smap.ndim == 3:
+        smap = smap.mean(2)
+    return float(smap[where].mean() if where is not None else smap.mean())
+
+
+class Timer:
+    """Context manager measuring wall time (after synchronising CUDA)."""
+
+    def __enter__(self) -> Timer:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.seconds = time.perf_counter() - self.t0
+
+
+def print_table(headers: list[str], rows: list[list], title: str | None = None) -> str:
+    """Print a Markdown table and return it."""
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    text = ("\n" + title + "\n\n" if title else "") + "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Write results with the environment (``_common.environment``) as JSON, atomically."""
+    from _common import environment
+    from _common import write_json as _write
+
+    _write(path, {"environment": environment(), **payload})

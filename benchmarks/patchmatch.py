@@ -1,0 +1,231 @@
+"""Benchmark of the PatchMatch engine: time, peak memory and quality per backend.
+
+Two workloads, k=3, 5 iterations, at 64², 128², 256², 512²:
+
+* ``rgb``: RGB photos from scikit-image (astronaut against coffee), patch 7;
+* ``feat``: 64-channel feature maps of a fixed random 3-layer CNN applied to those
+  photos, patch 3.
+
+Quality is measured against the exact search: ``dist ratio`` = mean nearest distance
+found / mean exact nearest distance (1.000 is perfect), ``NN recall`` = fraction of
+pixels whose exact nearest neighbour is among the k found, ``kNN recall`` = mean
+overlap of the k found with the exact k. Above ``--exact-full`` pixels, the exact
+search runs on a fixed random sample of ``--exact-sample`` query pixels (quality is
+measured on that sample, and the exact time is extrapolated: marked ``~``).
+
+Each (workload, size, backend) case runs in a fresh process so that its peak memory
+(max RSS growth on CPU, ``max_memory_allocated`` on CUDA) is its own. Times are
+medians of ``--repeats`` runs after a warm-up. A separate table gives the numba
+kernel's one-off compile time and the start-up cost of a second process, which loads
+the compiled kernel from numba's on-disk cache.
+
+Usage:
+    python benchmarks/patchmatch.py                 # the full table (~15 min on 2 cores)
+    python benchmarks/patchmatch.py --sizes 64 128  # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import cnn_features, environment, print_table, skimage_photo, timeit, write_json
+
+K, ITERS = 3, 5
+WORKLOADS = {"rgb": 7, "feat": 3}
+
+
+def make_inputs(kind: str, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    q = skimage_photo("astronaut", size)
+    k = skimage_photo("coffee", size)
+    if kind == "feat":
+        q, k = cnn_features(q), cnn_features(k)
+    return q.to(device), k.to(device)
+
+
+def sample_mask(size: int, n: int, device: torch.device) -> torch.Tensor | None:
+    if size * size <= n:
+        return None
+    g = torch.Generator().manual_seed(0)
+    sel = torch.randperm(size * size, generator=g)[:n]
+    m = torch.zeros(size * size, dtype=torch.bool)
+    m[sel] = True
+    return m.view(1, 1, size, size).to(device)
+
+
+def _case(kind, size, backend, device_name, repeats, sample_n, full_n, conn):
+    """Runs in a child process: time, peak memory, and the field at the sample pixels."""
+    import psal
+
+    device = torch.device(device_name)
+    tiny_q, tiny_k = make_inputs(kind, 16, device)
+    psal.patchmatch(tiny_q, tiny_k, k=K, patch_size=WORKLOADS[kind], iters=1, backend=backend)
+    q, k = make_inputs(kind, size, device)
+    qmask = sample_mask(size, sample_n if size * size > full_n else size * size, device)
+    kwargs = {"k": K, "patch_size": WORKLOADS[kind], "iters": ITERS, "backend": backend, "seed": 0}
+    if backend == "exact":
+        kwargs["query_mask"] = qmask
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    res = psal.patchmatch(q, k, **kwargs)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) - base
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    reps = 1 if backend == "exact" else repeats
+    t = timeit(lambda: psal.patchmatch(q, k, **kwargs), device, repeats=reps, warmup=0)
+    if qmask is not None:
+        m = qmask.expand_as(res.indices)
+        ind = res.indices[m].view(K, -1).t().cpu()
+        dist = res.distances[m].view(K, -1).t().cpu()
+        scale = size * size / int(qmask.sum())
+    else:
+        ind = res.indices.reshape(K, -1).t().cpu()
+        dist = res.distances.reshape(K, -1).t().cpu()
+        scale = 1.0
+    extrapolated = scale > 1 and backend == "exact"
+    conn.send(
+        {
+            "time": t * scale if extrapolated else t,
+            "extrapolated": extrapolated,
+            "peak": max(peak, 0),
+            "ind": ind.numpy(),
+            "dist": dist.numpy(),
+        }
+    )
+    conn.close()
+
+
+def run_case(*args) -> dict:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_case, args=(*args, child))
+    p.start()
+    out = parent.recv()  # numpy arrays: tensors would travel as shared memory of a dead child
+    p.join()
+    out["ind"], out["dist"] = torch.from_numpy(out["ind"]), torch.from_numpy(out["dist"])
+    return out
+
+
+def sample_field(res: dict, size: int, sample_n: int, full_n: int, device) -> tuple:
+    """The backend's field restricted to the pixels where the exact reference exists."""
+    if size * size <= full_n:
+        return res["ind"], res["dist"]
+    m = sample_mask(size, sample_n, torch.device("cpu")).reshape(-1)
+    return res["ind"][m], res["dist"][m]
+
+
+COMPILE_SNIPPET = r"""
+import json, time
+t0 = time.perf_counter()
+import torch, psal
+t1 = time.perf_counter()
+q = torch.rand(1, 3, 32, 32)
+psal.patchmatch(q, q, k=3, iters=1, backend="numba")
+t2 = time.perf_counter()
+psal.patchmatch(q, q, k=3, iters=1, backend="numba")
+t3 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "first": t2 - t1, "second": t3 - t2}))
+"""
+
+
+def compile_times() -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("1st process (cold cache: compiles)", "2nd process (loads the cache)"):
+            out = subprocess.run([sys.executable, "-c", COMPILE_SNIPPET], env=env, check=True,
+                                 capture_output=True, text=True).stdout  # fmt: skip
+            r = json.loads(out.strip().splitlines()[-1])
+            rows.append({"process": label, "import psal (s)": f"{r['import']:.2f}",
+                         "first call (s)": f"{r['first']:.2f}",
+                         "next call (s)": f"{r['second']:.3f}"})  # fmt: skip
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
+    ap.add_argument("--backends", nargs="+", default=["numba", "torch"])
+    ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--exact-full",
+        type=int,
+        default=128 * 128,
+        help="maps up to this many pixels get the full exact search",
+    )
+    ap.add_argument(
+        "--exact-sample",
+        type=int,
+        default=4096,
+        help="query pixels searched exactly on larger maps",
+    )
+    ap.add_argument(
+        "--torch-cpu-max",
+        type=int,
+        default=256,
+        help="largest size for the torch backend on CPU (it is the GPU path)",
+    )
+    ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--no-compile", action="store_true", help="skip the compile-time table")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+
+    env = environment(device)
+    print("environment: " + ", ".join(f"{k}={v}" for k, v in env.items()), flush=True)
+    rows = []
+    for kind in args.workloads:
+        for size in args.sizes:
+            ex = run_case(kind, size, "exact", args.device, 1, args.exact_sample, args.exact_full)
+            ex_time = ex["time"]
+            approx = "~" if ex["extrapolated"] else ""
+            rows.append({"workload": kind, "size": f"{size}²", "backend": "exact",
+                         "time (s)": f"{approx}{ex_time:.2f}", "speed-up": "1",
+                         "peak MB": f"{ex['peak'] / 2**20:.0f}", "dist ratio": "1.000",
+                         "NN recall": "1.000", "kNN recall": "1.000"})  # fmt: skip
+            for backend in args.backends:
+                if backend == "torch" and device.type == "cpu" and size > args.torch_cpu_max:
+                    continue
+                r = run_case(kind, size, backend, args.device, args.repeats, args.exact_sample,
+                             args.exact_full)  # fmt: skip
+                ind, dist = sample_field(r, size, args.exact_sample, args.exact_full, device)
+                ratio = float(dist[:, 0].double().mean() / ex["dist"][:, 0].double().mean())
+                nn = float((ind == ex["ind"][:, :1]).any(1).double().mean())
+                knn = float((ind.unsqueeze(2) == ex["ind"].unsqueeze(1)).any(2).double().mean())
+                rows.append({"workload": kind, "size": f"{size}²", "backend": backend,
+                             "time (s)": f"{r['time']:.3f}",
+                             "speed-up": f"{ex_time / r['time']:.0f}x",
+                             "peak MB": f"{r['peak'] / 2**20:.0f}", "dist ratio": f"{ratio:.3f}",
+                             "NN recall": f"{nn:.3f}", "kNN recall": f"{knn:.3f}"})  # fmt: skip
+                print(rows[-1], flush=True)
+    print()
+    cols = ["workload", "size", "backend", "time (s)", "speed-up", "peak MB", "dist ratio",
+            "NN recall", "kNN recall"]  # fmt: skip
+    print_table(rows, cols)
+    comp = []
+    if not args.no_compile:
+        print()
+        comp = compile_times()
+        print_table(comp, list(comp[0]))
+    if args.json:
+        write_json(args.json, {"environment": env, "rows": rows, "compile": comp})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,362 @@
+"""Contextual attention, the attention layer of DeepFill v1 (Yu et al., CVPR 2018).
+
+Every foreground pixel is compared with every background patch (dense attention, so
+memory grows with the square of the pixel count), the scores are smoothed along
+coherent shifts ("attention propagation"), and background patches are pasted back with
+a transposed convolution. The procedure follows the authors' TensorFlow code (tag
+v1.0.0) step by step; the few places where psal differs are listed in the docstring of
+:func:`contextual_attention`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import (
+    check_float_tensor,
+    check_int,
+    check_mask,
+    check_patch_size,
+    check_positive_float,
+    check_same_device,
+    check_tensor,
+)
+
+__all__ = ["ContextualAttention", "contextual_attention"]
+
+# Floor of the background patch norm, as in the reference (max(||w||, 1e-4)).
+_NORM_EPS = 1e-4
+
+
+def _check_params(
+    patch_size: object, stride: object, rate: object, fuse_k: object, softmax_scale: object
+) -> tuple[int, int, int, int, float]:
+    return (
+        check_patch_size(patch_size),
+        check_int(stride, "stride", minimum=1),
+        check_int(rate, "rate", minimum=1),
+        check_int(fuse_k, "fuse_k", minimum=1),
+        check_positive_float(softmax_scale, "softmax_scale"),
+    )
+
+
+def _check_fuse(fuse: object) -> bool:
+    if not isinstance(fuse, bool):
+        raise TypeError(f"fuse must be a bool, got {fuse!r} ({type(fuse).__name__})")
+    return fuse
+
+
+def _fit(x: torch.Tensor, before: int, height: int, width: int) -> torch.Tensor:
+    """Zero-pad (or crop) ``x`` by ``before`` on the top and left, then to height x width."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (before, width - w - before, before, height - h - before))
+
+
+def _diagonal_fuse(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Convolve each (N, M) score matrix with the k x k identity kernel ('SAME' zero padding).
+
+    ``out[i, j] = sum_{a=0}^{k-1} s[i + a - c, j + a - c]`` with ``c = (k - 1) // 2`` and
+    zeros outside the matrix: exactly TensorFlow's ``conv2d(s, eye(k), padding="SAME")``,
+    computed as k shifted slices instead of a mostly-zero k x k convolution.
+    """
+    n, m = scores.shape[-2:]
+    c = (k - 1) // 2
+    padded = F.pad(scores, (c, k - 1 - c, c, k - 1 - c))
+    out = padded[..., 0:n, 0:m]
+    for a in range(1, k):
+        out = out + padded[..., a : a + n, a : a + m]
+    return out
+
+
+def contextual_attention(
+    foreground: torch.Tensor,
+    background: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    patch_size: int = 3,
+    stride: int = 1,
+    rate: int = 2,
+    fuse_k: int = 3,
+    softmax_scale: float = 10.0,
+    fuse: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Contextual attention of DeepFill v1: fill every pixel with attended background patches.
+
+    With ``r = rate``, ``s = stride``, ``p = patch_size``, per batch element:
+
+    1. **Downsample** (nearest): ``f[y, x] = foreground[r*y, r*x]``, same for the
+       background ``b`` and the mask ``m``; the grid is ``Hd x Wd = ceil(H/r) x ceil(W/r)``.
+    2. **Background patches** ``w_l``: the p x p patches of ``b`` (zero padding) centred at
+       ``(s*i, s*j)``, ``l = i*Ws + j`` on a ``Hs x Ws = ceil(Hd/s) x ceil(Wd/s)`` grid,
+       divided by ``max(||w_l||, 1e-4)``.
+    3. **Scores**: ``S[q, l] = <f patch at q, w_l>``, i.e. a convolution of ``f`` with the
+       normalised background patches as filters (zero padding). As in the reference, only
+       the background side is normalised (cosine similarity up to the foreground patch
+       norm, which is constant per pixel).
+    4. **Attention propagation** (``fuse=True``): with ``q = y*Wd + x`` and ``l`` row-major,
+       ``S`` is seen as an ``(Hd*Wd) x (Hs*Ws)`` image and convolved with a ``fuse_k x
+       fuse_k`` identity kernel ('SAME' zero padding), so a score adds those of the
+       left/right neighbours shifted alike; then both flat orders are switched to
+       column-major (``x*Hd + y``) and the same is done, which adds top/bottom neighbours.
+       This is the reference's reshape/transpose procedure, including its behaviour at
+       row (column) ends, where the flat index wraps to the next row (column).
+    5. **Masked softmax**: ``valid[l]`` is False when background patch l touches the hole
+       (see below). ``A[q, l] = softmax_l(softmax_scale * S[q, l] * valid[l]) * valid[l]``:
+       invalid scores are set to 0 before the softmax and their weights to 0 after it, as
+       in the reference (so the weights of a pixel sum to less than 1 when holes exist).
+    6. **Paste**: the raw (full-resolution) ``2r x 2r`` background patch of l, rows
+       ``r*s*i - r//2 ... r*s*i - r//2 + 2r - 1`` (zero padding), is added with weight
+       ``A[q, l] / 4`` at rows ``r*y - r//2 ...`` of the output (likewise for columns): a
+       transposed convolution of stride r. A pixel is covered by 2 x 2 pasted patches,
+       hence the 4 (pixels on the image border by fewer, as in the reference).
+
+    Each sample uses its own mask and its own background. The output is computed at every
+    pixel, inside the hole and outside it (the DeepFill generator uses it everywhere); paste
+    it into the hole yourself if that is what you need.
+
+    A background patch is valid when no hole pixel lies in its p x p matching window of the
+    downsampled mask (the reference's rule) **and** none lies in its raw ``2r x 2r`` paste
+    window. The second condition is psal's: the reference checks the downsampled mask
+    only, which misses hole pixels that the nearest downsampling skips (thin or
+    odd-aligned holes), letting hole content leak into the output. With ``rate <= 2``,
+    ``patch_size >= 3`` and holes whose every row and column run is at least ``rate``
+    pixels long (the box holes of DeepFill, for instance) the two rules agree. With a mask,
+    no pixel ever receives content from a hole pixel, and ``offsets`` always point to a
+    non-hole pixel. A sample without any valid patch gets an output of 0 and zero offsets.
+
+    Other differences from the reference: the reference downsamples with TensorFlow's
+    ``align_corners=True`` nearest resize, whose sample grid is not the stride-r grid of the
+    pasted patches; psal samples ``[r*y, r*x]`` so matching and pasting line up. Sizes not
+    divisible by ``rate`` work (the reference requires divisible sizes), ``stride > 1``
+    works with fusion (the reference crashes), and the offsets are taken as the argmax of
+    the masked scores (the reference takes the argmax of the weights, which can pick a hole
+    patch when every valid weight underflows to 0).
+
+    Memory: the score matrix has ``Hd*Wd x Hs*Ws`` entries per sample, i.e. grows with the
+    square of the pixel count (``(H*W)^2 / (r^4 s^2)``); that is inherent to dense
+    attention, and the reason DeepFill applies it on 1/4-resolution features with rate 2.
+
+    Args:
+        foreground: (B, C, H, W) float features to fill (the query side).
+        background: (B, C, H, W) float features to borrow from (key and value side); same
+            shape, dtype and device as ``foreground``. In DeepFill both are the same tensor.
+        mask: optional (B, 1, H, W) hole mask of the background, bool or float/int holding
+            only 0 and 1; True / 1 = hole. A (1, 1, H, W) mask is used for every sample.
+            None: every background patch is valid.
+        patch_size: odd side p of the matching patches (3 in DeepFill).
+        stride: step s between background patches on the downsampled grid, >= 1.
+        rate: downsampling factor r for matching; pasted patches are ``2r x 2r``, >= 1.
+        fuse_k: side of the identity kernel of attention propagation, >= 1.
+        softmax_scale: multiplies the scores before the softmax (10 in DeepFill), > 0.
+        fuse: apply attention propagation (step 4).
+
+    Returns:
+        ``(output, offsets)``:
+
+        - ``output``: (B, C, H, W), same dtype as the inputs; differentiable with respect to
+          foreground and background.
+        - ``offsets``: (B, 2, H, W) int64, ``(dy, dx)`` at the input resolution from each
+          pixel's block ``(r*(y//r), r*(x//r))`` to the centre ``(r*s*i, r*s*j)`` of the
+          background patch it attends most (argmax of the masked scores); that patch pastes
+          the content of ``(y + dy, x + dx)`` onto ``(y, x)``. With a mask, the block
+          corner plus the offset is never a hole pixel. Visualise the offsets with
+          :func:`psal.viz.flow_to_color`.
+
+    Raises:
+        TypeError: non-tensor inputs, integer dtypes, mismatched dtypes, bad parameter
+            types.
+        ValueError: wrong dimensions, mismatched shapes or devices, empty inputs, bad mask
+            shape or values, out-of-range parameters.
+
+    Example:
+        >>> import torch
+        >>> from psal.layers import contextual_attention
+        >>> x = torch.rand(2, 8, 13, 16)              # any size, not only multiples of rate
+        >>> hole = torch.zeros(2, 1, 13, 16, dtype=torch.bool)
+        >>> hole[0, :, 4:9, 5:11] = True              # each sample has its own hole
+        >>> hole[1, :, 0:6, 0:6] = True
+        >>> out, offsets = contextual_attention(x, x, hole, rate=2)
+        >>> out.shape, offsets.shape, offsets.dtype
+        (torch.Size([2, 8, 13, 16]), torch.Size([2, 2, 13, 16]), torch.int64)
+        >>> ys, xs = torch.meshgrid(torch.arange(13), torch.arange(16), indexing="ij")
+        >>> ty = 2 * (ys // 2) + offsets[:, 0]        # attended pixel = block corner + offset
+        >>> tx = 2 * (xs // 2) + offsets[:, 1]
+        >>> bool(hole[0, 0, ty[0], tx[0]].any() | hole[1, 0, ty[1], tx[1]].any())
+        False
+    """
+    foreground = check_float_tensor(foreground, "foreground", ndim=4)
+    background = check_float_tensor(background, "background", ndim=4)
+    device = check_same_device({"foreground": foreground, "background": background})
+    if foreground.dtype != background.dtype:
+        raise TypeError(
+            f"foreground and background must share a dtype, got {foreground.dtype} and "
+            f"{background.dtype}"
+        )
+    if foreground.shape != background.shape:
+        raise ValueError(
+            f"foreground and background must have the same shape (B, C, H, W), got "
+            f"{tuple(foreground.shape)} and {tuple(background.shape)}"
+        )
+    if foreground.numel() == 0:
+        raise ValueError(
+            f"foreground must have B, C, H, W >= 1, got shape {tuple(foreground.shape)}"
+        )
+    p, s, r, fuse_k, softmax_scale = _check_params(patch_size, stride, rate, fuse_k, softmax_scale)
+    fuse = _check_fuse(fuse)
+    bsz, c, h, w = foreground.shape
+    if mask is not None:
+        m = check_tensor(mask, "mask", ndim=4)
+        if m.shape[0] == 1 and bsz > 1:
+            m = m.expand(bsz, *m.shape[1:])
+        mask = check_mask(m, "mask", bsz, h, w, device)
+
+    # 1. Nearest downsampling on the stride-r grid (ceil(H / r) rows).
+    f = foreground[:, :, ::r, ::r]
+    b = background[:, :, ::r, ::r]
+    hd, wd = f.shape[-2:]
+    hs, ws = -(-hd // s), -(-wd // s)
+    n_bg = hs * ws
+
+    # 2. Background patches as filters, normalised by max(||w||, 1e-4). sqrt(max(ss, eps^2))
+    # has the same value and a finite gradient at all-zero patches (max(sqrt(ss), eps) has
+    # 0 * inf = NaN there). The norm is taken in float32 at least: in float16 the sum of
+    # squares overflows easily and eps^2 = 1e-8 rounds to 0.
+    patches = F.unfold(b, p, padding=p // 2, stride=s)  # (B, C*p*p, L)
+    patches = patches.transpose(1, 2).reshape(bsz * n_bg, c, p, p)
+    acc = torch.float64 if patches.dtype == torch.float64 else torch.float32
+    norm = patches.to(acc).square().sum(dim=(1, 2, 3), keepdim=True)
+    norm = norm.clamp_min(_NORM_EPS**2).sqrt()
+    patches = (patches.to(acc) / norm).to(patches.dtype)
+
+    # 3. Scores: one grouped convolution, each sample with its own filters. Layout (B, L, Nf):
+    # background patch first, so the softmax runs over dim 1 and the paste needs no copy.
+    scores = F.conv2d(f.reshape(1, bsz * c, hd, wd), patches, padding=p // 2, groups=bsz)
+    scores = scores.reshape(bsz, n_bg, hd * wd)
+
+    # 4. Attention propagation: identity-kernel convolution along x, then along y. The
+    # diagonal sum treats both axes alike, so it runs on the (L, Nf) transpose of the
+    # reference's (Nf, L) matrix unchanged.
+    if fuse and fuse_k > 1:
+        scores = _diagonal_fuse(scores, fuse_k)
+        scores = scores.reshape(bsz, hs, ws, hd, wd).permute(0, 2, 1, 4, 3)
+        scores = _diagonal_fuse(scores.reshape(bsz, n_bg, hd * wd), fuse_k)
+        scores = scores.reshape(bsz, ws, hs, wd, hd).permute(0, 2, 1, 4, 3)
+        scores = scores.reshape(bsz, n_bg, hd * wd)
+
+    # 5. Masked softmax over the background patches.
+    valid = None
+    if mask is not None:
+        hole = mask.to(torch.float32)
+        # p x p matching window on the downsampled mask (the reference's rule)
+        in_window = F.max_pool2d(hole[:, :, ::r, ::r], p, stride=s, padding=p // 2)
+        # 2r x 2r paste window on the full-resolution mask
+        in_raw = F.max_pool2d(
+            _fit(hole, r // 2, r * s * (hs - 1) + 2 * r, r * s * (ws - 1) + 2 * r),
+            2 * r,
+            stride=r * s,
+        )
+        valid = ((in_window == 0) & (in_raw == 0)).reshape(bsz, n_bg, 1)
+        keep = valid.to(scores.dtype)
+        attn = torch.softmax(scores * (keep * softmax_scale), dim=1) * keep
+    else:
+        attn = torch.softmax(scores * softmax_scale, dim=1)
+
+    # 6. Paste the raw 2r x 2r background patches: grouped transposed convolution, stride r.
+    k2 = 2 * r
+    raw = F.unfold(
+        _fit(background, r // 2, r * s * (hs - 1) + k2, r * s * (ws - 1) + k2), k2, stride=r * s
+    )  # (B, C*2r*2r, L)
+    raw = raw.transpose(1, 2).reshape(bsz * n_bg, c, k2, k2)
+    out = F.conv_transpose2d(
+        attn.reshape(1, bsz * n_bg, hd, wd), raw, stride=r, groups=bsz
+    )  # (1, B*C, (Hd+1)*r, (Wd+1)*r)
+    out = out.reshape(bsz, c, out.shape[-2], out.shape[-1])
+    out = out[:, :, r // 2 : r // 2 + h, r // 2 : r // 2 + w] / 4.0
+
+    # Offsets of the strongest match, at the input resolution.
+    with torch.no_grad():
+        best_scores = scores if valid is None else scores.masked_fill(~valid, float("-inf"))
+        best = best_scores.argmax(dim=1).reshape(bsz, hd, wd)  # (B, Hd, Wd)
+        ys = torch.arange(hd, device=device).view(1, hd, 1)
+        xs = torch.arange(wd, device=device).view(1, 1, wd)
+        offsets = torch.stack(
+            (r * (s * torch.div(best, ws, rounding_mode="floor") - ys), r * (s * (best % ws) - xs)),
+            dim=1,
+        )
+        if valid is not None:
+            offsets = offsets * valid.any(dim=1).view(bsz, 1, 1, 1)
+        offsets = offsets.repeat_interleave(r, dim=2).repeat_interleave(r, dim=3)[:, :, :h, :w]
+    return out, offsets.contiguous()
+
+
+class ContextualAttention(nn.Module):
+    """Contextual attention of DeepFill v1 as a module (no parameters).
+
+    ``forward(foreground, background, mask=None)`` calls :func:`contextual_attention`
+    with the settings given here and returns ``(output, offsets)``; see that function for
+    the shapes and the formula.
+
+    Args:
+        patch_size: odd side of the matching patches.
+        stride: step between background patches on the downsampled grid.
+        rate: downsampling factor for matching; pasted patches are ``2 * rate`` wide.
+        fuse_k: side of the identity kernel of attention propagation.
+        softmax_scale: multiplies the scores before the softmax.
+        fuse: apply attention propagation.
+
+    Example:
+        >>> import torch
+        >>> from psal.layers import ContextualAttention
+        >>> layer = ContextualAttention(rate=2)
+        >>> x = torch.rand(1, 16, 24, 24)
+        >>> hole = torch.zeros(1, 1, 24, 24, dtype=torch.bool)
+        >>> hole[..., 8:16, 8:16] = True
+        >>> out, offsets = layer(x, x, hole)
+        >>> out.shape, offsets.shape
+        (torch.Size([1, 16, 24, 24]), torch.Size([1, 2, 24, 24]))
+    """
+
+    def __init__(
+        self,
+        patch_size: int = 3,
+        stride: int = 1,
+        rate: int = 2,
+        fuse_k: int = 3,
+        softmax_scale: float = 10.0,
+        fuse: bool = True,
+    ) -> None:
+        super().__init__()
+        p, s, r, k, scale = _check_params(patch_size, stride, rate, fuse_k, softmax_scale)
+        self.patch_size = p
+        self.stride = s
+        self.rate = r
+        self.fuse_k = k
+        self.softmax_scale = scale
+        self.fuse = _check_fuse(fuse)
+
+    def forward(
+        self,
+        foreground: torch.Tensor,
+        background: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(output, offsets)``; see :func:`contextual_attention`."""
+        return contextual_attention(
+            foreground,
+            background,
+            mask,
+            patch_size=self.patch_size,
+            stride=self.stride,
+            rate=self.rate,
+            fuse_k=self.fuse_k,
+            softmax_scale=self.softmax_scale,
+            fuse=self.fuse,
+        )
+
+    def extra_repr(self) -> str:
+        """The settings, shown by ``repr``."""
+        return (
+            f"patch_size={self.patch_size}, stride={self.stride}, rate={self.rate}, "
+            f"fuse_k={self.fuse_k}, softmax_scale={self.softmax_scale}, fuse={self.fuse}"
+        )

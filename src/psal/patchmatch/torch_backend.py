@@ -1,0 +1,294 @@
+"""Vectorised PatchMatch in pure PyTorch: runs on any device, nothing to compile.
+
+All searched pixels are updated in parallel from the field of the previous step
+(Jacobi style, like the published GPU code), so the work maps onto wide devices:
+
+* Initialisation: k distinct random valid key positions (or ``init``, repaired).
+* Propagation ("jump flooding"): for each of the 4 directions and steps 1, 2, 4, 8,
+  the k matches of the pixel that far away, shifted back by the step, are
+  candidates (16 k candidates).
+* Random search: one uniform sample in windows of half-width ``max(Hk, Wk) / 2^i``
+  around each of the k current neighbours, until the half-width is below one.
+* Merge: current list and candidates are de-duplicated and the k nearest kept.
+
+Distances are computed on channels-last, reflect-padded copies of the inputs with one
+row gather per patch offset; searched pixels are processed in chunks so that the
+candidate buffers stay under ``MAX_CHUNK_BYTES``. Random numbers come from a
+``torch.Generator`` on the input's device seeded with ``seed``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .distance import pad_reflect, unfold_patches
+
+#: Upper bound for one chunk's candidate feature buffer, in bytes.
+MAX_CHUNK_BYTES = 64 * 2**20
+#: Whole patches of key and searched query pixels are unfolded once when they fit in
+#: this many bytes (one gather of C*p*p values per candidate); otherwise each patch
+#: offset is gathered separately (C values per gather, no extra memory).
+PATCH_CACHE_BYTES = 1024 * 2**20
+#: Propagation step lengths (the published code's 1, 2, 4, 8).
+STEPS = (1, 2, 4, 8)
+_DIRS = ((0, 1), (0, -1), (1, 0), (-1, 0))
+
+
+def _rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows ``table[idx]``: the embedding gather, about twice as fast on CPU as indexing."""
+    return torch.nn.functional.embedding(idx, table)
+
+
+class _Problem:
+    """Padded inputs, searched pixels and helpers shared by the steps of one search."""
+
+    def __init__(self, query, key, patch_size, query_mask, valid, generator):
+        acc = torch.float64 if query.dtype == torch.float64 else torch.float32
+        self.device = query.device
+        self.p = patch_size
+        r = patch_size // 2
+        b, c, hq, wq = query.shape
+        hk, wk = key.shape[-2:]
+        self.b, self.c, self.hq, self.wq, self.hk, self.wk = b, c, hq, wq, hk, wk
+        self.wqp, self.wkp = wq + 2 * r, wk + 2 * r
+        self.nqp, self.nkp = (hq + 2 * r) * self.wqp, (hk + 2 * r) * self.wkp
+        self.qrows = pad_reflect(query.to(acc), r).permute(0, 2, 3, 1).reshape(-1, c)
+        self.krows = pad_reflect(key.to(acc), r).permute(0, 2, 3, 1).reshape(-1, c)
+        self.acc = acc
+        n = hq * wq
+        if query_mask is None:
+            self.act = torch.arange(b * n, device=self.device)
+        else:
+            self.act = query_mask.reshape(-1).nonzero().squeeze(1)
+        self.ab = torch.div(self.act, n, rounding_mode="floor")
+        rem = self.act - self.ab * n
+        self.ay = torch.div(rem, wq, rounding_mode="floor")
+        self.ax = rem - self.ay * wq
+        nk = hk * wk
+        if valid is None:
+            self.valid = torch.ones(b, nk, dtype=torch.bool, device=self.device)
+        else:
+            self.valid = valid.reshape(b, nk)
+        self.counts = self.valid.sum(1)
+        # per-batch sorted list of valid key positions, padded: (B, max count)
+        order = torch.argsort((~self.valid).to(torch.int8), dim=1, stable=True)
+        self.vlist = order[:, : int(self.counts.max())]
+        self.gen = generator
+        offs = [(dy, dx) for dy in range(patch_size) for dx in range(patch_size)]
+        self.q_off = [dy * self.wqp + dx for dy, dx in offs]
+        self.k_off = [dy * self.wkp + dx for dy, dx in offs]
+        elem = torch.finfo(acc).bits // 8
+        self.elem = elem
+        d = c * patch_size**2
+        self.kpatch = self.qpatch = None
+        if (b * nk + self.act.numel()) * d * elem <= PATCH_CACHE_BYTES:
+            kp = unfold_patches(key.to(acc), patch_size)  # (B, D, Nk)
+            self.kpatch = kp.transpose(1, 2).reshape(b * nk, d)
+            qp = unfold_patches(query.to(acc), patch_size).transpose(1, 2).reshape(b * n, d)
+            self.qpatch = qp[self.act]
+            self.c_eff = d
+        else:
+            self.c_eff = c
+
+    def chunk_size(self, m: int) -> int:
+        return max(1, MAX_CHUNK_BYTES // (m * self.c_eff * self.elem * 2))
+
+    def random_valid(self, sel: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """Uniform valid key positions for searched pixels ``sel`` (1-D long).
+
+        Returns (len(sel), *shape).
+        """
+        ab = self.ab[sel].view(-1, *([1] * len(shape)))
+        cnt = self.counts[ab]
+        u = torch.rand((sel.numel(), *shape), generator=self.gen, device=self.device)
+        r = (u * cnt).long().minimum(cnt - 1)
+        return self.vlist.reshape(-1)[ab * self.vlist.shape[1] + r]
+
+    def distances(
+        self, sel: slice, cand: torch.Tensor, cur: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Patch distances of candidates ``cand`` (n, M) for searched pixels ``sel``.
+
+        Invalid candidates (-1, out of range, masked), candidates already in ``cur``
+        (n, k) and repeats of an earlier candidate of the same pixel get ``inf`` without
+        being computed: after a few iterations most candidates are such repeats, so
+        this skips most of the work.
+        """
+        n, m = cand.shape
+        ab = self.ab[sel]  # sel is a slice: views, no copies
+        ok = cand >= 0
+        flat = ab.unsqueeze(1) * (self.hk * self.wk) + cand.clamp_min(0)  # (n, M)
+        ok &= self.valid.reshape(-1).index_select(0, flat.reshape(-1)).view(n, m)
+        if cur is not None:
+            ok &= ~(cand.unsqueeze(2) == cur.unsqueeze(1)).any(2)
+        # stable: the first occurrence is computed, as _merge's stable sort keeps it
+        srt, order = cand.sort(dim=1, stable=True)
+        rep = torch.zeros_like(ok)
+        rep[:, 1:] = srt[:, 1:] == srt[:, :-1]
+        ok &= ~torch.zeros_like(ok).scatter_(1, order, rep)
+        out = torch.full((n, m), float("inf"), dtype=self.acc, device=self.device)
+        pairs = ok.reshape(-1).nonzero().squeeze(1)  # (P,) flat (pixel, candidate) pairs
+        if pairs.numel() == 0:
+            return out
+        rows = torch.div(pairs, m, rounding_mode="floor")
+        kpos = flat.reshape(-1).index_select(0, pairs)  # batch-offset key positions
+        if self.kpatch is not None:
+            qv = _rows(self.qpatch[sel], rows)  # (P, D)
+            d = (_rows(self.kpatch, kpos) - qv).square_().sum(-1)
+        else:
+            nk = self.hk * self.wk
+            pb = torch.div(kpos, nk, rounding_mode="floor")
+            ky = torch.div(kpos - pb * nk, self.wk, rounding_mode="floor")
+            kx = kpos - pb * nk - ky * self.wk
+            kbase = pb * self.nkp + ky * self.wkp + kx
+            qbase = (ab * self.nqp + self.ay[sel] * self.wqp + self.ax[sel]).index_select(0, rows)
+            d = torch.zeros(pairs.numel(), dtype=self.acc, device=self.device)
+            for qo, ko in zip(self.q_off, self.k_off):
+                qv = _rows(self.qrows, qbase + qo)
+                kv = _rows(self.krows, kbase + ko)
+                d += (kv - qv).square_().sum(-1)
+        return out.view(-1).index_copy_(0, pairs, d).view(n, m)
+
+
+def _merge(idx, dist, cand, cdist, k):
+    """Keep the k nearest distinct entries of [idx | cand]; returns sorted (idx, dist)."""
+    all_i = torch.cat([idx, cand], 1)
+    all_d = torch.cat([dist, cdist], 1)
+    order = torch.argsort(all_i, dim=1, stable=True)
+    si = all_i.gather(1, order)
+    sd = all_d.gather(1, order)
+    dup = torch.zeros_like(si, dtype=torch.bool)
+    dup[:, 1:] = si[:, 1:] == si[:, :-1]
+    sd = sd.masked_fill(dup | (si < 0), float("inf"))
+    best, pos = sd.topk(k, dim=1, largest=False, sorted=True)
+    return si.gather(1, pos), best
+
+
+def _initial(pb: _Problem, k: int, init: torch.Tensor | None) -> torch.Tensor:
+    """Initial (Na, k) field of distinct valid positions."""
+    na = pb.act.numel()
+    nk = pb.hk * pb.wk
+    allsel = torch.arange(na, device=pb.device)
+    if init is None:
+        f = pb.random_valid(allsel, (k,))
+        bad = torch.zeros(na, k, dtype=torch.bool, device=pb.device)
+    else:
+        f = init.permute(0, 2, 3, 1).reshape(-1, k)[pb.act].clone()
+        bad = (f < 0) | (f >= nk)
+        f = f.clamp(0, nk - 1)
+        bad |= ~pb.valid[pb.ab.unsqueeze(1).expand(na, k), f]
+    for _ in range(16):
+        srt, order = f.sort(1)
+        dup_sorted = torch.zeros_like(bad)
+        dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
+        dup = torch.zeros_like(bad).scatter_(1, order, dup_sorted)
+        bad |= dup
+        if not bool(bad.any()):
+            return f
+        rows = bad.any(1).nonzero().squeeze(1)
+        fresh = pb.random_valid(rows, (k,))
+        f[rows] = torch.where(bad[rows], fresh, f[rows])
+        bad = torch.zeros_like(bad)
+    # rare (few valid keys): consecutive entries of the valid list from a random start
+    srt, _ = f.sort(1)
+    rows = ((srt[:, 1:] == srt[:, :-1]).any(1)).nonzero().squeeze(1)
+    if rows.numel():
+        cnt = pb.counts[pb.ab[rows]].unsqueeze(1)
+        u = torch.rand(rows.numel(), 1, generator=pb.gen, device=pb.device)
+        start = (u * cnt).long()
+        pos = (start + torch.arange(k, device=pb.device)) % cnt
+        f[rows] = pb.vlist[pb.ab[rows]].gather(1, pos)
+    return f
+
+
+def search(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    *,
+    k: int,
+    patch_size: int,
+    iters: int,
+    query_mask: torch.Tensor | None,
+    valid: torch.Tensor | None,
+    seed: int,
+    init: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vectorised PatchMatch; see :func:`psal.patchmatch.patchmatch` for the contract."""
+    device = query.device
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    pb = _Problem(query, key, patch_size, query_mask, valid, gen)
+    b, hq, wq, hk, wk = pb.b, pb.hq, pb.wq, pb.hk, pb.wk
+    na = pb.act.numel()
+    idx = _initial(pb, k, init)
+    dist = torch.empty(na, k, dtype=pb.acc, device=device)
+    for s in range(0, na, pb.chunk_size(k)):
+        sel = slice(s, min(na, s + pb.chunk_size(k)))
+        dist[sel] = pb.distances(sel, idx[sel])
+    dist, order = dist.sort(1)
+    idx = idx.gather(1, order)
+
+    # field over all pixels (-1 where not searched), for neighbour look-ups
+    full = torch.full((b * hq * wq, k), -1, dtype=torch.long, device=device)
+    levels = []
+    w = max(hk, wk)
+    while w >= 1:
+        levels.append(w)
+        w //= 2
+    n_prop = len(_DIRS) * len(STEPS) * k
+    n_rand = len(levels) * k
+    for _ in range(iters):
+        # --- propagation from the field at the start of the step
+        full[pb.act] = idx
+        step_c = pb.chunk_size(n_prop)
+        new_idx, new_dist = torch.empty_like(idx), torch.empty_like(dist)
+        for s in range(0, na, step_c):
+            sel = slice(s, min(na, s + step_c))
+            ab, ay, ax = pb.ab[sel], pb.ay[sel], pb.ax[sel]
+            cands = []
+            for dy, dx in _DIRS:
+                for st in STEPS:
+                    ny, nx = ay - dy * st, ax - dx * st
+                    inside = (ny >= 0) & (ny < hq) & (nx >= 0) & (nx < wq)
+                    src = (ab * hq + ny.clamp(0, hq - 1)) * wq + nx.clamp(0, wq - 1)
+                    f = full.index_select(0, src)  # (n, k)
+                    fy = torch.div(f, wk, rounding_mode="floor") + dy * st
+                    fx = f - torch.div(f, wk, rounding_mode="floor") * wk + dx * st
+                    ok = inside.unsqueeze(1) & (f >= 0)
+                    ok &= (fy >= 0) & (fy < hk) & (fx >= 0) & (fx < wk)
+                    cands.append(torch.where(ok, fy * wk + fx, -1))
+            cand = torch.cat(cands, 1)
+            cur = idx[sel]
+            new_idx[sel], new_dist[sel] = _merge(
+                cur, dist[sel], cand, pb.distances(sel, cand, cur), k
+            )
+        idx, dist = new_idx, new_dist
+        # --- random search around each current neighbour
+        step_c = pb.chunk_size(n_rand)
+        new_idx, new_dist = torch.empty_like(idx), torch.empty_like(dist)
+        for s in range(0, na, step_c):
+            sel = slice(s, min(na, s + step_c))
+            cur = idx[sel]
+            cy = torch.div(cur, wk, rounding_mode="floor")
+            cx = cur - cy * wk
+            cands = []
+            for w in levels:
+                lo_y, hi_y = (cy - w).clamp_min(0), (cy + w).clamp_max(hk - 1)
+                lo_x, hi_x = (cx - w).clamp_min(0), (cx + w).clamp_max(wk - 1)
+                u = torch.rand((cur.shape[0], k, 2), generator=gen, device=device)
+                ry = lo_y + (u[..., 0] * (hi_y - lo_y + 1)).long().clamp_max(hi_y - lo_y)
+                rx = lo_x + (u[..., 1] * (hi_x - lo_x + 1)).long().clamp_max(hi_x - lo_x)
+                cands.append(ry * wk + rx)
+            cand = torch.cat(cands, 1)
+            new_idx[sel], new_dist[sel] = _merge(
+                cur, dist[sel], cand, pb.distances(sel, cand, cur), k
+            )
+        idx, dist = new_idx, new_dist
+
+    out_i = torch.full((b * hq * wq, k), -1, dtype=torch.long, device=device)
+    out_d = torch.full((b * hq * wq, k), float("inf"), dtype=pb.acc, device=device)
+    out_i[pb.act] = idx
+    out_d[pb.act] = dist
+    out_i = out_i.view(b, hq, wq, k).permute(0, 3, 1, 2).contiguous()
+    out_d = out_d.view(b, hq, wq, k).permute(0, 3, 1, 2).contiguous()
+    return out_i, out_d

@@ -1,0 +1,448 @@
+"""Contextual attention (DeepFill v1) against a plain loop implementation of its definition."""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import psal.layers.contextual as contextual_module
+from psal.layers import ContextualAttention, contextual_attention
+
+# ---------------------------------------------------------------------------------------
+# Reference: explicit loops over pixels and patches, one sample at a time, in float64.
+# ---------------------------------------------------------------------------------------
+
+
+def _at(a: np.ndarray, y: int, x: int) -> np.ndarray:
+    """a[:, y, x] or zeros outside the image (zero padding)."""
+    if 0 <= y < a.shape[1] and 0 <= x < a.shape[2]:
+        return a[:, y, x]
+    return np.zeros(a.shape[0])
+
+
+def _loop_one(fg, bg, hole, p, s, r, fuse_k, scale, fuse, paste_window_rule=True):
+    """One sample. fg, bg: (C, H, W) float64; hole: (H, W) bool or None."""
+    _, h, w = fg.shape
+    hd, wd = math.ceil(h / r), math.ceil(w / r)
+    fd = np.array([[fg[:, r * y, r * x] for x in range(wd)] for y in range(hd)])  # (Hd, Wd, C)
+    fd = fd.transpose(2, 0, 1)
+    bd = np.array([[bg[:, r * y, r * x] for x in range(wd)] for y in range(hd)]).transpose(2, 0, 1)
+    hs, ws = math.ceil(hd / s), math.ceil(wd / s)
+    nf, nb = hd * wd, hs * ws
+    half = p // 2
+    centres = [(s * (j // ws), s * (j % ws)) for j in range(nb)]
+
+    # cosine-like scores: <f patch, b patch> / max(||b patch||, 1e-4)
+    scores = np.zeros((nf, nb))
+    for j, (cy, cx) in enumerate(centres):
+        norm2 = 0.0
+        for u in range(-half, half + 1):
+            for v in range(-half, half + 1):
+                norm2 += float(np.sum(_at(bd, cy + u, cx + v) ** 2))
+        norm = max(math.sqrt(norm2), 1e-4)
+        for q in range(nf):
+            y, x = divmod(q, wd)
+            acc = 0.0
+            for u in range(-half, half + 1):
+                for v in range(-half, half + 1):
+                    acc += float(np.dot(_at(fd, y + u, x + v), _at(bd, cy + u, cx + v)))
+            scores[q, j] = acc / norm
+
+    if fuse:
+        c0 = (fuse_k - 1) // 2
+        # left-right: flat row-major indices, wrapping across rows like the reference
+        s1 = np.zeros_like(scores)
+        for q in range(nf):
+            for j in range(nb):
+                for a in range(fuse_k):
+                    qq, jj = q + a - c0, j + a - c0
+                    if 0 <= qq < nf and 0 <= jj < nb:
+                        s1[q, j] += scores[qq, jj]
+
+        # top-down: flat column-major indices (x * H + y), wrapping across columns
+        def to_col(i, width, height):
+            y, x = divmod(i, width)
+            return x * height + y
+
+        def from_col(j, width, height):
+            x, y = divmod(j, height)
+            return y * width + x
+
+        s2 = np.zeros_like(scores)
+        for q in range(nf):
+            qc = to_col(q, wd, hd)
+            for j in range(nb):
+                jc = to_col(j, ws, hs)
+                for a in range(fuse_k):
+                    qq, jj = qc + a - c0, jc + a - c0
+                    if 0 <= qq < nf and 0 <= jj < nb:
+                        s2[q, j] += s1[from_col(qq, wd, hd), from_col(jj, ws, hs)]
+        scores = s2
+
+    valid = np.ones(nb, dtype=bool)
+    if hole is not None:
+        for j, (cy, cx) in enumerate(centres):
+            for u in range(-half, half + 1):
+                for v in range(-half, half + 1):
+                    yy, xx = cy + u, cx + v
+                    if 0 <= yy < hd and 0 <= xx < wd and hole[r * yy, r * xx]:
+                        valid[j] = False
+            if paste_window_rule:
+                for ty in range(2 * r):
+                    for tx in range(2 * r):
+                        yy, xx = r * cy - r // 2 + ty, r * cx - r // 2 + tx
+                        if 0 <= yy < h and 0 <= xx < w and hole[yy, xx]:
+                            valid[j] = False
+
+    attn = np.zeros_like(scores)
+    for q in range(nf):
+        z = scale * scores[q] * valid
+        e = np.exp(z - z.max())
+        attn[q] = e / e.sum() * valid
+
+    out = np.zeros_like(fg)
+    for q in range(nf):
+        yf, xf = divmod(q, wd)
+        for j, (cy, cx) in enumerate(centres):
+            if attn[q, j] == 0:
+                continue
+            for ty in range(2 * r):
+                for tx in range(2 * r):
+                    oy, ox = r * yf - r // 2 + ty, r * xf - r // 2 + tx
+                    if 0 <= oy < h and 0 <= ox < w:
+                        src = _at(bg, r * cy - r // 2 + ty, r * cx - r // 2 + tx)
+                        out[:, oy, ox] += attn[q, j] * src / 4.0
+
+    offsets = np.zeros((2, h, w), dtype=np.int64)
+    for q in range(nf):
+        if not valid.any():
+            break
+        yf, xf = divmod(q, wd)
+        best = max((j for j in range(nb) if valid[j]), key=lambda j: scores[q, j])
+        cy, cx = centres[best]
+        offsets[0, r * yf : r * yf + r, r * xf : r * xf + r] = r * (cy - yf)
+        offsets[1, r * yf : r * yf + r, r * xf : r * xf + r] = r * (cx - xf)
+    return out, offsets
+
+
+def loop_contextual_attention(fg, bg, mask, p=3, s=1, r=2, fuse_k=3, scale=10.0, fuse=True, **kw):
+    fg = fg.detach().double().cpu().numpy()
+    bg = bg.detach().double().cpu().numpy()
+    holes = None if mask is None else mask[:, 0].bool().cpu().numpy()
+    outs, offs = [], []
+    for n in range(fg.shape[0]):
+        o, d = _loop_one(
+            fg[n], bg[n], None if holes is None else holes[n], p, s, r, fuse_k, scale, fuse, **kw
+        )
+        outs.append(o)
+        offs.append(d)
+    return torch.from_numpy(np.stack(outs)), torch.from_numpy(np.stack(offs))
+
+
+def random_holes(batch, h, w, gen, min_side=1):
+    """A different random box hole per sample, keeping at least half the image known."""
+    mask = torch.zeros(batch, 1, h, w, dtype=torch.bool)
+    for n in range(batch):
+        hh = int(torch.randint(min_side, max(min_side + 1, h // 2), (1,), generator=gen))
+        ww = int(torch.randint(min_side, max(min_side + 1, w // 2), (1,), generator=gen))
+        y0 = int(torch.randint(0, h - hh + 1, (1,), generator=gen))
+        x0 = int(torch.randint(0, w - ww + 1, (1,), generator=gen))
+        mask[n, 0, y0 : y0 + hh, x0 : x0 + ww] = True
+    return mask
+
+
+def block_corner_targets(offsets, rate):
+    _, _, h, w = offsets.shape
+    ys = (torch.arange(h, device=offsets.device) // rate * rate).view(1, h, 1)
+    xs = (torch.arange(w, device=offsets.device) // rate * rate).view(1, 1, w)
+    return ys + offsets[:, 0], xs + offsets[:, 1]
+
+
+# ---------------------------------------------------------------------------------------
+
+CASES = [
+    # (H, W, patch_size, stride, rate, fuse_k, fuse, with_mask)
+    (6, 6, 3, 1, 2, 3, True, False),
+    (7, 5, 3, 1, 2, 3, True, True),
+    (7, 5, 3, 1, 2, 3, False, True),
+    (5, 6, 3, 1, 1, 3, True, True),
+    (5, 5, 3, 1, 1, 3, False, False),
+    (9, 7, 3, 1, 3, 3, True, True),
+    (9, 8, 3, 2, 2, 3, True, True),
+    (10, 9, 3, 3, 2, 3, True, True),  # the paste window is cropped at the bottom
+    (7, 8, 1, 1, 2, 2, True, True),
+    (6, 7, 5, 1, 2, 5, True, False),
+]
+
+
+@pytest.mark.parametrize(("h", "w", "p", "s", "r", "k", "fuse", "with_mask"), CASES)
+def test_matches_loop_reference(h, w, p, s, r, k, fuse, with_mask, dtype, device):
+    gen = torch.Generator().manual_seed(h * 100 + w * 10 + r)
+    fg = torch.rand(2, 2, h, w, generator=gen, dtype=torch.float64)
+    bg = torch.rand(2, 2, h, w, generator=gen, dtype=torch.float64)
+    mask = random_holes(2, h, w, gen) if with_mask else None
+    exp_out, exp_off = loop_contextual_attention(fg, bg, mask, p, s, r, k, 10.0, fuse)
+    out, off = contextual_attention(
+        fg.to(device, dtype),
+        bg.to(device, dtype),
+        None if mask is None else mask.to(device),
+        patch_size=p,
+        stride=s,
+        rate=r,
+        fuse_k=k,
+        softmax_scale=10.0,
+        fuse=fuse,
+    )
+    assert out.shape == fg.shape and out.dtype == dtype and out.device == device
+    assert off.shape == (2, 2, h, w) and off.dtype == torch.int64
+    tol = 1e-10 if dtype == torch.float64 else 2e-5
+    torch.testing.assert_close(out.cpu().double(), exp_out, rtol=tol, atol=tol)
+    if dtype == torch.float64:  # float32 rounding may swap near-ties of the argmax
+        torch.testing.assert_close(off.cpu(), exp_off)
+
+
+def test_mask_rule_agrees_with_reference_for_boxes():
+    """rate 2, p 3, hole runs >= 2 pixels long: the paste-window rule changes nothing."""
+    gen = torch.Generator().manual_seed(3)
+    fg = torch.rand(2, 2, 10, 9, generator=gen, dtype=torch.float64)
+    bg = torch.rand(2, 2, 10, 9, generator=gen, dtype=torch.float64)
+    # unions of boxes with sides >= 2: every row and column run of the hole is >= 2 long
+    mask = random_holes(2, 10, 9, gen, min_side=2) | random_holes(2, 10, 9, gen, min_side=2)
+    with_rule, _ = loop_contextual_attention(fg, bg, mask, paste_window_rule=True)
+    reference_rule, _ = loop_contextual_attention(fg, bg, mask, paste_window_rule=False)
+    torch.testing.assert_close(with_rule, reference_rule, rtol=0, atol=0)
+    out, _ = contextual_attention(fg, bg, mask)
+    torch.testing.assert_close(out, with_rule, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("rate", "hole"),
+    [
+        (2, (slice(5, 6), slice(7, 8))),  # one pixel at odd coordinates: skipped by ::2
+        (2, (slice(0, 12), slice(3, 4))),  # a one-pixel-wide vertical line
+        (3, (slice(4, 6), slice(4, 6))),
+        (1, (slice(3, 7), slice(2, 9))),
+    ],
+)
+def test_no_content_from_the_hole(rate, hole, device):
+    gen = torch.Generator().manual_seed(1)
+    bg = torch.rand(1, 3, 12, 13, generator=gen)
+    mask = torch.zeros(1, 1, 12, 13, dtype=torch.bool)
+    mask[(0, 0, *hole)] = True
+    bg = bg.masked_fill(mask, 1e4)  # huge, distinctive values inside the hole
+    fg = bg.clone()
+    out, off = contextual_attention(fg.to(device), bg.to(device), mask.to(device), rate=rate)
+    # weights sum to <= 1 and each pixel gets <= 4 pasted patches / 4: no 1e4 can reach it
+    assert float(out.abs().max()) <= float(bg[~mask.expand_as(bg)].abs().max()) + 1e-5
+    ty, tx = block_corner_targets(off, rate)
+    assert not bool(mask.to(device)[0, 0, ty[0], tx[0]].any())
+
+
+def test_reference_rule_alone_leaks_for_thin_holes():
+    """Documents why psal adds the paste-window rule: without it the 1e4 leaks."""
+    gen = torch.Generator().manual_seed(1)
+    bg = torch.rand(1, 1, 8, 8, generator=gen, dtype=torch.float64)
+    mask = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    mask[..., 3, 3] = True
+    bg = bg.masked_fill(mask, 1e4)
+    leaky, _ = loop_contextual_attention(bg, bg, mask, paste_window_rule=False)
+    assert float(leaky.abs().max()) > 100
+    out, _ = contextual_attention(bg, bg, mask)
+    assert float(out.abs().max()) <= 1.0
+
+
+def test_per_sample_masks_and_backgrounds():
+    gen = torch.Generator().manual_seed(7)
+    fg = torch.rand(2, 4, 11, 10, generator=gen)
+    bg = torch.rand(2, 4, 11, 10, generator=gen)
+    mask = torch.zeros(2, 1, 11, 10, dtype=torch.bool)
+    mask[0, :, 2:6, 1:5] = True
+    mask[1, :, 5:10, 4:9] = True
+    out, off = contextual_attention(fg, bg, mask)
+    for n in range(2):
+        alone, alone_off = contextual_attention(fg[n : n + 1], bg[n : n + 1], mask[n : n + 1])
+        torch.testing.assert_close(out[n : n + 1], alone, rtol=1e-5, atol=1e-6)
+        assert torch.equal(off[n : n + 1], alone_off)
+    # and the two masks matter: using the first mask for both changes sample 1
+    first_only, _ = contextual_attention(fg, bg, mask[:1].expand(2, -1, -1, -1))
+    assert not torch.allclose(first_only[1], out[1])
+
+
+def test_mask_forms_agree():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand(3, 2, 8, 8, generator=gen)
+    mask = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    mask[..., 2:5, 3:6] = True
+    out_b, off_b = contextual_attention(x, x, mask)  # (1, 1, H, W) is used for every sample
+    out_e, off_e = contextual_attention(x, x, mask.expand(3, 1, 8, 8))
+    out_f, off_f = contextual_attention(x, x, mask.expand(3, 1, 8, 8).float())
+    torch.testing.assert_close(out_b, out_e, rtol=0, atol=0)
+    torch.testing.assert_close(out_b, out_f, rtol=0, atol=0)
+    assert torch.equal(off_b, off_e) and torch.equal(off_b, off_f)
+    # an empty mask is the same as no mask
+    out_n, off_n = contextual_attention(x, x, None)
+    out_z, off_z = contextual_attention(x, x, torch.zeros(3, 1, 8, 8))
+    torch.testing.assert_close(out_n, out_z, rtol=0, atol=0)
+    assert torch.equal(off_n, off_z)
+
+
+def test_self_attention_without_hole_copies_itself():
+    """With a sharp softmax and no fusion, each pixel attends its own patch (offset 0)."""
+    x = torch.rand(1, 8, 12, 12, generator=torch.Generator().manual_seed(4))
+    x = x / x.norm(dim=1, keepdim=True)  # unit features: the own patch wins cosine similarity
+    _, off = contextual_attention(x, x, rate=1, softmax_scale=1e3, fuse=False)
+    assert int(off.abs().max()) == 0
+
+
+def test_no_valid_patch_gives_zero():
+    x = torch.rand(2, 2, 6, 6)
+    mask = torch.zeros(2, 1, 6, 6, dtype=torch.bool)
+    mask[0] = True  # sample 0: everything is hole
+    out, off = contextual_attention(x, x, mask)
+    assert float(out[0].abs().max()) == 0.0 and int(off[0].abs().max()) == 0
+    assert float(out[1].abs().max()) > 0
+
+
+def test_module_equals_function():
+    gen = torch.Generator().manual_seed(5)
+    fg = torch.rand(2, 3, 9, 10, generator=gen)
+    bg = torch.rand(2, 3, 9, 10, generator=gen)
+    mask = random_holes(2, 9, 10, gen)
+    kw = dict(patch_size=3, stride=1, rate=2, fuse_k=3, softmax_scale=7.0, fuse=True)
+    layer = ContextualAttention(**kw)
+    assert "softmax_scale=7.0" in repr(layer)
+    out_m, off_m = layer(fg, bg, mask)
+    out_f, off_f = contextual_attention(fg, bg, mask, **kw)
+    torch.testing.assert_close(out_m, out_f, rtol=0, atol=0)
+    assert torch.equal(off_m, off_f)
+    assert list(layer.parameters()) == []
+
+
+def test_gradcheck():
+    gen = torch.Generator().manual_seed(6)
+    fg = torch.rand(2, 2, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    bg = torch.rand(2, 2, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    mask = torch.zeros(2, 1, 4, 5, dtype=torch.bool)
+    mask[0, :, 0:2, 3:5] = True
+    mask[1, :, 3:4, 0:2] = True
+
+    def fn(a, b):
+        return contextual_attention(a, b, mask, rate=2, softmax_scale=3.0)[0]
+
+    assert torch.autograd.gradcheck(fn, (fg, bg))
+
+
+def test_gradient_finite_on_zero_background():
+    """All-zero background patches (ReLU features) must not give NaN gradients."""
+    bg = torch.zeros(1, 2, 6, 6, requires_grad=True)
+    fg = torch.rand(1, 2, 6, 6, requires_grad=True)
+    out, _ = contextual_attention(fg, bg)
+    out.sum().backward()
+    assert torch.isfinite(bg.grad).all() and torch.isfinite(fg.grad).all()
+
+
+@pytest.mark.parametrize("low", [torch.float16, torch.bfloat16])
+def test_low_precision(low, device):
+    gen = torch.Generator().manual_seed(9)
+    x = torch.rand(2, 4, 9, 10, generator=gen) * 30  # float16 sums of squares would overflow
+    x[:, :, :4] = 0  # all-zero background patches: eps^2 underflows in float16
+    mask = random_holes(2, 9, 10, gen)
+    ref, _ = contextual_attention(x, x, mask)
+    out, _ = contextual_attention(x.to(device, low), x.to(device, low), mask.to(device))
+    assert out.dtype == low and torch.isfinite(out).all()
+    torch.testing.assert_close(out.float().cpu(), ref, rtol=0.05, atol=0.5)
+
+
+def test_non_contiguous_inputs():
+    x = torch.rand(2, 7, 9, 3).permute(0, 3, 1, 2)  # (2, 3, 7, 9), not contiguous
+    out, off = contextual_attention(x, x)
+    out_c, off_c = contextual_attention(x.contiguous(), x.contiguous())
+    torch.testing.assert_close(out, out_c)
+    assert torch.equal(off, off_c)
+
+
+def test_cuda_matches_cpu(device):
+    if device.type != "cuda":
+        pytest.skip("compares a CUDA device with the CPU")
+    gen = torch.Generator().manual_seed(8)
+    x = torch.rand(2, 4, 15, 14, generator=gen, dtype=torch.float64)
+    mask = random_holes(2, 15, 14, gen)
+    out, off = contextual_attention(x, x, mask)
+    out_d, off_d = contextual_attention(x.to(device), x.to(device), mask.to(device))
+    torch.testing.assert_close(out_d.cpu(), out)
+    assert torch.equal(off_d.cpu(), off)
+
+
+# ------------------------------------------------------------------------- bad input
+
+
+def test_bad_inputs():
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.raises(TypeError, match=r"foreground must be a torch\.Tensor"):
+        contextual_attention(np.zeros((2, 3, 8, 8)), x)
+    with pytest.raises(ValueError, match="background must have 4 dimensions"):
+        contextual_attention(x, x[0])
+    with pytest.raises(TypeError, match="floating-point"):
+        contextual_attention(x, torch.zeros(2, 3, 8, 8, dtype=torch.int64))
+    with pytest.raises(TypeError, match="share a dtype"):
+        contextual_attention(x, x.double())
+    with pytest.raises(ValueError, match=r"same shape .* \(2, 3, 8, 8\) and \(2, 4, 8, 8\)"):
+        contextual_attention(x, torch.rand(2, 4, 8, 8))
+    with pytest.raises(ValueError, match="same shape"):
+        contextual_attention(x, torch.rand(2, 3, 8, 9))
+    with pytest.raises(ValueError, match="same shape"):
+        contextual_attention(x, torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="background is on meta"):
+        contextual_attention(x, torch.empty(2, 3, 8, 8, device="meta"))
+    with pytest.raises(ValueError, match="B, C, H, W >= 1"):
+        contextual_attention(torch.rand(2, 3, 0, 8), torch.rand(2, 3, 0, 8))
+
+
+def test_bad_masks():
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"mask must have shape \(2, 1, 8, 8\)"):
+        contextual_attention(x, x, torch.zeros(2, 1, 8, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"mask must have shape"):
+        contextual_attention(x, x, torch.zeros(3, 1, 8, 8, dtype=torch.bool))
+    with pytest.raises(ValueError, match="mask must have 4 dimensions"):
+        contextual_attention(x, x, torch.zeros(8, 8, dtype=torch.bool))
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        contextual_attention(x, x, torch.full((2, 1, 8, 8), 0.5))
+    with pytest.raises(ValueError, match="non-finite"):
+        contextual_attention(x, x, torch.full((2, 1, 8, 8), float("nan")))
+    with pytest.raises(TypeError, match=r"mask must be a torch\.Tensor"):
+        contextual_attention(x, x, np.zeros((2, 1, 8, 8), dtype=bool))
+    with pytest.raises(ValueError, match="mask is on meta"):
+        contextual_attention(x, x, torch.zeros(2, 1, 8, 8, device="meta"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(patch_size=2), ValueError, "patch_size must be a positive odd integer"),
+        (dict(patch_size=3.0), TypeError, "patch_size must be an integer"),
+        (dict(stride=0), ValueError, "stride must be >= 1"),
+        (dict(rate=0), ValueError, "rate must be >= 1"),
+        (dict(rate=True), TypeError, "rate must be an integer"),
+        (dict(fuse_k=0), ValueError, "fuse_k must be >= 1"),
+        (dict(softmax_scale=0.0), ValueError, "softmax_scale must be a finite number > 0"),
+        (dict(softmax_scale=float("inf")), ValueError, "softmax_scale"),
+        (dict(softmax_scale="10"), TypeError, "softmax_scale must be a number"),
+        (dict(fuse=1), TypeError, "fuse must be a bool"),
+    ],
+)
+def test_bad_params(kwargs, error, match):
+    x = torch.rand(1, 2, 6, 6)
+    with pytest.raises(error, match=match):
+        contextual_attention(x, x, **kwargs)
+    with pytest.raises(error, match=match):
+        ContextualAttention(**kwargs)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(contextual_module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,259 @@
+"""Tests of PSAttention, attend and PatchAttention."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+import psal
+from psal.layers import PatchAttention, PSAttention, attend, patch_attention, ps_attention
+
+
+def loop_reference(q, k, v, idx, p, t, aggregation):
+    """Plain loops over pixels, neighbours and offsets (float64), for one batch item."""
+    r = p // 2
+    _, hq, wq = q.shape
+    _, hk, wk = k.shape
+    qp = torch.nn.functional.pad(q[None], (r, r, r, r), mode="reflect")[0]
+    kp = torch.nn.functional.pad(k[None], (r, r, r, r), mode="reflect")[0]
+
+    def dist(y, x, n):
+        ky, kx = divmod(int(n), wk)
+        return float(((qp[:, y : y + p, x : x + p] - kp[:, ky : ky + p, kx : kx + p]) ** 2).sum())
+
+    def refl(i, n):
+        return -i if i < 0 else (2 * (n - 1) - i if i >= n else i)
+
+    out = torch.zeros(v.shape[0], hq, wq, dtype=torch.float64)
+    for y, x in itertools.product(range(hq), range(wq)):
+        logits, vals = [], []
+        offsets = (
+            [(0, 0)]
+            if aggregation == "center"
+            else list(itertools.product(range(-r, r + 1), repeat=2))
+        )
+        for dy, dx in offsets:
+            cy, cx = y - dy, x - dx
+            if not (0 <= cy < hq and 0 <= cx < wq):
+                continue
+            for n in idx[:, cy, cx].tolist():
+                ny, nx = divmod(n, wk)
+                logits.append(-dist(cy, cx, n) / t)
+                vals.append(v[:, refl(ny + dy, hk), refl(nx + dx, wk)])
+        w = torch.softmax(torch.tensor(logits, dtype=torch.float64), 0)
+        out[:, y, x] = sum(wi * vi for wi, vi in zip(w, vals))
+    return out
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+@pytest.mark.parametrize("p", [1, 3, 5])
+def test_attend_matches_loop_reference(aggregation, p):
+    q = torch.rand(2, 3, 6, 7, dtype=torch.float64)
+    k = torch.rand(2, 3, 7, 5, dtype=torch.float64)
+    v = torch.rand(2, 2, 7, 5, dtype=torch.float64)
+    idx = psal.patchmatch(q, k, k=3, patch_size=p, seed=0).indices
+    out = attend(q, k, v, idx, p, 0.3, aggregation)
+    for b in range(2):
+        ref = loop_reference(q[b], k[b], v[b], idx[b], p, 0.3, aggregation)
+        torch.testing.assert_close(out[b], ref)
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+def test_gradcheck_against_fixed_neighbours(aggregation):
+    q = torch.rand(1, 2, 6, 5, dtype=torch.float64, requires_grad=True)
+    k = torch.rand(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    v = torch.rand(1, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    idx = psal.patchmatch(q, k, k=2, seed=0).indices
+    assert torch.autograd.gradcheck(
+        lambda *a: attend(*a[:3], idx, 3, a[3], aggregation), (q, k, v, t)
+    )
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+def test_ps_attention_gradients_are_those_of_its_field(aggregation):
+    x = torch.rand(2, 4, 10, 9, dtype=torch.float64, requires_grad=True)
+    v = torch.rand(2, 3, 10, 9, dtype=torch.float64, requires_grad=True)
+    out, field = ps_attention(
+        x, x, v, k=3, aggregation=aggregation, seed=1, return_field=True, temperature=0.4
+    )
+    g = torch.rand_like(out)
+    gx, gv = torch.autograd.grad((out * g).sum(), (x, v))
+    ref = attend(x, x, v, field.indices, 3, 0.4, aggregation)
+    rx, rv = torch.autograd.grad((ref * g).sum(), (x, v))
+    torch.testing.assert_close(gx, rx)
+    torch.testing.assert_close(gv, rv)
+    assert gx.abs().sum() > 0 and gv.abs().sum() > 0
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+def test_module_equals_function(aggregation):
+    x = torch.rand(1, 4, 12, 12)
+    layer = PSAttention(k=4, patch_size=3, iters=3, temperature=0.2, aggregation=aggregation)
+    a = layer(x, x, x, seed=3)
+    b = ps_attention(
+        x, x, x, k=4, patch_size=3, iters=3, temperature=0.2, aggregation=aggregation, seed=3
+    )
+    torch.testing.assert_close(a, b)
+    dense = PatchAttention(patch_size=3, temperature=0.2, aggregation=aggregation)
+    torch.testing.assert_close(
+        dense(x, x, x), patch_attention(x, x, x, 3, 0.2, aggregation=aggregation)
+    )
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+def test_psattention_with_many_iterations_approaches_exact_topk(aggregation):
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.interpolate(
+        torch.rand(1, 3, 7, 7, generator=g), size=(14, 14), mode="bilinear"
+    )
+    y = torch.nn.functional.interpolate(
+        torch.rand(1, 3, 7, 7, generator=g), size=(14, 14), mode="bilinear"
+    )
+    exact = patch_attention(x, y, y, 3, 0.05, topk=6, aggregation=aggregation)
+    few = ps_attention(x, y, y, k=6, iters=1, temperature=0.05, aggregation=aggregation, seed=0)
+    many = ps_attention(x, y, y, k=6, iters=200, temperature=0.05, aggregation=aggregation, seed=0)
+    err_few = (few - exact).abs().mean()
+    err_many = (many - exact).abs().mean()
+    assert err_many < 1e-4 and err_many < err_few / 10
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+def test_topk_over_all_keys_equals_dense(aggregation):
+    q = torch.rand(2, 2, 5, 6, dtype=torch.float64)
+    k = torch.rand(2, 2, 4, 5, dtype=torch.float64)
+    v = torch.rand(2, 3, 4, 5, dtype=torch.float64)
+    dense = patch_attention(q, k, v, 3, 0.7, aggregation=aggregation)
+    sparse = patch_attention(q, k, v, 3, 0.7, topk=20, aggregation=aggregation)
+    torch.testing.assert_close(dense, sparse)
+
+
+def test_dense_chunking_and_checkpoint_do_not_change_results(monkeypatch):
+    from psal.layers import dense as mod
+
+    x = torch.rand(1, 3, 9, 9, dtype=torch.float64, requires_grad=True)
+    full = patch_attention(x, x, x, 3, 0.5, aggregation="patch")
+    (gf,) = torch.autograd.grad(full.sum(), x)
+    monkeypatch.setattr(mod, "MAX_CHUNK_BYTES", 1)  # one query pixel per chunk
+    small = patch_attention(x, x, x, 3, 0.5, aggregation="patch")
+    (gs,) = torch.autograd.grad(small.sum(), x)
+    torch.testing.assert_close(full, small)
+    torch.testing.assert_close(gf, gs)
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+@pytest.mark.parametrize("layer", ["psal", "dense", "topk"])
+def test_mask_no_hole_content_reaches_the_hole(aggregation, layer):
+    x = torch.rand(2, 3, 14, 14)
+    mask = torch.zeros(2, 1, 14, 14, dtype=torch.bool)
+    mask[0, 0, 3:8, 4:10] = True
+    mask[1, 0, 9:14, 0:5] = True  # touches the border; per-sample masks
+    v = torch.rand(2, 2, 14, 14)
+    v = torch.where(mask, torch.full_like(v, 1e6), v)  # poison: hole values are huge
+    if layer == "psal":
+        out = ps_attention(x, x, v, k=3, aggregation=aggregation, mask=mask, seed=0)
+    else:
+        topk = 3 if layer == "topk" else None
+        out = patch_attention(x, x, v, 3, 0.5, topk=topk, aggregation=aggregation, mask=mask)
+    inside = mask.expand_as(out)
+    assert float(out[inside].max()) <= 1.0, "content from the hole leaked into the hole"
+    assert torch.equal(out[~inside], v[~inside]), "outside the hole the output is the value"
+
+
+def test_per_sample_masks_give_each_sample_its_own_result():
+    x = torch.rand(2, 3, 12, 12, dtype=torch.float64)
+    mask = torch.zeros(2, 1, 12, 12, dtype=torch.bool)
+    mask[0, 0, 2:6, 2:6] = True
+    mask[1, 0, 6:11, 5:12] = True
+    both = ps_attention(x, x, x, k=2, mask=mask, backend="exact", aggregation="patch")
+    for b in range(2):
+        alone = ps_attention(x[b : b + 1], x[b : b + 1], x[b : b + 1], k=2, mask=mask[b : b + 1],
+                             backend="exact", aggregation="patch")  # fmt: skip
+        torch.testing.assert_close(both[b : b + 1], alone)
+
+
+def test_learnable_temperature_gets_a_gradient():
+    layer = PSAttention(k=3, temperature=0.5, learnable_temperature=True, aggregation="patch")
+    assert isinstance(layer.log_temperature, torch.nn.Parameter)
+    x = torch.rand(1, 3, 10, 10)
+    mask = torch.zeros(1, 1, 10, 10, dtype=torch.bool)
+    mask[..., 3:6, 3:6] = True
+    out = layer(x, x, x, mask=mask, seed=0)
+    out.sum().backward()
+    assert layer.log_temperature.grad is not None
+    assert torch.isfinite(layer.log_temperature.grad) and layer.log_temperature.grad != 0
+    assert "learnable_temperature=True" in repr(layer)
+
+
+def test_return_field_and_cross_attention_shapes():
+    q = torch.rand(2, 4, 9, 11)
+    k = torch.rand(2, 4, 13, 7)
+    v = torch.rand(2, 5, 13, 7)
+    out, field = ps_attention(q, k, v, k=2, return_field=True, seed=0)
+    assert out.shape == (2, 5, 9, 11)
+    assert field.indices.shape == (2, 2, 9, 11) and int(field.indices.max()) < 13 * 7
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_runs_on_device_and_dtype(device, dtype):
+    x = torch.rand(1, 3, 10, 10, device=device, dtype=dtype, requires_grad=True)
+    for agg in ("center", "patch"):
+        out = ps_attention(x, x, x, k=2, aggregation=agg, seed=0)
+        assert out.device == x.device and out.dtype == dtype
+        out.sum().backward()
+        dense = patch_attention(x, x, x, 3, 1.0, aggregation=agg)
+        assert dense.device == x.device and dense.dtype == dtype
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (lambda q, k, v: ps_attention(q[0], k, v), ValueError, "query must have 4 dimensions"),
+        (lambda q, k, v: ps_attention(q, k[:, :2], v), ValueError, "same channels"),
+        (lambda q, k, v: ps_attention(q, k, v[:1]), ValueError, "same batch size"),
+        (lambda q, k, v: ps_attention(q, k, v[..., :5]), ValueError, "value must have the key's spatial size"),
+        (lambda q, k, v: ps_attention(q, k, v.double()), TypeError, "share a dtype"),
+        (lambda q, k, v: ps_attention(q, k, v, aggregation="mean"), ValueError, "aggregation must be one of"),
+        (lambda q, k, v: ps_attention(q, k, v, temperature=0.0), ValueError, "temperature must be"),
+        (lambda q, k, v: ps_attention(q, k, v, temperature=torch.ones(2)), ValueError, "one-element"),
+        (lambda q, k, v: ps_attention(q[..., :6], k, v, mask=torch.zeros(2, 1, 6, 8, dtype=torch.bool)), ValueError, "same spatial size"),
+        (lambda q, k, v: ps_attention(q, k, v, mask=torch.zeros(2, 1, 8, 7, dtype=torch.bool)), ValueError, "mask must have shape"),
+        (lambda q, k, v: patch_attention(q, k, v, topk=0), ValueError, "topk must be >= 1"),
+        (lambda q, k, v: patch_attention(q, k, v, mask=torch.ones(2, 1, 8, 8, dtype=torch.bool)), ValueError, "no key patch"),
+        (lambda q, k, v: PSAttention(k=0), ValueError, "k must be >= 1"),
+        (lambda q, k, v: PSAttention(patch_size=2), ValueError, "patch_size must be a positive odd"),
+        (lambda q, k, v: attend(q, k, v, torch.zeros(2, 2, 8, 8)), ValueError, "indices must be int64"),
+        (lambda q, k, v: attend(q, k, v, torch.full((2, 2, 8, 8), 64)), ValueError, "indices must lie in"),
+    ],
+)  # fmt: skip
+def test_bad_input(call, exc, match):
+    q, k, v = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8), torch.rand(2, 4, 8, 8)
+    with pytest.raises(exc, match=match):
+        call(q, k, v)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_mismatched_devices_are_rejected():
+    q = torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="is on"):
+        ps_attention(q, q.cuda(), q)
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+def test_masked_output_is_the_full_aggregation_inside_the_hole(aggregation):
+    x = torch.rand(2, 3, 16, 15, dtype=torch.float64, requires_grad=True)
+    v = torch.rand(2, 2, 16, 15, dtype=torch.float64, requires_grad=True)
+    mask = torch.zeros(2, 1, 16, 15, dtype=torch.bool)
+    mask[0, 0, 5:9, 6:10] = True  # the bounding-box window is the union over the batch
+    mask[1, 0, 10:12, 1:4] = True
+    out, field = ps_attention(x, x, v, k=3, aggregation=aggregation, mask=mask, seed=0,
+                              temperature=0.3, return_field=True)  # fmt: skip
+    ref = torch.where(mask, attend(x, x, v, field.indices, 3, 0.3, aggregation), v)
+    torch.testing.assert_close(out, ref)
+    g = torch.rand_like(out)
+    for a, b in zip(
+        torch.autograd.grad((out * g).sum(), (x, v)), torch.autograd.grad((ref * g).sum(), (x, v))
+    ):
+        torch.testing.assert_close(a, b)

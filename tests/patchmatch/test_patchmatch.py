@@ -1,0 +1,402 @@
+"""Tests of the PatchMatch engine: every backend against the exact reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import psal
+from psal.patchmatch import patch_distance, valid_key_positions
+
+APPROX = ["numba", "torch"]
+ALL = ["exact", *APPROX]
+
+
+def brute_force(q: torch.Tensor, k: torch.Tensor, kk: int, p: int, valid=None):
+    """Obviously correct k-NN by loops over numpy reflect-padded arrays (one batch item)."""
+    r = p // 2
+    qn = np.pad(q.double().numpy(), ((0, 0), (r, r), (r, r)), mode="reflect")
+    kn = np.pad(k.double().numpy(), ((0, 0), (r, r), (r, r)), mode="reflect")
+    _, hq, wq = q.shape
+    _, hk, wk = k.shape
+    idx = np.zeros((kk, hq, wq), dtype=np.int64)
+    dist = np.zeros((kk, hq, wq))
+    for y in range(hq):
+        for x in range(wq):
+            qp = qn[:, y : y + p, x : x + p]
+            ds = []
+            for ky in range(hk):
+                for kx in range(wk):
+                    if valid is not None and not valid[ky, kx]:
+                        continue
+                    ds.append((((qp - kn[:, ky : ky + p, kx : kx + p]) ** 2).sum(), ky * wk + kx))
+            ds.sort()
+            for j in range(kk):
+                dist[j, y, x], idx[j, y, x] = ds[j]
+    return torch.from_numpy(idx), torch.from_numpy(dist)
+
+
+def smooth(b, c, h, w, seed=0, dtype=torch.float32):
+    """Spatially coherent random maps (PatchMatch relies on coherence, like real images)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, c, h // 2 + 2, w // 2 + 2, generator=g)
+    x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    return (x + 0.05 * torch.rand(b, c, h, w, generator=g)).to(dtype)
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+@pytest.mark.parametrize("p", [1, 3, 5])
+def test_exact_equals_loop_reference(p):
+    q = torch.rand(2, 2, 7, 6, dtype=torch.float64)
+    k = torch.rand(2, 2, 6, 8, dtype=torch.float64)
+    res = psal.patchmatch(q, k, k=4, patch_size=p, backend="exact")
+    for b in range(2):
+        idx, dist = brute_force(q[b], k[b], 4, p)
+        torch.testing.assert_close(res.distances[b], dist)
+        assert torch.equal(res.indices[b], idx)
+
+
+def test_exact_with_key_mask_equals_loop_reference():
+    q = torch.rand(1, 3, 6, 6, dtype=torch.float64)
+    k = torch.rand(1, 3, 8, 9, dtype=torch.float64)
+    mask = torch.zeros(1, 1, 8, 9, dtype=torch.bool)
+    mask[0, 0, 2:5, 3:6] = True
+    valid = valid_key_positions(mask, 3)[0, 0].numpy()
+    res = psal.patchmatch(q, k, k=3, patch_size=3, key_mask=mask, backend="exact")
+    idx, dist = brute_force(q[0], k[0], 3, 3, valid)
+    assert torch.equal(res.indices[0], idx)
+    torch.testing.assert_close(res.distances[0], dist)
+
+
+def test_valid_key_positions_is_the_touching_rule():
+    mask = torch.zeros(1, 1, 6, 7, dtype=torch.bool)
+    mask[0, 0, 0, 3] = True  # a hole pixel on the top border
+    v = valid_key_positions(mask, 3)[0, 0]
+    for y in range(6):
+        for x in range(7):
+            touches = abs(y - 0) <= 1 and abs(x - 3) <= 1
+            assert bool(v[y, x]) == (not touches)
+
+
+# ----------------------------------------------------------------------------- backends
+
+
+@pytest.mark.parametrize("backend", APPROX)
+def test_enough_iterations_find_the_exact_neighbours(backend):
+    q = smooth(2, 3, 12, 14, seed=1)
+    k = smooth(2, 3, 11, 13, seed=2)
+    exact = psal.patchmatch(q, k, k=3, patch_size=3, backend="exact")
+    res = psal.patchmatch(q, k, k=3, patch_size=3, iters=150, backend=backend, seed=0)
+    agree = (res.indices == exact.indices).float().mean().item()
+    assert agree > 0.99, agree
+    # never better than exact, and close to it
+    assert bool((res.distances >= exact.distances - 1e-4).all())
+    assert res.distances.mean() <= exact.distances.mean() * 1.02
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_distances_are_recomputed_distances_sorted_distinct(backend):
+    q = smooth(2, 4, 16, 13, seed=3)
+    k = smooth(2, 4, 15, 17, seed=4)
+    res = psal.patchmatch(q, k, k=5, patch_size=5, iters=3, backend=backend, seed=1)
+    assert res.indices.dtype == torch.int64 and res.indices.shape == (2, 5, 16, 13)
+    assert res.distances.dtype == torch.float32
+    torch.testing.assert_close(res.distances, patch_distance(q, k, res.indices, 5))
+    assert bool((res.distances[:, 1:] >= res.distances[:, :-1]).all())
+    srt = res.indices.sort(1).values
+    assert bool((srt[:, 1:] != srt[:, :-1]).all()), "neighbours must be distinct"
+    assert int(res.indices.min()) >= 0 and int(res.indices.max()) < 15 * 17
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_border_pixels_get_real_neighbours(backend):
+    # a map whose border patches are unique: the exact match of every pixel is itself
+    x = torch.rand(1, 3, 9, 10)
+    res = psal.patchmatch(x, x, k=2, patch_size=5, iters=20, backend=backend, seed=0)
+    own = torch.arange(90).view(1, 9, 10)
+    assert torch.equal(res.indices[:, 0], own), "every pixel, border included, finds itself"
+    assert float(res.distances[:, 0].abs().max()) == 0.0
+    assert bool((res.distances[:, 1] > 0).all())
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_key_mask_is_respected(backend):
+    q = smooth(2, 3, 12, 12, seed=5)
+    k = smooth(2, 3, 12, 12, seed=6)
+    mask = torch.zeros(2, 1, 12, 12, dtype=torch.bool)
+    mask[0, 0, 3:8, 2:9] = True
+    mask[1, 0, 0:4, 6:12] = True  # touches the border; a different mask per element
+    res = psal.patchmatch(q, k, k=3, patch_size=3, iters=5, key_mask=mask, backend=backend)
+    valid = valid_key_positions(mask, 3).reshape(2, -1)
+    for b in range(2):
+        assert bool(valid[b][res.indices[b].reshape(-1)].all())
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_query_mask_searches_only_masked_pixels(backend):
+    q = smooth(2, 3, 10, 11, seed=7)
+    qm = torch.zeros(2, 1, 10, 11, dtype=torch.bool)
+    qm[0, 0, 2:5, 3:7] = True
+    qm[1, 0, 6:, :2] = True
+    res = psal.patchmatch(q, q, k=2, patch_size=3, iters=4, query_mask=qm, backend=backend)
+    off = ~qm.expand(2, 2, 10, 11)
+    assert bool((res.indices[off] == -1).all())
+    assert bool(torch.isinf(res.distances[off]).all())
+    assert bool((res.indices[~off] >= 0).all())
+    on = ~off
+    torch.testing.assert_close(
+        res.distances[on], patch_distance(q, q, res.indices, 3)[on], rtol=1e-5, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_batch_elements_are_independent(backend):
+    q = smooth(2, 3, 12, 12, seed=8)
+    k = smooth(2, 3, 12, 12, seed=9)
+    a = psal.patchmatch(q, k, k=2, iters=3, backend=backend, seed=3)
+    q2, k2 = q.clone(), k.clone()
+    q2[1] = torch.rand_like(q2[1])
+    k2[1] = torch.rand_like(k2[1])
+    b = psal.patchmatch(q2, k2, k=2, iters=3, backend=backend, seed=3)
+    assert torch.equal(a.indices[0], b.indices[0])
+    assert torch.equal(a.distances[0], b.distances[0])
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_cross_matching_different_sizes(backend):
+    q = smooth(1, 3, 9, 17, seed=10)
+    k = smooth(1, 3, 14, 6, seed=11)
+    res = psal.patchmatch(q, k, k=3, patch_size=3, iters=6, backend=backend, seed=0)
+    assert res.indices.shape == (1, 3, 9, 17)
+    assert int(res.indices.max()) < 14 * 6
+    torch.testing.assert_close(res.distances, patch_distance(q, k, res.indices, 3))
+
+
+@pytest.mark.parametrize("backend", ALL)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_dtypes(backend, dtype):
+    q = smooth(1, 3, 10, 10, seed=12, dtype=dtype)
+    k = smooth(1, 3, 10, 10, seed=13, dtype=dtype)
+    res = psal.patchmatch(q, k, k=2, iters=3, backend=backend, seed=0)
+    expected = torch.float64 if dtype == torch.float64 else torch.float32
+    assert res.distances.dtype == expected
+    # accumulated in float32 or better: equal to the distance of the upcast inputs
+    ref = patch_distance(q.to(expected), k.to(expected), res.indices, 3)
+    torch.testing.assert_close(res.distances, ref)
+
+
+@pytest.mark.parametrize("backend", APPROX)
+def test_seed_makes_runs_reproducible(backend):
+    q = smooth(2, 3, 16, 16, seed=14)
+    k = smooth(2, 3, 16, 16, seed=15)
+    a = psal.patchmatch(q, k, k=3, iters=2, backend=backend, seed=42)
+    b = psal.patchmatch(q, k, k=3, iters=2, backend=backend, seed=42)
+    c = psal.patchmatch(q, k, k=3, iters=2, backend=backend, seed=43)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.distances, b.distances)
+    assert not torch.equal(a.indices, c.indices)
+    torch.manual_seed(7)
+    d = psal.patchmatch(q, k, k=3, iters=2, backend=backend)
+    torch.manual_seed(7)
+    e = psal.patchmatch(q, k, k=3, iters=2, backend=backend)
+    assert torch.equal(d.indices, e.indices), "seed=None follows torch.manual_seed"
+
+
+def test_numba_result_does_not_depend_on_thread_count():
+    import numba
+
+    q = smooth(2, 4, 70, 40, seed=16)  # several row bands
+    k = smooth(2, 4, 50, 45, seed=17)
+    n = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = psal.patchmatch(q, k, k=3, iters=3, backend="numba", seed=5)
+        numba.set_num_threads(n)
+        many = psal.patchmatch(q, k, k=3, iters=3, backend="numba", seed=5)
+    finally:
+        numba.set_num_threads(n)
+    assert torch.equal(one.indices, many.indices)
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_init_with_exact_field_is_kept(backend):
+    q = smooth(1, 3, 12, 12, seed=18)
+    k = smooth(1, 3, 12, 12, seed=19)
+    exact = psal.patchmatch(q, k, k=3, backend="exact")
+    res = psal.patchmatch(q, k, k=3, iters=2, backend=backend, init=exact.indices, seed=0)
+    assert torch.equal(res.indices, exact.indices)
+
+
+@pytest.mark.parametrize("backend", APPROX)
+def test_init_with_bad_entries_is_repaired(backend):
+    q = smooth(1, 3, 8, 8, seed=20)
+    init = torch.full((1, 3, 8, 8), -1, dtype=torch.long)
+    init[:, 0] = 5  # a valid entry repeated three times -> two repaired
+    init[:, 1] = 5
+    init[:, 2] = 10_000  # out of range
+    res = psal.patchmatch(q, q, k=3, iters=0, backend=backend, init=init, seed=0)
+    srt = res.indices.sort(1).values
+    assert bool((srt[:, 1:] != srt[:, :-1]).all()) and int(res.indices.min()) >= 0
+    assert bool((res.indices == 5).any(1).all()), "the valid init entry is kept"
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_k_equal_to_number_of_valid_keys(backend):
+    q = smooth(1, 2, 6, 6, seed=21)
+    mask = torch.ones(1, 1, 6, 6, dtype=torch.bool)
+    mask[0, 0, 3:5, 3:5] = False  # exactly four valid 1x1 key patches
+    res = psal.patchmatch(q, q, k=4, patch_size=1, iters=2, key_mask=mask, backend=backend)
+    for y in range(6):
+        for x in range(6):
+            assert set(res.indices[0, :, y, x].tolist()) == {21, 22, 27, 28}
+
+
+def test_no_gradient_flows_through_search():
+    q = torch.rand(1, 2, 8, 8, requires_grad=True)
+    res = psal.patchmatch(q, q, k=2)
+    assert not res.indices.requires_grad and not res.distances.requires_grad
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    b=st.integers(1, 2),
+    c=st.integers(1, 4),
+    hq=st.integers(1, 12),
+    wq=st.integers(1, 12),
+    hk=st.integers(1, 12),
+    wk=st.integers(1, 12),
+    p=st.sampled_from([1, 3, 5, 7]),
+    kk=st.integers(1, 6),
+    backend=st.sampled_from(ALL),
+    seed=st.integers(0, 2**31),
+)
+def test_property_any_shape_k_and_patch_size(b, c, hq, wq, hk, wk, p, kk, backend, seed):
+    if p > min(hq, wq, hk, wk) or kk > hk * wk:
+        return
+    g = torch.Generator().manual_seed(seed)
+    q = torch.rand(b, c, hq, wq, generator=g)
+    k = torch.rand(b, c, hk, wk, generator=g)
+    res = psal.patchmatch(q, k, k=kk, patch_size=p, iters=2, backend=backend, seed=seed)
+    assert res.indices.shape == (b, kk, hq, wq) == res.distances.shape
+    assert int(res.indices.min()) >= 0 and int(res.indices.max()) < hk * wk
+    assert bool((res.distances[:, 1:] >= res.distances[:, :-1]).all())
+    srt = res.indices.sort(1).values
+    assert bool((srt[:, 1:] != srt[:, :-1]).all())
+    torch.testing.assert_close(res.distances, patch_distance(q, k, res.indices, p))
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_runs_on_device(device, backend):
+    q = smooth(1, 3, 12, 12, seed=22).to(device)
+    res = psal.patchmatch(q, q, k=2, iters=2, backend=backend, seed=0)
+    assert res.indices.device == q.device and res.distances.device == q.device
+
+
+def test_auto_backend_by_device_and_overrides(monkeypatch):
+    from psal.patchmatch import backends
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert backends.resolve_backend("auto", cpu) == "numba"
+    assert backends.resolve_backend("auto", cuda) == "torch"
+    assert backends.resolve_backend("exact", cuda) == "exact"
+    with psal.patchmatch.use_backend("exact"):
+        assert backends.resolve_backend("auto", cpu) == "exact"
+    assert backends.resolve_backend("auto", cpu) == "numba"
+    monkeypatch.setenv(backends.ENV_VAR, "torch")
+    assert backends.resolve_backend("auto", cpu) == "torch"
+    monkeypatch.setenv(backends.ENV_VAR, "nope")
+    with pytest.raises(ValueError, match="PSAL_PATCHMATCH_BACKEND"):
+        backends.resolve_backend("auto", cpu)
+    assert all(psal.patchmatch.available_backends().values())
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _q(*shape, dtype=torch.float32):
+    return torch.rand(*shape).to(dtype)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"query": _q(3, 8, 8)}, ValueError, "query must have 4 dimensions"),
+        ({"key": _q(1, 3, 8)}, ValueError, "key must have 4 dimensions"),
+        ({"key": _q(2, 3, 8, 8)}, ValueError, "same batch size"),
+        ({"key": _q(1, 4, 8, 8)}, ValueError, "same channels"),
+        ({"patch_size": 4}, ValueError, "patch_size must be a positive odd"),
+        ({"patch_size": 0}, ValueError, "patch_size must be a positive odd"),
+        ({"patch_size": -3}, ValueError, "patch_size must be a positive odd"),
+        ({"patch_size": 3.0}, TypeError, "patch_size must be an integer"),
+        ({"patch_size": 9}, ValueError, "patch_size=9 is larger than key"),
+        ({"k": 0}, ValueError, "k must be >= 1"),
+        ({"k": 65}, ValueError, r"k=65 is larger than the number of valid key patches \(64\)"),
+        ({"iters": -1}, ValueError, "iters must be >= 0"),
+        ({"backend": "cuda"}, ValueError, "backend must be one of"),
+        ({"query": torch.randint(0, 9, (1, 3, 8, 8))}, TypeError, "query must be a floating"),
+        ({"key": _q(1, 3, 8, 8, dtype=torch.float64)}, TypeError, "share a dtype"),
+        ({"query": [[1.0]]}, TypeError, "query must be a torch.Tensor"),
+        ({"seed": -1}, ValueError, "seed must be >= 0"),
+        ({"key_mask": torch.ones(1, 1, 8, 8, dtype=torch.bool)}, ValueError, "no valid key patch"),
+        ({"key_mask": torch.zeros(1, 1, 7, 8, dtype=torch.bool)}, ValueError, "key_mask must have shape"),
+        ({"key_mask": torch.full((1, 1, 8, 8), 0.5)}, ValueError, "key_mask must be bool or hold only 0 and 1"),
+        ({"query_mask": torch.zeros(1, 2, 8, 8, dtype=torch.bool)}, ValueError, "query_mask must have shape"),
+        ({"init": torch.zeros(1, 3, 8, 8)}, TypeError, "init must be an int64"),
+        ({"init": torch.zeros(1, 2, 8, 8, dtype=torch.long)}, ValueError, "init must have shape"),
+    ],
+)  # fmt: skip
+def test_bad_input_raises_clear_errors(kwargs, exc, match):
+    args = {"query": _q(1, 3, 8, 8), "key": _q(1, 3, 8, 8), "k": 3, "patch_size": 3}
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        psal.patchmatch(**args)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("which", ["query", "key"])
+def test_non_finite_inputs_are_rejected(bad, which):
+    q, k = _q(1, 3, 8, 8), _q(1, 3, 8, 8)
+    (q if which == "query" else k)[0, 1, 2, 3] = bad
+    with pytest.raises(ValueError, match=f"{which} contains non-finite values"):
+        psal.patchmatch(q, k)
+
+
+def test_patch_larger_than_query_is_rejected():
+    with pytest.raises(ValueError, match="larger than query"):
+        psal.patchmatch(_q(1, 3, 2, 8), _q(1, 3, 8, 8), patch_size=3)
+
+
+# ----------------------------------------------------------------------------- distance
+
+
+def test_patch_distance_gradcheck():
+    q = torch.rand(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    k = torch.rand(2, 2, 6, 4, dtype=torch.float64, requires_grad=True)
+    idx = torch.randint(0, 24, (2, 3, 5, 6))
+    idx[0, 1, 2, 2] = -1  # unsearched entries: inf distance, no gradient
+    torch.autograd.gradcheck(
+        lambda a, b: patch_distance(a, b, idx, 3).masked_fill(idx < 0, 0), (q, k)
+    )
+
+
+def test_patch_distance_matches_autograd_of_plain_formula():
+    q = torch.rand(1, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+    k = torch.rand(1, 3, 7, 5, dtype=torch.float64, requires_grad=True)
+    idx = torch.randint(0, 35, (1, 2, 6, 6))
+    d = patch_distance(q, k, idx, 3)
+    qf = psal.patchmatch.unfold_patches(q, 3)  # (1, D, 36)
+    kf = psal.patchmatch.unfold_patches(k, 3)  # (1, D, 35)
+    ref = (kf[0][:, idx[0].reshape(-1)] - qf[0].repeat(1, 2)).square().sum(0).view(1, 2, 6, 6)
+    torch.testing.assert_close(d, ref)
+    w = torch.rand_like(d)
+    g1 = torch.autograd.grad((d * w).sum(), (q, k))
+    g2 = torch.autograd.grad((ref * w).sum(), (q, k))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
