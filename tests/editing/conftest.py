@@ -48,3 +48,17 @@ def _single_thread():
     yield
     numba.set_num_threads(n_numba)
     torch.set_num_threads(n_torch)
+
+
+@pytest.fixture
+def photo_u8():
+    """Maker of a scikit-image photo as a uint8 (H, W, 3) array of a given size."""
+
+    def make(name: str, size: tuple[int, int]) -> np.ndarray:
+        from PIL import Image
+        from skimage import data
+
+        im = Image.fromarray(getattr(data, name)()[..., :3])
+        return np.asarray(im.resize((size[1], size[0]), Image.Resampling.LANCZOS)).copy()
+
+    return make

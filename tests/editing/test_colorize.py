@@ -8,8 +8,6 @@ from PIL import Image
 from psal.editing import colorize
 from psal.editing._color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
 
-from conftest import photo  # tests/conftest.py (tests/ is on sys.path under pytest)
-
 
 def _chroma_psnr(out_rgb: np.ndarray, truth_rgb: np.ndarray) -> float:
     def cc(a):
@@ -39,8 +37,8 @@ def test_colour_conversion_round_trip_and_exact_luma():
     torch.testing.assert_close(luma(out), y, atol=1e-12, rtol=0)
 
 
-def test_keeps_luminance_exactly_float_and_within_rounding_uint8():
-    im = (photo("coffee", (48, 64))[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+def test_keeps_luminance_exactly_float_and_within_rounding_uint8(photo_u8):
+    im = photo_u8("coffee", (48, 64))
     gray = np.asarray(Image.fromarray(im).convert("L"))
     ref = im[:, ::-1].copy()
     out = colorize(gray, ref, seed=0)
@@ -79,8 +77,8 @@ def test_texture_statistics_pick_the_right_colour():
     assert ours > base + 6, (ours, base)
 
 
-def test_beats_mean_colour_on_a_photo():
-    im = (photo("chelsea", (64, 96))[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+def test_beats_mean_colour_on_a_photo(photo_u8):
+    im = photo_u8("chelsea", (64, 96))
     target, ref = im[:, :56], im[:, 40:]
     gray = np.asarray(Image.fromarray(target).convert("L"))
     out = colorize(gray, ref, seed=0)

@@ -32,7 +32,9 @@ def test_rgb_fills_texture_and_keeps_known_pixels(stripes_rgb):
 
 def test_hole_touching_border_and_several_holes(stripes):
     img = stripes(40, 56)
-    mask = _rect(40, 56, 0, 10, 0, 12) | _rect(40, 56, 28, 40, 44, 56) | _rect(40, 56, 15, 22, 25, 31)
+    mask = (
+        _rect(40, 56, 0, 10, 0, 12) | _rect(40, 56, 28, 40, 44, 56) | _rect(40, 56, 15, 22, 25, 31)
+    )
     out = inpaint(img, mask, seed=1)
     assert np.array_equal(out[~mask], img[~mask])
     assert np.abs(out[mask].astype(int) - img[mask].astype(int)).mean() < 6.0
@@ -126,8 +128,14 @@ def test_bad_masks(stripes):
 
 def test_progress_callback(stripes):
     calls = []
-    inpaint(stripes(), _rect(48, 64, 18, 30, 26, 38), seed=0, progress=lambda d, t: calls.append((d, t)))
-    assert calls and calls[-1][0] == calls[-1][1] and [d for d, _ in calls] == list(range(1, len(calls) + 1))
+    inpaint(
+        stripes(), _rect(48, 64, 18, 30, 26, 38), seed=0, progress=lambda d, t: calls.append((d, t))
+    )
+    assert (
+        calls
+        and calls[-1][0] == calls[-1][1]
+        and [d for d, _ in calls] == list(range(1, len(calls) + 1))
+    )
 
 
 def test_large_image_small_hole_is_fast():

@@ -7,8 +7,6 @@ from PIL import Image
 
 from psal.editing import upscale
 
-from conftest import photo  # tests/conftest.py
-
 
 def _psnr(a, b):
     return 10 * np.log10(255**2 / np.mean((a.astype(float) - b.astype(float)) ** 2))
@@ -35,8 +33,8 @@ def test_modes_kept():
     assert 0 <= float(out_t.min()) and float(out_t.max()) <= 1
 
 
-def test_beats_nearest_neighbour_on_a_photo():
-    hr = (photo("astronaut", 96)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+def test_beats_nearest_neighbour_on_a_photo(photo_u8):
+    hr = photo_u8("astronaut", (96, 96))
     lr = np.asarray(Image.fromarray(hr).resize((48, 48), Image.Resampling.BICUBIC))
     out = upscale(lr, 2, seed=0)
     nearest = np.asarray(Image.fromarray(lr).resize((96, 96), Image.Resampling.NEAREST))

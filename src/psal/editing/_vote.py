@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import njit
 
-from ._parallel import serial_below
+from ._parallel import run_chunked
 
 
 def wexler_temperature(distances: torch.Tensor, where: torch.Tensor | None = None) -> float:
@@ -110,11 +110,11 @@ def _vote_torch(
     return out, covered
 
 
-@njit(parallel=True, cache=True)
-def _vote_kernel(value, indices, distances, ys, xs, r, inv_t, uniform, out, covered):
+@njit(nogil=True, cache=True)
+def _vote_kernel(value, indices, distances, ys, xs, r, inv_t, uniform, out, covered, lo, hi):
     cv, hk, wk = value.shape
     kk, hq, wq = indices.shape
-    for n in prange(ys.shape[0]):
+    for n in range(lo, hi):
         y = ys[n]
         x = xs[n]
         # first pass: the largest logit, so the exponentials never overflow
@@ -182,9 +182,9 @@ def _vote_numba(value, indices, distances, patch_size, temperature, ys, xs):
     out = np.empty((v.shape[0], ys.numel()), dtype=np_dtype)
     covered = np.empty(ys.numel(), dtype=np.bool_)
     inv_t = 0.0 if uniform else 1.0 / float(temperature)
-    with serial_below(ys.numel()):
-        _vote_kernel(v, idx, dist, ys.to("cpu").numpy(), xs.to("cpu").numpy(), patch_size // 2,
-                     np_dtype(inv_t), uniform, out, covered)  # fmt: skip
+    ys_np, xs_np = ys.to("cpu").numpy(), xs.to("cpu").numpy()
+    args = (v, idx, dist, ys_np, xs_np, patch_size // 2, np_dtype(inv_t), uniform, out, covered)
+    run_chunked(_vote_kernel, ys.numel(), *args)
     dev = value.device
     return torch.from_numpy(out).to(dev, value.dtype), torch.from_numpy(covered).to(dev)
 

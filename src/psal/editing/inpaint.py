@@ -28,7 +28,6 @@ from .._checks import check_int, check_patch_size, check_positive_float
 from ..patchmatch import patchmatch
 from ..patchmatch.distance import valid_key_positions
 from ..utils.image import ImageLike, from_tensor, to_mask, to_tensor
-from ._parallel import serial_below
 from ._pyramid import bbox, dilate, downsample, fill_smooth, hole_radius, upsample_field
 from ._vote import vote, wexler_temperature
 
@@ -139,21 +138,19 @@ def _inpaint_one(
             fallback = up[0][:, hy, hx]
             cur[0][:, hy, hx] = torch.where(covered, vals, fallback)
         oy, ox = level.origin
-        n_query = int(level.touch_crop.sum())
         for it in range(iters_at[lv]):
-            with serial_below(n_query):
-                res = patchmatch(
-                    level.crop(cur),
-                    cur,
-                    k=k,
-                    patch_size=patch_size,
-                    iters=pm_iters,
-                    query_mask=level.touch_crop,
-                    key_mask=level.hole,
-                    seed=(seed + 7919 * lv + 104729 * it) % (2**62),
-                    backend=backend,
-                    init=field,
-                )
+            res = patchmatch(
+                level.crop(cur),
+                cur,
+                k=k,
+                patch_size=patch_size,
+                iters=pm_iters,
+                query_mask=level.touch_crop,
+                key_mask=level.hole,
+                seed=(seed + 7919 * lv + 104729 * it) % (2**62),
+                backend=backend,
+                init=field,
+            )
             field = res.indices
             t = (
                 temperature

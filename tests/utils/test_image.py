@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from psal.utils.image import (
+    check_savable,
+    from_tensor,
+    load_image,
+    load_mask,
+    save_image,
+    to_mask,
+    to_tensor,
+)
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize(
+    "arr",
+    [
+        RNG.integers(0, 256, (5, 7), dtype=np.uint8),
+        RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8),
+        RNG.integers(0, 256, (5, 7, 4), dtype=np.uint8),
+        RNG.integers(0, 65536, (5, 7), dtype=np.uint16),
+        RNG.random((5, 7, 3)).astype(np.float32),
+        RNG.random((5, 7, 2)),
+        RNG.random((5, 7)) > 0.5,
+    ],
+    ids=["u8-gray", "u8-rgb", "u8-rgba", "u16", "f32-rgb", "f64-la", "bool"],
+)
+def test_numpy_round_trip_is_exact(arr):
+    x, spec = to_tensor(arr)
+    assert x.dim() == 4 and x.shape[0] == 1 and x.is_floating_point()
+    back = from_tensor(x, spec)
+    assert back.dtype == arr.dtype and back.shape == arr.shape
+    assert np.array_equal(back, arr)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "RGB", "RGBA", "I;16", "I", "F"])
+def test_pil_round_trip_keeps_mode(mode):
+    base = Image.fromarray(RNG.integers(0, 256, (6, 9, 4), dtype=np.uint8))
+    if mode == "I;16":
+        im = Image.fromarray(RNG.integers(0, 65536, (6, 9), dtype=np.uint16))
+    else:
+        im = base.convert(mode)
+    x, spec = to_tensor(im)
+    back = from_tensor(x, spec)
+    assert back.mode == mode and back.size == im.size
+    assert np.array_equal(np.asarray(back), np.asarray(im))
+
+
+def test_palette_comes_back_rgb_and_tensors_keep_layout():
+    p = Image.fromarray(RNG.integers(0, 256, (6, 9, 3), dtype=np.uint8)).convert("P")
+    x, spec = to_tensor(p)
+    assert from_tensor(x, spec).mode == "RGB"
+    for shape in [(6, 9), (3, 6, 9), (2, 3, 6, 9)]:
+        t = torch.rand(shape, dtype=torch.float64)
+        x, spec = to_tensor(t)
+        back = from_tensor(x, spec)
+        assert back.shape == t.shape and back.dtype == t.dtype and torch.equal(back, t)
+    u8 = torch.randint(0, 256, (3, 4, 5), dtype=torch.uint8)
+    assert torch.equal(from_tensor(*to_tensor(u8)), u8)
+
+
+def test_bad_images():
+    with pytest.raises(TypeError, match="image"):
+        to_tensor([1, 2, 3])
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        to_tensor(np.zeros((2, 3, 4, 5), np.uint8))
+    with pytest.raises(TypeError, match="dtype"):
+        to_tensor(np.zeros((2, 3), np.int64))
+
+
+def test_mask_threshold_rule():
+    m = np.array([[0, 127, 128, 255]], np.uint8)
+    assert to_mask(m, 1, 4)[0, 0, 0].tolist() == [False, False, True, True]
+    assert to_mask(m, 1, 4, threshold=0.25)[0, 0, 0].tolist() == [False, True, True, True]
+    assert to_mask(np.array([[0.2, 0.5, 0.51]]), 1, 3)[0, 0, 0].tolist() == [False, False, True]
+    assert to_mask(np.array([[0, 1]], np.uint8), 1, 2)[0, 0, 0].tolist() == [False, True]
+    rgba = np.zeros((1, 3, 4), np.uint8)
+    rgba[..., 3] = [0, 127, 255]  # transparent = hole
+    assert to_mask(Image.fromarray(rgba), 1, 3)[0, 0, 0].tolist() == [True, True, False]
+    t = torch.tensor([[[0.0, 0.7]]])
+    assert to_mask(t, 1, 2, batch=3).shape == (3, 1, 1, 2)
+    with pytest.raises(ValueError, match="3x1"):
+        to_mask(np.zeros((1, 3)), 2, 3)
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        to_mask(np.array([[0, 5]]), 1, 2)
+
+
+def test_load_applies_exif_orientation_and_masks(tmp_path):
+    arr = RNG.integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    im = Image.fromarray(arr)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    im.save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    loaded = load_image(tmp_path / "r.jpg")
+    assert loaded.size == (4, 6)  # width and height swapped
+    Image.fromarray(np.array([[0, 200], [100, 255]], np.uint8)).save(tmp_path / "m.png")
+    assert load_mask(tmp_path / "m.png").tolist() == [[False, True], [False, True]]
+    with pytest.raises(ValueError, match="same size"):
+        load_mask(tmp_path / "m.png", size=(3, 2))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_image(tmp_path / "bad.png")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "mode"),
+    [(".png", "L"), (".png", "LA"), (".png", "RGBA"), (".png", "I;16"), (".jpg", "RGB"),
+     (".jpg", "L"), (".webp", "RGB"), (".webp", "RGBA")],
+)  # fmt: skip
+def test_save_round_trip(tmp_path, suffix, mode):
+    if mode == "I;16":
+        im = Image.fromarray(RNG.integers(0, 65536, (8, 10), dtype=np.uint16))
+    else:
+        im = Image.fromarray(RNG.integers(0, 256, (8, 10, 4), dtype=np.uint8)).convert(mode)
+    path = tmp_path / f"out{suffix}"
+    save_image(im, path)
+    back = load_image(path)
+    assert back.mode == mode and back.size == im.size
+    if suffix != ".jpg":  # PNG and WebP are written losslessly
+        assert np.array_equal(np.asarray(back), np.asarray(im))
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_save_refuses_lossy_modes_and_leaves_nothing(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="alpha"):
+        check_savable("RGBA", tmp_path / "x.jpg")
+    with pytest.raises(ValueError, match="unsupported"):
+        check_savable("RGB", tmp_path / "x.gif")
+    im = Image.new("RGB", (4, 4))
+
+    def broken_save(self, fp, *args, **kwargs):
+        with open(fp, "wb") as fh:
+            fh.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_image(im, tmp_path / "y.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saved_file_permissions_follow_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        save_image(Image.new("L", (3, 3)), tmp_path / "p.png")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o644
