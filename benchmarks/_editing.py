@@ -30,6 +30,41 @@ def load_photo(name: str, size: tuple[int, int] = (512, 680)) -> np.ndarray:
     return np.asarray(pil)[y0 : y0 + h, x0 : x0 + w].copy()
 
 
+def set_threads(n: int) -> None:
+    """Use ``n`` torch and numba threads (timings then compare per core)."""
+    import numba
+
+    torch.set_num_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def import_pypatchmatch():
+    """Import the PyPI package ``pypatchmatch`` (module ``patchmatch``), or return None.
+
+    ``benchmarks/patchmatch.py`` (the engine's benchmark) has the same module name and
+    sits first on ``sys.path`` when a script of this folder runs, so this folder is
+    left out of the path while importing.
+    """
+    import importlib
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    cached = sys.modules.get("patchmatch")
+    if cached is not None and hasattr(cached, "inpaint"):
+        return cached
+    sys.modules.pop("patchmatch", None)
+    saved = sys.path[:]
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    try:
+        module = importlib.import_module("patchmatch")
+    except ImportError:
+        return None
+    finally:
+        sys.path[:] = saved
+    return module if hasattr(module, "inpaint") else None
+
+
 def rect_mask(shape: tuple[int, int], size: int, rng: np.random.Generator) -> np.ndarray:
     """A ``size x size`` square hole at a random position (inside the image)."""
     h, w = shape

@@ -46,10 +46,17 @@ def main(argv=None) -> int:
     )
     p.add_argument("--photos", nargs="+", default=list(C.PHOTOS))
     p.add_argument("--size", type=int, nargs=2, default=(512, 680), metavar=("H", "W"))
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch and numba threads (default 1: pypatchmatch and OpenCV use one)",
+    )
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None)
     p.add_argument("--psal", nargs="*", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
+    C.set_threads(args.threads)
     from psal.editing import colorize
 
     kw = {}

@@ -32,16 +32,14 @@ def _methods(args):
         "cv2-telea": lambda im, m: cv2.inpaint(im, m.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA),
         "cv2-ns": lambda im, m: cv2.inpaint(im, m.astype(np.uint8) * 255, 3, cv2.INPAINT_NS),
     }
-    try:
-        import patchmatch
-
-        if patchmatch.patchmatch_available:
-            patchmatch.set_random_seed(0)
-            methods["pypatchmatch"] = lambda im, m: patchmatch.inpaint(
-                im, m.astype(np.uint8) * 255, patch_size=15
-            )
-    except ImportError:  # pragma: no cover
-        print("pypatchmatch not installed: skipped", file=sys.stderr)
+    patchmatch = C.import_pypatchmatch()
+    if patchmatch is not None and patchmatch.patchmatch_available:
+        patchmatch.set_random_seed(0)
+        methods["pypatchmatch"] = lambda im, m: patchmatch.inpaint(
+            im, m.astype(np.uint8) * 255, patch_size=15
+        )
+    else:  # pragma: no cover
+        print("pypatchmatch is not installed: left out", file=sys.stderr)
     return methods
 
 
@@ -81,6 +79,12 @@ def main(argv=None) -> int:
     p.add_argument("--holes", nargs="+", default=["rect128", "brush"], choices=["rect128", "brush"])
     p.add_argument("--size", type=int, nargs=2, default=(512, 680), metavar=("H", "W"))
     p.add_argument("--methods", nargs="+", default=None, help="subset of methods to run")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch and numba threads (default 1: pypatchmatch and OpenCV use one)",
+    )
     p.add_argument("--json", default=None, help="write results and environment here")
     p.add_argument("--figure", default=None, help="write a side-by-side PNG here")
     p.add_argument(
@@ -91,6 +95,7 @@ def main(argv=None) -> int:
         help="extra psal.inpaint settings, e.g. k=2 em_iters=4",
     )
     args = p.parse_args(argv)
+    C.set_threads(args.threads)
     kw = {}
     for item in args.psal:
         key, val = item.split("=", 1)
