@@ -237,5 +237,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", metavar="IMAGE", help="photo to enlarge")
     p.add_argument("-s", "--scale", default="2", help="2, 3 or 4 (default: 2)")
     _common(p)
-    p.add_argument("--patch-size", type=int, default=5, help="odd patch side (default: 5)")
+    p.add_argument("--patch-size", type=int, default=7, help="odd patch side (default: 7)")
     p.set_defaults(func=_upscale)
