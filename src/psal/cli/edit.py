@@ -222,8 +222,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("target", metavar="TARGET", help="grayscale photo to colour")
     p.add_argument("-r", "--reference", required=True, help="colour photo to take colours from")
     _common(p)
-    p.add_argument("--patch-size", type=int, default=5, help="odd patch side (default: 5)")
-    p.add_argument("--k", type=int, default=4, help="reference patches averaged (default: 4)")
+    p.add_argument("--patch-size", type=int, default=9, help="odd patch side (default: 9)")
+    p.add_argument("--k", type=int, default=2, help="reference patches averaged (default: 2)")
     p.set_defaults(func=_colorize)
 
     p = subparsers.add_parser(

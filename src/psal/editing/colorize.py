@@ -54,10 +54,10 @@ def colorize(
     target: ImageLike,
     reference: ImageLike,
     *,
-    patch_size: int = 5,
-    k: int = 4,
-    iters: int = 6,
-    window: int = 9,
+    patch_size: int = 9,
+    k: int = 2,
+    iters: int = 4,
+    window: int = 5,
     stats_weight: float = 1.0,
     temperature: float | None = None,
     seed: int | None = None,
@@ -72,7 +72,9 @@ def colorize(
             ``L`` / ``LA``, tensor ``(1, H, W)``; a colour image is used through its
             luminance. An alpha channel is kept.
         reference: a colour image (3 or 4 channels), any size (at least ``patch_size``).
-        patch_size: odd side of the matched patches.
+        patch_size: odd side of the matched patches (and of the voting window: larger
+            patches give smoother, more coherent colour; 9 scored best in
+            ``benchmarks/colorize.py`` among 5, 7, 9, 11).
         k: reference patches per target patch whose colours are averaged.
         iters: PatchMatch iterations.
         window: side of the window of the local mean and standard deviation features.
