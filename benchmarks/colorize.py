@@ -98,7 +98,7 @@ def main(argv=None) -> int:
             rows.append([name, mname, rec["chroma_psnr"], rec["luma_max_error"], rec["seconds"]])
         figs.append((gray, ref, outs["psal"], target_rgb))
     C.print_table(
-        ["photo", "method", "chroma PSNR (dB)", "max |luma error| (0-255)", "time (s)"],
+        ["photo", "method", "chroma PSNR (dB)", "max luma error (0-255)", "time (s)"],
         rows,
         "Per photo",
     )
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         [
             "method",
             "mean chroma PSNR (dB)",
-            "max |luma error|",
+            "max luma error",
             "mean time (s)",
             "dB over mean colour",
         ],
