@@ -31,15 +31,16 @@ reset just before it through ``/proc/self/clear_refs``, after ``malloc_trim``), 
 gradient is. The process runs the layer once on a tiny map (numba compilation, lazy
 initialisation), then once at full size (warm-up), then the timed runs: the median of
 ``--repeats`` runs (more for fast cases: about 2 s of runs, at most 15, unless
-``--repeats 1``). On CPU, the peak is then measured in a second process where glibc
-``mmap``s every buffer of 128 KiB or more, so that freed memory leaves the resident
-size at once (see ``MALLOC_ENV``; that setting slows allocations, so it is not used for
-timing). A case whose warm-up took more than ``--slow`` seconds is run once only: that
-run gives the forward+backward time and the peak memory (its buffers are mostly above
-glibc's 32 MiB mmap ceiling anyway), plus one forward run. "fwd" is
-inference (``torch.no_grad``); "fwd+bwd" is the forward with autograd plus the backward
-of ``(out * w).sum()``, with ``w`` fixed random weights. Devices are synchronised
-before reading clocks.
+``--repeats 1``). "fwd" is inference (``torch.no_grad``); "fwd+bwd" is the forward with
+autograd plus the backward of ``(out * w).sum()``, ``w`` fixed random weights. Devices
+are synchronised before reading clocks. A case whose warm-up took more than ``--slow``
+seconds is run once only: that run gives the forward+backward time and the peak memory,
+plus one forward run. On CPU, the peak of the other cases is measured in a second
+process where glibc ``mmap``s every buffer of 128 KiB or more, so that freed memory
+leaves the resident size at once (``MALLOC_ENV``; it slows allocations, so timings use
+the default settings; skipped with ``--repeats 1``, the quick mode). The slow cases'
+buffers are mostly above glibc's 32 MiB mmap ceiling, so the default settings measure
+them well.
 
 Cases that cannot run are skipped, never attempted: the dense layers that materialise
 scores (``sdpa``, ``contextual``) when their estimated peak (a measured multiple of the
@@ -310,7 +311,8 @@ def run_case(layer, size, batch, device, temperature, repeats, slow, threads) ->
     """Times in one process; on CPU, the peak of fast cases in a second one (MALLOC_ENV)."""
     args = (layer, size, batch, device, temperature, repeats, slow, threads)
     out = _spawn("time", *args)
-    if "error" not in out and torch.device(device).type == "cpu" and out["first"] <= slow:
+    cpu = torch.device(device).type == "cpu"
+    if "error" not in out and cpu and out["first"] <= slow and repeats > 1:
         mem = _spawn("memory", *args, env=MALLOC_ENV)
         if "error" not in mem:
             out["peak"] = mem["peak"]
