@@ -34,6 +34,11 @@ STEPS = (1, 2, 4, 8)
 _DIRS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 
 
+def _rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows ``table[idx]``: the embedding gather, about twice as fast on CPU as indexing."""
+    return torch.nn.functional.embedding(idx, table)
+
+
 class _Problem:
     """Padded inputs, searched pixels and helpers shared by the steps of one search."""
 
@@ -128,8 +133,8 @@ class _Problem:
         rows = torch.div(pairs, m, rounding_mode="floor")
         kpos = flat.reshape(-1).index_select(0, pairs)  # batch-offset key positions
         if self.kpatch is not None:
-            qv = self.qpatch[sel].index_select(0, rows)  # (P, D)
-            d = (self.kpatch.index_select(0, kpos) - qv).square_().sum(-1)
+            qv = _rows(self.qpatch[sel], rows)  # (P, D)
+            d = (_rows(self.kpatch, kpos) - qv).square_().sum(-1)
         else:
             nk = self.hk * self.wk
             pb = torch.div(kpos, nk, rounding_mode="floor")
@@ -139,8 +144,8 @@ class _Problem:
             qbase = (ab * self.nqp + self.ay[sel] * self.wqp + self.ax[sel]).index_select(0, rows)
             d = torch.zeros(pairs.numel(), dtype=self.acc, device=self.device)
             for qo, ko in zip(self.q_off, self.k_off):
-                qv = self.qrows.index_select(0, qbase + qo)
-                kv = self.krows.index_select(0, kbase + ko)
+                qv = _rows(self.qrows, qbase + qo)
+                kv = _rows(self.krows, kbase + ko)
                 d += (kv - qv).square_().sum(-1)
         return out.view(-1).index_copy_(0, pairs, d).view(n, m)
 
