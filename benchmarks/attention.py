@@ -319,10 +319,18 @@ def run_case(layer, size, batch, device, temperature, repeats, slow, threads) ->
     return out
 
 
-def skip_reason(layer, size, batch, device, args, measured) -> str | None:
-    """Why a case is not run, or None. ``measured``: {layer: (pixels, fwd_bwd seconds)}."""
+def skip_reason(layer, size, batch, device, args, measured) -> tuple[str | None, float | None]:
+    """Why a case is not run (None: run it) and its extrapolated fwd+bwd time, if known.
+
+    ``measured``: {layer: (pixels, fwd+bwd seconds)} of the largest size run so far; the
+    dense layers' time is extrapolated as (H·W)².
+    """
     if layer.startswith("psal"):
-        return None
+        return None, None
+    est_time = None
+    if layer in measured:
+        n0, t0 = measured[layer]
+        est_time = t0 * (size * size / n0) ** 2
     scores = score_bytes(layer, size, batch)
     match_size = math.ceil(size / RATE) if layer == "contextual" else size
     est_peak = PEAK_PER_SCORE_BYTE.get(layer, 0) * scores
@@ -330,17 +338,17 @@ def skip_reason(layer, size, batch, device, args, measured) -> str | None:
         device.type == "cuda" and layer == "sdpa"
     )
     if pre_skip_memory and est_peak > args.mem_limit * GiB:
-        return (
+        reason = (
             f"needs {human_bytes(scores)} for scores (~{human_bytes(est_peak)} peak > "
             f"--mem-limit {args.mem_limit:g} GiB): skipped"
         )
+        return reason, est_time
     if match_size > args.dense_max:
         why = f"scores {human_bytes(scores)}" + (" (chunked)" if layer == "dense" else "")
-        if layer in measured:
-            n0, t0 = measured[layer]
-            why += f", est. ~{human_time(t0 * (size * size / n0) ** 2)} fwd+bwd"
-        return f"{why}: skipped (--dense-max {args.dense_max})"
-    return None
+        if est_time is not None:
+            why += f", est. ~{human_time(est_time)} fwd+bwd"
+        return f"{why}: skipped (--dense-max {args.dense_max})", est_time
+    return None, None
 
 
 def plot(rows: list[dict], path: str, title: str) -> None:
@@ -361,23 +369,19 @@ def plot(rows: list[dict], path: str, title: str) -> None:
         kw = {"marker": markers[layer], "label": label, "markersize": 4}
         axes[0].loglog(px, [r["fwd_bwd_s"] for r in ok], **kw)
         axes[1].loglog(px, [r["peak_mb"] for r in ok], **kw)
-        # skipped sizes of the score-materialising layers: their estimated peak
-        est = [r for r in rows if r["layer"] == layer and r["status"] == "skipped"]
-        est = [r for r in est if r["est_peak_mb"]]
-        if est:
-            color = axes[1].get_lines()[-1].get_color()
-            axes[1].loglog(
-                [px[-1]] + [r["pixels"] for r in est],
-                [ok[-1]["peak_mb"]] + [r["est_peak_mb"] for r in est],
-                ls=":",
-                color=color,
-                marker=markers[layer],
-                mfc="none",
-                markersize=4,
-            )
+        # skipped sizes: estimated time (extrapolated) and peak (score-materialising layers)
+        skipped = [r for r in rows if r["layer"] == layer and r["status"] == "skipped"]
+        color = axes[0].get_lines()[-1].get_color()
+        panels = ((axes[0], "fwd_bwd_s", "est_fwd_bwd_s"), (axes[1], "peak_mb", "est_peak_mb"))
+        for ax, key, est_key in panels:
+            est = [r for r in skipped if r[est_key]]
+            if est:
+                xs = [px[-1]] + [r["pixels"] for r in est]
+                ys = [ok[-1][key]] + [r[est_key] for r in est]
+                ax.loglog(xs, ys, ls=":", color=color, marker=markers[layer], mfc="none", ms=4)
     axes[0].set_ylabel("forward + backward time (s)")
     axes[1].set_ylabel("peak memory, forward + backward (MB)")
-    axes[1].plot([], [], "k:", label="estimated (skipped)")
+    axes[1].plot([], [], "k:", marker="o", mfc="none", ms=4, label="estimated (skipped)")
     sizes = sorted({r["size"] for r in rows})
     for ax in axes:
         ax.set_xlabel("feature map H x W (64 channels)")
@@ -385,10 +389,13 @@ def plot(rows: list[dict], path: str, title: str) -> None:
         ax.minorticks_off()
         ax.grid(True, which="major", alpha=0.3)
     if rows and rows[0]["device"] == "cpu" and rows[0]["batch"] == 1:  # the issue's targets
-        axes[0].plot([128**2], [1.0], "k*", markersize=9, label="target (PSAttention)")
-        axes[1].plot([512**2], [2000.0], "k*", markersize=9, label="target (PSAttention)")
-        axes[0].legend(fontsize=7, loc="upper left")
+        if 128 in sizes:
+            axes[0].plot([128**2], [1.0], "k*", ms=9, label="target (PSAttention, issue 3)")
+        if 512 in sizes:
+            axes[1].plot([512**2], [2000.0], "k*", ms=9, label="target (PSAttention, issue 3)")
     axes[1].legend(fontsize=7, loc="upper left")
+    if 128 in sizes:
+        axes[0].legend(handles=axes[0].get_lines()[-1:], fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -502,12 +509,13 @@ def main(argv=None) -> None:
                 "fwd_bwd_s": None,
                 "peak_mb": None,
                 "score_mb": score_bytes(layer, size, args.batch) / 2**20,
+                "est_fwd_bwd_s": None,
                 "est_peak_mb": None,
                 "loadavg": None,
             }
-            reason = skip_reason(layer, size, args.batch, device, args, measured)
+            reason, est_time = skip_reason(layer, size, args.batch, device, args, measured)
             if reason is not None:
-                row.update(status="skipped", note=reason)
+                row.update(status="skipped", note=reason, est_fwd_bwd_s=est_time)
                 if layer in PEAK_PER_SCORE_BYTE:
                     row["est_peak_mb"] = PEAK_PER_SCORE_BYTE[layer] * row["score_mb"]
             else:
@@ -574,7 +582,8 @@ def main(argv=None) -> None:
                     rr[f"{d} memory x"] = f"{q['peak_mb'] / max(p['peak_mb'], 1e-3):.2g}"
                 else:
                     rr[f"{d} time x"] = rr[f"{d} memory x"] = "-"
-            ratios.append(rr)
+            if any(v != "-" for v in rr.values()):
+                ratios.append(rr)
     if ratios:
         print()
         print(
@@ -591,7 +600,8 @@ def main(argv=None) -> None:
         )
         title = (
             f"self-attention, {CHANNELS}-channel features, batch {args.batch}, "
-            f"{env['device']} ({env['cores']} cores), torch {env['torch']}"
+            f"{env['device']} ({env['cores']} cores, {env['torch_threads']} torch threads), "
+            f"torch {env['torch']}"
         )
         plot(rows, args.out + ".png", title)
         print(f"\nwrote {args.out}.csv, {args.out}.json, {args.out}.png")
