@@ -18,7 +18,9 @@ neighbours per pixel:
   once it exceeds the k-th distance.
 
 Parallelism without races or thread-count dependence: the image is cut into bands of
-``BAND_ROWS`` rows and the (batch element, band) pairs run in parallel (``prange``).
+``BAND_ROWS`` rows and the (batch element, band) pairs run in parallel on a pool of
+Python threads (the kernels release the GIL; see ``_TaskRunner`` for why not
+``prange``).
 Inside a band the scan is sequential; a pixel on the band's first row reads its
 vertical neighbour from a snapshot taken at the start of the iteration. Random numbers
 come from a counter-based hash of (seed, pixel, iteration), so a seed gives the same
@@ -30,9 +32,12 @@ second process starts without compiling.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import njit
 
 from .distance import pad_reflect
 
@@ -114,18 +119,17 @@ def _try(qp, kp, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
         idx[b, y, x, j] = cand
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
-def _kernel(qp, kp, valid, vlist, vcount, active, init, use_init, idx, dist, snap,
-            hk, wk, p, iters, seed, band, zero):  # fmt: skip
-    nb, hq, wq, kk = idx.shape
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _init_tasks(qp, kp, valid, vlist, vcount, active, init, use_init, idx, dist,
+                hk, wk, p, seed, band, tasks, zero):  # fmt: skip
+    """Random (or ``init``) k-lists for the (batch element, band) tasks listed."""
+    _, hq, wq, kk = idx.shape
     c = qp.shape[2] // (wq + p - 1)
     nk = hk * wk
     nbands = (hq + band - 1) // band
-    ntask = nb * nbands
     inf = zero + np.inf
     useed = np.uint64(seed)
-
-    for t in prange(ntask):
+    for t in tasks:
         b = t // nbands
         y0 = (t % nbands) * band
         y1 = min(hq, y0 + band)
@@ -173,63 +177,107 @@ def _kernel(qp, kp, valid, vlist, vcount, active, init, use_init, idx, dist, sna
                     dist[b, y, x, i + 1] = dj
                     idx[b, y, x, i + 1] = ij
 
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _iterate_tasks(qp, kp, valid, active, idx, dist, snap, hk, wk, p, it, seed, band, tasks,
+                   zero):  # fmt: skip
+    """One PatchMatch iteration (propagation + random search) over the tasks listed."""
+    _, hq, wq, kk = idx.shape
+    c = qp.shape[2] // (wq + p - 1)
+    nbands = (hq + band - 1) // band
+    useed = np.uint64(seed)
     radius0 = max(hk, wk)
-    for it in range(iters):
-        for t in prange(nb * hq):
-            b = t // hq
-            y = t - b * hq
-            for x in range(wq):
-                for j in range(kk):
-                    snap[b, y, x, j] = idx[b, y, x, j]
-        step = 1 if it % 2 == 0 else -1
-        for t in prange(ntask):
-            b = t // nbands
-            y0 = (t % nbands) * band
-            y1 = min(hq, y0 + band)
-            for yi in range(y1 - y0):
-                y = y0 + yi if step == 1 else y1 - 1 - yi
-                for xi in range(wq):
-                    x = xi if step == 1 else wq - 1 - xi
-                    if active[b, y, x] == 0:
-                        continue
-                    # propagation from the previous pixel of the row
-                    nx = x - step
-                    if 0 <= nx < wq and active[b, y, nx] != 0:
-                        for j in range(kk):
-                            cand = idx[b, y, nx, j]
-                            ky = cand // wk
-                            kx = cand - ky * wk + step
-                            if 0 <= kx < wk:
-                                _try(qp, kp, valid, idx, dist, b, y, x, ky * wk + kx,
-                                     wk, p, c, kk, zero)  # fmt: skip
-                    # propagation from the previous row (snapshot across band edges)
-                    ny = y - step
-                    if 0 <= ny < hq and active[b, ny, x] != 0:
-                        inside = y0 <= ny < y1
-                        for j in range(kk):
-                            cand = idx[b, ny, x, j] if inside else snap[b, ny, x, j]
-                            ky = cand // wk + step
-                            kx = cand - (cand // wk) * wk
-                            if 0 <= ky < hk:
-                                _try(qp, kp, valid, idx, dist, b, y, x, ky * wk + kx,
-                                     wk, p, c, kk, zero)  # fmt: skip
-                    # random search around each of the current k neighbours
-                    state = _state(useed, (b * hq + y) * wq + x, it + 1)
-                    for jj in range(kk):
-                        best = idx[b, y, x, jj]
-                        by = best // wk
-                        bx = best - by * wk
-                        w = radius0
-                        while w >= 1:
-                            lo_y = max(by - w, 0)
-                            hi_y = min(by + w, hk - 1)
-                            lo_x = max(bx - w, 0)
-                            hi_x = min(bx + w, wk - 1)
-                            ry, state = _below(state, hi_y - lo_y + 1)
-                            rx, state = _below(state, hi_x - lo_x + 1)
-                            _try(qp, kp, valid, idx, dist, b, y, x, (lo_y + ry) * wk + lo_x + rx,
+    step = 1 if it % 2 == 0 else -1
+    for t in tasks:
+        b = t // nbands
+        y0 = (t % nbands) * band
+        y1 = min(hq, y0 + band)
+        for yi in range(y1 - y0):
+            y = y0 + yi if step == 1 else y1 - 1 - yi
+            for xi in range(wq):
+                x = xi if step == 1 else wq - 1 - xi
+                if active[b, y, x] == 0:
+                    continue
+                # propagation from the previous pixel of the row
+                nx = x - step
+                if 0 <= nx < wq and active[b, y, nx] != 0:
+                    for j in range(kk):
+                        cand = idx[b, y, nx, j]
+                        ky = cand // wk
+                        kx = cand - ky * wk + step
+                        if 0 <= kx < wk:
+                            _try(qp, kp, valid, idx, dist, b, y, x, ky * wk + kx,
                                  wk, p, c, kk, zero)  # fmt: skip
-                            w = w // 2
+                # propagation from the previous row (snapshot across band edges)
+                ny = y - step
+                if 0 <= ny < hq and active[b, ny, x] != 0:
+                    inside = y0 <= ny < y1
+                    for j in range(kk):
+                        cand = idx[b, ny, x, j] if inside else snap[b, ny, x, j]
+                        ky = cand // wk + step
+                        kx = cand - (cand // wk) * wk
+                        if 0 <= ky < hk:
+                            _try(qp, kp, valid, idx, dist, b, y, x, ky * wk + kx,
+                                 wk, p, c, kk, zero)  # fmt: skip
+                # random search around each of the current k neighbours
+                state = _state(useed, (b * hq + y) * wq + x, it + 1)
+                for jj in range(kk):
+                    best = idx[b, y, x, jj]
+                    by = best // wk
+                    bx = best - by * wk
+                    w = radius0
+                    while w >= 1:
+                        lo_y = max(by - w, 0)
+                        hi_y = min(by + w, hk - 1)
+                        lo_x = max(bx - w, 0)
+                        hi_x = min(bx + w, wk - 1)
+                        ry, state = _below(state, hi_y - lo_y + 1)
+                        rx, state = _below(state, hi_x - lo_x + 1)
+                        _try(qp, kp, valid, idx, dist, b, y, x, (lo_y + ry) * wk + lo_x + rx,
+                             wk, p, c, kk, zero)  # fmt: skip
+                        w = w // 2
+
+
+def num_threads() -> int:
+    """Threads the numba backend uses.
+
+    Numba's own setting (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``), which is all
+    cores by default.
+    """
+    return max(1, numba.get_num_threads())
+
+
+class _TaskRunner:
+    """Runs a kernel over the (batch element, band) tasks on a pool of Python threads.
+
+    The kernels are compiled ``nogil``, so the threads run them in parallel. Unlike a
+    ``parallel=True`` kernel, whose OpenMP threads keep spinning after it returns and
+    then slow down PyTorch's own threads (convolutions measured ~100x slower right
+    after a search on 2 cores), idle pool threads block. Tasks are handed out in
+    several chunks per thread for load balance (with a query mask, bands differ).
+    """
+
+    def __init__(self, ntask: int, zero: np.floating) -> None:
+        self.tasks = np.arange(ntask, dtype=np.int64)
+        self.zero = zero  # the kernels' last argument: 0 in the accumulation dtype
+        self.threads = min(num_threads(), ntask)
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def __enter__(self) -> _TaskRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def __call__(self, kernel, *args) -> None:
+        """Run ``kernel(*args, tasks, zero)`` over all tasks and wait for it."""
+        if self.pool is None:
+            kernel(*args, self.tasks, self.zero)
+            return
+        chunks = np.array_split(self.tasks, min(len(self.tasks), 4 * self.threads))
+        for fut in [self.pool.submit(kernel, *args, t, self.zero) for t in chunks]:
+            fut.result()
 
 
 def _rows(x: torch.Tensor, r: int, dtype: torch.dtype) -> np.ndarray:
@@ -280,8 +328,15 @@ def search(
     idx = np.full((b, hq, wq, k), -1, dtype=np.int64)
     dist = np.full((b, hq, wq, k), np.inf, dtype=np_acc)
     snap = np.empty_like(idx)
-    _kernel(qp, kp, valid_np, vlist, counts, active, init_np, init is not None, idx, dist, snap,
-            hk, wk, patch_size, iters, seed & (2**63 - 1), BAND_ROWS, np_acc(0))  # fmt: skip
+    seed &= 2**63 - 1
+    ntask = b * ((hq + BAND_ROWS - 1) // BAND_ROWS)
+    with _TaskRunner(ntask, np_acc(0)) as run:
+        run(_init_tasks, qp, kp, valid_np, vlist, counts, active, init_np, init is not None,
+            idx, dist, hk, wk, patch_size, seed, BAND_ROWS)  # fmt: skip
+        for it in range(iters):
+            np.copyto(snap, idx)
+            run(_iterate_tasks, qp, kp, valid_np, active, idx, dist, snap, hk, wk, patch_size,
+                it, seed, BAND_ROWS)  # fmt: skip
     indices = torch.from_numpy(idx).permute(0, 3, 1, 2).contiguous().to(device)
     distances = torch.from_numpy(dist).permute(0, 3, 1, 2).contiguous().to(device)
     return indices, distances

@@ -1,0 +1,208 @@
+"""Train the same small DeepFill generator with attention psal, contextual and none.
+
+For each data set (repetitive textures and photos from scikit-image) and each attention
+layer, trains a small generator (``--width``) with the full DeepFill losses for the same
+number of steps, then reports PSNR and L1 on held-out crops with fixed masks: over the
+whole image and in the hole only. Every run uses the same seed, data order and masks.
+
+Data: each source image is split into a training part (its left 3/4) and a validation
+part (its right 1/4, cut into tiles), so validation crops are never seen in training.
+
+    python benchmarks/train_inpaint.py                  # default budget: a few minutes
+    python benchmarks/train_inpaint.py --steps 2000 --width 16 --json results.json
+
+Prints a table with the budget and the machine. The numbers of a short CPU budget say
+how fast each variant starts to learn, not how good it ends up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from psal.data import InpaintingFolder, MaskGenerator, list_images
+from psal.training import TrainConfig, Trainer, apply_overrides, evaluate
+from psal.training.evaluate import write_json
+
+DATASETS = {
+    "textures": ["brick", "grass", "gravel"],
+    "photos": ["astronaut", "coffee", "chelsea", "rocket"],
+}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _rgb(name: str) -> np.ndarray:
+    from skimage import data
+
+    im = getattr(data, name)()
+    if im.ndim == 2:
+        im = np.stack([im] * 3, -1)
+    return np.ascontiguousarray(im[..., :3])
+
+
+def prepare(root: Path, names: list[str], tile: int, scale: float) -> tuple[Path, Path]:
+    """Write training parts and validation tiles of the named images under ``root``."""
+    train, val = root / "train", root / "val"
+    train.mkdir(parents=True)
+    val.mkdir(parents=True)
+    for name in names:
+        im = Image.fromarray(_rgb(name))
+        if scale != 1:
+            size = (round(im.width * scale), round(im.height * scale))
+            im = im.resize(size, Image.Resampling.BICUBIC)
+        arr = np.asarray(im)
+        cut = arr.shape[1] * 3 // 4
+        Image.fromarray(arr[:, :cut]).save(train / f"{name}.png")
+        right = arr[:, cut:]
+        for i in range(right.shape[0] // tile):
+            for j in range(right.shape[1] // tile):
+                t = right[i * tile : (i + 1) * tile, j * tile : (j + 1) * tile]
+                Image.fromarray(t).save(val / f"{name}_{i}_{j}.png")
+    return train, val
+
+
+def run(args: argparse.Namespace, train: Path, val: Path, attention: str, out: Path) -> dict:
+    overrides = {
+        "data.path": train,
+        "out": out,
+        "data.image_size": args.size,
+        "data.val_fraction": 0,
+        "data.num_workers": 0,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "seed": args.seed,
+        "model.width": args.width,
+        "model.critic_width": args.width * 2,
+        "model.attention": attention,
+        "optim.n_critic": args.n_critic,
+        "optim.lr": args.lr,
+        "optim.critic_lr": args.lr,
+        "device": args.device,
+        "tensorboard": False,
+        "progress": False,
+        "val_every": 0,
+        "save_every": 0,
+        "log_every": 0,
+    }
+    cfg = apply_overrides(TrainConfig(), [f"{k}={v}" for k, v in overrides.items()])
+    if attention == "psal":
+        cfg.model.attention_options = {"k": args.k, "iters": args.iters}
+    trainer = Trainer(cfg)
+    start = time.perf_counter()
+    trainer.fit()
+    elapsed = time.perf_counter() - start
+    masks = MaskGenerator("rect", args.size)
+    files = list_images(val)
+    dataset = torch.utils.data.ConcatDataset(
+        [
+            InpaintingFolder(files, args.size, masks, fixed=True, mask_seed=s)
+            for s in range(1, args.mask_seeds + 1)
+        ]
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        metrics = evaluate(trainer.inpainter(), dataset, batch_size=16)
+    trainer.close()
+    return {"train_s": elapsed, **metrics}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=150, help="generator steps per run")
+    p.add_argument("--size", type=int, default=64, help="training crop size")
+    p.add_argument("--width", type=int, default=8, help="generator base channels")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--n-critic", type=int, default=1, help="critic steps per generator step")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--k", type=int, default=3, help="psal neighbours")
+    p.add_argument("--iters", type=int, default=3, help="psal PatchMatch iterations")
+    p.add_argument("--scale", type=float, default=0.5, help="resize source images first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mask-seeds", type=int, default=4, help="fixed masks per validation tile")
+    p.add_argument("--threads", type=int, default=1, help="torch and numba threads")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--attention", nargs="+", default=["none", "contextual", "psal"])
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    try:
+        import numba
+
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    except ImportError:
+        pass
+    env = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": _cpu_name(),
+        "cpus": os.cpu_count(),
+        "device": args.device,
+        "threads": args.threads,
+    }
+    budget = (
+        f"{args.steps} steps x batch {args.batch_size} at {args.size}px, width {args.width}, "
+        f"n_critic {args.n_critic}, lr {args.lr}, seed {args.seed}"
+    )
+    print(f"# {budget}")
+    print("# " + ", ".join(f"{k} {v}" for k, v in env.items()))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for ds in args.datasets:
+            train, val = prepare(Path(tmp) / ds, DATASETS[ds], args.size, args.scale)
+            n_val = len(list_images(val))
+            for att in args.attention:
+                r = run(args, train, val, att, Path(tmp) / ds / f"run_{att}")
+                rows.append({"data": ds, "attention": att, "val_tiles": n_val, **r})
+                print(
+                    f"  {ds:9s} {att:10s} psnr {r['psnr']:.2f}  psnr_hole {r['psnr_hole']:.2f}"
+                    f"  l1_hole {r['l1_hole']:.4f}  ({r['train_s']:.0f} s)",
+                    file=sys.stderr,
+                )
+    head = ["data", "attention", "train s", "PSNR", "PSNR hole", "L1 hole", "SSIM", "val"]
+    lines = [head]
+    for r in rows:
+        lines.append(
+            [
+                r["data"],
+                r["attention"],
+                f"{r['train_s']:.0f}",
+                f"{r['psnr']:.2f}",
+                f"{r['psnr_hole']:.2f}",
+                f"{r['l1_hole']:.4f}",
+                f"{r['ssim']:.4f}",
+                f"{r['val_tiles']}x{args.mask_seeds}",
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for line in lines[1:]:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |")
+    if args.json:
+        write_json(args.json, {"budget": budget, "env": env, "results": rows})
+
+
+if __name__ == "__main__":
+    main()

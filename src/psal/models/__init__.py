@@ -1,0 +1,32 @@
+"""Inpainting networks: DeepFill v1 with swappable attention, critics, losses, inference.
+
+Networks are registered by name (:mod:`psal.models.registry`) for configs, checkpoints
+and the command line.
+"""
+
+from . import losses
+from .attention import build_attention, list_attentions
+from .critics import SNPatchGANCritic, WGANCritic
+from .deepfill import DeepFillV1, InpaintOutput
+from .inpainter import Inpainter
+from .io import load_weights, resolve_weights_file, save_weights
+from .registry import ATTENTIONS, MODELS, create_model, list_models, register_model
+
+__all__ = [
+    "ATTENTIONS",
+    "MODELS",
+    "DeepFillV1",
+    "InpaintOutput",
+    "Inpainter",
+    "SNPatchGANCritic",
+    "WGANCritic",
+    "build_attention",
+    "create_model",
+    "list_attentions",
+    "list_models",
+    "load_weights",
+    "losses",
+    "register_model",
+    "resolve_weights_file",
+    "save_weights",
+]

@@ -1,0 +1,256 @@
+"""Inference with a trained inpainting generator: any size, any batch, CPU or GPU.
+
+:class:`Inpainter` wraps a generator (trained on ``training_size`` images, values in
+[-1, 1]) and takes care of everything around it:
+
+- values: images in [0, 1] (or uint8, PIL) in, the same type out;
+- sizes: images are reflect-padded to a multiple of the generator's stride (4) and
+  cropped back;
+- known pixels: copied from the input, bit for bit;
+- **large images**: a network trained at 256x256 with holes of about 128x128 sees a
+  receptive field and a hole-to-context ratio of that scale. For a single image
+  (:meth:`Inpainter.inpaint`), psal therefore (1) crops the hole's bounding box enlarged
+  by ``context`` times its size on every side (at least ``training_size`` a side when the
+  image is larger), since distant pixels hardly matter; (2) if that window is still
+  larger than ``max_size`` on its long side (default twice the training size), runs the
+  network on the window downscaled to ``max_size`` and upsamples the prediction
+  (bicubic) before pasting it into the hole at full resolution; the known pixels are
+  never resampled. Batches (:meth:`Inpainter.forward`) get step (2) only, since their
+  holes differ per sample.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_float_tensor, check_int, check_mask
+from .io import load_weights
+from .registry import create_model
+
+__all__ = ["Inpainter"]
+
+
+class Inpainter(nn.Module):
+    """A trained inpainting generator ready for inference.
+
+    Args:
+        generator: a network mapping ``(image in [-1, 1], mask)`` to an output with a
+            ``completed`` field (such as :class:`psal.models.DeepFillV1`).
+        training_size: side of the training images (for the large-image strategy).
+        max_size: longest side the network is run at; larger inputs are downscaled
+            (None: ``2 * training_size``; 0: never downscale).
+        context: margin around the hole's bounding box kept by :meth:`inpaint`, as a
+            fraction of the box's size on each side.
+
+    Example:
+        >>> from psal.models import DeepFillV1, Inpainter
+        >>> net = Inpainter(DeepFillV1(width=4, attention="none"), training_size=32)
+        >>> img = np.random.rand(50, 70, 3).astype(np.float32)
+        >>> hole = np.zeros((50, 70), bool); hole[10:30, 20:40] = True
+        >>> out = net.inpaint(img, hole)
+        >>> out.shape, out.dtype, bool((out[~hole] == img[~hole]).all())
+        ((50, 70, 3), dtype('float32'), True)
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        training_size: int = 256,
+        max_size: int | None = None,
+        context: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.generator = generator.eval()
+        self.training_size = check_int(training_size, "training_size", 1)
+        if max_size is None:
+            max_size = 2 * self.training_size
+        self.max_size = check_int(max_size, "max_size", 0)
+        if not context >= 0:
+            raise ValueError(f"context must be >= 0, got {context}")
+        self.context = float(context)
+        self.size_multiple = int(getattr(generator, "size_multiple", 1))
+        self.min_size = int(getattr(generator, "min_size", 1))
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        device: torch.device | str | None = None,
+        **kwargs: Any,
+    ) -> Inpainter:
+        """Load a generator from a psal weights file (or a run folder: its latest one).
+
+        Only safetensors is read (no pickle). ``device`` None picks CUDA when available.
+        ``kwargs`` go to the constructor (``max_size``, ``context``).
+        """
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(device)
+        states, meta = load_weights(path, device="cpu")
+        spec = meta.get("generator")
+        if not isinstance(spec, dict) or "name" not in spec or "generator" not in states:
+            raise ValueError(f"{meta.get('path', path)!s} holds no generator description")
+        generator = create_model(spec["name"], **spec.get("kwargs", {}))
+        generator.load_state_dict(states["generator"])
+        kwargs.setdefault("training_size", int(meta.get("image_size", 256)))
+        return cls(generator, **kwargs).to(device)
+
+    @property
+    def device(self) -> torch.device:
+        """The generator's device."""
+        return next(self.generator.parameters()).device
+
+    def _run(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The network at the given size: pad to the stride, [-1, 1] in and out, crop."""
+        h, w = images.shape[-2:]
+        m_, low = self.size_multiple, self.min_size
+        ph = max(math.ceil(h / m_) * m_, math.ceil(low / m_) * m_) - h
+        pw = max(math.ceil(w / m_) * m_, math.ceil(low / m_) * m_) - w
+        x = images * 2 - 1
+        hole = masks
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+            hole = F.pad(masks, (0, pw, 0, ph), value=False)
+        out = self.generator(x, hole).completed
+        return ((out[..., :h, :w].float() + 1) / 2).clamp(0, 1)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Inpaint a batch, every image with its own mask.
+
+        Args:
+            images: (B, 3, H, W) float in [0, 1], any H and W.
+            masks: (B, 1, H, W) bool (or 0/1), True = hole.
+
+        Returns:
+            (B, 3, H, W), the input's dtype and device: the prediction in the holes, the
+            input elsewhere (exactly).
+        """
+        check_float_tensor(images, "images", ndim=4)
+        b, c, h, w = images.shape
+        if c != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
+        hole = check_mask(masks, "masks", b, h, w, images.device)
+        dev = self.device
+        x, m = images.to(dev, torch.float32), hole.to(dev)
+        if self.max_size and max(h, w) > self.max_size:
+            f = self.max_size / max(h, w)
+            sh, sw = max(1, round(h * f)), max(1, round(w * f))
+            xs = F.interpolate(x, (sh, sw), mode="bilinear", antialias=True, align_corners=False)
+            ms = F.interpolate(m.float(), (sh, sw), mode="area") > 0
+            pred = self._run(xs, ms)
+            pred = F.interpolate(pred, (h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+        else:
+            pred = self._run(x, m)
+        pred = pred.to(images.device, images.dtype)
+        return torch.where(hole, pred, images)
+
+    def _window(self, hole: np.ndarray) -> tuple[int, int, int, int]:
+        """The part of the image (top, bottom, left, right) that :meth:`inpaint` runs on."""
+        h, w = hole.shape
+        ys, xs = np.nonzero(hole)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        side_h = max((y1 - y0) * (1 + 2 * self.context), min(h, self.training_size))
+        side_w = max((x1 - x0) * (1 + 2 * self.context), min(w, self.training_size))
+        side_h, side_w = min(h, math.ceil(side_h)), min(w, math.ceil(side_w))
+        top = int(np.clip(round((y0 + y1 - side_h) / 2), 0, h - side_h))
+        left = int(np.clip(round((x0 + x1 - side_w) / 2), 0, w - side_w))
+        return top, top + side_h, left, left + side_w
+
+    def inpaint(self, image: Any, mask: Any) -> Any:
+        """Inpaint one image; returns the same type, dtype and size as ``image``.
+
+        Args:
+            image: numpy (H, W, 3) or (H, W) grayscale, uint8 or float in [0, 1]; or a
+                PIL image (``L``, ``RGB`` or ``RGBA``; alpha is kept as it is).
+            mask: (H, W) bool numpy array (True = hole); 0/1 or 0/255 integer arrays and
+                PIL images (non-zero = hole) are accepted too.
+
+        Returns:
+            The inpainted image; pixels outside the hole are the input's, unchanged.
+        """
+        from PIL import Image
+
+        pil_mode = None
+        if isinstance(image, Image.Image):
+            pil_mode = image.mode
+            arr = np.asarray(image.convert("RGBA" if pil_mode in ("RGBA", "LA") else "RGB"))
+            if pil_mode == "L":
+                arr = arr[..., 0]
+        elif isinstance(image, np.ndarray):
+            arr = image
+        else:
+            raise TypeError(
+                f"image must be a numpy array or a PIL image, got {type(image).__name__}"
+            )
+        hole = _to_hole(mask, arr.shape[:2])
+        gray = arr.ndim == 2
+        if not (gray or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+            raise ValueError(f"image must be (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+        if arr.dtype == np.uint8:
+            rgb = arr.astype(np.float32) / 255.0
+        elif np.issubdtype(arr.dtype, np.floating):
+            if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1):
+                raise ValueError("a float image must hold finite values in [0, 1]")
+            rgb = arr.astype(np.float32)
+        else:
+            raise TypeError(f"image must be uint8 or float, got dtype {arr.dtype}")
+        rgb = np.repeat(rgb[..., None], 3, 2) if gray else rgb[..., :3]
+        if not hole.any():
+            return image.copy()
+        top, bottom, left, right = self._window(hole)
+        x = torch.from_numpy(np.ascontiguousarray(rgb[top:bottom, left:right])).permute(2, 0, 1)
+        m = torch.from_numpy(np.ascontiguousarray(hole[top:bottom, left:right]))
+        pred = self.forward(x[None].to(self.device), m[None, None].to(self.device))
+        pred = pred[0].permute(1, 2, 0).cpu().numpy()
+        if gray:
+            pred = pred.mean(2)
+        if arr.dtype == np.uint8:
+            pred = np.clip(np.round(pred * 255.0), 0, 255).astype(np.uint8)
+        else:
+            pred = pred.astype(arr.dtype)
+        out = arr.copy()
+        window = out[top:bottom, left:right]
+        sub = hole[top:bottom, left:right]
+        if gray:
+            window[sub] = pred[sub]
+        else:
+            window[..., :3][sub] = pred[sub]
+        if pil_mode is None:
+            return out
+        result = Image.fromarray(out)
+        return result if result.mode == pil_mode else result.convert(pil_mode)
+
+
+def _to_hole(mask: Any, shape: tuple[int, ...]) -> np.ndarray:
+    from PIL import Image
+
+    if isinstance(mask, Image.Image):
+        m = np.asarray(mask.convert("L")) > 0
+    elif isinstance(mask, torch.Tensor):
+        m = mask.detach().cpu().numpy()
+    elif isinstance(mask, np.ndarray):
+        m = mask
+    else:
+        raise TypeError(f"mask must be a numpy array or a PIL image, got {type(mask).__name__}")
+    if m.ndim == 3 and m.shape[2] == 1:
+        m = m[..., 0]
+    if m.shape != tuple(shape):
+        raise ValueError(f"mask must have the image's size {tuple(shape)} (H, W), got {m.shape}")
+    if m.dtype != bool:
+        values = np.unique(m)
+        if not (np.isin(values, (0, 1)).all() or np.isin(values, (0, 255)).all()):
+            raise ValueError(
+                f"mask must be bool, or hold only 0/1 or 0/255 (non-zero = hole); got values "
+                f"{values[:6].tolist()}"
+            )
+        m = m != 0
+    return m

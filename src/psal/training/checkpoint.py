@@ -1,0 +1,138 @@
+"""Checkpoints of a training run: weights in safetensors, training state beside them.
+
+A run folder's ``checkpoints/`` holds, for step ``N``:
+
+- ``step_0000000N.safetensors``: the weights of every network (see
+  :mod:`psal.models.io`), with the generator's description and the full training
+  config in its metadata; usable alone for inference and evaluation;
+- ``step_0000000N.state.pt``: the training state: optimisers, gradient scalers, the
+  step, and per rank the RNG states (torch, CUDA, numpy, python) and the data stream
+  position; written with :func:`torch.save`, read with ``torch.load(weights_only=True)``;
+- ``latest.json``: ``{"step", "weights", "state"}``, the pointer to the newest complete
+  checkpoint.
+
+Every file is written atomically (temporary file + rename) and the pointer last, so a
+kill at any moment leaves the previous checkpoint and the pointer to it intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models.io import LATEST, load_weights, resolve_weights_file, save_weights
+from ..utils.atomic import atomic_path
+
+__all__ = [
+    "capture_rng",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "restore_rng",
+    "save_checkpoint",
+]
+
+
+def capture_rng(device: torch.device | None = None) -> dict[str, Any]:
+    """RNG states of torch (and CUDA on ``device``), numpy and python, as safe types."""
+    np_state = np.random.get_state()  # noqa: NPY002 - the legacy global RNG is saved too
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore the states captured by :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    npst = state["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (
+            "MT19937",
+            npst["keys"].numpy().astype(np.uint32),
+            npst["pos"],
+            npst["has_gauss"],
+            npst["cached_gaussian"],
+        )
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike[str],
+    step: int,
+    weights: dict[str, dict[str, torch.Tensor]],
+    metadata: dict[str, Any],
+    state: dict[str, Any],
+    keep: int = 3,
+) -> Path:
+    """Write a checkpoint of ``step`` atomically, update ``latest.json``, prune old ones.
+
+    Returns:
+        The weights file.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"step_{step:08d}"
+    weights_file, state_file = folder / f"{stem}.safetensors", folder / f"{stem}.state.pt"
+    with atomic_path(state_file) as tmp:
+        torch.save(state, tmp)
+    save_weights(weights_file, weights, {**metadata, "step": step})
+    pointer = {"step": step, "weights": weights_file.name, "state": state_file.name}
+    with atomic_path(folder / LATEST) as tmp:
+        tmp.write_text(json.dumps(pointer, indent=2) + "\n")
+    if keep > 0:
+        stems = sorted({p.name.split(".")[0] for p in folder.glob("step_*.safetensors")})
+        for old in stems[:-keep]:
+            if old != stem:
+                for suffix in (".safetensors", ".state.pt"):
+                    (folder / f"{old}{suffix}").unlink(missing_ok=True)
+    return weights_file
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest complete weights file of a run folder, or None."""
+    try:
+        return resolve_weights_file(run_dir)
+    except FileNotFoundError:
+        return None
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any], dict[str, Any]]:
+    """Load ``(weights, metadata, training_state)`` of a checkpoint.
+
+    ``path`` is a weights file or a run / checkpoints folder (its latest checkpoint).
+    The training state is read with ``torch.load(weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: no checkpoint, or its training state file is missing.
+    """
+    weights, meta = load_weights(path)
+    file = Path(meta["path"])
+    state_file = file.with_name(file.name.replace(".safetensors", ".state.pt"))
+    if not state_file.is_file():
+        raise FileNotFoundError(
+            f"training state {str(state_file)!r} of checkpoint {str(file)!r} is missing; "
+            "the weights alone can be used for inference but not to resume training"
+        )
+    state = torch.load(state_file, map_location="cpu", weights_only=True)
+    return weights, meta, state

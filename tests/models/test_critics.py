@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from psal.models import SNPatchGANCritic, WGANCritic, create_model
+
+
+def test_wgan_critics_shapes():
+    g = create_model("wgan_global_critic", input_size=32, width=4)
+    l_ = create_model("wgan_local_critic", input_size=16, width=4)
+    assert g(torch.rand(3, 3, 32, 32)).shape == (3,)
+    assert l_(torch.rand(3, 3, 16, 16)).shape == (3,)
+    # channel progressions of the paper: global 1,2,4,4 and local 1,2,4,8 times width
+    convs = [m.out_channels for m in l_.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [4, 8, 16, 32]
+    convs = [m.out_channels for m in g.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [4, 8, 16, 16]
+    with pytest.raises(ValueError, match="built for 32x32"):
+        g(torch.rand(1, 3, 16, 16))
+
+
+def test_sn_patchgan_scores_every_patch():
+    c = SNPatchGANCritic(width=4)
+    x = torch.rand(2, 3, 64, 128)
+    m = torch.zeros(2, 1, 64, 128, dtype=torch.bool)
+    out = c(x, m)
+    assert out.shape == (2, 16 * 1 * 2)
+    # spectral normalisation: the largest singular value of each weight is about 1
+    c.train()
+    for _ in range(30):
+        c(x, m)
+    conv = c.features[0]
+    w = conv.weight.flatten(1)
+    assert float(torch.linalg.matrix_norm(w.detach(), ord=2)) == pytest.approx(1.0, abs=0.05)
+    with pytest.raises(ValueError, match="mask"):
+        c(x, m[:1])
+
+
+def test_wgan_critic_is_per_sample():
+    c = WGANCritic(16, width=4)
+    x = torch.rand(4, 3, 16, 16)
+    full = c(x)
+    torch.testing.assert_close(full[2:], c(x[2:]))

@@ -1,0 +1,127 @@
+import pytest
+import torch
+
+from psal.models import DeepFillV1, build_attention, create_model, list_attentions, list_models
+
+
+def _batch(b=2, size=32):
+    torch.manual_seed(0)
+    img = torch.rand(b, 3, size, size) * 2 - 1
+    mask = torch.zeros(b, 1, size, size, dtype=torch.bool)
+    mask[0, :, 8:20, 6:22] = True
+    if b > 1:
+        mask[1, :, 14:30, 12:26] = True
+    return img, mask
+
+
+def test_registry():
+    assert {"deepfill_v1", "wgan_global_critic", "wgan_local_critic", "sn_patchgan_critic"} <= set(
+        list_models()
+    )
+    assert {"none", "contextual", "psal"} <= set(list_attentions())
+    with pytest.raises(ValueError, match=r"unknown model 'deepfill_v9'.*deepfill_v1"):
+        create_model("deepfill_v9")
+    with pytest.raises(ValueError, match="unknown attention"):
+        DeepFillV1(width=4, attention="magic")
+    with pytest.raises(TypeError, match="bad options for attention 'psal'"):
+        build_attention("psal", kk=3)
+    with pytest.raises(ValueError, match="takes no options"):
+        build_attention("none", k=3)
+
+
+def test_outputs_and_composite(device):
+    net = DeepFillV1(width=4, attention="none").to(device)
+    img, mask = (t.to(device) for t in _batch())
+    with torch.no_grad():
+        out = net(img, mask)
+    for t in out[:3]:
+        assert t.shape == img.shape
+        assert float(t.min()) >= -1 and float(t.max()) <= 1
+    assert out.flow is None
+    known = ~mask.expand_as(img)
+    assert torch.equal(out.completed[known], img[known])
+    assert torch.equal(out.completed[~known], out.refined[~known])
+
+
+def test_hole_content_is_ignored():
+    # what lies under the hole must not change the output
+    net = DeepFillV1(width=4, attention="none")
+    img, mask = _batch()
+    noisy = torch.where(mask, torch.rand_like(img), img)
+    a, b = net(img, mask), net(noisy, mask)
+    torch.testing.assert_close(a.completed, b.completed)
+
+
+def test_samples_are_independent():
+    net = DeepFillV1(width=4, attention="psal", attention_options={"iters": 2})
+    img, mask = _batch()
+    out = net(img, mask)
+    mask2 = mask.clone()
+    mask2[1] = False
+    mask2[1, :, 2:10, 2:10] = True  # change sample 1's mask only
+    out2 = net(img, mask2)
+    torch.testing.assert_close(out.coarse[0], out2.coarse[0])
+    assert not torch.allclose(out.coarse[1], out2.coarse[1])
+
+
+@pytest.mark.parametrize("attention", ["none", "psal", "contextual"])
+def test_gradients_reach_every_parameter(attention):
+    opts = {"iters": 2} if attention == "psal" else {}
+    net = DeepFillV1(width=4, attention=attention, attention_options=opts)
+    img, mask = _batch(size=64 if attention == "contextual" else 32)
+    out = net(img, mask, return_flow=attention != "none")
+    (out.coarse.square().mean() + out.refined.square().mean()).backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not missing
+    if attention != "none":
+        assert out.flow is not None and out.flow.shape == (2, 2, *(s // 4 for s in img.shape[-2:]))
+
+
+def test_psal_adapter_fills_hole_from_outside():
+    layer = build_attention("psal", k=2, patch_size=3, iters=3)
+    torch.manual_seed(1)
+    x = torch.rand(2, 8, 12, 12)
+    hole = torch.zeros(2, 1, 12, 12, dtype=torch.bool)
+    hole[:, :, 4:8, 3:9] = True
+    out, flow = layer(x, hole, return_flow=True)
+    assert torch.equal(out[~hole.expand_as(out)], x[~hole.expand_as(x)])
+    ys, xs = torch.nonzero(hole[0, 0], as_tuple=True)
+    ty = ys + flow[0, 0, ys, xs].long()
+    tx = xs + flow[0, 1, ys, xs].long()
+    assert not hole[0, 0, ty, tx].any()  # every source lies outside the hole
+    assert (flow[:, :, ~hole[0, 0]] == 0).all()
+
+
+def test_psal_adapter_passes_through_without_valid_keys():
+    layer = build_attention("psal", k=3)
+    x = torch.rand(2, 4, 8, 8)
+    hole = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    hole[0, :, 3:5, 3:5] = True
+    hole[1] = True  # nothing to attend to
+    with pytest.warns(RuntimeWarning, match="1 of 2 samples"):
+        out, flow = layer(x, hole, return_flow=True)
+    assert torch.equal(out[1], x[1])
+    assert not torch.equal(out[0], x[0])
+    assert (flow[1] == 0).all()
+
+
+def test_psal_temperature_default_and_options():
+    layer = build_attention("psal", patch_size=5, aggregation="patch", learnable_temperature=True)
+    assert float(layer.layer.temperature.detach()) == pytest.approx(2 * 25 / 10)
+    assert any(p.numel() == 1 for p in layer.parameters())
+    assert float(build_attention("psal", normalize=False).layer.temperature) == pytest.approx(1.0)
+
+
+def test_bad_inputs():
+    net = DeepFillV1(width=4, attention="none")
+    img, mask = _batch()
+    with pytest.raises(ValueError, match="multiples of 4"):
+        net(img[..., :30], mask[..., :30])
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        net(img[:, :2], mask)
+    with pytest.raises(ValueError, match="mask must have shape"):
+        net(img, mask[:1])
+    with pytest.raises(TypeError, match="floating-point"):
+        net(img.long(), mask)
+    with pytest.raises(ValueError, match="width"):
+        DeepFillV1(width=1)

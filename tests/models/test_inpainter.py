@@ -1,0 +1,144 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from psal.models import DeepFillV1, Inpainter, load_weights, save_weights
+
+
+@pytest.fixture(scope="module")
+def inpainter():
+    torch.manual_seed(0)
+    return Inpainter(DeepFillV1(width=4, attention="none"), training_size=32)
+
+
+def _hole(h, w):
+    m = np.zeros((h, w), bool)
+    m[h // 4 : h // 2, w // 3 : w // 2 + 3] = True
+    return m
+
+
+def test_forward_any_size_and_own_masks(inpainter, device):
+    net = inpainter.to(device)
+    images = torch.rand(2, 3, 37, 50, device=device)
+    masks = torch.zeros(2, 1, 37, 50, dtype=torch.bool, device=device)
+    masks[0, :, 5:15, 5:20] = True
+    masks[1, :, 20:30, 30:45] = True
+    out = net(images, masks)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    known = ~masks.expand_as(images)
+    assert torch.equal(out[known], images[known])
+    assert not torch.equal(out[~known], images[~known])
+    # each sample is inpainted with its own mask: alone or in a batch, the same result
+    alone = net(images[1:], masks[1:])
+    torch.testing.assert_close(alone, out[1:], atol=1e-5, rtol=1e-5)
+    net.to("cpu")
+
+
+def test_forward_downscales_large_inputs():
+    torch.manual_seed(0)
+    net = Inpainter(DeepFillV1(width=4, attention="none"), training_size=16, max_size=32)
+    images = torch.rand(1, 3, 70, 90)
+    masks = torch.zeros(1, 1, 70, 90, dtype=torch.bool)
+    masks[..., 20:40, 30:60] = True
+    out = net(images, masks)
+    assert out.shape == images.shape
+    assert torch.equal(out[~masks.expand_as(out)], images[~masks.expand_as(images)])
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        net(images[:, :1], masks)
+    with pytest.raises(ValueError, match="masks must have shape"):
+        net(images, masks[..., :10])
+
+
+@pytest.mark.parametrize("kind", ["uint8", "float32", "float64", "gray_uint8", "gray_float"])
+def test_inpaint_numpy_keeps_type(inpainter, kind):
+    rng = np.random.default_rng(0)
+    h, w = 45, 61
+    if kind.startswith("gray"):
+        img = rng.random((h, w))
+    else:
+        img = rng.random((h, w, 3))
+    img = (
+        (img * 255).astype(np.uint8)
+        if kind.endswith("uint8")
+        else img.astype(np.float32 if kind == "gray_float" else kind)
+    )
+    hole = _hole(h, w)
+    out = inpainter.inpaint(img, hole)
+    assert type(out) is np.ndarray and out.shape == img.shape and out.dtype == img.dtype
+    assert np.array_equal(out[~hole], img[~hole])
+    assert not np.array_equal(out[hole], img[hole])
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_inpaint_pil_keeps_mode(inpainter, mode):
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 256, (40, 52, 4), dtype=np.uint8)
+    img = Image.fromarray(arr, "RGBA").convert(mode)
+    hole = _hole(40, 52)
+    out = inpainter.inpaint(img, Image.fromarray(hole.astype(np.uint8) * 255))
+    assert isinstance(out, Image.Image) and out.mode == mode and out.size == img.size
+    a, b = np.asarray(img), np.asarray(out)
+    assert np.array_equal(a[~hole], b[~hole])
+    if mode == "RGBA":
+        assert np.array_equal(a[..., 3], b[..., 3])
+
+
+def test_inpaint_large_image_uses_a_window(inpainter):
+    rng = np.random.default_rng(2)
+    img = rng.random((300, 400, 3)).astype(np.float32)
+    hole = np.zeros((300, 400), bool)
+    hole[100:110, 200:215] = True
+    top, bottom, left, right = inpainter._window(hole)
+    # the window holds the hole with a margin, and is much smaller than the image
+    assert top <= 100 - 10 and bottom >= 110 + 10 and left <= 200 - 15 and right >= 215 + 15
+    assert (bottom - top) * (right - left) < 300 * 400 / 10
+    out = inpainter.inpaint(img, hole)
+    assert np.array_equal(out[~hole], img[~hole])
+
+
+def test_inpaint_input_errors(inpainter):
+    img = np.zeros((20, 20, 3), np.float32)
+    with pytest.raises(ValueError, match="image's size"):
+        inpainter.inpaint(img, np.zeros((10, 20), bool))
+    with pytest.raises(ValueError, match="0/1 or 0/255"):
+        inpainter.inpaint(img, np.full((20, 20), 3, np.uint8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        inpainter.inpaint(img + 2, np.ones((20, 20), bool))
+    with pytest.raises(TypeError, match="numpy array or a PIL image"):
+        inpainter.inpaint([[0]], np.ones((20, 20), bool))
+    no_hole = inpainter.inpaint(img, np.zeros((20, 20), bool))
+    assert np.array_equal(no_hole, img)
+
+
+def test_from_checkpoint_roundtrip(tmp_path):
+    torch.manual_seed(3)
+    net = DeepFillV1(width=4, attention="psal", attention_options={"k": 2, "iters": 2})
+    spec = {
+        "name": "deepfill_v1",
+        "kwargs": {"width": 4, "attention": "psal", "attention_options": {"k": 2, "iters": 2}},
+    }
+    path = tmp_path / "w.safetensors"
+    save_weights(path, {"generator": net.state_dict()}, {"generator": spec, "image_size": 48})
+    loaded = Inpainter.from_checkpoint(path, device="cpu")
+    assert loaded.training_size == 48 and loaded.generator.attention_name == "psal"
+    for (k, a), (k2, b) in zip(net.state_dict().items(), loaded.generator.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    states, meta = load_weights(path)
+    assert meta["generator"] == spec and set(states) == {"generator"}
+
+
+def test_from_checkpoint_rejects_foreign_files(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path))
+    with pytest.raises(ValueError, match="not a psal inpainting checkpoint"):
+        Inpainter.from_checkpoint(path)
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(ValueError, match="cannot read"):
+        Inpainter.from_checkpoint(tmp_path / "junk.safetensors")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Inpainter.from_checkpoint(tmp_path / "missing.safetensors")
+    with pytest.raises(FileNotFoundError, match="without checkpoints"):
+        Inpainter.from_checkpoint(tmp_path)

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import torch
+
+from psal.models import losses as L
+
+
+def _chessboard_distance(hole: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(~hole)
+    out = np.zeros(hole.shape)
+    for y, x in zip(*np.nonzero(hole)):
+        out[y, x] = np.maximum(np.abs(ys - y), np.abs(xs - x)).min()
+    return out
+
+
+def test_spatial_discount_matches_distance_transform():
+    rng = np.random.default_rng(0)
+    hole = np.zeros((2, 1, 20, 24), bool)
+    hole[0, 0, 3:15, 5:20] = True
+    hole[1, 0] = rng.random((20, 24)) < 0.6
+    w = L.spatial_discount(torch.from_numpy(hole), gamma=0.9).numpy()
+    for b in range(2):
+        d = _chessboard_distance(hole[b, 0])
+        expected = np.where(hole[b, 0], 0.9 ** (d - 1), 0.0)
+        np.testing.assert_allclose(w[b, 0], expected, rtol=1e-6)
+
+
+def test_spatial_discount_edge_cases():
+    full = torch.ones(1, 1, 4, 4, dtype=torch.bool)
+    assert torch.equal(L.spatial_discount(full), torch.ones(1, 1, 4, 4))
+    empty = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    assert torch.equal(L.spatial_discount(empty), torch.zeros(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="gamma"):
+        L.spatial_discount(full, 1.5)
+
+
+def test_reconstruction_losses():
+    pred = torch.zeros(2, 3, 8, 8)
+    target = torch.zeros(2, 3, 8, 8)
+    mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    mask[:, :, 2:6, 2:6] = True
+    target[:, :, :4] = 1.0  # top half differs by 1
+    # gamma 1: plain mean over hole pixels; half the hole lies in the top half
+    assert float(L.discounted_l1(pred, target, mask, gamma=1.0)) == pytest.approx(0.5)
+    assert float(L.discounted_l1(pred, target, mask, gamma=0.5)) < 0.5
+    # known pixels: 64 - 16 = 48 per image, of which 32 - 8 = 24 differ
+    assert float(L.known_l1(pred, target, mask)) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="same shape"):
+        L.known_l1(pred, target[:, :2], mask)
+
+
+def test_gan_losses():
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 0.0])
+    assert float(L.wgan_critic_loss(real, fake)) == pytest.approx(-0.5 - 2.0)
+    assert float(L.wgan_generator_loss(fake)) == pytest.approx(0.5)
+    assert float(L.hinge_critic_loss(real, fake)) == pytest.approx(0.0 + 0.5)
+    assert float(L.hinge_generator_loss(fake)) == pytest.approx(0.5)
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    torch.manual_seed(0)
+    w = torch.randn(1, 3, 6, 6, requires_grad=True)
+
+    def critic(x):
+        return (x * w).flatten(1).sum(1)
+
+    real, fake = torch.rand(4, 3, 6, 6), torch.rand(4, 3, 6, 6)
+    mask = torch.zeros(4, 1, 6, 6)
+    mask[:, :, 1:4, 2:5] = 1
+    gp = L.gradient_penalty(critic, real, fake, mask)
+    # the gradient of a linear critic is w everywhere, whatever the interpolation
+    expected = ((w * mask).flatten(1).norm(dim=1) - 1).pow(2).mean()
+    torch.testing.assert_close(gp, expected)
+    gp.backward()  # create_graph: the penalty has a gradient with respect to the critic
+    assert w.grad is not None and w.grad.abs().sum() > 0
+    unmasked = L.gradient_penalty(critic, real, fake)
+    torch.testing.assert_close(unmasked, (w.detach().norm() - 1).pow(2))

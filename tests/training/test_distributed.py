@@ -1,0 +1,43 @@
+"""Two CPU processes with the gloo backend, started by torchrun, train together."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from train_helpers import tiny_overrides
+
+from psal.training import load_checkpoint
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+def test_torchrun_two_processes(photo_folder, tmp_path):
+    out = tmp_path / "run"
+    overrides = tiny_overrides(photo_folder, out, steps=2, save_every=1, **{"data.val_fraction": 0})
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "psal", "train", "inpaint", "--data", str(photo_folder), "--out", str(out),
+        "--device", "cpu", *overrides,
+    ]  # fmt: skip
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # rank 0 alone printed and saved
+    assert proc.stdout.count("trained 2 steps") == 1
+    _, meta, state = load_checkpoint(out)
+    assert state["world_size"] == 2 and meta["step"] == 2
+    ranks = state["ranks"]
+    assert len(ranks) == 2
+    assert ranks[0]["position"] == ranks[1]["position"] == 2 * 2 * 2  # steps x batches x size
+    assert ranks[0]["digest"] != ranks[1]["digest"]  # the ranks saw different images
+    assert not torch.equal(ranks[0]["rng"]["torch"], ranks[1]["rng"]["torch"])
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.safetensors")) == [
+        "step_00000001.safetensors",
+        "step_00000002.safetensors",
+    ]
