@@ -68,6 +68,7 @@ import argparse
 import csv
 import ctypes
 import gc
+import json
 import math
 import multiprocessing as mp
 import os
@@ -91,9 +92,10 @@ LAYERS = {
     "sdpa": "SDPA (3x3 patches)",
 }
 DENSE = ("contextual", "dense", "sdpa")
-# Peak memory of a forward+backward pass, in multiples of the score-matrix bytes, measured
-# on CPU at 128x128 (contextual: scores, fused scores, softmax and their gradients; sdpa's
-# math backend: scores, softmax and their gradients).
+# Estimated peak memory of a forward+backward pass, in multiples of the score-matrix bytes:
+# the measured ratios rounded up (CPU, batch 1: contextual 5.3 at 128x128 and 5.1 at
+# 256x256, for the scores, fused scores, softmax and their gradients; sdpa's math backend
+# 3.1 at 128x128, for the scores, softmax and their gradients).
 PEAK_PER_SCORE_BYTE = {"contextual": 6.0, "sdpa": 4.0}
 GiB = 2**30
 
@@ -461,7 +463,17 @@ def main(argv=None) -> None:
         help="torch and numba threads in each case (default: theirs)",
     )
     ap.add_argument("--out", default=None, help="write PREFIX.csv, PREFIX.json and PREFIX.png")
+    ap.add_argument(
+        "--from-json",
+        default=None,
+        help="measure nothing: print (and with --out, write) the results of an earlier run",
+    )
     args = ap.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as fh:
+            saved = json.load(fh)
+        report(saved["rows"], saved["environment"], saved["args"], args.out)
+        return
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is available")
@@ -492,7 +504,7 @@ def main(argv=None) -> None:
         flush=True,
     )
 
-    rows, table = [], []
+    rows = []
     measured: dict[str, tuple[int, float]] = {}
     for size in sorted(args.sizes):
         for layer in args.layers:
@@ -547,34 +559,22 @@ def main(argv=None) -> None:
                     flush=True,
                 )
             rows.append(row)
-            ok = row["status"] == "ok"
-            table.append(
-                {
-                    "size": f"{size}²",
-                    "layer": LAYERS[layer],
-                    "fwd (s)": _fmt(row["fwd_s"]) if ok else "",
-                    "fwd+bwd (s)": _fmt(row["fwd_bwd_s"]) if ok else "",
-                    "peak MB": f"{row['peak_mb']:.0f}" if ok else "",
-                    "score matrix": human_bytes(score_bytes(layer, size, args.batch))
-                    if layer in DENSE
-                    else "",
-                    "note": row["note"],
-                }
-            )
     env["loadavg_end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print()
     print(f"environment: loadavg_start={env['loadavg_start']}, loadavg_end={env['loadavg_end']}")
-    print()
-    print_table(table, list(table[0]))
+    report(rows, env, vars(args), args.out)
 
+
+def ratio_rows(rows: list[dict]) -> list[dict]:
+    """PSAttention's fwd+bwd time and peak memory ratios to each dense layer, same size."""
     ratios = []
     by = {(r["layer"], r["size"]): r for r in rows if r["status"] == "ok"}
-    for size in sorted(args.sizes):
+    for size in sorted({r["size"] for r in rows}):
         for ps in ("psal-center", "psal-patch"):
             if (ps, size) not in by:
                 continue
             p = by[(ps, size)]
-            rr = {"size": f"{size}²", "PSAttention": ps.split("-")[1]}
+            rr = {}
             for d in DENSE:
                 if (d, size) in by:
                     q = by[(d, size)]
@@ -583,7 +583,29 @@ def main(argv=None) -> None:
                 else:
                     rr[f"{d} time x"] = rr[f"{d} memory x"] = "-"
             if any(v != "-" for v in rr.values()):
-                ratios.append(rr)
+                ratios.append({"size": f"{size}²", "PSAttention": ps.split("-")[1], **rr})
+    return ratios
+
+
+def report(rows: list[dict], env: dict, settings: dict, out: str | None) -> None:
+    """Print the tables; with ``out``, write ``out.csv``, ``out.json`` and ``out.png``."""
+    table = []
+    for r in rows:
+        ok = r["status"] == "ok"
+        table.append(
+            {
+                "size": f"{r['size']}²",
+                "layer": LAYERS[r["layer"]],
+                "fwd (s)": _fmt(r["fwd_s"]) if ok else "",
+                "fwd+bwd (s)": _fmt(r["fwd_bwd_s"]) if ok else "",
+                "peak MB": f"{r['peak_mb']:.0f}" if ok else "",
+                "score matrix": human_bytes(r["score_mb"] * 2**20) if r["layer"] in DENSE else "",
+                "note": r["note"],
+            }
+        )
+    print()
+    print_table(table, list(table[0]))
+    ratios = ratio_rows(rows)
     if ratios:
         print()
         print(
@@ -591,20 +613,17 @@ def main(argv=None) -> None:
             "(dense / PSAttention: > 1 means PSAttention is faster / leaner):"
         )
         print_table(ratios, list(ratios[0]))
-
-    if args.out:
-        write_csv(rows, args.out + ".csv")
-        write_json(
-            args.out + ".json",
-            {"environment": env, "args": vars(args), "rows": rows, "ratios": ratios},
-        )
+    if out:
+        write_csv(rows, out + ".csv")
+        payload = {"environment": env, "args": settings, "rows": rows, "ratios": ratios}
+        write_json(out + ".json", payload)
         title = (
-            f"self-attention, {CHANNELS}-channel features, batch {args.batch}, "
+            f"self-attention, {CHANNELS}-channel features, batch {rows[0]['batch']}, "
             f"{env['device']} ({env['cores']} cores, {env['torch_threads']} torch threads), "
             f"torch {env['torch']}"
         )
-        plot(rows, args.out + ".png", title)
-        print(f"\nwrote {args.out}.csv, {args.out}.json, {args.out}.png")
+        plot(rows, out + ".png", title)
+        print(f"\nwrote {out}.csv, {out}.json, {out}.png")
 
 
 if __name__ == "__main__":
