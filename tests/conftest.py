@@ -36,3 +36,19 @@ def photo(name: str = "astronaut", size: int | tuple[int, int] = 64) -> torch.Te
     hw = (size, size) if isinstance(size, int) else size
     im = transform.resize(im[..., :3], hw, anti_aliasing=True)
     return torch.from_numpy(im).permute(2, 0, 1)[None].float().contiguous()
+
+
+@pytest.fixture
+def one_thread():
+    """Run on one torch and one numba thread, restored after.
+
+    Tiny networks run faster on one thread (no OpenMP hand-offs between 2 busy cores).
+    """
+    import numba
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    yield
+    torch.set_num_threads(before[0])
+    numba.set_num_threads(before[1])

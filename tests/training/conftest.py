@@ -23,18 +23,5 @@ def photo_folder(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run faster on one thread (no OpenMP hand-offs); restored after.
-
-    numba's OpenMP threads spin-wait after each parallel PatchMatch call and would starve
-    torch's thread on a 2-core machine, so numba gets one thread too.
-    """
-    import numba
-    import torch
-
-    before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(before[0])
-    numba.set_num_threads(before[1])
+def _tiny_nets_on_one_thread(one_thread):
+    """Every test here runs tiny networks: one thread is faster (see ``one_thread``)."""
