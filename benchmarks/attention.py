@@ -127,7 +127,7 @@ def human_time(s: float) -> str:
 
 def make_features(size: int, batch: int, device: torch.device) -> torch.Tensor:
     photos = [skimage_photo(PHOTOS[i % len(PHOTOS)], size) for i in range(batch)]
-    return cnn_features(torch.cat(photos), CHANNELS).to(device).contiguous()
+    return cnn_features(torch.cat(photos).to(device), CHANNELS).contiguous()  # on the device
 
 
 def make_layer(layer: str, temperature: float):
