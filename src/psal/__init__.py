@@ -39,6 +39,7 @@ def __getattr__(name: str):
         return importlib.import_module(f"psal.{name}")
     raise AttributeError(f"module 'psal' has no attribute {name!r}")
 
+
 __all__ = [
     "ContextualAttention",
     "PSAttention",
