@@ -66,13 +66,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import ctypes
-import gc
 import json
 import math
 import multiprocessing as mp
 import os
-import resource
 import statistics
 import sys
 import time
@@ -80,7 +77,16 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cnn_features, environment, print_table, skimage_photo, sync, write_json
+from _common import (
+    cnn_features,
+    environment,
+    peak_end,
+    peak_start,
+    print_table,
+    skimage_photo,
+    sync,
+    write_json,
+)
 
 CHANNELS, K, PATCH, ITERS, RATE = 64, 3, 3, 5, 2
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -167,49 +173,6 @@ def make_layer(layer: str, temperature: float):
     raise ValueError(f"layer must be one of {list(LAYERS)}, got {layer!r}")
 
 
-def _rss_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _peak_start(device: torch.device) -> int:
-    """Start a peak-memory measurement; returns the baseline in bytes.
-
-    On CPU (Linux) the freed heap is handed back to the system (``malloc_trim``) and the
-    process's resident-size high-water mark is reset to its current size (``clear_refs``),
-    so the peak that follows is this measurement's own; without those, the max RSS growth.
-    """
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        return torch.cuda.memory_allocated(device)
-    gc.collect()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        rss = _rss_kib("VmRSS")
-        if rss is not None:
-            return rss * 1024
-    except (OSError, AttributeError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
-def _peak_end(device: torch.device, base: int) -> int:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        return max(torch.cuda.max_memory_allocated(device) - base, 0)
-    hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # reset by clear_refs as well
-    return max(hwm * 1024 - base, 0)
-
-
 def _timed(fn, device: torch.device) -> float:
     sync(device)
     t0 = time.perf_counter()
@@ -253,9 +216,9 @@ def _case(mode, layer, size, batch, device_name, temperature, repeats, slow, thr
         w = torch.randn(x.shape, generator=g).to(device)
         fwd, fwd_bwd = runner(x, w, False), runner(x, w, True)
 
-        base = _peak_start(device)
+        base = peak_start(device)
         first = _timed(fwd_bwd, device)  # the warm-up (and memory) run
-        peak = _peak_end(device, base)
+        peak = peak_end(device, base)
         out = {"first": first, "peak": peak}
         if mode == "time":
             if first > slow:
