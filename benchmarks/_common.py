@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime
+import gc
 import json
 import os
 import platform
+import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -105,3 +108,47 @@ def cnn_features(x: torch.Tensor, channels: int = 64) -> torch.Tensor:
     net = torch.nn.Sequential(*layers[:-1]).to(x.device)
     with torch.no_grad():
         return net(x)
+
+
+def _rss_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def peak_start(device: torch.device) -> int:
+    """Start a peak-memory measurement; returns the baseline in bytes.
+
+    On CPU (Linux) the freed heap is handed back to the system (``malloc_trim``) and the
+    process's resident-size high-water mark is reset to its current size (``clear_refs``),
+    so the peak that follows is this measurement's own; without those, the max RSS growth.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device)
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        rss = _rss_kib("VmRSS")
+        if rss is not None:
+            return rss * 1024
+    except (OSError, AttributeError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def peak_end(device: torch.device, base: int) -> int:
+    """Peak memory (bytes) since :func:`peak_start` returned ``base``."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return max(torch.cuda.max_memory_allocated(device) - base, 0)
+    hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # reset by clear_refs as well
+    return max(hwm * 1024 - base, 0)

@@ -14,7 +14,8 @@ search runs on a fixed random sample of ``--exact-sample`` query pixels (quality
 measured on that sample, and the exact time is extrapolated: marked ``~``).
 
 Each (workload, size, backend) case runs in a fresh process so that its peak memory
-(max RSS growth on CPU, ``max_memory_allocated`` on CUDA) is its own. Times are
+(resident-size high-water mark, reset just before the call, on CPU;
+``max_memory_allocated`` on CUDA) is its own. Times are
 medians of ``--repeats`` runs after a warm-up. A separate table gives the numba
 kernel's one-off compile time and the start-up cost of a second process, which loads
 the compiled kernel from numba's on-disk cache.
@@ -30,7 +31,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -38,7 +38,16 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import cnn_features, environment, print_table, skimage_photo, timeit, write_json
+from _common import (
+    cnn_features,
+    environment,
+    peak_end,
+    peak_start,
+    print_table,
+    skimage_photo,
+    timeit,
+    write_json,
+)
 
 K, ITERS = 3, 5
 WORKLOADS = {"rgb": 7, "feat": 3}
@@ -74,19 +83,12 @@ def _case(kind, size, backend, device_name, repeats, sample_n, full_n, conn):
     kwargs = {"k": K, "patch_size": WORKLOADS[kind], "iters": ITERS, "backend": backend, "seed": 0}
     if backend == "exact":
         kwargs["query_mask"] = qmask
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = peak_start(device)
     res = psal.patchmatch(q, k, **kwargs)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) - base
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    peak = peak_end(device, base)
     reps = 1 if backend == "exact" else repeats
     t = timeit(lambda: psal.patchmatch(q, k, **kwargs), device, repeats=reps, warmup=0)
-    if qmask is not None:
+    if qmask is not None:  # every backend reports the field at the exact reference's pixels
         m = qmask.expand_as(res.indices)
         ind = res.indices[m].view(K, -1).t().cpu()
         dist = res.distances[m].view(K, -1).t().cpu()
@@ -117,14 +119,6 @@ def run_case(*args) -> dict:
     p.join()
     out["ind"], out["dist"] = torch.from_numpy(out["ind"]), torch.from_numpy(out["dist"])
     return out
-
-
-def sample_field(res: dict, size: int, sample_n: int, full_n: int, device) -> tuple:
-    """The backend's field restricted to the pixels where the exact reference exists."""
-    if size * size <= full_n:
-        return res["ind"], res["dist"]
-    m = sample_mask(size, sample_n, torch.device("cpu")).reshape(-1)
-    return res["ind"][m], res["dist"][m]
 
 
 COMPILE_SNIPPET = r"""
@@ -204,7 +198,7 @@ def main(argv=None) -> None:
                     continue
                 r = run_case(kind, size, backend, args.device, args.repeats, args.exact_sample,
                              args.exact_full)  # fmt: skip
-                ind, dist = sample_field(r, size, args.exact_sample, args.exact_full, device)
+                ind, dist = r["ind"], r["dist"]
                 ratio = float(dist[:, 0].double().mean() / ex["dist"][:, 0].double().mean())
                 nn = float((ind == ex["ind"][:, :1]).any(1).double().mean())
                 knn = float((ind.unsqueeze(2) == ex["ind"].unsqueeze(1)).any(2).double().mean())

@@ -5,9 +5,16 @@ Layers of the package, each importing only from those below it:
 1. :mod:`psal.patchmatch`: the k-nearest-patch search engine.
 2. :mod:`psal.layers`: attention layers (PSAttention, PatchAttention,
    ContextualAttention); :mod:`psal.viz` colours their neighbour fields.
+3. :mod:`psal.models`: networks built from the layers (DeepFill v1 with swappable
+   attention, its critics and losses, the ``Inpainter`` for inference);
+   :mod:`psal.metrics` measures them.
+4. :mod:`psal.data` and :mod:`psal.training`: data, masks, training and evaluation.
+5. :mod:`psal.cli`: the ``psal`` command.
+
+``psal.models``, ``psal.data`` and ``psal.training`` are imported on first use.
 """
 
-from . import patchmatch, viz
+from . import metrics, patchmatch, viz
 from .layers import (
     ContextualAttention,
     PatchAttention,
@@ -21,6 +28,18 @@ from .patchmatch import PatchMatchResult
 
 __version__ = "0.1.0"
 
+_LAZY = ("models", "data", "training")
+
+
+def __getattr__(name: str):
+    """Import the network, data and training layers on first access."""
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"psal.{name}")
+    raise AttributeError(f"module 'psal' has no attribute {name!r}")
+
+
 __all__ = [
     "ContextualAttention",
     "PSAttention",
@@ -29,8 +48,12 @@ __all__ = [
     "__version__",
     "attend",
     "contextual_attention",
+    "data",
+    "metrics",
+    "models",
     "patch_attention",
     "patchmatch",
     "ps_attention",
+    "training",
     "viz",
 ]

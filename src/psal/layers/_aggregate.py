@@ -73,6 +73,7 @@ def aggregate(
     temperature: float | torch.Tensor,
     aggregation: str,
     window: tuple[int, int, int, int] | None = None,
+    distances: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention output over the neighbour field ``indices`` (see ps_attention's formulas).
 
@@ -87,6 +88,8 @@ def aggregate(
         window: ``(y0, y1, x0, x1)``: compute the output only for these query rows and
             columns (the rest of the query is only read by patches that reach into
             the window). None = the whole query.
+        distances: optional (B, k, Hq, Wq) distances of ``indices`` as the search
+            returned them; saves recomputing them in the forward pass.
 
     Returns:
         ``(out, covered)``: out (B, Cv, y1-y0, x1-x0) and covered (B, 1, y1-y0, x1-x0)
@@ -103,7 +106,9 @@ def aggregate(
     valid = idx >= 0
     # a finite placeholder before dividing, so a learnable temperature never sees inf*0
     window_c = (cy0, cy1, cx0, cx1)
-    dist = patch_distance(query, key, idx, patch_size, window=window_c).masked_fill(~valid, 0)
+    known = None if distances is None else distances[..., cy0:cy1, cx0:cx1]
+    dist = patch_distance(query, key, idx, patch_size, window=window_c, known=known)
+    dist = dist.masked_fill(~valid, 0)
     if isinstance(temperature, torch.Tensor):
         temperature = temperature.to(dist.dtype)
     logits = (-dist / temperature).masked_fill(~valid, float("-inf"))

@@ -219,14 +219,15 @@ def ps_attention(
         init=init,
     )
     if hole is None:
-        out, _ = aggregate(query, key, value, field.indices, patch_size, temperature, aggregation)
+        out, _ = aggregate(query, key, value, field.indices, patch_size, temperature, aggregation,
+                           distances=field.distances)  # fmt: skip
     else:
-        out = _masked_output(query, key, value, field.indices, hole, patch_size, temperature,
+        out = _masked_output(query, key, value, field, hole, patch_size, temperature,
                              aggregation)  # fmt: skip
     return (out, field) if return_field else out
 
 
-def _masked_output(query, key, value, indices, hole, patch_size, temperature, aggregation):
+def _masked_output(query, key, value, field, hole, patch_size, temperature, aggregation):
     """Attention inside the hole's bounding box (the only place it is used), value outside."""
     rows = hole.any(3).any(0).reshape(-1).nonzero()
     cols = hole.any(2).any(0).reshape(-1).nonzero()
@@ -234,8 +235,8 @@ def _masked_output(query, key, value, indices, hole, patch_size, temperature, ag
         return value
     y0, y1 = int(rows[0]), int(rows[-1]) + 1
     x0, x1 = int(cols[0]), int(cols[-1]) + 1
-    out, _ = aggregate(query, key, value, indices, patch_size, temperature, aggregation,
-                       window=(y0, y1, x0, x1))  # fmt: skip
+    out, _ = aggregate(query, key, value, field.indices, patch_size, temperature, aggregation,
+                       window=(y0, y1, x0, x1), distances=field.distances)  # fmt: skip
     h, w = value.shape[-2:]
     out = torch.nn.functional.pad(out, (x0, w - x1, y0, h - y1))
     return torch.where(hole, out, value)

@@ -84,7 +84,11 @@ class _PatchSSD(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q_pad, k_pad, gidx, valid, patch_size, hq, wq):  # type: ignore[override]
+    def forward(ctx, q_pad, k_pad, gidx, valid, patch_size, hq, wq, known=None):  # type: ignore[override]
+        ctx.save_for_backward(q_pad, k_pad, gidx, valid)
+        ctx.patch_size = patch_size
+        if known is not None:  # the search already computed them: only the backward is needed
+            return known.to(q_pad.dtype).masked_fill(~valid, float("inf"))
         b, c = q_pad.shape[:2]
         kk = gidx.shape[1]
         wkp = k_pad.shape[-1]
@@ -93,12 +97,10 @@ class _PatchSSD(torch.autograd.Function):
         out = torch.zeros(b, kk, hq, wq, dtype=q_pad.dtype, device=q_pad.device)
         for dy in range(patch_size):
             for dx in range(patch_size):
-                rows = k_rows.index_select(0, (gidx + (dy * wkp + dx)).reshape(-1))
+                rows = F.embedding((gidx + (dy * wkp + dx)).reshape(-1), k_rows)
                 rows = rows.view(b, kk, hq, wq, c)
                 q_o = q_cl[:, dy : dy + hq, dx : dx + wq, :].unsqueeze(1)
                 out += (rows - q_o).square_().sum(-1)
-        ctx.save_for_backward(q_pad, k_pad, gidx, valid)
-        ctx.patch_size = patch_size
         out.masked_fill_(~valid, float("inf"))
         return out
 
@@ -118,7 +120,7 @@ class _PatchSSD(torch.autograd.Function):
         for dy in range(p):
             for dx in range(p):
                 flat = (gidx + (dy * wkp + dx)).reshape(-1)
-                rows = k_rows.index_select(0, flat).view(b, kk, hq, wq, c)
+                rows = F.embedding(flat, k_rows).view(b, kk, hq, wq, c)
                 q_o = q_cl[:, dy : dy + hq, dx : dx + wq, :].unsqueeze(1)
                 gd = (q_o - rows).mul_(2 * g)  # d/dq of (q - k)^2, weighted
                 if need_q:
@@ -129,7 +131,7 @@ class _PatchSSD(torch.autograd.Function):
         gk = None
         if need_k:
             gk = grad_k_rows.view(k_pad.shape[0], k_pad.shape[2], wkp, c).permute(0, 3, 1, 2)
-        return gq, gk, None, None, None, None, None
+        return gq, gk, None, None, None, None, None, None
 
 
 def patch_distance(
@@ -139,6 +141,7 @@ def patch_distance(
     patch_size: int,
     *,
     window: tuple[int, int, int, int] | None = None,
+    known: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Distances between query patches and the key patches named by ``indices``.
 
@@ -156,6 +159,9 @@ def patch_distance(
         patch_size: odd p, at most each spatial size.
         window: optional ``(y0, y1, x0, x1)``: the indices are for these query rows and
             columns only (patches still read the query around them).
+        known: optional distances already computed for these indices (by
+            :func:`psal.patchmatch`): returned as they are, and only the backward pass is
+            computed. They must be the distances of these inputs.
 
     Returns:
         (B, k, Hq, Wq) distances (or the window's size), float32 (float64 if an input is
@@ -181,4 +187,4 @@ def patch_distance(
     kx = safe - ky * wk
     base = torch.arange(b, device=indices.device).view(b, 1, 1, 1) * ((hk + 2 * r) * wkp)
     gidx = base + ky * wkp + kx  # flat row of the patch's top-left corner in k_pad
-    return _PatchSSD.apply(q_pad, k_pad, gidx, valid, patch_size, y1 - y0, x1 - x0)
+    return _PatchSSD.apply(q_pad, k_pad, gidx, valid, patch_size, y1 - y0, x1 - x0, known)

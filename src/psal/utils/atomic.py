@@ -9,6 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _final_mode(dest: Path) -> int:
+    try:
+        return dest.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -31,6 +40,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates the file 0600 whatever the umask; give it the mode an
+        # ordinary open() would have (or the mode of the file it replaces)
+        os.chmod(tmp, _final_mode(dest))
         with open(tmp, "rb+") as fh:  # flush to disk before the rename
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
