@@ -104,7 +104,6 @@ def _inpaint(args: argparse.Namespace) -> int:
 
             with atomic_path(args.output) as tmp:
                 shutil.copyfile(args.image, tmp)
-                shutil.copymode(args.image, tmp)
         else:
             save_image(image, args.output, icc_profile=image.info.get("icc_profile"))
         return 0

@@ -537,15 +537,4 @@ def save_image(
         kwargs["icc_profile"] = icc_profile
     with atomic_path(path) as tmp:
         image.save(tmp, format=fmt, **kwargs)
-        _umask_permissions(tmp)
 
-
-def _umask_permissions(path: Path) -> None:
-    """Give a file the permissions a plain ``open(path, "w")`` would (0o666 & ~umask).
-
-    Temporary files are created 0o600; an image the user asked for should be readable
-    as any other file they write.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
