@@ -157,3 +157,26 @@ def test_no_warning_on_normal_use(stripes):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         inpaint(stripes(), _rect(48, 64, 18, 30, 26, 38), seed=0)
+
+
+def test_em_step_is_masked_psal_self_attention():
+    # one search + vote iteration equals ps_attention(img, img, img, mask=hole,
+    # aggregation="patch") with the same (exact) search
+    import psal
+    from psal.editing.inpaint import _em_step, _Level
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(1, 3, 24, 30, generator=g, dtype=torch.float64)
+    hole = torch.zeros(1, 1, 24, 30, dtype=torch.bool)
+    hole[..., 8:14, 10:19] = True
+    hole[..., 20:, :4] = True  # touching the border
+    level = _Level(img, hole, 5)
+    ours, field, _ = _em_step(img, level, None, k=2, patch_size=5, pm_iters=0, temperature=0.3,
+                              seed=0, backend="exact")  # fmt: skip
+    ref, ref_field = psal.ps_attention(img, img, img, k=2, patch_size=5, temperature=0.3,
+                                       aggregation="patch", mask=hole, backend="exact",
+                                       return_field=True)  # fmt: skip
+    y0, y1, x0, x1 = level.box
+    assert torch.equal(field, ref_field.indices[..., y0:y1, x0:x1])
+    torch.testing.assert_close(ours, ref, atol=1e-12, rtol=0)
+    assert torch.equal(ours[~hole.expand_as(ours)], img[~hole.expand_as(img)])
