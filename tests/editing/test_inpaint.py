@@ -180,3 +180,13 @@ def test_em_step_is_masked_psal_self_attention():
     assert torch.equal(field, ref_field.indices[..., y0:y1, x0:x1])
     torch.testing.assert_close(ours, ref, atol=1e-12, rtol=0)
     assert torch.equal(ours[~hole.expand_as(ours)], img[~hole.expand_as(img)])
+
+
+def test_explicit_levels_and_thin_holes(stripes):
+    img = stripes(64, 80)
+    thin = np.zeros((64, 80), bool)
+    thin[30, 10:70] = True  # one pixel thick: vanishes at coarser scales
+    for levels in (0, 1, 3):
+        out = inpaint(img, thin, levels=levels, seed=0)
+        assert np.array_equal(out[~thin], img[~thin])
+        assert np.abs(out[thin].astype(int) - img[thin].astype(int)).mean() < 6.0

@@ -90,8 +90,8 @@ def _build_pyramid(
         if min(math.ceil(h / 2), math.ceil(w / 2)) < 2 * patch_size:
             break
         img_c, hole_c = downsample(top.image, top.hole)
-        if bool(hole_c.all()):
-            break
+        if bool(hole_c.all()) or not bool(hole_c.any()):
+            break  # nothing known, or the hole vanished at that scale
         level = _Level(img_c, hole_c, patch_size)
         if level.n_valid < max(k, 4 * patch_size * patch_size):
             break  # too little known texture left at that scale
