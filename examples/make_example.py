@@ -17,7 +17,16 @@ from PIL import Image, ImageDraw, ImageFilter
 HERE = Path(__file__).resolve().parent
 SIZE = (384, 256)
 #: Outline of the mast (x, y) on the 384x256 photo, from its tip down to the bottom edge.
-MAST = [(263, 66), (276, 66), (278, 110), (284, 160), (294, 256), (252, 256), (259, 160), (261, 110)]
+MAST = [
+    (263, 66),
+    (276, 66),
+    (278, 110),
+    (284, 160),
+    (294, 256),
+    (252, 256),
+    (259, 160),
+    (261, 110),
+]
 
 
 def main() -> None:
