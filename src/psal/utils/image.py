@@ -537,4 +537,3 @@ def save_image(
         kwargs["icc_profile"] = icc_profile
     with atomic_path(path) as tmp:
         image.save(tmp, format=fmt, **kwargs)
-
