@@ -257,3 +257,24 @@ def test_masked_output_is_the_full_aggregation_inside_the_hole(aggregation):
         torch.autograd.grad((out * g).sum(), (x, v)), torch.autograd.grad((ref * g).sum(), (x, v))
     ):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_inference_path_equals_training_path(aggregation, masked):
+    # without gradients ps_attention votes (streaming); with them it builds the graph
+    x = torch.rand(2, 3, 13, 12, dtype=torch.float64)
+    v = torch.rand(2, 2, 13, 12, dtype=torch.float64)
+    mask = None
+    if masked:
+        mask = torch.zeros(2, 1, 13, 12, dtype=torch.bool)
+        mask[0, 0, 3:7, 2:6] = True
+        mask[1, 0, 8:12, 7:11] = True
+    kw = dict(k=3, aggregation=aggregation, mask=mask, seed=4, temperature=0.3)
+    infer = ps_attention(x, x, v, **kw)
+    train = ps_attention(x, x, v.clone().requires_grad_(), **kw)
+    assert train.requires_grad and not infer.requires_grad
+    torch.testing.assert_close(infer, train.detach())
+    plain = ps_attention(x, x, v, **{**kw, "temperature": float("inf")})
+    plain_t = ps_attention(x, x, v.clone().requires_grad_(), **{**kw, "temperature": float("inf")})
+    torch.testing.assert_close(plain, plain_t.detach())

@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_int, check_patch_size, check_positive_float
+from ..layers.vote import vote
 from ..patchmatch import patchmatch
 from ..utils.image import ImageLike, from_tensor, to_tensor
 from ._color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
-from ._vote import vote, wexler_temperature
+from ._temperature import wexler_temperature
 
 __all__ = ["colorize"]
 
@@ -154,13 +155,8 @@ def colorize(
             t = temperature
             if t is None:
                 t = wexler_temperature(field.distances)
-            h, w = y.shape[-2:]
-            ys, xs = torch.meshgrid(
-                torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij"
-            )
-            chroma, _ = vote(chroma_ref, field.indices, field.distances, patch_size, t,
-                             ys.flatten(), xs.flatten())  # fmt: skip
-            rgb = luma_chroma_to_rgb(y, chroma.view(1, 2, h, w))
+            chroma, _ = vote(chroma_ref, field.indices, field.distances, patch_size, t)
+            rgb = luma_chroma_to_rgb(y, chroma)
             if xi.shape[1] in (2, 4):  # keep alpha
                 rgb = torch.cat([rgb, xi[:, -1:]], 1)
             outs.append(rgb)

@@ -10,8 +10,8 @@ The hole is filled by alternating, at each scale of an image pyramid,
    overlapping patches' neighbours propose for it, weights ``exp(-d / T)``: PSAL's
    ``aggregation="patch"``. One search + vote is masked PSAL self-attention,
    ``psal.ps_attention(img, img, img, aggregation="patch", mask=hole, init=field)``,
-   computed by :func:`_em_step` in a way whose memory scales with the hole
-   (:mod:`psal.editing._vote`).
+   computed by :func:`_em_step` with the layer's streaming inference path,
+   :func:`psal.layers.vote`, at the hole pixels only, so memory scales with the hole.
 
 The coarsest scale is the one where the hole is a few pixels thick; it starts from a
 smooth onion-peel fill. Each finer scale starts from the coarser field, upsampled, and
@@ -28,11 +28,12 @@ from collections.abc import Callable
 import torch
 
 from .._checks import check_int, check_patch_size, check_positive_float
+from ..layers.vote import vote
 from ..patchmatch import patchmatch
 from ..patchmatch.distance import valid_key_positions
 from ..utils.image import ImageLike, from_tensor, to_mask, to_tensor
 from ._pyramid import bbox, dilate, downsample, fill_smooth, hole_radius, upsample_field
-from ._vote import vote, wexler_temperature
+from ._temperature import wexler_temperature
 
 __all__ = ["inpaint"]
 
@@ -115,11 +116,8 @@ def _em_step(
 
     The result is ``psal.ps_attention(cur, cur, cur, k, patch_size, pm_iters, T,
     aggregation="patch", mask=hole, init=field, return_field=True)`` (tested equal with
-    the exact search), computed within the bounding box of the patches that touch the
-    hole and with a streaming vote (:mod:`psal.editing._vote`): at 2000x1500 with a 23%
-    brush hole the layer's aggregation, which holds all ``p² k`` proposals of every
-    pixel at once, took 147 s and 10 GB against 17 s and 1.1 GB here. This is the one
-    place to swap for the layer once it streams.
+    the exact search), with the query cropped to the patches that touch the hole and the
+    vote (:func:`psal.layers.vote`) computed at the hole pixels only.
 
     Returns:
         ``(image, field, distances)``, field and distances over the level's crop.
@@ -141,7 +139,8 @@ def _em_step(
         t = wexler_temperature(res.distances, level.touch_crop)
     oy, ox = level.origin
     hy, hx = level.ys, level.xs
-    vals, covered = vote(cur, res.indices, res.distances, patch_size, t, hy - oy, hx - ox)
+    vals, covered = vote(cur, res.indices, res.distances, patch_size, t,
+                         pixels=(torch.zeros_like(hy), hy - oy, hx - ox))  # fmt: skip
     out = cur.clone()
     out[0][:, hy, hx] = torch.where(covered, vals, cur[0][:, hy, hx])
     return out, res.indices, res.distances
@@ -182,8 +181,9 @@ def _inpaint_one(
             )
             # the upsampled matches vote the first fine estimate (plain average)
             oy, ox = level.origin
-            vals, covered = vote(cur, field, torch.zeros_like(field, dtype=cur.dtype),
-                                 patch_size, float("inf"), hy - oy, hx - ox)  # fmt: skip
+            at = (torch.zeros_like(hy), hy - oy, hx - ox)
+            zero_d = torch.zeros_like(field, dtype=cur.dtype)
+            vals, covered = vote(cur, field, zero_d, patch_size, float("inf"), pixels=at)
             up = torch.nn.functional.interpolate(prev_image, scale_factor=2.0, mode="nearest")
             up = up[..., : level.size[0], : level.size[1]]
             fallback = up[0][:, hy, hx]

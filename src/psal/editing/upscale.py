@@ -30,10 +30,11 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_int, check_patch_size, check_positive_float
+from ..layers.vote import vote
 from ..patchmatch import patchmatch
 from ..utils.image import ImageLike, from_tensor, to_tensor
 from ._color import luma
-from ._vote import vote, wexler_temperature
+from ._temperature import wexler_temperature
 
 __all__ = ["SCALES", "resize", "upscale"]
 
@@ -87,13 +88,8 @@ def _step(
     q, kf = _guide(up), _guide(blurred)
     field = patchmatch(q, kf, k=k, patch_size=patch_size, iters=iters, seed=seed, backend=backend)
     t = temperature if temperature is not None else wexler_temperature(field.distances)
-    ys, xs = torch.meshgrid(
-        torch.arange(size[0], device=lr.device),
-        torch.arange(size[1], device=lr.device),
-        indexing="ij",
-    )
-    hf, _ = vote(detail, field.indices, field.distances, patch_size, t, ys.flatten(), xs.flatten())
-    return up + hf.view(1, -1, size[0], size[1])
+    hf, _ = vote(detail, field.indices, field.distances, patch_size, t)
+    return up + hf
 
 
 def upscale(
@@ -124,7 +120,7 @@ def upscale(
         temperature: voting temperature; the default ``float("inf")`` averages the
             proposed details plainly, which scored best in ``benchmarks/upscale.py``
             (borrowed detail is noisy, and averaging more of it is a safer estimate);
-            None: Wexler's rule (see :func:`psal.editing._vote.wexler_temperature`).
+            None: Wexler's rule (see :func:`psal.editing._temperature.wexler_temperature`).
         seed: makes the result reproducible (None: drawn from torch's generator).
         device: torch device for the work (default: the input's, or CPU).
         backend: PatchMatch backend.

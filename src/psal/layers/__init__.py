@@ -6,6 +6,7 @@ Each layer is a function plus a thin ``nn.Module`` whose ``forward`` calls it.
 from .contextual import ContextualAttention, contextual_attention
 from .dense import PatchAttention, patch_attention
 from .psattention import PSAttention, attend, ps_attention
+from .vote import vote
 
 __all__ = [
     "ContextualAttention",
@@ -15,4 +16,5 @@ __all__ = [
     "contextual_attention",
     "patch_attention",
     "ps_attention",
+    "vote",
 ]

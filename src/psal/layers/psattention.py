@@ -20,6 +20,7 @@ from .._checks import (
 from ..patchmatch import PatchMatchResult, patchmatch
 from ..patchmatch.distance import valid_key_positions
 from ._aggregate import aggregate
+from .vote import vote
 
 __all__ = ["PSAttention", "attend", "ps_attention"]
 
@@ -52,6 +53,8 @@ def _check_qkv(query: object, key: object, value: object) -> None:
 
 
 def _check_temperature(temperature: object) -> float | torch.Tensor:
+    if isinstance(temperature, (int, float)) and temperature == float("inf"):
+        return float("inf")  # plain average of the proposals
     if isinstance(temperature, torch.Tensor):
         if temperature.numel() != 1:
             raise ValueError(
@@ -151,7 +154,9 @@ def ps_attention(
     Gradients: the neighbour choice is a constant; the chosen neighbours' distances
     are recomputed differentiably (:func:`psal.patchmatch.patch_distance`), so
     gradients reach ``query`` and ``key`` through the weights and ``value`` through the
-    gathered values. Memory is O(B·k·H·W·(C + Cv)), never O((H·W)²).
+    gathered values. Memory is O(B·k·H·W·(C + Cv)), never O((H·W)²); when no gradient
+    is needed (inference, ``torch.no_grad()``), the output comes from the streaming
+    :func:`psal.layers.vote`, O(Cv·H·W) whatever k and the patch size.
 
     Masked self-attention (inpainting): with ``mask`` (B, 1, H, W) bool, True = hole,
     query and key must have the same spatial size. Hole pixels (and, for ``"patch"``,
@@ -167,8 +172,9 @@ def ps_attention(
         patch_size: odd patch side.
         iters: PatchMatch iterations.
         temperature: softmax temperature T > 0 (float or one-element tensor, e.g. a
-            learnable parameter). Distances are not normalised, so T should grow with
-            ``C * patch_size**2`` and the scale of the features.
+            learnable parameter); ``float("inf")`` gives the plain average. Distances are
+            not normalised, so T should grow with ``C * patch_size**2`` and the scale of
+            the features.
         aggregation: ``"center"`` or ``"patch"``.
         mask: optional (B, 1, H, W) hole mask (bool or 0/1), for self-attention.
         seed: PatchMatch seed (None: drawn from torch's global generator).
@@ -218,13 +224,31 @@ def ps_attention(
         backend=backend,
         init=init,
     )
-    if hole is None:
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (query, key, value, temperature) if isinstance(t, torch.Tensor)
+    )
+    if not needs_grad:  # inference: the streaming vote, O(Cv * N) memory
+        out = _voted_output(value, field, hole, patch_size, float(temperature), aggregation)
+    elif hole is None:
         out, _ = aggregate(query, key, value, field.indices, patch_size, temperature, aggregation,
                            distances=field.distances)  # fmt: skip
     else:
         out = _masked_output(query, key, value, field, hole, patch_size, temperature,
                              aggregation)  # fmt: skip
     return (out, field) if return_field else out
+
+
+def _voted_output(value, field, hole, patch_size, temperature, aggregation):
+    """The same output through :func:`psal.layers.vote` (no gradients)."""
+    if hole is None:
+        out, _ = vote(value, field.indices, field.distances, patch_size, temperature, aggregation)
+        return out
+    b, _, y, x = hole.nonzero(as_tuple=True)
+    vals, _ = vote(value, field.indices, field.distances, patch_size, temperature, aggregation,
+                   pixels=(b, y, x))  # fmt: skip
+    out = value.clone()
+    out[b, :, y, x] = vals.t()
+    return out
 
 
 def _masked_output(query, key, value, field, hole, patch_size, temperature, aggregation):

@@ -19,7 +19,7 @@ neighbours per pixel:
 
 Parallelism without races or thread-count dependence: the image is cut into bands of
 ``BAND_ROWS`` rows and the (batch element, band) pairs run in parallel on a pool of
-Python threads (the kernels release the GIL; see ``_TaskRunner`` for why not
+Python threads (the kernels release the GIL; :mod:`psal.utils.parallel` says why not
 ``prange``).
 Inside a band the scan is sequential; a pixel on the band's first row reads its
 vertical neighbour from a snapshot taken at the start of the iteration. Random numbers
@@ -32,13 +32,11 @@ second process starts without compiling.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
-import numba
 import numpy as np
 import torch
 from numba import njit
 
+from ..utils.parallel import run_chunked
 from .distance import pad_reflect
 
 #: Rows per parallel band; fixed so results do not depend on the thread count.
@@ -121,7 +119,7 @@ def _try(qp, kp, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
 
 @njit(nogil=True, cache=True, fastmath=_FAST)
 def _init_tasks(qp, kp, valid, vlist, vcount, active, init, use_init, idx, dist,
-                hk, wk, p, seed, band, tasks, zero):  # fmt: skip
+                hk, wk, p, seed, band, zero, lo, hi):  # fmt: skip
     """Random (or ``init``) k-lists for the (batch element, band) tasks listed."""
     _, hq, wq, kk = idx.shape
     c = qp.shape[2] // (wq + p - 1)
@@ -129,7 +127,7 @@ def _init_tasks(qp, kp, valid, vlist, vcount, active, init, use_init, idx, dist,
     nbands = (hq + band - 1) // band
     inf = zero + np.inf
     useed = np.uint64(seed)
-    for t in tasks:
+    for t in range(lo, hi):
         b = t // nbands
         y0 = (t % nbands) * band
         y1 = min(hq, y0 + band)
@@ -179,8 +177,8 @@ def _init_tasks(qp, kp, valid, vlist, vcount, active, init, use_init, idx, dist,
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST)
-def _iterate_tasks(qp, kp, valid, active, idx, dist, snap, hk, wk, p, it, seed, band, tasks,
-                   zero):  # fmt: skip
+def _iterate_tasks(qp, kp, valid, active, idx, dist, snap, hk, wk, p, it, seed, band, zero,
+                   lo, hi):  # fmt: skip
     """One PatchMatch iteration (propagation + random search) over the tasks listed."""
     _, hq, wq, kk = idx.shape
     c = qp.shape[2] // (wq + p - 1)
@@ -188,7 +186,7 @@ def _iterate_tasks(qp, kp, valid, active, idx, dist, snap, hk, wk, p, it, seed, 
     useed = np.uint64(seed)
     radius0 = max(hk, wk)
     step = 1 if it % 2 == 0 else -1
-    for t in tasks:
+    for t in range(lo, hi):
         b = t // nbands
         y0 = (t % nbands) * band
         y1 = min(hq, y0 + band)
@@ -236,48 +234,6 @@ def _iterate_tasks(qp, kp, valid, active, idx, dist, snap, hk, wk, p, it, seed, 
                         _try(qp, kp, valid, idx, dist, b, y, x, (lo_y + ry) * wk + lo_x + rx,
                              wk, p, c, kk, zero)  # fmt: skip
                         w = w // 2
-
-
-def num_threads() -> int:
-    """Threads the numba backend uses.
-
-    Numba's own setting (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``), which is all
-    cores by default.
-    """
-    return max(1, numba.get_num_threads())
-
-
-class _TaskRunner:
-    """Runs a kernel over the (batch element, band) tasks on a pool of Python threads.
-
-    The kernels are compiled ``nogil``, so the threads run them in parallel. Unlike a
-    ``parallel=True`` kernel, whose OpenMP threads keep spinning after it returns and
-    then slow down PyTorch's own threads (convolutions measured ~100x slower right
-    after a search on 2 cores), idle pool threads block. Tasks are handed out in
-    several chunks per thread for load balance (with a query mask, bands differ).
-    """
-
-    def __init__(self, ntask: int, zero: np.floating) -> None:
-        self.tasks = np.arange(ntask, dtype=np.int64)
-        self.zero = zero  # the kernels' last argument: 0 in the accumulation dtype
-        self.threads = min(num_threads(), ntask)
-        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
-
-    def __enter__(self) -> _TaskRunner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
-
-    def __call__(self, kernel, *args) -> None:
-        """Run ``kernel(*args, tasks, zero)`` over all tasks and wait for it."""
-        if self.pool is None:
-            kernel(*args, self.tasks, self.zero)
-            return
-        chunks = np.array_split(self.tasks, min(len(self.tasks), 4 * self.threads))
-        for fut in [self.pool.submit(kernel, *args, t, self.zero) for t in chunks]:
-            fut.result()
 
 
 def _rows(x: torch.Tensor, r: int, dtype: torch.dtype) -> np.ndarray:
@@ -330,13 +286,13 @@ def search(
     snap = np.empty_like(idx)
     seed &= 2**63 - 1
     ntask = b * ((hq + BAND_ROWS - 1) // BAND_ROWS)
-    with _TaskRunner(ntask, np_acc(0)) as run:
-        run(_init_tasks, qp, kp, valid_np, vlist, counts, active, init_np, init is not None,
-            idx, dist, hk, wk, patch_size, seed, BAND_ROWS)  # fmt: skip
-        for it in range(iters):
-            np.copyto(snap, idx)
-            run(_iterate_tasks, qp, kp, valid_np, active, idx, dist, snap, hk, wk, patch_size,
-                it, seed, BAND_ROWS)  # fmt: skip
+    zero = np_acc(0)
+    run_chunked(_init_tasks, ntask, qp, kp, valid_np, vlist, counts, active, init_np,
+                init is not None, idx, dist, hk, wk, patch_size, seed, BAND_ROWS, zero)  # fmt: skip
+    for it in range(iters):
+        np.copyto(snap, idx)
+        run_chunked(_iterate_tasks, ntask, qp, kp, valid_np, active, idx, dist, snap, hk, wk,
+                    patch_size, it, seed, BAND_ROWS, zero)  # fmt: skip
     indices = torch.from_numpy(idx).permute(0, 3, 1, 2).contiguous().to(device)
     distances = torch.from_numpy(dist).permute(0, 3, 1, 2).contiguous().to(device)
     return indices, distances

@@ -1,0 +1,213 @@
+"""Streaming PSAL aggregation over a given field: the inference path (no gradients).
+
+:func:`vote` computes exactly what :func:`psal.attend` computes (both aggregations),
+from the distances the search returned, without keeping any per-proposal tensor: each
+output pixel keeps a running softmax over its proposals. Memory is O(Cv · N) for N
+output pixels instead of O(p² · k · H · W), and it can compute a chosen list of pixels
+only (a hole, say), so its cost scales with that list whatever the image size. This is
+the patch voting of Wexler et al. (2007) and the step that psal's editing tools
+iterate; :func:`psal.ps_attention` uses it whenever no gradient is needed.
+
+CPU tensors run a compiled numba kernel over pixel ranges on a thread pool (see
+:mod:`psal.utils.parallel`); other devices a vectorised PyTorch loop over the ``p x p``
+offsets. Both are tested against :func:`psal.attend`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit
+
+from ..utils.parallel import run_chunked
+
+__all__ = ["vote"]
+
+#: Below this many output pixels the CPU kernel runs on the calling thread only.
+PARALLEL_MIN = 16384
+
+
+def _reflect(i: torch.Tensor, size: int) -> torch.Tensor:
+    i = torch.where(i < 0, -i, i)
+    return torch.where(i >= size, 2 * (size - 1) - i, i)
+
+
+def _vote_torch(value, indices, distances, r, temperature, bs, ys, xs):
+    """Vectorised PyTorch voting (any device): a running softmax over the offsets."""
+    b, cv, hk, wk = value.shape
+    _, kk, hq, wq = indices.shape
+    n = ys.numel()
+    vflat = value.permute(1, 0, 2, 3).reshape(cv, b * hk * wk)
+    iflat = indices.permute(1, 0, 2, 3).reshape(kk, b * hq * wq)
+    dflat = distances.permute(1, 0, 2, 3).reshape(kk, b * hq * wq).to(value.dtype)
+    uniform = temperature == float("inf")
+    neg_inf = torch.tensor(float("-inf"), dtype=value.dtype, device=value.device)
+    m = torch.full((n,), float("-inf"), dtype=value.dtype, device=value.device)
+    num = torch.zeros(cv, n, dtype=value.dtype, device=value.device)
+    den = torch.zeros(n, dtype=value.dtype, device=value.device)
+    for dy in range(-r, r + 1):
+        cy = ys - dy
+        oky = (cy >= 0) & (cy < hq)
+        for dx in range(-r, r + 1):
+            cx = xs - dx
+            inside = oky & (cx >= 0) & (cx < wq)
+            c = (bs * hq + cy.clamp(0, hq - 1)) * wq + cx.clamp(0, wq - 1)
+            idx = iflat[:, c]  # (k, N)
+            ok = inside.unsqueeze(0) & (idx >= 0)
+            if uniform:
+                logit = torch.where(ok, 0.0, neg_inf)
+            else:
+                logit = torch.where(ok, -dflat[:, c] / temperature, neg_inf)
+            safe = idx.clamp_min(0)
+            py = _reflect(torch.div(safe, wk, rounding_mode="floor") + dy, hk)
+            px = _reflect(safe % wk + dx, wk)
+            vals = vflat[:, (bs * hk + py) * wk + px]  # (Cv, k, N)
+            m_new = torch.maximum(m, logit.amax(0))
+            base = torch.where(torch.isfinite(m_new), m_new, 0.0)
+            scale = torch.exp(m - base)  # rescales what was accumulated (0 when m = -inf)
+            e = torch.exp(logit - base)  # (k, N), 0 where no proposal
+            num = num * scale + (vals * e).sum(1)
+            den = den * scale + e.sum(0)
+            m = m_new
+    covered = den > 0
+    out = num / den.clamp_min(torch.finfo(den.dtype).tiny)
+    return out.masked_fill(~covered, 0.0), covered
+
+
+@njit(nogil=True, cache=True)
+def _vote_kernel(value, indices, distances, bs, ys, xs, r, inv_t, uniform, out, covered, lo, hi):
+    _, cv, hk, wk = value.shape
+    _, kk, hq, wq = indices.shape
+    for n in range(lo, hi):
+        b = bs[n]
+        y = ys[n]
+        x = xs[n]
+        # first pass: the largest logit, so the exponentials never overflow
+        m = -np.inf
+        for dy in range(-r, r + 1):
+            cy = y - dy
+            if cy < 0 or cy >= hq:
+                continue
+            for dx in range(-r, r + 1):
+                cx = x - dx
+                if cx < 0 or cx >= wq:
+                    continue
+                for j in range(kk):
+                    if indices[b, j, cy, cx] >= 0:
+                        lg = 0.0 if uniform else -distances[b, j, cy, cx] * inv_t
+                        if lg > m:
+                            m = lg
+        for c in range(cv):
+            out[c, n] = 0.0
+        if m == -np.inf:
+            covered[n] = False
+            continue
+        covered[n] = True
+        den = 0.0
+        for dy in range(-r, r + 1):
+            cy = y - dy
+            if cy < 0 or cy >= hq:
+                continue
+            for dx in range(-r, r + 1):
+                cx = x - dx
+                if cx < 0 or cx >= wq:
+                    continue
+                for j in range(kk):
+                    idx = indices[b, j, cy, cx]
+                    if idx < 0:
+                        continue
+                    lg = 0.0 if uniform else -distances[b, j, cy, cx] * inv_t
+                    e = np.exp(lg - m)
+                    py = idx // wk + dy
+                    px = idx - (idx // wk) * wk + dx
+                    if py < 0:
+                        py = -py
+                    elif py >= hk:
+                        py = 2 * (hk - 1) - py
+                    if px < 0:
+                        px = -px
+                    elif px >= wk:
+                        px = 2 * (wk - 1) - px
+                    den += e
+                    for c in range(cv):
+                        out[c, n] += e * value[b, c, py, px]
+        for c in range(cv):
+            out[c, n] /= den
+
+
+def _vote_numba(value, indices, distances, r, temperature, bs, ys, xs):
+    acc = torch.float64 if value.dtype == torch.float64 else torch.float32
+    np_dtype = np.float64 if acc == torch.float64 else np.float32
+    v = value.detach().to("cpu", acc).contiguous().numpy()
+    idx = indices.to("cpu").contiguous().numpy()
+    uniform = temperature == float("inf")
+    dist = torch.nan_to_num(distances.to("cpu", acc), posinf=0.0).contiguous().numpy()
+    n = ys.numel()
+    out = np.empty((v.shape[1], n), dtype=np_dtype)
+    covered = np.empty(n, dtype=np.bool_)
+    inv_t = 0.0 if uniform else 1.0 / float(temperature)
+    args = (v, idx, dist, bs.cpu().numpy(), ys.cpu().numpy(), xs.cpu().numpy(), r,
+            np_dtype(inv_t), uniform, out, covered)  # fmt: skip
+    run_chunked(_vote_kernel, n, *args, min_parallel=PARALLEL_MIN)
+    dev = value.device
+    return torch.from_numpy(out).to(dev, value.dtype), torch.from_numpy(covered).to(dev)
+
+
+def vote(
+    value: torch.Tensor,
+    indices: torch.Tensor,
+    distances: torch.Tensor,
+    patch_size: int = 3,
+    temperature: float = 1.0,
+    aggregation: str = "patch",
+    *,
+    pixels: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PSAL aggregation of ``value`` over a given field, without gradients.
+
+    Computes :func:`psal.attend`'s output (same formulas, see
+    :func:`psal.ps_attention`) from given distances instead of recomputing them.
+
+    Args:
+        value: (B, Cv, Hk, Wk) values on the key grid.
+        indices: (B, k, Hq, Wq) int64 flat key positions, -1 where not searched.
+        distances: (B, k, Hq, Wq) distances of those neighbours (ignored where -1).
+        patch_size: odd patch side of the search (sets the proposals of ``"patch"``).
+        temperature: T > 0; ``float("inf")`` gives the plain average of the proposals.
+        aggregation: ``"patch"`` (every covering patch proposes) or ``"center"``.
+        pixels: optional ``(b, y, x)``, three (N,) int64 tensors: compute only these
+            query pixels.
+
+    Returns:
+        ``(out, covered)``: without ``pixels``, out (B, Cv, Hq, Wq) and covered
+        (B, 1, Hq, Wq); with ``pixels``, out (Cv, N) and covered (N,). ``covered`` is
+        False where no searched patch proposes anything; ``out`` is 0 there.
+
+    Example:
+        >>> img = torch.rand(1, 3, 32, 32)
+        >>> f = psal.patchmatch(img, img, k=2, patch_size=5, seed=0)
+        >>> out, covered = vote(img, f.indices, f.distances, 5, float("inf"))
+        >>> out.shape, bool(covered.all())
+        (torch.Size([1, 3, 32, 32]), True)
+    """
+    if aggregation not in ("patch", "center"):
+        raise ValueError(f"aggregation must be 'patch' or 'center', got {aggregation!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0 (inf for a plain average), got {temperature}")
+    b, _, hq, wq = indices.shape
+    r = patch_size // 2 if aggregation == "patch" else 0
+    if pixels is None:
+        grid = torch.arange(b * hq * wq, device=indices.device)
+        bs, rem = grid // (hq * wq), grid % (hq * wq)
+        ys, xs = rem // wq, rem % wq
+    else:
+        bs, ys, xs = (p.to(indices.device, torch.int64).reshape(-1) for p in pixels)
+    with torch.no_grad():
+        if value.device.type == "cpu":
+            out, covered = _vote_numba(value, indices, distances, r, temperature, bs, ys, xs)
+        else:
+            out, covered = _vote_torch(value, indices, distances, r, temperature, bs, ys, xs)
+    if pixels is None:
+        out = out.view(-1, b, hq, wq).transpose(0, 1)
+        covered = covered.view(b, 1, hq, wq)
+    return out, covered
