@@ -8,13 +8,16 @@ Layers of the package, each importing only from those below it:
 3. :mod:`psal.models`: networks built from the layers (DeepFill v1 with swappable
    attention, its critics and losses, the ``Inpainter`` for inference);
    :mod:`psal.metrics` measures them.
-4. :mod:`psal.data` and :mod:`psal.training`: data, masks, training and evaluation.
+4. :mod:`psal.editing`: training-free editing in pixel space (``inpaint``,
+   ``colorize``, ``upscale``), PatchMatch search plus PSAL voting;
+   :mod:`psal.data` and :mod:`psal.training`: data, masks, training and evaluation.
 5. :mod:`psal.cli`: the ``psal`` command.
 
 ``psal.models``, ``psal.data`` and ``psal.training`` are imported on first use.
 """
 
 from . import metrics, patchmatch, viz
+from .editing import colorize, inpaint, upscale
 from .layers import (
     ContextualAttention,
     PatchAttention,
@@ -47,13 +50,16 @@ __all__ = [
     "PatchMatchResult",
     "__version__",
     "attend",
+    "colorize",
     "contextual_attention",
     "data",
+    "inpaint",
     "metrics",
     "models",
     "patch_attention",
     "patchmatch",
     "ps_attention",
     "training",
+    "upscale",
     "viz",
 ]
