@@ -110,6 +110,11 @@ def _case(kind, size, backend, device_name, repeats, sample_n, full_n, conn):
     conn.close()
 
 
+def _ratio(x: float) -> str:
+    """A speed-up as ``143x`` or ``0.05x``."""
+    return f"{x:.0f}x" if x >= 10 else f"{x:.2g}x"
+
+
 def run_case(*args) -> dict:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
@@ -204,7 +209,7 @@ def main(argv=None) -> None:
                 knn = float((ind.unsqueeze(2) == ex["ind"].unsqueeze(1)).any(2).double().mean())
                 rows.append({"workload": kind, "size": f"{size}²", "backend": backend,
                              "time (s)": f"{r['time']:.3f}",
-                             "speed-up": f"{ex_time / r['time']:.0f}x",
+                             "speed-up": _ratio(ex_time / r["time"]),
                              "peak MB": f"{r['peak'] / 2**20:.0f}", "dist ratio": f"{ratio:.3f}",
                              "NN recall": f"{nn:.3f}", "kNN recall": f"{knn:.3f}"})  # fmt: skip
                 print(rows[-1], flush=True)
