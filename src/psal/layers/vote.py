@@ -76,7 +76,9 @@ def _vote_torch(value, indices, distances, r, temperature, bs, ys, xs):
 
 @njit(nogil=True, cache=True)
 def _vote_kernel(value, indices, distances, bs, ys, xs, r, inv_t, uniform, out, covered, lo, hi):
-    _, cv, hk, wk = value.shape
+    # value is channels-last (B, Hk, Wk, Cv) and out (N, Cv): the channel loops are
+    # contiguous (a (B, Cv, H, W) layout reads one cache line per channel per proposal)
+    _, hk, wk, cv = value.shape
     _, kk, hq, wq = indices.shape
     for n in range(lo, hi):
         b = bs[n]
@@ -98,7 +100,7 @@ def _vote_kernel(value, indices, distances, bs, ys, xs, r, inv_t, uniform, out, 
                         if lg > m:
                             m = lg
         for c in range(cv):
-            out[c, n] = 0.0
+            out[n, c] = 0.0
         if m == -np.inf:
             covered[n] = False
             continue
@@ -130,27 +132,27 @@ def _vote_kernel(value, indices, distances, bs, ys, xs, r, inv_t, uniform, out, 
                         px = 2 * (wk - 1) - px
                     den += e
                     for c in range(cv):
-                        out[c, n] += e * value[b, c, py, px]
+                        out[n, c] += e * value[b, py, px, c]
         for c in range(cv):
-            out[c, n] /= den
+            out[n, c] /= den
 
 
 def _vote_numba(value, indices, distances, r, temperature, bs, ys, xs):
     acc = torch.float64 if value.dtype == torch.float64 else torch.float32
     np_dtype = np.float64 if acc == torch.float64 else np.float32
-    v = value.detach().to("cpu", acc).contiguous().numpy()
+    v = value.detach().to("cpu", acc).permute(0, 2, 3, 1).contiguous().numpy()
     idx = indices.to("cpu").contiguous().numpy()
     uniform = temperature == float("inf")
     dist = torch.nan_to_num(distances.to("cpu", acc), posinf=0.0).contiguous().numpy()
     n = ys.numel()
-    out = np.empty((v.shape[1], n), dtype=np_dtype)
+    out = np.empty((n, v.shape[3]), dtype=np_dtype)
     covered = np.empty(n, dtype=np.bool_)
     inv_t = 0.0 if uniform else 1.0 / float(temperature)
     args = (v, idx, dist, bs.cpu().numpy(), ys.cpu().numpy(), xs.cpu().numpy(), r,
             np_dtype(inv_t), uniform, out, covered)  # fmt: skip
     run_chunked(_vote_kernel, n, *args, min_parallel=PARALLEL_MIN)
     dev = value.device
-    return torch.from_numpy(out).to(dev, value.dtype), torch.from_numpy(covered).to(dev)
+    return torch.from_numpy(out).t().to(dev, value.dtype), torch.from_numpy(covered).to(dev)
 
 
 def vote(
