@@ -6,7 +6,7 @@ seeds). For each method: PSNR and SSIM inside the hole, and the wall time, measu
 side by side in one process on the same inputs (after a warm-up call of each).
 
     PYTHONPATH=src python benchmarks/inpaint.py                  # full run
-    PYTHONPATH=src python benchmarks/inpaint.py --photos astronaut --quick
+    PYTHONPATH=src python benchmarks/inpaint.py --photos astronaut --holes rect128
     PYTHONPATH=src python benchmarks/inpaint.py --json out.json --figure docs/x.png
 """
 

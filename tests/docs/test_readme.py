@@ -15,7 +15,7 @@ def test_readme_python_tour_runs(monkeypatch):
     assert blocks, "README.md has no Python example"
     monkeypatch.chdir(ROOT)
     env = {}
-    exec(compile(blocks[0], "README.md", "exec"), env)  # noqa: S102 - our own README
+    exec(compile(blocks[0], "README.md", "exec"), env)
     assert env["out"].shape == (1, 64, 128, 128)
     assert env["clean"].size == env["photo"].size
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
@@ -138,19 +137,29 @@ def test_progress_callback(stripes):
     )
 
 
-def test_large_image_small_hole_is_fast():
-    # work scales with the hole: a 2000x1500 photo with a small hole stays quick
+def test_large_image_small_hole_work_scales_with_the_hole(monkeypatch):
+    # a 2000x1500 photo with a small hole: every search runs on a crop around the hole,
+    # so the work scales with the hole, not the image (checked by counting, not timing)
+    import sys
+
+    mod = sys.modules["psal.editing.inpaint"]  # the module (the package exports the function)
+
+    searched = []
+    real = mod.patchmatch
+
+    def recording(query, key, *args, **kwargs):
+        searched.append(query.shape[-2] * query.shape[-1])
+        return real(query, key, *args, **kwargs)
+
+    monkeypatch.setattr(mod, "patchmatch", recording)
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (150, 200, 3), dtype=np.uint8)
     img = np.asarray(Image.fromarray(base).resize((2000, 1500), Image.Resampling.BILINEAR))
     mask = _rect(1500, 2000, 700, 740, 1000, 1050)
-    inpaint(img[:64, :64], _rect(64, 64, 20, 30, 20, 30), seed=0)  # compile / warm up
-    t0 = time.perf_counter()
     out = inpaint(img, mask, seed=0)
-    elapsed = time.perf_counter() - t0
     assert out.shape == img.shape
     assert np.array_equal(out[~mask], img[~mask])
-    assert elapsed < 30, f"{elapsed:.1f}s for a 40x50 hole in a 2000x1500 image"
+    assert searched and max(searched) <= (40 + 4 * 7) * (50 + 4 * 7), searched
 
 
 def test_no_warning_on_normal_use(stripes):
