@@ -278,3 +278,40 @@ def test_inference_path_equals_training_path(aggregation, masked):
     plain = ps_attention(x, x, v, **{**kw, "temperature": float("inf")})
     plain_t = ps_attention(x, x, v.clone().requires_grad_(), **{**kw, "temperature": float("inf")})
     torch.testing.assert_close(plain, plain_t.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layer", ["psal", "topk"])
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+def test_half_precision_backward(dtype, layer, aggregation):
+    # weights are float32 (softmax over float32 distances): the value gradient must be
+    # cast back to the value's dtype, and match the float32 gradients closely
+    x32 = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for dt in (torch.float32, dtype):
+        x = x32.to(dt, copy=True).requires_grad_()
+        if layer == "psal":
+            out = ps_attention(x, x, x, k=2, temperature=0.5, aggregation=aggregation, seed=0,
+                               backend="exact")  # fmt: skip
+        else:
+            out = patch_attention(x, x, x, topk=2, temperature=0.5, aggregation=aggregation)
+        assert out.dtype == dt
+        out.float().square().sum().backward()
+        assert x.grad.dtype == dt
+        grads.append(x.grad.float())
+    torch.testing.assert_close(grads[1], grads[0], atol=0.1, rtol=0.05)
+
+
+def test_output_is_a_new_tensor_even_without_hole_pixels():
+    x = torch.rand(1, 2, 8, 8, requires_grad=True)
+    out = ps_attention(x, x, x, k=2, mask=torch.zeros(1, 1, 8, 8, dtype=torch.bool), seed=0)
+    assert out is not x
+    torch.testing.assert_close(out, x)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+def test_dense_attention_is_accurate_with_a_large_common_offset(offset):
+    x = torch.rand(1, 3, 10, 10, generator=torch.Generator().manual_seed(0)) + offset
+    out = patch_attention(x, x, x, temperature=0.1)
+    ref = patch_attention(x.double(), x.double(), x.double(), temperature=0.1)
+    torch.testing.assert_close(out.double(), ref, atol=1e-3, rtol=1e-6)

@@ -77,3 +77,46 @@ def test_bad_arguments():
         vote(v, idx, idx.float(), 3, 1.0, "mean")
     with pytest.raises(ValueError, match="temperature must be > 0"):
         vote(v, idx, idx.float(), 3, 0.0)
+
+
+def test_bad_fields_are_rejected_not_read_out_of_bounds():
+    v = torch.rand(1, 2, 4, 4)
+    idx = torch.zeros(1, 1, 4, 4, dtype=torch.long)
+    d = torch.zeros(1, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"indices must lie in \[-1, Hk\*Wk\) = \[-1, 16\)"):
+        vote(v, torch.full_like(idx, 10**12), d, 1, 1.0, "center")
+    with pytest.raises(ValueError, match="indices must lie"):
+        vote(v, torch.full_like(idx, -2), d, 1, 1.0, "center")
+    with pytest.raises(ValueError, match="same batch size, got 3 and 1"):
+        vote(v, idx.expand(3, 1, 4, 4), d.expand(3, 1, 4, 4), 1, 1.0)
+    with pytest.raises(ValueError, match="distances must have the shape of indices"):
+        vote(v, idx, d[..., :3], 1, 1.0)
+    with pytest.raises(TypeError, match="indices must be int64"):
+        vote(v, idx.int(), d, 1, 1.0)
+    with pytest.raises(ValueError, match="patch_size must be a positive odd"):
+        vote(v, idx, d, 2, 1.0)
+    with pytest.raises(TypeError, match="value must be a floating"):
+        vote(v.long(), idx, d, 1, 1.0)
+    one = torch.zeros(1, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"pixels: y coordinates must lie in \[0, 4\)"):
+        vote(v, idx, d, 1, 1.0, pixels=(one, one + 4, one))
+    with pytest.raises(ValueError, match="pixels must be three tensors of one length"):
+        vote(v, idx, d, 1, 1.0, pixels=(one, one, torch.zeros(2, dtype=torch.long)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_torch_path_accumulates_half_precision_in_float32(dtype):
+    # distances above float16's range (65504) and a sharp softmax must not break the
+    # vectorised (GPU) path: its softmax runs in float32 like the numba kernel's
+    g = torch.Generator().manual_seed(0)
+    q = torch.rand(1, 8, 6, 6, generator=g) * 100
+    key = torch.rand(1, 8, 6, 6, generator=g) * 100 + 200
+    f = psal.patchmatch(q, key, k=2, patch_size=3, seed=0)
+    assert float(f.distances.min()) > 65504
+    ys, xs = _grid(6, 6)
+    bs = torch.zeros_like(ys)
+    for t in (1e6, 0.05):
+        ref, _ = _vote_torch(key.to(dtype).float(), f.indices, f.distances, 1, t, bs, ys, xs)
+        out, covered = _vote_torch(key.to(dtype), f.indices, f.distances, 1, t, bs, ys, xs)
+        assert out.dtype == dtype and bool(covered.all())
+        torch.testing.assert_close(out.float(), ref, atol=2e-2 * 300, rtol=1e-2)

@@ -73,6 +73,17 @@ def test_exact_with_key_mask_equals_loop_reference():
     torch.testing.assert_close(res.distances[0], dist)
 
 
+@pytest.mark.parametrize("offset", [1000.0, -300.0])
+def test_exact_is_exact_for_features_with_a_large_common_offset(offset):
+    # |q|^2 + |k|^2 - 2 q.k cancels catastrophically in float32 unless centred first
+    x = torch.rand(1, 3, 10, 10, generator=torch.Generator().manual_seed(0)) + offset
+    res = psal.patchmatch(x, x, k=2, patch_size=3, backend="exact")
+    assert torch.equal(res.indices[:, 0], torch.arange(100).view(1, 10, 10))
+    assert float(res.distances[:, 0].abs().max()) < 1e-6
+    _, ref_d = brute_force(x[0].double() - offset, x[0].double() - offset, 2, 3)
+    torch.testing.assert_close(res.distances[0].double(), ref_d, rtol=1e-4, atol=1e-5)
+
+
 def test_valid_key_positions_is_the_touching_rule():
     mask = torch.zeros(1, 1, 6, 7, dtype=torch.bool)
     mask[0, 0, 0, 3] = True  # a hole pixel on the top border
@@ -344,6 +355,7 @@ def _q(*shape, dtype=torch.float32):
         ({"key": _q(1, 3, 8, 8, dtype=torch.float64)}, TypeError, "share a dtype"),
         ({"query": [[1.0]]}, TypeError, "query must be a torch.Tensor"),
         ({"seed": -1}, ValueError, "seed must be >= 0"),
+        ({"seed": 2**64}, ValueError, r"seed must be in \[0, 2\*\*63\)"),
         ({"key_mask": torch.ones(1, 1, 8, 8, dtype=torch.bool)}, ValueError, "no valid key patch"),
         ({"key_mask": torch.zeros(1, 1, 7, 8, dtype=torch.bool)}, ValueError, "key_mask must have shape"),
         ({"key_mask": torch.full((1, 1, 8, 8), 0.5)}, ValueError, "key_mask must be bool or hold only 0 and 1"),

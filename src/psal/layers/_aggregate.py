@@ -60,7 +60,7 @@ class _WeightedGather(torch.autograd.Function):
             if grad_w is not None:
                 grad_w[:, p] = (value.gather(2, idx) * grad).sum(1)
             if grad_v is not None:
-                grad_v.scatter_add_(2, idx, grad * weight[:, p : p + 1])
+                grad_v.scatter_add_(2, idx, (grad * weight[:, p : p + 1]).to(grad_v.dtype))
         return grad_v, None, grad_w
 
 

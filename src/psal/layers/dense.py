@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .._checks import check_choice, check_int, check_mask, check_patch_size, check_positive_float
-from ..patchmatch.distance import unfold_patches, valid_key_positions
+from ..patchmatch.distance import center_pair, unfold_patches, valid_key_positions
 from ._aggregate import reflect_index
 from .psattention import AGGREGATIONS, _check_qkv, _check_temperature, ps_attention
 
@@ -129,8 +129,9 @@ def patch_attention(
         if not bool(key_ok.any(1).all()):
             raise ValueError("mask leaves no key patch entirely outside the hole")
     acc = torch.float64 if query.dtype == torch.float64 else torch.float32
-    qf = unfold_patches(query.to(acc), patch_size)  # (B, D, Nq)
-    kf = unfold_patches(key.to(acc), patch_size)  # (B, D, Nk)
+    qc, kc = center_pair(query.to(acc), key.to(acc))  # the scores cancel less
+    qf = unfold_patches(qc, patch_size)  # (B, D, Nq)
+    kf = unfold_patches(kc, patch_size)  # (B, D, Nk)
     kn = kf.square().sum(1)  # (B, Nk)
     vf = value.to(acc).reshape(b, value.shape[1], hk * wk)
     t = temperature.to(acc) if isinstance(temperature, torch.Tensor) else temperature

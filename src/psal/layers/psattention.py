@@ -256,7 +256,7 @@ def _masked_output(query, key, value, field, hole, patch_size, temperature, aggr
     rows = hole.any(3).any(0).reshape(-1).nonzero()
     cols = hole.any(2).any(0).reshape(-1).nonzero()
     if rows.numel() == 0:
-        return value
+        return value.clone()  # a new tensor, as in every other case
     y0, y1 = int(rows[0]), int(rows[-1]) + 1
     x0, x1 = int(cols[0]), int(cols[-1]) + 1
     out, _ = aggregate(query, key, value, field.indices, patch_size, temperature, aggregation,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from numba import njit
 
+from .._checks import check_float_tensor, check_patch_size, check_tensor
 from ..utils.parallel import run_chunked
 
 __all__ = ["vote"]
@@ -37,14 +38,15 @@ def _vote_torch(value, indices, distances, r, temperature, bs, ys, xs):
     b, cv, hk, wk = value.shape
     _, kk, hq, wq = indices.shape
     n = ys.numel()
+    acc = torch.float64 if value.dtype == torch.float64 else torch.float32
     vflat = value.permute(1, 0, 2, 3).reshape(cv, b * hk * wk)
     iflat = indices.permute(1, 0, 2, 3).reshape(kk, b * hq * wq)
-    dflat = distances.permute(1, 0, 2, 3).reshape(kk, b * hq * wq).to(value.dtype)
+    dflat = distances.permute(1, 0, 2, 3).reshape(kk, b * hq * wq).to(acc)
     uniform = temperature == float("inf")
-    neg_inf = torch.tensor(float("-inf"), dtype=value.dtype, device=value.device)
-    m = torch.full((n,), float("-inf"), dtype=value.dtype, device=value.device)
-    num = torch.zeros(cv, n, dtype=value.dtype, device=value.device)
-    den = torch.zeros(n, dtype=value.dtype, device=value.device)
+    neg_inf = torch.tensor(float("-inf"), dtype=acc, device=value.device)
+    m = torch.full((n,), float("-inf"), dtype=acc, device=value.device)
+    num = torch.zeros(cv, n, dtype=acc, device=value.device)
+    den = torch.zeros(n, dtype=acc, device=value.device)
     for dy in range(-r, r + 1):
         cy = ys - dy
         oky = (cy >= 0) & (cy < hq)
@@ -61,7 +63,7 @@ def _vote_torch(value, indices, distances, r, temperature, bs, ys, xs):
             safe = idx.clamp_min(0)
             py = _reflect(torch.div(safe, wk, rounding_mode="floor") + dy, hk)
             px = _reflect(safe % wk + dx, wk)
-            vals = vflat[:, (bs * hk + py) * wk + px]  # (Cv, k, N)
+            vals = vflat[:, (bs * hk + py) * wk + px].to(acc)  # (Cv, k, N)
             m_new = torch.maximum(m, logit.amax(0))
             base = torch.where(torch.isfinite(m_new), m_new, 0.0)
             scale = torch.exp(m - base)  # rescales what was accumulated (0 when m = -inf)
@@ -71,7 +73,7 @@ def _vote_torch(value, indices, distances, r, temperature, bs, ys, xs):
             m = m_new
     covered = den > 0
     out = num / den.clamp_min(torch.finfo(den.dtype).tiny)
-    return out.masked_fill(~covered, 0.0), covered
+    return out.masked_fill(~covered, 0.0).to(value.dtype), covered
 
 
 @njit(nogil=True, cache=True)
@@ -196,14 +198,49 @@ def vote(
         raise ValueError(f"aggregation must be 'patch' or 'center', got {aggregation!r}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0 (inf for a plain average), got {temperature}")
+    patch_size = check_patch_size(patch_size)
+    check_float_tensor(value, "value")
+    check_tensor(indices, "indices", ndim=4)
+    check_tensor(distances, "distances", ndim=4)
     b, _, hq, wq = indices.shape
+    hk, wk = value.shape[-2:]
+    if indices.dtype != torch.int64:
+        raise TypeError(f"indices must be int64, got {indices.dtype}")
+    if indices.shape[0] != value.shape[0]:
+        raise ValueError(
+            f"indices and value must have the same batch size, got {indices.shape[0]} "
+            f"and {value.shape[0]}"
+        )
+    if distances.shape != indices.shape:
+        raise ValueError(
+            f"distances must have the shape of indices {tuple(indices.shape)}, got "
+            f"{tuple(distances.shape)}"
+        )
+    if indices.numel() and (int(indices.min()) < -1 or int(indices.max()) >= hk * wk):
+        raise ValueError(
+            f"indices must lie in [-1, Hk*Wk) = [-1, {hk * wk}), got values in "
+            f"[{int(indices.min())}, {int(indices.max())}]"
+        )
     r = patch_size // 2 if aggregation == "patch" else 0
     if pixels is None:
         grid = torch.arange(b * hq * wq, device=indices.device)
         bs, rem = grid // (hq * wq), grid % (hq * wq)
         ys, xs = rem // wq, rem % wq
     else:
+        if len(pixels) != 3:
+            raise ValueError(f"pixels must be three tensors (b, y, x), got {len(pixels)}")
         bs, ys, xs = (p.to(indices.device, torch.int64).reshape(-1) for p in pixels)
+        if not bs.numel() == ys.numel() == xs.numel():
+            raise ValueError(
+                f"pixels must be three tensors of one length, got {bs.numel()}, "
+                f"{ys.numel()} and {xs.numel()}"
+            )
+        for name, coord, size in (("b", bs, b), ("y", ys, hq), ("x", xs, wq)):
+            if coord.numel() and (int(coord.min()) < 0 or int(coord.max()) >= size):
+                raise ValueError(
+                    f"pixels: {name} coordinates must lie in [0, {size}), got values in "
+                    f"[{int(coord.min())}, {int(coord.max())}]"
+                )
     with torch.no_grad():
         if value.device.type == "cpu":
             out, covered = _vote_numba(value, indices, distances, r, temperature, bs, ys, xs)

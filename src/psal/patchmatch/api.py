@@ -125,6 +125,8 @@ def patchmatch(
     _spatial_check("query", query, patch_size)
     if seed is not None:
         seed = check_int(seed, "seed", minimum=0)
+        if seed >= 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
     name = resolve_backend(backend, query.device)
     device = query.device
 

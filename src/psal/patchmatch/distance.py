@@ -21,7 +21,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pad_reflect", "patch_distance", "unfold_patches", "valid_key_positions"]
+__all__ = [
+    "center_pair",
+    "pad_reflect",
+    "patch_distance",
+    "unfold_patches",
+    "valid_key_positions",
+]
 
 
 def pad_reflect(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -29,6 +35,20 @@ def pad_reflect(x: torch.Tensor, radius: int) -> torch.Tensor:
     if radius == 0:
         return x
     return F.pad(x, (radius, radius, radius, radius), mode="reflect")
+
+
+def center_pair(query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Subtract the key's per-sample, per-channel mean from both query and key.
+
+    Patch distances do not change (the same constant is removed from both sides), but
+    the matrix-product form ``|q|² + |k|² - 2 q·k`` no longer cancels catastrophically
+    when features share a large offset (e.g. pixel values around 1000 in float32).
+    The mean is detached: distances do not depend on it, so gradients are unchanged.
+
+    Shape: (B, C, Hq, Wq), (B, C, Hk, Wk) -> the same shapes.
+    """
+    mu = key.detach().mean(dim=(2, 3), keepdim=True)
+    return query - mu, key - mu
 
 
 def unfold_patches(x: torch.Tensor, patch_size: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .distance import unfold_patches
+from .distance import center_pair, unfold_patches
 
 #: Upper bound for one chunk's score matrix and candidate buffer, in bytes.
 MAX_CHUNK_BYTES = 256 * 2**20
@@ -39,8 +39,9 @@ def search(
     acc = torch.float64 if query.dtype == torch.float64 else torch.float32
     b, _, hq, wq = query.shape
     nq = hq * wq
-    qf = unfold_patches(query.to(acc), patch_size)  # (B, D, Nq)
-    kf = unfold_patches(key.to(acc), patch_size)  # (B, D, Nk)
+    query, key = center_pair(query.to(acc), key.to(acc))  # the scores cancel less
+    qf = unfold_patches(query, patch_size)  # (B, D, Nq)
+    kf = unfold_patches(key, patch_size)  # (B, D, Nk)
     d, nk = kf.shape[1], kf.shape[2]
     indices = torch.full((b, k, nq), -1, dtype=torch.long, device=query.device)
     dists = torch.full((b, k, nq), float("inf"), dtype=acc, device=query.device)
