@@ -89,3 +89,40 @@ def test_batches_have_one_mask_per_sample(folder):
     batch = next(iter(loader))
     masks = batch["mask"].flatten(1)
     assert len({tuple(m.tolist()) for m in masks}) == 4
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32)
+    Image.fromarray(ramp.astype(np.uint16)).save(tmp_path / "g16.png")
+    with Image.open(tmp_path / "g16.png") as im:
+        assert im.mode.startswith("I")  # a 16-bit PNG
+    item = InpaintingFolder([tmp_path / "g16.png"], 32, fixed=True)[0]
+    image = item["image"]
+    assert image.shape == (3, 32, 32)
+    assert torch.equal(image[0], image[1]) and torch.equal(image[0], image[2])
+    expected = torch.from_numpy(ramp / 65535).float()
+    assert (image[0] - expected).abs().max() <= 0.5 / 255 + 2 / 65535  # rounded to 8 bits
+    assert (image == 1).float().mean() < 0.01  # not clipped to white
+
+
+def test_integer_and_float_images_are_scaled():
+    from psal.data.folder import _to_rgb
+
+    # "I": 16-bit values in a 32-bit integer image (how older PIL opens 16-bit PNGs)
+    values = np.array([[0, 257 * 64], [257 * 128, 65535]], dtype=np.int32)
+    out = np.asarray(_to_rgb(Image.fromarray(values).convert("I")))
+    assert out.shape == (2, 2, 3) and out.dtype == np.uint8
+    assert out[..., 0].tolist() == [[0, 64], [128, 255]]
+    # "F": floats in [0, 1]
+    values = np.array([[0.0, 0.25], [0.5, 1.0]], dtype=np.float32)
+    out = np.asarray(_to_rgb(Image.fromarray(values)))
+    assert out[..., 2].tolist() == [[0, 64], [128, 255]]
+
+
+def test_corrupt_image_error_names_the_file(folder):
+    data = (folder / "x.png").read_bytes()
+    (folder / "x.png").write_bytes(data[: len(data) // 2])
+    ds = InpaintingFolder(list_images(folder), 32, fixed=True)
+    index = ds.files.index(folder / "x.png")
+    with pytest.raises(OSError, match=r"cannot read image .*x\.png"):
+        ds[index]

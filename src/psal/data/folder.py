@@ -77,11 +77,27 @@ def split_files(
     return train, val
 
 
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """``im`` as 8-bit RGB, rescaling high-bit-depth grey images instead of clipping them.
+
+    PIL's ``convert("RGB")`` clips the 16-bit modes (``I;16*``, and ``I``, which 16-bit
+    PNGs open as) to 0..255 instead of scaling them: those are scaled from 0..65535, and
+    float images (``F``) from [0, 1].
+    """
+    if im.mode.startswith("I") or im.mode == "F":
+        values = np.asarray(im).astype(np.float64)
+        scale = 255.0 if im.mode == "F" else 255.0 / 65535.0
+        grey = np.clip(np.rint(np.nan_to_num(values * scale)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return im.convert("RGB")
+
+
 def _load_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
-    except OSError as err:
+            return _to_rgb(im)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        # Truncated or corrupt files raise OSError, SyntaxError or ValueError in PIL.
         raise OSError(f"cannot read image {str(path)!r}: {err}") from err
 
 

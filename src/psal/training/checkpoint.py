@@ -31,6 +31,7 @@ from ..utils.atomic import atomic_path
 
 __all__ = [
     "capture_rng",
+    "existing_step",
     "latest_checkpoint",
     "load_checkpoint",
     "restore_rng",
@@ -113,6 +114,30 @@ def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
         return resolve_weights_file(run_dir)
     except FileNotFoundError:
         return None
+
+
+def existing_step(run_dir: str | os.PathLike[str]) -> int | None:
+    """The step of the run held in ``run_dir`` (its newest checkpoint), or None if none.
+
+    A folder holds a run when its ``checkpoints/`` has a ``latest.json`` pointer or a
+    ``step_*.safetensors`` file; a missing or empty folder holds none.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return None
+    steps = []
+    for file in folder.glob("step_*.safetensors"):
+        try:
+            steps.append(int(file.name[len("step_") :].split(".")[0]))
+        except ValueError:
+            continue
+    pointer = folder / LATEST
+    if pointer.is_file():
+        try:
+            steps.append(int(json.loads(pointer.read_text())["step"]))
+        except (ValueError, KeyError, TypeError):
+            steps.append(0)
+    return max(steps) if steps else None
 
 
 def load_checkpoint(

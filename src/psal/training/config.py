@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -41,6 +42,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_config_file",
+    "validate_config",
 ]
 
 
@@ -381,3 +383,100 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(p)!r} must hold an object/table at the top")
     return data
+
+
+#: The command-line flags of ``psal train inpaint`` that set config keys (for messages).
+FLAGS = {
+    "data.path": "--data",
+    "out": "--out",
+    "steps": "--steps",
+    "data.image_size": "--image-size",
+    "batch_size": "--batch-size",
+    "model.attention": "--attention",
+    "model.critic": "--critic",
+    "data.masks": "--masks",
+    "model.width": "--width",
+    "data.num_workers": "--num-workers",
+    "seed": "--seed",
+    "device": "--device",
+}
+
+#: Largest accepted ``seed`` (seeds of every rank and step must fit torch's 64 bits).
+MAX_SEED = 2**32 - 1
+
+_CHOICES = {
+    "model.critic": ("wgan-gp", "sn-patchgan"),
+    "data.resize": ("crop", "resize"),
+    "data.masks": ("rect", "free-form", "mixed"),
+    "optim.amp": ("auto", "bf16", "fp16", "off"),
+}
+
+
+def key_name(key: str) -> str:
+    """``key`` with its command-line flag, if it has one: ``data.image_size (--image-size)``."""
+    return f"{key} ({FLAGS[key]})" if key in FLAGS else key
+
+
+def validate_config(config: TrainConfig) -> TrainConfig:
+    """Check the values of a :class:`TrainConfig` (not only their types).
+
+    Checks what can be checked without building the networks (the image size against
+    the generator's stride and attention is checked by the trainer).
+
+    Raises:
+        ValueError: a bad value; the message names the key (and its flag) and what was
+            expected.
+    """
+
+    def fail(key: str, expected: str, value: Any) -> None:
+        raise ValueError(f"{key_name(key)} must be {expected}, got {value!r}")
+
+    def integer(key: str, value: int, low: int, high: int | None = None) -> None:
+        if value < low or (high is not None and value > high):
+            fail(key, f">= {low}" if high is None else f"in [{low}, {high}]", value)
+
+    def number(key: str, value: float, low: float, low_open: bool, high: float | None = None):
+        ok = math.isfinite(value) and (value > low if low_open else value >= low)
+        if high is not None:
+            ok = ok and value < high
+        if not ok:
+            span = f"{'>' if low_open else '>='} {low:g}"
+            if high is not None:
+                span = f"in {'(' if low_open else '['}{low:g}, {high:g})"
+            fail(key, f"a finite number {span}" if high is None else span, value)
+
+    c, m, d, o, ls = config, config.model, config.data, config.optim, config.loss
+    for key, choices in _CHOICES.items():
+        section, _, name = key.rpartition(".")
+        value = getattr(getattr(c, section) if section else c, name)
+        if value not in choices:
+            fail(key, "one of " + ", ".join(choices), value)
+    if not isinstance(c.out, str) or not c.out.strip():
+        fail("out", "a folder path", c.out)
+    integer("steps", c.steps, 0)
+    integer("batch_size", c.batch_size, 1)
+    integer("seed", c.seed, 0, MAX_SEED)
+    for key in ("log_every", "image_every", "val_every", "save_every", "keep_checkpoints"):
+        integer(key, getattr(c, key), 0)
+    integer("model.width", m.width, 2)
+    integer("model.critic_width", m.critic_width, 1)
+    integer("data.image_size", d.image_size, 4)
+    if d.hole_size is not None and not 1 <= d.hole_size <= d.image_size:
+        fail("data.hole_size", f"None or in [1, data.image_size = {d.image_size}]", d.hole_size)
+    if d.max_delta is not None:
+        integer("data.max_delta", d.max_delta, 0)
+    number("data.val_fraction", d.val_fraction, 0, False, 1)
+    integer("data.val_max", d.val_max, 0)
+    integer("data.num_workers", d.num_workers, 0)
+    number("optim.lr", o.lr, 0, True)
+    number("optim.critic_lr", o.critic_lr, 0, True)
+    for i, beta in enumerate(o.betas):
+        number(f"optim.betas[{i}]", beta, 0, False, 1)
+    integer("optim.n_critic", o.n_critic, 0)
+    number("optim.grad_clip", o.grad_clip, 0, False)
+    for f in dataclasses.fields(ls):
+        if f.name not in ("gp_masked", "discount_gamma"):
+            number(f"loss.{f.name}", getattr(ls, f.name), 0, False)
+    if not (math.isfinite(ls.discount_gamma) and 0 < ls.discount_gamma <= 1):
+        fail("loss.discount_gamma", "in (0, 1]", ls.discount_gamma)
+    return config

@@ -44,8 +44,14 @@ from ..models import Inpainter, create_model
 from ..models import losses as L
 from ..models.io import FORMAT
 from . import distributed
-from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from .config import TrainConfig, config_from_dict, config_to_dict
+from .checkpoint import (
+    capture_rng,
+    existing_step,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from .config import TrainConfig, config_from_dict, config_to_dict, key_name, validate_config
 from .evaluate import evaluate
 
 __all__ = ["Trainer", "crop_boxes"]
@@ -81,36 +87,27 @@ class Trainer:
 
     Under torchrun (``WORLD_SIZE`` > 1) it joins the process group itself; call
     :meth:`close` when done to leave it (and close the TensorBoard writer).
+
+    The config is checked (:func:`~psal.training.config.validate_config`, then the image
+    size against the generator) before anything is written. Without ``resume``,
+    ``config.out`` must not already hold a run (checkpoints): a new run never mixes its
+    checkpoints with an old one's.
     """
 
     def __init__(self, config: TrainConfig, resume: str | Path | None = None) -> None:
         self.config = config
-        cfg = config
-        check_choice(cfg.model.critic, "model.critic", CRITICS)
-        self.info, self.device = distributed.setup(cfg.device)
-        self.out = Path(cfg.out)
-        self.amp_dtype = _amp_dtype(cfg.optim.amp, self.device)
+        cfg = validate_config(config)
         if not cfg.data.path:
             raise ValueError("data.path (--data) must name a folder of images")
-        if cfg.optim.n_critic < 0 or cfg.steps < 0 or cfg.batch_size < 1:
+        self.out = Path(cfg.out)
+        if resume is None and (done := existing_step(self.out)) is not None:
             raise ValueError(
-                f"need optim.n_critic >= 0, steps >= 0 and batch_size >= 1, got "
-                f"{cfg.optim.n_critic}, {cfg.steps}, {cfg.batch_size}"
+                f"out (--out) {str(self.out)!r} already holds a run (step {done}); resume "
+                "it (--resume) or choose another out"
             )
-
-        # Data: one sorted file list, a seeded split, per-sample masks.
-        size = cfg.data.image_size
-        self.masks = MaskGenerator(cfg.data.masks, size, cfg.data.hole_size, cfg.data.max_delta)
-        files = list_images(cfg.data.path)
-        train_files, val_files = split_files(
-            files, cfg.data.val_fraction, cfg.data.val_max, seed=cfg.seed
-        )
-        self.train_set = InpaintingFolder(train_files, size, self.masks, cfg.data.resize)
-        self.val_set = (
-            InpaintingFolder(val_files, size, self.masks, cfg.data.resize, fixed=True)
-            if val_files
-            else None
-        )
+        check_choice(cfg.model.critic, "model.critic", CRITICS)
+        self.info, self.device = distributed.setup(cfg.device)
+        self.amp_dtype = _amp_dtype(cfg.optim.amp, self.device)
 
         # Networks: identical initialisation on every rank.
         torch.manual_seed(cfg.seed)
@@ -125,6 +122,28 @@ class Trainer:
         self.generator = create_model(cfg.model.generator, **self.generator_spec["kwargs"]).to(
             self.device
         )
+        size = cfg.data.image_size
+        multiple = int(getattr(self.generator, "size_multiple", 1))
+        low = int(getattr(self.generator, "min_size", 1))
+        if size % multiple or size < low:
+            raise ValueError(
+                f"{key_name('data.image_size')} must be a multiple of {multiple} and at "
+                f"least {low} for this generator (attention {cfg.model.attention!r}), got {size}"
+            )
+
+        # Data: one sorted file list, a seeded split, per-sample masks (no torch RNG).
+        self.masks = MaskGenerator(cfg.data.masks, size, cfg.data.hole_size, cfg.data.max_delta)
+        files = list_images(cfg.data.path)
+        train_files, val_files = split_files(
+            files, cfg.data.val_fraction, cfg.data.val_max, seed=cfg.seed
+        )
+        self.train_set = InpaintingFolder(train_files, size, self.masks, cfg.data.resize)
+        self.val_set = (
+            InpaintingFolder(val_files, size, self.masks, cfg.data.resize, fixed=True)
+            if val_files
+            else None
+        )
+
         self.critics: dict[str, nn.Module] = {}
         if cfg.model.critic == "wgan-gp":
             self.critics["critic_global"] = create_model(
@@ -168,6 +187,10 @@ class Trainer:
         self.digest = ""  # running hash of the image indices this rank consumed
         # Training randomness (gradient penalty, PatchMatch seeds) differs per rank.
         torch.manual_seed(cfg.seed + 1_000_003 * (self.info.rank + 1))
+        # Fail now, not after the first step, if TensorBoard is wanted but missing.
+        self._writer_class = (
+            _summary_writer_class() if cfg.tensorboard and self.info.is_main else None
+        )
         if resume is not None:
             self._load(resume)
         self._writer: Any = None
@@ -402,16 +425,22 @@ class Trainer:
         )
 
     def _load(self, path: str | Path) -> None:
-        weights, _meta, state = load_checkpoint(path)
-        self.generator.load_state_dict(weights["generator"])
-        for k, c in self.critics.items():
+        weights, meta, state = load_checkpoint(path)
+        for k, c in [("generator", self.generator), *self.critics.items()]:
             if k not in weights:
                 raise ValueError(
                     f"checkpoint has no {k!r} weights (critics: "
                     f"{sorted(set(weights) - {'generator'})}); was it trained with another "
                     "model.critic?"
                 )
-            c.load_state_dict(weights[k])
+            try:
+                c.load_state_dict(weights[k])
+            except RuntimeError as err:  # size mismatch, missing or unexpected keys
+                raise ValueError(
+                    f"resume: the {k} in {meta['path']!r} does not match the config "
+                    f"({_model_differences(meta.get('config'), self.config, err)}); keep the "
+                    "checkpoint's settings to resume it, or start a new run in another --out"
+                ) from err
         self.opt_g.load_state_dict(state["optimizers"]["generator"])
         self.opt_d.load_state_dict(state["optimizers"]["critics"])
         self.scaler_g.load_state_dict(state["scalers"]["generator"])
@@ -439,16 +468,19 @@ class Trainer:
 
     # -------------------------------------------------------------- logging
     def _tensorboard(self) -> Any:
-        if self._writer is None and self.config.tensorboard and self.info.is_main:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as err:
-                raise ImportError(
-                    "TensorBoard logging needs the 'tensorboard' package: pip install "
-                    "'psal[train]', or turn it off (--no-tensorboard / tensorboard=false)"
-                ) from err
-            self._writer = SummaryWriter(str(self.out / "tensorboard"))
+        if self._writer is None and self._writer_class is not None:
+            self._writer = self._writer_class(str(self.out / "tensorboard"))
         return self._writer
+
+    def _start_outputs(self) -> Any:
+        """After the first completed step: write ``config.json``, open TensorBoard."""
+        if not self.info.is_main:
+            return None
+        from .evaluate import write_json
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json(self.out / "config.json", config_to_dict(self.config))
+        return self._tensorboard()
 
     def _log_images(self, out: Any, batch: dict[str, torch.Tensor]) -> None:
         writer = self._tensorboard()
@@ -476,17 +508,18 @@ class Trainer:
         """Train up to step ``until`` (default ``config.steps``); returns validation metrics.
 
         Writes checkpoints every ``save_every`` steps and at the end, validates every
-        ``val_every`` steps and at the end, logs every ``log_every`` steps.
+        ``val_every`` steps and at the end, logs every ``log_every`` steps. Nothing is
+        written before the first step has completed (``config.json``, TensorBoard logs),
+        and nothing at all when there is no step to run (the run is already at ``end``):
+        then it returns ``{}``.
         """
         cfg = self.config
         end = cfg.steps if until is None else min(until, cfg.steps)
         main = self.info.is_main
-        if main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            from .evaluate import write_json
-
-            write_json(self.out / "config.json", config_to_dict(cfg))
-        writer = self._tensorboard()
+        if self.step >= end:
+            return {}
+        first = self.step
+        writer = None
         bar = None
         if main and cfg.progress:
             from tqdm import tqdm
@@ -498,9 +531,13 @@ class Trainer:
         try:
             while self.step < end:
                 want_images = bool(
-                    cfg.image_every and (self.step + 1) % cfg.image_every == 0 and writer
+                    cfg.image_every
+                    and (self.step + 1) % cfg.image_every == 0
+                    and self._writer_class is not None
                 )
                 logs, out, batch = self.train_step(return_flow=want_images)
+                if self.step == first + 1:
+                    writer = self._start_outputs()
                 if bar is not None:
                     bar.update(1)
                 if cfg.log_every and self.step % cfg.log_every == 0:
@@ -566,6 +603,45 @@ class Trainer:
         if not isinstance(meta.get("config"), dict):
             raise ValueError(f"{meta.get('path', path)} stores no training config")
         return config_from_dict(meta["config"])
+
+
+def _summary_writer_class() -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError(
+            "TensorBoard logging needs the 'tensorboard' package: pip install "
+            "'psal[train]', or turn it off (--no-tensorboard / tensorboard=false)"
+        ) from err
+    return SummaryWriter
+
+
+#: Config keys that change the networks' parameters (compared when a resume fails).
+_ARCHITECTURE_KEYS = ("model.", "data.image_size", "data.hole_size")
+
+
+def _model_differences(stored: Any, config: TrainConfig, err: Exception) -> str:
+    """Which architecture keys differ between a checkpoint's config and ``config``."""
+
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in (d or {}).items():
+            if isinstance(v, dict) and k != "attention_options":
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    old, new = flat(stored if isinstance(stored, dict) else {}), flat(config_to_dict(config))
+    diffs = [
+        f"{key_name(k)} {old[k]!r} in the checkpoint, {new[k]!r} now"
+        for k in sorted(new)
+        if k.startswith(_ARCHITECTURE_KEYS) and k in old and old[k] != new[k]
+    ]
+    if diffs:
+        return "; ".join(diffs)
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[1] if len(lines) > 1 else (lines[0] if lines else type(err).__name__)
 
 
 def _flow_colors(flow: torch.Tensor) -> torch.Tensor | None:
