@@ -161,6 +161,103 @@ def test_checkpoint_uses_learned_inpainter(files, capsys, monkeypatch):
     assert code == 1 and "unavailable" in _error_line(err)
 
 
+@pytest.fixture
+def psal_checkpoint(tmp_path):
+    """A tiny untrained DeepFill generator with PSAL attention (seeds matter)."""
+    import torch
+
+    from psal.models import DeepFillV1, save_weights
+
+    torch.manual_seed(0)
+    kwargs = {"width": 4, "attention": "psal", "attention_options": {"k": 2, "iters": 2}}
+    net = DeepFillV1(**kwargs)
+    path = tmp_path / "w.safetensors"
+    save_weights(path, {"generator": net.state_dict()},
+                 {"generator": {"name": "deepfill_v1", "kwargs": kwargs}, "image_size": 32})  # fmt: skip
+    return path
+
+
+def test_checkpoint_seed_and_dilate_are_used(files, capsys, psal_checkpoint):
+    d = files["dir"]
+    outs = {}
+    for name, extra in {
+        "a": ["--seed", "3"], "b": ["--seed", "3"], "c": ["--seed", "4"],
+        "dil": ["--seed", "3", "--dilate", "2"],
+    }.items():  # fmt: skip
+        code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", files["mask.png"], "-o",
+                         d / f"out_{name}.png", "--checkpoint", psal_checkpoint, *extra)  # fmt: skip
+        assert code == 0, err
+        outs[name] = np.asarray(Image.open(d / f"out_{name}.png")).astype(int)
+    assert np.array_equal(outs["a"], outs["b"])  # repeatable with a seed
+    assert not np.array_equal(outs["a"], outs["c"])
+    changed = (outs["dil"] != np.asarray(Image.open(files["rgb.png"]))).any(2)
+    assert changed[10:26, 18:36].sum() > 12 * 14  # the hole grew by 2 pixels a side
+    assert not changed[:8].any() and not changed[30:].any()
+
+
+@pytest.mark.parametrize("command", ["inpaint", "upscale"])
+@pytest.mark.parametrize("mode", ["P", "CMYK", "LAB"])
+def test_other_modes_are_written_as_rgb(files, capsys, command, mode):
+    src = Image.open(files["rgb.png"]).convert(mode)
+    path = files["dir"] / ("in.jpg" if mode == "CMYK" else "in.tif" if mode == "LAB" else "in.png")
+    src.save(path)
+    out = files["dir"] / "out.jpg"
+    extra = ["-m", files["mask.png"]] if command == "inpaint" else ["--scale", "2"]
+    code, err = _run(capsys, command, path, *extra, "-o", out, "--patch-size", "5")
+    assert code == 0, err
+    assert Image.open(out).mode == "RGB"
+
+
+def test_empty_mask_of_a_palette_image_is_written_as_rgb(files, capsys):
+    src = files["dir"] / "pal.png"
+    Image.open(files["rgb.png"]).convert("P").save(src)
+    for out in ("out.png", "out.jpg"):
+        code, err = _run(capsys, "inpaint", src, "-m", files["empty.png"], "-o",
+                         files["dir"] / out)  # fmt: skip
+        assert code == 0 and "empty" in err
+        assert Image.open(files["dir"] / out).mode == "RGB"
+
+
+def test_zero_one_png_mask(files, capsys):
+    m = (np.asarray(Image.open(files["mask.png"])) > 0).astype(np.uint8)  # values 0 and 1
+    Image.fromarray(m).save(files["dir"] / "mask01.png")
+    out = files["dir"] / "out.png"
+    code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", files["dir"] / "mask01.png",
+                     "-o", out)  # fmt: skip
+    assert code == 0 and "empty" not in err
+    assert not np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(files["rgb.png"])))
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--dilate", "-1"], "--dilate must be >= 0, got -1"),
+        (["--mask-threshold", "1.5"], "--mask-threshold must be in (0, 1), got 1.5"),
+        (["--patch-size", "4"], "--patch-size must be a positive odd integer, got 4"),
+        (["--seed", "-1"], "--seed must be in [0, 2**63), got -1"),
+        (["-o", "{dir}/folder.png"], "is a directory"),
+        (["-o", "{rgb.png}/x.png"], "is a file, not a directory"),
+    ],
+)
+def test_option_errors_name_the_flag(files, capsys, extra, match):
+    (files["dir"] / "folder.png").mkdir()
+    extra = [str(e).replace("{dir}", str(files["dir"])).replace("{rgb.png}", str(files["rgb.png"]))
+             for e in extra]  # fmt: skip
+    out = [] if "-o" in extra else ["-o", files["dir"] / "out.png"]
+    code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", files["mask.png"], *out, *extra)
+    assert code == 1 and match in _error_line(err)
+    assert _outputs(files["dir"]) == set()
+
+
+def test_upscale_tiny_image(files, capsys):
+    Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8)).save(files["dir"] / "t.png")
+    out = files["dir"] / "out.png"
+    code, err = _run(capsys, "upscale", files["dir"] / "t.png", "--scale", "4", "--patch-size",
+                     "1", "-o", out)  # fmt: skip
+    assert code == 0, err
+    assert Image.open(out).size == (8, 8)
+
+
 def test_help_has_examples(capsys):
     for cmd in ("inpaint", "colorize", "upscale"):
         with pytest.raises(SystemExit) as exc:

@@ -110,6 +110,18 @@ def test_empty_mask_warns_and_returns_copy(stripes):
     with pytest.warns(UserWarning, match="empty"):
         out = inpaint(img, np.zeros((48, 64), bool))
     assert out is not img and np.array_equal(out, img)
+    # the same kind and mode as a fill would give (palette images come back RGB)
+    pal = Image.fromarray(img).convert("P")
+    with pytest.warns(UserWarning, match="empty"):
+        out = inpaint(pal, np.zeros((48, 64), bool))
+    assert out.mode == "RGB" and np.array_equal(np.asarray(out), np.asarray(pal.convert("RGB")))
+
+
+def test_non_finite_image_is_named(stripes):
+    img = stripes().astype(np.float32) / 255
+    img[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="image contains NaN or Inf"):
+        inpaint(img, _rect(48, 64, 10, 20, 10, 20))
 
 
 def test_bad_masks(stripes):

@@ -84,6 +84,53 @@ def test_inpaint_pil_keeps_mode(inpainter, mode):
         assert np.array_equal(a[..., 3], b[..., 3])
 
 
+@pytest.mark.parametrize("mode", ["I;16", "I", "F", "P", "LA"])
+def test_inpaint_other_modes_keep_known_pixels(inpainter, mode):
+    # 16-bit images were clipped to 8 bits through convert("RGB") and came back dark
+    rng = np.random.default_rng(4)
+    hole = _hole(40, 52)
+    if mode in ("I;16", "I"):
+        img = Image.fromarray(rng.integers(0, 65536, (40, 52), dtype=np.uint16))
+        img = img if mode == "I;16" else img.convert("I")
+    elif mode == "F":
+        img = Image.fromarray(rng.random((40, 52), dtype=np.float32))
+    else:
+        img = Image.fromarray(rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)).convert(mode)
+    out = inpainter.inpaint(img, hole)
+    expected = {"P": "RGB"}.get(mode, mode)
+    assert isinstance(out, Image.Image) and out.mode == expected
+    a = np.asarray(img.convert("RGB") if mode == "P" else img)
+    b = np.asarray(out)
+    assert np.array_equal(a[~hole], b[~hole])
+    if mode in ("I;16", "I"):  # the fill is on the image's own 16-bit scale
+        assert b[hole].mean() > 10000
+
+
+def test_inpaint_tensor_batch_with_own_masks_and_psal_mask_rules(inpainter):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 40, 52, generator=g)
+    holes = torch.zeros(2, 1, 40, 52, dtype=torch.bool)
+    holes[0, :, 5:15, 5:20] = True
+    holes[1, :, 20:35, 30:45] = True
+    out = inpainter.inpaint(x, holes)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert torch.equal(out[~holes.expand_as(x)], x[~holes.expand_as(x)])
+    assert not torch.equal(out[0, :, 5:15, 5:20], x[0, :, 5:15, 5:20])
+    assert torch.equal(out[0, :, 20:35, 30:45], x[0, :, 20:35, 30:45])
+    # masks follow psal.inpaint's rule: soft masks cut at mid-grey, red scribbles count
+    img = np.asarray(x[0].permute(1, 2, 0))
+    soft = np.zeros((40, 52), np.float32)
+    soft[5:15, 5:20] = 0.8
+    soft[25:35, 30:45] = 0.2
+    res = inpainter.inpaint(img, soft)
+    assert np.array_equal(res[25:35, 30:45], img[25:35, 30:45])
+    assert not np.array_equal(res[5:15, 5:20], img[5:15, 5:20])
+    red = np.zeros((40, 52, 3), np.uint8)
+    red[5:15, 5:20, 0] = 255
+    res_red = inpainter.inpaint(img, Image.fromarray(red))
+    assert not np.array_equal(res_red[5:15, 5:20], img[5:15, 5:20])
+
+
 def test_inpaint_large_image_uses_a_window(inpainter):
     rng = np.random.default_rng(2)
     img = rng.random((300, 400, 3)).astype(np.float32)
@@ -99,13 +146,13 @@ def test_inpaint_large_image_uses_a_window(inpainter):
 
 def test_inpaint_input_errors(inpainter):
     img = np.zeros((20, 20, 3), np.float32)
-    with pytest.raises(ValueError, match="image's size"):
+    with pytest.raises(ValueError, match="mask has size 20x10"):
         inpainter.inpaint(img, np.zeros((10, 20), bool))
-    with pytest.raises(ValueError, match="0/1 or 0/255"):
-        inpainter.inpaint(img, np.full((20, 20), 3, np.uint8))
+    with pytest.raises(TypeError, match="mask must be a numpy array"):
+        inpainter.inpaint(img, [[True]])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         inpainter.inpaint(img + 2, np.ones((20, 20), bool))
-    with pytest.raises(TypeError, match="numpy array or a PIL image"):
+    with pytest.raises(TypeError, match="image must be a numpy array, a PIL image or a torch"):
         inpainter.inpaint([[0]], np.ones((20, 20), bool))
     no_hole = inpainter.inpaint(img, np.zeros((20, 20), bool))
     assert np.array_equal(no_hole, img)

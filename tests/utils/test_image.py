@@ -91,6 +91,39 @@ def test_mask_threshold_rule():
         to_mask(np.array([[0, 5]]), 1, 2)
 
 
+def _both(arr, **kw):
+    """The mask read from a numpy array and from the PIL image of the same array."""
+    h, w = arr.shape[:2]
+    a = to_mask(arr, h, w, **kw)[0, 0].tolist()
+    b = to_mask(Image.fromarray(arr), h, w, **kw)[0, 0].tolist()
+    assert a == b, (a, b)
+    return a[0]
+
+
+def test_numpy_and_pil_masks_follow_one_rule():
+    assert _both(np.array([[0, 1, 1]], np.uint8)) == [False, True, True]  # 0/1 PNG
+    red = np.zeros((1, 3, 3), np.uint8)
+    red[0, 1, 0] = 255  # a pure red (or blue) scribble counts: brightest channel
+    red[0, 2, 2] = 200
+    assert _both(red) == [False, True, True]
+    opaque = np.concatenate([red, np.full((1, 3, 1), 255, np.uint8)], 2)
+    assert _both(opaque) == [False, True, True]  # an opaque alpha is ignored
+    see_through = opaque.copy()
+    see_through[..., 3] = [0, 255, 255]  # otherwise alpha is the mask
+    assert _both(see_through) == [True, False, False]
+    la = np.stack([np.array([[0, 200, 255]], np.uint8), np.full((1, 3), 255, np.uint8)], 2)
+    assert _both(la) == [False, True, True]
+    assert to_mask(Image.fromarray(red).convert("P"), 1, 3)[0, 0, 0].tolist() == [
+        False, True, True,
+    ]  # fmt: skip
+
+
+def test_lab_images_are_not_taken_for_alpha():
+    lab = Image.new("RGB", (4, 3), (200, 30, 60)).convert("LAB")
+    x, spec = to_tensor(lab)
+    assert spec.mode == "RGB" and x.shape == (1, 3, 3, 4)
+
+
 def test_load_applies_exif_orientation_and_masks(tmp_path):
     arr = RNG.integers(0, 256, (4, 6, 3), dtype=np.uint8)
     im = Image.fromarray(arr)

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from ._common import CLIError, add_device_arg, add_seed_arg, resolve_device
 
 INPAINT_EXAMPLES = """\
@@ -67,10 +69,38 @@ def _warn(message: str) -> None:
 
 
 def _check_output(path: str, mode: str) -> None:
-    """Fail before any work if the output type is unknown or cannot hold ``mode``."""
+    """Fail before any work if the output path or type is bad or cannot hold ``mode``."""
     from ..utils.image import check_savable
 
     check_savable(mode, path)
+
+
+_GRAY_MODES = ("1", "L", "LA", "I;16", "I", "F")
+
+
+def _icc(image, out_mode: str) -> bytes | None:
+    """The input's ICC profile if it describes the output's colour space, else None."""
+    from ..utils.image import result_mode
+
+    same = (result_mode(image) in _GRAY_MODES) == (out_mode in _GRAY_MODES)
+    converted = image.mode != result_mode(image) and image.mode not in ("P", "PA")
+    return None if converted or not same else image.info.get("icc_profile")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Check the numeric options, naming the flag (before reading any file)."""
+    p = getattr(args, "patch_size", None)
+    if p is not None and (p < 1 or p % 2 == 0):
+        raise CLIError(f"--patch-size must be a positive odd integer, got {p}")
+    if getattr(args, "dilate", 0) < 0:
+        raise CLIError(f"--dilate must be >= 0, got {args.dilate}")
+    t = getattr(args, "mask_threshold", 0.5)
+    if not 0.0 < t < 1.0:
+        raise CLIError(f"--mask-threshold must be in (0, 1), got {t}")
+    if getattr(args, "k", 1) < 1:
+        raise CLIError(f"--k must be >= 1, got {args.k}")
+    if not 0 <= args.seed < 2**63:
+        raise CLIError(f"--seed must be in [0, 2**63), got {args.seed}")
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -89,23 +119,35 @@ def _run(work: Callable[[Callable[[int, int], None]], object], desc: str, quiet:
 
 
 def _inpaint(args: argparse.Namespace) -> int:
-    from ..utils.image import file_format, load_image, load_mask, save_format, save_image
+    from ..editing._pyramid import dilate
+    from ..utils.image import (
+        file_format,
+        load_image,
+        load_mask,
+        result_mode,
+        save_format,
+        save_image,
+    )
 
+    _check_options(args)
     device = resolve_device(args.device)
     image = load_image(args.image, "IMAGE")
-    _check_output(args.output, image.mode)
+    mode = result_mode(image)
+    _check_output(args.output, mode)
     mask = load_mask(args.mask, size=image.size, threshold=args.mask_threshold)
+    mask = dilate(torch.from_numpy(mask)[None, None], args.dilate)[0, 0].numpy()
+    icc = _icc(image, mode)
     if not mask.any():
         _warn("the mask is empty; writing the input unchanged")
         if _same_file(args.image, args.output):
             return 0
-        if save_format(args.output) == file_format(args.image):
+        if save_format(args.output) == file_format(args.image) and mode == image.mode:
             from ..utils.atomic import atomic_path
 
             with atomic_path(args.output) as tmp:
                 shutil.copyfile(args.image, tmp)
         else:
-            save_image(image, args.output, icc_profile=image.info.get("icc_profile"))
+            save_image(image.convert(mode), args.output, icc_profile=icc)
         return 0
     if mask.all():
         raise CLIError("the mask covers the whole image: there is no known pixel to copy from")
@@ -118,31 +160,32 @@ def _inpaint(args: argparse.Namespace) -> int:
                 f"imported ({err})"
             ) from None
         model = Inpainter.from_checkpoint(args.checkpoint, device=device)
+        torch.manual_seed(args.seed)  # PSAL attention layers draw PatchMatch seeds from it
         out = model.inpaint(image, mask)
     else:
         from ..editing import inpaint
 
         out = _run(
             lambda bar: inpaint(
-                image, mask, patch_size=args.patch_size, dilate_mask=args.dilate,
-                seed=args.seed, device=device, progress=bar,
+                image, mask, patch_size=args.patch_size, seed=args.seed, device=device,
+                progress=bar,
             ),
             "inpaint", args.quiet,
         )  # fmt: skip
-    save_image(out, args.output, icc_profile=image.info.get("icc_profile"))
+    save_image(out, args.output, icc_profile=icc)
     return 0
 
 
 def _colorize(args: argparse.Namespace) -> int:
     from ..editing import colorize
-    from ..utils.image import load_image, save_image
+    from ..utils.image import load_image, result_mode, save_image
 
+    _check_options(args)
     device = resolve_device(args.device)
     target = load_image(args.target, "TARGET")
     reference = load_image(args.reference, "--reference")
-    if target.mode not in ("L", "LA", "RGB", "RGBA", "1", "I;16", "I", "F"):
-        target = target.convert("RGBA" if "A" in target.mode else "RGB")
-    _check_output(args.output, "RGBA" if target.mode in ("LA", "RGBA") else "RGB")
+    mode = "RGBA" if result_mode(target) in ("LA", "RGBA") else "RGB"
+    _check_output(args.output, mode)
     out = _run(
         lambda bar: colorize(
             target, reference, patch_size=args.patch_size, k=args.k, seed=args.seed,
@@ -150,15 +193,16 @@ def _colorize(args: argparse.Namespace) -> int:
         ),
         "colorize", args.quiet,
     )  # fmt: skip
-    save_image(out, args.output, icc_profile=target.info.get("icc_profile"))
+    save_image(out, args.output, icc_profile=_icc(target, mode))
     return 0
 
 
 def _upscale(args: argparse.Namespace) -> int:
     from ..editing import upscale
     from ..editing.upscale import SCALES
-    from ..utils.image import load_image, save_image
+    from ..utils.image import load_image, result_mode, save_image
 
+    _check_options(args)
     try:
         scale = int(args.scale)
     except ValueError:
@@ -167,7 +211,8 @@ def _upscale(args: argparse.Namespace) -> int:
         raise CLIError(f"--scale must be one of {', '.join(map(str, SCALES))}, got {args.scale!r}")
     device = resolve_device(args.device)
     image = load_image(args.image, "IMAGE")
-    _check_output(args.output, image.mode)
+    mode = result_mode(image)
+    _check_output(args.output, mode)
     out = _run(
         lambda bar: upscale(
             image, scale, patch_size=args.patch_size, seed=args.seed, device=device,
@@ -175,7 +220,7 @@ def _upscale(args: argparse.Namespace) -> int:
         ),
         "upscale", args.quiet,
     )  # fmt: skip
-    save_image(out, args.output, icc_profile=image.info.get("icc_profile"))
+    save_image(out, args.output, icc_profile=_icc(image, mode))
     return 0
 
 

@@ -40,12 +40,6 @@ __all__ = ["inpaint"]
 Progress = Callable[[int, int], None]
 
 
-def _copy(image: ImageLike) -> ImageLike:
-    if isinstance(image, torch.Tensor):
-        return image.clone()
-    return image.copy()
-
-
 class _Level:
     """One pyramid level: image, hole, the query crop around the hole."""
 
@@ -286,7 +280,7 @@ def inpaint(
     hole = dilate(hole, dilate_mask)
     if not bool(hole.any()):
         warnings.warn("inpaint: the mask is empty; the image is returned unchanged", stacklevel=2)
-        return _copy(image)
+        return from_tensor(x, spec)  # a copy, of the kind and mode a fill would give
     for i in range(b):
         if bool(hole[i].all()):
             raise ValueError(

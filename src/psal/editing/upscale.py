@@ -86,6 +86,7 @@ def _step(
     blurred = resize(resize(lr, small), (h, w))  # L seen through a down-up at this factor
     detail = lr - blurred
     q, kf = _guide(up), _guide(blurred)
+    k = min(k, kf.shape[-2] * kf.shape[-1])  # tiny images have fewer patches than k
     field = patchmatch(q, kf, k=k, patch_size=patch_size, iters=iters, seed=seed, backend=backend)
     t = temperature if temperature is not None else wexler_temperature(field.distances)
     hf, _ = vote(detail, field.indices, field.distances, patch_size, t)

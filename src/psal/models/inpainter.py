@@ -165,92 +165,51 @@ class Inpainter(nn.Module):
         left = int(np.clip(round((x0 + x1 - side_w) / 2), 0, w - side_w))
         return top, top + side_h, left, left + side_w
 
-    def inpaint(self, image: Any, mask: Any) -> Any:
-        """Inpaint one image; returns the same type, dtype and size as ``image``.
+    def inpaint(self, image: Any, mask: Any, *, mask_threshold: float = 0.5) -> Any:
+        """Inpaint an image; returns the same kind, dtype, mode and size as ``image``.
+
+        Takes the inputs of :func:`psal.inpaint` (see :mod:`psal.utils.image`): a numpy
+        array ((H, W) or (H, W, C), uint8, uint16, bool or float in [0, 1]), a PIL image
+        (gray, colour, 16-bit, with or without alpha; palette images come back RGB/RGBA)
+        or a tensor ((H, W), (C, H, W) or (B, C, H, W), one mask per sample). Gray
+        images go through the network as three equal channels and come back gray;
+        alpha is kept as it is.
 
         Args:
-            image: numpy (H, W, 3) or (H, W) grayscale, uint8 or float in [0, 1]; or a
-                PIL image (``L``, ``RGB`` or ``RGBA``; alpha is kept as it is).
-            mask: (H, W) bool numpy array (True = hole); 0/1 or 0/255 integer arrays and
-                PIL images (non-zero = hole) are accepted too.
+            image: the image.
+            mask: the hole (True / white = hole), read by :func:`psal.utils.image.to_mask`
+                with ``mask_threshold`` (the same rule as :func:`psal.inpaint`).
+            mask_threshold: fraction of the full range above which a mask pixel is hole.
 
         Returns:
-            The inpainted image; pixels outside the hole are the input's, unchanged.
+            The inpainted image; pixels outside the hole are the input's, bit for bit.
         """
-        from PIL import Image
+        from ..utils.image import from_tensor, to_mask, to_tensor
 
-        pil_mode = None
-        if isinstance(image, Image.Image):
-            pil_mode = image.mode
-            arr = np.asarray(image.convert("RGBA" if pil_mode in ("RGBA", "LA") else "RGB"))
-            if pil_mode == "L":
-                arr = arr[..., 0]
-        elif isinstance(image, np.ndarray):
-            arr = image
-        else:
-            raise TypeError(
-                f"image must be a numpy array or a PIL image, got {type(image).__name__}"
-            )
-        hole = _to_hole(mask, arr.shape[:2])
-        gray = arr.ndim == 2
-        if not (gray or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
-            raise ValueError(f"image must be (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
-        if arr.dtype == np.uint8:
-            rgb = arr.astype(np.float32) / 255.0
-        elif np.issubdtype(arr.dtype, np.floating):
-            if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1):
-                raise ValueError("a float image must hold finite values in [0, 1]")
-            rgb = arr.astype(np.float32)
-        else:
-            raise TypeError(f"image must be uint8 or float, got dtype {arr.dtype}")
-        rgb = np.repeat(rgb[..., None], 3, 2) if gray else rgb[..., :3]
-        if not hole.any():
-            return image.copy()
-        top, bottom, left, right = self._window(hole)
-        x = torch.from_numpy(np.ascontiguousarray(rgb[top:bottom, left:right])).permute(2, 0, 1)
-        m = torch.from_numpy(np.ascontiguousarray(hole[top:bottom, left:right]))
-        pred = self.forward(x[None].to(self.device), m[None, None].to(self.device))
-        pred = pred[0].permute(1, 2, 0).cpu().numpy()
-        if gray:
-            pred = pred.mean(2)
-        if arr.dtype == np.uint8:
-            pred = np.clip(np.round(pred * 255.0), 0, 255).astype(np.uint8)
-        else:
-            pred = pred.astype(arr.dtype)
-        out = arr.copy()
-        window = out[top:bottom, left:right]
-        sub = hole[top:bottom, left:right]
-        if gray:
-            window[sub] = pred[sub]
-        else:
-            window[..., :3][sub] = pred[sub]
-        if pil_mode is None:
-            return out
-        result = Image.fromarray(out)
-        return result if result.mode == pil_mode else result.convert(pil_mode)
-
-
-def _to_hole(mask: Any, shape: tuple[int, ...]) -> np.ndarray:
-    from PIL import Image
-
-    if isinstance(mask, Image.Image):
-        m = np.asarray(mask.convert("L")) > 0
-    elif isinstance(mask, torch.Tensor):
-        m = mask.detach().cpu().numpy()
-    elif isinstance(mask, np.ndarray):
-        m = mask
-    else:
-        raise TypeError(f"mask must be a numpy array or a PIL image, got {type(mask).__name__}")
-    if m.ndim == 3 and m.shape[2] == 1:
-        m = m[..., 0]
-    if m.shape != tuple(shape):
-        raise ValueError(f"mask must have the image's size {tuple(shape)} (H, W), got {m.shape}")
-    if m.dtype != bool:
-        values = np.unique(m)
-        if not (np.isin(values, (0, 1)).all() or np.isin(values, (0, 255)).all()):
+        x, spec = to_tensor(image, "image", device="cpu")
+        b, c, h, w = x.shape
+        hole = to_mask(mask, h, w, batch=b, threshold=mask_threshold)
+        colour = 3 if c >= 3 else 1  # the channels the network fills (alpha is kept)
+        known = x[:, :colour]
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("image contains NaN or Inf values")
+        lo, hi = float(known.min()), float(known.max())
+        if lo < 0 or hi > 1:
             raise ValueError(
-                f"mask must be bool, or hold only 0/1 or 0/255 (non-zero = hole); got values "
-                f"{values[:6].tolist()}"
+                f"image values must lie in [0, 1] (the full range of its dtype), got "
+                f"values in [{lo:.4g}, {hi:.4g}]"
             )
-        m = m != 0
-    return m
+        out = x.clone()
+        for i in range(b):
+            sample_hole = hole[i, 0].numpy()
+            if not sample_hole.any():
+                continue
+            top, bottom, left, right = self._window(sample_hole)
+            rgb = known[i : i + 1, :, top:bottom, left:right].expand(-1, 3, -1, -1)
+            m = hole[i : i + 1, :, top:bottom, left:right]
+            pred = self.forward(rgb.to(self.device), m.to(self.device)).cpu()
+            if colour == 1:
+                pred = pred.mean(1, keepdim=True)
+            window = out[i : i + 1, :colour, top:bottom, left:right]
+            window.copy_(torch.where(m, pred.to(out.dtype), window))
+        return from_tensor(out, spec)

@@ -23,7 +23,10 @@ is a hole pixel when its value is above half of the full range, i.e. ``> 127`` f
 anti-aliased masks are cut at mid-grey (``threshold`` changes the fraction). A mask
 image with transparency (alpha not everywhere opaque) is read from its alpha channel
 instead: transparent pixels (alpha ``<= 127``) are the hole, as in common image-edit
-tools. A uint8 mask whose largest value is 1 is read as a 0/1 mask.
+tools; an opaque alpha channel is ignored. In a colour mask a pixel is a hole when its
+brightest channel is above the threshold (a pure red scribble counts). A uint8 mask
+whose largest value is 1 is read as a 0/1 mask. numpy arrays and PIL images follow the
+same rule: ``(H, W, 2)`` and ``(H, W, 4)`` arrays have alpha last.
 
 Files (:func:`load_image`, :func:`save_image`): PNG, JPEG and WebP (and whatever else
 Pillow reads); EXIF orientation is applied on loading; every write goes through
@@ -51,6 +54,7 @@ __all__ = [
     "from_tensor",
     "load_image",
     "load_mask",
+    "result_mode",
     "save_image",
     "to_mask",
     "to_tensor",
@@ -136,15 +140,39 @@ class ImageSpec:
         return ImageSpec(self.kind, layout, dtype, mode, scale, channels, self.device)
 
 
+#: PIL modes with an alpha band that :func:`to_tensor` converts to ``RGBA``.
+_ALPHA_MODES = ("PA", "La", "RGBa")
+
+
 def _pil_to_array(image: Image.Image) -> tuple[np.ndarray, str]:
     mode = image.mode
     if mode not in _PIL_MODES:
-        mode = "RGBA" if ("A" in mode or "transparency" in image.info) else "RGB"
+        # "A" in the mode name is not enough: LAB's A band is a colour axis
+        alpha = mode in _ALPHA_MODES or "transparency" in image.info
+        mode = "RGBA" if alpha else "RGB"
         image = image.convert(mode)
     arr = np.asarray(image)
     if mode == "I;16":
         arr = arr.astype(np.uint16)
     return arr, mode
+
+
+def _check_finite(x: torch.Tensor, name: str) -> None:
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf values")
+
+
+def result_mode(image: Image.Image) -> str:
+    """The PIL mode that an editing function gives back for ``image``.
+
+    Modes listed in the module docstring come back as they are; palette images and the
+    other modes (CMYK, YCbCr, LAB, HSV, ...) come back ``RGB``, or ``RGBA`` when they
+    carry transparency.
+    """
+    if image.mode in _PIL_MODES:
+        return image.mode
+    alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
+    return "RGBA" if alpha else "RGB"
 
 
 def to_tensor(
@@ -181,6 +209,7 @@ def to_tensor(
         x = x[None, None] if arr.ndim == 2 else x.permute(2, 0, 1)[None]
         if mode not in ("F", "1"):
             x = x / scale
+        _check_finite(x, name)
         return x.contiguous().to(device or "cpu"), spec
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
@@ -207,6 +236,7 @@ def to_tensor(
         x = x[None, None] if image.ndim == 2 else x.permute(2, 0, 1)[None]
         if scale != 1.0:
             x = x / scale
+        _check_finite(x, name)
         return x.to(device=device or "cpu", dtype=compute).contiguous(), spec
     if isinstance(image, torch.Tensor):
         layouts = {2: "HW", 3: "CHW", 4: "BCHW"}
@@ -227,6 +257,7 @@ def to_tensor(
             "tensor", layouts[image.dim()], image.dtype, None, scale, x.shape[1], image.device
         )
         x = x.to(device=device or image.device, dtype=compute) / scale
+        _check_finite(x, name)
         return x.contiguous(), spec
     raise TypeError(
         f"{name} must be a numpy array, a PIL image or a torch tensor, got {type(image).__name__}"
@@ -281,8 +312,29 @@ def from_tensor(x: torch.Tensor, spec: ImageSpec) -> ImageLike:
     return Image.fromarray(np.ascontiguousarray(arr))
 
 
+def _full_range(dtype: np.dtype) -> float | None:
+    """The value of an opaque alpha / a full-range mask pixel for a numpy dtype."""
+    if dtype.kind == "f":
+        return 1.0
+    return {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.bool_): 1.0}.get(
+        dtype
+    )
+
+
 def _reduce_mask_array(arr: np.ndarray, threshold: float, name: str) -> np.ndarray:
-    """Apply the threshold rule to a numpy mask (H, W) or (H, W, C) -> bool (H, W)."""
+    """Apply the mask rule to a numpy mask (H, W) or (H, W, C) -> bool (H, W).
+
+    With 2 or 4 channels the last is alpha: if it is not everywhere opaque it is the
+    mask (transparent = hole); otherwise it is dropped. The colour channels are then
+    reduced by their maximum (a red scribble counts), and the threshold rule applied.
+    """
+    if arr.ndim == 3 and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or Inf values")
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        alpha, arr = arr[..., -1], arr[..., :-1]
+        full = _full_range(arr.dtype)
+        if full is not None and alpha.size and float(alpha.min()) < full:
+            return alpha.astype(np.float64) <= (1.0 - threshold) * full
     if arr.ndim == 3:
         arr = arr.max(axis=2)
     if arr.ndim != 2:
@@ -310,18 +362,19 @@ def _reduce_mask_array(arr: np.ndarray, threshold: float, name: str) -> np.ndarr
     raise TypeError(f"{name} must be bool, integer or float, got dtype {arr.dtype}")
 
 
-def _pil_mask(image: Image.Image, threshold: float) -> np.ndarray:
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        alpha = np.asarray(image.convert("RGBA"))[..., 3]
-        if alpha.min() < 255:
-            return alpha <= (1.0 - threshold) * 255
-    if image.mode == "1":
-        return np.asarray(image).astype(bool)
-    if image.mode in ("I;16", "I"):
+def _pil_mask(image: Image.Image, threshold: float, name: str = "mask") -> np.ndarray:
+    """A PIL mask through the same rule as a numpy one (see :func:`_reduce_mask_array`)."""
+    mode = image.mode
+    if mode == "I":  # 16-bit data as Pillow opens 16-bit PNGs
         return np.asarray(image).astype(np.float64) > threshold * 65535
-    if image.mode == "F":
-        return np.asarray(image) > threshold
-    return np.asarray(image.convert("L")) > threshold * 255
+    if mode in ("1", "I;16", "F", "L", "LA", "RGB", "RGBA"):
+        arr = np.asarray(image)
+        arr = arr.astype(np.uint16) if mode == "I;16" else arr
+    elif mode in _ALPHA_MODES or "transparency" in image.info:
+        arr = np.asarray(image.convert("RGBA"))
+    else:  # palette, CMYK, YCbCr, LAB, HSV, ...
+        arr = np.asarray(image.convert("RGB"))
+    return _reduce_mask_array(arr, threshold, name)
 
 
 def to_mask(
@@ -340,8 +393,9 @@ def to_mask(
     ``threshold`` times the full range are hole pixels (``> 127`` for uint8).
 
     Args:
-        mask: numpy ``(H, W)`` / ``(H, W, C)`` (C channels reduced by max), PIL image,
-            or tensor ``(H, W)``, ``(1, H, W)``, ``(B, 1, H, W)``.
+        mask: numpy ``(H, W)`` / ``(H, W, C)`` (colour channels reduced by max, alpha
+            as in the module docstring), PIL image (the same rule), or tensor
+            ``(H, W)``, ``(1, H, W)``, ``(B, 1, H, W)``.
         height: expected H (the image's).
         width: expected W.
         batch: the image's batch size; a single mask is shared by every element.
@@ -362,7 +416,7 @@ def to_mask(
     if not 0.0 < float(threshold) < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     if isinstance(mask, Image.Image):
-        m = torch.from_numpy(_pil_mask(mask, threshold))[None, None]
+        m = torch.from_numpy(_pil_mask(mask, threshold, name))[None, None]
     elif isinstance(mask, np.ndarray):
         m = torch.from_numpy(_reduce_mask_array(mask, threshold, name))[None, None]
     elif isinstance(mask, torch.Tensor):
@@ -490,6 +544,14 @@ def check_savable(mode: str, path: str | os.PathLike[str]) -> str:
             in JPEG, 16 bits in WebP).
     """
     fmt = save_format(path)
+    dest = Path(path)
+    if dest.is_dir():
+        raise ValueError(f"output {path}: is a directory; give a file name")
+    parent = dest.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"output {path}: {parent} is a file, not a directory")
     if mode not in _FORMAT_MODES[fmt]:
         lost = "alpha" if "A" in mode else "bit depth" if mode in ("I;16", "I", "F") else "mode"
         hint = ".png or .webp" if mode in _FORMAT_MODES["WEBP"] else ".png"
