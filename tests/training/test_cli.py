@@ -229,3 +229,15 @@ def test_no_step_to_run_writes_nothing(photo_folder, run_copy, tmp_path, capsys)
     assert _snapshot(run_copy) == before
     assert _train(photo_folder, run_copy, "--resume", "--steps", "2") == 0
     assert "trained 1 step (now at step 2); checkpoints in" in capsys.readouterr().out
+
+
+def test_overrides_may_sit_between_options(photo_folder, tmp_path, capsys):
+    # argparse alone takes only the first run of KEY=VALUE; the rest must not be lost
+    argv = ["train", "inpaint", "model.width=8", "--data", str(photo_folder), "--out",
+            str(tmp_path / "r"), "model.nope=1", "--steps", "1"]  # fmt: skip
+    assert main(argv) == 1
+    assert "model.nope" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["train", "inpaint", "--data", str(photo_folder), "--bogus", "model.width=8"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
