@@ -56,6 +56,25 @@ def check_int(value: object, name: str, minimum: int | None = None) -> int:
     return value
 
 
+#: Seeds are int64 on every backend: [0, 2**63).
+SEED_LIMIT = 2**63
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """Check that ``seed`` is an integer in ``[0, 2**63)``."""
+    seed = check_int(seed, name, minimum=0)
+    if seed >= SEED_LIMIT:
+        raise ValueError(f"{name} must be in [0, 2**63), got {seed}")
+    return seed
+
+
+def resolve_seed(seed: object, name: str = "seed") -> int:
+    """``seed`` checked by :func:`check_seed`, or a fresh one from torch's generator if None."""
+    if seed is None:
+        return int(torch.randint(0, 2**31 - 1, (1,)).item())
+    return check_seed(seed, name)
+
+
 def check_patch_size(patch_size: object, name: str = "patch_size") -> int:
     """Check that the patch size is a positive odd integer."""
     p = check_int(patch_size, name)
@@ -105,6 +124,15 @@ def check_mask(
             )
         m = m != 0
     return m
+
+
+def check_indices(indices: torch.Tensor, n_keys: int, name: str = "indices") -> None:
+    """Check that flat key positions lie in ``[-1, n_keys)`` (-1 = not searched)."""
+    if indices.numel() and (int(indices.min()) < -1 or int(indices.max()) >= n_keys):
+        raise ValueError(
+            f"{name} must lie in [-1, Hk*Wk) = [-1, {n_keys}), got values in "
+            f"[{int(indices.min())}, {int(indices.max())}]"
+        )
 
 
 def check_same_device(tensors: dict[str, torch.Tensor]) -> torch.device:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .._checks import SEED_LIMIT
 from ._common import CLIError, add_device_arg, add_seed_arg, resolve_device
 
 INPAINT_EXAMPLES = """\
@@ -99,7 +100,7 @@ def _check_options(args: argparse.Namespace) -> None:
         raise CLIError(f"--mask-threshold must be in (0, 1), got {t}")
     if getattr(args, "k", 1) < 1:
         raise CLIError(f"--k must be >= 1, got {args.k}")
-    if not 0 <= args.seed < 2**63:
+    if not 0 <= args.seed < SEED_LIMIT:
         raise CLIError(f"--seed must be in [0, 2**63), got {args.seed}")
 
 

@@ -138,7 +138,6 @@ def _build_config(args: argparse.Namespace):
         apply_overrides,
         config_from_dict,
         load_config_file,
-        validate_config,
     )
     from ..training.trainer import Trainer
 
@@ -180,22 +179,15 @@ def _build_config(args: argparse.Namespace):
     config = apply_overrides(config, list(args.overrides))
     if not config.data.path:
         raise CLIError("--data is required (a folder of training images)")
-    validate_config(config)
-    return config, resume
+    return config, resume  # checked by Trainer before anything is written
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..training.checkpoint import existing_step
     from ..training.trainer import Trainer
 
     config, resume = _build_config(args)
     if config.device != "auto":
         resolve_device(config.device)  # clear error for a missing device
-    if resume is None and (done := existing_step(config.out)) is not None:
-        raise CLIError(
-            f"--out {config.out} already holds a run (step {done}); pass --resume to continue "
-            "it or choose another --out"
-        )
     trainer = Trainer(config, resume=resume)
     start = trainer.step
     try:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_int, check_patch_size, check_positive_float
+from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
 from ..layers.vote import vote
 from ..patchmatch import patchmatch
 from ..utils.image import ImageLike, from_tensor, to_tensor
@@ -131,9 +131,7 @@ def colorize(
             f"patch_size={patch_size} is larger than the target ({x.shape[-1]}x"
             f"{x.shape[-2]}) or the reference ({wr}x{hr})"
         )
-    if seed is None:
-        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-    seed = check_int(seed, "seed", minimum=0)
+    seed = resolve_seed(seed)
 
     y_ref, chroma_ref = rgb_to_luma_chroma(ref[:, :3])
     outs = []

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from .._checks import check_int, check_patch_size, check_positive_float
+from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
 from ..layers.vote import vote
 from ..patchmatch import patchmatch
 from ..patchmatch.distance import valid_key_positions
@@ -288,9 +288,7 @@ def inpaint(
             )
     if patch_size > min(h, w):
         raise ValueError(f"patch_size={patch_size} is larger than the image ({w}x{h})")
-    if seed is None:
-        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-    seed = check_int(seed, "seed", minimum=0)
+    seed = resolve_seed(seed)
     out = x.clone()
     done, total = [0], [0]
     with torch.no_grad():

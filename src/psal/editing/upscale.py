@@ -29,7 +29,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_int, check_patch_size, check_positive_float
+from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
 from ..layers.vote import vote
 from ..patchmatch import patchmatch
 from ..utils.image import ImageLike, from_tensor, to_tensor
@@ -158,9 +158,7 @@ def upscale(
             f"image is {w}x{h}; upscale with patch_size={patch_size} needs both sides "
             f">= {patch_size}"
         )
-    if seed is None:
-        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-    seed = check_int(seed, "seed", minimum=0)
+    seed = resolve_seed(seed)
     steps = max(1, math.ceil(math.log2(scale) - 1e-9))  # x2: one step; x3, x4: two
     out_size = (round(h * scale), round(w * scale))
     sizes = [

@@ -10,6 +10,7 @@ from torch import nn
 from .._checks import (
     check_choice,
     check_float_tensor,
+    check_indices,
     check_int,
     check_mask,
     check_patch_size,
@@ -113,8 +114,7 @@ def attend(
             f"{indices.dtype} {tuple(indices.shape)}"
         )
     hk, wk = key.shape[-2:]
-    if bool((indices >= hk * wk).any()) or bool((indices < -1).any()):
-        raise ValueError(f"indices must lie in [-1, Hk*Wk) = [-1, {hk * wk}), got out-of-range")
+    check_indices(indices, hk * wk)
     out, _ = aggregate(query, key, value, indices, patch_size, temperature, aggregation)
     return out
 

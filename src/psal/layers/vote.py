@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from .._checks import check_float_tensor, check_patch_size, check_tensor
+from .._checks import check_float_tensor, check_indices, check_patch_size, check_tensor
 from ..utils.parallel import run_chunked
 
 __all__ = ["vote"]
@@ -216,11 +216,7 @@ def vote(
             f"distances must have the shape of indices {tuple(indices.shape)}, got "
             f"{tuple(distances.shape)}"
         )
-    if indices.numel() and (int(indices.min()) < -1 or int(indices.max()) >= hk * wk):
-        raise ValueError(
-            f"indices must lie in [-1, Hk*Wk) = [-1, {hk * wk}), got values in "
-            f"[{int(indices.min())}, {int(indices.max())}]"
-        )
+    check_indices(indices, hk * wk)
     r = patch_size // 2 if aggregation == "patch" else 0
     if pixels is None:
         grid = torch.arange(b * hq * wq, device=indices.device)

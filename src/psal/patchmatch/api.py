@@ -12,6 +12,7 @@ from .._checks import (
     check_int,
     check_mask,
     check_patch_size,
+    check_seed,
     check_tensor,
 )
 from .backends import get_backend, resolve_backend
@@ -124,9 +125,7 @@ def patchmatch(
     _spatial_check("key", key, patch_size)
     _spatial_check("query", query, patch_size)
     if seed is not None:
-        seed = check_int(seed, "seed", minimum=0)
-        if seed >= 2**63:
-            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+        seed = check_seed(seed)
     name = resolve_backend(backend, query.device)
     device = query.device
 

@@ -56,7 +56,6 @@ from .evaluate import evaluate
 
 __all__ = ["Trainer", "crop_boxes"]
 
-CRITICS = ("wgan-gp", "sn-patchgan")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 
@@ -102,10 +101,9 @@ class Trainer:
         self.out = Path(cfg.out)
         if resume is None and (done := existing_step(self.out)) is not None:
             raise ValueError(
-                f"out (--out) {str(self.out)!r} already holds a run (step {done}); resume "
-                "it (--resume) or choose another out"
+                f"--out {self.out} already holds a run (step {done}); pass --resume to "
+                "continue it or choose another --out"
             )
-        check_choice(cfg.model.critic, "model.critic", CRITICS)
         self.info, self.device = distributed.setup(cfg.device)
         self.amp_dtype = _amp_dtype(cfg.optim.amp, self.device)
 

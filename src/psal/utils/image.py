@@ -328,7 +328,7 @@ def _reduce_mask_array(arr: np.ndarray, threshold: float, name: str) -> np.ndarr
     mask (transparent = hole); otherwise it is dropped. The colour channels are then
     reduced by their maximum (a red scribble counts), and the threshold rule applied.
     """
-    if arr.ndim == 3 and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or Inf values")
     if arr.ndim == 3 and arr.shape[2] in (2, 4):
         alpha, arr = arr[..., -1], arr[..., :-1]
@@ -348,8 +348,6 @@ def _reduce_mask_array(arr: np.ndarray, threshold: float, name: str) -> np.ndarr
     if arr.dtype == np.uint16:
         return arr > threshold * 65535
     if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or Inf values")
         return arr > threshold
     if arr.dtype.kind in "iu":
         if arr.min() < 0 or arr.max() > 1:
