@@ -10,6 +10,7 @@ from psal.utils.image import (
     from_tensor,
     load_image,
     load_mask,
+    result_mode,
     save_image,
     to_mask,
     to_tensor,
@@ -122,6 +123,10 @@ def test_lab_images_are_not_taken_for_alpha():
     lab = Image.new("RGB", (4, 3), (200, 30, 60)).convert("LAB")
     x, spec = to_tensor(lab)
     assert spec.mode == "RGB" and x.shape == (1, 3, 3, 4)
+    assert result_mode(lab) == "RGB" and result_mode(lab.convert("RGBA").convert("P")) == "RGB"
+    assert result_mode(Image.new("I;16", (2, 2))) == "I;16"
+    with pytest.raises(TypeError, match="image must be a PIL image, got ndarray"):
+        result_mode(np.zeros((2, 2)))
 
 
 def test_load_applies_exif_orientation_and_masks(tmp_path):

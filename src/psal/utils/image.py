@@ -169,6 +169,8 @@ def result_mode(image: Image.Image) -> str:
     other modes (CMYK, YCbCr, LAB, HSV, ...) come back ``RGB``, or ``RGBA`` when they
     carry transparency.
     """
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL image, got {type(image).__name__}")
     if image.mode in _PIL_MODES:
         return image.mode
     alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
