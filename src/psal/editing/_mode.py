@@ -65,10 +65,10 @@ def _mode_kernel(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters, out
                         px = 2 * (wk - 1) - px
                     for c in range(cv):
                         vals[cnt, c] = value[0, py, px, c]
-                    lg = -distances[0, j, cy, cx] * inv_t
-                    logit[cnt] = lg
-                    if lg > best:
-                        best = lg
+                    d = distances[0, j, cy, cx]
+                    logit[cnt] = -d * inv_t
+                    if -d > best:  # the best proposal: smallest distance, any temperature
+                        best = -d
                         ib = cnt
                     cnt += 1
         if cnt == 0:
@@ -86,7 +86,7 @@ def _mode_kernel(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters, out
                 for c in range(cv):
                     t = vals[i, c] - m[c]
                     d2 += t * t
-                w = np.exp(logit[i] - best - d2 * inv_h2)
+                w = np.exp(logit[i] - logit[ib] - d2 * inv_h2)
                 den += w
                 for c in range(cv):
                     acc[c] += w * vals[i, c]
@@ -115,16 +115,17 @@ def _mode_torch(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters):
             py = torch.where(py < 0, -py, torch.where(py >= hk, 2 * (hk - 1) - py, py))
             px = torch.where(px < 0, -px, torch.where(px >= wk, 2 * (wk - 1) - px, px))
             vals.append(value[0].reshape(cv, -1)[:, py * wk + px])  # (Cv, k, N)
-            lg = -distances[0].reshape(kk, -1)[:, c] * inv_t
-            logits.append(torch.where(ok, lg, torch.tensor(float("-inf"), dtype=lg.dtype)))
+            d = distances[0].reshape(kk, -1)[:, c]
+            logits.append(torch.where(ok, -d, torch.tensor(float("-inf"), dtype=d.dtype)))
     v = torch.cat(vals, 1)  # (Cv, P, N), proposals in the kernel's order
-    lg = torch.cat(logits, 0)  # (P, N)
-    best, ib = lg.max(0)
+    negd = torch.cat(logits, 0)  # (P, N): minus the distance, -inf where no proposal
+    best, ib = negd.max(0)  # the best proposal: smallest distance (first of equals)
     n = ys.numel()
     m = v[:, ib, torch.arange(n, device=v.device)]  # (Cv, N)
+    lg = (negd - best) * inv_t if inv_t > 0 else torch.where(torch.isfinite(negd), 0.0, negd)
     for _ in range(iters):
         d2 = ((v - m.unsqueeze(1)) ** 2).sum(0)
-        w = torch.exp(lg - best - d2 * inv_h2)
+        w = torch.exp(lg - d2 * inv_h2)
         m = (v * w).sum(1) / w.sum(0)
     covered = torch.isfinite(best)
     return m.masked_fill(~covered, float("nan")), covered
@@ -149,8 +150,9 @@ def mode_vote(
         distances: (1, k, Hq, Wq) their patch distances.
         patch_size: odd patch side of the search.
         pixels: ``(y, x)``, two (N,) int64 tensors of query-grid positions.
-        temperature: weights ``exp(-d / T)`` of the proposals (inf: all equal, the
-            best proposal is still the one of smallest distance).
+        temperature: weights ``exp(-d / T)`` of the proposals in the mean-shift (inf:
+            all equal). The starting point, and the winner when ``iters=0``, is the
+            proposal of smallest distance whatever T.
         bandwidth: Gaussian kernel width in value units (per-pixel Euclidean distance
             over the channels).
         iters: mean-shift iterations; 0 = winner-takes-all.

@@ -52,6 +52,9 @@ CONTEXT_MIN = 256
 
 VOTES = ("best", "mean")
 
+#: With ``vote="best"``, the finest this many scales vote winner-takes-all.
+BEST_LEVELS = 1
+
 Progress = Callable[[int, int], None]
 
 
@@ -232,7 +235,7 @@ def _inpaint_one(
         for it in range(iters_at[lv]):
             cur, field, _ = _em_step(
                 cur, level, field, k=k, patch_size=patch_size, pm_iters=pm_iters,
-                temperature=temperature, backend=backend, best=vote_best and lv == 0,
+                temperature=temperature, backend=backend, best=vote_best and lv < BEST_LEVELS,
                 seed=(seed + 7919 * lv + 104729 * it) % (2**62),
             )  # fmt: skip
             done[0] += 1
