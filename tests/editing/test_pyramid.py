@@ -68,3 +68,14 @@ def test_dilate_equals_the_square_max_filter():
             assert torch.equal(dilate(m, r), ref), (r, shape)
     empty = torch.zeros(1, 1, 5, 5, dtype=torch.bool)
     assert torch.equal(dilate(empty, 3), empty)
+
+
+def test_dilate_is_the_touching_patches_of_the_engine():
+    from psal.editing._pyramid import dilate
+    from psal.patchmatch.distance import valid_key_positions
+
+    g = torch.Generator().manual_seed(1)
+    for p in (3, 5, 7):
+        m = torch.rand(1, 1, 23, 31, generator=g) > 0.97
+        m[..., 0, 5] = m[..., 22, 30] = True  # holes on the border (reflection)
+        assert torch.equal(dilate(m, p // 2), ~valid_key_positions(m, p))

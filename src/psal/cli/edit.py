@@ -21,7 +21,7 @@ from .._checks import SEED_LIMIT
 from ._common import CLIError, add_device_arg, add_seed_arg, resolve_device
 
 #: Default ``--dilate``: anti-aliased object outlines and shadows leave halos.
-DILATE_DEFAULT = 2
+DILATE_DEFAULT = 1
 
 INPAINT_EXAMPLES = """\
 examples:

@@ -38,7 +38,6 @@ import torch
 from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
 from ..layers.vote import vote
 from ..patchmatch import patchmatch
-from ..patchmatch.distance import valid_key_positions
 from ..utils.image import ImageLike, from_tensor, to_mask, to_tensor
 from ._mode import mode_vote
 from ._pyramid import bbox, dilate, downsample, fill_smooth, hole_radius, upsample_field
@@ -73,7 +72,10 @@ class _Level:
         self.hole = hole
         forbid = hole if forbid is None else forbid
         self.forbid = forbid  # hole, or outside the source mask: never copied from
-        self.touch = ~valid_key_positions(hole, patch_size)  # patches that touch the hole
+        # patches that touch the hole: a square dilation equals ~valid_key_positions
+        # (reflected border pixels lie inside the clipped square), at a cost that follows
+        # the hole
+        self.touch = dilate(hole, r)
         # the crop holds every touching patch whole (reflection only at image borders),
         # so searching it against the whole image is the same as a masked full search
         self.box = bbox(self.touch, r)
@@ -82,7 +84,7 @@ class _Level:
         self.touch_crop = self.touch[..., y0:y1, x0:x1].contiguous()
         hy, hx = torch.nonzero(hole[0, 0], as_tuple=True)
         self.ys, self.xs = hy, hx  # hole pixels, image coordinates
-        self.n_valid = int(valid_key_positions(forbid, patch_size).sum())
+        self.n_valid = int((~dilate(forbid, r)).sum())
 
     @property
     def size(self) -> tuple[int, int]:
