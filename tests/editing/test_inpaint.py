@@ -192,7 +192,7 @@ def test_em_step_is_masked_psal_self_attention():
     hole[..., 8:14, 10:19] = True
     hole[..., 20:, :4] = True  # touching the border
     level = _Level(img, hole, 5)
-    ours, field, _ = _em_step(img, level, None, k=2, patch_size=5, pm_iters=0, temperature=0.3,
+    ours, field, _ = _em_step(img.clone(), level, None, k=2, patch_size=5, pm_iters=0, temperature=0.3,
                               seed=0, backend="exact")  # fmt: skip
     ref, ref_field = psal.ps_attention(img, img, img, k=2, patch_size=5, temperature=0.3,
                                        aggregation="patch", mask=hole, backend="exact",

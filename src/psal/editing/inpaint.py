@@ -184,9 +184,9 @@ def _em_step(
             t = wexler_temperature(res.distances, level.touch_crop)
         vals, covered = vote(cur, res.indices, res.distances, patch_size, t,
                              pixels=(torch.zeros_like(hy), hy - oy, hx - ox))  # fmt: skip
-    out = cur.clone()
-    out[0][:, hy, hx] = torch.where(covered, vals, cur[0][:, hy, hx])
-    return out, res.indices, res.distances
+    # in place: ``cur`` is the caller's working copy (one image copy less at the peak)
+    cur[0][:, hy, hx] = torch.where(covered, vals, cur[0][:, hy, hx])
+    return cur, res.indices, res.distances
 
 
 def _inpaint_one(
@@ -230,9 +230,7 @@ def _inpaint_one(
             at = (torch.zeros_like(hy), hy - oy, hx - ox)
             zero_d = torch.zeros_like(field, dtype=cur.dtype)
             vals, covered = vote(cur, field, zero_d, patch_size, float("inf"), pixels=at)
-            up = torch.nn.functional.interpolate(prev_image, scale_factor=2.0, mode="nearest")
-            up = up[..., : level.size[0], : level.size[1]]
-            fallback = up[0][:, hy, hx]
+            fallback = prev_image[0][:, hy // 2, hx // 2]  # nearest x2, at the hole only
             cur[0][:, hy, hx] = torch.where(covered, vals, fallback)
         for it in range(iters_at[lv]):
             cur, field, _ = _em_step(
