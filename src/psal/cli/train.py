@@ -17,6 +17,7 @@ import random
 import sys
 from pathlib import Path
 
+from ..layers.registry import list_attentions
 from ._common import DEBUG_ENV, CLIError, add_device_arg, add_seed_arg, resolve_device
 
 TRAIN_EXAMPLES = f"""\
@@ -58,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "inpaint",
         help="train a DeepFill-style inpainting network",
         description=(
-            "Train the DeepFill v1 generator (attention: contextual, psal or none) with\n"
+            f"Train the DeepFill v1 generator (attention: {', '.join(list_attentions())}) with\n"
             "WGAN-GP global/local critics or an SN-PatchGAN critic. Settings: dataclass\n"
             "defaults < --config FILE < options < section.key=value overrides\n"
             "(e.g. model.width=16 optim.n_critic=1 loss.discount_gamma=0.9). Runs under\n"
@@ -75,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--image-size", type=int, help="side of the training crops, a multiple of 4 (default 256)"
     )
     p.add_argument("--batch-size", type=int, help="images per batch and process (default 16)")
-    p.add_argument("--attention", choices=("contextual", "psal", "none"), help="attention layer")
+    p.add_argument("--attention", choices=list_attentions(), help="attention layer")
     p.add_argument("--critic", choices=("wgan-gp", "sn-patchgan"), help="critic type")
     p.add_argument("--masks", choices=("rect", "free-form", "mixed"), help="hole masks")
     p.add_argument("--width", type=int, help="generator base channels, >= 2 (paper: 32)")

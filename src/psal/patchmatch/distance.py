@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._deprecation import keyword_only
+
 __all__ = [
     "center_pair",
     "pad_reflect",
@@ -66,21 +68,23 @@ def unfold_patches(x: torch.Tensor, patch_size: int) -> torch.Tensor:
     return F.unfold(pad_reflect(x, r), kernel_size=patch_size)
 
 
-def valid_key_positions(key_mask: torch.Tensor | None, patch_size: int) -> torch.Tensor | None:
+@keyword_only(2, (), {"key_mask": "hole"})
+def valid_key_positions(hole: torch.Tensor | None, patch_size: int) -> torch.Tensor | None:
     """Key positions whose patch touches no hole pixel.
 
     Args:
-        key_mask: (B, 1, H, W) bool, True = hole; or None (every position valid).
+        hole: (B, 1, H, W) bool, True = hole; or None (every position valid).
+            (``key_mask=`` is the deprecated keyword.)
         patch_size: odd p.
 
     Returns:
         (B, 1, H, W) bool, True = the patch centred there may be returned; None if
-        ``key_mask`` is None.
+        ``hole`` is None.
     """
-    if key_mask is None:
+    if hole is None:
         return None
     r = patch_size // 2
-    touched = F.max_pool2d(key_mask.float(), kernel_size=patch_size, stride=1, padding=r)
+    touched = F.max_pool2d(hole.float(), kernel_size=patch_size, stride=1, padding=r)
     return touched == 0
 
 

@@ -53,9 +53,10 @@ class ModelConfig:
     Attributes:
         generator: registered generator name.
         width: the generator's base channel count ``c`` (32 in the paper).
-        attention: ``"contextual"``, ``"psal"`` or ``"none"``.
+        attention: a name of :func:`psal.layers.list_attentions` (``"contextual"``,
+            ``"dense"``, ``"none"``, ``"psal"``).
         attention_options: options of the attention adapter (see
-            :mod:`psal.models.attention`).
+            :mod:`psal.layers.registry`).
         critic: ``"wgan-gp"`` (DeepFill v1: global and local WGAN critics with gradient
             penalty) or ``"sn-patchgan"`` (DeepFill v2, hinge loss; for free-form masks).
         critic_width: channels of the critics' first layer (64 in the paper).
