@@ -447,7 +447,7 @@ def test_bad_masks():
         (ValueError, r"hole must have shape", torch.zeros(3, 1, 8, 8, dtype=torch.bool)),
         (ValueError, "hole must have 4 dimensions", torch.zeros(8, 8, dtype=torch.bool)),
         (ValueError, "only 0 and 1", torch.full((2, 1, 8, 8), 0.5)),
-        (ValueError, "non-finite", torch.full((2, 1, 8, 8), float("nan"))),
+        (ValueError, "NaN or Inf", torch.full((2, 1, 8, 8), float("nan"))),
         (TypeError, r"hole must be a torch\.Tensor", np.zeros((2, 1, 8, 8), dtype=bool)),
         (ValueError, "hole is on meta", torch.zeros(2, 1, 8, 8, device="meta")),
     ]  # fmt: skip

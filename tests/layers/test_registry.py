@@ -164,6 +164,12 @@ def test_models_reexports_the_registry():
     from psal.layers.registry import PSALBlock
     from psal.models import build_attention as b2
     from psal.models import list_attentions as l2
-    from psal.models.attention import PSALAdapter
+
+    with pytest.warns(DeprecationWarning, match="psal.models.attention is deprecated"):
+        import importlib
+        import sys
+
+        sys.modules.pop("psal.models.attention", None)
+        PSALAdapter = importlib.import_module("psal.models.attention").PSALAdapter
 
     assert b2 is build_attention and l2 is list_attentions and PSALAdapter is PSALBlock

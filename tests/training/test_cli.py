@@ -152,7 +152,7 @@ def test_corrupt_image_with_loader_workers_is_one_line(photo_folder, tmp_path, c
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        (["--seed", "-1"], "seed (--seed) must be in [0, 4294967295], got -1"),
+        (["--seed", "-1"], "seed (--seed) must be in [0, 9223372036854775807], got -1"),
         (["--batch-size", "0"], "batch_size (--batch-size) must be >= 1, got 0"),
         (["--steps", "-1"], "steps (--steps) must be >= 0, got -1"),
         (["--width", "1"], "model.width (--width) must be >= 2, got 1"),

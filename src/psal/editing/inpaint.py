@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
 
 import torch
 
@@ -32,12 +31,11 @@ from ..layers.vote import vote
 from ..patchmatch import patchmatch
 from ..patchmatch.distance import valid_key_positions
 from ..utils.image import ImageLike, from_tensor, to_mask, to_tensor
+from ..utils.progress import ProgressCallback
 from ._pyramid import bbox, dilate, downsample, fill_smooth, hole_radius, upsample_field
 from ._temperature import wexler_temperature
 
 __all__ = ["inpaint"]
-
-Progress = Callable[[int, int], None]
 
 
 class _Level:
@@ -153,7 +151,7 @@ def _inpaint_one(
     temperature: float | None,
     seed: int,
     backend: str,
-    progress: Progress | None,
+    progress: ProgressCallback | None,
     done: list[int],
     total_ref: list[int],
 ) -> torch.Tensor:
@@ -211,7 +209,7 @@ def inpaint(
     seed: int | None = None,
     device: torch.device | str | None = None,
     backend: str = "auto",
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ImageLike:
     """Fill the masked region of an image from the rest of it (object removal).
 

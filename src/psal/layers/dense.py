@@ -8,8 +8,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .._checks import check_choice, check_int, check_mask, check_patch_size, check_positive_float
 from .._deprecation import keyword_only, warn_deprecated
-from ..patchmatch.distance import center_pair, unfold_patches, valid_key_positions
-from ._aggregate import reflect_index
+from ..patchmatch.distance import center_pair, reflect_index, unfold_patches, valid_key_positions
 from .psattention import AGGREGATIONS, _check_qkv, _check_temperature, ps_attention
 
 __all__ = ["PatchAttention", "patch_attention"]

@@ -6,6 +6,7 @@ their old names as aliases of the blocks for one release.
 
 from __future__ import annotations
 
+from .._deprecation import warn_deprecated
 from ..layers.registry import (
     ContextualBlock as ContextualAdapter,
 )
@@ -16,6 +17,8 @@ from ..layers.registry import (
     PSALBlock as PSALAdapter,
 )
 from ..layers.registry import build_attention, list_attentions
+
+warn_deprecated("psal.models.attention is deprecated; import from psal.layers.registry", 2)
 
 __all__ = [
     "ContextualAdapter",

@@ -27,9 +27,19 @@ __all__ = [
     "center_pair",
     "pad_reflect",
     "patch_distance",
+    "reflect_index",
     "unfold_patches",
     "valid_key_positions",
 ]
+
+
+def reflect_index(i: torch.Tensor, size: int) -> torch.Tensor:
+    """Reflect integer coordinates in ``[-(size-1), 2*size-2]`` into ``[0, size)``.
+
+    The index form of :func:`pad_reflect`'s border rule (``-1 -> 1``, ``size -> size-2``).
+    """
+    i = torch.where(i < 0, -i, i)
+    return torch.where(i >= size, 2 * (size - 1) - i, i)
 
 
 def pad_reflect(x: torch.Tensor, radius: int) -> torch.Tensor:

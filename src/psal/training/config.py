@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._checks import SEED_LIMIT
+
 __all__ = [
     "DataConfig",
     "LossConfig",
@@ -402,8 +404,9 @@ FLAGS = {
     "device": "--device",
 }
 
-#: Largest accepted ``seed`` (seeds of every rank and step must fit torch's 64 bits).
-MAX_SEED = 2**32 - 1
+#: Largest accepted ``seed``: psal's one seed limit (seed + rank and step offsets still
+#: fit torch's unsigned 64 bits).
+MAX_SEED = SEED_LIMIT - 1
 
 _CHOICES = {
     "model.critic": ("wgan-gp", "sn-patchgan"),
