@@ -93,7 +93,7 @@ class Inpainter(nn.Module):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(device)
-        states, meta = load_weights(path, device="cpu")
+        states, meta = load_weights(path, device="cpu", task="inpaint")
         spec = meta.get("generator")
         if not isinstance(spec, dict) or "name" not in spec or "generator" not in states:
             raise ValueError(f"{meta.get('path', path)!s} holds no generator description")
