@@ -237,7 +237,7 @@ class Trainer:
             except RuntimeError as err:  # size mismatch, missing or unexpected keys
                 raise ValueError(
                     f"resume: the {k} in {where!r} does not match the config "
-                    f"({_model_differences(meta.get('config'), self) or _first_line(err)}); "
+                    f"({_model_differences(meta, self) or _first_line(err)}); "
                     "keep the checkpoint's settings to resume it, or start a new run in "
                     "another --out"
                 ) from err
@@ -289,7 +289,8 @@ class Trainer:
         if not isinstance(meta.get("config"), dict):
             raise ValueError(f"{meta.get('path', path)} stores no training config")
         task_class = get_task(meta["task"])
-        return config_from_dict(meta["config"], task_class.config_class())
+        data = task_class.upgrade_config(meta["config"], int(meta["format_version"]))
+        return config_from_dict(data, task_class.config_class())
 
 
 def _first_line(err: Exception, short: bool = True) -> str:
@@ -299,7 +300,7 @@ def _first_line(err: Exception, short: bool = True) -> str:
     return lines[1] if short and len(lines) > 1 else lines[0]
 
 
-def _model_differences(stored: Any, trainer: Trainer) -> str:
+def _model_differences(meta: dict[str, Any], trainer: Trainer) -> str:
     """Which architecture keys differ between a checkpoint's config and the run's."""
 
     def flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -311,12 +312,11 @@ def _model_differences(stored: Any, trainer: Trainer) -> str:
                 out[f"{prefix}{k}"] = v
         return out
 
-    task = trainer.task
+    task, stored = trainer.task, meta.get("config")
     try:
-        old_config = (
-            config_from_dict(stored, task.config_class()) if isinstance(stored, dict) else None
-        )
-    except ValueError:
+        stored = task.upgrade_config(stored, int(meta.get("format_version", 2)))
+        old_config = config_from_dict(stored, task.config_class())
+    except (ValueError, TypeError, AttributeError):
         old_config = None
     old = flat(config_to_dict(old_config)) if old_config is not None else {}
     new = flat(config_to_dict(trainer.config))

@@ -22,6 +22,9 @@ What a task defines (class attributes):
 
 What a task implements (methods), and when the engine calls them:
 
+- ``upgrade_config(data, version)`` (classmethod, optional): turn the config dict of a
+  checkpoint of an older format version into the current one (renamed keys are better
+  declared in the config class's ``ALIASES``).
 - ``check_config(config)`` (classmethod): value checks beyond the types, before
   anything is built or written; call ``cls.options.check_base(config)`` first and raise
   through ``cls.options.fail(key, expected, value)`` so that messages name the flag.
@@ -153,6 +156,11 @@ class Task:
     def check_config(cls, config: BaseConfig) -> None:
         """Check the values of ``config``; raises ConfigError naming key and flag."""
         cls.options.check_base(config)
+
+    @classmethod
+    def upgrade_config(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        """The config dict stored in a checkpoint of format ``version``, made current."""
+        return data
 
     # ------------------------------------------------------------ training
     def train_step(self, next_batch: Callable[[], Batch], images: bool) -> tuple[dict, Any]:

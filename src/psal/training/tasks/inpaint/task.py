@@ -100,6 +100,17 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
     def check_config(cls, config: InpaintConfig) -> None:  # noqa: D102
         check_inpaint_config(config)
 
+    @classmethod
+    def upgrade_config(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        """Runs of format 1 (psal < 0.2) had the legacy stage-2 dilated branch."""
+        if version < 2:
+            model = dict(data.get("model") or {})
+            kwargs = dict(model.get("kwargs") or {})
+            kwargs.setdefault("stage2_dilated", "legacy")
+            model["kwargs"] = kwargs
+            data = {**data, "model": model}
+        return data
+
     def __init__(self, config: InpaintConfig, runtime: Runtime) -> None:
         super().__init__(config, runtime)
         device = runtime.device
