@@ -13,8 +13,8 @@ Two stages, images in [-1, 1]:
    conv3/2 c; conv3 2c; conv3/2 2c; conv3 4c x2; dilated conv3 4c at rates 2, 4, 8, 16,
    as the reference code's ``xconv1``-``xconv10``) and an attention one (conv5 c;
    conv3/2 c; conv3 2c; conv3/2 4c; conv3 4c; conv3 4c with ReLU; **attention** on the
-   1/4-resolution features with the hole max-pooled to that resolution; conv3 4c x2). Their features are concatenated and
-   decoded like stage 1.
+   1/4-resolution features with the hole max-pooled to that resolution; conv3 4c x2).
+   Their features are concatenated and decoded like stage 1.
 
 At ``width=32`` the generator has 3,601,542 parameters, as the reference's (1,448,227
 in stage 1; 880,480 + 695,968 + 576,867 in stage 2's dilated branch, attention branch

@@ -103,6 +103,11 @@ class InpaintLoss:
         gp_weight: gradient penalty lambda.
         gp_masked: weight the penalised gradient by the hole mask (the reference).
         discount_gamma: spatial discount (0.99 in the paper).
+        discount: the discounted L1's weighting (:mod:`psal.models.losses`): ``"box"``
+            (the reference code's: the whole hole box weighted by its distance to the
+            box's edges, averaged over the box), ``"nearest"`` (distance to the nearest
+            known pixel, averaged over the hole; for free-form holes) or ``"auto"``
+            (``box`` for rectangle masks, ``nearest`` otherwise).
     """
 
     l1_weight: float = 1.2
@@ -113,6 +118,7 @@ class InpaintLoss:
     gp_weight: float = 10.0
     gp_masked: bool = True
     discount_gamma: float = 0.99
+    discount: str = "auto"
 
 
 @dataclass
@@ -165,6 +171,7 @@ INPAINT_OPTIONS = BASE_OPTIONS.extend(
         Option("data.masks", "--masks", "hole masks", ("rect", "free-form", "mixed")),
         Option("model.kwargs.width", "--width", "generator base channels, >= 2 (paper: 32)"),
         Option("data.resize", None, "crop or resize the images", ("crop", "resize")),
+        Option("loss.discount", None, "discounted L1 weighting", ("auto", "box", "nearest")),
     ]
 )
 
@@ -197,7 +204,7 @@ def check_inpaint_config(config: InpaintConfig) -> None:
     opts.integer(config, "optim.n_critic", 0)
     loss = config.loss
     for f in dataclasses.fields(loss):
-        if f.name not in ("gp_masked", "discount_gamma"):
+        if f.name not in ("gp_masked", "discount_gamma", "discount"):
             opts.number(config, f"loss.{f.name}", 0, False)
     if not (math.isfinite(loss.discount_gamma) and 0 < loss.discount_gamma <= 1):
         opts.fail("loss.discount_gamma", "in (0, 1]", loss.discount_gamma)

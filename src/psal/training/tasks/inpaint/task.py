@@ -6,7 +6,9 @@ generator update on a fresh batch (the reference code's schedule). Per step:
 - critic: ``wgan-gp``: global critic on the completed image and local critic on the
   hole's box, loss ``E[D(fake)] - E[D(real)]`` plus ``gp_weight`` times the (masked)
   gradient penalties; ``sn-patchgan``: hinge loss on image + mask;
-- generator: spatially discounted L1 in the hole and L1 outside it, for the coarse
+- generator: spatially discounted L1 in the hole (``loss.discount``: the reference's
+  box weighting for rectangles, nearest-known-pixel for free-form holes) and L1 outside
+  it, for the coarse
   (x ``coarse_weight``) and refined outputs, plus ``adv_weight`` times the adversarial
   loss of the completed image.
 
@@ -229,14 +231,24 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
         lc, rt = self.config.loss, self.runtime
         real = batch["image"] * 2 - 1
         mask = batch["mask"]
-        weights = L.spatial_discount(mask, lc.discount_gamma)
+        box = lc.discount == "box" or (lc.discount == "auto" and self.config.data.masks == "rect")
+        if box:
+            size = self.masks.hole_size
+
+            def hole_l1(pred: torch.Tensor) -> torch.Tensor:
+                return L.box_discounted_l1(pred, real, batch["box"], size, lc.discount_gamma)
+        else:
+            weights = L.spatial_discount(mask, lc.discount_gamma)
+
+            def hole_l1(pred: torch.Tensor) -> torch.Tensor:
+                return L.discounted_l1(pred, real, mask, weights=weights)
+
         for c in self.critics.values():
             c.requires_grad_(False)
         try:
             with rt.autocast():
                 out = self.g_train(real, mask, return_flow=return_flow)
-                hole_c = L.discounted_l1(out.coarse, real, mask, weights=weights)
-                hole_f = L.discounted_l1(out.refined, real, mask, weights=weights)
+                hole_c, hole_f = hole_l1(out.coarse), hole_l1(out.refined)
                 known_c = L.known_l1(out.coarse, real, mask)
                 known_f = L.known_l1(out.refined, real, mask)
                 adv = self._adversarial(out.completed, batch)
