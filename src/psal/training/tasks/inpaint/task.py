@@ -147,7 +147,37 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
                 f"(attention {attention!r})",
                 size,
             )
+        self._check_attention_k(generator)
         return generator
+
+    def _check_attention_k(self, generator: nn.Module) -> None:
+        """Refuse a neighbour count ``k`` larger than the key patches of a training hole.
+
+        With more neighbours than valid key patches the attention could not search and
+        would pass features through unchanged: training without attention, silently.
+        """
+        from ....patchmatch import valid_key_positions
+
+        layer = getattr(
+            getattr(getattr(generator, "refine", None), "attention", None), "layer", None
+        )
+        k, p = getattr(layer, "k", None), getattr(layer, "patch_size", None)
+        if not isinstance(k, int) or not isinstance(p, int):
+            return
+        d = self.config.data
+        size, hole = d.image_size, d.hole_size or d.image_size // 2
+        mask = torch.zeros(1, 1, size, size, dtype=torch.bool)
+        top = (size - hole) // 2
+        mask[..., top : top + hole, top : top + hole] = True
+        small = torch.nn.functional.max_pool2d(mask.float(), 4, 4, ceil_mode=True) > 0
+        n = int(valid_key_positions(small, p).sum())
+        if k > n:
+            self.options.fail(
+                "model.kwargs.attention_options.k",
+                f"at most {n} (the key patches outside a {hole}x{hole} hole in the "
+                f"{size // 4}x{size // 4} features of data.image_size {size})",
+                k,
+            )
 
     def _build_data(self) -> None:
         d, seed = self.config.data, self.config.seed
