@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
 from ..layers.vote import vote
 from ..patchmatch import patchmatch
+from ..utils.convert import check_unit_float
 from ..utils.image import ImageLike, from_tensor, to_tensor
 from ._color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
 from ._temperature import wexler_temperature
@@ -117,6 +119,8 @@ def colorize(
     if temperature is not None and temperature != float("inf"):
         temperature = check_positive_float(temperature, "temperature")
     x, spec = to_tensor(target, "target", device=device)
+    if spec.kind == "pil" and spec.mode == "F":  # the RGB result holds 8 bits of [0, 1]
+        check_unit_float(np.asarray(target), "target")
     ref, _ = to_tensor(reference, "reference", device=x.device)
     ref = ref.to(x.dtype)
     if ref.shape[1] < 3:

@@ -27,7 +27,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["ImageLike", "ImageSpec", "from_tensor", "result_mode", "to_tensor"]
+__all__ = [
+    "ImageLike",
+    "ImageSpec",
+    "check_device",
+    "check_values",
+    "from_tensor",
+    "result_mode",
+    "to_tensor",
+]
 
 ImageLike = np.ndarray | Image.Image | torch.Tensor
 
@@ -99,8 +107,19 @@ class ImageSpec:
 _ALPHA_MODES = ("PA", "La", "RGBa")
 
 
-def _pil_to_array(image: Image.Image) -> tuple[np.ndarray, str]:
+#: 16-bit modes of other byte orders, read as ``I;16`` (converting them to RGB would
+#: cut them to 8 bits).
+_I16_MODES = ("I;16B", "I;16L", "I;16N")
+
+#: Largest value of a mode ``I`` (32-bit integer) image that psal accepts: it reads ``I``
+#: as 16-bit data (how older Pillow opened 16-bit PNGs); larger values are refused.
+I_MAX = 65535
+
+
+def _pil_to_array(image: Image.Image, name: str = "image") -> tuple[np.ndarray, str]:
     mode = image.mode
+    if mode in _I16_MODES:
+        return np.asarray(image).astype(np.uint16), "I;16"
     if mode not in _PIL_MODES:
         # "A" in the mode name is not enough: LAB's A band is a colour axis
         alpha = mode in _ALPHA_MODES or "transparency" in image.info
@@ -109,7 +128,93 @@ def _pil_to_array(image: Image.Image) -> tuple[np.ndarray, str]:
     arr = np.asarray(image)
     if mode == "I;16":
         arr = arr.astype(np.uint16)
+    elif mode == "I":
+        check_int32_range(arr, name)
     return arr, mode
+
+
+def check_values(image: Image.Image, name: str = "image", *, unit_float: bool = False) -> None:
+    """Refuse, before any work, a PIL image whose values psal would change.
+
+    Mode ``I`` (32-bit integers) must hold 0..65535 (psal reads it as 16-bit data), mode
+    ``F`` (32-bit floats) finite values, and, with ``unit_float`` (for a result that is
+    written at 8 bits, as colorize's RGB), values in [0, 1]. Other modes always pass.
+    :func:`to_tensor` applies the same ``I`` check; this one lets a caller check a file
+    right after reading it.
+
+    Raises:
+        ValueError: naming ``name``, the mode and the range of values found.
+    """
+    if image.mode == "I":
+        check_int32_range(np.asarray(image), name)
+    elif image.mode == "F":
+        check_unit_float(np.asarray(image), name, unit_float)
+
+
+def check_unit_float(arr: np.ndarray, name: str, unit: bool = True) -> None:
+    """Refuse NaN / Inf in a float image, and values outside [0, 1] when ``unit``."""
+    if arr.size == 0:
+        return
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or Inf values")
+    if unit and (float(arr.min()) < 0.0 or float(arr.max()) > 1.0):
+        raise ValueError(
+            f"{name} is a float image with values in [{float(arr.min()):g}, "
+            f"{float(arr.max()):g}]; this result is written at 8 bits from values in "
+            "[0, 1]: rescale it first"
+        )
+
+
+def check_int32_range(arr: np.ndarray, name: str) -> None:
+    """Refuse a 32-bit integer (mode ``I``) image whose values leave 0..65535.
+
+    psal reads mode ``I`` as 16-bit data; wider values would be clipped, changing
+    every known pixel, so they are refused before any work.
+    """
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > I_MAX):
+        raise ValueError(
+            f"{name} is a 32-bit integer image (mode I) with values in "
+            f"[{int(arr.min())}, {int(arr.max())}]; psal reads it as 16-bit data "
+            f"(0..{I_MAX}) and would change its values: convert it to 16 bits first"
+        )
+
+
+def check_device(device: object, name: str = "device") -> torch.device | None:
+    """Check a ``device`` argument: None, or a torch device (or its name) that exists.
+
+    Raises:
+        TypeError: not a string or :class:`torch.device`.
+        ValueError: an unknown name, CUDA / MPS that is not available, a CUDA index
+            beyond the devices present, or ``meta`` (which holds no data).
+    """
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"{name} must be a str or torch.device, got {device!r} ({type(device).__name__})"
+        )
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"{name} must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name}={device!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{name}={device!r}: no such CUDA device (found {torch.cuda.device_count()})"
+            )
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{name}={device!r}: MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise ValueError(
+            f"{name} must be 'cpu', 'cuda', 'cuda:N' or 'mps' (a device that holds image "
+            f"data), got {device!r}"
+        )
+    return dev
 
 
 def _check_finite(x: torch.Tensor, name: str) -> None:
@@ -128,6 +233,8 @@ def result_mode(image: Image.Image) -> str:
         raise TypeError(f"image must be a PIL image, got {type(image).__name__}")
     if image.mode in _PIL_MODES:
         return image.mode
+    if image.mode in _I16_MODES:
+        return "I;16"
     alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
     return "RGBA" if alpha else "RGB"
 
@@ -157,8 +264,9 @@ def to_tensor(
         >>> x.shape, spec.layout
         (torch.Size([1, 3, 4, 5]), 'HWC')
     """
+    device = check_device(device)
     if isinstance(image, Image.Image):
-        arr, mode = _pil_to_array(image)
+        arr, mode = _pil_to_array(image, name)
         dtype, scale = _PIL_MODES[mode]
         c = 1 if arr.ndim == 2 else arr.shape[2]
         spec = ImageSpec("pil", "PIL", dtype, mode, scale, c)

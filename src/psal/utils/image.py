@@ -16,6 +16,7 @@ from .io import (
     file_format,
     load_image,
     load_mask,
+    pixel_limit,
     save_format,
     save_image,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "from_tensor",
     "load_image",
     "load_mask",
+    "pixel_limit",
     "result_mode",
     "save_format",
     "save_image",

@@ -1,83 +1,108 @@
 """Masks: one rule that reads a numpy, PIL or tensor mask as a bool hole map.
 
-True = hole. **Threshold rule**: a pixel is a hole pixel when its value is above half of
-the full range, i.e. ``> 127`` for 8-bit masks, ``> 32767`` for 16-bit ones, ``> 0.5``
-for float masks, so soft or anti-aliased masks are cut at mid-grey (``threshold``
-changes the fraction). A mask image with transparency (alpha not everywhere opaque) is
-read from its alpha channel instead: transparent pixels (alpha ``<= 127``) are the hole,
-as in common image-edit tools; an opaque alpha channel is ignored. In a colour mask a
-pixel is a hole when its brightest channel is above the threshold (a pure red scribble
-counts). A uint8 mask whose largest value is 1 is read as a 0/1 mask. numpy arrays and
-PIL images follow the same rule: ``(H, W, 2)`` and ``(H, W, 4)`` arrays have alpha last.
+True = hole. The **mask rule**, applied in this order (numpy arrays, PIL images and
+tensors alike; ``(H, W, 2)`` and ``(H, W, 4)`` arrays have alpha last):
+
+1. **Transparency.** A mask with an alpha channel that is not everywhere opaque is read
+   from its alpha: a pixel is *transparent* when its alpha is ``<= (1 - threshold)`` of
+   the full range (``<= 127`` for 8 bits). The hole is the smaller of the two parts:
+   the transparent part when it covers at most half the image (a region erased from a
+   photo), else the painted, opaque part (strokes, of any colour, on a transparent
+   layer). An everywhere-opaque alpha is ignored.
+2. **Colour.** A colour mask is reduced to its brightest channel (a red scribble counts).
+3. **Threshold.** A pixel is a hole when its value is above ``threshold`` (default half)
+   of the full range: ``> 127`` for uint8, ``> 32767`` for 16-bit masks (uint16, PIL
+   ``I;16``, and PIL ``I``, which psal reads as 16-bit data), ``> 0.5`` for floats. Soft
+   or anti-aliased masks are cut at mid-grey.
+4. **Labels.** An integer mask in which no pixel passes the threshold but some are not 0
+   is a label mask: every non-zero pixel is a hole. So 0/1 masks (with a stray 2 or
+   not), and 0/1 or 0/255 masks stored in 16 or 32 bits, read as meant. Integer dtypes
+   without a usual full range (int8..int64, uint32, uint64) are always read this way;
+   negative values are refused.
+
+Bool masks are used as they are. Float masks must be finite; complex masks are refused.
+:func:`to_mask` warns (``UserWarning``) when the hole covers more than half the image.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .convert import _ALPHA_MODES, ImageLike
+from .convert import _ALPHA_MODES, _I16_MODES, ImageLike
 
-__all__ = ["to_mask"]
+__all__ = ["MOSTLY_HOLE", "to_mask"]
+
+#: Fraction of the image above which :func:`to_mask` warns that the hole covers most of it.
+MOSTLY_HOLE = 0.5
+
+_FULL = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.bool_): 1.0}
 
 
 def _full_range(dtype: np.dtype) -> float | None:
     """The value of an opaque alpha / a full-range mask pixel for a numpy dtype."""
     if dtype.kind == "f":
         return 1.0
-    return {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.bool_): 1.0}.get(
-        dtype
-    )
+    return _FULL.get(dtype)
 
 
-def _reduce_mask_array(arr: np.ndarray, threshold: float, name: str) -> np.ndarray:
-    """Apply the mask rule to a numpy mask (H, W) or (H, W, C) -> bool (H, W).
+def _check_kind(dtype: object, name: str) -> None:
+    kind = getattr(dtype, "kind", None)
+    complex_torch = isinstance(dtype, torch.dtype) and dtype.is_complex
+    if kind == "c" or complex_torch or (kind is not None and kind not in "biuf"):
+        raise TypeError(f"{name} must be bool, integer or float, got dtype {dtype}")
 
-    With 2 or 4 channels the last is alpha: if it is not everywhere opaque it is the
-    mask (transparent = hole); otherwise it is dropped. The colour channels are then
-    reduced by their maximum (a red scribble counts), and the threshold rule applied.
-    """
+
+def _threshold_gray(arr: np.ndarray, threshold: float, name: str, full: float | None) -> np.ndarray:
+    """Steps 3 and 4 of the rule on a (H, W) array; ``full`` overrides the dtype's range."""
+    if arr.dtype == np.bool_:
+        return arr.copy()
+    if arr.dtype.kind == "f":
+        return arr > threshold
+    if arr.size and int(arr.min()) < 0:
+        raise ValueError(
+            f"{name} with integer dtype {arr.dtype} must not hold negative values; got "
+            f"values in [{int(arr.min())}, {int(arr.max())}]"
+        )
+    full = full if full is not None else _FULL.get(arr.dtype)
+    if full is not None:
+        hole = arr > threshold * full
+        if hole.any():
+            return hole
+    return arr != 0  # a label mask: every non-zero value is a hole
+
+
+def _reduce_mask_array(
+    arr: np.ndarray, threshold: float, name: str, full: float | None = None
+) -> np.ndarray:
+    """Apply the mask rule (module docstring) to a numpy (H, W) or (H, W, C) -> bool (H, W)."""
+    _check_kind(arr.dtype, name)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or Inf values")
     if arr.ndim == 3 and arr.shape[2] in (2, 4):
         alpha, arr = arr[..., -1], arr[..., :-1]
-        full = _full_range(arr.dtype)
-        if full is not None and alpha.size and float(alpha.min()) < full:
-            return alpha.astype(np.float64) <= (1.0 - threshold) * full
+        opaque = _full_range(alpha.dtype)
+        if opaque is not None and alpha.size and float(alpha.min()) < opaque:
+            clear = alpha.astype(np.float64) <= (1.0 - threshold) * opaque
+            return clear if clear.mean() <= 0.5 else ~clear
     if arr.ndim == 3:
         arr = arr.max(axis=2)
     if arr.ndim != 2:
         raise ValueError(f"{name} must have shape (H, W) or (H, W, C), got {arr.shape}")
-    if arr.dtype == np.bool_:
-        return arr.copy()
-    if arr.dtype == np.uint8:
-        if arr.max() <= 1:
-            return arr > 0
-        return arr > threshold * 255
-    if arr.dtype == np.uint16:
-        return arr > threshold * 65535
-    if arr.dtype.kind == "f":
-        return arr > threshold
-    if arr.dtype.kind in "iu":
-        if arr.min() < 0 or arr.max() > 1:
-            raise ValueError(
-                f"{name} with integer dtype {arr.dtype} must hold only 0 and 1 (use uint8 "
-                f"0..255, bool or float 0..1 for other conventions); got values in "
-                f"[{arr.min()}, {arr.max()}]"
-            )
-        return arr > 0
-    raise TypeError(f"{name} must be bool, integer or float, got dtype {arr.dtype}")
+    return _threshold_gray(arr, threshold, name, full)
 
 
 def _pil_mask(image: Image.Image, threshold: float, name: str = "mask") -> np.ndarray:
     """A PIL mask through the same rule as a numpy one (see :func:`_reduce_mask_array`)."""
     mode = image.mode
-    if mode == "I":  # 16-bit data as Pillow opens 16-bit PNGs
-        return np.asarray(image).astype(np.float64) > threshold * 65535
-    if mode in ("1", "I;16", "F", "L", "LA", "RGB", "RGBA"):
+    if mode == "I":  # 32-bit integers, read as 16-bit data (as 16-bit PNGs once opened)
+        return _reduce_mask_array(np.asarray(image), threshold, name, full=65535.0)
+    if mode in ("1", "I;16", "F", "L", "LA", "RGB", "RGBA") or mode in _I16_MODES:
         arr = np.asarray(image)
-        arr = arr.astype(np.uint16) if mode == "I;16" else arr
+        arr = arr.astype(np.uint16) if mode.startswith("I;16") else arr
     elif mode in _ALPHA_MODES or "transparency" in image.info:
         arr = np.asarray(image.convert("RGBA"))
     else:  # palette, CMYK, YCbCr, LAB, HSV, ...
@@ -97,8 +122,9 @@ def to_mask(
 ) -> torch.Tensor:
     """Turn a mask given as numpy, PIL or tensor into a (B, 1, H, W) bool tensor.
 
-    True marks the hole. The threshold rule is in the module docstring: values above
-    ``threshold`` times the full range are hole pixels (``> 127`` for uint8).
+    True marks the hole. The mask rule is in the module docstring (transparency, colour,
+    threshold, labels): values above ``threshold`` times the full range are hole pixels
+    (``> 127`` for uint8); an integer mask with no such pixel reads non-zero as hole.
 
     Args:
         mask: numpy ``(H, W)`` / ``(H, W, C)`` (colour channels reduced by max, alpha
@@ -112,8 +138,12 @@ def to_mask(
         name: argument name for error messages.
 
     Raises:
-        TypeError: unsupported kind or dtype.
-        ValueError: wrong size (the message gives the mask's and the image's sizes).
+        TypeError: unsupported kind or dtype (complex, object, ...).
+        ValueError: wrong size (the message gives the mask's and the image's sizes),
+            NaN / Inf, negative integers.
+
+    Warns:
+        UserWarning: the hole covers more than half the image (:data:`MOSTLY_HOLE`).
 
     Example:
         >>> import numpy as np
@@ -138,18 +168,21 @@ def to_mask(
                 f"{name} must be a tensor of shape (H, W), (1, H, W) or (B, 1, H, W), got "
                 f"shape {tuple(mask.shape)}"
             )
+        _check_kind(t.dtype, name)
         if t.dtype == torch.bool:
             m = t
-        elif t.dtype == torch.uint8:
-            m = t > (0 if int(t.max()) <= 1 else threshold * 255)
         elif t.is_floating_point():
             if not bool(torch.isfinite(t).all()):
                 raise ValueError(f"{name} contains NaN or Inf values")
             m = t > threshold
         else:
-            if int(t.min()) < 0 or int(t.max()) > 1:
-                raise ValueError(f"{name} with dtype {t.dtype} must hold only 0 and 1")
-            m = t > 0
+            full = 255.0 if t.dtype == torch.uint8 else None
+            m = torch.stack(
+                [
+                    torch.from_numpy(_threshold_gray(ti.cpu().numpy(), threshold, name, full))
+                    for ti in t[:, 0]
+                ]
+            )[:, None].to(t.device)
     else:
         raise TypeError(
             f"{name} must be a numpy array, a PIL image or a torch tensor, got "
@@ -162,5 +195,13 @@ def to_mask(
         )
     if m.shape[0] not in (1, batch):
         raise ValueError(f"{name} has batch size {m.shape[0]} but the image has {batch}")
+    fraction = float(m.float().mean()) if m.numel() else 0.0
+    if MOSTLY_HOLE < fraction < 1.0:  # a full hole is refused by the callers
+        warnings.warn(
+            f"{name}: the hole covers {100 * fraction:.0f}% of the image; check that white "
+            "(or the painted part of a transparent layer) marks what to fill",
+            UserWarning,
+            stacklevel=2,
+        )
     m = m.expand(batch, 1, height, width)
     return m.to(device=device or "cpu").contiguous()
