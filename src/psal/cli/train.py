@@ -227,6 +227,10 @@ def _eval(args: argparse.Namespace) -> int:
     ):
         if value is not None and value < low:
             raise CLIError(f"{flag} must be >= {low}, got {value}")
+    if args.json:  # before the evaluation, not after it
+        from ..utils.atomic import check_writable
+
+        check_writable(args.json, "--json")
     device = resolve_device(args.device)
     try:
         model = Inpainter.from_checkpoint(args.checkpoint, device=device)

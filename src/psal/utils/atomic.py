@@ -80,22 +80,23 @@ def check_writable(path: str | os.PathLike[str], name: str = "output") -> None:
         ValueError: with a message that names ``name`` and the path.
     """
     dest = Path(path)
-    if dest.is_dir():
-        raise ValueError(f"{name} {path}: is a directory; give a file name")
     if not dest.name:
         raise ValueError(f"{name} {path!r}: give a file name")
+    try:
+        limit = os.pathconf(_existing_folder(dest), "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - not POSIX
+        limit = 255
+    for part in dest.parts:
+        if len(os.fsencode(part)) > limit:
+            raise ValueError(
+                f"{name} {path}: the name {part[:20]}... is {len(os.fsencode(part))} bytes "
+                f"long; this file system allows {limit}"
+            )
+    if dest.is_dir():
+        raise ValueError(f"{name} {path}: is a directory; give a file name")
     parent = _existing_folder(dest)
     if not parent.is_dir():
         raise ValueError(f"{name} {path}: {parent} is a file, not a directory")
-    try:
-        limit = os.pathconf(parent, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):  # pragma: no cover - not POSIX
-        limit = 255
-    if len(os.fsencode(dest.name)) > limit:
-        raise ValueError(
-            f"{name} {path}: the file name is {len(os.fsencode(dest.name))} bytes long; "
-            f"this file system allows {limit}"
-        )
     try:
         fd, probe = tempfile.mkstemp(prefix=".psal-write-test.", dir=parent)
     except OSError as err:

@@ -174,6 +174,9 @@ def load_mask(
         size: expected ``(width, height)`` (PIL order); a mismatch raises ValueError.
         threshold: fraction of the full range above which a pixel is a hole.
         max_pixels: pixel limit (see :func:`load_image`).
+
+    Unlike :func:`psal.utils.masks.to_mask` it does not warn about a mask that covers
+    most of the image: the editing functions do, about the mask they are given.
     """
     image = load_image(path, name="mask", max_pixels=max_pixels)
     if size is not None and image.size != tuple(size):
@@ -181,7 +184,10 @@ def load_mask(
             f"mask {path} is {image.size[0]}x{image.size[1]} but the image is "
             f"{size[0]}x{size[1]}; they must have the same size"
         )
-    return to_mask(image, image.size[1], image.size[0], threshold=threshold)[0, 0].numpy()
+    with warnings.catch_warnings():  # the editing functions warn about the mask they use
+        warnings.simplefilter("ignore", UserWarning)
+        m = to_mask(image, image.size[1], image.size[0], threshold=threshold)
+    return m[0, 0].numpy()
 
 
 def array_to_pil(arr: np.ndarray) -> Image.Image:
