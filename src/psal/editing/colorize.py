@@ -17,6 +17,7 @@ target, the key the reference's luminance, the value the reference's chrominance
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -24,6 +25,7 @@ from .._checks import check_int, check_patch_size, check_positive_float, resolve
 from .._deprecation import keyword_only
 from ..layers.vote import vote
 from ..patchmatch import patchmatch
+from ..utils.convert import check_unit_float
 from ..utils.image import ImageLike, from_tensor, to_tensor
 from ..utils.progress import ProgressCallback
 from ._color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
@@ -118,6 +120,8 @@ def colorize(
     if temperature is not None and temperature != float("inf"):
         temperature = check_positive_float(temperature, "temperature")
     x, spec = to_tensor(target, "target", device=device)
+    if spec.kind == "pil" and spec.mode == "F":  # the RGB result holds 8 bits of [0, 1]
+        check_unit_float(np.asarray(target), "target")
     ref, _ = to_tensor(reference, "reference", device=x.device)
     ref = ref.to(x.dtype)
     if ref.shape[1] < 3:
