@@ -80,7 +80,6 @@ def test_a_task_of_the_documented_interface_trains_and_resumes_exactly(tmp_path)
     straight = Trainer(_config(tmp_path / "a"))
     results = straight.fit()
     assert results["lr"] == 0.0  # the cosine schedule (after 2 warm-up steps) ends at 0
-    )
     first = Trainer(_config(tmp_path / "b"))
     first.fit(until=3)
     resumed = Trainer(_config(tmp_path / "b"), resume=tmp_path / "b")
