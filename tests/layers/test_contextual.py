@@ -560,10 +560,12 @@ def test_non_finite_inputs_are_refused(bad):
     x = torch.rand(1, 2, 8, 8)
     y = x.clone()
     y[0, 1, 3, 4] = bad
-    with pytest.raises(ValueError, match="background contains non-finite values"):
-        contextual_attention(x, y)
-    with pytest.raises(ValueError, match="foreground contains non-finite values"):
-        ContextualAttention()(y, x)
+    with pytest.raises(ValueError, match="key contains NaN or Inf"):
+        contextual_attention(x, y, y)
+    with pytest.raises(ValueError, match="value contains NaN or Inf"):
+        contextual_attention(x, x, y)
+    with pytest.raises(ValueError, match="query contains NaN or Inf"):
+        ContextualAttention()(y, x, x)
 
 
 def test_score_memory_is_estimated_and_refused(monkeypatch):
