@@ -356,3 +356,15 @@ def test_eval_json_folder_is_refused_before_work(work, capsys):
     code, err = _cli(capsys, "eval", "inpaint", "--checkpoint", work / "missing.safetensors",
                      "--data", work, "--json", work)  # fmt: skip
     _one_error(code, err, "--json", "is a directory")
+
+
+def test_webp_keeps_the_colour_of_transparent_known_pixels(work, capsys):
+    # found by the fuzz suite: lossless WebP drops the colour under alpha 0 unless exact
+    rgba = np.random.default_rng(4).integers(0, 256, (24, 32, 4)).astype(np.uint8)
+    rgba[..., 3] = np.where(rgba[..., 3] < 80, 0, 255)
+    Image.fromarray(rgba).save(work / "rgba.png")
+    code, err = _cli(capsys, "inpaint", work / "rgba.png", "--mask", work / "mask.png",
+                     "-o", work / "out.webp", "-q")  # fmt: skip
+    assert code == 0, err
+    known = np.asarray(Image.open(work / "mask.png")) == 0
+    assert np.array_equal(np.asarray(Image.open(work / "out.webp"))[known], rgba[known])
