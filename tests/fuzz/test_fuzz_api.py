@@ -19,8 +19,8 @@ from PIL import Image
 import psal
 from psal.utils.masks import to_mask
 
-DTYPES = ("uint8", "uint16", "bool", "float32", "float64")
-BAD_DTYPES = ("int32", "int64", "complex64", "float16")
+DTYPES = ("uint8", "uint16", "bool", "float16", "float32", "float64")
+BAD_DTYPES = ("int32", "int64", "complex64", "uint32")
 SIDES = [1, 3, *range(8, 17)]
 #: One draw in three carries one defect (each must be refused with ValueError/TypeError).
 DEFECTS = [None] * 16 + [
@@ -46,7 +46,9 @@ def arrays(draw, channels=(None, 1, 2, 3, 4), defect=None):
     h, w = draw(st.sampled_from(SIDES)), draw(st.sampled_from(SIDES))
     c = 5 if defect == "channels" else draw(st.sampled_from(channels))
     shape = (h, w) if c is None else (h, w, c)
-    dtype = np.dtype(draw(st.sampled_from(BAD_DTYPES if defect == "dtype" else DTYPES)))
+    dtypes = {"dtype": BAD_DTYPES, "nan": ("float32", "float64"), "inf": ("float32",),
+              "wide": ("float32", "float64")}.get(defect, DTYPES)  # fmt: skip
+    dtype = np.dtype(draw(st.sampled_from(dtypes)))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     if dtype.kind == "f":
         arr = rng.random(shape)
