@@ -299,9 +299,15 @@ def test_complex_masks_and_bad_devices_are_value_or_type_errors():
         to_tensor(np.zeros((2, 2), np.uint8), device="potato")
     with pytest.raises(TypeError, match=r"device must be a str or torch\.device"):
         to_tensor(np.zeros((2, 2), np.uint8), device=3.5)
+    from psal.models import Inpainter
+
+    with pytest.raises(ValueError, match="device must be"):
+        Inpainter.from_checkpoint("never-read.safetensors", device="meta")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device='cuda': CUDA is not available"):
             psal.upscale(np.zeros((8, 8), np.uint8), 2, device="cuda")
+        with pytest.raises(ValueError, match="device='cuda': CUDA is not available"):
+            Inpainter.from_checkpoint("never-read.safetensors", device="cuda")
 
 
 # -- 11: errors that used to come after the work ----------------------------------------
