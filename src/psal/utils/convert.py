@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .._checks import check_finite as _check_finite
+
 __all__ = [
     "ImageLike",
     "ImageSpec",
@@ -216,11 +218,6 @@ def check_device(device: object, name: str = "device") -> torch.device | None:
             f"data), got {device!r}"
         )
     return dev
-
-
-def _check_finite(x: torch.Tensor, name: str) -> None:
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or Inf values")
 
 
 def result_mode(image: Image.Image) -> str:
