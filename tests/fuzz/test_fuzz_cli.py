@@ -22,7 +22,7 @@ from PIL import Image
 from psal.cli import main
 from psal.editing._pyramid import dilate
 from psal.utils.convert import from_tensor, to_tensor
-from psal.utils.io import load_image, load_mask
+from psal.utils.io import full_depth, load_image, load_mask
 
 LOSSLESS = (".png", ".tif", ".webp")
 SUFFIXES = (".png", ".png", ".tif", ".webp", ".jpg", ".bmp", "")
@@ -150,6 +150,9 @@ def test_fuzz_inpaint(capsys, image, mask, opts, dilate_by, threshold, mask_size
         hole = dilate(torch.from_numpy(hole)[None, None], dilate_by)[0, 0].numpy()
         known = ~hole
         got, want = _values(result), _values(ref)
+        if isinstance(full_depth(source), np.ndarray):  # 16-bit colour: all 16 bits kept
+            got, want = full_depth(load_image(out)), full_depth(source)
+            assert isinstance(got, np.ndarray), "16-bit colour written at 8 bits"
         assert got.shape == want.shape, (result.mode, ref.mode)
         assert np.array_equal(got[known], want[known]), "known pixels changed"
 
