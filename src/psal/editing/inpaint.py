@@ -21,8 +21,8 @@ of the proposals; averaging them there blurs the texture (see docs/editing.md).
 The coarsest scale is the one where the hole is a few pixels thick; it starts from a
 smooth onion-peel fill. Each finer scale starts from the coarser field, upsampled, and
 from the image those matches vote. Known pixels are never changed (bit for bit in the
-returned image). Only a window around the hole (its bounding box grown by twice its
-size, at least :data:`CONTEXT_MIN` pixels) is converted and searched, so time and
+returned image). Only a window around the hole (its bounding box grown by its size,
+at least :data:`CONTEXT_MIN` pixels) is converted and searched, so time and
 memory follow the hole, not the image.
 """
 
@@ -46,7 +46,7 @@ from ._temperature import wexler_temperature
 __all__ = ["inpaint"]
 
 #: The window searched for sources: the hole's bounding box grown on each side by
-#: twice its larger side, and by at least this many pixels.
+#: its larger side, and by at least this many pixels.
 CONTEXT_MIN = 256
 
 VOTES = ("best", "mean")
@@ -288,9 +288,9 @@ def _paste(image: ImageLike, part: ImageLike, box: tuple[int, int, int, int]) ->
 
 
 def _context_box(hole: torch.Tensor) -> tuple[int, int, int, int]:
-    """The window that is searched: the hole's box grown by twice its size (>= CONTEXT_MIN)."""
+    """The window that is searched: the hole's box grown by its size (>= CONTEXT_MIN)."""
     y0, y1, x0, x1 = bbox(hole.any(0, keepdim=True))
-    grow = max(CONTEXT_MIN, 2 * max(y1 - y0, x1 - x0))
+    grow = max(CONTEXT_MIN, y1 - y0, x1 - x0)
     return bbox(hole.any(0, keepdim=True), grow)
 
 
@@ -454,11 +454,12 @@ def _inpaint_all(
         raise ValueError(f"patch_size={patch_size} is larger than the image ({w}x{h})")
     forbid = hole if source is None else hole | ~source.to(x.device)
     seed = resolve_seed(seed)
-    out = x.clone()
+    outs = []
     done, total = [0], [0]
     with torch.no_grad():
         for i in range(b):
             if not bool(hole[i].any()):
+                outs.append(x[i : i + 1])
                 continue
             filled = _inpaint_one(
                 x[i : i + 1], hole[i : i + 1], forbid[i : i + 1], source is not None,
@@ -466,5 +467,6 @@ def _inpaint_all(
                 em_iters=em_iters, pm_iters=pm_iters, temperature=temperature,
                 seed=seed + i, backend=backend, progress=progress, done=done, total_ref=total,
             )  # fmt: skip
-            out[i : i + 1] = torch.where(hole[i : i + 1], filled, x[i : i + 1])
-    return from_tensor(out, spec)
+            # a copy of x changed at the hole pixels only: known pixels are exact
+            outs.append(filled)
+    return from_tensor(outs[0] if b == 1 else torch.cat(outs), spec)
