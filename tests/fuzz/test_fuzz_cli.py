@@ -129,7 +129,7 @@ def test_fuzz_inpaint(capsys, image, mask, opts, dilate_by, threshold, mask_size
         if mask_size == "other":
             w, h = w + 1, h
         m, _ = mask.draw(mask_arrays(h, w))
-        mpath = tmp / ("mask.tif" if m.dtype == np.float32 else "mask.png")
+        mpath = tmp / ("mask.tif" if m.dtype in (np.float32, np.int32) else "mask.png")
         Image.fromarray(m).save(mpath)
         out = out_dir / f"result{opts['suffix']}"
         argv = ["inpaint", src, "--mask", mpath, "--dilate", dilate_by, *_common(opts, out)]
