@@ -39,8 +39,6 @@ def test_inpaint_formats_and_modes(files, capsys, src):
     a, b = Image.open(files[src]), Image.open(out)
     assert b.size == a.size and b.mode == a.mode
     m = np.asarray(Image.open(files["mask.png"])) > 127
-    m = np.pad(m, 1)[:-2, 1:-1] | np.pad(m, 1)[2:, 1:-1] | m  # --dilate 1 by default
-    m = np.pad(m, 1)[1:-1, :-2] | np.pad(m, 1)[1:-1, 2:] | m
     if src.endswith((".png", ".webp")):  # lossless: known pixels exactly kept
         assert np.array_equal(np.asarray(b)[~m], np.asarray(a)[~m])
     assert _outputs(files["dir"]) == {out.name}
@@ -154,7 +152,7 @@ def test_checkpoint_uses_learned_inpainter(files, capsys, monkeypatch):
     code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", files["mask.png"], "-o", out,
                      "--checkpoint", "w.safetensors", "--device", "cpu")  # fmt: skip
     assert code == 0, err
-    assert calls["load"] == ("w.safetensors", "cpu") and calls["mask"] == 14 * 16  # --dilate 1
+    assert calls["load"] == ("w.safetensors", "cpu") and calls["mask"] == 12 * 14
     assert (np.asarray(Image.open(out))[12:24, 20:34] == 0).all()
 
 
