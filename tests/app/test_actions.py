@@ -95,9 +95,9 @@ def test_learned_inpaint_equals_the_cli(tmp_path, capsys):
                  "--checkpoint", str(ckpt), "--seed", "2", "-q", "-o", str(tmp_path / "cli.png")])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert np.array_equal(np.asarray(out), np.asarray(Image.open(tmp_path / "cli.png")))
-    with pytest.raises(ValueError, match="no learned inpaint model is loaded.*--checkpoint"):
+    with pytest.raises(ValueError, match=r"no learned inpaint model is loaded.*--checkpoint"):
         actions.run_inpaint(img, hole, method=actions.LEARNED_METHOD, models={})
-    with pytest.raises(ValueError, match="--checkpoint .*cannot load the model"):
+    with pytest.raises(ValueError, match=r"--checkpoint .*cannot load the model"):
         actions.load_models({"inpaint": str(tmp_path / "mask.png")}, torch.device("cpu"))
 
 
@@ -146,10 +146,12 @@ def test_uploads_are_checked(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 80, 3), np.uint8)).save(
         tmp_path / "big.png"
     )
-    with pytest.raises(ValueError, match=r"the photo is 0.0\d+ MB, above this server's limit of 0.01 MB"):
+    with pytest.raises(
+        ValueError, match=r"the photo is 0.0\d+ MB, above this server's limit of 0.01 MB"
+    ):
         actions.open_upload(tmp_path / "big.png", "the photo", limits)
     Image.new("L", (50, 50)).save(tmp_path / "wide.png")  # small file, 2500 pixels
-    with pytest.raises(ValueError, match="50x50 = 0.0025 megapixels, above .* 0.002 megapixels"):
+    with pytest.raises(ValueError, match=r"50x50 = 0.0025 megapixels, above .* 0.002 megapixels"):
         actions.open_upload(tmp_path / "wide.png", "the photo", limits)
     Image.new("L", (40, 40)).save(tmp_path / "ok.png")
     ok = actions.open_upload(tmp_path / "ok.png", "the photo", limits)
@@ -165,7 +167,7 @@ def test_results_keep_mode_and_refuse_lossy_jpeg(tmp_path):
     rgba = Image.new("RGBA", (8, 8), (1, 2, 3, 4))
     png = folder.save(rgba, actions.result_stem("/x/my photo.jpg", "inpainted"))
     assert png.name == "my_photo_inpainted.png" and Image.open(png).mode == "RGBA"
-    with pytest.raises(ValueError, match="JPEG cannot hold this RGBA image.*download it as PNG"):
+    with pytest.raises(ValueError, match=r"JPEG cannot hold this RGBA image.*download it as PNG"):
         folder.save(rgba, "a", "JPEG")
     jpg = folder.save(Image.new("RGB", (8, 8)), "a", "JPEG")
     assert Image.open(jpg).format == "JPEG" and jpg.parent != png.parent

@@ -238,7 +238,7 @@ def check_seed(seed: Any) -> int:
         value = int(seed)
     except (TypeError, ValueError):
         raise ValueError(f"seed must be an integer, got {seed!r}") from None
-    if value != seed and not isinstance(seed, str) or not 0 <= value < SEED_LIMIT:
+    if (value != seed and not isinstance(seed, str)) or not 0 <= value < SEED_LIMIT:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     return value
 

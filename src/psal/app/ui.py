@@ -44,25 +44,28 @@ footer {display: none !important}
 """
 
 
-class PhotoInput(gr.Image):
-    """``gr.Image`` that answers an unreadable upload with a clear message.
+def photo_input(**kwargs: Any) -> gr.Image:
+    """A ``gr.Image`` that answers an unreadable upload with a clear one-line message.
 
-    (A template of ``gr.Image``: the page draws it as an image box.)
+    (Its ``preprocess`` is wrapped on the instance: a subclass of a Gradio component
+    would make Gradio write a ``.pyi`` file beside this module at import time.)
     """
+    box = gr.Image(**kwargs)
+    gradio_preprocess = box.preprocess
 
-    is_template = True
-
-    def preprocess(self, payload):
-        """Gradio's own, with a one-line error for a file that is not an image."""
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return gradio_preprocess(payload)
         except (OSError, ValueError, SyntaxError) as err:  # UnidentifiedImageError: OSError
             name = getattr(payload, "orig_name", None) or "the upload"
             raise gr.Error(
-                f"{self.label or 'image'}: cannot read {name} as an image (PNG, JPEG or "
+                f"{box.label or 'image'}: cannot read {name} as an image (PNG, JPEG or "
                 f"WebP expected): {type(err).__name__}",
                 title="Not an image",
             ) from None
+
+    box.preprocess = preprocess
+    return box
 
 
 def _theme() -> Any:
@@ -164,7 +167,7 @@ def build_app(
 
     @_user_errors("Inpaint")
     def inpaint(photo, editor, method, patch_size, dilate, seed, fmt,
-                progress=gr.Progress()):  # fmt: skip
+                progress=gr.Progress()):  # noqa: B008  # fmt: skip
         image = actions.open_upload(photo, "the photo", limits)
         layers = (editor or {}).get("layers") or []
         if not layers:
@@ -189,7 +192,8 @@ def build_app(
     # ---- colorize, upscale ------------------------------------------------------
 
     @_user_errors("Colorize")
-    def colorize(target, reference, method, patch_size, k, seed, fmt, progress=gr.Progress()):
+    def colorize(target, reference, method, patch_size, k, seed, fmt,
+                 progress=gr.Progress()):  # noqa: B008  # fmt: skip
         t = actions.open_upload(target, "the grayscale photo", limits)
         r = actions.open_upload(reference, "the colour reference", limits)
         progress(0, desc="colorizing")
@@ -201,7 +205,8 @@ def build_app(
         return png, download
 
     @_user_errors("Upscale")
-    def upscale(photo, scale, method, patch_size, seed, fmt, progress=gr.Progress()):
+    def upscale(photo, scale, method, patch_size, seed, fmt,
+                progress=gr.Progress()):  # noqa: B008  # fmt: skip
         image = actions.open_upload(photo, "the photo", limits)
         factor = int(str(scale).lstrip("x"))
         actions.check_upscale_size(image, factor, limits)
@@ -226,14 +231,15 @@ def build_app(
         with gr.Tab("Inpaint (remove objects)", elem_id="tab-inpaint"):
             with gr.Row():
                 with gr.Column(scale=1, min_width=220):
-                    photo = PhotoInput(label="1. Open or drop a photo", height=180,
+                    photo = photo_input(label="1. Open or drop a photo", height=180,
                                      elem_id="inpaint-photo", **photo_box)  # fmt: skip
                     method = _method_radio("inpaint", models)
                     patch = gr.Slider(3, 15, value=7, step=2, label="Patch size",
                                       elem_id="inpaint-patch")  # fmt: skip
                     dilate = gr.Slider(0, 25, value=0, step=1, label="Grow the mask (pixels)",
                                        elem_id="inpaint-dilate")  # fmt: skip
-                    seed = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="inpaint-seed")
+                    seed = gr.Number(0, precision=0, minimum=0, label="Seed",
+                                     elem_id="inpaint-seed")  # fmt: skip
                     # A source region (where patches may come from) goes here once
                     # psal.inpaint takes one: actions.run_inpaint(source=...).
                     fmt = gr.Radio(list(actions.DOWNLOAD_FORMATS), value="PNG",
@@ -265,8 +271,9 @@ def build_app(
 
         with gr.Tab("Colorize", elem_id="tab-colorize"):
             with gr.Row():
-                target = PhotoInput(label="Grayscale photo", elem_id="colorize-target", **photo_box)
-                reference = PhotoInput(label="Colour reference", elem_id="colorize-reference",
+                target = photo_input(label="Grayscale photo", elem_id="colorize-target",
+                                     **photo_box)  # fmt: skip
+                reference = photo_input(label="Colour reference", elem_id="colorize-reference",
                                      **photo_box)  # fmt: skip
                 c_result = gr.Image(label="Result", type="filepath", format="png",
                                     interactive=False, elem_id="colorize-result")  # fmt: skip
@@ -283,7 +290,7 @@ def build_app(
 
         with gr.Tab("Upscale", elem_id="tab-upscale"):
             with gr.Row():
-                u_image = PhotoInput(label="Photo", elem_id="upscale-image", **photo_box)
+                u_image = photo_input(label="Photo", elem_id="upscale-image", **photo_box)
                 u_result = gr.Image(label="Result", type="filepath", format="png",
                                     interactive=False, elem_id="upscale-result")  # fmt: skip
             with gr.Row():
