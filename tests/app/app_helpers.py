@@ -7,6 +7,7 @@ that folder must hold nothing (the app's temporary folder is removed).
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
@@ -31,7 +32,7 @@ MAX_MEGAPIXELS = 1.5
 def need(module: str):
     """Import ``module``, or skip (fail in CI, where the app extra must be installed)."""
     try:
-        return __import__(module)
+        return importlib.import_module(module)
     except ImportError:
         if IN_CI:
             pytest.fail(f"{module} is not installed; CI installs it with the app extra")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_helpers import MAX_MEGAPIXELS, need, photo
+from app_helpers import MAX_MEGAPIXELS, MAX_UPLOAD_MB, need, photo
 from PIL import Image
 
 import psal
-from psal.app.actions import mask_from_layers
+from psal.app.actions import Limits, mask_from_layers
 from psal.utils.image import save_image
 
 
@@ -138,12 +138,17 @@ def test_errors_for_bad_uploads_and_inputs(client, server, files):
                  api_name="/upscale")  # fmt: skip
     assert "the x4 result is 1600x1200" in msg and str(MAX_MEGAPIXELS) in msg, msg
 
-    # above --max-upload-mb (1 MB): refused by the server when uploaded
+    # above --max-upload-mb (1 MB): refused with the limit named
     noise = np.random.default_rng(0).integers(0, 255, (700, 700, 3), dtype=np.uint8)
     Image.fromarray(noise).save(d / "heavy.png")
     assert (d / "heavy.png").stat().st_size > 1e6
-    with pytest.raises(Exception, match=r"(?i)(file size|too large|exceeds|maximum)"):
-        client.predict(_file(d / "heavy.png"), "x2", "patch-based", 7, 0, "PNG",
+    msg = _error(client, _file(d / "heavy.png"), "x2", "patch-based", 7, 0, "PNG",
+                 api_name="/upscale")  # fmt: skip
+    assert "MB, above this server's limit of 1 MB (psal app --max-upload-mb)" in msg, msg
+    # above what even the editor's PNGs need: the web server refuses the transfer
+    (d / "blob.png").write_bytes(b"\0" * (Limits(MAX_UPLOAD_MB, MAX_MEGAPIXELS).transfer_bytes + 1))
+    with pytest.raises(Exception, match=r"(?i)(file size|too large|exceeds|maximum|413)"):
+        client.predict(_file(d / "blob.png"), "x2", "patch-based", 7, 0, "PNG",
                        api_name="/upscale")  # fmt: skip
     assert server.proc.poll() is None  # still serving
 

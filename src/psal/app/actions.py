@@ -55,6 +55,18 @@ class Limits:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
 
+    @property
+    def transfer_bytes(self) -> int:
+        """The largest single upload the web server takes, in bytes.
+
+        Not only the photos travel: on Run the editor sends its background, layers and
+        composite as PNGs the browser made, which for a photo at the pixel limit take up
+        to 4 bytes a pixel (RGBA noise does not compress), more than the JPEG the person
+        opened. So the web server lets through what the pixel limit needs, and the
+        photos themselves are held to ``max_upload_mb`` by :func:`open_upload`.
+        """
+        return int(max(self.max_upload_mb * 1e6, self.max_megapixels * 1e6 * 4.2 + 1e6))
+
 
 # -- learned models -----------------------------------------------------------------
 

@@ -251,7 +251,7 @@ def build_app(
                         "scroll or +/- to zoom)",
                         type="pil", image_mode="RGBA", sources=(), transforms=(),
                         brush=gr.Brush(colors=[("#ff00ff", 0.6)], color_mode="fixed"),
-                        eraser=gr.Eraser(), format="png", canvas_size=(800, 600),
+                        eraser=gr.Eraser(), format="png", canvas_size=(800, 600), height=620,
                         elem_id="inpaint-editor",
                     )  # fmt: skip
             with gr.Row():
@@ -313,7 +313,7 @@ def launch_kwargs(host: str, port: int | None, limits: Limits) -> dict[str, Any]
     return {
         "server_name": host,
         "server_port": port,
-        "max_file_size": int(limits.max_upload_mb * 1e6),
+        "max_file_size": limits.transfer_bytes,
         "theme": _theme(),
         "css": _CSS,
         "ssr_mode": False,
