@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,13 +146,17 @@ def _pixels_error(what: str, w: int, h: int, limit: float) -> ValueError:
     )
 
 
-def open_upload(path: str | os.PathLike[str] | None, what: str, limits: Limits) -> Image.Image:
+def open_upload(
+    path: str | os.PathLike[str] | None, what: str, limits: Limits, *, unit_float: bool = False
+) -> Image.Image:
     """Read an uploaded image as the command line reads an input file, within the limits.
 
     Args:
         path: the uploaded file (None: nothing uploaded).
         what: how the message names this input ("the photo", "the reference").
         limits: the server's limits.
+        unit_float: float images must hold values in [0, 1] (colorize's target, as
+            ``psal colorize`` checks it).
 
     Returns:
         The image (EXIF orientation applied, mode kept), loaded.
@@ -159,6 +164,7 @@ def open_upload(path: str | os.PathLike[str] | None, what: str, limits: Limits) 
     Raises:
         ValueError: nothing uploaded, not an image, too large.
     """
+    from ..utils.convert import check_values
     from ..utils.image import load_image
 
     if path is None or str(path) == "":
@@ -171,18 +177,20 @@ def open_upload(path: str | os.PathLike[str] | None, what: str, limits: Limits) 
         )
     # Pillow refuses decompression bombs itself; check the header size before decoding
     try:
-        with Image.open(path) as probe:
-            w, h = probe.size
-    except (OSError, Image.DecompressionBombError):
-        w = h = 0  # load_image below gives the message
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as probe:
+                w, h = probe.size
+    except Exception:  # load_image below gives the message
+        w = h = 0
     if w * h > limits.max_megapixels * 1e6:
         raise _pixels_error(what, w, h, limits.max_megapixels)
     try:
-        return load_image(path, what)
-    except Image.DecompressionBombError as err:
-        raise ValueError(f"{what}: {err}") from None
+        image = load_image(path, what, max_pixels=max(1, int(limits.max_megapixels * 1e6)))
+        check_values(image, what, unit_float=unit_float)
     except ValueError as err:
         raise ValueError(str(err).replace(str(path), Path(path).name)) from None
+    return image
 
 
 def display_copy(image: Image.Image) -> Image.Image:

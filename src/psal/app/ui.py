@@ -194,7 +194,7 @@ def build_app(
     @_user_errors("Colorize")
     def colorize(target, reference, method, patch_size, k, seed, fmt,
                  progress=gr.Progress()):  # noqa: B008  # fmt: skip
-        t = actions.open_upload(target, "the grayscale photo", limits)
+        t = actions.open_upload(target, "the grayscale photo", limits, unit_float=True)
         r = actions.open_upload(reference, "the colour reference", limits)
         progress(0, desc="colorizing")
         result = actions.run_colorize(
@@ -247,8 +247,8 @@ def build_app(
                     run = gr.Button("3. Run", variant="primary", elem_id="inpaint-run")
                 with gr.Column(scale=3):
                     editor = gr.ImageEditor(
-                        label="2. Paint over what to remove (brush, eraser, undo; "
-                        "scroll or +/- to zoom)",
+                        label="2. Paint over what to remove (brush size and eraser on the left, "
+                        "undo, redo and clear top right; the mouse wheel zooms)",
                         type="pil", image_mode="RGBA", sources=(), transforms=(),
                         brush=gr.Brush(colors=[("#ff00ff", 0.6)], color_mode="fixed"),
                         eraser=gr.Eraser(), format="png", canvas_size=(800, 600), height=620,
