@@ -165,3 +165,19 @@ def test_one_job_at_a_time(tmp_path):
     import psal.app.ui as ui
 
     assert not Path(ui.__file__).with_suffix(".pyi").exists()  # nothing written beside it
+
+
+def test_edit_the_result_again(client, files):
+    d, im, _ = files
+    _, first = client.predict(_file(d / "photo.png"), _editor(d / "photo.png", d / "stroke.png"),
+                              "patch-based", 7, 0, 1, "PNG", api_name="/inpaint")  # fmt: skip
+    photo_path, editor = client.predict(api_name="/edit_result")  # this session's last result
+    assert np.array_equal(np.asarray(Image.open(photo_path)), np.asarray(Image.open(first)))
+    assert editor["layers"] == [] and Image.open(editor["background"]).size == im.size
+    # the next run starts from the result, as `psal inpaint` on the first output would
+    _, second = client.predict(_file(photo_path), _editor(photo_path, d / "black.png"),
+                               "patch-based", 7, 0, 1, "PNG", api_name="/inpaint")  # fmt: skip
+    hole2 = np.zeros((72, 96), bool)
+    hole2[50:58, 70:85] = True
+    want = psal.inpaint(Image.open(first), hole2, seed=1)
+    assert np.array_equal(np.asarray(Image.open(second)), np.asarray(want))

@@ -267,7 +267,7 @@ def build_app(
                         api_name=False)  # fmt: skip
             run.click(inpaint, [photo, editor, method, patch, dilate, seed, fmt],
                       [result, download, last], api_name="inpaint", **queued)  # fmt: skip
-            again.click(edit_again, last, [photo, editor], api_name=False)
+            again.click(edit_again, last, [photo, editor], api_name="edit_result")
 
         with gr.Tab("Colorize", elem_id="tab-colorize"):
             with gr.Row():
