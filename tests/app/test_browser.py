@@ -46,6 +46,7 @@ def _browser(playwright):
     )
 
 
+@pytest.mark.slow
 def test_paint_a_stroke_and_inpaint_in_a_browser(request, tmp_path):
     sync_api = need("playwright.sync_api")
     _need_chromium()

@@ -10,6 +10,7 @@ import gc
 import threading
 
 import numpy as np
+import pytest
 from app_helpers import need, photo, wait_until
 from PIL import Image
 
@@ -23,6 +24,7 @@ def _rss(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss
 
 
+@pytest.mark.slow
 def test_twenty_requests_from_four_clients(server, tmp_path):
     gradio_client = need("gradio_client")
     assert server.url.startswith("http://127.0.0.1:")

@@ -87,6 +87,14 @@ def test_inpaint_jpeg_download_and_scaled_canvas(client, files):
     assert np.array_equal(np.asarray(out), np.asarray(Image.open(d / "want.jpg")))
 
 
+def test_listens_on_localhost_only(server):
+    psutil = need("psutil")
+    listening = [c.laddr for c in psutil.Process(server.pid).net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN]  # fmt: skip
+    assert listening and {a.ip for a in listening} == {"127.0.0.1"}, listening
+    assert f"running at http://127.0.0.1:{server.port}/" in server.output
+
+
 def test_open_photo_fills_the_editor(client, files):
     d, im, _ = files
     editor, slider, download = client.predict(_file(d / "photo.png"), api_name="/open_photo")

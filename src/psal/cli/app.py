@@ -7,6 +7,7 @@ the other commands do not pay for it.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ._common import CLIError, add_device_arg, resolve_device
 
@@ -41,6 +42,9 @@ def _app(args: argparse.Namespace) -> int:
     checkpoints = {task: getattr(args, spec.flag.lstrip("-").replace("-", "_"))
                    for task, spec in LEARNED.items()}  # fmt: skip
     limits = Limits(max_upload_mb=args.max_upload_mb, max_megapixels=args.max_megapixels)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"psal app: warning: listening on {args.host}: anyone who can reach this machine "
+              "can use the app and its device", file=sys.stderr)  # fmt: skip
     serve(host=args.host, port=args.port, device=device, checkpoints=checkpoints, limits=limits)
     return 0
 
