@@ -189,3 +189,13 @@ def test_edit_the_result_again(client, files):
     hole2[50:58, 70:85] = True
     want = psal.inpaint(Image.open(first), hole2, seed=1)
     assert np.array_equal(np.asarray(Image.open(second)), np.asarray(want))
+
+
+def test_jpeg_of_an_image_with_alpha_falls_back_to_png(client, tmp_path):
+    rgba = photo(20, 24).convert("RGBA")
+    rgba.save(tmp_path / "rgba.png")
+    _, download = client.predict(_file(tmp_path / "rgba.png"), "x2", "patch-based", 5, 0,
+                                      "JPEG", api_name="/upscale")  # fmt: skip
+    assert download.endswith(".png") and Image.open(download).mode == "RGBA"
+    want = psal.upscale(rgba, 2, patch_size=5, seed=0)
+    assert np.array_equal(np.asarray(Image.open(download)), np.asarray(want))

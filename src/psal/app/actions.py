@@ -359,6 +359,16 @@ def run_colorize(
                     device=device, progress=progress)  # fmt: skip
 
 
+def parse_scale(scale: int | str) -> int:
+    """2, 3 or 4 from ``2``, ``"3"`` or ``"x4"``; a ValueError naming the choices otherwise."""
+    from ..editing.upscale import SCALES
+
+    text = str(scale).strip().lstrip("xX")
+    if isinstance(scale, bool) or text not in {str(s) for s in SCALES}:
+        raise ValueError(f"scale must be one of {', '.join(map(str, SCALES))}, got {scale!r}")
+    return int(text)
+
+
 def check_upscale_size(image: Image.Image, scale: int, limits: Limits) -> None:
     """Refuse an upscale whose output would exceed the pixel limit."""
     w, h = image.size
@@ -379,18 +389,15 @@ def run_upscale(
 ) -> Image.Image:
     """Enlarge ``image`` as ``psal upscale --scale SCALE`` does."""
     from ..editing import upscale
-    from ..editing.upscale import SCALES
 
-    text = str(scale).strip().lstrip("xX")
-    if text not in {str(s) for s in SCALES}:
-        raise ValueError(f"scale must be one of {', '.join(map(str, SCALES))}, got {scale!r}")
+    factor = parse_scale(scale)
     patch_size = _check_patch(patch_size)
     seed = check_seed(seed)
     if method == LEARNED_METHOD:
-        return _learned(models, "upscale")(image, int(text))
+        return _learned(models, "upscale")(image, factor)
     if method != PATCH_METHOD:
         raise ValueError(f"method must be {PATCH_METHOD!r} or {LEARNED_METHOD!r}, got {method!r}")
-    return upscale(image, int(text), patch_size=patch_size, seed=seed, device=device,
+    return upscale(image, factor, patch_size=patch_size, seed=seed, device=device,
                    progress=progress)  # fmt: skip
 
 

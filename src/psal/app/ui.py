@@ -151,7 +151,12 @@ def build_app(
         icc = _icc(image, result)
         stem = actions.result_stem(name, suffix)
         png = out.save(result, stem, "PNG", icc)
-        download = png if fmt == "PNG" else out.save(result, stem, fmt, icc)
+        download = png
+        if fmt != "PNG":
+            try:
+                download = out.save(result, stem, fmt, icc)
+            except ValueError as err:  # e.g. JPEG of an image with alpha: keep the work
+                gr.Warning(f"{err}; the download is a PNG", title="Download as PNG")
         return str(png), str(download)
 
     # ---- inpaint ----------------------------------------------------------------
@@ -208,7 +213,7 @@ def build_app(
     def upscale(photo, scale, method, patch_size, seed, fmt,
                 progress=gr.Progress()):  # noqa: B008  # fmt: skip
         image = actions.open_upload(photo, "the photo", limits)
-        factor = int(str(scale).lstrip("x"))
+        factor = actions.parse_scale(scale)
         actions.check_upscale_size(image, factor, limits)
         progress(0, desc=f"upscaling x{factor}")
         result = actions.run_upscale(
