@@ -7,15 +7,8 @@
 Each takes and returns numpy arrays, PIL images or tensors (the same kind back).
 """
 
+from .colorize import colorize
+from .inpaint import inpaint
+from .upscale import upscale
+
 __all__ = ["colorize", "inpaint", "upscale"]
-
-
-def __getattr__(name: str):
-    """Import each tool on first access (``psal inpaint`` needs no colorize code)."""
-    if name in __all__:
-        import importlib
-
-        value = getattr(importlib.import_module(f"psal.editing.{name}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'psal.editing' has no attribute {name!r}")
