@@ -367,8 +367,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             action.help = "output file (.png, .jpg, .webp); an output folder for a folder IMAGE"
     p.add_argument("--patch-size", type=int, default=7, help="odd patch side (default: 7)")
     p.add_argument("--dilate", type=int, default=DILATE_DEFAULT,
-                   help=f"grow the hole by N pixels (default: {DILATE_DEFAULT}; "
-                   "0 turns it off)")  # fmt: skip
+                   help=f"grow the hole by N pixels (default: {DILATE_DEFAULT}; 1 suits object "
+                   "masks with soft, anti-aliased edges)")  # fmt: skip
     p.add_argument("--mask-threshold", type=float, default=0.5,
                    help="fraction of the range above which a mask pixel is a hole "
                    "(default: 0.5, i.e. > 127)")  # fmt: skip
