@@ -282,5 +282,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", metavar="IMAGE", help="photo to enlarge")
     p.add_argument("-s", "--scale", default="2", help="2, 3 or 4 (default: 2)")
     _common(p)
-    p.add_argument("--patch-size", type=int, default=7, help="odd patch side (default: 7)")
+    p.add_argument("--patch-size", type=int, default=3,
+                   help="odd patch side, in input pixels (default: 3)")  # fmt: skip
     p.set_defaults(func=_upscale)
