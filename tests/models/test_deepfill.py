@@ -18,7 +18,7 @@ def test_registry():
     assert {"deepfill_v1", "wgan_global_critic", "wgan_local_critic", "sn_patchgan_critic"} <= set(
         list_models()
     )
-    assert {"none", "contextual", "psal"} <= set(list_attentions())
+    assert {"none", "contextual", "psal", "dense"} <= set(list_attentions())
     with pytest.raises(ValueError, match=r"unknown model 'deepfill_v9'.*deepfill_v1"):
         create_model("deepfill_v9")
     with pytest.raises(ValueError, match="unknown attention"):
@@ -64,9 +64,9 @@ def test_samples_are_independent():
     assert not torch.allclose(out.coarse[1], out2.coarse[1])
 
 
-@pytest.mark.parametrize("attention", ["none", "psal", "contextual"])
+@pytest.mark.parametrize("attention", ["none", "psal", "contextual", "dense"])
 def test_gradients_reach_every_parameter(attention):
-    opts = {"iters": 2} if attention == "psal" else {}
+    opts = {"psal": {"iters": 2}, "dense": {"k": 3}}.get(attention, {})
     net = DeepFillV1(width=4, attention=attention, attention_options=opts)
     img, mask = _batch(size=64 if attention == "contextual" else 32)
     out = net(img, mask, return_flow=attention != "none")
@@ -83,7 +83,7 @@ def test_psal_adapter_fills_hole_from_outside():
     x = torch.rand(2, 8, 12, 12)
     hole = torch.zeros(2, 1, 12, 12, dtype=torch.bool)
     hole[:, :, 4:8, 3:9] = True
-    out, flow = layer(x, hole, return_flow=True)
+    out, flow = layer(x, x, x, hole=hole, return_field=True)
     assert torch.equal(out[~hole.expand_as(out)], x[~hole.expand_as(x)])
     ys, xs = torch.nonzero(hole[0, 0], as_tuple=True)
     ty = ys + flow[0, 0, ys, xs].long()
@@ -99,7 +99,7 @@ def test_psal_adapter_passes_through_without_valid_keys():
     hole[0, :, 3:5, 3:5] = True
     hole[1] = True  # nothing to attend to
     with pytest.warns(RuntimeWarning, match="1 of 2 samples"):
-        out, flow = layer(x, hole, return_flow=True)
+        out, flow = layer(x, x, x, hole=hole, return_field=True)
     assert torch.equal(out[1], x[1])
     assert not torch.equal(out[0], x[0])
     assert (flow[1] == 0).all()

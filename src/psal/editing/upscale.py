@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -41,8 +40,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
+from .._deprecation import keyword_only
 from ..patchmatch import patchmatch
 from ..utils.image import ImageLike, ImageSpec, from_tensor, to_tensor
+from ..utils.progress import ProgressCallback
 from ._color import luma
 from ._temperature import wexler_temperature
 from ._xscale import cross_scale_vote
@@ -143,20 +144,21 @@ def _spans(n: int, tile: int) -> list[tuple[int, int]]:
     return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
 
 
+@keyword_only(2, (), {"iters": "pm_iters"})
 def upscale(
     image: ImageLike,
     scale: int = 2,
     *,
     patch_size: int = 3,
     k: int = 6,
-    iters: int = 3,
+    pm_iters: int = 3,
     back_projection: int = 10,
     temperature: float | None = float("inf"),
     tile: int | None = None,
     seed: int | None = None,
     device: torch.device | str | None = None,
     backend: str = "auto",
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ImageLike:
     """Enlarge an image x2, x3 or x4 with detail found in the image itself.
 
@@ -168,7 +170,7 @@ def upscale(
         patch_size: odd side of the matched patches, in input pixels (at most the
             image's sides); each match pastes a patch twice as large.
         k: matches per patch whose detail is averaged.
-        iters: PatchMatch iterations per step.
+        pm_iters: PatchMatch iterations per step (``iters=`` is the deprecated keyword).
         back_projection: iterations of back-projection after each step (0 disables it).
         temperature: voting temperature; the default ``float("inf")`` averages the
             proposed details plainly, which scored best in ``benchmarks/upscale.py``
@@ -201,7 +203,7 @@ def upscale(
     scale = check_scale(scale)
     patch_size = check_patch_size(patch_size)
     k = check_int(k, "k", minimum=1)
-    iters = check_int(iters, "iters", minimum=0)
+    pm_iters = check_int(pm_iters, "pm_iters", minimum=0)
     back_projection = check_int(back_projection, "back_projection", minimum=0)
     tile = TILE // scale if tile is None else check_int(tile, "tile", minimum=4 * patch_size)
     if temperature is not None and temperature != float("inf"):
@@ -214,7 +216,7 @@ def upscale(
             f">= {patch_size}"
         )
     seed = resolve_seed(seed)
-    opts = dict(patch_size=patch_size, k=k, iters=iters, temperature=temperature,
+    opts = dict(patch_size=patch_size, k=k, iters=pm_iters, temperature=temperature,
                 backend=backend, back_projection=back_projection)  # fmt: skip
     lo = x.amin(dim=(0, 2, 3), keepdim=True)
     hi = x.amax(dim=(0, 2, 3), keepdim=True)
