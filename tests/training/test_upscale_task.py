@@ -64,3 +64,15 @@ def test_bad_scale_and_no_usable_image(folder, tmp_path, capsys):
     assert _train(folder, tmp_path / "r2", "--patch", "200") == 1
     assert "smaller than the 400x400 HR crop" in capsys.readouterr().err
     assert not (tmp_path / "r2").exists()
+
+
+def test_checkpoint_of_another_task_is_refused(folder, tmp_path, capsys):
+    from psal.models import save_weights
+
+    other = tmp_path / "inpaint.safetensors"
+    save_weights(other, {"generator": {}}, {"generator": {"name": "deepfill_v1"}}, task="inpaint")
+    out = tmp_path / "o.png"
+    img = folder / "sub" / "coffee.png"
+    assert main(["upscale", str(img), "--checkpoint", str(other), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'inpaint', not 'upscale'" in err and not out.exists()
