@@ -299,9 +299,15 @@ def test_complex_masks_and_bad_devices_are_value_or_type_errors():
         to_tensor(np.zeros((2, 2), np.uint8), device="potato")
     with pytest.raises(TypeError, match=r"device must be a str or torch\.device"):
         to_tensor(np.zeros((2, 2), np.uint8), device=3.5)
+    from psal.models import Inpainter
+
+    with pytest.raises(ValueError, match="device must be"):
+        Inpainter.from_checkpoint("never-read.safetensors", device="meta")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device='cuda': CUDA is not available"):
             psal.upscale(np.zeros((8, 8), np.uint8), 2, device="cuda")
+        with pytest.raises(ValueError, match="device='cuda': CUDA is not available"):
+            Inpainter.from_checkpoint("never-read.safetensors", device="cuda")
 
 
 # -- 11: errors that used to come after the work ----------------------------------------
@@ -356,3 +362,15 @@ def test_eval_json_folder_is_refused_before_work(work, capsys):
     code, err = _cli(capsys, "eval", "inpaint", "--checkpoint", work / "missing.safetensors",
                      "--data", work, "--json", work)  # fmt: skip
     _one_error(code, err, "--json", "is a directory")
+
+
+def test_webp_keeps_the_colour_of_transparent_known_pixels(work, capsys):
+    # found by the fuzz suite: lossless WebP drops the colour under alpha 0 unless exact
+    rgba = np.random.default_rng(4).integers(0, 256, (24, 32, 4)).astype(np.uint8)
+    rgba[..., 3] = np.where(rgba[..., 3] < 80, 0, 255)
+    Image.fromarray(rgba).save(work / "rgba.png")
+    code, err = _cli(capsys, "inpaint", work / "rgba.png", "--mask", work / "mask.png",
+                     "-o", work / "out.webp", "-q")  # fmt: skip
+    assert code == 0, err
+    known = np.asarray(Image.open(work / "mask.png")) == 0
+    assert np.array_equal(np.asarray(Image.open(work / "out.webp"))[known], rgba[known])

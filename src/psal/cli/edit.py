@@ -27,8 +27,10 @@ examples:
   psal inpaint photo.png --mask mask.png --checkpoint deepfill.safetensors -o out.png
 
 The mask has the image's size; white (values > 127, or above --mask-threshold of the
-range) marks the hole. A mask with transparency is read from its alpha channel
-(transparent = hole). An empty mask writes the input unchanged, with a warning.
+range) marks the hole; a 0/1 (label) mask reads non-zero as hole. A mask with
+transparency is read from its alpha channel: the transparent part is the hole, or the
+painted part when the transparent part covers more than half the image (strokes on a
+transparent layer). An empty mask writes the input unchanged, with a warning.
 """
 
 COLORIZE_EXAMPLES = """\

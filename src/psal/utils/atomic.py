@@ -174,8 +174,11 @@ def terminate_gracefully(signals: tuple[int, ...] = (signal.SIGTERM,)) -> Iterat
         yield
         return
 
+    owner = os.getpid()
+
     def handler(signum: int, frame: object) -> None:
-        _remove_live()
+        if os.getpid() == owner:  # not in a forked child (a DataLoader worker, say),
+            _remove_live()  # whose copy of the list names the parent's files
         raise Terminated(128 + signum)
 
     previous = {}

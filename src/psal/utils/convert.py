@@ -12,9 +12,10 @@ Supported inputs:
 * numpy: ``(H, W)`` or ``(H, W, C)``, dtype uint8 (full range 255), uint16 (65535),
   bool, or float16/32/64 (taken as ``[0, 1]``).
 * PIL: modes ``1``, ``L``, ``LA``, ``RGB``, ``RGBA``, ``I;16``, ``I`` (16-bit data, as
-  Pillow opens 16-bit PNGs) and ``F`` come back in the same mode; palette images
-  (``P``, ``PA``) and the other modes are converted to ``RGB`` / ``RGBA`` and come back
-  as such.
+  Pillow opens 16-bit PNGs) and ``F`` come back in the same mode; ``I;16B`` (and the
+  other 16-bit byte orders) come back ``I;16``; palette images (``P``, ``PA``) and the
+  other modes are converted to ``RGB`` / ``RGBA`` and come back as such. A mode ``I``
+  image with values outside 0..65535 is refused (ValueError) rather than clipped.
 * torch: ``(H, W)``, ``(C, H, W)`` or ``(B, C, H, W)``, any float dtype, or uint8.
 """
 
@@ -252,8 +253,10 @@ def to_tensor(
         :func:`from_tensor`.
 
     Raises:
-        TypeError: an unsupported kind of object or dtype.
-        ValueError: an unsupported shape or an empty image.
+        TypeError: an unsupported kind of object or dtype, or a ``device`` that is not
+            a str or torch.device.
+        ValueError: an unsupported shape, an empty image, NaN / Inf, a mode ``I``
+            image beyond 16 bits, or a device that is unknown, unavailable or ``meta``.
 
     Example:
         >>> import numpy as np

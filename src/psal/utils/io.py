@@ -9,7 +9,6 @@ Masks are read with :func:`load_mask` by the rule of :mod:`psal.utils.masks`.
 from __future__ import annotations
 
 import os
-import struct
 import warnings
 from pathlib import Path
 from typing import Any
@@ -97,6 +96,11 @@ def _is_16bit_colour_png(im: Image.Image) -> bool:
     return isinstance(rawmode, str) and rawmode in ("RGB;16B", "RGBA;16B", "LA;16B")
 
 
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
 def load_image(
     path: str | os.PathLike[str], name: str = "image", *, max_pixels: int | None = None
 ) -> Image.Image:
@@ -132,28 +136,29 @@ def load_image(
                 im = Image.open(p)
             finally:
                 Image.MAX_IMAGE_PIXELS = pillow_limit
-        with im:
-            _check_pixels(im.size, limit, name, p)
-            if _is_16bit_colour_png(im):
-                warnings.warn(
-                    f"{name}: {p} is a 16-bit colour PNG; it is read and edited at 8 bits "
-                    "per channel (known pixels keep their 8 most significant bits)",
-                    UserWarning,
-                    stacklevel=2,
-                )
-            im.load()
-            out = ImageOps.exif_transpose(im)
-            if out is im:
-                out = im.copy()
-            out.info.update({k: v for k, v in im.info.items() if k == "icc_profile"})
     except UnidentifiedImageError:
         raise ValueError(
             f"{name}: cannot read {p} as an image (unknown or corrupt format)"
         ) from None
-    except Image.DecompressionBombError as err:  # pragma: no cover - Pillow's limit is off
-        raise ValueError(f"{name}: cannot read {p}: {err}") from None
-    except (OSError, SyntaxError, EOFError, struct.error) as err:
-        raise ValueError(f"{name}: cannot read {p}: {err}") from None
+    except Exception as err:  # a corrupt header: Pillow raises many kinds
+        raise ValueError(f"{name}: cannot read {p}: {_reason(err)}") from None
+    with im:
+        _check_pixels(im.size, limit, name, p)
+        if _is_16bit_colour_png(im):
+            warnings.warn(
+                f"{name}: {p} is a 16-bit colour PNG; it is read and edited at 8 bits "
+                "per channel (known pixels keep their 8 most significant bits)",
+                UserWarning,
+                stacklevel=2,
+            )
+        try:
+            im.load()
+            out = ImageOps.exif_transpose(im)
+            if out is im:
+                out = im.copy()
+        except Exception as err:  # corrupt data or EXIF: Pillow raises many kinds
+            raise ValueError(f"{name}: cannot read {p}: {_reason(err)}") from None
+        out.info.update({k: v for k, v in im.info.items() if k == "icc_profile"})
     return out
 
 
@@ -300,7 +305,8 @@ def save_image(
     if fmt == "JPEG":
         kwargs = {"quality": int(quality), "subsampling": 0 if quality >= 90 else 2}
     elif fmt == "WEBP":
-        kwargs = {"lossless": True, "quality": 100}
+        # exact: keep the colour of fully transparent pixels (libwebp drops it otherwise)
+        kwargs = {"lossless": True, "quality": 100, "exact": True}
     if icc_profile and fmt in ("PNG", "JPEG", "WEBP"):
         kwargs["icc_profile"] = icc_profile
     with atomic_path(path) as tmp:
