@@ -58,20 +58,29 @@ def _t(im: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255
 
 
-def train(attention: str, scale: int, budget: float, seed: int = 0) -> tuple[torch.nn.Module, int]:
+def train(
+    attention: str,
+    scale: int,
+    budget: float,
+    width: int = 32,
+    blocks: int = 6,
+    patch: int = 32,
+    batch: int = 8,
+    seed: int = 0,
+) -> tuple[torch.nn.Module, int]:
     from psal.data import degrade
     from psal.models import create_model
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = create_model("edsr_psal", scale=scale, width=32, blocks=6, attention=attention)
+    net = create_model("edsr_psal", scale=scale, width=width, blocks=blocks, attention=attention)
     opt = torch.optim.Adam(net.parameters(), lr=2e-4)
     images = [_t(_image(n)) for n in TRAIN]
-    p = 32 * scale
+    p = patch * scale
     steps, t0 = 0, time.process_time()
     while time.process_time() - t0 < budget:
         batch = []
-        for _ in range(8):
+        for _ in range(batch):
             im = images[rng.integers(len(images))]
             y, x = rng.integers(0, im.shape[-2] - p + 1), rng.integers(0, im.shape[-1] - p + 1)
             crop = im[..., y : y + p, x : x + p]
@@ -95,7 +104,7 @@ def score(methods: dict, names: tuple[str, ...], scale: int) -> dict:
 
     rows = {m: [] for m in methods}
     for name in names:
-        im = _image(name)[:384, :384]
+        im = _image(name)[:256, :256]
         h, w = im.shape[0] - im.shape[0] % scale, im.shape[1] - im.shape[1] % scale
         hr = _t(im[:h, :w])
         lr = (degrade(hr, scale).clamp(0, 1) * 255).round() / 255
@@ -129,9 +138,13 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="30 s budget per variant, x2")
     p.add_argument("--budget", type=float, default=180, help="CPU seconds of training per variant")
     p.add_argument("--scales", type=int, nargs="+", default=[2])
-    # dense attention does not fit whole held-out images (a 384x384 input holds
-    # 147456^2 scores, 81 GiB): train it with --attentions dense only to compare losses
+    # dense attention is opt-in: at the 128x128 LR held-out crops of x2 its in-scale block
+    # holds 16384^2 scores (1 GiB a copy); at 1024x1024 it would need 4 TiB
     p.add_argument("--attentions", nargs="+", default=["psal", "none"])
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--blocks", type=int, default=6)
+    p.add_argument("--patch", type=int, default=32, help="LR crop side")
+    p.add_argument("--batch", type=int, default=8)
     p.add_argument("--memory", action="store_true", help="peak RSS of inference at 1024x1024")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -145,7 +158,8 @@ def main(argv=None) -> int:
     for scale in args.scales:
         nets = {}
         for att in args.attentions:
-            net, steps = train(att, scale, args.budget)
+            net, steps = train(att, scale, args.budget, args.width, args.blocks, args.patch,
+                               args.batch)  # fmt: skip
             nets[att] = net
             print(f"x{scale} {att}: {steps} steps in {args.budget:.0f} CPU s")
             report["results"].setdefault(f"x{scale}", {})[f"steps_{att}"] = steps
