@@ -79,7 +79,7 @@ def train(
     p = patch * scale
     steps, t0 = 0, time.process_time()
     while time.process_time() - t0 < budget:
-        batch = []
+        crops = []
         for _ in range(batch):
             im = images[rng.integers(len(images))]
             y, x = rng.integers(0, im.shape[-2] - p + 1), rng.integers(0, im.shape[-1] - p + 1)
@@ -87,8 +87,8 @@ def train(
             crop = torch.rot90(
                 crop.flip(-1) if rng.integers(2) else crop, int(rng.integers(4)), (2, 3)
             )
-            batch.append(crop)
-        hr = torch.cat(batch)
+            crops.append(crop)
+        hr = torch.cat(crops)
         lr = degrade(hr, scale).clamp(0, 1)
         loss = (net(lr) - hr).abs().mean()
         opt.zero_grad(set_to_none=True)
