@@ -53,6 +53,7 @@ UPSCALE_EXAMPLES = """\
 examples:
   psal upscale photo.png --scale 2 -o photo_x2.png
   psal upscale small.jpg --scale 4 -o big.png
+  psal upscale photo.png --scale 2 --checkpoint runs/sr -o photo_x2.png
 """
 
 
@@ -315,6 +316,17 @@ def _upscale(args: argparse.Namespace) -> int:
     if scale not in SCALES or str(args.scale).strip() not in {str(s) for s in SCALES}:
         raise CLIError(f"--scale must be one of {', '.join(map(str, SCALES))}, got {args.scale!r}")
     device = resolve_device(args.device)
+    if args.checkpoint is not None:  # the learned network, checked before any work
+        from ..models import Upscaler
+
+        try:
+            net = Upscaler.from_checkpoint(args.checkpoint, device=device)
+        except (FileNotFoundError, ValueError) as err:
+            raise CLIError(f"--checkpoint: {err}") from None
+        if net.scale != scale:
+            raise CLIError(f"--scale is {scale} but --checkpoint {args.checkpoint} was "
+                           f"trained for x{net.scale}")  # fmt: skip
+        upscale = net.upscale
     image = load_image(args.image, "IMAGE", max_pixels=args.max_pixels)
     check_values(image, f"IMAGE {args.image}")
     mode = output_mode(image)
@@ -402,5 +414,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", metavar="IMAGE", help="photo to enlarge")
     p.add_argument("-s", "--scale", default="2", help="2, 3 or 4 (default: 2)")
     _common(p)
-    p.add_argument("--patch-size", type=int, default=7, help="odd patch side (default: 7)")
+    p.add_argument("--patch-size", type=int, default=3,
+                   help="odd patch side, in input pixels (default: 3)")  # fmt: skip
+    p.add_argument("--checkpoint", default=None, metavar="RUN",
+                   help="use the network trained by 'psal train upscale' (a run folder "
+                   "or weights file)")  # fmt: skip
     p.set_defaults(func=_upscale)

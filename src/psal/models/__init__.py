@@ -1,4 +1,7 @@
-"""Inpainting networks: DeepFill v1 with swappable attention, critics, losses, inference.
+"""Networks: DeepFill v1 inpainting, EDSR super-resolution, critics, losses, inference.
+
+DeepFill v1 has swappable attention; EDSR super-resolution has PSAL non-local blocks
+(``edsr_psal``, :class:`Upscaler`).
 
 Networks are registered by name (:mod:`psal.models.registry`) for configs, checkpoints
 and the command line.
@@ -8,17 +11,21 @@ from ..layers.registry import build_attention, list_attentions
 from . import losses
 from .critics import SNPatchGANCritic, WGANCritic
 from .deepfill import DeepFillV1, InpaintOutput
+from .edsr import EDSRPSAL
 from .inpainter import Inpainter
 from .io import load_weights, resolve_weights_file, save_weights
 from .registry import ATTENTIONS, MODELS, create_model, list_models, register_model
+from .upscaler import Upscaler
 
 __all__ = [
     "ATTENTIONS",
+    "EDSRPSAL",
     "MODELS",
     "DeepFillV1",
     "InpaintOutput",
     "Inpainter",
     "SNPatchGANCritic",
+    "Upscaler",
     "WGANCritic",
     "build_attention",
     "create_model",
