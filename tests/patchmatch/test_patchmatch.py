@@ -412,3 +412,47 @@ def test_patch_distance_matches_autograd_of_plain_formula():
     g2 = torch.autograd.grad((ref * w).sum(), (q, k))
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(("c", "p"), [(3, 7), (16, 3), (5, 1)])
+def test_numba_projection_distance_is_a_lower_bound(c, p):
+    from psal.patchmatch import cpu_numba
+
+    mix = torch.rand(c, 3, generator=torch.Generator().manual_seed(1))  # correlated channels
+    q = torch.einsum("ij,bjhw->bihw", mix, smooth(1, 3, 20, 18, seed=30)) * 50 + 100
+    k = torch.einsum("ij,bjhw->bihw", mix, smooth(1, 3, 17, 21, seed=31)) * 50 + 100
+    qpr, kpr = cpu_numba._projections(q, k, p, torch.float32)
+    assert qpr.shape == (1, 20 * 18, qpr.shape[2]) and 0 < qpr.shape[2] <= 16
+    g = torch.Generator().manual_seed(0)
+    ind = torch.randint(0, 17 * 21, (1, 1, 20, 18), generator=g)
+    d = patch_distance(q.double(), k.double(), ind, p).reshape(-1).numpy()
+    lb = ((qpr[0] - kpr[0, ind.reshape(-1).numpy()]) ** 2).sum(1)
+    assert np.all(lb * cpu_numba._LB_SAFETY <= d + 1e-3)
+    assert np.median(lb / d) > 0.15  # and a useful one on coherent maps
+
+
+def test_numba_projection_bound_is_off_for_incoherent_features():
+    from psal.patchmatch import cpu_numba
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.rand(1, 64, 24, 24, generator=g), torch.rand(1, 64, 24, 24, generator=g)
+    qpr, kpr = cpu_numba._projections(q, k, 3, torch.float32)
+    assert qpr.shape[2] == kpr.shape[2] == 0
+
+
+def test_numba_bound_does_not_change_exactness():
+    from psal.patchmatch import cpu_numba
+
+    q = smooth(1, 8, 24, 24, seed=32)
+    k = smooth(1, 8, 24, 24, seed=33)
+    exact = psal.patchmatch(q, k, k=3, backend="exact")
+    saved = cpu_numba.PROJ_DIMS
+    try:
+        res = {}
+        for dims in (0, 16):
+            cpu_numba.PROJ_DIMS = dims
+            res[dims] = psal.patchmatch(q, k, k=3, iters=40, backend="numba", seed=3)
+    finally:
+        cpu_numba.PROJ_DIMS = saved
+    for r in res.values():
+        torch.testing.assert_close(r.distances, exact.distances, rtol=1e-5, atol=1e-5)
