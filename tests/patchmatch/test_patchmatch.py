@@ -456,3 +456,19 @@ def test_numba_bound_does_not_change_exactness():
             assert bool((res.distances >= exact.distances - 1e-4).all())
     finally:
         cpu_numba.PROJ_DIMS = saved
+
+
+def test_torch_backend_sync_free_path_gives_the_same_result(monkeypatch):
+    """The accelerator path (every pair computed, no host sync) equals the compact one."""
+    from psal.patchmatch import torch_backend
+
+    q = smooth(2, 3, 14, 12, seed=40)
+    k = smooth(2, 3, 13, 15, seed=41)
+    qmask = torch.rand(2, 1, 14, 12, generator=torch.Generator().manual_seed(0)) > 0.3
+    out = {}
+    for compact in (True, False):
+        monkeypatch.setattr(torch_backend, "COMPACT_PAIRS", compact)
+        out[compact] = psal.patchmatch(q, k, k=3, iters=3, backend="torch", seed=4,
+                                       query_mask=qmask)  # fmt: skip
+    assert torch.equal(out[True].indices, out[False].indices)
+    torch.testing.assert_close(out[True].distances, out[False].distances)

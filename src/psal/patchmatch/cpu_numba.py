@@ -22,8 +22,9 @@ neighbours per pixel:
   latency, ~280 ns per far candidate against ~45 ns for a cached one at C=64, p=3).
   The remaining ones are summed row by row (channels-last rows, vectorised: AVX-512
   on this machine's Zen 4) with an early exit once the k-th distance is exceeded.
-* The random samples of a pixel are drawn first, their projections prefetched, then
-  tried; one 64-bit hash gives two samples (multiply-shift, no division).
+* The random samples around one neighbour are drawn first, their projections
+  prefetched, then tried (the next neighbour's samples start from the updated list);
+  one 64-bit hash gives two samples (multiply-shift, no division).
 
 The kernels run without numba's reference counting (``_nrt=False``: they allocate
 nothing): every array slice otherwise cost two atomic operations on a counter shared
@@ -299,12 +300,12 @@ def _iterate_tasks(qp, kp, qpr, kpr, kprf, valid, active, idx, dist, snap, cbufs
                 # random search around each of the current k neighbours: all samples
                 # drawn first and their projections prefetched (far samples miss cache)
                 state = _state(useed, (b * hq + y) * wq + x, it + 1)
-                nc = 0
                 for jj in range(kk):
                     best = idx[b, y, x, jj]
                     by = best // wk
                     bx = best - by * wk
                     w = radius0
+                    nc = 0
                     while w >= 1:
                         lo_y = max(by - w, 0)
                         hi_y = min(by + w, hk - 1)
@@ -319,8 +320,9 @@ def _iterate_tasks(qp, kp, qpr, kpr, kprf, valid, active, idx, dist, snap, cbufs
                             _prefetch(kprf, o)
                             _prefetch(kprf, o + m - 1)
                         w = w // 2
-                for i in range(nc):
-                    _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, cbuf[i], wk, p, c, kk, zero)
+                    for i in range(nc):
+                        _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, cbuf[i], wk, p, c, kk,
+                             zero)  # fmt: skip
 
 
 def _rows(x: torch.Tensor, r: int, dtype: torch.dtype) -> np.ndarray:
@@ -424,7 +426,7 @@ def search(
     run_chunked(_init_tasks, ntask, qp, kp, valid_np, vlist, counts, active, init_np,
                 init is not None, idx, dist, hk, wk, patch_size, seed, BAND_ROWS, zero)  # fmt: skip
     nlev = int(max(hk, wk)).bit_length()
-    cbufs = np.empty((ntask, k * nlev), dtype=np.int64)
+    cbufs = np.empty((ntask, nlev), dtype=np.int64)
     for it in range(iters):
         np.copyto(snap, idx)
         run_chunked(_iterate_tasks, ntask, qp, kp, qpr, kpr, kpr.reshape(-1), valid_np, active, idx,
