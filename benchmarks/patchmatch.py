@@ -26,8 +26,8 @@ Each (workload, size, backend) case runs in a fresh process so that its peak mem
 ``max_memory_allocated`` on CUDA) is its own. Times are
 medians of ``--repeats`` runs after a warm-up; ``cpu (s)`` is the process CPU time
 per run, all threads together (on a loaded machine wall times inflate much more). A
-separate table gives the numba kernel's one-off compile time and the start-up cost of a second process, which loads
-the compiled kernel from numba's on-disk cache.
+separate table gives the numba kernel's one-off compile time and the start-up cost of a
+second process, which loads the compiled kernel from numba's on-disk cache.
 
 ``--quick`` runs only the rows of the speed targets (numba; rgb, feat, rand at 256²,
 feat at 512²; no compile table) and prints each row's target and whether it is met.
