@@ -23,8 +23,10 @@ neighbours per pixel:
   The remaining ones are summed row by row (channels-last rows, vectorised: AVX-512
   on this machine's Zen 4) with an early exit once the k-th distance is exceeded.
 * The random samples around one neighbour are drawn first, their projections
-  prefetched, then tried (the next neighbour's samples start from the updated list);
-  one 64-bit hash gives two samples (multiply-shift, no division).
+  prefetched, then tried. The samples and the order of the tries are those of the
+  plain loop, so the results are identical to it (the bound only skips candidates
+  that could not enter the list; a 32-bit multiply-shift draw instead of the modulo
+  was tried and gave 0.8% worse distances on the CNN features: not kept).
 
 The kernels run without numba's reference counting (``_nrt=False``: they allocate
 nothing): every array slice otherwise cost two atomic operations on a counter shared
@@ -91,24 +93,6 @@ def _mix(z):
 @njit(inline="always", cache=True)
 def _state(seed, pixel, step):
     return _mix(seed ^ _mix(np.uint64(pixel) * _GOLDEN + np.uint64(step)))
-
-
-_S32 = np.uint64(32)
-_LOW32 = np.uint64(0xFFFFFFFF)
-
-
-@njit(inline="always", cache=True)
-def _below2(state, n1, n2):
-    """Return (uniform integer in [0, n1), one in [0, n2), next state).
-
-    One hash gives both: its two 32-bit halves scaled by a multiply-shift (Lemire), no
-    division. ``n1, n2 < 2**31``.
-    """
-    state = state + _GOLDEN
-    z = _mix(state)
-    r1 = ((z >> _S32) * np.uint64(n1)) >> _S32
-    r2 = ((z & _LOW32) * np.uint64(n2)) >> _S32
-    return np.int64(r1), np.int64(r2), state
 
 
 @njit(inline="always", cache=True)
@@ -311,7 +295,8 @@ def _iterate_tasks(qp, kp, qpr, kpr, kprf, valid, active, idx, dist, snap, cbufs
                         hi_y = min(by + w, hk - 1)
                         lo_x = max(bx - w, 0)
                         hi_x = min(bx + w, wk - 1)
-                        ry, rx, state = _below2(state, hi_y - lo_y + 1, hi_x - lo_x + 1)
+                        ry, state = _below(state, hi_y - lo_y + 1)
+                        rx, state = _below(state, hi_x - lo_x + 1)
                         cand = (lo_y + ry) * wk + lo_x + rx
                         cbuf[nc] = cand
                         nc += 1
