@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -18,7 +20,7 @@ def test_registry():
     assert {"deepfill_v1", "wgan_global_critic", "wgan_local_critic", "sn_patchgan_critic"} <= set(
         list_models()
     )
-    assert {"none", "contextual", "psal"} <= set(list_attentions())
+    assert {"none", "contextual", "psal", "dense"} <= set(list_attentions())
     with pytest.raises(ValueError, match=r"unknown model 'deepfill_v9'.*deepfill_v1"):
         create_model("deepfill_v9")
     with pytest.raises(ValueError, match="unknown attention"):
@@ -37,7 +39,7 @@ def test_outputs_and_composite(device):
     for t in out[:3]:
         assert t.shape == img.shape
         assert float(t.min()) >= -1 and float(t.max()) <= 1
-    assert out.flow is None
+    assert out.field is None
     known = ~mask.expand_as(img)
     assert torch.equal(out.completed[known], img[known])
     assert torch.equal(out.completed[~known], out.refined[~known])
@@ -64,17 +66,61 @@ def test_samples_are_independent():
     assert not torch.allclose(out.coarse[1], out2.coarse[1])
 
 
-@pytest.mark.parametrize("attention", ["none", "psal", "contextual"])
+@pytest.mark.parametrize("attention", ["none", "psal", "contextual", "dense"])
 def test_gradients_reach_every_parameter(attention):
-    opts = {"iters": 2} if attention == "psal" else {}
+    opts = {"psal": {"iters": 2}, "dense": {"k": 3}}.get(attention, {})
     net = DeepFillV1(width=4, attention=attention, attention_options=opts)
     img, mask = _batch(size=64 if attention == "contextual" else 32)
-    out = net(img, mask, return_flow=attention != "none")
+    out = net(img, mask, return_field=attention != "none")
     (out.coarse.square().mean() + out.refined.square().mean()).backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum()]
     assert not missing
     if attention != "none":
-        assert out.flow is not None and out.flow.shape == (2, 2, *(s // 4 for s in img.shape[-2:]))
+        assert out.field is not None and out.field.shape == (
+            2,
+            2,
+            *(s // 4 for s in img.shape[-2:]),
+        )
+
+
+def test_return_flow_and_flow_are_deprecated_spellings_of_the_field():
+    """return_flow= (forward and refine stage) and .flow warn and give identical results."""
+    net = DeepFillV1(width=4, attention="psal", attention_options={"iters": 2})
+    img, mask = _batch()
+
+    def run(*args, **kwargs):
+        torch.manual_seed(3)  # PatchMatch's random initialisation
+        return net(img, mask, *args, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new spelling warns about nothing
+        new = run(return_field=True)
+        assert new.field is not None
+    with pytest.warns(
+        DeprecationWarning, match=r"return_flow=\.\.\.\) is deprecated; use return_field="
+    ):
+        old = run(return_flow=True)
+    with pytest.warns(DeprecationWarning, match=r"by position is deprecated"):
+        positional = run(True)
+    for out in (old, positional):
+        assert out._fields == ("coarse", "refined", "completed", "field")
+        for a, b in zip(new, out):
+            assert torch.equal(a, b)
+    with pytest.warns(
+        DeprecationWarning, match=r"InpaintOutput\.flow is deprecated; use InpaintOutput\.field"
+    ):
+        assert old.flow is old.field
+    with pytest.raises(TypeError, match="both 'return_flow'"):
+        run(return_field=True, return_flow=True)
+
+    x = torch.rand(2, 5, 32, 32)
+    torch.manual_seed(4)
+    refined, field = net.refine(x, mask, return_field=True)
+    torch.manual_seed(4)
+    with pytest.warns(DeprecationWarning, match=r"RefineNetwork\.forward\(return_flow="):
+        old_refined, old_field = net.refine(x, mask, return_flow=True)
+    assert torch.equal(refined, old_refined) and torch.equal(field, old_field)
+    assert net.refine(x, mask)[1] is None
 
 
 def test_psal_adapter_fills_hole_from_outside():
@@ -83,7 +129,7 @@ def test_psal_adapter_fills_hole_from_outside():
     x = torch.rand(2, 8, 12, 12)
     hole = torch.zeros(2, 1, 12, 12, dtype=torch.bool)
     hole[:, :, 4:8, 3:9] = True
-    out, flow = layer(x, hole, return_flow=True)
+    out, flow = layer(x, x, x, hole=hole, return_field=True)
     assert torch.equal(out[~hole.expand_as(out)], x[~hole.expand_as(x)])
     ys, xs = torch.nonzero(hole[0, 0], as_tuple=True)
     ty = ys + flow[0, 0, ys, xs].long()
@@ -99,7 +145,7 @@ def test_psal_adapter_passes_through_without_valid_keys():
     hole[0, :, 3:5, 3:5] = True
     hole[1] = True  # nothing to attend to
     with pytest.warns(RuntimeWarning, match="1 of 2 samples"):
-        out, flow = layer(x, hole, return_flow=True)
+        out, flow = layer(x, x, x, hole=hole, return_field=True)
     assert torch.equal(out[1], x[1])
     assert not torch.equal(out[0], x[0])
     assert (flow[1] == 0).all()
@@ -125,3 +171,47 @@ def test_bad_inputs():
         net(img.long(), mask)
     with pytest.raises(ValueError, match="width"):
         DeepFillV1(width=1)
+
+
+def _conv_params(cin, cout, k=3):
+    return k * k * cin * cout + cout
+
+
+def test_parameter_count_per_layer_is_the_references():
+    # the reference's gen_conv layers (v1.0.0 inpaint_model.py), c = 32, 5 input channels
+    c = 32
+    net = DeepFillV1(width=c, attention="contextual")
+    stage1_encoder = [(5, c, 5), (c, 2 * c), (2 * c, 2 * c), (2 * c, 4 * c)] + [(4 * c, 4 * c)] * 6
+    stage2_dilated = [(5, c, 5), (c, c), (c, 2 * c), (2 * c, 2 * c), (2 * c, 4 * c)]
+    stage2_dilated += [(4 * c, 4 * c)] * 5
+    attention = [(5, c, 5), (c, c), (c, 2 * c), (2 * c, 4 * c), (4 * c, 4 * c), (4 * c, 4 * c)]
+    attention_decoder = [(4 * c, 4 * c)] * 2
+
+    def decoder(cin):
+        return [(cin, 4 * c), (4 * c, 4 * c), (4 * c, 2 * c), (2 * c, 2 * c), (2 * c, c),
+                (c, c // 2), (c // 2, 3)]  # fmt: skip
+
+    expected = {
+        "coarse.encoder": stage1_encoder,
+        "coarse.decoder": decoder(4 * c),
+        "refine.dilated": stage2_dilated,
+        "refine.attention_encoder": attention,
+        "refine.attention_decoder": attention_decoder,
+        "refine.decoder": decoder(8 * c),
+    }
+    convs = {n: m for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    for prefix, layers in expected.items():
+        mine = [m for n, m in convs.items() if n.startswith(prefix + ".")]
+        assert [(m.in_channels, m.out_channels, m.kernel_size[0]) for m in mine] == [
+            (a, b, k[0] if k else 3) for a, b, *k in layers
+        ], prefix
+        got = [sum(p.numel() for p in m.parameters()) for m in mine]
+        assert got == [_conv_params(*layer) for layer in layers], prefix
+    strides = [m.stride[0] for n, m in convs.items() if n.startswith("refine.dilated.")]
+    assert strides[:4] == [1, 2, 1, 2]
+    assert sum(p.numel() for p in net.parameters()) == 3_601_542  # 3.60M, the reference's
+    # psal < 0.2's layout (stage 1's encoder in stage 2) for old checkpoints
+    legacy = DeepFillV1(width=c, attention="contextual", stage2_dilated="legacy")
+    assert sum(p.numel() for p in legacy.parameters()) == 3_739_878
+    with pytest.raises(ValueError, match="stage2_dilated must be one of"):
+        DeepFillV1(width=4, stage2_dilated="v3")

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .._checks import SEED_LIMIT
@@ -27,8 +28,10 @@ examples:
   psal inpaint photo.png --mask mask.png --checkpoint deepfill.safetensors -o out.png
 
 The mask has the image's size; white (values > 127, or above --mask-threshold of the
-range) marks the hole. A mask with transparency is read from its alpha channel
-(transparent = hole). An empty mask writes the input unchanged, with a warning.
+range) marks the hole; a 0/1 (label) mask reads non-zero as hole. A mask with
+transparency is read from its alpha channel: the transparent part is the hole, or the
+painted part when the transparent part covers more than half the image (strokes on a
+transparent layer). An empty mask writes the input unchanged, with a warning.
 """
 
 COLORIZE_EXAMPLES = """\
@@ -69,11 +72,11 @@ def _warn(message: str) -> None:
     print(f"psal: warning: {message}", file=sys.stderr)
 
 
-def _check_output(path: str, mode: str) -> None:
-    """Fail before any work if the output path or type is bad or cannot hold ``mode``."""
+def _check_output(path: str, mode: str, size: tuple[int, int] | None = None) -> None:
+    """Fail before any work if the output path or type is bad or cannot hold the image."""
     from ..utils.image import check_savable
 
-    check_savable(mode, path)
+    check_savable(mode, path, size)
 
 
 _GRAY_MODES = ("1", "L", "LA", "I;16", "I", "F")
@@ -100,6 +103,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise CLIError(f"--mask-threshold must be in (0, 1), got {t}")
     if getattr(args, "k", 1) < 1:
         raise CLIError(f"--k must be >= 1, got {args.k}")
+    if getattr(args, "max_pixels", None) is not None and args.max_pixels < 1:
+        raise CLIError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     if not 0 <= args.seed < SEED_LIMIT:
         raise CLIError(f"--seed must be in [0, 2**63), got {args.seed}")
 
@@ -121,21 +126,19 @@ def _run(work: Callable[[Callable[[int, int], None]], object], desc: str, quiet:
 
 def _inpaint(args: argparse.Namespace) -> int:
     from ..editing._pyramid import dilate
-    from ..utils.image import (
-        file_format,
-        load_image,
-        load_mask,
-        result_mode,
-        save_format,
-        save_image,
-    )
+    from ..utils.convert import check_values
+    from ..utils.image import file_format, load_image, load_mask, save_format, save_image
+    from ..utils.io import full_depth, output_mode
 
     _check_options(args)
     device = resolve_device(args.device)
-    image = load_image(args.image, "IMAGE")
-    mode = result_mode(image)
-    _check_output(args.output, mode)
-    mask = load_mask(args.mask, size=image.size, threshold=args.mask_threshold)
+    image = load_image(args.image, "IMAGE", max_pixels=args.max_pixels)
+    check_values(image, f"IMAGE {args.image}")
+    mode = output_mode(image)  # RGB;16 for 16-bit colour PNGs, edited at full depth
+    _check_output(args.output, mode, image.size)
+    mask = load_mask(
+        args.mask, size=image.size, threshold=args.mask_threshold, max_pixels=args.max_pixels
+    )
     mask = dilate(torch.from_numpy(mask)[None, None], args.dilate)[0, 0].numpy()
     icc = _icc(image, mode)
     if not mask.any():
@@ -148,27 +151,23 @@ def _inpaint(args: argparse.Namespace) -> int:
             with atomic_path(args.output) as tmp:
                 shutil.copyfile(args.image, tmp)
         else:
-            save_image(image.convert(mode), args.output, icc_profile=icc)
+            keep = full_depth(image) if mode.endswith(";16") else image.convert(mode)
+            save_image(keep, args.output, icc_profile=icc)
         return 0
     if mask.all():
         raise CLIError("the mask covers the whole image: there is no known pixel to copy from")
     if args.checkpoint is not None:
-        try:
-            from ..models import Inpainter
-        except ImportError as err:
-            raise CLIError(
-                f"learned inpainting (--checkpoint) is unavailable: psal.models cannot be "
-                f"imported ({err})"
-            ) from None
+        from ..models import Inpainter
+
         model = Inpainter.from_checkpoint(args.checkpoint, device=device)
         torch.manual_seed(args.seed)  # PSAL attention layers draw PatchMatch seeds from it
-        out = model.inpaint(image, mask)
+        out = model.inpaint(full_depth(image), mask)
     else:
         from ..editing import inpaint
 
         out = _run(
             lambda bar: inpaint(
-                image, mask, patch_size=args.patch_size, seed=args.seed, device=device,
+                full_depth(image), mask, patch_size=args.patch_size, seed=args.seed, device=device,
                 progress=bar,
             ),
             "inpaint", args.quiet,
@@ -179,18 +178,24 @@ def _inpaint(args: argparse.Namespace) -> int:
 
 def _colorize(args: argparse.Namespace) -> int:
     from ..editing import colorize
+    from ..utils.convert import check_values
     from ..utils.image import load_image, result_mode, save_image
+    from ..utils.io import full_depth
 
     _check_options(args)
     device = resolve_device(args.device)
-    target = load_image(args.target, "TARGET")
-    reference = load_image(args.reference, "--reference")
+    target = load_image(args.target, "TARGET", max_pixels=args.max_pixels)
+    reference = load_image(args.reference, "--reference", max_pixels=args.max_pixels)
+    check_values(target, f"TARGET {args.target}", unit_float=True)
+    check_values(reference, f"--reference {args.reference}")
     mode = "RGBA" if result_mode(target) in ("LA", "RGBA") else "RGB"
-    _check_output(args.output, mode)
+    if isinstance(full_depth(target), np.ndarray):  # a 16-bit colour PNG: kept at 16 bits
+        mode += ";16"
+    _check_output(args.output, mode, target.size)
     out = _run(
         lambda bar: colorize(
-            target, reference, patch_size=args.patch_size, k=args.k, seed=args.seed,
-            device=device, progress=bar,
+            full_depth(target), full_depth(reference), patch_size=args.patch_size, k=args.k,
+            seed=args.seed, device=device, progress=bar,
         ),
         "colorize", args.quiet,
     )  # fmt: skip
@@ -201,7 +206,9 @@ def _colorize(args: argparse.Namespace) -> int:
 def _upscale(args: argparse.Namespace) -> int:
     from ..editing import upscale
     from ..editing.upscale import SCALES
-    from ..utils.image import load_image, result_mode, save_image
+    from ..utils.convert import check_values
+    from ..utils.image import load_image, save_image
+    from ..utils.io import full_depth, output_mode
 
     _check_options(args)
     try:
@@ -211,12 +218,13 @@ def _upscale(args: argparse.Namespace) -> int:
     if scale not in SCALES or str(args.scale).strip() not in {str(s) for s in SCALES}:
         raise CLIError(f"--scale must be one of {', '.join(map(str, SCALES))}, got {args.scale!r}")
     device = resolve_device(args.device)
-    image = load_image(args.image, "IMAGE")
-    mode = result_mode(image)
-    _check_output(args.output, mode)
+    image = load_image(args.image, "IMAGE", max_pixels=args.max_pixels)
+    check_values(image, f"IMAGE {args.image}")
+    mode = output_mode(image)
+    _check_output(args.output, mode, (image.size[0] * scale, image.size[1] * scale))
     out = _run(
         lambda bar: upscale(
-            image, scale, patch_size=args.patch_size, seed=args.seed, device=device,
+            full_depth(image), scale, patch_size=args.patch_size, seed=args.seed, device=device,
             progress=bar,
         ),
         "upscale", args.quiet,
@@ -226,10 +234,14 @@ def _upscale(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output", required=True, help="output file (.png, .jpg, .webp)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (.png, .jpg, .webp, .tif)")  # fmt: skip
     add_seed_arg(p)
     add_device_arg(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse input images above N pixels, before decoding them "
+                   "(default: $PSAL_MAX_PIXELS, else 8192*8192)")  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

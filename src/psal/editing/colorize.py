@@ -17,15 +17,17 @@ target, the key the reference's luminance, the value the reference's chrominance
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
+from .._deprecation import keyword_only
 from ..layers.vote import vote
 from ..patchmatch import patchmatch
+from ..utils.convert import check_unit_float
 from ..utils.image import ImageLike, from_tensor, to_tensor
+from ..utils.progress import ProgressCallback
 from ._color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
 from ._temperature import wexler_temperature
 
@@ -51,20 +53,21 @@ def _features(y: torch.Tensor, window: int, stats_weight: float) -> torch.Tensor
     return torch.cat([y, stats_weight * mean, 2 * stats_weight * std], 1)
 
 
+@keyword_only(2, (), {"iters": "pm_iters"})
 def colorize(
     target: ImageLike,
     reference: ImageLike,
     *,
     patch_size: int = 9,
     k: int = 2,
-    iters: int = 4,
+    pm_iters: int = 4,
     window: int = 5,
     stats_weight: float = 1.0,
     temperature: float | None = None,
     seed: int | None = None,
     device: torch.device | str | None = None,
     backend: str = "auto",
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ImageLike:
     """Colour a grayscale image with the colours of a reference image.
 
@@ -77,7 +80,7 @@ def colorize(
             patches give smoother, more coherent colour; 9 scored best in
             ``benchmarks/colorize.py`` among 5, 7, 9, 11).
         k: reference patches per target patch whose colours are averaged.
-        iters: PatchMatch iterations.
+        pm_iters: PatchMatch iterations (``iters=`` is the deprecated keyword).
         window: side of the window of the local mean and standard deviation features.
         stats_weight: weight of those features against the raw luminance patch.
         temperature: voting temperature T (weights ``exp(-d / T)``); None: twice the
@@ -109,7 +112,7 @@ def colorize(
     """
     patch_size = check_patch_size(patch_size)
     k = check_int(k, "k", minimum=1)
-    iters = check_int(iters, "iters", minimum=0)
+    pm_iters = check_int(pm_iters, "pm_iters", minimum=0)
     window = check_patch_size(window, "window")
     stats_weight = float(stats_weight)
     if stats_weight < 0:
@@ -117,6 +120,8 @@ def colorize(
     if temperature is not None and temperature != float("inf"):
         temperature = check_positive_float(temperature, "temperature")
     x, spec = to_tensor(target, "target", device=device)
+    if spec.kind == "pil" and spec.mode == "F":  # the RGB result holds 8 bits of [0, 1]
+        check_unit_float(np.asarray(target), "target")
     ref, _ = to_tensor(reference, "reference", device=x.device)
     ref = ref.to(x.dtype)
     if ref.shape[1] < 3:
@@ -146,7 +151,7 @@ def colorize(
             q = _features(y, window, stats_weight)
             kf = _features(y_map, window, stats_weight)
             kk = min(k, hr * wr)
-            field = patchmatch(q, kf, k=kk, patch_size=patch_size, iters=iters,
+            field = patchmatch(q, kf, k=kk, patch_size=patch_size, iters=pm_iters,
                                seed=seed + i, backend=backend)  # fmt: skip
             if progress is not None:
                 progress(2 * i + 1, total)
