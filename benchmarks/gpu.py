@@ -78,7 +78,7 @@ def engine_rows(size, device, args) -> list[dict]:
     qmask = torch.zeros(size * size, dtype=torch.bool, device=device)
     qmask[sel] = True
     qmask = qmask.view(1, 1, size, size)
-    ex = psal.patchmatch(q, k, k=K, patch_size=PATCH, backend="exact", query_mask=qmask)
+    ex = psal.patchmatch(q, k, k=K, patch_size=PATCH, backend="exact", query_valid=qmask)
     ex_d = ex.distances[0, 0].reshape(-1)[sel].double()
     ex_i = ex.indices[0, 0].reshape(-1)[sel]
     rows = []

@@ -102,7 +102,7 @@ def _case(kind, size, backend, device_name, repeats, sample_n, full_n, conn):
     qmask = sample_mask(size, sample_n if size * size > full_n else size * size, device)
     kwargs = {"k": K, "patch_size": WORKLOADS[kind], "iters": ITERS, "backend": backend, "seed": 0}
     if backend == "exact":
-        kwargs["query_mask"] = qmask
+        kwargs["query_valid"] = qmask
     base = peak_start(device)
     res = psal.patchmatch(q, k, **kwargs)
     peak = peak_end(device, base)
@@ -122,7 +122,7 @@ def _case(kind, size, backend, device_name, repeats, sample_n, full_n, conn):
     extrapolated = scale > 1 and backend == "exact"
     if extrapolated:  # the fixed part once, the per-pixel part scaled
         one = sample_mask(size, 1, device)
-        t1 = timeit(lambda: psal.patchmatch(q, k, **{**kwargs, "query_mask": one}), device, 1, 0)
+        t1 = timeit(lambda: psal.patchmatch(q, k, **{**kwargs, "query_valid": one}), device, 1, 0)
         t = t1 + max(t - t1, 0.0) * scale
     conn.send(
         {

@@ -492,6 +492,6 @@ def test_torch_backend_sync_free_path_gives_the_same_result(monkeypatch):
     for compact in (True, False):
         monkeypatch.setattr(torch_backend, "COMPACT_PAIRS", compact)
         out[compact] = psal.patchmatch(q, k, k=3, iters=3, backend="torch", seed=4,
-                                       query_mask=qmask)  # fmt: skip
+                                       query_valid=qmask)  # fmt: skip
     assert torch.equal(out[True].indices, out[False].indices)
     torch.testing.assert_close(out[True].distances, out[False].distances)
