@@ -238,7 +238,7 @@ def _init_tasks(qp, kp, valid, vlist, vcount, active, init, use_init, idx, dist,
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST, _nrt=False)
-def _iterate_tasks(qp, kp, qpr, kpr, kprf, valid, active, idx, dist, snap, cbufs, hk, wk, p,
+def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, valid, active, idx, dist, snap, cbufs, hk, wk, p,
                    it, seed, band, zero, lo, hi):  # fmt: skip
     """One PatchMatch iteration (propagation + random search) over the tasks listed."""
     _, hq, wq, kk = idx.shape
@@ -248,6 +248,8 @@ def _iterate_tasks(qp, kp, qpr, kpr, kprf, valid, active, idx, dist, snap, cbufs
     radius0 = max(hk, wk)
     m = kpr.shape[2]
     nkpr = kpr.shape[1]
+    rowlen = kp.shape[2]
+    step16 = 64 // kp.itemsize  # values per cache line
     step = 1 if it % 2 == 0 else -1
     for t in range(lo, hi):
         b = t // nbands
@@ -300,10 +302,15 @@ def _iterate_tasks(qp, kp, qpr, kpr, kprf, valid, active, idx, dist, snap, cbufs
                         cand = (lo_y + ry) * wk + lo_x + rx
                         cbuf[nc] = cand
                         nc += 1
-                        if m > 0:
+                        if m > 0:  # the bound's line
                             o = (b * nkpr + cand) * m
                             _prefetch(kprf, o)
                             _prefetch(kprf, o + m - 1)
+                        else:  # no bound: the whole patch, row by row
+                            o = (b * kp.shape[1] + lo_y + ry) * rowlen + (lo_x + rx) * c
+                            for dy in range(p):
+                                for i in range(o + dy * rowlen, o + dy * rowlen + p * c, step16):
+                                    _prefetch(kpf, i)
                         w = w // 2
                     for i in range(nc):
                         _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, cbuf[i], wk, p, c, kk,
@@ -414,8 +421,9 @@ def search(
     cbufs = np.empty((ntask, nlev), dtype=np.int64)
     for it in range(iters):
         np.copyto(snap, idx)
-        run_chunked(_iterate_tasks, ntask, qp, kp, qpr, kpr, kpr.reshape(-1), valid_np, active, idx,
-                    dist, snap, cbufs, hk, wk, patch_size, it, seed, BAND_ROWS, zero)  # fmt: skip
+        run_chunked(_iterate_tasks, ntask, qp, kp, kp.reshape(-1), qpr, kpr, kpr.reshape(-1),
+                    valid_np, active, idx, dist, snap, cbufs, hk, wk, patch_size, it, seed,
+                    BAND_ROWS, zero)  # fmt: skip
     indices = torch.from_numpy(idx).permute(0, 3, 1, 2).contiguous().to(device)
     distances = torch.from_numpy(dist).permute(0, 3, 1, 2).contiguous().to(device)
     return indices, distances
