@@ -16,8 +16,10 @@ CNN applied to a scikit-image photo, k=3, patch 3, 5 iterations):
 Times are medians of ``--repeats`` runs after a warm-up, the device synchronised around
 each; peak memory is ``torch.cuda.max_memory_allocated`` above what was allocated before
 the run (on CPU, the resident-size growth). A case that runs out of memory is reported,
-not fatal. ``--device cpu --quick`` runs the same code on small maps: the dry run the
-tests use, since no GPU was available when this script was written.
+not fatal; no case starts after ``--budget`` seconds (the table still prints, so
+``gpu.sh`` stays under 8 minutes). ``--device cpu --quick`` runs the same code on
+small maps: the dry run the tests use, since no GPU was available when this script
+was written.
 
 Usage:
     python benchmarks/gpu.py                     # on a CUDA machine (benchmarks/gpu.sh)
@@ -162,6 +164,8 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--sample", type=int, default=4096, help="query pixels searched exactly")
     ap.add_argument("--numba-max", type=int, default=512, help="largest size for numba (CPU)")
     ap.add_argument("--width", type=int, default=32, help="DeepFill base width")
+    ap.add_argument("--budget", type=float, default=270.0,
+                    help="seconds; no case starts after this (the table still prints)")  # fmt: skip
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -175,9 +179,13 @@ def main(argv=None) -> list[dict]:
     env["load"] = "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
     print("environment: " + ", ".join(f"{k}={v}" for k, v in env.items()), flush=True)
     rows = []
+    t0 = time.perf_counter()
     for size in sizes:
         for fn, bench in ((engine_rows, "engine"), (attention_row, "attention"),
                           (deepfill_row, "deepfill")):  # fmt: skip
+            if time.perf_counter() - t0 > args.budget:
+                rows.append({"bench": bench, "size": f"{size}²", "time (s)": "skipped: budget"})
+                continue
             rows += guarded(fn, bench, size, device, args)
             print(rows[-1], flush=True)
     print()
