@@ -15,6 +15,12 @@ Distances are computed on channels-last, reflect-padded copies of the inputs wit
 row gather per patch offset; searched pixels are processed in chunks so that the
 candidate buffers stay under ``MAX_CHUNK_BYTES``. Random numbers come from a
 ``torch.Generator`` on the input's device seeded with ``seed``.
+
+For accelerators: the 16 propagation shifts and the random-search radii are each one
+batched tensor operation, and nothing in the iteration loop waits for the device (on
+the CPU, candidate pairs are compacted with ``nonzero``, a sync that saves work there;
+elsewhere every pair is computed and the skipped ones masked: ``COMPACT_PAIRS``). The
+set-up syncs once (masked pixel list, valid-key list size, initial duplicate repair).
 """
 
 from __future__ import annotations
