@@ -7,6 +7,7 @@ Shared by :func:`psal.layers.ps_attention` (neighbours from PatchMatch) and
 from __future__ import annotations
 
 import torch
+from numba import njit
 
 from ..patchmatch.distance import patch_distance, reflect_index
 
@@ -23,12 +24,52 @@ def _shift(x: torch.Tensor, dy: int, dx: int, fill: float | int) -> torch.Tensor
     return out
 
 
+#: Use the compiled CPU backward of :class:`_WeightedGather` (tests switch it off).
+NUMBA_BACKWARD = True
+
+
+@njit(nogil=True, cache=True)
+def _gather_backward_kernel(value, pos, weight, grad, grad_v, grad_w):  # pragma: no cover
+    # value, grad_v: (B, Nk, Cv) channels-last; grad: (B, N, Cv); pos, weight, grad_w:
+    # (B, P, N). Serial (the value gradient is a scatter), so deterministic.
+    nb, npos, n = pos.shape
+    cv = value.shape[2]
+    for b in range(nb):
+        for i in range(n):
+            for p in range(npos):
+                t = pos[b, p, i]
+                w = weight[b, p, i]
+                acc = 0.0
+                for c in range(cv):
+                    gc = grad[b, i, c]
+                    acc += value[b, t, c] * gc
+                    grad_v[b, t, c] += gc * w
+                grad_w[b, p, i] = acc
+
+
+def _gather_backward_numba(value, pos, weight, grad):
+    v_cl = value.permute(0, 2, 1).contiguous()
+    g_cl = grad.to(value.dtype).permute(0, 2, 1).contiguous()
+    grad_v = torch.zeros_like(v_cl)
+    grad_w = torch.zeros_like(weight, dtype=value.dtype).contiguous()
+    _gather_backward_kernel(
+        v_cl.numpy(),
+        pos.contiguous().numpy(),
+        weight.to(value.dtype).contiguous().numpy(),
+        g_cl.numpy(),
+        grad_v.numpy(),
+        grad_w.numpy(),
+    )
+    return grad_v.permute(0, 2, 1), grad_w.to(weight.dtype)
+
+
 class _WeightedGather(torch.autograd.Function):
     """``out[b, :, n] = sum_p weight[b, p, n] * value[b, :, pos[b, p, n]]``.
 
     Saves only ``value``, ``pos`` and ``weight`` (P scalars per pixel, no gathered
     copies of the values), so memory stays O(B * (Cv + P) * N); the gathers are
-    redone in backward, and the value gradient is accumulated with ``scatter_add_``.
+    redone in backward, and the value gradient is accumulated with ``scatter_add_``
+    (on CPU: one serial compiled channels-last pass, :func:`_gather_backward_kernel`).
     """
 
     @staticmethod
@@ -47,6 +88,16 @@ class _WeightedGather(torch.autograd.Function):
         value, pos, weight = ctx.saved_tensors
         b, cv, _ = value.shape
         n = pos.shape[2]
+        if (
+            NUMBA_BACKWARD
+            and value.device.type == "cpu"
+            and value.dtype in (torch.float32, torch.float64)
+            and weight.dtype == value.dtype
+            and grad.dtype == value.dtype
+        ):
+            gv, gw = _gather_backward_numba(value.detach(), pos, weight.detach(), grad)
+            need_v, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
+            return (gv if need_v else None), None, (gw if need_w else None)
         grad_v = torch.zeros_like(value) if ctx.needs_input_grad[0] else None
         grad_w = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
         for p in range(pos.shape[1]):

@@ -1,0 +1,90 @@
+"""The compiled CPU backward passes against the PyTorch loops they replace on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import psal
+import psal.layers._aggregate as agg_mod
+import psal.patchmatch.distance as dist_mod
+from psal.patchmatch import patch_distance
+
+
+def _grads(fn, inputs, module, monkeypatch, flag):
+    monkeypatch.setattr(module, "NUMBA_BACKWARD", flag)
+    for t in inputs:
+        t.grad = None
+    fn().backward()
+    return [None if t.grad is None else t.grad.clone() for t in inputs]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("window", [None, (2, 9, 3, 11)])
+def test_patch_distance_backward_matches_torch(dtype, window, monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 5, 12, 13, generator=g, dtype=dtype, requires_grad=True)
+    k = torch.randn(2, 5, 10, 11, generator=g, dtype=dtype, requires_grad=True)
+    y0, y1, x0, x1 = window or (0, 12, 0, 13)
+    idx = torch.randint(-1, 110, (2, 3, y1 - y0, x1 - x0), generator=g)
+    w = torch.randn(idx.shape, generator=g, dtype=dtype)
+
+    def fn():
+        return (patch_distance(q, k, idx, 3, window=window).masked_fill(idx < 0, 0) * w).sum()
+
+    ref = _grads(fn, [q, k], dist_mod, monkeypatch, False)
+    new = _grads(fn, [q, k], dist_mod, monkeypatch, True)
+    tol = {"rtol": 1e-5, "atol": 1e-4} if dtype == torch.float32 else {}
+    for a, b in zip(ref, new, strict=True):
+        torch.testing.assert_close(b, a, **tol)
+
+
+def test_patch_distance_backward_one_input(monkeypatch):
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(1, 4, 9, 9, generator=g, requires_grad=True)
+    k = torch.randn(1, 4, 9, 9, generator=g)  # no gradient wanted
+    idx = torch.randint(0, 81, (1, 2, 9, 9), generator=g)
+    ref = _grads(lambda: patch_distance(q, k, idx, 5).sum(), [q, k], dist_mod, monkeypatch, False)
+    new = _grads(lambda: patch_distance(q, k, idx, 5).sum(), [q, k], dist_mod, monkeypatch, True)
+    assert new[1] is None and ref[1] is None
+    torch.testing.assert_close(new[0], ref[0], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weighted_gather_backward_matches_torch(dtype, monkeypatch):
+    g = torch.Generator().manual_seed(2)
+    v = torch.randn(2, 7, 50, generator=g, dtype=dtype, requires_grad=True)
+    w = torch.rand(2, 4, 30, generator=g, dtype=dtype, requires_grad=True)
+    pos = torch.randint(0, 50, (2, 4, 30), generator=g)
+    up = torch.randn(2, 7, 30, generator=g, dtype=dtype)
+
+    def fn():
+        return (agg_mod._WeightedGather.apply(v, pos, w) * up).sum()
+
+    ref = _grads(fn, [v, w], agg_mod, monkeypatch, False)
+    new = _grads(fn, [v, w], agg_mod, monkeypatch, True)
+    for a, b in zip(ref, new, strict=True):
+        torch.testing.assert_close(b, a)
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+def test_ps_attention_backward_matches_torch(aggregation, monkeypatch):
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(1, 6, 14, 15, generator=g, requires_grad=True)
+    k = torch.randn(1, 6, 13, 12, generator=g, requires_grad=True)
+    v = torch.randn(1, 4, 13, 12, generator=g, requires_grad=True)
+    w = torch.randn(1, 4, 14, 15, generator=g)
+
+    def fn():
+        out = psal.ps_attention(
+            q, k, v, k=3, patch_size=3, temperature=2.0, aggregation=aggregation, seed=0
+        )
+        return (out * w).sum()
+
+    monkeypatch.setattr(dist_mod, "NUMBA_BACKWARD", False)
+    ref = _grads(fn, [q, k, v], agg_mod, monkeypatch, False)
+    monkeypatch.setattr(dist_mod, "NUMBA_BACKWARD", True)
+    new = _grads(fn, [q, k, v], agg_mod, monkeypatch, True)
+    for a, b in zip(ref, new, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+        assert a.abs().max() > 0
