@@ -178,6 +178,8 @@ def _inpaint(args: argparse.Namespace) -> int:
 
 
 def _colorize(args: argparse.Namespace) -> int:
+    import warnings
+
     from ..editing import colorize
     from ..utils.image import load_image, result_mode, save_image
 
@@ -187,13 +189,22 @@ def _colorize(args: argparse.Namespace) -> int:
     reference = load_image(args.reference, "--reference")
     mode = "RGBA" if result_mode(target) in ("LA", "RGBA") else "RGB"
     _check_output(args.output, mode)
-    out = _run(
-        lambda bar: colorize(
-            target, reference, patch_size=args.patch_size, k=args.k, seed=args.seed,
-            device=device, progress=bar,
-        ),
-        "colorize", args.quiet,
-    )  # fmt: skip
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = _run(
+                lambda bar: colorize(
+                    target, reference, patch_size=args.patch_size, k=args.k, seed=args.seed,
+                    device=device, progress=bar,
+                ),
+                "colorize", args.quiet,
+            )  # fmt: skip
+    except MemoryError:
+        raise CLIError(
+            "colorize: out of memory (try a smaller --k or --patch-size, or smaller images)"
+        ) from None
+    for w in caught:
+        _warn(str(w.message))
     save_image(out, args.output, icc_profile=_icc(target, mode))
     return 0
 
