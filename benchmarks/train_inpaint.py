@@ -31,8 +31,8 @@ import torch
 from PIL import Image
 
 from psal.data import InpaintingFolder, MaskGenerator, list_images
-from psal.training import TrainConfig, Trainer, apply_overrides, evaluate
-from psal.training.evaluate import write_json
+from psal.training import InpaintConfig, Trainer, apply_overrides, evaluate
+from psal.utils.jsonfile import write_json
 
 DATASETS = {
     "textures": ["brick", "grass", "gravel"],
@@ -103,9 +103,9 @@ def run(args: argparse.Namespace, train: Path, val: Path, attention: str, out: P
         "save_every": 0,
         "log_every": 0,
     }
-    cfg = apply_overrides(TrainConfig(), [f"{k}={v}" for k, v in overrides.items()])
+    cfg = apply_overrides(InpaintConfig(), [f"{k}={v}" for k, v in overrides.items()])
     if attention == "psal":
-        cfg.model.attention_options = {"k": args.k, "iters": args.iters}
+        cfg.model.kwargs["attention_options"] = {"k": args.k, "iters": args.iters}
     trainer = Trainer(cfg)
     start = time.perf_counter()
     trainer.fit()
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace, train: Path, val: Path, attention: str, out: P
     )
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        metrics = evaluate(trainer.inpainter(), dataset, batch_size=16)
+        metrics = evaluate(trainer.task.inpainter(), dataset, batch_size=16)
     trainer.close()
     return {"train_s": elapsed, **metrics}
 

@@ -125,3 +125,47 @@ def test_bad_inputs():
         net(img.long(), mask)
     with pytest.raises(ValueError, match="width"):
         DeepFillV1(width=1)
+
+
+def _conv_params(cin, cout, k=3):
+    return k * k * cin * cout + cout
+
+
+def test_parameter_count_per_layer_is_the_references():
+    # the reference's gen_conv layers (v1.0.0 inpaint_model.py), c = 32, 5 input channels
+    c = 32
+    net = DeepFillV1(width=c, attention="contextual")
+    stage1_encoder = [(5, c, 5), (c, 2 * c), (2 * c, 2 * c), (2 * c, 4 * c)] + [(4 * c, 4 * c)] * 6
+    stage2_dilated = [(5, c, 5), (c, c), (c, 2 * c), (2 * c, 2 * c), (2 * c, 4 * c)]
+    stage2_dilated += [(4 * c, 4 * c)] * 5
+    attention = [(5, c, 5), (c, c), (c, 2 * c), (2 * c, 4 * c), (4 * c, 4 * c), (4 * c, 4 * c)]
+    attention_decoder = [(4 * c, 4 * c)] * 2
+
+    def decoder(cin):
+        return [(cin, 4 * c), (4 * c, 4 * c), (4 * c, 2 * c), (2 * c, 2 * c), (2 * c, c),
+                (c, c // 2), (c // 2, 3)]  # fmt: skip
+
+    expected = {
+        "coarse.encoder": stage1_encoder,
+        "coarse.decoder": decoder(4 * c),
+        "refine.dilated": stage2_dilated,
+        "refine.attention_encoder": attention,
+        "refine.attention_decoder": attention_decoder,
+        "refine.decoder": decoder(8 * c),
+    }
+    convs = {n: m for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    for prefix, layers in expected.items():
+        mine = [m for n, m in convs.items() if n.startswith(prefix + ".")]
+        assert [(m.in_channels, m.out_channels, m.kernel_size[0]) for m in mine] == [
+            (a, b, k[0] if k else 3) for a, b, *k in layers
+        ], prefix
+        got = [sum(p.numel() for p in m.parameters()) for m in mine]
+        assert got == [_conv_params(*layer) for layer in layers], prefix
+    strides = [m.stride[0] for n, m in convs.items() if n.startswith("refine.dilated.")]
+    assert strides[:4] == [1, 2, 1, 2]
+    assert sum(p.numel() for p in net.parameters()) == 3_601_542  # 3.60M, the reference's
+    # psal < 0.2's layout (stage 1's encoder in stage 2) for old checkpoints
+    legacy = DeepFillV1(width=c, attention="contextual", stage2_dilated="legacy")
+    assert sum(p.numel() for p in legacy.parameters()) == 3_739_878
+    with pytest.raises(ValueError, match="stage2_dilated must be one of"):
+        DeepFillV1(width=4, stage2_dilated="v3")

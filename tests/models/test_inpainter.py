@@ -180,7 +180,7 @@ def test_from_checkpoint_rejects_foreign_files(tmp_path):
 
     path = tmp_path / "other.safetensors"
     save_file({"x": torch.zeros(2)}, str(path))
-    with pytest.raises(ValueError, match="not a psal inpainting checkpoint"):
+    with pytest.raises(ValueError, match="not a psal checkpoint"):
         Inpainter.from_checkpoint(path)
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(ValueError, match="cannot read"):

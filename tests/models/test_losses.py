@@ -75,3 +75,50 @@ def test_gradient_penalty_of_a_linear_critic():
     assert w.grad is not None and w.grad.abs().sum() > 0
     unmasked = L.gradient_penalty(critic, real, fake)
     torch.testing.assert_close(unmasked, (w.detach().norm() - 1).pow(2))
+
+
+def test_box_discount_is_the_references_worked_by_hand():
+    # reference: w[i, j] = max(g ** min(i, H - i), g ** min(j, W - j)); g = 0.5, 4 x 5
+    # rows: min(i, 4 - i) = 0, 1, 2, 1; columns: min(j, 5 - j) = 0, 1, 2, 2, 1
+    w = L.box_discount(4, 5, 0.5)
+    expected = torch.tensor(
+        [
+            [1.0, 1.0, 1.0, 1.0, 1.0],
+            [1.0, 0.5, 0.5, 0.5, 0.5],
+            [1.0, 0.5, 0.25, 0.25, 0.5],
+            [1.0, 0.5, 0.5, 0.5, 0.5],
+        ]
+    )
+    assert torch.equal(w, expected)
+    # the loss: mean over the box (known margin included) of |pred - target| * w
+    pred = torch.zeros(1, 1, 6, 7)
+    target = torch.zeros(1, 1, 6, 7)
+    target[0, 0, 1:5, 2:7] = 2.0  # the box at (1, 2), 4 x 5
+    target[0, 0, 0, 0] = 100.0  # outside the box: ignored
+    boxes = torch.tensor([[1, 2, 4, 5]])
+    loss = L.box_discounted_l1(pred, target, boxes, (4, 5), 0.5)
+    assert float(loss) == pytest.approx(2.0 * float(expected.sum()) / 20)  # 2 * 13.5 / 20
+
+
+def test_nearest_known_pixel_discount_worked_by_hand():
+    # an L-shaped free-form hole; l = chessboard distance to the nearest known pixel
+    m = torch.zeros(1, 1, 6, 6, dtype=torch.bool)
+    m[0, 0, 1:5, 1:3] = True  # a 4 x 2 bar
+    m[0, 0, 3:5, 3:5] = True  # and a 2 x 2 foot: the L
+    w = L.spatial_discount(m, 0.5)
+    # every hole pixel of this L touches a known pixel (l = 1): weight 1
+    assert torch.equal(w, m.float())
+    m2 = torch.zeros(1, 1, 7, 7, dtype=torch.bool)
+    m2[0, 0, 1:6, 1:6] = True
+    m2[0, 0, 1, 1] = False  # a known pixel inside the square's corner
+    w2 = L.spatial_discount(m2, 0.5)[0, 0]
+    # centre (3, 3): 3 from the border, 2 from the known pixel (1, 1): l = 2
+    assert w2[3, 3] == 0.5 and w2[2, 2] == 1.0 and w2[2, 3] == 0.5 and w2[1, 1] == 0
+    full = m2.clone()
+    full[0, 0, 1, 1] = True
+    assert L.spatial_discount(full, 0.5)[0, 0, 3, 3] == 0.25  # l = 3 without it
+    # the loss averages over hole pixels only
+    pred, target = torch.zeros(1, 1, 7, 7), torch.ones(1, 1, 7, 7)
+    assert float(L.discounted_l1(pred, target, m2, 0.5)) == pytest.approx(
+        float(w2.sum()) / int(m2.sum())
+    )

@@ -63,7 +63,7 @@ def test_resume_with_another_architecture_is_a_one_line_error(photo_folder, run_
     assert main(["train", "inpaint", "--out", str(run_copy), "--resume", "--steps", "2",
                  "--no-progress", "model.width=8"]) == 1  # fmt: skip
     err = _one_error_line(capsys)
-    assert "model.width (--width) 4 in the checkpoint, 8 now" in err
+    assert "model.kwargs.width (--width) 4 in the checkpoint, 8 now" in err
     assert _snapshot(run_copy) == before  # nothing written, config.json included
 
 
@@ -152,10 +152,10 @@ def test_corrupt_image_with_loader_workers_is_one_line(photo_folder, tmp_path, c
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        (["--seed", "-1"], "seed (--seed) must be in [0, 4294967295], got -1"),
+        (["--seed", "-1"], "seed (--seed) must be in [0, 2**63), got -1"),
         (["--batch-size", "0"], "batch_size (--batch-size) must be >= 1, got 0"),
         (["--steps", "-1"], "steps (--steps) must be >= 0, got -1"),
-        (["--width", "1"], "model.width (--width) must be >= 2, got 1"),
+        (["--width", "1"], "model.kwargs.width (--width) must be >= 2, got 1"),
         (["--num-workers", "-1"], "data.num_workers (--num-workers) must be >= 0, got -1"),
         (["--image-size", "0"], "data.image_size (--image-size) must be >= 4, got 0"),
     ],
@@ -176,11 +176,11 @@ def test_train_override_errors_name_the_key(photo_folder, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
-        (["--image-size", "0"], "--image-size must be >= 8, got 0"),
-        (["--limit", "0"], "--limit must be >= 1, got 0"),
-        (["--mask-seed", "-1"], "--mask-seed must be >= 0, got -1"),
-        (["--seed", "-2"], "--seed must be >= 0, got -2"),
+        (["--batch-size", "0"], "batch_size (--batch-size) must be >= 1, got 0"),
+        (["--image-size", "0"], "image_size (--image-size) must be >= 8, got 0"),
+        (["--limit", "0"], "limit (--limit) must be >= 1, got 0"),
+        (["--mask-seed", "-1"], "mask_seed (--mask-seed) must be >= 0, got -1"),
+        (["--seed", "-2"], "seed (--seed) must be >= 0, got -2"),
     ],
 )
 def test_eval_numeric_flag_errors(photo_folder, tiny_run, capsys, flags, expected):

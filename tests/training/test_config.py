@@ -14,7 +14,7 @@ from psal.training import (
 
 def test_defaults_are_the_papers():
     cfg = TrainConfig()
-    assert cfg.model.width == 32 and cfg.model.attention == "contextual"
+    assert cfg.model.kwargs["width"] == 32 and cfg.model.kwargs["attention"] == "contextual"
     assert cfg.data.image_size == 256 and cfg.batch_size == 16
     assert cfg.optim.lr == 1e-4 and cfg.optim.betas == (0.5, 0.9)
     assert cfg.loss.gp_weight == 10 and cfg.loss.adv_weight == 0.001
@@ -36,18 +36,23 @@ def test_overrides_convert_types():
             "--steps=7",
         ],
     )
-    assert cfg.model.width == 8 and cfg.optim.lr == 3e-4 and cfg.optim.betas == (0.0, 0.99)
+    kw = cfg.model.kwargs
+    assert kw["width"] == 8 and cfg.optim.lr == 3e-4 and cfg.optim.betas == (0.0, 0.99)
     assert cfg.tensorboard is False and cfg.data.hole_size == 12 and cfg.steps == 7
-    assert cfg.model.attention_options == {"k": 4, "aggregation": "patch"}
+    assert kw["attention_options"] == {"k": 4, "aggregation": "patch"}
     cfg = apply_overrides(cfg, ['model.attention_options={"iters": 2}', "data.hole_size=none"])
-    assert cfg.model.attention_options == {"iters": 2} and cfg.data.hole_size is None
+    assert cfg.model.kwargs["attention_options"] == {"iters": 2} and cfg.data.hole_size is None
+    # the keys of before model.kwargs (aliases) and the new ones, at any depth
+    cfg = apply_overrides(cfg, ["model.kwargs.attention_options.k=5", "model.kwargs.width=6"])
+    assert cfg.model.kwargs == {"width": 6, "attention": "contextual",
+                                "attention_options": {"iters": 2, "k": 5}}  # fmt: skip
 
 
 def test_bad_overrides_and_keys():
     with pytest.raises(ValueError, match=r"unknown config key 'model.widht'"):
         apply_overrides(TrainConfig(), ["model.widht=8"])
-    with pytest.raises(ValueError, match=r"model.width must be an integer"):
-        apply_overrides(TrainConfig(), ["model.width=eight"])
+    with pytest.raises(ValueError, match=r"model.critic_width must be an integer"):
+        apply_overrides(TrainConfig(), ["model.critic_width=eight"])
     with pytest.raises(ValueError, match=r"section.key=value"):
         apply_overrides(TrainConfig(), ["steps"])
     with pytest.raises(ValueError, match="tensorboard must be a boolean"):
@@ -64,7 +69,7 @@ def test_roundtrip_and_files(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"model": {"width": 16}, "steps": 5}))
     from_file = config_from_dict(load_config_file(path))
-    assert from_file.model.width == 16 and from_file.steps == 5
+    assert from_file.model.kwargs["width"] == 16 and from_file.steps == 5
     assert from_file.data == TrainConfig().data
     bad = tmp_path / "c.yaml"
     bad.write_text("x: 1")
@@ -83,5 +88,5 @@ def test_toml_file(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('steps = 9\n[model]\nattention = "psal"\n[model.attention_options]\nk = 5\n')
     cfg = config_from_dict(load_config_file(path))
-    assert cfg.steps == 9 and cfg.model.attention == "psal"
-    assert cfg.model.attention_options == {"k": 5}
+    assert cfg.steps == 9 and cfg.model.kwargs["attention"] == "psal"
+    assert cfg.model.kwargs["attention_options"] == {"k": 5}

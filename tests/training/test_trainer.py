@@ -17,9 +17,9 @@ def _config(data, out, **extra):
 
 
 def _states(trainer):
-    out = {f"generator.{k}": v for k, v in trainer.generator.state_dict().items()}
-    for name, critic in trainer.critics.items():
-        out.update({f"{name}.{k}": v for k, v in critic.state_dict().items()})
+    out = {}
+    for name, net in trainer.task.networks.items():
+        out.update({f"{name}.{k}": v for k, v in net.state_dict().items()})
     return out
 
 
@@ -40,8 +40,10 @@ def test_resume_continues_exactly(photo_folder, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    assert resumed.digest == straight.digest and resumed.position == straight.position
-    sa, sb = straight.opt_g.state_dict()["state"], resumed.opt_g.state_dict()["state"]
+    assert resumed.stream.digest == straight.stream.digest
+    assert resumed.stream.position == straight.stream.position
+    sa = straight.task.optimizers["generator"].state_dict()["state"]
+    sb = resumed.task.optimizers["generator"].state_dict()["state"]
     assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
     # and a run interrupted differently does differ (the comparison can fail)
     other = Trainer(_config(photo_folder, tmp_path / "c", seed=1, **extra))
@@ -65,7 +67,7 @@ def test_checkpoint_contents_and_kept_files(photo_folder, tmp_path):
     ]
     weights, meta, state = load_checkpoint(tmp_path)
     assert meta["step"] == 5 and state["step"] == 5
-    assert meta["config"]["model"]["width"] == 4 and state["config"] == meta["config"]
+    assert meta["config"]["model"]["kwargs"]["width"] == 4 and state["config"] == meta["config"]
     assert set(weights) == {"generator", "critic_global", "critic_local"}
     assert set(state["ranks"][0]["rng"]) == {"torch", "numpy", "python"}
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 5
@@ -106,8 +108,8 @@ def test_sn_patchgan_with_free_form_masks(photo_folder, tmp_path):
         **{"model.critic": "sn-patchgan", "data.masks": "free-form"},
     )
     trainer = Trainer(cfg)
-    logs, out, _ = trainer.train_step()
-    assert set(trainer.critics) == {"critic_patch"}
+    logs, (out, _) = trainer.train_step()
+    assert set(trainer.task.critics) == {"critic_patch"}
     assert all(np.isfinite(v) for v in logs.values())
     assert out.completed.shape == (2, 3, 32, 32)
 
@@ -140,7 +142,7 @@ def test_generator_learns(tmp_path):
     )
 
     def hole_error():
-        return evaluate(trainer.inpainter(), fixed, batch_size=16)["l1_hole"]
+        return evaluate(trainer.task.inpainter(), fixed, batch_size=16)["l1_hole"]
 
     start = hole_error()
     trainer.fit()
@@ -174,11 +176,11 @@ def test_cli_train_resume_eval(photo_folder, tmp_path, capsys):
     assert "trained 2 steps" in capsys.readouterr().out
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     _, meta = load_weights(out)
-    assert meta["step"] == 2 and meta["config"]["model"]["width"] == 4
+    assert meta["step"] == 2 and meta["config"]["model"]["kwargs"]["width"] == 4
     # resume from the run folder with a larger budget: the stored config is reused
     assert main(["train", "inpaint", "--resume", "--out", str(out), "--steps", "3"]) == 0
     _, meta = load_weights(out)
-    assert meta["step"] == 3 and meta["config"]["model"]["width"] == 4
+    assert meta["step"] == 3 and meta["config"]["model"]["kwargs"]["width"] == 4
 
     report = tmp_path / "m.json"
     assert (
@@ -213,7 +215,7 @@ def test_cli_train_resume_eval(photo_folder, tmp_path, capsys):
 
 def test_cli_errors(photo_folder, tmp_path, capsys):
     assert main(["train", "inpaint", "--out", str(tmp_path)]) == 1
-    assert "--data is required" in capsys.readouterr().err
+    assert "data.path (--data) must be a folder of training images" in capsys.readouterr().err
     assert main(["train", "inpaint", "--resume", "--out", str(tmp_path / "none")]) == 1
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "inpaint", "--data", str(photo_folder), "model.nope=1"]) == 1
@@ -238,23 +240,26 @@ def test_mixed_precision_path_on_cpu(photo_folder, tmp_path):
     # the autocast code path (bfloat16 on CPU here; CUDA uses it by default)
     cfg = _config(photo_folder, tmp_path, **{"optim.amp": "bf16", "optim.grad_clip": 1.0})
     trainer = Trainer(cfg)
-    logs, out, _ = trainer.train_step()
-    assert trainer.amp_dtype == torch.bfloat16 and out.coarse.dtype == torch.bfloat16
+    logs, (out, _) = trainer.train_step()
+    assert trainer.runtime.amp_dtype == torch.bfloat16 and out.coarse.dtype == torch.bfloat16
     assert "g_grad_norm" in logs and "d_grad_norm" in logs
     assert all(np.isfinite(v) for k, v in logs.items() if not k.endswith("grad_norm"))
-    assert all(torch.isfinite(p).all() for p in trainer.generator.parameters())
+    assert all(torch.isfinite(p).all() for p in trainer.task.generator.parameters())
     with pytest.raises(ValueError, match=r"optim\.amp"):
         Trainer(_config(photo_folder, tmp_path, **{"optim.amp": "int8"}))
 
 
 def test_non_finite_gradients_skip_the_update(photo_folder, tmp_path):
     trainer = Trainer(_config(photo_folder, tmp_path, **{"optim.grad_clip": 10.0}))
-    params = list(trainer.generator.parameters())
+    params = list(trainer.task.generator.parameters())
+    rt = trainer.runtime
     before = [p.detach().clone() for p in params]
-    loss = sum((p * float("nan")).sum() for p in params[:2]) + params[2].sum()
-    norm = trainer._update(loss, trainer.opt_g, trainer.scaler_g, params)
-    assert not np.isfinite(norm) and trainer.skipped_steps == 1
+    # a finite loss whose gradient is not
+    hook = params[0].register_hook(lambda g: torch.full_like(g, float("nan")))
+    norm = rt.step(params[0].sum() + params[2].sum(), "generator")
+    hook.remove()
+    assert not np.isfinite(norm) and rt.skipped_steps == 1
     assert all(torch.equal(a, p) for a, p in zip(before, params))
     loss = params[2].sum()
-    assert np.isfinite(trainer._update(loss, trainer.opt_g, trainer.scaler_g, params))
-    assert trainer.skipped_steps == 1 and not torch.equal(before[2], params[2])
+    assert np.isfinite(rt.step(loss, "generator"))
+    assert rt.skipped_steps == 1 and not torch.equal(before[2], params[2])

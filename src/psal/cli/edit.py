@@ -153,13 +153,8 @@ def _inpaint(args: argparse.Namespace) -> int:
     if mask.all():
         raise CLIError("the mask covers the whole image: there is no known pixel to copy from")
     if args.checkpoint is not None:
-        try:
-            from ..models import Inpainter
-        except ImportError as err:
-            raise CLIError(
-                f"learned inpainting (--checkpoint) is unavailable: psal.models cannot be "
-                f"imported ({err})"
-            ) from None
+        from ..models import Inpainter
+
         model = Inpainter.from_checkpoint(args.checkpoint, device=device)
         torch.manual_seed(args.seed)  # PSAL attention layers draw PatchMatch seeds from it
         out = model.inpaint(image, mask)

@@ -9,11 +9,18 @@ Two stages, images in [-1, 1]:
    conv3 2c; conv3 2c; nearest x2 + conv3 c; conv3 c/2; conv3 3 (no activation); clip to
    [-1, 1]. ELU after every other convolution.
 2. **Refinement network**: the coarse result pasted into the hole, with the ones and
-   mask channels, goes through two encoders in parallel: a dilated one (like stage 1's
-   encoder) and an attention one (conv5 c; conv3/2 c; conv3 2c; conv3/2 4c; conv3 4c;
-   conv3 4c with ReLU; **attention** on the 1/4-resolution features with the hole
-   max-pooled to that resolution; conv3 4c x2). Their features are concatenated and
-   decoded like stage 1.
+   mask channels, goes through two encoders in parallel: a dilated one (conv5 c;
+   conv3/2 c; conv3 2c; conv3/2 2c; conv3 4c x2; dilated conv3 4c at rates 2, 4, 8, 16,
+   as the reference code's ``xconv1``-``xconv10``) and an attention one (conv5 c;
+   conv3/2 c; conv3 2c; conv3/2 4c; conv3 4c; conv3 4c with ReLU; **attention** on the
+   1/4-resolution features with the hole max-pooled to that resolution; conv3 4c x2).
+   Their features are concatenated and decoded like stage 1.
+
+At ``width=32`` the generator has 3,601,542 parameters, as the reference's (1,448,227
+in stage 1; 880,480 + 695,968 + 576,867 in stage 2's dilated branch, attention branch
+and decoder). Generators trained by psal < 0.2 had stage 1's encoder as their dilated
+branch (c, 2c/2, 2c, 4c/2, 4c, 4c; 3,739,878 parameters); ``stage2_dilated="legacy"``
+rebuilds that layout, and their checkpoints (format version 1) load with it.
 
 The attention layer is an adapter chosen by name (``"contextual"``, ``"psal"``,
 ``"none"``; see :mod:`psal.models.attention`). Zero padding ("SAME") everywhere; the
@@ -83,13 +90,21 @@ class GenUp(nn.Sequential):
         super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), GenConv(cin, cout, **factory))
 
 
-def _dilated_encoder(cin: int, c: int, **factory: Any) -> nn.Sequential:
+#: Stage 2's dilated branch: channels of its first four convolutions (strides 1, 2, 1,
+#: 2), in units of ``c``: the reference's, and psal < 0.2's (stage 1's encoder).
+STAGE2_DILATED = {"reference": (1, 1, 2, 2), "legacy": (1, 2, 2, 4)}
+
+
+def _dilated_encoder(
+    cin: int, c: int, widths: tuple[int, int, int, int] = (1, 2, 2, 4), **factory: Any
+) -> nn.Sequential:
+    c1, c2, c3, c4 = (w * c for w in widths)
     return nn.Sequential(
-        GenConv(cin, c, 5, **factory),
-        GenConv(c, 2 * c, 3, 2, **factory),
-        GenConv(2 * c, 2 * c, **factory),
-        GenConv(2 * c, 4 * c, 3, 2, **factory),
-        GenConv(4 * c, 4 * c, **factory),
+        GenConv(cin, c1, 5, **factory),
+        GenConv(c1, c2, 3, 2, **factory),
+        GenConv(c2, c3, **factory),
+        GenConv(c3, c4, 3, 2, **factory),
+        GenConv(c4, 4 * c, **factory),
         GenConv(4 * c, 4 * c, **factory),
         *(GenConv(4 * c, 4 * c, rate=r, **factory) for r in (2, 4, 8, 16)),
     )
@@ -124,11 +139,16 @@ class RefineNetwork(nn.Module):
     """Stage 2: dilated and attention encoders in parallel, one decoder."""
 
     def __init__(
-        self, width: int = 32, attention: nn.Module | None = None, in_channels: int = 5, **factory
+        self,
+        width: int = 32,
+        attention: nn.Module | None = None,
+        in_channels: int = 5,
+        dilated: str = "reference",
+        **factory: Any,
     ) -> None:
         super().__init__()
         c = width
-        self.dilated = _dilated_encoder(in_channels, c, **factory)
+        self.dilated = _dilated_encoder(in_channels, c, STAGE2_DILATED[dilated], **factory)
         self.attention_encoder = nn.Sequential(
             GenConv(in_channels, c, 5, **factory),
             GenConv(c, c, 3, 2, **factory),
@@ -167,6 +187,9 @@ class DeepFillV1(nn.Module):
         attention_options: keyword options of the adapter (for ``"psal"``: ``k``,
             ``patch_size``, ``iters``, ``temperature``, ``aggregation``, ...; for
             ``"contextual"``: ``rate``, ``softmax_scale``, ``fuse``, ...).
+        stage2_dilated: ``"reference"`` (channels c, c, 2c, 2c, 4c, strides 1, 2, 1, 2, as
+            the reference code) or ``"legacy"`` (stage 1's encoder: the layout of
+            generators trained by psal < 0.2).
         device: where to create the parameters.
         dtype: parameter dtype.
 
@@ -195,17 +218,23 @@ class DeepFillV1(nn.Module):
         width: int = 32,
         attention: str = "contextual",
         attention_options: dict[str, Any] | None = None,
+        stage2_dilated: str = "reference",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.width = check_int(width, "width", 2)
+        if stage2_dilated not in STAGE2_DILATED:
+            raise ValueError(
+                f"stage2_dilated must be one of {', '.join(STAGE2_DILATED)}, got {stage2_dilated!r}"
+            )
+        self.stage2_dilated = stage2_dilated
         self.attention_name = attention
         self.attention_options = dict(attention_options or {})
         factory = {"device": device, "dtype": dtype}
         adapter = build_attention(attention, **self.attention_options)
         self.coarse = CoarseNetwork(self.width, **factory)
-        self.refine = RefineNetwork(self.width, adapter, **factory)
+        self.refine = RefineNetwork(self.width, adapter, dilated=stage2_dilated, **factory)
         self.reset_parameters()
         if device is not None:
             self.refine.attention.to(device)

@@ -93,11 +93,14 @@ class Inpainter(nn.Module):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(device)
-        states, meta = load_weights(path, device="cpu")
+        states, meta = load_weights(path, device="cpu", task="inpaint")
         spec = meta.get("generator")
         if not isinstance(spec, dict) or "name" not in spec or "generator" not in states:
             raise ValueError(f"{meta.get('path', path)!s} holds no generator description")
-        generator = create_model(spec["name"], **spec.get("kwargs", {}))
+        kwargs_g = dict(spec.get("kwargs", {}))
+        if meta.get("format_version") == 1 and spec["name"] == "deepfill_v1":
+            kwargs_g.setdefault("stage2_dilated", "legacy")  # trained by psal < 0.2
+        generator = create_model(spec["name"], **kwargs_g)
         generator.load_state_dict(states["generator"])
         kwargs.setdefault("training_size", int(meta.get("image_size", 256)))
         return cls(generator, **kwargs).to(device)

@@ -1,14 +1,18 @@
-"""The weights file of an inpainting run: one safetensors file, self-describing.
+"""The weights file of a training run: one safetensors file, self-describing.
 
-A weights file holds the state dicts of several networks under name prefixes
-(``generator.``, ``critic_global.``, ...) and string metadata:
+A weights file holds the state dicts of a task's networks under name prefixes
+(``generator.``, ``critic_global.``, ...) and string metadata (JSON values):
 
-- ``format``: ``"psal.inpaint/1"``;
-- ``generator``: JSON ``{"name": registry name, "kwargs": {...}}``, enough to rebuild the
-  generator with :func:`psal.models.create_model`;
-- ``image_size``: the training image size;
-- ``step``: the training step;
-- ``config``: the full training configuration (JSON), written with every checkpoint.
+- ``format``: ``"psal.checkpoint"`` and ``format_version``: ``2``;
+- ``task``: the task it was trained for (``"inpaint"``, ...); loading for another task is
+  a one-line error naming both;
+- ``step`` and ``config``: the training step and the full training configuration;
+- what the task's inference wrapper needs, e.g. for ``inpaint``: ``generator``
+  (``{"name": registry name, "kwargs": {...}}``, rebuilt with
+  :func:`psal.models.create_model`) and ``image_size``.
+
+Files of format version 1 (``format`` ``"psal.inpaint/1"``, written before tasks
+existed) are read as task ``inpaint``, version 1.
 
 A run folder keeps its checkpoints in ``checkpoints/`` with a ``latest.json`` pointer
 written last (see :mod:`psal.training.checkpoint`); :func:`resolve_weights_file` accepts a
@@ -28,9 +32,12 @@ from safetensors.torch import save_file
 
 from ..utils.atomic import atomic_path
 
-__all__ = ["FORMAT", "load_weights", "resolve_weights_file", "save_weights"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_weights", "resolve_weights_file", "save_weights"]
 
-FORMAT = "psal.inpaint/1"
+FORMAT = "psal.checkpoint"
+FORMAT_VERSION = 2
+#: Older formats: ``format`` string -> (task, version).
+LEGACY_FORMATS = {"psal.inpaint/1": ("inpaint", 1)}
 LATEST = "latest.json"
 
 
@@ -38,25 +45,49 @@ def save_weights(
     path: str | os.PathLike[str],
     states: dict[str, dict[str, torch.Tensor]],
     metadata: dict[str, Any],
+    *,
+    task: str = "inpaint",
 ) -> None:
-    """Write state dicts under their prefixes, atomically, with JSON-encoded metadata."""
+    """Write state dicts under their prefixes, atomically, with JSON-encoded metadata.
+
+    Args:
+        path: the ``.safetensors`` file.
+        states: ``{prefix: state_dict}``.
+        metadata: JSON-ready values (strings are stored as they are).
+        task: the task the networks were trained for.
+    """
     flat: dict[str, torch.Tensor] = {}
     for prefix, state in states.items():
         for key, value in state.items():
             flat[f"{prefix}.{key}"] = value.detach().to("cpu").contiguous().clone()
-    meta = {"format": FORMAT}
-    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    meta.update(format=FORMAT, format_version=str(FORMAT_VERSION), task=task)
     with atomic_path(path) as tmp:
         save_file(flat, str(tmp), metadata=meta)
+
+
+def _pointer_target(pointer: Path, key: str = "weights") -> Path:
+    """The file named by ``pointer[key]``: a plain file name in the pointer's folder."""
+    try:
+        name = json.loads(pointer.read_text())[key]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{str(pointer)!r} is not a valid checkpoint pointer") from None
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(
+            f"{str(pointer)!r} names {name!r}, which is not a file in its own folder: refused"
+        )
+    return pointer.parent / name
 
 
 def resolve_weights_file(path: str | os.PathLike[str]) -> Path:
     """Find the weights file of ``path``: the file itself, or a run's latest checkpoint.
 
     ``path`` may be a ``.safetensors`` file, a run folder or its ``checkpoints`` folder.
+    A ``latest.json`` pointer may only name a file in its own folder.
 
     Raises:
         FileNotFoundError: nothing usable at ``path``.
+        ValueError: a corrupt pointer, or one naming a file elsewhere.
     """
     p = Path(path)
     if p.is_file():
@@ -65,7 +96,7 @@ def resolve_weights_file(path: str | os.PathLike[str]) -> Path:
         for folder in (p, p / "checkpoints"):
             pointer = folder / LATEST
             if pointer.is_file():
-                target = folder / json.loads(pointer.read_text())["weights"]
+                target = _pointer_target(pointer)
                 if target.is_file():
                     return target
                 raise FileNotFoundError(f"{pointer} points to a missing file {target}")
@@ -77,13 +108,20 @@ def resolve_weights_file(path: str | os.PathLike[str]) -> Path:
 
 
 def load_weights(
-    path: str | os.PathLike[str], device: torch.device | str = "cpu"
+    path: str | os.PathLike[str], device: torch.device | str = "cpu", task: str | None = None
 ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
     """Read a weights file: ``({prefix: state_dict}, metadata)`` with JSON values decoded.
 
+    ``metadata`` always has ``task``, ``format_version`` (1 or 2) and ``path`` (the file).
+
+    Args:
+        path: a weights file or a run folder (see :func:`resolve_weights_file`).
+        device: where the tensors go.
+        task: if given, the file must have been trained for this task.
+
     Raises:
         FileNotFoundError: see :func:`resolve_weights_file`.
-        ValueError: the file is not a psal inpainting weights file.
+        ValueError: not a psal checkpoint, a newer format, or another task's checkpoint.
     """
     file = resolve_weights_file(path)
     try:
@@ -92,17 +130,30 @@ def load_weights(
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as err:  # safetensors raises its own error types
         raise ValueError(f"cannot read {str(file)!r} as a safetensors file: {err}") from err
-    if raw_meta.get("format") != FORMAT:
-        raise ValueError(
-            f"{str(file)!r} is not a psal inpainting checkpoint (format "
-            f"{raw_meta.get('format')!r}, expected {FORMAT!r})"
-        )
+    fmt = raw_meta.get("format")
     meta: dict[str, Any] = {}
     for k, v in raw_meta.items():
         try:
             meta[k] = json.loads(v)
         except json.JSONDecodeError:
             meta[k] = v
+    if fmt in LEGACY_FORMATS:
+        meta["task"], meta["format_version"] = LEGACY_FORMATS[fmt]
+    elif fmt == FORMAT:
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ValueError(
+                f"{str(file)!r} has checkpoint format version {version!r}; this psal reads "
+                f"versions up to {FORMAT_VERSION}: upgrade psal"
+            )
+    else:
+        raise ValueError(
+            f"{str(file)!r} is not a psal checkpoint (format {fmt!r}, expected {FORMAT!r})"
+        )
+    if task is not None and meta.get("task") != task:
+        raise ValueError(
+            f"checkpoint {str(file)!r} was trained for task {meta.get('task')!r}, not {task!r}"
+        )
     states: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         prefix, _, rest = key.partition(".")

@@ -1,12 +1,23 @@
 """Losses of DeepFill: spatially discounted L1, known-region L1, WGAN-GP and hinge GAN.
 
-- :func:`spatial_discount`: weight ``gamma ** (l - 1)`` at a hole pixel whose
-  chessboard distance to the nearest known pixel is ``l`` (1 on the hole's rim), 0
-  outside the hole. For a rectangle this is the reference code's weight
-  ``gamma ** min(distance to the box's edges)``; the distance transform also handles
-  free-form holes. Pixels far from any known pixel are the least constrained, so their
-  reconstruction error counts less.
-- :func:`discounted_l1`: mean over hole pixels of ``|pred - target| * weight``.
+Spatially discounted L1 (pixels far from any known pixel are the least constrained, so
+their reconstruction error counts less), two weightings:
+
+- the reference code's (DeepFill v1.0.0 ``spatial_discounting_mask``), for rectangles:
+  :func:`box_discount` weights the whole local box (the hole's ``hole_size`` box,
+  known margin included) by ``max(gamma ** min(i, h - i), gamma ** min(j, w - j))`` at
+  row ``i``, column ``j`` of an ``h x w`` box, and :func:`box_discounted_l1` averages
+  ``|pred - target| * weight`` over the box. This weight does not depend on the hole:
+  it is 1 on the box's first row and column but ``gamma`` on its last ones (the
+  reference's ``min(i, H - i)``), and it is not the distance to the nearest known
+  pixel.
+- the nearest-known-pixel one, for free-form holes: :func:`spatial_discount` weights a
+  hole pixel whose chessboard distance to the nearest known pixel is ``l`` (1 on the
+  hole's rim) by ``gamma ** (l - 1)``, 0 outside the hole, and :func:`discounted_l1`
+  averages ``|pred - target| * weight`` over the hole pixels.
+
+Other terms:
+
 - :func:`known_l1`: mean over known pixels of ``|pred - target|`` (the reference's
   "AE loss", normalised by the known fraction).
 - WGAN: :func:`wgan_critic_loss` ``E[D(fake)] - E[D(real)]``,
@@ -26,6 +37,8 @@ import torch.nn.functional as F
 from .._checks import check_float_tensor, check_positive_float
 
 __all__ = [
+    "box_discount",
+    "box_discounted_l1",
     "discounted_l1",
     "gradient_penalty",
     "hinge_critic_loss",
@@ -74,6 +87,63 @@ def spatial_discount(mask: torch.Tensor, gamma: float = 0.99) -> torch.Tensor:
         dist[reached] = float(step)
         remaining &= ~reached
     return torch.where(hole, gamma ** (dist - 1).clamp(min=0), 0.0)
+
+
+@torch.no_grad()
+def box_discount(
+    height: int, width: int, gamma: float = 0.99, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """The reference's discount over an ``height x width`` box: (height, width) float32.
+
+    ``w[i, j] = max(gamma ** min(i, height - i), gamma ** min(j, width - j))``, exactly
+    as DeepFill v1.0.0's ``spatial_discounting_mask``.
+
+    Example:
+        >>> box_discount(4, 4, 0.5)[2].tolist()
+        [1.0, 0.5, 0.25, 0.5]
+    """
+    gamma = check_positive_float(gamma, "gamma")
+    if gamma > 1:
+        raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+    i = torch.arange(height, device=device)
+    j = torch.arange(width, device=device)
+    wi = gamma ** torch.minimum(i, height - i).double()
+    wj = gamma ** torch.minimum(j, width - j).double()
+    return torch.maximum(wi[:, None], wj[None, :]).float()
+
+
+def box_discounted_l1(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    boxes: torch.Tensor,
+    size: tuple[int, int],
+    gamma: float = 0.99,
+) -> torch.Tensor:
+    """The reference's discounted L1: mean over each box of ``|pred - target| w``.
+
+    Args:
+        pred: (B, C, H, W).
+        target: (B, C, H, W).
+        boxes: (B, >= 2) int, ``(top, left, ...)`` of each sample's box.
+        size: ``(h, w)`` of the boxes (the hole size).
+        gamma: discount (see :func:`box_discount`).
+
+    Returns:
+        A scalar: the mean over samples, box pixels and channels.
+    """
+    check_float_tensor(pred, "pred", ndim=4)
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred and target must have the same shape, got {tuple(pred.shape)} and "
+            f"{tuple(target.shape)}"
+        )
+    h, w = size
+    weight = box_discount(h, w, gamma, pred.device)
+    diffs = [
+        (pred[i, :, t : t + h, s : s + w].float() - target[i, :, t : t + h, s : s + w].float())
+        for i, (t, s) in enumerate(boxes[:, :2].tolist())
+    ]
+    return (torch.stack(diffs).abs() * weight).mean()
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:

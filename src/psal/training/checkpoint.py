@@ -2,12 +2,15 @@
 
 A run folder's ``checkpoints/`` holds, for step ``N``:
 
-- ``step_0000000N.safetensors``: the weights of every network (see
-  :mod:`psal.models.io`), with the generator's description and the full training
-  config in its metadata; usable alone for inference and evaluation;
-- ``step_0000000N.state.pt``: the training state: optimisers, gradient scalers, the
-  step, and per rank the RNG states (torch, CUDA, numpy, python) and the data stream
-  position; written with :func:`torch.save`, read with ``torch.load(weights_only=True)``;
+- ``step_0000000N.safetensors``: the weights of every network of the task (see
+  :mod:`psal.models.io`), with the format version, the task, the full training config
+  and what the task's inference wrapper needs in its metadata; usable alone for
+  inference and evaluation;
+- ``step_0000000N.state.pt``: the training state: ``format_version``, ``task``,
+  ``step``, ``optimizers``, ``schedulers`` and ``scalers`` (name -> state dict),
+  ``skipped_steps``, ``world_size``, ``config``, and per rank (``ranks``) the RNG
+  states (torch, CUDA, numpy, python) and the data stream position and digest;
+  written with :func:`torch.save`, read with ``torch.load(weights_only=True)``;
 - ``latest.json``: ``{"step", "weights", "state"}``, the pointer to the newest complete
   checkpoint.
 
@@ -26,15 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.io import LATEST, load_weights, resolve_weights_file, save_weights
+from ..models.io import LATEST, load_weights, save_weights
 from ..utils.atomic import atomic_path
 
 __all__ = [
     "capture_rng",
     "existing_step",
-    "latest_checkpoint",
     "load_checkpoint",
     "restore_rng",
+    "run_folder",
     "save_checkpoint",
 ]
 
@@ -83,6 +86,7 @@ def save_checkpoint(
     metadata: dict[str, Any],
     state: dict[str, Any],
     keep: int = 3,
+    task: str = "inpaint",
 ) -> Path:
     """Write a checkpoint of ``step`` atomically, update ``latest.json``, prune old ones.
 
@@ -95,7 +99,7 @@ def save_checkpoint(
     weights_file, state_file = folder / f"{stem}.safetensors", folder / f"{stem}.state.pt"
     with atomic_path(state_file) as tmp:
         torch.save(state, tmp)
-    save_weights(weights_file, weights, {**metadata, "step": step})
+    save_weights(weights_file, weights, {**metadata, "step": step}, task=task)
     pointer = {"step": step, "weights": weights_file.name, "state": state_file.name}
     with atomic_path(folder / LATEST) as tmp:
         tmp.write_text(json.dumps(pointer, indent=2) + "\n")
@@ -108,12 +112,10 @@ def save_checkpoint(
     return weights_file
 
 
-def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
-    """The newest complete weights file of a run folder, or None."""
-    try:
-        return resolve_weights_file(run_dir)
-    except FileNotFoundError:
-        return None
+def run_folder(weights_file: str | os.PathLike[str]) -> Path:
+    """The run folder a weights file belongs to (the parent of its ``checkpoints/``)."""
+    file = Path(weights_file).resolve()
+    return file.parent.parent if file.parent.name == "checkpoints" else file.parent
 
 
 def existing_step(run_dir: str | os.PathLike[str]) -> int | None:
@@ -140,18 +142,27 @@ def existing_step(run_dir: str | os.PathLike[str]) -> int | None:
     return max(steps) if steps else None
 
 
+#: Keys every training state file has.
+STATE_KEYS = ("step", "world_size", "optimizers", "scalers", "ranks")
+
+
 def load_checkpoint(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str], task: str | None = None
 ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any], dict[str, Any]]:
     """Load ``(weights, metadata, training_state)`` of a checkpoint.
 
     ``path`` is a weights file or a run / checkpoints folder (its latest checkpoint).
     The training state is read with ``torch.load(weights_only=True)``.
 
+    Args:
+        path: the checkpoint.
+        task: if given, the checkpoint must have been trained for this task.
+
     Raises:
         FileNotFoundError: no checkpoint, or its training state file is missing.
+        ValueError: another task's checkpoint, or a corrupt or incomplete state file.
     """
-    weights, meta = load_weights(path)
+    weights, meta = load_weights(path, task=task)
     file = Path(meta["path"])
     state_file = file.with_name(file.name.replace(".safetensors", ".state.pt"))
     if not state_file.is_file():
@@ -159,5 +170,17 @@ def load_checkpoint(
             f"training state {str(state_file)!r} of checkpoint {str(file)!r} is missing; "
             "the weights alone can be used for inference but not to resume training"
         )
-    state = torch.load(state_file, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, EOFError, RuntimeError (zip), ...
+        raise ValueError(
+            f"training state {str(state_file)!r} is corrupt ({type(err).__name__}); resume "
+            "from an earlier checkpoint (pass its .safetensors file to --resume)"
+        ) from err
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(
+            f"training state {str(state_file)!r} is incomplete (missing "
+            f"{', '.join(map(repr, missing))}); resume from an earlier checkpoint"
+        )
     return weights, meta, state

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_gather_objects", "barrier", "cleanup", "mean_over_ranks", "setup"]
+__all__ = ["DistInfo", "all_gather_objects", "cleanup", "mean_over_ranks", "setup"]
 
 
 @dataclass(frozen=True)
@@ -87,12 +87,6 @@ def cleanup() -> None:
     """Leave the process group (if any)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def barrier() -> None:
-    """Wait for every rank (no-op in a single process)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:

@@ -17,9 +17,7 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -28,9 +26,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .. import metrics
-from ..utils.atomic import atomic_path
 
-__all__ = ["METRICS", "evaluate", "format_table", "write_json"]
+__all__ = ["METRICS", "evaluate", "format_table"]
 
 #: Metric names, in table order.
 METRICS = ("l1", "l2", "psnr", "tv", "ssim", "l1_hole", "l2_hole", "psnr_hole")
@@ -138,19 +135,3 @@ def format_table(rows: dict[str, dict[str, Any]], columns: tuple[str, ...] = MET
         if i == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
-
-
-def write_json(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
-    """Write ``payload`` as JSON, atomically (NaN/inf as strings)."""
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return str(v)
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(clean(payload), indent=2) + "\n")
