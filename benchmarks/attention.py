@@ -13,7 +13,7 @@ from 32 to 512 on CPU (to 2048 on CUDA). The layers:
 * ``contextual``: :func:`psal.contextual_attention` with DeepFill's defaults (3x3 patches,
   rate 2, fuse_k 3, softmax scale 10), called **without a mask**: every pixel attends
   every background patch. Its score matrix is ``(H·W / rate²)²`` per sample.
-* ``dense``: :func:`psal.patch_attention` with ``topk=None``: exact attention over all
+* ``dense``: :func:`psal.patch_attention` with ``k=None``: exact attention over all
   ``H·W`` key patches, same distances and temperature as PSAttention (``"center"``).
   It never holds the full ``(H·W)²`` score matrix: query chunks of at most 128 MB of
   scores, checkpointed under autograd, so its limit is time, O((H·W)²·C·p²).
@@ -57,7 +57,7 @@ and peak memory against pixels, one line per layer).
 
 Usage:
     python benchmarks/attention.py                          # full table (~15 min, 2 cores)
-    python benchmarks/attention.py --sizes 32 --repeats 1   # sanity check (< 1 min)
+    python benchmarks/attention.py --quick                  # sanity check (~1 min)
     python benchmarks/attention.py --out docs/attention     # also CSV, JSON and plot
     python benchmarks/attention.py --device cuda            # up to 2048x2048
 """
@@ -157,7 +157,7 @@ def make_layer(layer: str, temperature: float):
             seed=0,
         )
     if layer == "contextual":
-        return lambda x: psal.contextual_attention(x, x, None, patch_size=PATCH, rate=RATE)[0]
+        return lambda x: psal.contextual_attention(x, x, x, patch_size=PATCH, rate=RATE)
     if layer == "dense":
         return lambda x: psal.patch_attention(x, x, x, patch_size=PATCH, temperature=temperature)
     if layer == "sdpa":
@@ -381,7 +381,8 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return "" if v is None else f"{v:.{digits}g}"
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line, parsed (defaults that depend on the device are filled later)."""
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -427,16 +428,23 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--out", default=None, help="write PREFIX.csv, PREFIX.json and PREFIX.png")
     ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="sanity check in about a minute: --sizes 32 64 --repeats 1",
+    )
+    ap.add_argument(
         "--from-json",
         default=None,
         help="measure nothing: print (and with --out, write) the results of an earlier run",
     )
     args = ap.parse_args(argv)
-    if args.from_json:
-        with open(args.from_json) as fh:
-            saved = json.load(fh)
-        report(saved["rows"], saved["environment"], saved["args"], args.out)
-        return
+    if args.quick:
+        args.sizes, args.repeats = args.sizes or [32, 64], 1
+    return ap, args
+
+
+def resolve_settings(ap: argparse.ArgumentParser, args: argparse.Namespace) -> torch.device:
+    """Check the options and fill the device-dependent defaults in ``args``."""
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is available")
@@ -450,11 +458,15 @@ def main(argv=None) -> None:
             args.mem_limit = torch.cuda.get_device_properties(device).total_memory / GiB
     if args.dense_max is None:
         args.dense_max = 512 if device.type == "cuda" else 128
-
     if args.threads is not None and args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)  # so that environment() reports it
+    return device
+
+
+def describe_run(device: torch.device, args: argparse.Namespace) -> dict:
+    """Print the environment and the settings; returns the environment record."""
     env = environment(device)
     if args.threads:
         env["numba_threads"] = str(args.threads)
@@ -466,62 +478,89 @@ def main(argv=None) -> None:
         f"no mask; dense-max={args.dense_max}, mem-limit={args.mem_limit:g} GiB",
         flush=True,
     )
+    return env
 
+
+def new_row(layer: str, size: int, device: torch.device, args: argparse.Namespace) -> dict:
+    """An empty result row of one (layer, size) case."""
+    return {
+        "layer": layer,
+        "size": size,
+        "pixels": size * size,
+        "batch": args.batch,
+        "channels": CHANNELS,
+        "device": str(device),
+        "status": "ok",
+        "note": "",
+        "fwd_s": None,
+        "fwd_bwd_s": None,
+        "peak_mb": None,
+        "score_mb": score_bytes(layer, size, args.batch) / 2**20,
+        "est_fwd_bwd_s": None,
+        "est_peak_mb": None,
+        "loadavg": None,
+    }
+
+
+def measure_case(
+    layer: str,
+    size: int,
+    device: torch.device,
+    args: argparse.Namespace,
+    measured: dict[str, tuple[int, float]],
+) -> dict:
+    """Run (or skip, saying why) one case; records its fwd+bwd time in ``measured``."""
+    row = new_row(layer, size, device, args)
+    reason, est_time = skip_reason(layer, size, args.batch, device, args, measured)
+    if reason is not None:
+        row.update(status="skipped", note=reason, est_fwd_bwd_s=est_time)
+        if layer in PEAK_PER_SCORE_BYTE:
+            row["est_peak_mb"] = PEAK_PER_SCORE_BYTE[layer] * row["score_mb"]
+        return row
+    t0 = time.perf_counter()
+    r = run_case(
+        layer,
+        size,
+        args.batch,
+        args.device,
+        args.temperature,
+        args.repeats,
+        args.slow,
+        args.threads,
+    )
+    if "error" in r:
+        row.update(status="failed", note=r["error"])
+    else:
+        row.update(
+            fwd_s=r["fwd"],
+            fwd_bwd_s=r["fwd_bwd"],
+            peak_mb=r["peak"] / 2**20,
+            loadavg=r["load"],
+        )
+        measured[layer] = (size * size, r["fwd_bwd"])
+    print(
+        f"  {layer} {size}²: {row['status']} {row['note']} "
+        f"fwd={_fmt(row['fwd_s'])} fwd+bwd={_fmt(row['fwd_bwd_s'])} "
+        f"peak={_fmt(row['peak_mb'])} MB ({time.perf_counter() - t0:.0f} s in all)",
+        flush=True,
+    )
+    return row
+
+
+def main(argv=None) -> None:
+    ap, args = parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as fh:
+            saved = json.load(fh)
+        report(saved["rows"], saved["environment"], saved["args"], args.out)
+        return
+    device = resolve_settings(ap, args)
+    env = describe_run(device, args)
     rows = []
-    measured: dict[str, tuple[int, float]] = {}
+    measured: dict[str, tuple[int, float]] = {}  # layer -> (pixels, fwd+bwd s), largest run
     for size in sorted(args.sizes):
         for layer in args.layers:
-            row = {
-                "layer": layer,
-                "size": size,
-                "pixels": size * size,
-                "batch": args.batch,
-                "channels": CHANNELS,
-                "device": str(device),
-                "status": "ok",
-                "note": "",
-                "fwd_s": None,
-                "fwd_bwd_s": None,
-                "peak_mb": None,
-                "score_mb": score_bytes(layer, size, args.batch) / 2**20,
-                "est_fwd_bwd_s": None,
-                "est_peak_mb": None,
-                "loadavg": None,
-            }
-            reason, est_time = skip_reason(layer, size, args.batch, device, args, measured)
-            if reason is not None:
-                row.update(status="skipped", note=reason, est_fwd_bwd_s=est_time)
-                if layer in PEAK_PER_SCORE_BYTE:
-                    row["est_peak_mb"] = PEAK_PER_SCORE_BYTE[layer] * row["score_mb"]
-            else:
-                t0 = time.perf_counter()
-                r = run_case(
-                    layer,
-                    size,
-                    args.batch,
-                    args.device,
-                    args.temperature,
-                    args.repeats,
-                    args.slow,
-                    args.threads,
-                )
-                if "error" in r:
-                    row.update(status="failed", note=r["error"])
-                else:
-                    row.update(
-                        fwd_s=r["fwd"],
-                        fwd_bwd_s=r["fwd_bwd"],
-                        peak_mb=r["peak"] / 2**20,
-                        loadavg=r["load"],
-                    )
-                    measured[layer] = (size * size, r["fwd_bwd"])
-                print(
-                    f"  {layer} {size}²: {row['status']} {row['note']} "
-                    f"fwd={_fmt(row['fwd_s'])} fwd+bwd={_fmt(row['fwd_bwd_s'])} "
-                    f"peak={_fmt(row['peak_mb'])} MB ({time.perf_counter() - t0:.0f} s in all)",
-                    flush=True,
-                )
-            rows.append(row)
+            rows.append(measure_case(layer, size, device, args, measured))
     env["loadavg_end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print()
     print(f"environment: loadavg_start={env['loadavg_start']}, loadavg_end={env['loadavg_end']}")

@@ -43,7 +43,7 @@ def check_finite(x: torch.Tensor, name: str) -> None:
     if x.numel() and not bool(torch.isfinite(x).all()):
         n_nan = int(torch.isnan(x).sum())
         n_inf = int(torch.isinf(x).sum())
-        raise ValueError(f"{name} contains non-finite values ({n_nan} NaN, {n_inf} Inf)")
+        raise ValueError(f"{name} contains NaN or Inf values ({n_nan} NaN, {n_inf} Inf)")
 
 
 def check_int(value: object, name: str, minimum: int | None = None) -> int:

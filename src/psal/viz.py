@@ -183,8 +183,8 @@ def field_to_flow(indices: torch.Tensor, key_width: int, *, rank: int = 0) -> to
     For a field from :func:`psal.patchmatch` (``indices[b, j, y, x] = ky * Wk + kx``, the
     j-th nearest key patch of query pixel (y, x)), the displacement of neighbour ``rank``
     is ``(ky - y, kx - x)``: the query and key grids share their top-left corner, which is
-    what it means for self-attention (query = key). Unsearched pixels (index -1, outside a
-    ``query_mask``) get a zero displacement.
+    what it means for self-attention (query = key). Unsearched pixels (index -1, where
+    ``query_valid`` is False) get a zero displacement.
 
     Args:
         indices: (B, k, Hq, Wq) integer tensor of flat key positions ``y * Wk + x``, or -1.

@@ -181,7 +181,7 @@ def test_no_warning_on_normal_use(stripes):
 
 
 def test_em_step_is_masked_psal_self_attention():
-    # one search + vote iteration equals ps_attention(img, img, img, mask=hole,
+    # one search + vote iteration equals ps_attention(img, img, img, hole=hole,
     # aggregation="patch") with the same (exact) search
     import psal
     from psal.editing.inpaint import _em_step, _Level
@@ -195,7 +195,7 @@ def test_em_step_is_masked_psal_self_attention():
     ours, field, _ = _em_step(img, level, None, k=2, patch_size=5, pm_iters=0, temperature=0.3,
                               seed=0, backend="exact")  # fmt: skip
     ref, ref_field = psal.ps_attention(img, img, img, k=2, patch_size=5, temperature=0.3,
-                                       aggregation="patch", mask=hole, backend="exact",
+                                       aggregation="patch", hole=hole, backend="exact",
                                        return_field=True)  # fmt: skip
     y0, y1, x0, x1 = level.box
     assert torch.equal(field, ref_field.indices[..., y0:y1, x0:x1])

@@ -189,13 +189,15 @@ def test_matches_loop_reference(h, w, p, s, r, k, fuse, with_mask, dtype, device
     out, off = contextual_attention(
         fg.to(device, dtype),
         bg.to(device, dtype),
-        None if mask is None else mask.to(device),
+        bg.to(device, dtype),
+        hole=None if mask is None else mask.to(device),
         patch_size=p,
         stride=s,
         rate=r,
         fuse_k=k,
         softmax_scale=10.0,
         fuse=fuse,
+        return_field=True,
     )
     assert out.shape == fg.shape and out.dtype == dtype and out.device == device
     assert off.shape == (2, 2, h, w) and off.dtype == torch.int64
@@ -215,7 +217,7 @@ def test_mask_rule_agrees_with_reference_for_boxes():
     with_rule, _ = loop_contextual_attention(fg, bg, mask, paste_window_rule=True)
     reference_rule, _ = loop_contextual_attention(fg, bg, mask, paste_window_rule=False)
     torch.testing.assert_close(with_rule, reference_rule, rtol=0, atol=0)
-    out, _ = contextual_attention(fg, bg, mask)
+    out, _ = contextual_attention(fg, bg, bg, hole=mask, return_field=True)
     torch.testing.assert_close(out, with_rule, rtol=1e-10, atol=1e-10)
 
 
@@ -235,7 +237,14 @@ def test_no_content_from_the_hole(rate, hole, device):
     mask[(0, 0, *hole)] = True
     bg = bg.masked_fill(mask, 1e4)  # huge, distinctive values inside the hole
     fg = bg.clone()
-    out, off = contextual_attention(fg.to(device), bg.to(device), mask.to(device), rate=rate)
+    out, off = contextual_attention(
+        fg.to(device),
+        bg.to(device),
+        bg.to(device),
+        hole=mask.to(device),
+        rate=rate,
+        return_field=True,
+    )
     # weights sum to <= 1 and each pixel gets <= 4 pasted patches / 4: no 1e4 can reach it
     assert float(out.abs().max()) <= float(bg[~mask.expand_as(bg)].abs().max()) + 1e-5
     ty, tx = block_corner_targets(off, rate)
@@ -251,7 +260,7 @@ def test_reference_rule_alone_leaks_for_thin_holes():
     bg = bg.masked_fill(mask, 1e4)
     leaky, _ = loop_contextual_attention(bg, bg, mask, paste_window_rule=False)
     assert float(leaky.abs().max()) > 100
-    out, _ = contextual_attention(bg, bg, mask)
+    out, _ = contextual_attention(bg, bg, bg, hole=mask, return_field=True)
     assert float(out.abs().max()) <= 1.0
 
 
@@ -262,13 +271,17 @@ def test_per_sample_masks_and_backgrounds():
     mask = torch.zeros(2, 1, 11, 10, dtype=torch.bool)
     mask[0, :, 2:6, 1:5] = True
     mask[1, :, 5:10, 4:9] = True
-    out, off = contextual_attention(fg, bg, mask)
+    out, off = contextual_attention(fg, bg, bg, hole=mask, return_field=True)
     for n in range(2):
-        alone, alone_off = contextual_attention(fg[n : n + 1], bg[n : n + 1], mask[n : n + 1])
+        alone, alone_off = contextual_attention(
+            fg[n : n + 1], bg[n : n + 1], bg[n : n + 1], hole=mask[n : n + 1], return_field=True
+        )
         torch.testing.assert_close(out[n : n + 1], alone, rtol=1e-5, atol=1e-6)
         assert torch.equal(off[n : n + 1], alone_off)
     # and the two masks matter: using the first mask for both changes sample 1
-    first_only, _ = contextual_attention(fg, bg, mask[:1].expand(2, -1, -1, -1))
+    first_only, _ = contextual_attention(
+        fg, bg, bg, hole=mask[:1].expand(2, -1, -1, -1), return_field=True
+    )
     assert not torch.allclose(first_only[1], out[1])
 
 
@@ -277,15 +290,19 @@ def test_mask_forms_agree():
     x = torch.rand(3, 2, 8, 8, generator=gen)
     mask = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
     mask[..., 2:5, 3:6] = True
-    out_b, off_b = contextual_attention(x, x, mask)  # (1, 1, H, W) is used for every sample
-    out_e, off_e = contextual_attention(x, x, mask.expand(3, 1, 8, 8))
-    out_f, off_f = contextual_attention(x, x, mask.expand(3, 1, 8, 8).float())
+    out_b, off_b = contextual_attention(
+        x, x, x, hole=mask, return_field=True
+    )  # (1, 1, H, W) is used for every sample
+    out_e, off_e = contextual_attention(x, x, x, hole=mask.expand(3, 1, 8, 8), return_field=True)
+    out_f, off_f = contextual_attention(
+        x, x, x, hole=mask.expand(3, 1, 8, 8).float(), return_field=True
+    )
     torch.testing.assert_close(out_b, out_e, rtol=0, atol=0)
     torch.testing.assert_close(out_b, out_f, rtol=0, atol=0)
     assert torch.equal(off_b, off_e) and torch.equal(off_b, off_f)
     # an empty mask is the same as no mask
-    out_n, off_n = contextual_attention(x, x, None)
-    out_z, off_z = contextual_attention(x, x, torch.zeros(3, 1, 8, 8))
+    out_n, off_n = contextual_attention(x, x, x, return_field=True)
+    out_z, off_z = contextual_attention(x, x, x, hole=torch.zeros(3, 1, 8, 8), return_field=True)
     torch.testing.assert_close(out_n, out_z, rtol=0, atol=0)
     assert torch.equal(off_n, off_z)
 
@@ -294,7 +311,7 @@ def test_self_attention_without_hole_copies_itself():
     """With a sharp softmax and no fusion, each pixel attends its own patch (offset 0)."""
     x = torch.rand(1, 8, 12, 12, generator=torch.Generator().manual_seed(4))
     x = x / x.norm(dim=1, keepdim=True)  # unit features: the own patch wins cosine similarity
-    _, off = contextual_attention(x, x, rate=1, softmax_scale=1e3, fuse=False)
+    _, off = contextual_attention(x, x, x, rate=1, softmax_scale=1e3, fuse=False, return_field=True)
     assert int(off.abs().max()) == 0
 
 
@@ -302,7 +319,7 @@ def test_no_valid_patch_gives_zero():
     x = torch.rand(2, 2, 6, 6)
     mask = torch.zeros(2, 1, 6, 6, dtype=torch.bool)
     mask[0] = True  # sample 0: everything is hole
-    out, off = contextual_attention(x, x, mask)
+    out, off = contextual_attention(x, x, x, hole=mask, return_field=True)
     assert float(out[0].abs().max()) == 0.0 and int(off[0].abs().max()) == 0
     assert float(out[1].abs().max()) > 0
 
@@ -315,8 +332,8 @@ def test_module_equals_function():
     kw = dict(patch_size=3, stride=1, rate=2, fuse_k=3, softmax_scale=7.0, fuse=True)
     layer = ContextualAttention(**kw)
     assert "softmax_scale=7.0" in repr(layer)
-    out_m, off_m = layer(fg, bg, mask)
-    out_f, off_f = contextual_attention(fg, bg, mask, **kw)
+    out_m, off_m = layer(fg, bg, bg, hole=mask, return_field=True)
+    out_f, off_f = contextual_attention(fg, bg, bg, hole=mask, **kw, return_field=True)
     torch.testing.assert_close(out_m, out_f, rtol=0, atol=0)
     assert torch.equal(off_m, off_f)
     assert list(layer.parameters()) == []
@@ -331,7 +348,9 @@ def test_gradcheck():
     mask[1, :, 3:4, 0:2] = True
 
     def fn(a, b):
-        return contextual_attention(a, b, mask, rate=2, softmax_scale=3.0)[0]
+        return contextual_attention(
+            a, b, b, hole=mask, rate=2, softmax_scale=3.0, return_field=True
+        )[0]
 
     assert torch.autograd.gradcheck(fn, (fg, bg))
 
@@ -340,7 +359,7 @@ def test_gradient_finite_on_zero_background():
     """All-zero background patches (ReLU features) must not give NaN gradients."""
     bg = torch.zeros(1, 2, 6, 6, requires_grad=True)
     fg = torch.rand(1, 2, 6, 6, requires_grad=True)
-    out, _ = contextual_attention(fg, bg)
+    out, _ = contextual_attention(fg, bg, bg, return_field=True)
     out.sum().backward()
     assert torch.isfinite(bg.grad).all() and torch.isfinite(fg.grad).all()
 
@@ -351,16 +370,24 @@ def test_low_precision(low, device):
     x = torch.rand(2, 4, 9, 10, generator=gen) * 30  # float16 sums of squares would overflow
     x[:, :, :4] = 0  # all-zero background patches: eps^2 underflows in float16
     mask = random_holes(2, 9, 10, gen)
-    ref, _ = contextual_attention(x, x, mask)
-    out, _ = contextual_attention(x.to(device, low), x.to(device, low), mask.to(device))
+    ref, _ = contextual_attention(x, x, x, hole=mask, return_field=True)
+    out, _ = contextual_attention(
+        x.to(device, low),
+        x.to(device, low),
+        x.to(device, low),
+        hole=mask.to(device),
+        return_field=True,
+    )
     assert out.dtype == low and torch.isfinite(out).all()
     torch.testing.assert_close(out.float().cpu(), ref, rtol=0.05, atol=0.5)
 
 
 def test_non_contiguous_inputs():
     x = torch.rand(2, 7, 9, 3).permute(0, 3, 1, 2)  # (2, 3, 7, 9), not contiguous
-    out, off = contextual_attention(x, x)
-    out_c, off_c = contextual_attention(x.contiguous(), x.contiguous())
+    out, off = contextual_attention(x, x, x, return_field=True)
+    out_c, off_c = contextual_attention(
+        x.contiguous(), x.contiguous(), x.contiguous(), return_field=True
+    )
     torch.testing.assert_close(out, out_c)
     assert torch.equal(off, off_c)
 
@@ -371,8 +398,10 @@ def test_cuda_matches_cpu(device):
     gen = torch.Generator().manual_seed(8)
     x = torch.rand(2, 4, 15, 14, generator=gen, dtype=torch.float64)
     mask = random_holes(2, 15, 14, gen)
-    out, off = contextual_attention(x, x, mask)
-    out_d, off_d = contextual_attention(x.to(device), x.to(device), mask.to(device))
+    out, off = contextual_attention(x, x, x, hole=mask, return_field=True)
+    out_d, off_d = contextual_attention(
+        x.to(device), x.to(device), x.to(device), hole=mask.to(device), return_field=True
+    )
     torch.testing.assert_close(out_d.cpu(), out)
     assert torch.equal(off_d.cpu(), off)
 
@@ -382,42 +411,107 @@ def test_cuda_matches_cpu(device):
 
 def test_bad_inputs():
     x = torch.rand(2, 3, 8, 8)
-    with pytest.raises(TypeError, match=r"foreground must be a torch\.Tensor"):
-        contextual_attention(np.zeros((2, 3, 8, 8)), x)
-    with pytest.raises(ValueError, match="background must have 4 dimensions"):
-        contextual_attention(x, x[0])
+    i64 = torch.zeros(2, 3, 8, 8, dtype=torch.int64)
+    meta = torch.empty(2, 3, 8, 8, device="meta")
+    with pytest.raises(TypeError, match=r"query must be a torch\.Tensor"):
+        contextual_attention(np.zeros((2, 3, 8, 8)), x, x)
+    with pytest.raises(ValueError, match="key must have 4 dimensions"):
+        contextual_attention(x, x[0], x[0])
+    with pytest.raises(TypeError, match="value must be a torch"):
+        contextual_attention(x, x, np.zeros((2, 3, 8, 8)))
     with pytest.raises(TypeError, match="floating-point"):
-        contextual_attention(x, torch.zeros(2, 3, 8, 8, dtype=torch.int64))
+        contextual_attention(x, i64, i64)
     with pytest.raises(TypeError, match="share a dtype"):
-        contextual_attention(x, x.double())
-    with pytest.raises(ValueError, match=r"same shape .* \(2, 3, 8, 8\) and \(2, 4, 8, 8\)"):
-        contextual_attention(x, torch.rand(2, 4, 8, 8))
-    with pytest.raises(ValueError, match="same shape"):
-        contextual_attention(x, torch.rand(2, 3, 8, 9))
-    with pytest.raises(ValueError, match="same shape"):
-        contextual_attention(x, torch.rand(1, 3, 8, 8))
-    with pytest.raises(ValueError, match="background is on meta"):
-        contextual_attention(x, torch.empty(2, 3, 8, 8, device="meta"))
+        contextual_attention(x, x.double(), x.double())
+    with pytest.raises(TypeError, match="share a dtype"):
+        contextual_attention(x, x, x.double())
+    with pytest.raises(ValueError, match=r"same batch size B and channels C.*\(2, 4, 8, 8\)"):
+        contextual_attention(x, torch.rand(2, 4, 8, 8), torch.rand(2, 4, 8, 8))
+    with pytest.raises(ValueError, match="same batch size B"):
+        contextual_attention(x, torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="value must have the key's batch size and spatial"):
+        contextual_attention(x, x, torch.rand(2, 3, 8, 9))
+    with pytest.raises(ValueError, match="key is on meta"):
+        contextual_attention(x, meta, meta)
     with pytest.raises(ValueError, match="B, C, H, W >= 1"):
-        contextual_attention(torch.rand(2, 3, 0, 8), torch.rand(2, 3, 0, 8))
+        e = torch.rand(2, 3, 0, 8)
+        contextual_attention(e, e, e)
+    with pytest.raises(ValueError, match="hole is for self-attention"):
+        contextual_attention(x, x[..., :7], x[..., :7], hole=torch.zeros(2, 1, 8, 7))
 
 
 def test_bad_masks():
     x = torch.rand(2, 3, 8, 8)
-    with pytest.raises(ValueError, match=r"mask must have shape \(2, 1, 8, 8\)"):
-        contextual_attention(x, x, torch.zeros(2, 1, 8, 7, dtype=torch.bool))
-    with pytest.raises(ValueError, match=r"mask must have shape"):
-        contextual_attention(x, x, torch.zeros(3, 1, 8, 8, dtype=torch.bool))
-    with pytest.raises(ValueError, match="mask must have 4 dimensions"):
-        contextual_attention(x, x, torch.zeros(8, 8, dtype=torch.bool))
-    with pytest.raises(ValueError, match="only 0 and 1"):
-        contextual_attention(x, x, torch.full((2, 1, 8, 8), 0.5))
-    with pytest.raises(ValueError, match="non-finite"):
-        contextual_attention(x, x, torch.full((2, 1, 8, 8), float("nan")))
-    with pytest.raises(TypeError, match=r"mask must be a torch\.Tensor"):
-        contextual_attention(x, x, np.zeros((2, 1, 8, 8), dtype=bool))
-    with pytest.raises(ValueError, match="mask is on meta"):
-        contextual_attention(x, x, torch.zeros(2, 1, 8, 8, device="meta"))
+    cases = [
+        (ValueError, r"hole must have shape \(2, 1, 8, 8\)", torch.zeros(2, 1, 8, 7, dtype=torch.bool)),
+        (ValueError, r"hole must have shape", torch.zeros(3, 1, 8, 8, dtype=torch.bool)),
+        (ValueError, "hole must have 4 dimensions", torch.zeros(8, 8, dtype=torch.bool)),
+        (ValueError, "only 0 and 1", torch.full((2, 1, 8, 8), 0.5)),
+        (ValueError, "NaN or Inf", torch.full((2, 1, 8, 8), float("nan"))),
+        (TypeError, r"hole must be a torch\.Tensor", np.zeros((2, 1, 8, 8), dtype=bool)),
+        (ValueError, "hole is on meta", torch.zeros(2, 1, 8, 8, device="meta")),
+    ]  # fmt: skip
+    for error, match, hole in cases:
+        with pytest.raises(error, match=match):
+            contextual_attention(x, x, x, hole=hole)
+
+
+def test_value_may_differ_from_key():
+    """The paste uses value's patches: a value of other channels is pasted like the key."""
+    gen = torch.Generator().manual_seed(11)
+    x = torch.rand(2, 4, 10, 9, generator=gen, dtype=torch.float64)
+    v = torch.rand(2, 2, 10, 9, generator=gen, dtype=torch.float64)
+    mask = random_holes(2, 10, 9, gen)
+    both = torch.cat([x, v], 1)
+    out_all, off_all = contextual_attention(x, x, both, hole=mask, return_field=True)
+    out_v, off = contextual_attention(x, x, v, hole=mask, return_field=True)
+    assert out_v.shape == (2, 2, 10, 9) and torch.equal(off, off_all)
+    torch.testing.assert_close(out_v, out_all[:, 4:], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(contextual_attention(x, x, x, hole=mask), out_all[:, :4])
+
+
+def test_cross_attention_with_a_key_of_another_size():
+    """A key of another size: each query pixel picks a key patch; a sharp softmax copies it."""
+    gen = torch.Generator().manual_seed(12)
+    key = torch.rand(1, 6, 9, 14, generator=gen, dtype=torch.float64)
+    key = key / key.norm(dim=1, keepdim=True)
+    query = key[..., 2:8, 5:12].clone()  # a crop: every query pixel's own patch is in the key
+    out, off = contextual_attention(query, key, key, rate=1, softmax_scale=1e4, fuse=False,
+                                    return_field=True)  # fmt: skip
+    assert out.shape == query.shape and off.shape == (1, 2, 6, 7)
+    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))  # zero padding at the edges
+    assert bool((off[:, 0][inner[2:]] == 2).all() and (off[:, 1][inner[2:]] == 5).all())
+    # with rate 1 a pixel averages the 2 x 2 pastes of its own and its top-left neighbours
+    pasted = (slice(None), slice(None), slice(2, -1), slice(2, -1))
+    torch.testing.assert_close(out[pasted], query[pasted], rtol=1e-6, atol=1e-6)
+
+
+def test_old_spellings_warn_and_agree():
+    gen = torch.Generator().manual_seed(13)
+    x = torch.rand(2, 3, 8, 9, generator=gen)
+    mask = random_holes(2, 8, 9, gen)
+    out, off = contextual_attention(x, x, x, hole=mask, rate=1, return_field=True)
+    calls = [
+        lambda: contextual_attention(x, x, mask, rate=1),  # old positional mask
+        lambda: contextual_attention(x, x, mask.float(), 3, 1, 1),  # float mask, options
+        lambda: contextual_attention(foreground=x, background=x, mask=mask, rate=1),
+        lambda: contextual_attention(x, x, mask=mask, rate=1),
+        lambda: ContextualAttention(3, 1, 1)(x, x, mask),
+    ]
+    for call in calls:
+        with pytest.warns(DeprecationWarning, match="deprecated"):
+            old_out, old_off = call()
+        assert torch.equal(old_out, out) and torch.equal(old_off, off)
+    with pytest.warns(DeprecationWarning):
+        no_mask = contextual_attention(x, x)  # old two-tensor call: (out, offsets)
+    assert torch.equal(no_mask[0], contextual_attention(x, x, x))
+    # a one-channel value is taken by keyword without any warning
+    v1 = torch.rand(2, 1, 8, 9)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert contextual_attention(x, x, value=v1).shape == (2, 1, 8, 9)
 
 
 @pytest.mark.parametrize(
@@ -438,7 +532,7 @@ def test_bad_masks():
 def test_bad_params(kwargs, error, match):
     x = torch.rand(1, 2, 6, 6)
     with pytest.raises(error, match=match):
-        contextual_attention(x, x, **kwargs)
+        contextual_attention(x, x, x, **kwargs)
     with pytest.raises(error, match=match):
         ContextualAttention(**kwargs)
 

@@ -54,7 +54,7 @@ def test_attend_matches_loop_reference(aggregation, p):
     k = torch.rand(2, 3, 7, 5, dtype=torch.float64)
     v = torch.rand(2, 2, 7, 5, dtype=torch.float64)
     idx = psal.patchmatch(q, k, k=3, patch_size=p, seed=0).indices
-    out = attend(q, k, v, idx, p, 0.3, aggregation)
+    out = attend(q, k, v, idx, patch_size=p, temperature=0.3, aggregation=aggregation)
     for b in range(2):
         ref = loop_reference(q[b], k[b], v[b], idx[b], p, 0.3, aggregation)
         torch.testing.assert_close(out[b], ref)
@@ -68,7 +68,8 @@ def test_gradcheck_against_fixed_neighbours(aggregation):
     t = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
     idx = psal.patchmatch(q, k, k=2, seed=0).indices
     assert torch.autograd.gradcheck(
-        lambda *a: attend(*a[:3], idx, 3, a[3], aggregation), (q, k, v, t)
+        lambda *a: attend(*a[:3], idx, patch_size=3, temperature=a[3], aggregation=aggregation),
+        (q, k, v, t),
     )
 
 
@@ -81,7 +82,7 @@ def test_ps_attention_gradients_are_those_of_its_field(aggregation):
     )
     g = torch.rand_like(out)
     gx, gv = torch.autograd.grad((out * g).sum(), (x, v))
-    ref = attend(x, x, v, field.indices, 3, 0.4, aggregation)
+    ref = attend(x, x, v, field.indices, patch_size=3, temperature=0.4, aggregation=aggregation)
     rx, rv = torch.autograd.grad((ref * g).sum(), (x, v))
     torch.testing.assert_close(gx, rx)
     torch.testing.assert_close(gv, rv)
@@ -99,7 +100,8 @@ def test_module_equals_function(aggregation):
     torch.testing.assert_close(a, b)
     dense = PatchAttention(patch_size=3, temperature=0.2, aggregation=aggregation)
     torch.testing.assert_close(
-        dense(x, x, x), patch_attention(x, x, x, 3, 0.2, aggregation=aggregation)
+        dense(x, x, x),
+        patch_attention(x, x, x, patch_size=3, temperature=0.2, aggregation=aggregation),
     )
 
 
@@ -112,7 +114,7 @@ def test_psattention_with_many_iterations_approaches_exact_topk(aggregation):
     y = torch.nn.functional.interpolate(
         torch.rand(1, 3, 7, 7, generator=g), size=(14, 14), mode="bilinear"
     )
-    exact = patch_attention(x, y, y, 3, 0.05, topk=6, aggregation=aggregation)
+    exact = patch_attention(x, y, y, patch_size=3, temperature=0.05, k=6, aggregation=aggregation)
     few = ps_attention(x, y, y, k=6, iters=1, temperature=0.05, aggregation=aggregation, seed=0)
     many = ps_attention(x, y, y, k=6, iters=200, temperature=0.05, aggregation=aggregation, seed=0)
     err_few = (few - exact).abs().mean()
@@ -125,8 +127,8 @@ def test_topk_over_all_keys_equals_dense(aggregation):
     q = torch.rand(2, 2, 5, 6, dtype=torch.float64)
     k = torch.rand(2, 2, 4, 5, dtype=torch.float64)
     v = torch.rand(2, 3, 4, 5, dtype=torch.float64)
-    dense = patch_attention(q, k, v, 3, 0.7, aggregation=aggregation)
-    sparse = patch_attention(q, k, v, 3, 0.7, topk=20, aggregation=aggregation)
+    dense = patch_attention(q, k, v, patch_size=3, temperature=0.7, aggregation=aggregation)
+    sparse = patch_attention(q, k, v, patch_size=3, temperature=0.7, k=20, aggregation=aggregation)
     torch.testing.assert_close(dense, sparse)
 
 
@@ -134,10 +136,10 @@ def test_dense_chunking_and_checkpoint_do_not_change_results(monkeypatch):
     from psal.layers import dense as mod
 
     x = torch.rand(1, 3, 9, 9, dtype=torch.float64, requires_grad=True)
-    full = patch_attention(x, x, x, 3, 0.5, aggregation="patch")
+    full = patch_attention(x, x, x, patch_size=3, temperature=0.5, aggregation="patch")
     (gf,) = torch.autograd.grad(full.sum(), x)
     monkeypatch.setattr(mod, "MAX_CHUNK_BYTES", 1)  # one query pixel per chunk
-    small = patch_attention(x, x, x, 3, 0.5, aggregation="patch")
+    small = patch_attention(x, x, x, patch_size=3, temperature=0.5, aggregation="patch")
     (gs,) = torch.autograd.grad(small.sum(), x)
     torch.testing.assert_close(full, small)
     torch.testing.assert_close(gf, gs)
@@ -153,10 +155,12 @@ def test_mask_no_hole_content_reaches_the_hole(aggregation, layer):
     v = torch.rand(2, 2, 14, 14)
     v = torch.where(mask, torch.full_like(v, 1e6), v)  # poison: hole values are huge
     if layer == "psal":
-        out = ps_attention(x, x, v, k=3, aggregation=aggregation, mask=mask, seed=0)
+        out = ps_attention(x, x, v, k=3, aggregation=aggregation, hole=mask, seed=0)
     else:
         topk = 3 if layer == "topk" else None
-        out = patch_attention(x, x, v, 3, 0.5, topk=topk, aggregation=aggregation, mask=mask)
+        out = patch_attention(
+            x, x, v, patch_size=3, temperature=0.5, k=topk, aggregation=aggregation, hole=mask
+        )
     inside = mask.expand_as(out)
     assert float(out[inside].max()) <= 1.0, "content from the hole leaked into the hole"
     assert torch.equal(out[~inside], v[~inside]), "outside the hole the output is the value"
@@ -167,9 +171,9 @@ def test_per_sample_masks_give_each_sample_its_own_result():
     mask = torch.zeros(2, 1, 12, 12, dtype=torch.bool)
     mask[0, 0, 2:6, 2:6] = True
     mask[1, 0, 6:11, 5:12] = True
-    both = ps_attention(x, x, x, k=2, mask=mask, backend="exact", aggregation="patch")
+    both = ps_attention(x, x, x, k=2, hole=mask, backend="exact", aggregation="patch")
     for b in range(2):
-        alone = ps_attention(x[b : b + 1], x[b : b + 1], x[b : b + 1], k=2, mask=mask[b : b + 1],
+        alone = ps_attention(x[b : b + 1], x[b : b + 1], x[b : b + 1], k=2, hole=mask[b : b + 1],
                              backend="exact", aggregation="patch")  # fmt: skip
         torch.testing.assert_close(both[b : b + 1], alone)
 
@@ -180,7 +184,7 @@ def test_learnable_temperature_gets_a_gradient():
     x = torch.rand(1, 3, 10, 10)
     mask = torch.zeros(1, 1, 10, 10, dtype=torch.bool)
     mask[..., 3:6, 3:6] = True
-    out = layer(x, x, x, mask=mask, seed=0)
+    out = layer(x, x, x, hole=mask, seed=0)
     out.sum().backward()
     assert layer.log_temperature.grad is not None
     assert torch.isfinite(layer.log_temperature.grad) and layer.log_temperature.grad != 0
@@ -203,7 +207,7 @@ def test_runs_on_device_and_dtype(device, dtype):
         out = ps_attention(x, x, x, k=2, aggregation=agg, seed=0)
         assert out.device == x.device and out.dtype == dtype
         out.sum().backward()
-        dense = patch_attention(x, x, x, 3, 1.0, aggregation=agg)
+        dense = patch_attention(x, x, x, patch_size=3, temperature=1.0, aggregation=agg)
         assert dense.device == x.device and dense.dtype == dtype
 
 
@@ -218,10 +222,10 @@ def test_runs_on_device_and_dtype(device, dtype):
         (lambda q, k, v: ps_attention(q, k, v, aggregation="mean"), ValueError, "aggregation must be one of"),
         (lambda q, k, v: ps_attention(q, k, v, temperature=0.0), ValueError, "temperature must be"),
         (lambda q, k, v: ps_attention(q, k, v, temperature=torch.ones(2)), ValueError, "one-element"),
-        (lambda q, k, v: ps_attention(q[..., :6], k, v, mask=torch.zeros(2, 1, 6, 8, dtype=torch.bool)), ValueError, "same spatial size"),
-        (lambda q, k, v: ps_attention(q, k, v, mask=torch.zeros(2, 1, 8, 7, dtype=torch.bool)), ValueError, "mask must have shape"),
-        (lambda q, k, v: patch_attention(q, k, v, topk=0), ValueError, "topk must be >= 1"),
-        (lambda q, k, v: patch_attention(q, k, v, mask=torch.ones(2, 1, 8, 8, dtype=torch.bool)), ValueError, "no key patch"),
+        (lambda q, k, v: ps_attention(q[..., :6], k, v, hole=torch.zeros(2, 1, 6, 8, dtype=torch.bool)), ValueError, "same spatial size"),
+        (lambda q, k, v: ps_attention(q, k, v, hole=torch.zeros(2, 1, 8, 7, dtype=torch.bool)), ValueError, "hole must have shape"),
+        (lambda q, k, v: patch_attention(q, k, v, k=0), ValueError, "k must be >= 1"),
+        (lambda q, k, v: patch_attention(q, k, v, hole=torch.ones(2, 1, 8, 8, dtype=torch.bool)), ValueError, "no key patch"),
         (lambda q, k, v: PSAttention(k=0), ValueError, "k must be >= 1"),
         (lambda q, k, v: PSAttention(patch_size=2), ValueError, "patch_size must be a positive odd"),
         (lambda q, k, v: attend(q, k, v, torch.zeros(2, 2, 8, 8)), ValueError, "indices must be int64"),
@@ -248,9 +252,13 @@ def test_masked_output_is_the_full_aggregation_inside_the_hole(aggregation):
     mask = torch.zeros(2, 1, 16, 15, dtype=torch.bool)
     mask[0, 0, 5:9, 6:10] = True  # the bounding-box window is the union over the batch
     mask[1, 0, 10:12, 1:4] = True
-    out, field = ps_attention(x, x, v, k=3, aggregation=aggregation, mask=mask, seed=0,
+    out, field = ps_attention(x, x, v, k=3, aggregation=aggregation, hole=mask, seed=0,
                               temperature=0.3, return_field=True)  # fmt: skip
-    ref = torch.where(mask, attend(x, x, v, field.indices, 3, 0.3, aggregation), v)
+    ref = torch.where(
+        mask,
+        attend(x, x, v, field.indices, patch_size=3, temperature=0.3, aggregation=aggregation),
+        v,
+    )
     torch.testing.assert_close(out, ref)
     g = torch.rand_like(out)
     for a, b in zip(
@@ -270,7 +278,7 @@ def test_inference_path_equals_training_path(aggregation, masked):
         mask = torch.zeros(2, 1, 13, 12, dtype=torch.bool)
         mask[0, 0, 3:7, 2:6] = True
         mask[1, 0, 8:12, 7:11] = True
-    kw = dict(k=3, aggregation=aggregation, mask=mask, seed=4, temperature=0.3)
+    kw = dict(k=3, aggregation=aggregation, hole=mask, seed=4, temperature=0.3)
     infer = ps_attention(x, x, v, **kw)
     train = ps_attention(x, x, v.clone().requires_grad_(), **kw)
     assert train.requires_grad and not infer.requires_grad
@@ -294,7 +302,7 @@ def test_half_precision_backward(dtype, layer, aggregation):
             out = ps_attention(x, x, x, k=2, temperature=0.5, aggregation=aggregation, seed=0,
                                backend="exact")  # fmt: skip
         else:
-            out = patch_attention(x, x, x, topk=2, temperature=0.5, aggregation=aggregation)
+            out = patch_attention(x, x, x, k=2, temperature=0.5, aggregation=aggregation)
         assert out.dtype == dt
         out.float().square().sum().backward()
         assert x.grad.dtype == dt
@@ -304,7 +312,7 @@ def test_half_precision_backward(dtype, layer, aggregation):
 
 def test_output_is_a_new_tensor_even_without_hole_pixels():
     x = torch.rand(1, 2, 8, 8, requires_grad=True)
-    out = ps_attention(x, x, x, k=2, mask=torch.zeros(1, 1, 8, 8, dtype=torch.bool), seed=0)
+    out = ps_attention(x, x, x, k=2, hole=torch.zeros(1, 1, 8, 8, dtype=torch.bool), seed=0)
     assert out is not x
     torch.testing.assert_close(out, x)
 

@@ -21,7 +21,9 @@ def test_vote_equals_psal_patch_attention(dtype, temperature):
     k = torch.rand(1, 3, 12, 15, generator=g, dtype=dtype)
     v = torch.rand(1, 2, 12, 15, generator=g, dtype=dtype)
     field = psal.patchmatch(q, k, k=3, patch_size=5, iters=2, seed=0)
-    ref = psal.attend(q, k, v, field.indices, 5, temperature, "patch")
+    ref = psal.attend(
+        q, k, v, field.indices, patch_size=5, temperature=temperature, aggregation="patch"
+    )
     out, covered = vote(v, field.indices, field.distances, 5, temperature)
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     assert covered.all()
@@ -35,8 +37,8 @@ def test_numba_and_torch_agree_with_unsearched_pixels():
     hole[..., 5:9, 6:11] = True
     qmask = hole.clone()
     qmask[..., 0:2, 0:2] = True
-    field = psal.patchmatch(img, img, k=2, patch_size=3, iters=2, query_mask=qmask,
-                            key_mask=hole, seed=0)  # fmt: skip
+    field = psal.patchmatch(img, img, k=2, patch_size=3, iters=2, query_valid=qmask,
+                            key_valid=~hole, seed=0)  # fmt: skip
     ys, xs = _grid(16, 16)
     bs = torch.zeros_like(ys)
     a, ca = _vote_numba(img, field.indices, field.distances, 1, 0.2, bs, ys, xs)
@@ -56,7 +58,9 @@ def test_batched_pixels_and_center_aggregation(aggregation, backend_fn):
     q = torch.rand(2, 3, 11, 13, generator=g, dtype=torch.float64)
     v = torch.rand(2, 4, 11, 13, generator=g, dtype=torch.float64)
     field = psal.patchmatch(q, q, k=3, patch_size=3, iters=2, seed=0)
-    ref = psal.attend(q, q, v, field.indices, 3, 0.7, aggregation)
+    ref = psal.attend(
+        q, q, v, field.indices, patch_size=3, temperature=0.7, aggregation=aggregation
+    )
     fn = _vote_numba if backend_fn == "numba" else _vote_torch
     bs = torch.tensor([0, 1, 1, 0])
     ys = torch.tensor([0, 10, 5, 3])

@@ -83,7 +83,7 @@ def test_psal_adapter_fills_hole_from_outside():
     x = torch.rand(2, 8, 12, 12)
     hole = torch.zeros(2, 1, 12, 12, dtype=torch.bool)
     hole[:, :, 4:8, 3:9] = True
-    out, flow = layer(x, hole, return_flow=True)
+    out, flow = layer(x, x, x, hole=hole, return_field=True)
     assert torch.equal(out[~hole.expand_as(out)], x[~hole.expand_as(x)])
     ys, xs = torch.nonzero(hole[0, 0], as_tuple=True)
     ty = ys + flow[0, 0, ys, xs].long()
@@ -99,7 +99,7 @@ def test_psal_adapter_passes_through_without_valid_keys():
     hole[0, :, 3:5, 3:5] = True
     hole[1] = True  # nothing to attend to
     with pytest.warns(RuntimeWarning, match="1 of 2 samples"):
-        out, flow = layer(x, hole, return_flow=True)
+        out, flow = layer(x, x, x, hole=hole, return_field=True)
     assert torch.equal(out[1], x[1])
     assert not torch.equal(out[0], x[0])
     assert (flow[1] == 0).all()

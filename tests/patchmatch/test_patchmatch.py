@@ -61,13 +61,13 @@ def test_exact_equals_loop_reference(p):
         assert torch.equal(res.indices[b], idx)
 
 
-def test_exact_with_key_mask_equals_loop_reference():
+def test_exact_with_key_valid_equals_loop_reference():
     q = torch.rand(1, 3, 6, 6, dtype=torch.float64)
     k = torch.rand(1, 3, 8, 9, dtype=torch.float64)
     mask = torch.zeros(1, 1, 8, 9, dtype=torch.bool)
     mask[0, 0, 2:5, 3:6] = True
     valid = valid_key_positions(mask, 3)[0, 0].numpy()
-    res = psal.patchmatch(q, k, k=3, patch_size=3, key_mask=mask, backend="exact")
+    res = psal.patchmatch(q, k, k=3, patch_size=3, key_valid=~mask, backend="exact")
     idx, dist = brute_force(q[0], k[0], 3, 3, valid)
     assert torch.equal(res.indices[0], idx)
     torch.testing.assert_close(res.distances[0], dist)
@@ -136,25 +136,25 @@ def test_border_pixels_get_real_neighbours(backend):
 
 
 @pytest.mark.parametrize("backend", ALL)
-def test_key_mask_is_respected(backend):
+def test_key_valid_is_respected(backend):
     q = smooth(2, 3, 12, 12, seed=5)
     k = smooth(2, 3, 12, 12, seed=6)
     mask = torch.zeros(2, 1, 12, 12, dtype=torch.bool)
     mask[0, 0, 3:8, 2:9] = True
     mask[1, 0, 0:4, 6:12] = True  # touches the border; a different mask per element
-    res = psal.patchmatch(q, k, k=3, patch_size=3, iters=5, key_mask=mask, backend=backend)
+    res = psal.patchmatch(q, k, k=3, patch_size=3, iters=5, key_valid=~mask, backend=backend)
     valid = valid_key_positions(mask, 3).reshape(2, -1)
     for b in range(2):
         assert bool(valid[b][res.indices[b].reshape(-1)].all())
 
 
 @pytest.mark.parametrize("backend", ALL)
-def test_query_mask_searches_only_masked_pixels(backend):
+def test_query_valid_searches_only_those_pixels(backend):
     q = smooth(2, 3, 10, 11, seed=7)
     qm = torch.zeros(2, 1, 10, 11, dtype=torch.bool)
     qm[0, 0, 2:5, 3:7] = True
     qm[1, 0, 6:, :2] = True
-    res = psal.patchmatch(q, q, k=2, patch_size=3, iters=4, query_mask=qm, backend=backend)
+    res = psal.patchmatch(q, q, k=2, patch_size=3, iters=4, query_valid=qm, backend=backend)
     off = ~qm.expand(2, 2, 10, 11)
     assert bool((res.indices[off] == -1).all())
     assert bool(torch.isinf(res.distances[off]).all())
@@ -260,10 +260,26 @@ def test_k_equal_to_number_of_valid_keys(backend):
     q = smooth(1, 2, 6, 6, seed=21)
     mask = torch.ones(1, 1, 6, 6, dtype=torch.bool)
     mask[0, 0, 3:5, 3:5] = False  # exactly four valid 1x1 key patches
-    res = psal.patchmatch(q, q, k=4, patch_size=1, iters=2, key_mask=mask, backend=backend)
+    res = psal.patchmatch(q, q, k=4, patch_size=1, iters=2, key_valid=~mask, backend=backend)
     for y in range(6):
         for x in range(6):
             assert set(res.indices[0, :, y, x].tolist()) == {21, 22, 27, 28}
+
+
+def test_old_mask_names_warn_and_agree():
+    """query_mask (True = search) and key_mask (True = hole): deprecated, same results."""
+    q = smooth(1, 3, 10, 10, seed=30)
+    hole = torch.zeros(1, 1, 10, 10, dtype=torch.bool)
+    hole[0, 0, 3:6, 2:7] = True
+    new = psal.patchmatch(q, q, k=2, query_valid=hole, key_valid=~hole, backend="exact")
+    with pytest.warns(DeprecationWarning, match=r"query_mask=\.\.\.\) is deprecated"):
+        old_q = psal.patchmatch(q, q, k=2, query_mask=hole, key_valid=~hole, backend="exact")
+    with pytest.warns(DeprecationWarning, match="use key_valid=~key_mask"):
+        old_k = psal.patchmatch(q, q, k=2, query_valid=hole, key_mask=hole, backend="exact")
+    for old in (old_q, old_k):
+        assert torch.equal(old.indices, new.indices)
+        assert torch.equal(old.distances, new.distances)
+    assert bool((new.indices[:, :, ~hole[0, 0]] == -1).all())
 
 
 def test_no_gradient_flows_through_search():
@@ -272,22 +288,25 @@ def test_no_gradient_flows_through_search():
     assert not res.indices.requires_grad and not res.distances.requires_grad
 
 
+@st.composite
+def feasible_problems(draw):
+    """Shapes PatchMatch accepts: patch no larger than any side, k <= key patches."""
+    p = draw(st.sampled_from([1, 3, 5, 7]))
+    hq, wq, hk, wk = (draw(st.integers(p, 12)) for _ in range(4))
+    kk = draw(st.integers(1, min(6, hk * wk)))
+    return hq, wq, hk, wk, p, kk
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     b=st.integers(1, 2),
     c=st.integers(1, 4),
-    hq=st.integers(1, 12),
-    wq=st.integers(1, 12),
-    hk=st.integers(1, 12),
-    wk=st.integers(1, 12),
-    p=st.sampled_from([1, 3, 5, 7]),
-    kk=st.integers(1, 6),
+    shape=feasible_problems(),
     backend=st.sampled_from(ALL),
     seed=st.integers(0, 2**31),
 )
-def test_property_any_shape_k_and_patch_size(b, c, hq, wq, hk, wk, p, kk, backend, seed):
-    if p > min(hq, wq, hk, wk) or kk > hk * wk:
-        return
+def test_property_any_shape_k_and_patch_size(b, c, shape, backend, seed):
+    hq, wq, hk, wk, p, kk = shape
     g = torch.Generator().manual_seed(seed)
     q = torch.rand(b, c, hq, wq, generator=g)
     k = torch.rand(b, c, hk, wk, generator=g)
@@ -356,10 +375,14 @@ def _q(*shape, dtype=torch.float32):
         ({"query": [[1.0]]}, TypeError, "query must be a torch.Tensor"),
         ({"seed": -1}, ValueError, "seed must be >= 0"),
         ({"seed": 2**64}, ValueError, r"seed must be in \[0, 2\*\*63\)"),
-        ({"key_mask": torch.ones(1, 1, 8, 8, dtype=torch.bool)}, ValueError, "no valid key patch"),
-        ({"key_mask": torch.zeros(1, 1, 7, 8, dtype=torch.bool)}, ValueError, "key_mask must have shape"),
-        ({"key_mask": torch.full((1, 1, 8, 8), 0.5)}, ValueError, "key_mask must be bool or hold only 0 and 1"),
-        ({"query_mask": torch.zeros(1, 2, 8, 8, dtype=torch.bool)}, ValueError, "query_mask must have shape"),
+        ({"key_valid": torch.zeros(1, 1, 8, 8, dtype=torch.bool)}, ValueError, "no valid key patch"),
+        ({"key_valid": torch.zeros(1, 1, 7, 8, dtype=torch.bool)}, ValueError, "key_valid must have shape"),
+        ({"key_valid": torch.full((1, 1, 8, 8), 0.5)}, ValueError, "key_valid must be bool or hold only 0 and 1"),
+        ({"query_valid": torch.zeros(1, 2, 8, 8, dtype=torch.bool)}, ValueError, "query_valid must have shape"),
+        ({"query_valid": torch.ones(1, 1, 8, 8, dtype=torch.bool),
+          "query_mask": torch.ones(1, 1, 8, 8, dtype=torch.bool)}, TypeError, "both query_mask"),
+        ({"key_valid": torch.ones(1, 1, 8, 8, dtype=torch.bool),
+          "key_mask": torch.zeros(1, 1, 8, 8, dtype=torch.bool)}, TypeError, "both key_mask"),
         ({"init": torch.zeros(1, 3, 8, 8)}, TypeError, "init must be an int64"),
         ({"init": torch.zeros(1, 2, 8, 8, dtype=torch.long)}, ValueError, "init must have shape"),
     ],
@@ -376,7 +399,7 @@ def test_bad_input_raises_clear_errors(kwargs, exc, match):
 def test_non_finite_inputs_are_rejected(bad, which):
     q, k = _q(1, 3, 8, 8), _q(1, 3, 8, 8)
     (q if which == "query" else k)[0, 1, 2, 3] = bad
-    with pytest.raises(ValueError, match=f"{which} contains non-finite values"):
+    with pytest.raises(ValueError, match=f"{which} contains NaN or Inf values"):
         psal.patchmatch(q, k)
 
 

@@ -31,15 +31,17 @@ psal 0.1 (per-pixel votes only), kept for comparison in ``benchmarks/colorize.py
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
+from .._deprecation import keyword_only
 from ..layers.vote import vote
 from ..patchmatch import patchmatch
 from ..utils.image import ImageLike, from_tensor, to_tensor
+from ..utils.progress import ProgressCallback
 from ._color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
 from ._propagate import propagate as propagate_values
 from ._temperature import wexler_temperature
@@ -126,13 +128,14 @@ def _match_scales(
     return chroma, d.min(1, keepdim=True).values, var, t
 
 
+@keyword_only(2, (), {"iters": "pm_iters"})
 def colorize(
     target: ImageLike,
     reference: ImageLike,
     *,
     patch_size: int = 9,
     k: int = 2,
-    iters: int = 4,
+    pm_iters: int = 4,
     window: int = 5,
     stats_weight: float = 1.0,
     temperature: float | None = None,
@@ -145,7 +148,7 @@ def colorize(
     seed: int | None = None,
     device: torch.device | str | None = None,
     backend: str = "auto",
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ImageLike:
     """Colour a grayscale image with the colours of a reference image.
 
@@ -159,7 +162,7 @@ def colorize(
             ``benchmarks/colorize.py`` among 5, 7, 9, 11).
         k: reference patches per target patch (and per scale) whose colours are
             averaged, 1 to :data:`MAX_K`.
-        iters: PatchMatch iterations.
+        pm_iters: PatchMatch iterations (``iters=`` is the deprecated keyword).
         window: side of the window of the local mean and standard deviation features.
         stats_weight: weight of those features against the raw luminance patch.
         temperature: voting temperature T (weights ``exp(-d / T)``); None: twice the
@@ -207,7 +210,7 @@ def colorize(
     k = check_int(k, "k", minimum=1)
     if k > MAX_K:
         raise ValueError(f"k must be at most {MAX_K} (reference patches averaged), got {k}")
-    iters = check_int(iters, "iters", minimum=0)
+    pm_iters = check_int(pm_iters, "pm_iters", minimum=0)
     window = check_patch_size(window, "window")
     stats_weight = float(stats_weight)
     if stats_weight < 0:
@@ -256,7 +259,7 @@ def colorize(
             xi = x[i : i + 1]
             y = _luma_of(xi)
             chroma, d1, var, t = _match_scales(
-                y, ref[:, :3], scales, patch_size=patch_size, k=k, iters=iters,
+                y, ref[:, :3], scales, patch_size=patch_size, k=k, iters=pm_iters,
                 window=window, stats_weight=stats_weight, temperature=temperature,
                 seed=seed + i, backend=backend,
             )  # fmt: skip

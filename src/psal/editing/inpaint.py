@@ -3,13 +3,13 @@
 The hole is filled by alternating, at each scale of an image pyramid,
 
 1. a nearest-neighbour search (:func:`psal.patchmatch`) for every patch that touches
-   the hole, among the patches entirely outside it (``query_mask`` = pixels whose
-   patch touches the hole, so the work scales with the hole; ``key_mask`` = hole),
+   the hole, among the patches entirely outside it (``query_valid`` = pixels whose
+   patch touches the hole, so the work scales with the hole; ``key_valid`` = not hole),
    started from the previous field (``init``);
 2. patch voting: each hole pixel becomes the weighted average of the pixels that all
    overlapping patches' neighbours propose for it, weights ``exp(-d / T)``: PSAL's
    ``aggregation="patch"``. One search + vote is masked PSAL self-attention,
-   ``psal.ps_attention(img, img, img, aggregation="patch", mask=hole, init=field)``,
+   ``psal.ps_attention(img, img, img, aggregation="patch", hole=hole, init=field)``,
    computed by :func:`_em_step` with the layer's streaming inference path,
    :func:`psal.layers.vote`, at the hole pixels only, so memory scales with the hole.
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
 
 import torch
 
@@ -32,12 +31,11 @@ from ..layers.vote import vote
 from ..patchmatch import patchmatch
 from ..patchmatch.distance import valid_key_positions
 from ..utils.image import ImageLike, from_tensor, to_mask, to_tensor
+from ..utils.progress import ProgressCallback
 from ._pyramid import bbox, dilate, downsample, fill_smooth, hole_radius, upsample_field
 from ._temperature import wexler_temperature
 
 __all__ = ["inpaint"]
-
-Progress = Callable[[int, int], None]
 
 
 class _Level:
@@ -108,8 +106,9 @@ def _em_step(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One search + vote iteration: masked PSAL self-attention of the image.
 
-    The result is ``psal.ps_attention(cur, cur, cur, k, patch_size, pm_iters, T,
-    aggregation="patch", mask=hole, init=field, return_field=True)`` (tested equal with
+    The result is ``psal.ps_attention(cur, cur, cur, k=k, patch_size=patch_size,
+    iters=pm_iters, temperature=T, aggregation="patch", hole=hole, init=field,
+    return_field=True)`` (tested equal with
     the exact search), with the query cropped to the patches that touch the hole and the
     vote (:func:`psal.layers.vote`) computed at the hole pixels only.
 
@@ -122,8 +121,8 @@ def _em_step(
         k=k,
         patch_size=patch_size,
         iters=pm_iters,
-        query_mask=level.touch_crop,
-        key_mask=level.hole,
+        query_valid=level.touch_crop,
+        key_valid=~level.hole,
         seed=seed,
         backend=backend,
         init=field,
@@ -152,7 +151,7 @@ def _inpaint_one(
     temperature: float | None,
     seed: int,
     backend: str,
-    progress: Progress | None,
+    progress: ProgressCallback | None,
     done: list[int],
     total_ref: list[int],
 ) -> torch.Tensor:
@@ -210,7 +209,7 @@ def inpaint(
     seed: int | None = None,
     device: torch.device | str | None = None,
     backend: str = "auto",
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ImageLike:
     """Fill the masked region of an image from the rest of it (object removal).
 

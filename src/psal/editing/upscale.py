@@ -24,15 +24,16 @@ kernel.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
+from .._deprecation import keyword_only
 from ..layers.vote import vote
 from ..patchmatch import patchmatch
 from ..utils.image import ImageLike, from_tensor, to_tensor
+from ..utils.progress import ProgressCallback
 from ._color import luma
 from ._temperature import wexler_temperature
 
@@ -93,19 +94,20 @@ def _step(
     return up + hf
 
 
+@keyword_only(2, (), {"iters": "pm_iters"})
 def upscale(
     image: ImageLike,
     scale: int = 2,
     *,
     patch_size: int = 7,
     k: int = 6,
-    iters: int = 3,
+    pm_iters: int = 3,
     back_projection: int = 10,
     temperature: float | None = float("inf"),
     seed: int | None = None,
     device: torch.device | str | None = None,
     backend: str = "auto",
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ImageLike:
     """Enlarge an image x2, x3 or x4 with detail found in the image itself.
 
@@ -116,7 +118,7 @@ def upscale(
         scale: 2, 3 or 4.
         patch_size: odd side of the matched patches (at most the image's sides).
         k: neighbours whose detail is averaged.
-        iters: PatchMatch iterations per step.
+        pm_iters: PatchMatch iterations per step (``iters=`` is the deprecated keyword).
         back_projection: iterations of back-projection after each step (0 disables it).
         temperature: voting temperature; the default ``float("inf")`` averages the
             proposed details plainly, which scored best in ``benchmarks/upscale.py``
@@ -147,7 +149,7 @@ def upscale(
         raise ValueError(f"scale must be one of {', '.join(map(str, SCALES))}, got {scale!r}")
     patch_size = check_patch_size(patch_size)
     k = check_int(k, "k", minimum=1)
-    iters = check_int(iters, "iters", minimum=0)
+    pm_iters = check_int(pm_iters, "pm_iters", minimum=0)
     back_projection = check_int(back_projection, "back_projection", minimum=0)
     if temperature is not None and temperature != float("inf"):
         temperature = check_positive_float(temperature, "temperature")
@@ -177,7 +179,7 @@ def upscale(
             cur = x[i : i + 1]
             for j, size in enumerate(sizes):
                 nxt = _step(
-                    cur, size, patch_size=patch_size, k=k, iters=iters,
+                    cur, size, patch_size=patch_size, k=k, iters=pm_iters,
                     temperature=temperature, seed=seed + 31 * i + j, backend=backend,
                 )  # fmt: skip
                 cur = _back_project(nxt, cur, back_projection)

@@ -1,20 +1,14 @@
 """Differentiable aggregation of values over a given neighbour field.
 
 Shared by :func:`psal.layers.ps_attention` (neighbours from PatchMatch) and
-:func:`psal.layers.patch_attention` with ``topk`` (exact neighbours).
+:func:`psal.layers.patch_attention` with ``k`` (exact neighbours).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..patchmatch.distance import patch_distance
-
-
-def reflect_index(i: torch.Tensor, size: int) -> torch.Tensor:
-    """Reflect integer coordinates in ``[-(size-1), 2*size-2]`` into ``[0, size)``."""
-    i = torch.where(i < 0, -i, i)
-    return torch.where(i >= size, 2 * (size - 1) - i, i)
+from ..patchmatch.distance import patch_distance, reflect_index
 
 
 def _shift(x: torch.Tensor, dy: int, dx: int, fill: float | int) -> torch.Tensor:

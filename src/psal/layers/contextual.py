@@ -10,6 +10,8 @@ v1.0.0) step by step; the few places where psal differs are listed in the docstr
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +25,7 @@ from .._checks import (
     check_same_device,
     check_tensor,
 )
+from .._deprecation import keyword_only, warn_deprecated
 
 __all__ = ["ContextualAttention", "contextual_attention"]
 
@@ -70,18 +73,100 @@ def _diagonal_fuse(scores: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
+_OPTIONS = ("patch_size", "stride", "rate", "fuse_k", "softmax_scale", "fuse")
+
+
+def _legacy_call(name: str, args: tuple, kwargs: dict) -> tuple[tuple, dict, bool]:
+    """Translate the old spelling ``(foreground, background, mask, *options)``.
+
+    Old calls are recognised by: a keyword ``foreground`` / ``background`` / ``mask``,
+    only two positional tensors, a bool or one-channel third positional argument (the
+    old mask; a one-channel *value* must then be passed as ``value=``), or options given
+    by position. They return ``(output, offsets)`` as before, with a DeprecationWarning.
+    """
+    kwargs = dict(kwargs)
+    legacy = any(n in kwargs for n in ("foreground", "background", "mask"))
+    for old, new in (("foreground", "query"), ("background", "key"), ("mask", "hole")):
+        if old in kwargs:
+            if new in kwargs:
+                raise TypeError(f"{name}() got both {old!r} (deprecated) and {new!r}")
+            kwargs[new] = kwargs.pop(old)
+    args = list(args)
+    n_tensors = 2 - ("query" in kwargs) - ("key" in kwargs)
+    if "value" not in kwargs and len(args) >= n_tensors:
+        given = len(args) > n_tensors
+        third = args[n_tensors] if given else None
+        key = args[1] if n_tensors == 2 else kwargs.get("key")
+        old_mask = third is None or (
+            isinstance(third, torch.Tensor)
+            and (
+                third.dtype == torch.bool
+                or (third.dim() == 4 and third.shape[1] == 1 and isinstance(key, torch.Tensor)
+                    and key.dim() == 4 and key.shape[1] != 1)
+            )
+        )  # fmt: skip
+        if old_mask:
+            legacy = True
+            if given:
+                if "hole" in kwargs:
+                    raise TypeError(f"{name}() got multiple values for 'hole'")
+                kwargs["hole"] = args.pop(n_tensors)
+            kwargs["value"] = args[1] if n_tensors == 2 else kwargs.get("key")
+    n_fixed = n_tensors + ("value" not in kwargs)
+    if len(args) > n_fixed:
+        extra, args = args[n_fixed:], args[:n_fixed]
+        if len(extra) > len(_OPTIONS):
+            raise TypeError(
+                f"{name}() takes at most {n_fixed + len(_OPTIONS)} positional arguments"
+            )
+        legacy = True
+        for opt, val in zip(_OPTIONS, extra):
+            if opt in kwargs:
+                raise TypeError(f"{name}() got multiple values for {opt!r}")
+            kwargs[opt] = val
+    if legacy:
+        warn_deprecated(
+            f"{name}(foreground, background, mask, ...) is deprecated; call "
+            f"{name}(query, key, value, hole=..., return_field=True) with options by keyword",
+            stacklevel=4,
+        )
+        kwargs.setdefault("return_field", True)
+    return tuple(args), kwargs, legacy
+
+
+def _accept_legacy(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        offset = 1 if fn.__name__ == "forward" else 0  # the module's self
+        name = "ContextualAttention.forward" if offset else fn.__name__
+        rest, kwargs, _ = _legacy_call(name, args[offset:], kwargs)
+        return fn(*args[:offset], *rest, **kwargs)
+
+    return wrapper
+
+
+@_accept_legacy
 def contextual_attention(
-    foreground: torch.Tensor,
-    background: torch.Tensor,
-    mask: torch.Tensor | None = None,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    *,
+    hole: torch.Tensor | None = None,
     patch_size: int = 3,
     stride: int = 1,
     rate: int = 2,
     fuse_k: int = 3,
     softmax_scale: float = 10.0,
     fuse: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Contextual attention of DeepFill v1: fill every pixel with attended background patches.
+    return_field: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    r"""Contextual attention of DeepFill v1: fill every query pixel with attended key patches.
+
+    In the reference, ``query`` is the *foreground* and ``key`` = ``value`` the
+    *background* (the same tensor in DeepFill). psal also accepts a ``value`` with another
+    channel count than the key, and a key of another spatial size than the query
+    (cross-attention between two images); with ``hole``, query and key must have the same
+    size.
 
     With ``r = rate``, ``s = stride``, ``p = patch_size``, per batch element:
 
@@ -138,24 +223,26 @@ def contextual_attention(
     attention, and the reason DeepFill applies it on 1/4-resolution features with rate 2.
 
     Args:
-        foreground: (B, C, H, W) float features to fill (the query side).
-        background: (B, C, H, W) float features to borrow from (key and value side); same
-            shape, dtype and device as ``foreground``. In DeepFill both are the same tensor.
-        mask: optional (B, 1, H, W) hole mask of the background, bool or float/int holding
-            only 0 and 1; True / 1 = hole. A (1, 1, H, W) mask is used for every sample.
-            None: every background patch is valid.
+        query: (B, C, H, W) float features to fill (the reference's foreground).
+        key: (B, C, Hk, Wk) float features matched against (the reference's background);
+            same B, C, dtype and device as ``query``. In DeepFill, query = key = value.
+        value: (B, Cv, Hk, Wk) features pasted (the reference pastes the background).
+        hole: optional (B, 1, H, W) hole mask of the key, bool or float/int holding only
+            0 and 1; True / 1 = hole (self-attention: query and key of one size). A
+            (1, 1, H, W) mask is used for every sample. None: every key patch is valid.
         patch_size: odd side p of the matching patches (3 in DeepFill).
         stride: step s between background patches on the downsampled grid, >= 1.
         rate: downsampling factor r for matching; pasted patches are ``2r x 2r``, >= 1.
         fuse_k: side of the identity kernel of attention propagation, >= 1.
         softmax_scale: multiplies the scores before the softmax (10 in DeepFill), > 0.
         fuse: apply attention propagation (step 4).
+        return_field: also return the neighbour field ``offsets``.
 
     Returns:
-        ``(output, offsets)``:
+        ``output``, or ``(output, offsets)`` with ``return_field=True``:
 
-        - ``output``: (B, C, H, W), same dtype as the inputs; differentiable with respect to
-          foreground and background.
+        - ``output``: (B, Cv, H, W), same dtype as the inputs; differentiable with respect
+          to query, key and value.
         - ``offsets``: (B, 2, H, W) int64, ``(dy, dx)`` at the input resolution from each
           pixel's block ``(r*(y//r), r*(x//r))`` to the centre ``(r*s*i, r*s*j)`` of the
           background patch it attends most (argmax of the masked scores); that patch pastes
@@ -176,7 +263,7 @@ def contextual_attention(
         >>> hole = torch.zeros(2, 1, 13, 16, dtype=torch.bool)
         >>> hole[0, :, 4:9, 5:11] = True              # each sample has its own hole
         >>> hole[1, :, 0:6, 0:6] = True
-        >>> out, offsets = contextual_attention(x, x, hole, rate=2)
+        >>> out, offsets = contextual_attention(x, x, x, hole=hole, rate=2, return_field=True)
         >>> out.shape, offsets.shape, offsets.dtype
         (torch.Size([2, 8, 13, 16]), torch.Size([2, 2, 13, 16]), torch.int64)
         >>> ys, xs = torch.meshgrid(torch.arange(13), torch.arange(16), indexing="ij")
@@ -185,37 +272,50 @@ def contextual_attention(
         >>> bool(hole[0, 0, ty[0], tx[0]].any() | hole[1, 0, ty[1], tx[1]].any())
         False
     """
-    foreground = check_float_tensor(foreground, "foreground", ndim=4)
-    background = check_float_tensor(background, "background", ndim=4)
-    device = check_same_device({"foreground": foreground, "background": background})
-    if foreground.dtype != background.dtype:
+    query = check_float_tensor(query, "query", ndim=4)
+    key = check_float_tensor(key, "key", ndim=4)
+    value = check_float_tensor(value, "value", ndim=4)
+    device = check_same_device({"query": query, "key": key, "value": value})
+    if not (query.dtype == key.dtype == value.dtype):
         raise TypeError(
-            f"foreground and background must share a dtype, got {foreground.dtype} and "
-            f"{background.dtype}"
+            f"query, key and value must share a dtype, got {query.dtype}, {key.dtype} and "
+            f"{value.dtype}"
         )
-    if foreground.shape != background.shape:
+    if query.shape[:2] != key.shape[:2]:
         raise ValueError(
-            f"foreground and background must have the same shape (B, C, H, W), got "
-            f"{tuple(foreground.shape)} and {tuple(background.shape)}"
+            f"query and key must have the same batch size B and channels C, got shapes "
+            f"{tuple(query.shape)} and {tuple(key.shape)}"
         )
-    if foreground.numel() == 0:
+    if value.shape[0] != key.shape[0] or value.shape[-2:] != key.shape[-2:]:
         raise ValueError(
-            f"foreground must have B, C, H, W >= 1, got shape {tuple(foreground.shape)}"
+            f"value must have the key's batch size and spatial size (B, Cv, Hk, Wk) = "
+            f"({key.shape[0]}, Cv, {key.shape[2]}, {key.shape[3]}), got {tuple(value.shape)}"
         )
+    for name, t in (("query", query), ("value", value)):
+        if t.numel() == 0:
+            raise ValueError(f"{name} must have B, C, H, W >= 1, got shape {tuple(t.shape)}")
     p, s, r, fuse_k, softmax_scale = _check_params(patch_size, stride, rate, fuse_k, softmax_scale)
     fuse = _check_fuse(fuse)
-    bsz, c, h, w = foreground.shape
-    if mask is not None:
-        m = check_tensor(mask, "mask", ndim=4)
+    bsz, c, h, w = query.shape
+    hk, wk = key.shape[-2:]
+    cv = value.shape[1]
+    mask = None
+    if hole is not None:
+        if (hk, wk) != (h, w):
+            raise ValueError(
+                f"hole is for self-attention: query and key must have the same spatial "
+                f"size, got {h}x{w} and {hk}x{wk}"
+            )
+        m = check_tensor(hole, "hole", ndim=4)
         if m.shape[0] == 1 and bsz > 1:
             m = m.expand(bsz, *m.shape[1:])
-        mask = check_mask(m, "mask", bsz, h, w, device)
+        mask = check_mask(m, "hole", bsz, h, w, device)
 
     # 1. Nearest downsampling on the stride-r grid (ceil(H / r) rows).
-    f = foreground[:, :, ::r, ::r]
-    b = background[:, :, ::r, ::r]
+    f = query[:, :, ::r, ::r]
+    b = key[:, :, ::r, ::r]
     hd, wd = f.shape[-2:]
-    hs, ws = -(-hd // s), -(-wd // s)
+    hs, ws = -(-b.shape[-2] // s), -(-b.shape[-1] // s)
     n_bg = hs * ws
 
     # 2. Background patches as filters, normalised by max(||w||, 1e-4). sqrt(max(ss, eps^2))
@@ -262,16 +362,16 @@ def contextual_attention(
     else:
         attn = torch.softmax(scores * softmax_scale, dim=1)
 
-    # 6. Paste the raw 2r x 2r background patches: grouped transposed convolution, stride r.
+    # 6. Paste the raw 2r x 2r value patches: grouped transposed convolution, stride r.
     k2 = 2 * r
     raw = F.unfold(
-        _fit(background, r // 2, r * s * (hs - 1) + k2, r * s * (ws - 1) + k2), k2, stride=r * s
-    )  # (B, C*2r*2r, L)
-    raw = raw.transpose(1, 2).reshape(bsz * n_bg, c, k2, k2)
+        _fit(value, r // 2, r * s * (hs - 1) + k2, r * s * (ws - 1) + k2), k2, stride=r * s
+    )  # (B, Cv*2r*2r, L)
+    raw = raw.transpose(1, 2).reshape(bsz * n_bg, cv, k2, k2)
     out = F.conv_transpose2d(
         attn.reshape(1, bsz * n_bg, hd, wd), raw, stride=r, groups=bsz
     )  # (1, B*C, (Hd+1)*r, (Wd+1)*r)
-    out = out.reshape(bsz, c, out.shape[-2], out.shape[-1])
+    out = out.reshape(bsz, cv, out.shape[-2], out.shape[-1])
     out = out[:, :, r // 2 : r // 2 + h, r // 2 : r // 2 + w] / 4.0
 
     # Offsets of the strongest match, at the input resolution.
@@ -287,23 +387,28 @@ def contextual_attention(
         if valid is not None:
             offsets = offsets * valid.any(dim=1).view(bsz, 1, 1, 1)
         offsets = offsets.repeat_interleave(r, dim=2).repeat_interleave(r, dim=3)[:, :, :h, :w]
-    return out, offsets.contiguous()
+    return (out, offsets.contiguous()) if return_field else out
 
 
 class ContextualAttention(nn.Module):
     """Contextual attention of DeepFill v1 as a module (no parameters).
 
-    ``forward(foreground, background, mask=None)`` calls :func:`contextual_attention`
-    with the settings given here and returns ``(output, offsets)``; see that function for
-    the shapes and the formula.
+    ``forward(query, key, value, *, hole=None, return_field=False)`` calls
+    :func:`contextual_attention` with the settings given here; see that function for the
+    shapes and the formula.
 
     Args:
         patch_size: odd side of the matching patches.
-        stride: step between background patches on the downsampled grid.
+        stride: step between key patches on the downsampled grid.
         rate: downsampling factor for matching; pasted patches are ``2 * rate`` wide.
         fuse_k: side of the identity kernel of attention propagation.
         softmax_scale: multiplies the scores before the softmax.
         fuse: apply attention propagation.
+
+    Shape:
+        - query: (B, C, H, W); key: (B, C, Hk, Wk); value: (B, Cv, Hk, Wk)
+        - hole: optional (B, 1, H, W), True = hole (self-attention, Hk x Wk = H x W)
+        - output: (B, Cv, H, W); with ``return_field=True`` also offsets (B, 2, H, W)
 
     Example:
         >>> import torch
@@ -312,13 +417,15 @@ class ContextualAttention(nn.Module):
         >>> x = torch.rand(1, 16, 24, 24)
         >>> hole = torch.zeros(1, 1, 24, 24, dtype=torch.bool)
         >>> hole[..., 8:16, 8:16] = True
-        >>> out, offsets = layer(x, x, hole)
+        >>> out, offsets = layer(x, x, x, hole=hole, return_field=True)
         >>> out.shape, offsets.shape
         (torch.Size([1, 16, 24, 24]), torch.Size([1, 2, 24, 24]))
     """
 
+    @keyword_only(1, _OPTIONS)
     def __init__(
         self,
+        *,
         patch_size: int = 3,
         stride: int = 1,
         rate: int = 2,
@@ -335,23 +442,29 @@ class ContextualAttention(nn.Module):
         self.softmax_scale = scale
         self.fuse = _check_fuse(fuse)
 
+    @_accept_legacy
     def forward(
         self,
-        foreground: torch.Tensor,
-        background: torch.Tensor,
-        mask: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(output, offsets)``; see :func:`contextual_attention`."""
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        *,
+        hole: torch.Tensor | None = None,
+        return_field: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Attend; see :func:`contextual_attention`."""
         return contextual_attention(
-            foreground,
-            background,
-            mask,
+            query,
+            key,
+            value,
+            hole=hole,
             patch_size=self.patch_size,
             stride=self.stride,
             rate=self.rate,
             fuse_k=self.fuse_k,
             softmax_scale=self.softmax_scale,
             fuse=self.fuse,
+            return_field=return_field,
         )
 
     def extra_repr(self) -> str:

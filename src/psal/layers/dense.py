@@ -7,8 +7,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .._checks import check_choice, check_int, check_mask, check_patch_size, check_positive_float
-from ..patchmatch.distance import center_pair, unfold_patches, valid_key_positions
-from ._aggregate import reflect_index
+from .._deprecation import keyword_only, warn_deprecated
+from ..patchmatch.distance import center_pair, reflect_index, unfold_patches, valid_key_positions
 from .psattention import AGGREGATIONS, _check_qkv, _check_temperature, ps_attention
 
 __all__ = ["PatchAttention", "patch_attention"]
@@ -53,26 +53,27 @@ def _dense_chunk(qf, kf, kn, vf, key_ok, rows, hq, wq, hk, wk, patch_size, t, ag
     return num / den.clamp_min(torch.finfo(den.dtype).tiny).unsqueeze(-1)
 
 
+@keyword_only(3, ("patch_size", "temperature", "k", "aggregation"), {"topk": "k", "mask": "hole"})
 def patch_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
+    *,
+    k: int | None = None,
     patch_size: int = 3,
     temperature: float | torch.Tensor = 1.0,
-    topk: int | None = None,
     aggregation: str = "center",
-    *,
-    mask: torch.Tensor | None = None,
+    hole: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Exact patch attention over all key patches (or the exact top-k).
 
     Same distances, border rule, formulas and mask semantics as
     :func:`psal.layers.ps_attention`, with the approximate neighbours replaced by:
 
-    * ``topk=None``: every valid key patch n:
+    * ``k=None``: every valid key patch n:
       ``out(x) = sum_n softmax_n(-d(x, n) / T) v(n)`` (``"center"``), or the softmax
       over all (δ, n) of ``-d(x-δ, n) / T`` with values ``v(n + δ)`` (``"patch"``);
-    * ``topk=k``: the exact k nearest key patches (brute-force search), i.e.
+    * ``k=k``: the exact k nearest key patches (brute-force search), i.e.
       PSAttention with a perfect search.
 
     Memory: the dense form scores query chunks against all ``Hk*Wk`` keys, so the
@@ -84,11 +85,11 @@ def patch_attention(
         query: (B, C, Hq, Wq).
         key: (B, C, Hk, Wk).
         value: (B, Cv, Hk, Wk).
+        k: None (all keys) or the number of exact nearest neighbours.
         patch_size: odd patch side.
         temperature: T > 0, float or one-element tensor.
-        topk: None (all keys) or the number of exact nearest neighbours.
         aggregation: ``"center"`` or ``"patch"``.
-        mask: optional (B, 1, H, W) hole mask for self-attention (True = hole).
+        hole: optional (B, 1, H, W) hole mask for self-attention (True = hole).
 
     Returns:
         (B, Cv, Hq, Wq).
@@ -102,11 +103,11 @@ def patch_attention(
     patch_size = check_patch_size(patch_size)
     check_choice(aggregation, "aggregation", AGGREGATIONS)
     temperature = _check_temperature(temperature)
-    if topk is not None:
-        topk = check_int(topk, "topk", minimum=1)
+    if k is not None:
+        k = check_int(k, "k", minimum=1)
         return ps_attention(
-            query, key, value, k=topk, patch_size=patch_size, iters=0,
-            temperature=temperature, aggregation=aggregation, mask=mask, backend="exact",
+            query, key, value, k=k, patch_size=patch_size, iters=0,
+            temperature=temperature, aggregation=aggregation, hole=hole, backend="exact",
         )  # fmt: skip
     b, _, hq, wq = query.shape
     hk, wk = key.shape[-2:]
@@ -116,18 +117,17 @@ def patch_attention(
                 f"patch_size={patch_size} is larger than {name}, whose spatial size is "
                 f"{t.shape[-2]}x{t.shape[-1]}"
             )
-    hole = None
     key_ok = torch.ones(b, hk * wk, dtype=torch.bool, device=query.device)
-    if mask is not None:
+    if hole is not None:
         if query.shape[-2:] != key.shape[-2:]:
             raise ValueError(
-                f"mask is for self-attention: query and key must have the same spatial "
+                f"hole is for self-attention: query and key must have the same spatial "
                 f"size, got {tuple(query.shape[-2:])} and {tuple(key.shape[-2:])}"
             )
-        hole = check_mask(mask, "mask", b, hq, wq, query.device)
+        hole = check_mask(hole, "hole", b, hq, wq, query.device)
         key_ok = valid_key_positions(hole, patch_size).reshape(b, hk * wk)
         if not bool(key_ok.any(1).all()):
-            raise ValueError("mask leaves no key patch entirely outside the hole")
+            raise ValueError("hole leaves no key patch entirely outside the hole")
     acc = torch.float64 if query.dtype == torch.float64 else torch.float32
     qc, kc = center_pair(query.to(acc), key.to(acc))  # the scores cancel less
     qf = unfold_patches(qc, patch_size)  # (B, D, Nq)
@@ -159,13 +159,14 @@ class PatchAttention(nn.Module):
     """Exact dense patch attention; ``forward`` calls :func:`patch_attention`.
 
     Args:
+        k: None for all key patches, or the number of exact nearest neighbours.
         patch_size: odd patch side.
         temperature: softmax temperature T > 0.
-        topk: None for all key patches, or the number of exact nearest neighbours.
         aggregation: ``"center"`` or ``"patch"``.
 
     Shape:
-        q (B, C, Hq, Wq), k (B, C, Hk, Wk), v (B, Cv, Hk, Wk) -> (B, Cv, Hq, Wq).
+        query (B, C, Hq, Wq), key (B, C, Hk, Wk), value (B, Cv, Hk, Wk), optional hole
+        (B, 1, H, W) (True = hole, self-attention) -> (B, Cv, Hq, Wq).
 
     Example:
         >>> layer = PatchAttention(patch_size=3, temperature=0.5)
@@ -174,30 +175,45 @@ class PatchAttention(nn.Module):
         torch.Size([1, 4, 12, 12])
     """
 
+    @keyword_only(1, ("patch_size", "temperature", "k", "aggregation"), {"topk": "k"})
     def __init__(
         self,
+        *,
+        k: int | None = None,
         patch_size: int = 3,
         temperature: float = 1.0,
-        topk: int | None = None,
         aggregation: str = "center",
     ) -> None:
         super().__init__()
+        self.k = None if k is None else check_int(k, "k", minimum=1)
         self.patch_size = check_patch_size(patch_size)
         self.temperature = check_positive_float(temperature, "temperature")
-        self.topk = None if topk is None else check_int(topk, "topk", minimum=1)
         self.aggregation = check_choice(aggregation, "aggregation", AGGREGATIONS)
 
+    @property
+    def topk(self) -> int | None:
+        """Deprecated alias of :attr:`k`."""
+        warn_deprecated("PatchAttention.topk is deprecated; use PatchAttention.k", 3)
+        return self.k
+
+    @keyword_only(4, ("hole",), {"mask": "hole"})
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        *,
+        hole: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Attend; see :func:`patch_attention`."""
         return patch_attention(
-            q, k, v, self.patch_size, self.temperature, self.topk, self.aggregation, mask=mask
-        )
+            query, key, value, k=self.k, patch_size=self.patch_size,
+            temperature=self.temperature, aggregation=self.aggregation, hole=hole,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         """Settings shown by ``repr``."""
         return (
-            f"patch_size={self.patch_size}, temperature={self.temperature:.4g}, "
-            f"topk={self.topk}, aggregation={self.aggregation!r}"
+            f"k={self.k}, patch_size={self.patch_size}, temperature={self.temperature:.4g}, "
+            f"aggregation={self.aggregation!r}"
         )

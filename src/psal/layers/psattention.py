@@ -18,6 +18,7 @@ from .._checks import (
     check_same_device,
     check_tensor,
 )
+from .._deprecation import keyword_only
 from ..patchmatch import PatchMatchResult, patchmatch
 from ..patchmatch.distance import valid_key_positions
 from ._aggregate import aggregate
@@ -68,11 +69,13 @@ def _check_temperature(temperature: object) -> float | torch.Tensor:
     return check_positive_float(temperature, "temperature")
 
 
+@keyword_only(4, ("patch_size", "temperature", "aggregation"))
 def attend(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
     indices: torch.Tensor,
+    *,
     patch_size: int = 3,
     temperature: float | torch.Tensor = 1.0,
     aggregation: str = "center",
@@ -119,17 +122,18 @@ def attend(
     return out
 
 
+@keyword_only(3, ("k", "patch_size", "iters", "temperature", "aggregation"), {"mask": "hole"})
 def ps_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
+    *,
     k: int = 3,
     patch_size: int = 3,
     iters: int = 5,
     temperature: float | torch.Tensor = 1.0,
     aggregation: str = "center",
-    *,
-    mask: torch.Tensor | None = None,
+    hole: torch.Tensor | None = None,
     seed: int | None = None,
     backend: str = "auto",
     init: torch.Tensor | None = None,
@@ -158,7 +162,7 @@ def ps_attention(
     is needed (inference, ``torch.no_grad()``), the output comes from the streaming
     :func:`psal.layers.vote`, O(Cv·H·W) whatever k and the patch size.
 
-    Masked self-attention (inpainting): with ``mask`` (B, 1, H, W) bool, True = hole,
+    Masked self-attention (inpainting): with ``hole`` (B, 1, H, W) bool, True = hole,
     query and key must have the same spatial size. Hole pixels (and, for ``"patch"``,
     the pixels whose patch touches the hole) are searched, only among key patches
     entirely outside the hole, so no hole pixel ever receives content from a hole.
@@ -176,7 +180,8 @@ def ps_attention(
             not normalised, so T should grow with ``C * patch_size**2`` and the scale of
             the features.
         aggregation: ``"center"`` or ``"patch"``.
-        mask: optional (B, 1, H, W) hole mask (bool or 0/1), for self-attention.
+        hole: optional (B, 1, H, W) hole mask (bool or 0/1, True = hole), for
+            self-attention.
         seed: PatchMatch seed (None: drawn from torch's global generator).
         backend: PatchMatch backend, see :mod:`psal.patchmatch.backends`.
         init: optional (B, k, Hq, Wq) initial neighbour field for the search.
@@ -199,27 +204,27 @@ def ps_attention(
     check_choice(aggregation, "aggregation", AGGREGATIONS)
     temperature = _check_temperature(temperature)
     b, _, hq, wq = query.shape
-    query_mask = key_mask = hole = None
-    if mask is not None:
+    query_valid = key_valid = None
+    if hole is not None:
         if query.shape[-2:] != key.shape[-2:]:
             raise ValueError(
-                f"mask is for self-attention: query and key must have the same spatial "
+                f"hole is for self-attention: query and key must have the same spatial "
                 f"size, got {tuple(query.shape[-2:])} and {tuple(key.shape[-2:])}"
             )
-        hole = check_mask(mask, "mask", b, hq, wq, query.device)
-        key_mask = hole
+        hole = check_mask(hole, "hole", b, hq, wq, query.device)
+        key_valid = ~hole
         if aggregation == "patch":
-            query_mask = ~valid_key_positions(hole, patch_size)  # patches touching the hole
+            query_valid = ~valid_key_positions(hole, patch_size)  # patches touching the hole
         else:
-            query_mask = hole
+            query_valid = hole
     field = patchmatch(
         query,
         key,
         k=k,
         patch_size=patch_size,
         iters=iters,
-        query_mask=query_mask,
-        key_mask=key_mask,
+        query_valid=query_valid,
+        key_valid=key_valid,
         seed=seed,
         backend=backend,
         init=init,
@@ -279,9 +284,10 @@ class PSAttention(nn.Module):
         backend: PatchMatch backend (``"auto"`` picks by device).
 
     Shape:
-        - q: (B, C, Hq, Wq), k: (B, C, Hk, Wk), v: (B, Cv, Hk, Wk)
-        - mask: optional (B, 1, H, W), True = hole (self-attention)
-        - output: (B, Cv, Hq, Wq)
+        - query: (B, C, Hq, Wq), key: (B, C, Hk, Wk), value: (B, Cv, Hk, Wk)
+        - hole: optional (B, 1, H, W), True = hole (self-attention)
+        - output: (B, Cv, Hq, Wq); with ``return_field=True`` also the neighbour field
+          (:class:`~psal.patchmatch.PatchMatchResult`, (B, k, Hq, Wq) each)
 
     Example:
         >>> layer = PSAttention(k=3, patch_size=3)
@@ -290,8 +296,14 @@ class PSAttention(nn.Module):
         torch.Size([1, 16, 24, 24])
     """
 
+    @keyword_only(
+        1,
+        ("k", "patch_size", "iters", "temperature", "aggregation", "learnable_temperature",
+         "backend"),
+    )  # fmt: skip
     def __init__(
         self,
+        *,
         k: int = 3,
         patch_size: int = 3,
         iters: int = 5,
@@ -318,27 +330,29 @@ class PSAttention(nn.Module):
         """The current temperature T = exp(log T)."""
         return self.log_temperature.exp()
 
+    @keyword_only(4, ("hole", "return_field", "seed"), {"mask": "hole"})
     def forward(
         self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        mask: torch.Tensor | None = None,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        *,
+        hole: torch.Tensor | None = None,
         return_field: bool = False,
         seed: int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, PatchMatchResult]:
         """Attend; see :func:`ps_attention`."""
         t = self.temperature if self.learnable_temperature else float(self.temperature.detach())
         return ps_attention(
-            q,
-            k,
-            v,
+            query,
+            key,
+            value,
             k=self.k,
             patch_size=self.patch_size,
             iters=self.iters,
             temperature=t,
             aggregation=self.aggregation,
-            mask=mask,
+            hole=hole,
             seed=seed,
             backend=self.backend,
             return_field=return_field,

@@ -20,17 +20,13 @@ import torch
 from numba import njit
 
 from .._checks import check_float_tensor, check_indices, check_patch_size, check_tensor
+from ..patchmatch.distance import reflect_index
 from ..utils.parallel import run_chunked
 
 __all__ = ["vote"]
 
 #: Below this many output pixels the CPU kernel runs on the calling thread only.
 PARALLEL_MIN = 16384
-
-
-def _reflect(i: torch.Tensor, size: int) -> torch.Tensor:
-    i = torch.where(i < 0, -i, i)
-    return torch.where(i >= size, 2 * (size - 1) - i, i)
 
 
 def _vote_torch(value, indices, distances, r, temperature, bs, ys, xs):
@@ -61,8 +57,8 @@ def _vote_torch(value, indices, distances, r, temperature, bs, ys, xs):
             else:
                 logit = torch.where(ok, -dflat[:, c] / temperature, neg_inf)
             safe = idx.clamp_min(0)
-            py = _reflect(torch.div(safe, wk, rounding_mode="floor") + dy, hk)
-            px = _reflect(safe % wk + dx, wk)
+            py = reflect_index(torch.div(safe, wk, rounding_mode="floor") + dy, hk)
+            px = reflect_index(safe % wk + dx, wk)
             vals = vflat[:, (bs * hk + py) * wk + px].to(acc)  # (Cv, k, N)
             m_new = torch.maximum(m, logit.amax(0))
             base = torch.where(torch.isfinite(m_new), m_new, 0.0)

@@ -4,8 +4,8 @@ Networks are registered by name (:mod:`psal.models.registry`) for configs, check
 and the command line.
 """
 
+from ..layers.registry import build_attention, list_attentions
 from . import losses
-from .attention import build_attention, list_attentions
 from .critics import SNPatchGANCritic, WGANCritic
 from .deepfill import DeepFillV1, InpaintOutput
 from .inpainter import Inpainter

@@ -22,8 +22,9 @@ and decoder). Generators trained by psal < 0.2 had stage 1's encoder as their di
 branch (c, 2c/2, 2c, 4c/2, 4c, 4c; 3,739,878 parameters); ``stage2_dilated="legacy"``
 rebuilds that layout, and their checkpoints (format version 1) load with it.
 
-The attention layer is an adapter chosen by name (``"contextual"``, ``"psal"``,
-``"none"``; see :mod:`psal.models.attention`). Zero padding ("SAME") everywhere; the
+The attention layer is chosen by name (``"contextual"``, ``"psal"``, ``"dense"``,
+``"none"``; see :mod:`psal.layers.registry`) and runs in self-attention mode inside
+the hole. Zero padding ("SAME") everywhere; the
 image sides must be multiples of :attr:`DeepFillV1.size_multiple` (4);
 :class:`psal.models.Inpainter` pads any image to that.
 """
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_float_tensor, check_int, check_mask
-from .attention import build_attention
+from ..layers.registry import build_attention
 from .registry import register_model
 
 __all__ = ["CoarseNetwork", "DeepFillV1", "InpaintOutput", "RefineNetwork"]
@@ -170,7 +171,7 @@ class RefineNetwork(nn.Module):
         hallucinated = self.dilated(x)
         feats = self.attention_encoder(x)
         small = F.max_pool2d(mask.to(feats.dtype), 4, 4, ceil_mode=True) > 0
-        attended, flow = self.attention(feats, small, return_flow=return_flow)
+        attended, flow = self.attention(feats, feats, feats, hole=small, return_field=return_flow)
         attended = self.attention_decoder(attended.to(feats.dtype))
         out = self.decoder(torch.cat([hallucinated, attended], 1)).clamp(-1.0, 1.0)
         return out, flow
@@ -182,9 +183,10 @@ class DeepFillV1(nn.Module):
 
     Args:
         width: base channel count ``c`` (32 in the paper; 4 or 8 make tiny test nets).
-        attention: attention adapter name: ``"contextual"`` (the paper), ``"psal"``
-            (the PSAL paper's replacement) or ``"none"``.
-        attention_options: keyword options of the adapter (for ``"psal"``: ``k``,
+        attention: attention name (:func:`psal.layers.list_attentions`):
+            ``"contextual"`` (the paper), ``"psal"`` (the PSAL paper's replacement),
+            ``"dense"`` (exact patch attention, small images) or ``"none"``.
+        attention_options: keyword options of the attention block (for ``"psal"``: ``k``,
             ``patch_size``, ``iters``, ``temperature``, ``aggregation``, ...; for
             ``"contextual"``: ``rate``, ``softmax_scale``, ``fuse``, ...).
         stage2_dilated: ``"reference"`` (channels c, c, 2c, 2c, 4c, strides 1, 2, 1, 2, as

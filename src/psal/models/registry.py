@@ -3,7 +3,8 @@
 A network family registers its constructor under a name (as timm and BasicSR do);
 configs and checkpoints then store only that name and the keyword arguments, and
 :func:`create_model` rebuilds the network. Attention adapters of the generator have
-their own registry (:data:`ATTENTIONS`) so new layers plug in the same way.
+their own registry (:data:`ATTENTIONS`, defined with the layers in
+:mod:`psal.layers.registry`) so new layers plug in the same way.
 
 Example:
     >>> from psal.models import create_model, list_models
@@ -19,48 +20,15 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from ..layers.registry import ATTENTIONS
+from ..utils.registry import Registry
+
 __all__ = ["ATTENTIONS", "MODELS", "Registry", "create_model", "list_models", "register_model"]
 
 T = TypeVar("T", bound=Callable[..., Any])
 
-
-class Registry:
-    """A mapping from names to constructors, filled by the :meth:`register` decorator."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._entries: dict[str, Callable[..., Any]] = {}
-
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator registering a constructor under ``name`` (unique)."""
-
-        def decorator(fn: T) -> T:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._entries[name] = fn
-            return fn
-
-        return decorator
-
-    def get(self, name: str) -> Callable[..., Any]:
-        """The constructor registered as ``name``; a clear error names the known ones."""
-        if not isinstance(name, str) or name not in self._entries:
-            known = ", ".join(map(repr, sorted(self._entries)))
-            raise ValueError(f"unknown {self.kind} {name!r}; registered: {known}")
-        return self._entries[name]
-
-    def names(self) -> list[str]:
-        """Registered names, sorted."""
-        return sorted(self._entries)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-
 #: Networks (generators and critics).
 MODELS = Registry("model")
-#: Attention adapters of the inpainting generator (see :mod:`psal.models.attention`).
-ATTENTIONS = Registry("attention")
 
 
 def register_model(name: str) -> Callable[[T], T]:

@@ -15,6 +15,7 @@ from .._checks import (
     check_seed,
     check_tensor,
 )
+from .._deprecation import warn_deprecated
 from .backends import get_backend, resolve_backend
 from .distance import valid_key_positions
 
@@ -26,9 +27,10 @@ class PatchMatchResult(NamedTuple):
 
     Attributes:
         indices: (B, k, Hq, Wq) int64, flat key positions ``y * Wk + x``, nearest first;
-            ``-1`` at query pixels outside ``query_mask``.
+            ``-1`` at query pixels where ``query_valid`` is False.
         distances: (B, k, Hq, Wq) patch distances, ascending along dim 1; float32
-            (float64 for float64 inputs); ``inf`` at query pixels outside ``query_mask``.
+            (float64 for float64 inputs); ``inf`` at query pixels where ``query_valid``
+            is False.
     """
 
     indices: torch.Tensor
@@ -51,6 +53,8 @@ def patchmatch(
     patch_size: int = 3,
     iters: int = 5,
     *,
+    query_valid: torch.Tensor | None = None,
+    key_valid: torch.Tensor | None = None,
     query_mask: torch.Tensor | None = None,
     key_mask: torch.Tensor | None = None,
     seed: int | None = None,
@@ -75,17 +79,20 @@ def patchmatch(
             key patches.
         patch_size: odd patch side, 1 <= patch_size <= every spatial size.
         iters: PatchMatch iterations (ignored by the exact backend), >= 0.
-        query_mask: (B, 1, Hq, Wq) bool; only True pixels are searched, so the work
-            scales with the masked area. Other pixels get index -1 and distance inf.
-        key_mask: (B, 1, Hk, Wk) bool, True = hole: a key patch touching a hole pixel
-            is never returned.
+        query_valid: (B, 1, Hq, Wq) bool, True = search this query pixel; only those
+            are searched, so the work scales with their number. The others get index -1
+            and distance inf. None: every pixel.
+        key_valid: (B, 1, Hk, Wk) bool, True = this key pixel may be matched; a key
+            patch touching a False pixel (a hole) is never returned. None: every pixel.
+        query_mask: deprecated name of ``query_valid`` (same meaning).
+        key_mask: deprecated; True = hole, i.e. ``key_valid = ~key_mask``.
         seed: makes the run reproducible on a given backend; None draws one from
             torch's global generator (so ``torch.manual_seed`` also fixes it).
         backend: ``"auto"``, ``"exact"``, ``"numba"`` or ``"torch"`` (see
             :mod:`psal.patchmatch.backends`).
         init: optional (B, k, Hq, Wq) int64 initial neighbour field (for instance a
             field upsampled from a coarser scale). Entries that are out of range,
-            invalid under ``key_mask`` or repeated are replaced at random.
+            invalid under ``key_valid`` or repeated are replaced at random.
 
     Returns:
         :class:`PatchMatchResult` ``(indices, distances)``, both (B, k, Hq, Wq), on the
@@ -129,12 +136,24 @@ def patchmatch(
     name = resolve_backend(backend, query.device)
     device = query.device
 
-    qmask = None
     if query_mask is not None:
-        qmask = check_mask(query_mask, "query_mask", bq, hq, wq, device)
-    kmask = None
+        if query_valid is not None:
+            raise TypeError("patchmatch() got both query_mask (deprecated) and query_valid")
+        warn_deprecated("patchmatch(query_mask=...) is deprecated; use query_valid= (same meaning)")
+        query_valid, query_name = query_mask, "query_mask"
+    else:
+        query_name = "query_valid"
+    qmask = None
+    if query_valid is not None:
+        qmask = check_mask(query_valid, query_name, bq, hq, wq, device)
+    kmask = None  # True = hole, as the backends take it
     if key_mask is not None:
+        if key_valid is not None:
+            raise TypeError("patchmatch() got both key_mask (deprecated) and key_valid")
+        warn_deprecated("patchmatch(key_mask=...) is deprecated; use key_valid=~key_mask")
         kmask = check_mask(key_mask, "key_mask", bk, hk, wk, device)
+    elif key_valid is not None:
+        kmask = ~check_mask(key_valid, "key_valid", bk, hk, wk, device)
     if init is not None:
         check_tensor(init, "init", ndim=4)
         if init.dtype not in (torch.int64, torch.int32):
@@ -157,8 +176,8 @@ def patchmatch(
         nb = int(n_valid[b])
         if nb == 0:
             raise ValueError(
-                f"key_mask leaves no valid key patch in batch element {b}: every "
-                f"{patch_size}x{patch_size} key patch touches a hole pixel"
+                f"key_valid leaves no valid key patch in batch element {b}: every "
+                f"{patch_size}x{patch_size} key patch touches a pixel where key_valid is False"
             )
         if nb < k:
             raise ValueError(

@@ -21,13 +21,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._deprecation import keyword_only
+
 __all__ = [
     "center_pair",
     "pad_reflect",
     "patch_distance",
+    "reflect_index",
     "unfold_patches",
     "valid_key_positions",
 ]
+
+
+def reflect_index(i: torch.Tensor, size: int) -> torch.Tensor:
+    """Reflect integer coordinates in ``[-(size-1), 2*size-2]`` into ``[0, size)``.
+
+    The index form of :func:`pad_reflect`'s border rule (``-1 -> 1``, ``size -> size-2``).
+    """
+    i = torch.where(i < 0, -i, i)
+    return torch.where(i >= size, 2 * (size - 1) - i, i)
 
 
 def pad_reflect(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -66,21 +78,23 @@ def unfold_patches(x: torch.Tensor, patch_size: int) -> torch.Tensor:
     return F.unfold(pad_reflect(x, r), kernel_size=patch_size)
 
 
-def valid_key_positions(key_mask: torch.Tensor | None, patch_size: int) -> torch.Tensor | None:
+@keyword_only(2, (), {"key_mask": "hole"})
+def valid_key_positions(hole: torch.Tensor | None, patch_size: int) -> torch.Tensor | None:
     """Key positions whose patch touches no hole pixel.
 
     Args:
-        key_mask: (B, 1, H, W) bool, True = hole; or None (every position valid).
+        hole: (B, 1, H, W) bool, True = hole; or None (every position valid).
+            (``key_mask=`` is the deprecated keyword.)
         patch_size: odd p.
 
     Returns:
         (B, 1, H, W) bool, True = the patch centred there may be returned; None if
-        ``key_mask`` is None.
+        ``hole`` is None.
     """
-    if key_mask is None:
+    if hole is None:
         return None
     r = patch_size // 2
-    touched = F.max_pool2d(key_mask.float(), kernel_size=patch_size, stride=1, padding=r)
+    touched = F.max_pool2d(hole.float(), kernel_size=patch_size, stride=1, padding=r)
     return touched == 0
 
 

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .._checks import check_finite as _check_finite
 from .atomic import atomic_path
 
 __all__ = [
@@ -155,11 +156,6 @@ def _pil_to_array(image: Image.Image) -> tuple[np.ndarray, str]:
     if mode == "I;16":
         arr = arr.astype(np.uint16)
     return arr, mode
-
-
-def _check_finite(x: torch.Tensor, name: str) -> None:
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or Inf values")
 
 
 def result_mode(image: Image.Image) -> str:
