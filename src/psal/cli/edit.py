@@ -35,6 +35,7 @@ COLORIZE_EXAMPLES = """\
 examples:
   psal colorize old_photo.png --reference colour_photo.jpg -o coloured.png
   psal colorize gray.png --reference ref.png --patch-size 7 --seed 1 -o out.webp
+  psal colorize gray.png --reference ref.png --checkpoint runs/col -o out.png
 
 The target's luminance is kept exactly; only the colour comes from the reference.
 """
@@ -187,13 +188,17 @@ def _colorize(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out = _run(
-                lambda bar: colorize(
+            if args.checkpoint:
+                from ..models import Colorizer
+
+                net = Colorizer.from_checkpoint(args.checkpoint, device=device)
+                work = lambda bar: net.colorize(target, reference, seed=args.seed, progress=bar)  # noqa: E731
+            else:
+                work = lambda bar: colorize(  # noqa: E731
                     target, reference, patch_size=args.patch_size, k=args.k, seed=args.seed,
                     device=device, progress=bar,
-                ),
-                "colorize", args.quiet,
-            )  # fmt: skip
+                )  # fmt: skip
+            out = _run(work, "colorize", args.quiet)
     except MemoryError:
         raise CLIError(
             "colorize: out of memory (try a smaller --k or --patch-size, or smaller images)"
@@ -274,7 +279,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-r", "--reference", required=True, help="colour photo to take colours from")
     _common(p)
     p.add_argument("--patch-size", type=int, default=9, help="odd patch side (default: 9)")
-    p.add_argument("--k", type=int, default=2, help="reference patches averaged (default: 2)")
+    p.add_argument("--k", type=int, default=2,
+                   help="reference patches averaged, 1 to 32 (default: 2)")  # fmt: skip
+    p.add_argument("--checkpoint", default=None, metavar="RUN",
+                   help="use the trained colorizer of this run folder or weights file")  # fmt: skip
     p.set_defaults(func=_colorize)
 
     p = subparsers.add_parser(

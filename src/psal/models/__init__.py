@@ -6,6 +6,7 @@ and the command line.
 
 from ..layers.registry import build_attention, list_attentions
 from . import losses
+from .colorizer import Colorizer, GuidedColorizer
 from .critics import SNPatchGANCritic, WGANCritic
 from .deepfill import DeepFillV1, InpaintOutput
 from .inpainter import Inpainter
@@ -15,7 +16,9 @@ from .registry import ATTENTIONS, MODELS, create_model, list_models, register_mo
 __all__ = [
     "ATTENTIONS",
     "MODELS",
+    "Colorizer",
     "DeepFillV1",
+    "GuidedColorizer",
     "InpaintOutput",
     "Inpainter",
     "SNPatchGANCritic",
