@@ -40,7 +40,9 @@ def test_solves_the_weighted_least_squares_system():
             for dy, dx in ((0, 1), (1, 0)):
                 if y + dy < h and x + dx < w:
                     p, q = y * w + x, (y + dy) * w + x + dx
-                    wt = lam * torch.exp(-((g[0, 0, y, x] - g[0, 0, y + dy, x + dx]) ** 2) / (2 * sigma**2))
+                    wt = lam * torch.exp(
+                        -((g[0, 0, y, x] - g[0, 0, y + dy, x + dx]) ** 2) / (2 * sigma**2)
+                    )
                     a[p, p] += wt
                     a[q, q] += wt
                     a[p, q] -= wt

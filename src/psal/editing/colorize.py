@@ -142,7 +142,7 @@ def colorize(
     scales: Sequence[float] = (0.7, 1.0, 1.4),
     propagate: bool = True,
     smoothness: float = 10.0,
-    edge: float = 0.05,
+    edge: float = 0.03,
     floor: float = 0.05,
     spread: float = 0.05,
     seed: int | None = None,
