@@ -10,6 +10,7 @@ part (its right 1/4, cut into tiles), so validation crops are never seen in trai
 
     python benchmarks/train_inpaint.py                  # default budget: a few minutes
     python benchmarks/train_inpaint.py --steps 2000 --width 16 --json results.json
+    python benchmarks/train_inpaint.py --quick          # a re-check in under 2 minutes
 
 Prints a table with the budget and the machine. The numbers of a short CPU budget say
 how fast each variant starts to learn, not how good it ends up.
@@ -90,9 +91,9 @@ def run(args: argparse.Namespace, train: Path, val: Path, attention: str, out: P
         "batch_size": args.batch_size,
         "steps": args.steps,
         "seed": args.seed,
-        "model.width": args.width,
+        "model.kwargs.width": args.width,
         "model.critic_width": args.width * 2,
-        "model.attention": attention,
+        "model.kwargs.attention": attention,
         "optim.n_critic": args.n_critic,
         "optim.lr": args.lr,
         "optim.critic_lr": args.lr,
@@ -125,7 +126,8 @@ def run(args: argparse.Namespace, train: Path, val: Path, attention: str, out: P
     return {"train_s": elapsed, **metrics}
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``--quick``: a run of under two minutes, for a re-check)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=150, help="generator steps per run")
     p.add_argument("--size", type=int, default=64, help="training crop size")
@@ -142,25 +144,62 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--attention", nargs="+", default=["none", "contextual", "psal"])
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    p.add_argument("--quick", action="store_true", help="20 steps at 32 px, one data set")
     p.add_argument("--json", help="also write the results here")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.size, args.datasets, args.mask_seeds = 20, 32, ["textures"], 1
+    return args
 
-    torch.set_num_threads(args.threads)
-    try:
-        import numba
 
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    except ImportError:
-        pass
-    env = {
+def environment(args: argparse.Namespace) -> dict:
+    """The machine and settings line printed with the table."""
+    return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": _cpu_name(),
         "cpus": os.cpu_count(),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "device": args.device,
         "threads": args.threads,
     }
+
+
+def table(rows: list[dict], mask_seeds: int) -> str:
+    """The results as a markdown table."""
+    head = ["data", "attention", "train s", "PSNR", "PSNR hole", "L1 hole", "SSIM", "val"]
+    lines = [head]
+    for r in rows:
+        lines.append(
+            [
+                r["data"],
+                r["attention"],
+                f"{r['train_s']:.0f}",
+                f"{r['psnr']:.2f}",
+                f"{r['psnr_hole']:.2f}",
+                f"{r['l1_hole']:.4f}",
+                f"{r['ssim']:.4f}",
+                f"{r['val_tiles']}x{mask_seeds}",
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |"]
+    out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    out += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |" for line in lines[1:]
+    ]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train every (data set, attention) pair and print the table."""
+    import numba
+
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    env = environment(args)
     budget = (
         f"{args.steps} steps x batch {args.batch_size} at {args.size}px, width {args.width}, "
         f"n_critic {args.n_critic}, lr {args.lr}, seed {args.seed}"
@@ -180,26 +219,7 @@ def main() -> None:
                     f"  l1_hole {r['l1_hole']:.4f}  ({r['train_s']:.0f} s)",
                     file=sys.stderr,
                 )
-    head = ["data", "attention", "train s", "PSNR", "PSNR hole", "L1 hole", "SSIM", "val"]
-    lines = [head]
-    for r in rows:
-        lines.append(
-            [
-                r["data"],
-                r["attention"],
-                f"{r['train_s']:.0f}",
-                f"{r['psnr']:.2f}",
-                f"{r['psnr_hole']:.2f}",
-                f"{r['l1_hole']:.4f}",
-                f"{r['ssim']:.4f}",
-                f"{r['val_tiles']}x{args.mask_seeds}",
-            ]
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for line in lines[1:]:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |")
+    print(table(rows, args.mask_seeds))
     if args.json:
         write_json(args.json, {"budget": budget, "env": env, "results": rows})
 

@@ -540,3 +540,46 @@ def test_bad_params(kwargs, error, match):
 def test_docstring_examples():
     result = doctest.testmod(contextual_module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# -- hostile inputs (issue 15, item 8) ---------------------------------------------------
+
+
+def test_float16_large_features_do_not_overflow_to_nan():
+    gen = torch.Generator().manual_seed(15)
+    x = torch.randn(1, 64, 16, 16, generator=gen) * 50  # scores ~ 64*9*2500: inf in float16
+    ref, ref_off = contextual_attention(x, x, x, return_field=True)
+    h = x.half()
+    out, off = contextual_attention(h, h, h, return_field=True)
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), ref, rtol=0.02, atol=0.5)
+    assert (off == ref_off).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_inputs_are_refused(bad):
+    x = torch.rand(1, 2, 8, 8)
+    y = x.clone()
+    y[0, 1, 3, 4] = bad
+    with pytest.raises(ValueError, match="key contains NaN or Inf values"):
+        contextual_attention(x, y, x)
+    with pytest.raises(ValueError, match="value contains NaN or Inf values"):
+        contextual_attention(x, x, y)
+    with pytest.raises(ValueError, match="query contains NaN or Inf values"):
+        ContextualAttention()(y, x, x)
+
+
+def test_score_memory_is_estimated_and_refused(monkeypatch):
+    x = torch.rand(1, 4, 200, 200)
+    with pytest.raises(ValueError, match=r"about 23\.8 GiB .* above the limit of 8\.0 GiB"):
+        contextual_attention(x, x, x, rate=1)  # used to allocate 24 GB
+    small = torch.rand(1, 2, 16, 16)
+    monkeypatch.setenv("PSAL_ATTENTION_MAX_GB", "0.000001")
+    with pytest.raises(ValueError, match="PSAL_ATTENTION_MAX_GB"):
+        contextual_attention(small, small, small, rate=1)
+    monkeypatch.setenv("PSAL_ATTENTION_MAX_GB", "0.01")
+    out = contextual_attention(small, small, small, rate=1)
+    assert out.shape == small.shape
+    monkeypatch.setenv("PSAL_ATTENTION_MAX_GB", "-1")
+    with pytest.raises(ValueError, match="must be a number of GiB > 0"):
+        contextual_attention(small, small, small)

@@ -36,13 +36,17 @@ def test_names_are_listed_and_sorted():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_self_attention_in_a_hole(name):
+def test_self_attention_in_a_hole(name, device):
     """Queries in the hole take content from outside it only; shapes and field as documented."""
     x, hole = _hole_case()
     torch.manual_seed(0)
     marker = x.clone()
     marker[hole.expand_as(x)] = 1e3  # hole content that must never be copied
-    out, field = _block(name)(x, x, marker, hole=hole, return_field=True)
+    x, hole, marker = x.to(device), hole.to(device), marker.to(device)
+    out, field = _block(name).to(device)(x, x, marker, hole=hole, return_field=True)
+    assert out.device == x.device and (field is None or field.device == x.device)
+    x, hole, marker, out = x.cpu(), hole.cpu(), marker.cpu(), out.cpu()
+    field = None if field is None else field.cpu()
     assert out.shape == x.shape and out.dtype == torch.float32
     assert bool(torch.isfinite(out).all())
     if name == "none":
@@ -65,13 +69,16 @@ def test_self_attention_in_a_hole(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_cross_attention_between_images_of_different_sizes(name):
+def test_cross_attention_between_images_of_different_sizes(name, device):
     """Colorization: query (B,C,H,W), key (B,C,H',W'), value (B,Cv,H',W') -> (B,Cv,H,W)."""
     torch.manual_seed(0)
-    target = torch.rand(2, 4, 12, 10)
-    ref = torch.rand(2, 4, 9, 15)
-    colours = torch.rand(2, 2, 9, 15)
+    target = torch.rand(2, 4, 12, 10, device=device)
+    ref = torch.rand(2, 4, 9, 15, device=device)
+    colours = torch.rand(2, 2, 9, 15, device=device)
     out, field = _block(name)(target, ref, colours, return_field=True)
+    assert out.device == target.device
+    colours, out = colours.cpu(), out.cpu()
+    field = None if field is None else field.cpu()
     assert out.shape == (2, 2, 12, 10)
     lo, hi = float(colours.min()), float(colours.max())
     assert lo - 1e-5 <= float(out.min()) and float(out.max()) <= hi + 1e-5  # convex mixes
@@ -98,10 +105,10 @@ def test_cross_attention_copies_the_matching_value():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_unmasked_self_attention(name):
+def test_unmasked_self_attention(name, device):
     """Super-resolution: block(x, x, x) -> (B, C, H, W)."""
     torch.manual_seed(0)
-    x = torch.rand(2, 4, 11, 13, requires_grad=True)
+    x = torch.rand(2, 4, 11, 13, device=device, requires_grad=True)
     out, field = _block(name)(x, x, x)
     assert out.shape == (2, 4, 11, 13) and field is None
     out.sum().backward()
@@ -173,3 +180,42 @@ def test_models_reexports_the_registry():
         PSALAdapter = importlib.import_module("psal.models.attention").PSALAdapter
 
     assert b2 is build_attention and l2 is list_attentions and PSALAdapter is PSALBlock
+
+
+def test_registry_drives_the_cli_attention_choices():
+    """A registered attention becomes a --attention choice of psal train, and only those."""
+    from psal.cli import build_parser
+    from psal.layers.registry import ATTENTIONS
+
+    ATTENTIONS.register("test-identity")(lambda **options: build_attention("none"))
+    try:
+        args = build_parser().parse_args(["train", "inpaint", "--attention", "test-identity"])
+        assert "test-identity" in vars(args).values()
+        assert "test-identity" in list_attentions()
+    finally:
+        ATTENTIONS._entries.pop("test-identity")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "inpaint", "--attention", "test-identity"])
+
+
+def test_docstring_examples():
+    import doctest
+
+    from psal.layers import registry
+
+    result = doctest.testmod(registry, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_low_precision_inputs_run_in_float32(name):
+    """bfloat16 features (autocast training): the block computes in float32, returns float32."""
+    x, hole = _hole_case()
+    xb = x.bfloat16()
+    torch.manual_seed(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = _block(name)(xb, xb, xb, hole=hole)
+    torch.manual_seed(0)
+    ref, _ = _block(name)(xb.float(), xb.float(), xb.float(), hole=hole)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)

@@ -18,7 +18,7 @@ def test_registry():
     assert {"deepfill_v1", "wgan_global_critic", "wgan_local_critic", "sn_patchgan_critic"} <= set(
         list_models()
     )
-    assert {"none", "contextual", "psal"} <= set(list_attentions())
+    assert {"none", "contextual", "psal", "dense"} <= set(list_attentions())
     with pytest.raises(ValueError, match=r"unknown model 'deepfill_v9'.*deepfill_v1"):
         create_model("deepfill_v9")
     with pytest.raises(ValueError, match="unknown attention"):
@@ -64,9 +64,9 @@ def test_samples_are_independent():
     assert not torch.allclose(out.coarse[1], out2.coarse[1])
 
 
-@pytest.mark.parametrize("attention", ["none", "psal", "contextual"])
+@pytest.mark.parametrize("attention", ["none", "psal", "contextual", "dense"])
 def test_gradients_reach_every_parameter(attention):
-    opts = {"iters": 2} if attention == "psal" else {}
+    opts = {"psal": {"iters": 2}, "dense": {"k": 3}}.get(attention, {})
     net = DeepFillV1(width=4, attention=attention, attention_options=opts)
     img, mask = _batch(size=64 if attention == "contextual" else 32)
     out = net(img, mask, return_flow=attention != "none")

@@ -37,6 +37,9 @@ def test_torchrun_two_processes(photo_folder, tmp_path):
     assert ranks[0]["position"] == ranks[1]["position"] == 2 * 2 * 2  # steps x batches x size
     assert ranks[0]["digest"] != ranks[1]["digest"]  # the ranks saw different images
     assert not torch.equal(ranks[0]["rng"]["torch"], ranks[1]["rng"]["torch"])
+    # the ranks trained on different images, yet hold the same weights (gradients were
+    # averaged): without the gradient synchronisation these digests differ
+    assert ranks[0]["weights"] == ranks[1]["weights"]
     assert sorted(p.name for p in (out / "checkpoints").glob("*.safetensors")) == [
         "step_00000001.safetensors",
         "step_00000002.safetensors",

@@ -115,14 +115,16 @@ def test_sn_patchgan_with_free_form_masks(photo_folder, tmp_path):
 
 
 def test_generator_learns(tmp_path):
-    """A tiny generator trained on crops of one photo fills holes much better than at first."""
+    """A tiny generator trained on one part of a texture fills holes in the held-out part."""
     from skimage import data
 
-    folder = tmp_path / "photo"
+    folder, held_out = tmp_path / "train", tmp_path / "held_out"
     folder.mkdir()
-    Image.fromarray(data.astronaut()).resize((48, 48), Image.Resampling.BICUBIC).save(
-        folder / "astronaut.png"
-    )
+    held_out.mkdir()
+    brick = np.stack([data.brick()] * 3, -1)
+    brick = np.asarray(Image.fromarray(brick).resize((96, 96), Image.Resampling.BICUBIC))
+    Image.fromarray(brick[:, :60]).save(folder / "left.png")
+    Image.fromarray(brick[:, 60:]).save(held_out / "right.png")  # never trained on
     cfg = _config(
         folder,
         tmp_path / "run",
@@ -138,7 +140,7 @@ def test_generator_learns(tmp_path):
     )
     trainer = Trainer(cfg)
     fixed = InpaintingFolder(
-        [folder / "astronaut.png"] * 16, 32, MaskGenerator("rect", 32, 16, 4), fixed=True
+        [held_out / "right.png"] * 16, 32, MaskGenerator("rect", 32, 16, 4), fixed=True
     )
 
     def hole_error():
@@ -147,7 +149,7 @@ def test_generator_learns(tmp_path):
     start = hole_error()
     trainer.fit()
     end = hole_error()
-    assert end < 0.6 * start, (start, end)
+    assert end < 0.7 * start, (start, end)  # measured: 0.112 -> 0.057
 
 
 def test_cli_train_resume_eval(photo_folder, tmp_path, capsys):

@@ -1,9 +1,17 @@
 import os
+import signal
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from psal.utils.atomic import atomic_path
+from psal.utils.atomic import atomic_path, terminate_gracefully
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def test_success_renames_and_keeps_suffix(tmp_path):
@@ -42,3 +50,91 @@ def test_replaced_file_keeps_its_mode(tmp_path):
     with atomic_path(dest) as tmp:
         tmp.write_bytes(b"b")
     assert stat.S_IMODE(dest.stat().st_mode) == 0o640 and dest.read_bytes() == b"b"
+
+
+# -- SIGTERM: a killed writer leaves nothing behind (issue 15, item 6) ------------------
+
+_KILLED_CLI = """
+import sys, time
+import psal.utils.atomic as atomic
+from psal.cli import main
+
+def hold(tmp):  # the output is written to its temporary file: wait here to be killed
+    print("WRITTEN", tmp.name, flush=True)
+    time.sleep(120)
+
+atomic._before_rename = hold
+sys.exit(main(sys.argv[1:]))
+"""
+
+_KILLED_WRITER = """
+import signal, sys, time
+import psal, psal.cli
+from psal.utils.atomic import atomic_path, terminate_gracefully
+
+assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # importing psal sets nothing
+
+with terminate_gracefully(), atomic_path(sys.argv[1]) as tmp:
+    with open(tmp, "wb") as fh:  # a checkpoint half written, then a slow writer
+        fh.write(b"x" * 1_000_000)
+        fh.flush()
+        print("WRITING", flush=True)
+        time.sleep(120)
+"""
+
+
+def _kill_when(script: str, args: list[str], token: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args], cwd=cwd, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()  # blocks until the child reaches the slow point
+        assert token in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # pragma: no cover - only if the test fails
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_sigterm_during_cli_output_write_leaves_nothing(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    m = np.zeros((20, 24), np.uint8)
+    m[5:9, 6:10] = 255
+    Image.fromarray(m).save(tmp_path / "m.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    res = _kill_when(
+        _KILLED_CLI,
+        ["inpaint", "a.png", "--mask", "m.png", "-o", "out/result.png", "-q"],
+        "WRITTEN .result.png.",
+        tmp_path,
+    )
+    assert res.returncode == 128 + signal.SIGTERM, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == "psal: terminated", res.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_sigterm_during_a_checkpoint_write_leaves_nothing(tmp_path):
+    res = _kill_when(_KILLED_WRITER, ["step_5.state.pt"], "WRITING", tmp_path)
+    assert res.returncode == 128 + signal.SIGTERM, res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_terminate_gracefully_restores_the_previous_handler():
+    def mine(signum, frame):  # pragma: no cover - never called
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        with terminate_gracefully():
+            assert signal.getsignal(signal.SIGTERM) is not mine
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -81,15 +81,17 @@ def test_mask_threshold_rule():
     assert to_mask(m, 1, 4, threshold=0.25)[0, 0, 0].tolist() == [False, True, True, True]
     assert to_mask(np.array([[0.2, 0.5, 0.51]]), 1, 3)[0, 0, 0].tolist() == [False, False, True]
     assert to_mask(np.array([[0, 1]], np.uint8), 1, 2)[0, 0, 0].tolist() == [False, True]
-    rgba = np.zeros((1, 3, 4), np.uint8)
-    rgba[..., 3] = [0, 127, 255]  # transparent = hole
-    assert to_mask(Image.fromarray(rgba), 1, 3)[0, 0, 0].tolist() == [True, True, False]
+    rgba = np.zeros((1, 4, 4), np.uint8)
+    rgba[..., 3] = [0, 127, 255, 255]  # transparent = hole (when it is at most half)
+    assert to_mask(Image.fromarray(rgba), 1, 4)[0, 0, 0].tolist() == [True, True, False, False]
     t = torch.tensor([[[0.0, 0.7]]])
     assert to_mask(t, 1, 2, batch=3).shape == (3, 1, 1, 2)
     with pytest.raises(ValueError, match="3x1"):
         to_mask(np.zeros((1, 3)), 2, 3)
-    with pytest.raises(ValueError, match="only 0 and 1"):
-        to_mask(np.array([[0, 5]]), 1, 2)
+    # integer masks without a usual full range are label masks: non-zero = hole
+    assert to_mask(np.array([[0, 5]]), 1, 2)[0, 0, 0].tolist() == [False, True]
+    with pytest.raises(ValueError, match="negative"):
+        to_mask(np.array([[0, -5]]), 1, 2)
 
 
 def _both(arr, **kw):

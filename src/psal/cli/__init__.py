@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from ._common import CLIError, run_command
@@ -50,7 +51,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.overrides.extend(extra)
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return run_command(args)
+    from ..utils.atomic import terminate_gracefully
+
+    # SIGTERM (kill, timeout, torchrun) unwinds like an exception, so that no temporary
+    # file is left behind; Python warnings print as one ``psal: warning:`` line each
+    with terminate_gracefully(), warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return run_command(args)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = " ".join(str(message).split())
+    print(f"psal: warning: {text}", file=sys.stderr if file is None else file)
 
 
 __all__ = ["CLIError", "build_parser", "main"]

@@ -13,6 +13,8 @@ import sys
 
 import torch
 
+from ..utils.atomic import Terminated
+
 #: Environment variable: when set (to anything but ``0`` or empty), errors are re-raised
 #: with their traceback instead of being printed as one line.
 DEBUG_ENV = "PSAL_DEBUG"
@@ -55,6 +57,9 @@ def run_command(args: argparse.Namespace) -> int:
     """
     try:
         status = args.func(args)
+    except Terminated:
+        print("psal: terminated", file=sys.stderr)
+        raise
     except KeyboardInterrupt:
         if _debug():
             raise

@@ -27,8 +27,10 @@ examples:
   psal inpaint photo.png --mask mask.png --checkpoint deepfill.safetensors -o out.png
 
 The mask has the image's size; white (values > 127, or above --mask-threshold of the
-range) marks the hole. A mask with transparency is read from its alpha channel
-(transparent = hole). An empty mask writes the input unchanged, with a warning.
+range) marks the hole; a 0/1 (label) mask reads non-zero as hole. A mask with
+transparency is read from its alpha channel: the transparent part is the hole, or the
+painted part when the transparent part covers more than half the image (strokes on a
+transparent layer). An empty mask writes the input unchanged, with a warning.
 """
 
 COLORIZE_EXAMPLES = """\
@@ -70,11 +72,11 @@ def _warn(message: str) -> None:
     print(f"psal: warning: {message}", file=sys.stderr)
 
 
-def _check_output(path: str, mode: str) -> None:
-    """Fail before any work if the output path or type is bad or cannot hold ``mode``."""
+def _check_output(path: str, mode: str, size: tuple[int, int] | None = None) -> None:
+    """Fail before any work if the output path or type is bad or cannot hold the image."""
     from ..utils.image import check_savable
 
-    check_savable(mode, path)
+    check_savable(mode, path, size)
 
 
 _GRAY_MODES = ("1", "L", "LA", "I;16", "I", "F")
@@ -101,6 +103,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise CLIError(f"--mask-threshold must be in (0, 1), got {t}")
     if getattr(args, "k", 1) < 1:
         raise CLIError(f"--k must be >= 1, got {args.k}")
+    if getattr(args, "max_pixels", None) is not None and args.max_pixels < 1:
+        raise CLIError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     if not 0 <= args.seed < SEED_LIMIT:
         raise CLIError(f"--seed must be in [0, 2**63), got {args.seed}")
 
@@ -122,6 +126,7 @@ def _run(work: Callable[[Callable[[int, int], None]], object], desc: str, quiet:
 
 def _inpaint(args: argparse.Namespace) -> int:
     from ..editing._pyramid import dilate
+    from ..utils.convert import check_values
     from ..utils.image import (
         file_format,
         load_image,
@@ -133,10 +138,13 @@ def _inpaint(args: argparse.Namespace) -> int:
 
     _check_options(args)
     device = resolve_device(args.device)
-    image = load_image(args.image, "IMAGE")
+    image = load_image(args.image, "IMAGE", max_pixels=args.max_pixels)
+    check_values(image, f"IMAGE {args.image}")
     mode = result_mode(image)
-    _check_output(args.output, mode)
-    mask = load_mask(args.mask, size=image.size, threshold=args.mask_threshold)
+    _check_output(args.output, mode, image.size)
+    mask = load_mask(
+        args.mask, size=image.size, threshold=args.mask_threshold, max_pixels=args.max_pixels
+    )
     mask = dilate(torch.from_numpy(mask)[None, None], args.dilate)[0, 0].numpy()
     icc = _icc(image, mode)
     if not mask.any():
@@ -174,37 +182,35 @@ def _inpaint(args: argparse.Namespace) -> int:
 
 
 def _colorize(args: argparse.Namespace) -> int:
-    import warnings
 
     from ..editing import colorize
+    from ..utils.convert import check_values
     from ..utils.image import load_image, result_mode, save_image
 
     _check_options(args)
     device = resolve_device(args.device)
-    target = load_image(args.target, "TARGET")
-    reference = load_image(args.reference, "--reference")
+    target = load_image(args.target, "TARGET", max_pixels=args.max_pixels)
+    reference = load_image(args.reference, "--reference", max_pixels=args.max_pixels)
+    check_values(target, f"TARGET {args.target}", unit_float=True)
+    check_values(reference, f"--reference {args.reference}")
     mode = "RGBA" if result_mode(target) in ("LA", "RGBA") else "RGB"
-    _check_output(args.output, mode)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if args.checkpoint:
-                from ..models import Colorizer
+    _check_output(args.output, mode, target.size)
+    if args.checkpoint:
+        from ..models import Colorizer
 
-                net = Colorizer.from_checkpoint(args.checkpoint, device=device)
-                work = lambda bar: net.colorize(target, reference, seed=args.seed, progress=bar)  # noqa: E731
-            else:
-                work = lambda bar: colorize(  # noqa: E731
-                    target, reference, patch_size=args.patch_size, k=args.k, seed=args.seed,
-                    device=device, progress=bar,
-                )  # fmt: skip
-            out = _run(work, "colorize", args.quiet)
+        net = Colorizer.from_checkpoint(args.checkpoint, device=device)
+        work = lambda bar: net.colorize(target, reference, seed=args.seed, progress=bar)  # noqa: E731
+    else:
+        work = lambda bar: colorize(  # noqa: E731
+            target, reference, patch_size=args.patch_size, k=args.k, seed=args.seed,
+            device=device, progress=bar,
+        )  # fmt: skip
+    try:
+        out = _run(work, "colorize", args.quiet)
     except MemoryError:
         raise CLIError(
             "colorize: out of memory (try a smaller --k or --patch-size, or smaller images)"
         ) from None
-    for w in caught:
-        _warn(str(w.message))
     save_image(out, args.output, icc_profile=_icc(target, mode))
     return 0
 
@@ -212,6 +218,7 @@ def _colorize(args: argparse.Namespace) -> int:
 def _upscale(args: argparse.Namespace) -> int:
     from ..editing import upscale
     from ..editing.upscale import SCALES
+    from ..utils.convert import check_values
     from ..utils.image import load_image, result_mode, save_image
 
     _check_options(args)
@@ -222,9 +229,10 @@ def _upscale(args: argparse.Namespace) -> int:
     if scale not in SCALES or str(args.scale).strip() not in {str(s) for s in SCALES}:
         raise CLIError(f"--scale must be one of {', '.join(map(str, SCALES))}, got {args.scale!r}")
     device = resolve_device(args.device)
-    image = load_image(args.image, "IMAGE")
+    image = load_image(args.image, "IMAGE", max_pixels=args.max_pixels)
+    check_values(image, f"IMAGE {args.image}")
     mode = result_mode(image)
-    _check_output(args.output, mode)
+    _check_output(args.output, mode, (image.size[0] * scale, image.size[1] * scale))
     out = _run(
         lambda bar: upscale(
             image, scale, patch_size=args.patch_size, seed=args.seed, device=device,
@@ -237,10 +245,14 @@ def _upscale(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output", required=True, help="output file (.png, .jpg, .webp)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (.png, .jpg, .webp, .tif)")  # fmt: skip
     add_seed_arg(p)
     add_device_arg(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse input images above N pixels, before decoding them "
+                   "(default: $PSAL_MAX_PIXELS, else 8192*8192)")  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

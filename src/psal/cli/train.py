@@ -207,6 +207,10 @@ def _eval(args: argparse.Namespace) -> int:
     config = dataclasses.replace(task.eval_config_class(), **_flag_values(args, task.eval_options))
     if config.device != "auto":
         resolve_device(config.device)
+    if args.json:  # before the evaluation, not after it
+        from ..utils.atomic import check_writable
+
+        check_writable(args.json, "--json")
     report = task.evaluate(config, progress=sys.stderr.isatty())
     print(format_table({Path(config.checkpoint).name: report["metrics"]}))
     if args.json:

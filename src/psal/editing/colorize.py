@@ -33,6 +33,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -40,6 +41,7 @@ from .._checks import check_int, check_patch_size, check_positive_float, resolve
 from .._deprecation import keyword_only
 from ..layers.vote import vote
 from ..patchmatch import patchmatch
+from ..utils.convert import check_unit_float
 from ..utils.image import ImageLike, from_tensor, to_tensor
 from ..utils.progress import ProgressCallback
 from ._color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
@@ -229,6 +231,8 @@ def colorize(
     if not 0 <= floor <= 1:
         raise ValueError(f"floor must be in [0, 1], got {floor}")
     x, spec = to_tensor(target, "target", device=device)
+    if spec.kind == "pil" and spec.mode == "F":  # the RGB result holds 8 bits of [0, 1]
+        check_unit_float(np.asarray(target), "target")
     ref, _ = to_tensor(reference, "reference", device=x.device)
     ref = ref.to(x.dtype)
     if ref.shape[1] < 3:

@@ -11,12 +11,14 @@ v1.0.0) step by step; the few places where psal differs are listed in the docstr
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._checks import (
+    check_finite,
     check_float_tensor,
     check_int,
     check_mask,
@@ -31,6 +33,40 @@ __all__ = ["ContextualAttention", "contextual_attention"]
 
 # Floor of the background patch norm, as in the reference (max(||w||, 1e-4)).
 _NORM_EPS = 1e-4
+
+#: Environment variable: the memory (GiB) that the score matrices of one call may take
+#: before :func:`contextual_attention` refuses the call (default 8).
+MAX_SCORE_GB_ENV = "PSAL_ATTENTION_MAX_GB"
+_DEFAULT_MAX_SCORE_GB = 8.0
+# float32 score matrices alive at the peak: the scores, the fused copy being built, the
+# softmax output and the masked copy of the offsets' argmax
+_SCORE_COPIES = 4
+
+
+def _score_limit_bytes() -> float:
+    text = os.environ.get(MAX_SCORE_GB_ENV, "").strip()
+    if not text:
+        return _DEFAULT_MAX_SCORE_GB * 2**30
+    try:
+        gb = float(text)
+    except ValueError:
+        gb = float("nan")
+    if not gb > 0 or gb == float("inf"):
+        raise ValueError(f"{MAX_SCORE_GB_ENV} must be a number of GiB > 0, got {text!r}")
+    return gb * 2**30
+
+
+def _check_score_memory(bsz: int, n_bg: int, n_fg: int, rate: int, stride: int) -> None:
+    """Refuse a call whose dense score matrices would need more than the limit."""
+    need = float(bsz) * n_bg * n_fg * 4 * _SCORE_COPIES
+    limit = _score_limit_bytes()
+    if need > limit:
+        raise ValueError(
+            f"contextual attention would need about {need / 2**30:.1f} GiB for its score "
+            f"matrices ({bsz} x {n_bg} background patches x {n_fg} pixels at rate={rate}, "
+            f"stride={stride}), above the limit of {limit / 2**30:.1f} GiB: raise rate or "
+            f"stride, attend on a smaller map, or set {MAX_SCORE_GB_ENV}"
+        )
 
 
 def _check_params(
@@ -221,6 +257,13 @@ def contextual_attention(
     Memory: the score matrix has ``Hd*Wd x Hs*Ws`` entries per sample, i.e. grows with the
     square of the pixel count (``(H*W)^2 / (r^4 s^2)``); that is inherent to dense
     attention, and the reason DeepFill applies it on 1/4-resolution features with rate 2.
+    A call whose float32 score matrices would take more than 8 GiB (about 4 copies of
+    ``B x Hd*Wd x Hs*Ws`` entries at the peak) is refused with a ValueError naming the
+    need; the environment variable ``PSAL_ATTENTION_MAX_GB`` changes the limit.
+
+    Precision: the scores, their fusion and the softmax are computed in float32 for
+    float16 / bfloat16 inputs (a float16 score times ``softmax_scale`` overflows for
+    features of moderate size); the output has the inputs' dtype.
 
     Args:
         query: (B, C, H, W) float features to fill (the reference's foreground).
@@ -253,8 +296,9 @@ def contextual_attention(
     Raises:
         TypeError: non-tensor inputs, integer dtypes, mismatched dtypes, bad parameter
             types.
-        ValueError: wrong dimensions, mismatched shapes or devices, empty inputs, bad mask
-            shape or values, out-of-range parameters.
+        ValueError: wrong dimensions, mismatched shapes or devices, empty inputs, NaN or
+            Inf in the inputs, bad mask shape or values, out-of-range parameters, score
+            matrices above the memory limit.
 
     Example:
         >>> import torch
@@ -296,9 +340,14 @@ def contextual_attention(
             raise ValueError(f"{name} must have B, C, H, W >= 1, got shape {tuple(t.shape)}")
     p, s, r, fuse_k, softmax_scale = _check_params(patch_size, stride, rate, fuse_k, softmax_scale)
     fuse = _check_fuse(fuse)
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        check_finite(t, name)
     bsz, c, h, w = query.shape
     hk, wk = key.shape[-2:]
     cv = value.shape[1]
+    hd_, wd_ = -(-h // r), -(-w // r)
+    hkd_, wkd_ = -(-hk // r), -(-wk // r)
+    _check_score_memory(bsz, -(-hkd_ // s) * -(-wkd_ // s), hd_ * wd_, r, s)
     mask = None
     if hole is not None:
         if (hk, wk) != (h, w):
@@ -327,11 +376,14 @@ def contextual_attention(
     acc = torch.float64 if patches.dtype == torch.float64 else torch.float32
     norm = patches.to(acc).square().sum(dim=(1, 2, 3), keepdim=True)
     norm = norm.clamp_min(_NORM_EPS**2).sqrt()
-    patches = (patches.to(acc) / norm).to(patches.dtype)
+    patches = patches.to(acc) / norm
 
     # 3. Scores: one grouped convolution, each sample with its own filters. Layout (B, L, Nf):
     # background patch first, so the softmax runs over dim 1 and the paste needs no copy.
-    scores = F.conv2d(f.reshape(1, bsz * c, hd, wd), patches, padding=p // 2, groups=bsz)
+    # Scores, fusion and softmax run in float32 at least: in float16 a score (a sum of C*p*p
+    # products) times softmax_scale overflows easily and the softmax turns it into NaN.
+    f = f.to(acc).reshape(1, bsz * c, hd, wd)
+    scores = F.conv2d(f, patches, padding=p // 2, groups=bsz)
     scores = scores.reshape(bsz, n_bg, hd * wd)
 
     # 4. Attention propagation: identity-kernel convolution along x, then along y. The
@@ -369,7 +421,7 @@ def contextual_attention(
     )  # (B, Cv*2r*2r, L)
     raw = raw.transpose(1, 2).reshape(bsz * n_bg, cv, k2, k2)
     out = F.conv_transpose2d(
-        attn.reshape(1, bsz * n_bg, hd, wd), raw, stride=r, groups=bsz
+        attn.to(raw.dtype).reshape(1, bsz * n_bg, hd, wd), raw, stride=r, groups=bsz
     )  # (1, B*C, (Hd+1)*r, (Wd+1)*r)
     out = out.reshape(bsz, cv, out.shape[-2], out.shape[-1])
     out = out[:, :, r // 2 : r // 2 + h, r // 2 : r // 2 + w] / 4.0

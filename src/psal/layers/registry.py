@@ -202,7 +202,10 @@ class AttentionBlock(nn.Module):
                 )
             hole = check_mask(hole, "hole", k.shape[0], k.shape[2], k.shape[3], k.device)
         with _no_autocast(q):
-            return self.attend(q.float(), k.float(), v.float(), hole, return_field)
+            qf = q.float()  # self-attention (query is key) stays one tensor: normalised once
+            kf = qf if k is q else k.float()
+            vf = qf if v is q else (kf if v is k else v.float())
+            return self.attend(qf, kf, vf, hole, return_field)
 
     def attend(
         self,

@@ -90,9 +90,10 @@ class Inpainter(nn.Module):
         Only safetensors is read (no pickle). ``device`` None picks CUDA when available.
         ``kwargs`` go to the constructor (``max_size``, ``context``).
         """
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(device)
+        from ..utils.convert import check_device  # ValueError, not AssertionError
+
+        auto = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = check_device(device) or auto
         states, meta = load_weights(path, device="cpu", task="inpaint")
         spec = meta.get("generator")
         if not isinstance(spec, dict) or "name" not in spec or "generator" not in states:

@@ -9,7 +9,8 @@ A run folder's ``checkpoints/`` holds, for step ``N``:
 - ``step_0000000N.state.pt``: the training state: ``format_version``, ``task``,
   ``step``, ``optimizers``, ``schedulers`` and ``scalers`` (name -> state dict),
   ``skipped_steps``, ``world_size``, ``config``, and per rank (``ranks``) the RNG
-  states (torch, CUDA, numpy, python) and the data stream position and digest;
+  states (torch, CUDA, numpy, python), the data stream position and digest, and a
+  digest of the rank's weights (equal on every rank of a synchronised run);
   written with :func:`torch.save`, read with ``torch.load(weights_only=True)``;
 - ``latest.json``: ``{"step", "weights", "state"}``, the pointer to the newest complete
   checkpoint.

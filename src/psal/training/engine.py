@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,7 @@ class Trainer:
                 "rng": capture_rng(self.device),
                 "position": self.stream.position,
                 "digest": self.stream.digest,
+                "weights": self.weights_digest(),
             }
         )
         return {
@@ -195,6 +197,19 @@ class Trainer:
             "ranks": ranks,
             "config": config_to_dict(self.config),
         }
+
+    def weights_digest(self) -> str:
+        """SHA-1 of every network's parameters and buffers.
+
+        Equal on every rank of a correctly synchronised run; stored per rank in the
+        training state.
+        """
+        h = hashlib.sha1()
+        for name, net in sorted(self.task.networks.items()):
+            for key, value in net.state_dict().items():
+                h.update(f"{name}.{key}".encode())
+                h.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+        return h.hexdigest()
 
     def save(self) -> Path | None:
         """Write a checkpoint (rank 0 writes; every rank must call this).

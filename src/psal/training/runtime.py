@@ -103,7 +103,7 @@ class Runtime:
         """
         opt, scaler = self.optimizers[optimizer], self.scalers[optimizer]
         opt.zero_grad(set_to_none=True)
-        if not bool(torch.isfinite(loss.detach()).all()):
+        if not self._all_finite(loss):
             self._nonfinite_streak += 1
             patience = FP16_NONFINITE_PATIENCE if scaler.is_enabled() else 1
             if self._nonfinite_streak >= patience:
@@ -130,6 +130,13 @@ class Runtime:
         scaler.step(opt)
         scaler.update()
         return norm
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether ``loss`` is finite on every rank (ranks must agree to skip or stop)."""
+        finite = torch.isfinite(loss.detach()).all().to(torch.float32).reshape(1)
+        if self.info.enabled:
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        return bool(finite.item())
 
     def state_dict(self) -> dict[str, Any]:
         """The scalers' states and the skipped-update count."""

@@ -53,8 +53,8 @@ class InpaintModel(ModelConfig):
     Attributes:
         name: registered generator name.
         kwargs: the generator's arguments: ``width`` (base channels ``c``, 32 in the
-            paper), ``attention`` (``"contextual"``, ``"psal"``, ``"none"``, ...) and
-            ``attention_options`` (see :mod:`psal.models.attention`).
+            paper), ``attention`` (a name of :func:`psal.layers.list_attentions`) and
+            ``attention_options`` (see :mod:`psal.layers.registry`).
         critic: ``"wgan-gp"`` (DeepFill v1: global and local WGAN critics with gradient
             penalty) or ``"sn-patchgan"`` (DeepFill v2, hinge loss; for free-form masks).
         critic_width: channels of the critics' first layer (64 in the paper).

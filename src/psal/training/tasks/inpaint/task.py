@@ -182,8 +182,6 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
     def _build_data(self) -> None:
         d, seed = self.config.data, self.config.seed
         self.masks = MaskGenerator(d.masks, d.image_size, d.hole_size, d.max_delta)
-        if not d.path:
-            raise ValueError("data.path (--data) must name a folder of images")
         files = list_images(d.path)
         train_files, val_files = split_files(files, d.val_fraction, d.val_max, seed=seed)
         self.train_set = InpaintingFolder(train_files, d.image_size, self.masks, d.resize)

@@ -1,0 +1,377 @@
+"""Images as numpy arrays, PIL images or torch tensors, to and from (B, C, H, W) tensors.
+
+The editing functions of psal take an image as a numpy array, a PIL image or a torch
+tensor and give back the same kind of object. :func:`to_tensor` turns any of them into
+a ``(B, C, H, W)`` float tensor with values in ``[0, 1]`` (for integer types; float
+inputs are taken as they are, expected in ``[0, 1]``) and an :class:`ImageSpec` that
+records how to go back; :func:`from_tensor` goes back, so that a pixel that was not
+changed comes back bit for bit.
+
+Supported inputs:
+
+* numpy: ``(H, W)`` or ``(H, W, C)``, dtype uint8 (full range 255), uint16 (65535),
+  bool, or float16/32/64 (taken as ``[0, 1]``).
+* PIL: modes ``1``, ``L``, ``LA``, ``RGB``, ``RGBA``, ``I;16``, ``I`` (16-bit data, as
+  Pillow opens 16-bit PNGs) and ``F`` come back in the same mode; ``I;16B`` (and the
+  other 16-bit byte orders) come back ``I;16``; palette images (``P``, ``PA``) and the
+  other modes are converted to ``RGB`` / ``RGBA`` and come back as such. A mode ``I``
+  image with values outside 0..65535 is refused (ValueError) rather than clipped.
+* torch: ``(H, W)``, ``(C, H, W)`` or ``(B, C, H, W)``, any float dtype, or uint8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .._checks import check_finite as _check_finite
+
+__all__ = [
+    "ImageLike",
+    "ImageSpec",
+    "check_device",
+    "check_values",
+    "from_tensor",
+    "result_mode",
+    "to_tensor",
+]
+
+ImageLike = np.ndarray | Image.Image | torch.Tensor
+
+#: PIL modes that come back as they came, with the numpy dtype and full-range value.
+_PIL_MODES: dict[str, tuple[Any, float]] = {
+    "1": (np.bool_, 1.0),
+    "L": (np.uint8, 255.0),
+    "LA": (np.uint8, 255.0),
+    "RGB": (np.uint8, 255.0),
+    "RGBA": (np.uint8, 255.0),
+    "I;16": (np.uint16, 65535.0),
+    "I": (np.int32, 65535.0),
+    "F": (np.float32, 1.0),
+}
+_NP_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.bool_): 1.0}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How an image was given, so that a result can be returned the same way.
+
+    Attributes:
+        kind: ``"numpy"``, ``"pil"`` or ``"tensor"``.
+        layout: ``"HW"``, ``"HWC"`` (numpy), ``"HW"``, ``"CHW"``, ``"BCHW"`` (tensor) or
+            ``"PIL"``.
+        dtype: numpy or torch dtype of the input (for PIL, the numpy dtype of its mode).
+        mode: PIL mode to return (PIL inputs only).
+        scale: the value that maps to 1.0 (255 for 8 bits, 65535 for 16, 1 for floats).
+        channels: number of channels C.
+        device: torch device of a tensor input (None otherwise).
+    """
+
+    kind: str
+    layout: str
+    dtype: Any
+    mode: str | None
+    scale: float
+    channels: int
+    device: torch.device | None = None
+
+    @property
+    def is_integer(self) -> bool:
+        """Whether the values are integers that results must be rounded to."""
+        if self.kind == "tensor":
+            return not self.dtype.is_floating_point
+        return np.dtype(self.dtype).kind in "uib"
+
+    def with_channels(self, channels: int) -> ImageSpec:
+        """The same spec for an image of another channel count (e.g. gray -> colour)."""
+        mode = self.mode
+        if self.kind == "pil":
+            modes = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+            if mode in ("1", "I;16", "I", "F") and channels == 1:
+                pass
+            else:
+                mode = modes[channels]
+        layout = self.layout
+        if self.kind == "numpy" and channels > 1:
+            layout = "HWC"
+        if self.kind == "tensor" and layout == "HW" and channels > 1:
+            layout = "CHW"
+        dtype, scale = self.dtype, self.scale
+        if self.kind == "pil":
+            dtype, scale = _PIL_MODES[mode]
+        return ImageSpec(self.kind, layout, dtype, mode, scale, channels, self.device)
+
+
+#: PIL modes with an alpha band that :func:`to_tensor` converts to ``RGBA``.
+_ALPHA_MODES = ("PA", "La", "RGBa")
+
+
+#: 16-bit modes of other byte orders, read as ``I;16`` (converting them to RGB would
+#: cut them to 8 bits).
+_I16_MODES = ("I;16B", "I;16L", "I;16N")
+
+#: Largest value of a mode ``I`` (32-bit integer) image that psal accepts: it reads ``I``
+#: as 16-bit data (how older Pillow opened 16-bit PNGs); larger values are refused.
+I_MAX = 65535
+
+
+def _pil_to_array(image: Image.Image, name: str = "image") -> tuple[np.ndarray, str]:
+    mode = image.mode
+    if mode in _I16_MODES:
+        return np.asarray(image).astype(np.uint16), "I;16"
+    if mode not in _PIL_MODES:
+        # "A" in the mode name is not enough: LAB's A band is a colour axis
+        alpha = mode in _ALPHA_MODES or "transparency" in image.info
+        mode = "RGBA" if alpha else "RGB"
+        image = image.convert(mode)
+    arr = np.asarray(image)
+    if mode == "I;16":
+        arr = arr.astype(np.uint16)
+    elif mode == "I":
+        check_int32_range(arr, name)
+    return arr, mode
+
+
+def check_values(image: Image.Image, name: str = "image", *, unit_float: bool = False) -> None:
+    """Refuse, before any work, a PIL image whose values psal would change.
+
+    Mode ``I`` (32-bit integers) must hold 0..65535 (psal reads it as 16-bit data), mode
+    ``F`` (32-bit floats) finite values, and, with ``unit_float`` (for a result that is
+    written at 8 bits, as colorize's RGB), values in [0, 1]. Other modes always pass.
+    :func:`to_tensor` applies the same ``I`` check; this one lets a caller check a file
+    right after reading it.
+
+    Raises:
+        ValueError: naming ``name``, the mode and the range of values found.
+    """
+    if image.mode == "I":
+        check_int32_range(np.asarray(image), name)
+    elif image.mode == "F":
+        check_unit_float(np.asarray(image), name, unit_float)
+
+
+def check_unit_float(arr: np.ndarray, name: str, unit: bool = True) -> None:
+    """Refuse NaN / Inf in a float image, and values outside [0, 1] when ``unit``."""
+    if arr.size == 0:
+        return
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or Inf values")
+    if unit and (float(arr.min()) < 0.0 or float(arr.max()) > 1.0):
+        raise ValueError(
+            f"{name} is a float image with values in [{float(arr.min()):g}, "
+            f"{float(arr.max()):g}]; this result is written at 8 bits from values in "
+            "[0, 1]: rescale it first"
+        )
+
+
+def check_int32_range(arr: np.ndarray, name: str) -> None:
+    """Refuse a 32-bit integer (mode ``I``) image whose values leave 0..65535.
+
+    psal reads mode ``I`` as 16-bit data; wider values would be clipped, changing
+    every known pixel, so they are refused before any work.
+    """
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > I_MAX):
+        raise ValueError(
+            f"{name} is a 32-bit integer image (mode I) with values in "
+            f"[{int(arr.min())}, {int(arr.max())}]; psal reads it as 16-bit data "
+            f"(0..{I_MAX}) and would change its values: convert it to 16 bits first"
+        )
+
+
+def check_device(device: object, name: str = "device") -> torch.device | None:
+    """Check a ``device`` argument: None, or a torch device (or its name) that exists.
+
+    Raises:
+        TypeError: not a string or :class:`torch.device`.
+        ValueError: an unknown name, CUDA / MPS that is not available, a CUDA index
+            beyond the devices present, or ``meta`` (which holds no data).
+    """
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"{name} must be a str or torch.device, got {device!r} ({type(device).__name__})"
+        )
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"{name} must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name}={device!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{name}={device!r}: no such CUDA device (found {torch.cuda.device_count()})"
+            )
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{name}={device!r}: MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise ValueError(
+            f"{name} must be 'cpu', 'cuda', 'cuda:N' or 'mps' (a device that holds image "
+            f"data), got {device!r}"
+        )
+    return dev
+
+
+def result_mode(image: Image.Image) -> str:
+    """The PIL mode that an editing function gives back for ``image``.
+
+    Modes listed in the module docstring come back as they are; palette images and the
+    other modes (CMYK, YCbCr, LAB, HSV, ...) come back ``RGB``, or ``RGBA`` when they
+    carry transparency.
+    """
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL image, got {type(image).__name__}")
+    if image.mode in _PIL_MODES:
+        return image.mode
+    if image.mode in _I16_MODES:
+        return "I;16"
+    alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
+    return "RGBA" if alpha else "RGB"
+
+
+def to_tensor(
+    image: ImageLike, name: str = "image", device: torch.device | str | None = None
+) -> tuple[torch.Tensor, ImageSpec]:
+    """Convert a numpy array, PIL image or tensor to a (B, C, H, W) float tensor.
+
+    Args:
+        image: see the module docstring for the accepted kinds, layouts and dtypes.
+        name: argument name used in error messages.
+        device: where to put the result (default: the tensor's own device, else CPU).
+
+    Returns:
+        ``(x, spec)``: ``x`` is (B, C, H, W) float32 (float64 for float64 inputs), values
+        divided by the full range of integer types; ``spec`` goes to
+        :func:`from_tensor`.
+
+    Raises:
+        TypeError: an unsupported kind of object or dtype, or a ``device`` that is not
+            a str or torch.device.
+        ValueError: an unsupported shape, an empty image, NaN / Inf, a mode ``I``
+            image beyond 16 bits, or a device that is unknown, unavailable or ``meta``.
+
+    Example:
+        >>> import numpy as np
+        >>> x, spec = to_tensor(np.zeros((4, 5, 3), np.uint8))
+        >>> x.shape, spec.layout
+        (torch.Size([1, 3, 4, 5]), 'HWC')
+    """
+    device = check_device(device)
+    if isinstance(image, Image.Image):
+        arr, mode = _pil_to_array(image, name)
+        dtype, scale = _PIL_MODES[mode]
+        c = 1 if arr.ndim == 2 else arr.shape[2]
+        spec = ImageSpec("pil", "PIL", dtype, mode, scale, c)
+        x = torch.from_numpy(np.ascontiguousarray(arr.astype(np.float32)))
+        x = x[None, None] if arr.ndim == 2 else x.permute(2, 0, 1)[None]
+        if mode not in ("F", "1"):
+            x = x / scale
+        _check_finite(x, name)
+        return x.contiguous().to(device or "cpu"), spec
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
+            raise ValueError(
+                f"{name} must be a numpy array of shape (H, W) or (H, W, C) with C in "
+                f"1..4, got shape {image.shape}"
+            )
+        dt = image.dtype
+        if dt in _NP_SCALE:
+            scale = _NP_SCALE[dt]
+        elif dt.kind == "f":
+            scale = 1.0
+        else:
+            raise TypeError(
+                f"{name} must have dtype uint8, uint16, bool or float, got numpy dtype {dt}"
+            )
+        if image.size == 0:
+            raise ValueError(f"{name} is empty (shape {image.shape})")
+        c = 1 if image.ndim == 2 else image.shape[2]
+        spec = ImageSpec("numpy", "HW" if image.ndim == 2 else "HWC", dt, None, scale, c)
+        compute = torch.float64 if dt == np.float64 else torch.float32
+        np_compute = np.float64 if dt == np.float64 else np.float32
+        x = torch.from_numpy(np.ascontiguousarray(image).astype(np_compute))
+        x = x[None, None] if image.ndim == 2 else x.permute(2, 0, 1)[None]
+        if scale != 1.0:
+            x = x / scale
+        _check_finite(x, name)
+        return x.to(device=device or "cpu", dtype=compute).contiguous(), spec
+    if isinstance(image, torch.Tensor):
+        layouts = {2: "HW", 3: "CHW", 4: "BCHW"}
+        if image.dim() not in layouts:
+            raise ValueError(
+                f"{name} must be a tensor of shape (H, W), (C, H, W) or (B, C, H, W), got "
+                f"shape {tuple(image.shape)}"
+            )
+        if not (image.is_floating_point() or image.dtype in (torch.uint8, torch.bool)):
+            raise TypeError(f"{name} must be a float, uint8 or bool tensor, got {image.dtype}")
+        if image.numel() == 0:
+            raise ValueError(f"{name} is empty (shape {tuple(image.shape)})")
+        x = image.detach()
+        x = x[None, None] if x.dim() == 2 else (x[None] if x.dim() == 3 else x)
+        scale = 255.0 if image.dtype == torch.uint8 else 1.0
+        compute = torch.float64 if image.dtype == torch.float64 else torch.float32
+        spec = ImageSpec(
+            "tensor", layouts[image.dim()], image.dtype, None, scale, x.shape[1], image.device
+        )
+        x = x.to(device=device or image.device, dtype=compute) / scale
+        _check_finite(x, name)
+        return x.contiguous(), spec
+    raise TypeError(
+        f"{name} must be a numpy array, a PIL image or a torch tensor, got {type(image).__name__}"
+    )
+
+
+def from_tensor(x: torch.Tensor, spec: ImageSpec) -> ImageLike:
+    """Convert a (B, C, H, W) tensor back to the kind, layout, dtype and mode of ``spec``.
+
+    Integer outputs are rounded to the nearest integer and clipped to their range; a
+    value that came from :func:`to_tensor` unchanged comes back bit for bit. Float
+    outputs are not clipped.
+
+    Args:
+        x: (B, C, H, W) float tensor; B must be 1 unless the spec is a (B, C, H, W) tensor.
+        spec: from :func:`to_tensor` (use :meth:`ImageSpec.with_channels` if C changed).
+
+    Returns:
+        A numpy array, PIL image or tensor like the original input.
+    """
+    if x.shape[1] != spec.channels:
+        spec = spec.with_channels(x.shape[1])
+    if spec.kind == "tensor":
+        y = x
+        if spec.layout != "BCHW":
+            if y.shape[0] != 1:
+                raise ValueError(f"expected a batch of one image, got shape {tuple(y.shape)}")
+            y = y[0, 0] if spec.layout == "HW" else y[0]
+        if spec.dtype == torch.bool:
+            return (y > 0.5).to(spec.device)
+        if not spec.dtype.is_floating_point:
+            y = (y * spec.scale).round().clamp(0, 255)
+        return y.to(device=spec.device, dtype=spec.dtype)
+    if x.shape[0] != 1:
+        raise ValueError(f"expected a batch of one image, got shape {tuple(x.shape)}")
+    y = x[0].detach().to("cpu", torch.float64 if x.dtype == torch.float64 else torch.float32)
+    arr = y.permute(1, 2, 0).numpy()
+    dtype = np.dtype(spec.dtype)
+    if dtype == np.bool_:
+        arr = arr > 0.5
+    elif dtype.kind in "ui":
+        hi = spec.scale if spec.mode == "I" else np.iinfo(dtype).max
+        arr = np.clip(np.rint(arr * spec.scale), 0, hi).astype(dtype)
+    else:
+        arr = arr.astype(dtype)
+    if spec.kind == "numpy":
+        return arr[..., 0] if spec.layout == "HW" else arr
+    if arr.shape[2] == 1:
+        arr = arr[..., 0]
+    # the mode follows from the dtype and shape (Pillow infers L, LA, RGB, RGBA, I;16,
+    # I, F and 1 from uint8 (H, W[, 2|3|4]), uint16, int32, float32 and bool arrays)
+    return Image.fromarray(np.ascontiguousarray(arr))

@@ -1,0 +1,313 @@
+"""Image files: reading (EXIF orientation applied) and atomic writing.
+
+Files (:func:`load_image`, :func:`save_image`): PNG, JPEG and WebP (and whatever else
+Pillow reads); EXIF orientation is applied on loading; every write goes through
+:func:`psal.utils.atomic.atomic_path`, so a failure never leaves a half-written file.
+Masks are read with :func:`load_mask` by the rule of :mod:`psal.utils.masks`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .atomic import atomic_path, check_writable
+from .masks import to_mask
+
+__all__ = [
+    "SAVE_FORMATS",
+    "array_to_pil",
+    "check_savable",
+    "file_format",
+    "load_image",
+    "load_mask",
+    "pixel_limit",
+    "save_format",
+    "save_image",
+]
+
+#: File suffix -> Pillow format name, for the formats psal writes.
+SAVE_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+#: Modes each written format can hold (others are refused with a clear error). Mode
+#: ``I`` (16-bit data in 32-bit integers) is written to PNG as ``I;16``.
+_FORMAT_MODES = {
+    "PNG": {"1", "L", "LA", "RGB", "RGBA", "I;16", "I"},
+    "JPEG": {"L", "RGB"},
+    "WEBP": {"RGB", "RGBA", "L", "LA"},
+    "TIFF": {"1", "L", "LA", "RGB", "RGBA", "I;16", "I", "F"},
+}
+#: Largest side of an image each format can hold.
+_FORMAT_MAX_SIDE = {"JPEG": 65535, "WEBP": 16383}
+
+#: Environment variable that sets the pixel limit of :func:`load_image`.
+MAX_PIXELS_ENV = "PSAL_MAX_PIXELS"
+#: Default pixel limit of :func:`load_image`: 8192 x 8192 = 67,108,864 pixels (a 61 MP
+#: camera photo fits), below Pillow's own decompression-bomb limit (178,956,970).
+DEFAULT_MAX_PIXELS = 8192 * 8192
+
+
+def pixel_limit(value: int | None = None) -> int:
+    """The pixel limit in force: ``value`` if given, else ``$PSAL_MAX_PIXELS``, else 8192².
+
+    Raises:
+        ValueError: a limit that is not a positive integer (naming where it came from).
+    """
+    source = "max_pixels"
+    if value is None:
+        env = os.environ.get(MAX_PIXELS_ENV, "").strip()
+        if not env:
+            return DEFAULT_MAX_PIXELS
+        source = MAX_PIXELS_ENV
+        try:
+            value = int(env.replace("_", ""))
+        except ValueError:
+            raise ValueError(f"{source} must be a positive integer, got {env!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{source} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_pixels(size: tuple[int, int], limit: int, name: str, path: Path) -> None:
+    w, h = size
+    if w * h > limit:
+        raise ValueError(
+            f"{name}: {path} is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,} "
+            f"(raise it with --max-pixels or {MAX_PIXELS_ENV} if the memory is there)"
+        )
+
+
+def _is_16bit_colour_png(im: Image.Image) -> bool:
+    """Whether Pillow reads ``im`` (not yet loaded) as a 16-bit colour PNG cut to 8 bits."""
+    if im.format != "PNG" or not im.tile:
+        return False
+    rawmode = im.tile[0].args if hasattr(im.tile[0], "args") else im.tile[0][3]
+    return isinstance(rawmode, str) and rawmode in ("RGB;16B", "RGBA;16B", "LA;16B")
+
+
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def load_image(
+    path: str | os.PathLike[str], name: str = "image", *, max_pixels: int | None = None
+) -> Image.Image:
+    """Open an image file (PNG, JPEG, WebP, TIFF, ...), apply its EXIF orientation, load it.
+
+    The size in the file's header is checked against a pixel limit **before** decoding
+    (so a 467-byte PNG that claims 100000 x 100000 pixels costs nothing): ``max_pixels``
+    if given, else the environment variable ``PSAL_MAX_PIXELS``, else
+    :data:`DEFAULT_MAX_PIXELS` (8192 x 8192). psal's limit replaces Pillow's
+    decompression-bomb limit, so it can be raised above it.
+
+    16-bit colour PNGs (RGB, RGBA, LA with 16 bits per channel) are read at 8 bits per
+    channel (Pillow holds colour at 8 bits), with a ``UserWarning`` that says so; 16-bit
+    grayscale PNGs keep their 16 bits.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not an image Pillow can read, or is above the limit.
+    """
+    limit = pixel_limit(max_pixels)
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{name}: no such file: {p}")
+    if p.is_dir():
+        raise ValueError(f"{name}: {p} is a directory, not an image file")
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            # psal's limit, checked below from the header, replaces Pillow's
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                im = Image.open(p)
+            finally:
+                Image.MAX_IMAGE_PIXELS = pillow_limit
+    except UnidentifiedImageError:
+        raise ValueError(
+            f"{name}: cannot read {p} as an image (unknown or corrupt format)"
+        ) from None
+    except Exception as err:  # a corrupt header: Pillow raises many kinds
+        raise ValueError(f"{name}: cannot read {p}: {_reason(err)}") from None
+    with im:
+        _check_pixels(im.size, limit, name, p)
+        if _is_16bit_colour_png(im):
+            warnings.warn(
+                f"{name}: {p} is a 16-bit colour PNG; it is read and edited at 8 bits "
+                "per channel (known pixels keep their 8 most significant bits)",
+                UserWarning,
+                stacklevel=2,
+            )
+        try:
+            im.load()
+            out = ImageOps.exif_transpose(im)
+            if out is im:
+                out = im.copy()
+        except Exception as err:  # corrupt data or EXIF: Pillow raises many kinds
+            raise ValueError(f"{name}: cannot read {p}: {_reason(err)}") from None
+        out.info.update({k: v for k, v in im.info.items() if k == "icc_profile"})
+    return out
+
+
+def load_mask(
+    path: str | os.PathLike[str],
+    size: tuple[int, int] | None = None,
+    threshold: float = 0.5,
+    *,
+    max_pixels: int | None = None,
+) -> np.ndarray:
+    """Read a mask file into a bool (H, W) array (True = hole), by the mask rule.
+
+    The rule (transparency, colour, threshold, labels) is in :mod:`psal.utils.masks`.
+
+    Args:
+        path: image file: grayscale or colour (white = hole), a 0/1 label image, or with
+            transparency (the smaller of the transparent and the painted parts).
+        size: expected ``(width, height)`` (PIL order); a mismatch raises ValueError.
+        threshold: fraction of the full range above which a pixel is a hole.
+        max_pixels: pixel limit (see :func:`load_image`).
+
+    Unlike :func:`psal.utils.masks.to_mask` it does not warn about a mask that covers
+    most of the image: the editing functions do, about the mask they are given.
+    """
+    image = load_image(path, name="mask", max_pixels=max_pixels)
+    if size is not None and image.size != tuple(size):
+        raise ValueError(
+            f"mask {path} is {image.size[0]}x{image.size[1]} but the image is "
+            f"{size[0]}x{size[1]}; they must have the same size"
+        )
+    with warnings.catch_warnings():  # the editing functions warn about the mask they use
+        warnings.simplefilter("ignore", UserWarning)
+        m = to_mask(image, image.size[1], image.size[0], threshold=threshold)
+    return m[0, 0].numpy()
+
+
+def array_to_pil(arr: np.ndarray) -> Image.Image:
+    """A numpy image as a PIL image.
+
+    uint8 (H, W[, 2|3|4]) gives L, LA, RGB or RGBA; uint16 (H, W) gives I;16; bool
+    (H, W) gives 1.
+    """
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    ok = (
+        arr.dtype == np.uint8 and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (2, 3, 4)))
+    ) or (arr.dtype in (np.uint16, np.bool_) and arr.ndim == 2)
+    if not ok:
+        raise ValueError(
+            f"cannot save a numpy array of shape {arr.shape} and dtype {arr.dtype} as an "
+            "image; use uint8 (H, W[, C]) or uint16 (H, W)"
+        )
+    return Image.fromarray(np.ascontiguousarray(arr))
+
+
+def save_format(path: str | os.PathLike[str]) -> str:
+    """Pillow format name for an output path, from its suffix (PNG, JPEG, WEBP, TIFF)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SAVE_FORMATS:
+        raise ValueError(
+            f"output {path}: unsupported file type {suffix or '(none)'!r}; use one of "
+            f"{', '.join(sorted(SAVE_FORMATS))}"
+        )
+    return SAVE_FORMATS[suffix]
+
+
+def check_savable(
+    mode: str, path: str | os.PathLike[str], size: tuple[int, int] | None = None
+) -> str:
+    """Check, before any work, that an image can be written to ``path``; return the format.
+
+    Args:
+        mode: PIL mode of the image to write.
+        path: the output file; its suffix picks the format.
+        size: ``(width, height)`` of the image to write, if known (WebP holds at most
+            16383 pixels a side, JPEG 65535).
+
+    Raises:
+        ValueError: unknown suffix, a mode the format cannot hold (alpha or 16 bits in
+            JPEG, 16 bits in WebP, float outside TIFF), a size it cannot hold, or a
+            path where no file can be created (a folder, a name too long, a read-only
+            or missing folder).
+    """
+    fmt = save_format(path)
+    if mode not in _FORMAT_MODES[fmt]:
+        lost = "alpha" if "A" in mode else "bit depth" if mode in ("I;16", "I", "F") else "mode"
+        if mode == "F":
+            hint = ".tif"
+        elif mode in _FORMAT_MODES["WEBP"]:
+            hint = ".png or .webp"
+        else:
+            hint = ".png"
+        raise ValueError(
+            f"output {path}: {fmt} cannot store a {mode} image without losing its {lost}; "
+            f"use {hint}"
+        )
+    side = _FORMAT_MAX_SIDE.get(fmt)
+    if size is not None and side is not None and max(size) > side:
+        raise ValueError(
+            f"output {path}: {fmt} holds at most {side} pixels a side, the image is "
+            f"{size[0]}x{size[1]}; use .png"
+        )
+    check_writable(path, "output")
+    return fmt
+
+
+def file_format(path: str | os.PathLike[str]) -> str | None:
+    """Pillow's name for the format of an existing image file (None if unreadable)."""
+    try:
+        with Image.open(path) as im:
+            return im.format
+    except (OSError, UnidentifiedImageError):
+        return None
+
+
+def save_image(
+    image: Image.Image | np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    quality: int = 95,
+    icc_profile: bytes | None = None,
+) -> None:
+    """Write an image atomically; the format comes from the suffix (.png, .jpg, .webp, .tif).
+
+    JPEG is written at ``quality``; WebP losslessly. Modes a format cannot hold (alpha
+    or 16 bits in JPEG) are refused with a clear error rather than silently converted.
+
+    Raises:
+        ValueError: unsupported suffix or a mode the format cannot hold.
+        OSError: the file cannot be written (nothing is left behind).
+    """
+    if isinstance(image, np.ndarray):
+        image = array_to_pil(image)
+    fmt = check_savable(image.mode, path, image.size)
+    if image.mode == "I" and fmt == "PNG":  # 16-bit data; Pillow 13 drops I in PNG
+        arr = np.asarray(image)
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 65535):
+            raise ValueError(
+                f"output {path}: a PNG holds 16 bits, the image has values in "
+                f"[{int(arr.min())}, {int(arr.max())}]; use .tif"
+            )
+        image = Image.fromarray(arr.astype(np.uint16))
+    kwargs: dict[str, Any] = {}
+    if fmt == "JPEG":
+        kwargs = {"quality": int(quality), "subsampling": 0 if quality >= 90 else 2}
+    elif fmt == "WEBP":
+        # exact: keep the colour of fully transparent pixels (libwebp drops it otherwise)
+        kwargs = {"lossless": True, "quality": 100, "exact": True}
+    if icc_profile and fmt in ("PNG", "JPEG", "WEBP"):
+        kwargs["icc_profile"] = icc_profile
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=fmt, **kwargs)
