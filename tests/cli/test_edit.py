@@ -91,6 +91,7 @@ def test_empty_mask_writes_input_unchanged_with_warning(files, capsys):
         (["upscale", "{rgb.png}", "--scale", "5"], "--scale"),
         (["upscale", "{rgb.png}", "--scale", "2.5"], "--scale"),
         (["colorize", "{gray.png}", "--reference", "{gray.png}"], "colour"),
+        (["colorize", "{gray.png}", "--reference", "{rgb.png}", "--k", "100000"], "at most 32"),
         (["inpaint", "{rgb.png}", "-m", "{mask.png}", "--device", "cuda:7"], "device"),
     ],
 )
