@@ -280,3 +280,12 @@ def test_python_m_psal_subprocess(files):
     )  # fmt: skip
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and bad.stderr.startswith("psal: error:")
+
+
+def test_colorize_colour_target_warns_once(files, capsys):
+    out = files["dir"] / "out_w.png"
+    code, err = _run(capsys, "colorize", files["rgb.png"], "--reference", files["rgb.png"],
+                     "-o", out, "--patch-size", "5")  # fmt: skip
+    assert code == 0
+    lines = [ln for ln in err.splitlines() if "warning" in ln]
+    assert len(lines) == 1 and "luminance" in lines[0], err
