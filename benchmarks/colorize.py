@@ -77,7 +77,7 @@ def colourfulness(rgb: np.ndarray) -> float:
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
 
-def methods(checkpoints: dict[str, str]) -> dict:
+def methods(checkpoints: dict[str, str], ablation: bool = False) -> dict:
     from psal.editing import colorize
 
     out = {
@@ -87,6 +87,9 @@ def methods(checkpoints: dict[str, str]) -> dict:
         ),
         "new default": lambda g, ref: colorize(g, ref, seed=0),
     }
+    if ablation:  # each of the two changes of the new default alone
+        out["scales only"] = lambda g, ref: colorize(g, ref, seed=0, propagate=False)
+        out["propagation only"] = lambda g, ref: colorize(g, ref, seed=0, scales=(1.0,))
     for name, run in checkpoints.items():
         from psal.models import Colorizer
 
@@ -173,13 +176,14 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"))
     p.add_argument("--threads", type=int, default=1, help="torch and numba threads")
     p.add_argument("--checkpoint", nargs="*", default=[], metavar="NAME=RUN")
+    p.add_argument("--ablation", action="store_true", help="add scales-only, propagation-only")
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None)
     args = p.parse_args(argv)
     C.set_threads(args.threads)
     size = tuple(args.size or ((192, 256) if args.quick else (360, 480)))
     photos = HELD_OUT if args.quick else HELD_OUT + TUNING
-    fns = methods(dict(c.split("=", 1) for c in args.checkpoint))
+    fns = methods(dict(c.split("=", 1) for c in args.checkpoint), args.ablation)
     fns["new default"](np.zeros((32, 32), np.uint8), np.zeros((32, 32, 3), np.uint8))  # warm
     records, panels = score(photos, size, fns)
     summarise(records, HELD_OUT, f"Held-out pairs ({size[0]}x{size[1]})")
