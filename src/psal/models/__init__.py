@@ -1,4 +1,4 @@
-"""Inpainting networks: DeepFill v1 with swappable attention, critics, losses, inference.
+"""Networks: DeepFill v1 inpainting and the guided colorizer, swappable attention, inference.
 
 Networks are registered by name (:mod:`psal.models.registry`) for configs, checkpoints
 and the command line.
