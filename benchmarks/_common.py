@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import datetime
 import gc
-import json
 import os
 import platform
 import resource
@@ -76,10 +75,10 @@ def print_table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> st
 
 
 def write_json(path: str, payload: dict) -> None:
-    from psal.utils.atomic import atomic_path
+    """:func:`psal.utils.jsonfile.write_json` (atomic; NaN/inf written as strings)."""
+    from psal.utils.jsonfile import write_json as _write
 
-    with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=2)
+    _write(path, payload)
 
 
 def skimage_photo(name: str, size: int | tuple[int, int]) -> torch.Tensor:

@@ -183,7 +183,7 @@ def mask_arrays(draw, height: int, width: int):
     y0, x0 = draw(st.integers(0, height - 1)), draw(st.integers(0, width - 1))
     hole[y0 : y0 + draw(st.integers(1, 6)), x0 : x0 + draw(st.integers(1, 6))] = True
     style = draw(st.sampled_from(["u8", "01", "01stray", "soft", "rgb", "strokes", "erased",
-                                  "u16", "f32", "bool", "empty"]))  # fmt: skip
+                                  "u16", "f32", "bool", "empty", "i32"]))  # fmt: skip
     if style == "empty":
         hole[:] = False
     if style == "u8":
@@ -213,6 +213,8 @@ def mask_arrays(draw, height: int, width: int):
         return m, hole
     if style == "u16":
         return hole.astype(np.uint16) * 65535, hole
+    if style == "i32":  # a 32-bit integer TIFF mask holding 0/1, 0/255 or 0/65535
+        return hole.astype(np.int32) * int(rng.choice([1, 255, 65535])), hole
     if style == "f32":
         return np.where(hole, 0.9, 0.1).astype(np.float32), hole
     return hole.copy(), hole

@@ -111,6 +111,8 @@ def _known_equal(result, image, hole: np.ndarray) -> None:
 )
 def test_fuzz_api_inpaint(data, defect, kind, mask_kind, patch):
     arr = data.draw(arrays(defect=defect))
+    if defect == "dtype":  # a PIL image of int32 data is a mode I image: accepted
+        kind = "numpy"
     image = _as_kind(arr, kind)
     h, w = arr.shape[:2]
     m, _ = data.draw(mask_arrays(h, w))

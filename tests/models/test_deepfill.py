@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -37,7 +39,7 @@ def test_outputs_and_composite(device):
     for t in out[:3]:
         assert t.shape == img.shape
         assert float(t.min()) >= -1 and float(t.max()) <= 1
-    assert out.flow is None
+    assert out.field is None
     known = ~mask.expand_as(img)
     assert torch.equal(out.completed[known], img[known])
     assert torch.equal(out.completed[~known], out.refined[~known])
@@ -69,12 +71,56 @@ def test_gradients_reach_every_parameter(attention):
     opts = {"psal": {"iters": 2}, "dense": {"k": 3}}.get(attention, {})
     net = DeepFillV1(width=4, attention=attention, attention_options=opts)
     img, mask = _batch(size=64 if attention == "contextual" else 32)
-    out = net(img, mask, return_flow=attention != "none")
+    out = net(img, mask, return_field=attention != "none")
     (out.coarse.square().mean() + out.refined.square().mean()).backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum()]
     assert not missing
     if attention != "none":
-        assert out.flow is not None and out.flow.shape == (2, 2, *(s // 4 for s in img.shape[-2:]))
+        assert out.field is not None and out.field.shape == (
+            2,
+            2,
+            *(s // 4 for s in img.shape[-2:]),
+        )
+
+
+def test_return_flow_and_flow_are_deprecated_spellings_of_the_field():
+    """return_flow= (forward and refine stage) and .flow warn and give identical results."""
+    net = DeepFillV1(width=4, attention="psal", attention_options={"iters": 2})
+    img, mask = _batch()
+
+    def run(*args, **kwargs):
+        torch.manual_seed(3)  # PatchMatch's random initialisation
+        return net(img, mask, *args, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new spelling warns about nothing
+        new = run(return_field=True)
+        assert new.field is not None
+    with pytest.warns(
+        DeprecationWarning, match=r"return_flow=\.\.\.\) is deprecated; use return_field="
+    ):
+        old = run(return_flow=True)
+    with pytest.warns(DeprecationWarning, match=r"by position is deprecated"):
+        positional = run(True)
+    for out in (old, positional):
+        assert out._fields == ("coarse", "refined", "completed", "field")
+        for a, b in zip(new, out):
+            assert torch.equal(a, b)
+    with pytest.warns(
+        DeprecationWarning, match=r"InpaintOutput\.flow is deprecated; use InpaintOutput\.field"
+    ):
+        assert old.flow is old.field
+    with pytest.raises(TypeError, match="both 'return_flow'"):
+        run(return_field=True, return_flow=True)
+
+    x = torch.rand(2, 5, 32, 32)
+    torch.manual_seed(4)
+    refined, field = net.refine(x, mask, return_field=True)
+    torch.manual_seed(4)
+    with pytest.warns(DeprecationWarning, match=r"RefineNetwork\.forward\(return_flow="):
+        old_refined, old_field = net.refine(x, mask, return_flow=True)
+    assert torch.equal(refined, old_refined) and torch.equal(field, old_field)
+    assert net.refine(x, mask)[1] is None
 
 
 def test_psal_adapter_fills_hole_from_outside():

@@ -20,6 +20,7 @@ from PIL import Image
 import psal
 from psal.cli import main
 from psal.utils.image import load_image, load_mask, pixel_limit, to_mask, to_tensor
+from psal.utils.io import full_depth
 
 
 def png_bytes(arr: np.ndarray, bit_depth: int, color_type: int, size=None) -> bytes:
@@ -224,18 +225,55 @@ def test_big_endian_16_bit_is_not_cut_to_8_bits():
 # -- 7: 16-bit colour PNGs ------------------------------------------------------------
 
 
-def test_16_bit_colour_png_says_it_is_read_at_8_bits(work, capsys):
+def _with_orientation(png: bytes, orientation: int) -> bytes:
+    """``png`` with an eXIf chunk holding an EXIF orientation tag, before IDAT."""
+    tiff = b"MM\x00*" + struct.pack(">I", 8) + struct.pack(">H", 1)
+    tiff += struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(">I", 0)
+    crc = zlib.crc32(b"eXIf" + tiff) & 0xFFFFFFFF
+    chunk = struct.pack(">I", len(tiff)) + b"eXIf" + tiff + struct.pack(">I", crc)
+    at = png.index(b"IDAT") - 4
+    return png[:at] + chunk + png[at:]
+
+
+def test_16_bit_colour_png_round_trip_keeps_16_bits(work, capsys):
     rgb16 = np.random.default_rng(3).integers(0, 65536, (24, 32, 3))
     (work / "rgb16.png").write_bytes(png_bytes(rgb16, 16, 2))
     code, err = _cli(capsys, "inpaint", work / "rgb16.png", "--mask", work / "mask.png",
                      "-o", work / "out.png", "-q")  # fmt: skip
-    assert code == 0, err
-    assert err.count("psal: warning: IMAGE:") == 1 and "16-bit colour PNG" in err, err
-    assert "8 bits" in err
-    out = np.asarray(Image.open(work / "out.png"))
+    assert code == 0 and err == "", err
+    out = Image.open(work / "out.png")
+    assert out.tile[0].args == "RGB;16B"  # written at 16 bits
+    deep = full_depth(load_image(work / "out.png"))
     known = np.asarray(Image.open(work / "mask.png")) == 0
-    assert np.array_equal(out[known], (rgb16 >> 8)[known])  # the 8 high bits, exactly
-    gray16 = rgb16[..., 0]
+    assert deep.dtype == np.uint16 and np.array_equal(deep[known], rgb16[known])
+    # EXIF orientation turns the high and the low bytes alike
+    (work / "turned.png").write_bytes(_with_orientation(png_bytes(rgb16, 16, 2), 6))
+    turned = load_image(work / "turned.png")
+    assert turned.size == (24, 32)
+    assert np.array_equal(full_depth(turned), np.rot90(rgb16, -1))
+    # RGBA through upscale; JPEG cannot hold 16 bits: refused before the work
+    rgba16 = np.random.default_rng(5).integers(0, 65536, (10, 12, 4))
+    (work / "rgba16.png").write_bytes(png_bytes(rgba16, 16, 6))
+    code, err = _cli(capsys, "upscale", work / "rgba16.png", "-o", work / "up.png", "-q")
+    assert code == 0, err
+    up = full_depth(load_image(work / "up.png"))
+    assert up.shape == (20, 24, 4) and up.dtype == np.uint16
+    keep = {p.name for p in work.iterdir()}
+    code, err = _cli(capsys, "inpaint", work / "rgb16.png", "--mask", work / "mask.png",
+                     "-o", work / "out.jpg", "-q")  # fmt: skip
+    _one_error(code, err, "RGB;16", "bit depth", ".png")
+    assert _left(work, keep) == set()
+
+
+def test_16_bit_gray_alpha_png_says_it_is_read_at_8_bits(work, capsys):
+    la16 = np.random.default_rng(6).integers(0, 65536, (24, 32, 2))
+    la16[..., 1] = 65535
+    (work / "la16.png").write_bytes(png_bytes(la16, 16, 4))
+    code, err = _cli(capsys, "inpaint", work / "la16.png", "--mask", work / "mask.png",
+                     "-o", work / "out.png", "-q")  # fmt: skip
+    assert code == 0, err
+    assert err.count("psal: warning: IMAGE:") == 1 and "16-bit gray+alpha PNG" in err, err
+    gray16 = la16[..., 0]
     (work / "g16.png").write_bytes(png_bytes(gray16, 16, 0))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # gray keeps its 16 bits: no warning

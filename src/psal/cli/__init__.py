@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ._common import CLIError, run_command
 
 #: Modules (relative to psal.cli) that register sub-commands, in help order.
-COMMAND_MODULES = ("edit", "train")
+COMMAND_MODULES = ("edit", "train", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .._checks import SEED_LIMIT
@@ -127,20 +128,14 @@ def _run(work: Callable[[Callable[[int, int], None]], object], desc: str, quiet:
 def _inpaint(args: argparse.Namespace) -> int:
     from ..editing._pyramid import dilate
     from ..utils.convert import check_values
-    from ..utils.image import (
-        file_format,
-        load_image,
-        load_mask,
-        result_mode,
-        save_format,
-        save_image,
-    )
+    from ..utils.image import file_format, load_image, load_mask, save_format, save_image
+    from ..utils.io import full_depth, output_mode
 
     _check_options(args)
     device = resolve_device(args.device)
     image = load_image(args.image, "IMAGE", max_pixels=args.max_pixels)
     check_values(image, f"IMAGE {args.image}")
-    mode = result_mode(image)
+    mode = output_mode(image)  # RGB;16 for 16-bit colour PNGs, edited at full depth
     _check_output(args.output, mode, image.size)
     mask = load_mask(
         args.mask, size=image.size, threshold=args.mask_threshold, max_pixels=args.max_pixels
@@ -157,7 +152,8 @@ def _inpaint(args: argparse.Namespace) -> int:
             with atomic_path(args.output) as tmp:
                 shutil.copyfile(args.image, tmp)
         else:
-            save_image(image.convert(mode), args.output, icc_profile=icc)
+            keep = full_depth(image) if mode.endswith(";16") else image.convert(mode)
+            save_image(keep, args.output, icc_profile=icc)
         return 0
     if mask.all():
         raise CLIError("the mask covers the whole image: there is no known pixel to copy from")
@@ -166,13 +162,13 @@ def _inpaint(args: argparse.Namespace) -> int:
 
         model = Inpainter.from_checkpoint(args.checkpoint, device=device)
         torch.manual_seed(args.seed)  # PSAL attention layers draw PatchMatch seeds from it
-        out = model.inpaint(image, mask)
+        out = model.inpaint(full_depth(image), mask)
     else:
         from ..editing import inpaint
 
         out = _run(
             lambda bar: inpaint(
-                image, mask, patch_size=args.patch_size, seed=args.seed, device=device,
+                full_depth(image), mask, patch_size=args.patch_size, seed=args.seed, device=device,
                 progress=bar,
             ),
             "inpaint", args.quiet,
@@ -186,6 +182,7 @@ def _colorize(args: argparse.Namespace) -> int:
     from ..editing import colorize
     from ..utils.convert import check_values
     from ..utils.image import load_image, result_mode, save_image
+    from ..utils.io import full_depth
 
     _check_options(args)
     device = resolve_device(args.device)
@@ -194,16 +191,20 @@ def _colorize(args: argparse.Namespace) -> int:
     check_values(target, f"TARGET {args.target}", unit_float=True)
     check_values(reference, f"--reference {args.reference}")
     mode = "RGBA" if result_mode(target) in ("LA", "RGBA") else "RGB"
+    if isinstance(full_depth(target), np.ndarray):  # a 16-bit colour PNG: kept at 16 bits
+        mode += ";16"
     _check_output(args.output, mode, target.size)
     if args.checkpoint:
         from ..models import Colorizer
 
         net = Colorizer.from_checkpoint(args.checkpoint, device=device)
-        work = lambda bar: net.colorize(target, reference, seed=args.seed, progress=bar)  # noqa: E731
+        work = lambda bar: net.colorize(  # noqa: E731
+            full_depth(target), full_depth(reference), seed=args.seed, progress=bar
+        )
     else:
         work = lambda bar: colorize(  # noqa: E731
-            target, reference, patch_size=args.patch_size, k=args.k, seed=args.seed,
-            device=device, progress=bar,
+            full_depth(target), full_depth(reference), patch_size=args.patch_size, k=args.k,
+            seed=args.seed, device=device, progress=bar,
         )  # fmt: skip
     try:
         out = _run(work, "colorize", args.quiet)
@@ -219,7 +220,8 @@ def _upscale(args: argparse.Namespace) -> int:
     from ..editing import upscale
     from ..editing.upscale import SCALES
     from ..utils.convert import check_values
-    from ..utils.image import load_image, result_mode, save_image
+    from ..utils.image import load_image, save_image
+    from ..utils.io import full_depth, output_mode
 
     _check_options(args)
     try:
@@ -231,11 +233,11 @@ def _upscale(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     image = load_image(args.image, "IMAGE", max_pixels=args.max_pixels)
     check_values(image, f"IMAGE {args.image}")
-    mode = result_mode(image)
+    mode = output_mode(image)
     _check_output(args.output, mode, (image.size[0] * scale, image.size[1] * scale))
     out = _run(
         lambda bar: upscale(
-            image, scale, patch_size=args.patch_size, seed=args.seed, device=device,
+            full_depth(image), scale, patch_size=args.patch_size, seed=args.seed, device=device,
             progress=bar,
         ),
         "upscale", args.quiet,

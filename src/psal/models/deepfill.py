@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_float_tensor, check_int, check_mask
+from .._deprecation import keyword_only, warn_deprecated
 from ..layers.registry import build_attention
 from .registry import register_model
 
@@ -45,20 +46,27 @@ __all__ = ["CoarseNetwork", "DeepFillV1", "InpaintOutput", "RefineNetwork"]
 
 
 class InpaintOutput(NamedTuple):
-    """Outputs of :class:`DeepFillV1`, all (B, 3, H, W) in [-1, 1] but ``flow``.
+    """Outputs of :class:`DeepFillV1`, all (B, 3, H, W) in [-1, 1] but ``field``.
 
     Attributes:
         coarse: raw output of the coarse network.
         refined: raw output of the refinement network.
         completed: ``refined`` in the hole, the input image elsewhere.
-        flow: (B, 2, H/4, W/4) attention displacement ``(dy, dx)`` in feature pixels,
-            or None (not requested, or attention ``"none"``).
+        field: (B, 2, H/4, W/4) float32 attention displacement ``(dy, dx)`` in feature
+            pixels (the attention block's field), or None (not requested, or attention
+            ``"none"``). ``flow`` is its deprecated name.
     """
 
     coarse: torch.Tensor
     refined: torch.Tensor
     completed: torch.Tensor
-    flow: torch.Tensor | None
+    field: torch.Tensor | None
+
+    @property
+    def flow(self) -> torch.Tensor | None:
+        """Deprecated name of :attr:`field`."""
+        warn_deprecated("InpaintOutput.flow is deprecated; use InpaintOutput.field", 3)
+        return self.field
 
 
 class GenConv(nn.Sequential):
@@ -164,17 +172,21 @@ class RefineNetwork(nn.Module):
         )
         self.decoder = _decoder(8 * c, c, **factory)
 
+    @keyword_only(3, ("return_field",), renames={"return_flow": "return_field"})
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, return_flow: bool = False
+        self, x: torch.Tensor, mask: torch.Tensor, *, return_field: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Refined prediction in [-1, 1] and the attention flow (or None)."""
+        """Refined prediction in [-1, 1] and the attention field (or None).
+
+        ``return_flow=`` is the deprecated name of ``return_field=``.
+        """
         hallucinated = self.dilated(x)
         feats = self.attention_encoder(x)
         small = F.max_pool2d(mask.to(feats.dtype), 4, 4, ceil_mode=True) > 0
-        attended, flow = self.attention(feats, feats, feats, hole=small, return_field=return_flow)
+        attended, field = self.attention(feats, feats, feats, hole=small, return_field=return_field)
         attended = self.attention_decoder(attended.to(feats.dtype))
         out = self.decoder(torch.cat([hallucinated, attended], 1)).clamp(-1.0, 1.0)
-        return out, flow
+        return out, field
 
 
 @register_model("deepfill_v1")
@@ -198,7 +210,9 @@ class DeepFillV1(nn.Module):
     Shape:
         - image: (B, 3, H, W) float in [-1, 1], H and W multiples of 4.
         - mask: (B, 1, H, W) bool (or 0/1), True = hole; each sample its own.
-        - output: :class:`InpaintOutput` ``(coarse, refined, completed, flow)``.
+        - output: :class:`InpaintOutput` ``(coarse, refined, completed, field)``; ``field``
+          only with ``return_field=True`` (keyword-only; ``return_flow=`` is its
+          deprecated name).
 
     Example:
         >>> net = DeepFillV1(width=4, attention="none")
@@ -262,8 +276,9 @@ class DeepFillV1(nn.Module):
             for decoder in (self.coarse.decoder, self.refine.decoder):
                 decoder[-1][0].weight.mul_(0.1)
 
+    @keyword_only(3, ("return_field",), renames={"return_flow": "return_field"})
     def forward(
-        self, image: torch.Tensor, mask: torch.Tensor, return_flow: bool = False
+        self, image: torch.Tensor, mask: torch.Tensor, *, return_field: bool = False
     ) -> InpaintOutput:
         """Inpaint ``image`` in ``mask``; see the class docstring for shapes."""
         check_float_tensor(image, "image", ndim=4)
@@ -282,9 +297,9 @@ class DeepFillV1(nn.Module):
         x = image * (1.0 - m)
         coarse = self.coarse(torch.cat([x, ones, m], 1))
         x = coarse * m + image * (1.0 - m)
-        refined, flow = self.refine(torch.cat([x, ones, m], 1), hole, return_flow=return_flow)
+        refined, field = self.refine(torch.cat([x, ones, m], 1), hole, return_field=return_field)
         completed = torch.where(hole, refined.to(image.dtype), image)
-        return InpaintOutput(coarse, refined, completed, flow)
+        return InpaintOutput(coarse, refined, completed, field)
 
     def extra_repr(self) -> str:
         """Settings shown by ``repr``."""

@@ -3,6 +3,9 @@
 - :mod:`.engine`: the loop, checkpoints, resume; :mod:`.runtime`: device, DDP, mixed
   precision, the optimisation step; :mod:`.stream`: the resumable data stream;
   :mod:`.monitor`: progress bar and TensorBoard; :mod:`.checkpoint`: files on disk.
+- :mod:`.evaluate`: the task-generic evaluation loop (:func:`mean_metrics`) and
+  :func:`format_table`; :func:`evaluate` and :data:`METRICS` are the ``inpaint`` task's
+  (:mod:`.tasks.inpaint.evaluate`), kept here under their old names.
 - :mod:`.config`: shared settings, files and ``key=value`` overrides, option tables.
 - :mod:`.tasks`: the task registry (:func:`~.tasks.register_task`) and the tasks
   (``inpaint``); see :mod:`psal.training.tasks.base` for how to write one.
@@ -23,11 +26,12 @@ from .config import (
     load_config_file,
 )
 from .engine import Trainer
-from .evaluate import METRICS, evaluate, format_table
+from .evaluate import format_table, mean_metrics
 from .optim import make_scheduler
 from .runtime import Runtime, TrainingDiverged
 from .tasks import Task, get_task, list_tasks, register_task
 from .tasks.inpaint import InpaintConfig, InpaintEvalConfig, InpaintTask
+from .tasks.inpaint.evaluate import METRICS, evaluate
 
 #: The config of the ``inpaint`` task under its name before tasks existed.
 TrainConfig = InpaintConfig
@@ -59,6 +63,7 @@ __all__ = [
     "load_checkpoint",
     "load_config_file",
     "make_scheduler",
+    "mean_metrics",
     "register_task",
     "save_checkpoint",
 ]

@@ -1,85 +1,61 @@
-"""Evaluation of an inpainting network on images with fixed masks.
+"""Task-generic evaluation helpers: the metric-averaging loop and the results table.
 
-Metrics (values in [0, 1], averaged over images):
-
-- on the whole completed image, as in the DeepFill paper's Table 1: ``l1`` (mean L1),
-  ``l2`` (mean L2, i.e. MSE), ``psnr`` (dB) and ``tv`` (mean total variation of the
-  completed image), plus ``ssim`` (Wang et al., gaussian window 11, sigma 1.5);
-- in the hole only: ``l1_hole``, ``l2_hole`` and ``psnr_hole``, which are not diluted by
-  the known pixels (copied exactly) and so compare methods more sharply.
+Each task owns its metrics and its ``evaluate`` (the ``inpaint`` task's:
+:mod:`psal.training.tasks.inpaint.evaluate`); :func:`mean_metrics` runs the loop
+(batches, averaging of finite per-image values, progress bar) and :func:`format_table`
+prints results. ``psal.training.evaluate`` and ``psal.training.METRICS`` (the package
+names) are still the inpaint task's, re-exported.
 
 Example:
-    >>> from psal.models import DeepFillV1, Inpainter
-    >>> from psal.data import InpaintingFolder, MaskGenerator
-    >>> ds = InpaintingFolder(files, 64, MaskGenerator("rect", 64), fixed=True)  # doctest: +SKIP
-    >>> evaluate(Inpainter(DeepFillV1(width=8)), ds)["psnr"]  # doctest: +SKIP
+    >>> print(format_table({"run": {"psnr": 31.234, "l1": 0.0123, "images": 4}}))
+          psnr      l1  images
+    ---  -----  ------  ------
+    run  31.23  0.0123       4
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .. import metrics
+from .._deprecation import warn_deprecated
 
-__all__ = ["METRICS", "evaluate", "format_table"]
-
-#: Metric names, in table order.
-METRICS = ("l1", "l2", "psnr", "tv", "ssim", "l1_hole", "l2_hole", "psnr_hole")
-
-
-def image_metrics(
-    completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """Per-image metrics (each (B,)) of completed images against the originals."""
-    hole = mask.bool()
-    out = {
-        "l1": metrics.l1(completed, target),
-        "l2": metrics.l2(completed, target),
-        "psnr": metrics.psnr(completed, target),
-        "tv": metrics.total_variation(completed),
-        "l1_hole": metrics.l1(completed, target, mask=hole),
-        "l2_hole": metrics.l2(completed, target, mask=hole),
-        "psnr_hole": metrics.psnr(completed, target, mask=hole),
-    }
-    if min(completed.shape[-2:]) >= 11:
-        out["ssim"] = metrics.ssim(completed, target)
-    return out
+__all__ = ["format_table", "mean_metrics"]
 
 
 @torch.no_grad()
-def evaluate(
-    model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+def mean_metrics(
+    batch_metrics: Callable[[Any], dict[str, torch.Tensor]],
     dataset: Dataset,
+    *,
     batch_size: int = 8,
-    device: torch.device | str | None = None,
     num_workers: int = 0,
     limit: int | None = None,
     progress: bool = False,
+    order: Sequence[str] = (),
 ) -> dict[str, float]:
-    """Mean metrics of ``model`` over a fixed-mask dataset.
+    """Mean over ``dataset`` of the per-image metrics that ``batch_metrics`` computes.
 
     Args:
-        model: ``model(images, masks) -> completed``, images (B, 3, H, W) in [0, 1] and
-            masks (B, 1, H, W) bool (e.g. a :class:`psal.models.Inpainter`).
-        dataset: a dataset with fixed masks (``InpaintingFolder(..., fixed=True)``).
+        batch_metrics: ``batch_metrics(batch) -> {name: (B,) tensor}``, ``batch`` as the
+            data loader collates it (run under ``torch.no_grad``).
+        dataset: the evaluation images, in a fixed order.
         batch_size: images per batch.
-        device: where the images go (default: the model's device, or CPU).
         num_workers: data loader processes.
         limit: evaluate only the first ``limit`` images.
-        progress: show a progress bar.
+        progress: show a progress bar on stderr.
+        order: metric names in the order the result lists them first; the others follow
+            in the order they first appear.
 
     Returns:
-        ``{metric: mean}`` for :data:`METRICS` (PSNR averaged in dB over the images
-        with a finite value) and ``"images"``, the number of images.
+        ``{name: mean}`` over the images where the value is finite (NaN where none is),
+        then ``"images"``, the number of images.
     """
-    if device is None:
-        device = getattr(model, "device", torch.device("cpu"))
     indices = list(range(len(dataset) if limit is None else min(limit, len(dataset))))
     subset = torch.utils.data.Subset(dataset, indices)
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
@@ -91,25 +67,32 @@ def evaluate(
 
         bar = tqdm(total=len(indices), desc="eval", unit="img", file=sys.stderr)
     for batch in loader:
-        images = batch["image"].to(device)
-        masks = batch["mask"].to(device)
-        completed = model(images, masks).float()
-        for name, values in image_metrics(completed, images.float(), masks).items():
+        values_by_name = batch_metrics(batch)
+        for name, values in values_by_name.items():
             finite = values[torch.isfinite(values)]
             sums[name] = sums.get(name, 0.0) + float(finite.sum())
             counts[name] = counts.get(name, 0) + int(finite.numel())
-        if bar is not None:
-            bar.update(images.shape[0])
+        if bar is not None and values_by_name:
+            bar.update(next(iter(values_by_name.values())).shape[0])
     if bar is not None:
         bar.close()
-    results = {name: sums[name] / counts[name] if counts.get(name) else math.nan for name in sums}
-    ordered = {name: results[name] for name in METRICS if name in results}
-    ordered["images"] = len(indices)
-    return ordered
+    names = [n for n in order if n in sums] + [n for n in sums if n not in order]
+    results: dict[str, float] = {n: sums[n] / counts[n] if counts[n] else math.nan for n in names}
+    results["images"] = len(indices)
+    return results
 
 
-def format_table(rows: dict[str, dict[str, Any]], columns: tuple[str, ...] = METRICS) -> str:
-    """A plain-text table: one row per named result, one column per metric."""
+def format_table(rows: dict[str, dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A plain-text table: one row per named result, one column per metric.
+
+    Args:
+        rows: ``{row name: {column: value}}``; floats print with 4 decimals (2 for
+            columns whose name starts with ``psnr``).
+        columns: preferred column order; the other columns follow, sorted. None: the
+            columns in the order they first appear in ``rows``.
+    """
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows.values() for k in r))
     cols = [c for c in columns if any(c in r for r in rows.values())]
     extra = sorted({k for r in rows.values() for k in r} - set(cols))
     cols += extra
@@ -135,3 +118,19 @@ def format_table(rows: dict[str, dict[str, Any]], columns: tuple[str, ...] = MET
         if i == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+_MOVED = ("METRICS", "evaluate", "image_metrics")
+
+
+def __getattr__(name: str) -> Any:
+    """The inpaint task's names, once here: still importable, with a warning."""
+    if name in _MOVED:
+        warn_deprecated(
+            f"psal.training.evaluate.{name} moved to psal.training.tasks.inpaint.evaluate"
+            + (f"; psal.training.{name} still works" if name != "image_metrics" else "")
+        )
+        import importlib
+
+        return getattr(importlib.import_module(".tasks.inpaint.evaluate", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,9 @@ Masks are read with :func:`load_mask` by the rule of :mod:`psal.utils.masks`.
 from __future__ import annotations
 
 import os
+import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_path, check_writable
+from .convert import result_mode
 from .masks import to_mask
 
 __all__ = [
@@ -24,9 +27,12 @@ __all__ = [
     "array_to_pil",
     "check_savable",
     "file_format",
+    "full_depth",
     "load_image",
     "load_mask",
+    "output_mode",
     "pixel_limit",
+    "png16_bytes",
     "save_format",
     "save_image",
 ]
@@ -43,7 +49,7 @@ SAVE_FORMATS = {
 #: Modes each written format can hold (others are refused with a clear error). Mode
 #: ``I`` (16-bit data in 32-bit integers) is written to PNG as ``I;16``.
 _FORMAT_MODES = {
-    "PNG": {"1", "L", "LA", "RGB", "RGBA", "I;16", "I"},
+    "PNG": {"1", "L", "LA", "RGB", "RGBA", "I;16", "I", "RGB;16", "RGBA;16"},
     "JPEG": {"L", "RGB"},
     "WEBP": {"RGB", "RGBA", "L", "LA"},
     "TIFF": {"1", "L", "LA", "RGB", "RGBA", "I;16", "I", "F"},
@@ -88,12 +94,74 @@ def _check_pixels(size: tuple[int, int], limit: int, name: str, path: Path) -> N
         )
 
 
-def _is_16bit_colour_png(im: Image.Image) -> bool:
-    """Whether Pillow reads ``im`` (not yet loaded) as a 16-bit colour PNG cut to 8 bits."""
+def _png_rawmode(im: Image.Image) -> str | None:
+    """The raw mode of a PNG's pixel data as Pillow decodes it (None if not a PNG)."""
     if im.format != "PNG" or not im.tile:
-        return False
-    rawmode = im.tile[0].args if hasattr(im.tile[0], "args") else im.tile[0][3]
-    return isinstance(rawmode, str) and rawmode in ("RGB;16B", "RGBA;16B", "LA;16B")
+        return None
+    tile = im.tile[0]
+    rawmode = tile.args if hasattr(tile, "args") else tile[3]
+    return rawmode if isinstance(rawmode, str) else None
+
+
+#: 16-bit colour PNG raw modes that psal reads at full depth, and the raw mode that
+#: makes Pillow's own decoder return the low bytes (it returns the high ones).
+_DEEP_LOW = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L"}
+
+#: Key of ``Image.info`` under which :func:`load_image` keeps the full-depth pixels of a
+#: 16-bit colour PNG (a uint16 (H, W, 3 or 4) array); see :func:`full_depth`.
+DEEP_KEY = "psal.full_depth"
+
+
+def _open(path: Path) -> Image.Image:
+    """``Image.open`` without Pillow's bomb limit (psal's own limit is checked instead)."""
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow_limit
+
+
+def _low_bytes(path: Path, tile: Any) -> Image.Image:
+    """The low bytes of a 16-bit colour PNG's samples, by Pillow's own PNG decoder.
+
+    Pillow decodes ``RGB;16B`` data to 8-bit ``RGB`` by keeping each sample's high
+    byte. Decoding the same data as ``RGB;16L`` (little-endian) keeps the other byte of
+    each pair, which for big-endian PNG data is the low byte. The unfiltering and the
+    interlacing are Pillow's, so every PNG Pillow reads is read alike.
+    """
+    low = _open(path)
+    args = _DEEP_LOW[tile.args if hasattr(tile, "args") else tile[3]]
+    low.tile = [tile._replace(args=args) if hasattr(tile, "_replace") else (*tile[:3], args)]
+    low.load()
+    return low
+
+
+def full_depth(image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
+    """The pixels to edit: the uint16 array of a 16-bit colour PNG, else ``image``.
+
+    :func:`load_image` returns such a PNG as an 8-bit PIL image (what Pillow can hold)
+    with the full-depth uint16 (H, W, 3 or 4) array in ``image.info``; editing that
+    array (the editing functions take uint16 arrays) and saving the result to ``.png``
+    with :func:`save_image` keeps all 16 bits.
+    """
+    if isinstance(image, Image.Image) and isinstance(image.info.get(DEEP_KEY), np.ndarray):
+        return image.info[DEEP_KEY]
+    return image
+
+
+def output_mode(image: Image.Image | np.ndarray) -> str:
+    """The mode of the result of editing ``image``.
+
+    :func:`result_mode`, or ``RGB;16`` / ``RGBA;16`` for a 16-bit colour image (see
+    :func:`full_depth`).
+    """
+    deep = full_depth(image)
+    if isinstance(deep, np.ndarray):
+        return "RGBA;16" if deep.ndim == 3 and deep.shape[2] == 4 else "RGB;16"
+    return result_mode(image)
 
 
 def _reason(err: BaseException) -> str:
@@ -112,9 +180,11 @@ def load_image(
     :data:`DEFAULT_MAX_PIXELS` (8192 x 8192). psal's limit replaces Pillow's
     decompression-bomb limit, so it can be raised above it.
 
-    16-bit colour PNGs (RGB, RGBA, LA with 16 bits per channel) are read at 8 bits per
-    channel (Pillow holds colour at 8 bits), with a ``UserWarning`` that says so; 16-bit
-    grayscale PNGs keep their 16 bits.
+    16-bit colour PNGs (RGB, RGBA) come back as the 8-bit image Pillow can hold, with
+    the full 16 bits in ``info``: use :func:`full_depth` to edit them (the ``psal``
+    commands do) and :func:`save_image` to write them to PNG. 16-bit gray+alpha PNGs
+    are read at 8 bits, with a ``UserWarning`` that says so; 16-bit gray PNGs keep their
+    16 bits as ``I;16``.
 
     Raises:
         FileNotFoundError: no such file.
@@ -126,16 +196,8 @@ def load_image(
         raise FileNotFoundError(f"{name}: no such file: {p}")
     if p.is_dir():
         raise ValueError(f"{name}: {p} is a directory, not an image file")
-    pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
-            # psal's limit, checked below from the header, replaces Pillow's
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = None
-            try:
-                im = Image.open(p)
-            finally:
-                Image.MAX_IMAGE_PIXELS = pillow_limit
+        im = _open(p)
     except UnidentifiedImageError:
         raise ValueError(
             f"{name}: cannot read {p} as an image (unknown or corrupt format)"
@@ -144,18 +206,25 @@ def load_image(
         raise ValueError(f"{name}: cannot read {p}: {_reason(err)}") from None
     with im:
         _check_pixels(im.size, limit, name, p)
-        if _is_16bit_colour_png(im):
+        rawmode = _png_rawmode(im)
+        if rawmode in ("LA;16B",):  # opened as 8-bit RGBA; the depth is not kept
             warnings.warn(
-                f"{name}: {p} is a 16-bit colour PNG; it is read and edited at 8 bits "
+                f"{name}: {p} is a 16-bit gray+alpha PNG; it is read and edited at 8 bits "
                 "per channel (known pixels keep their 8 most significant bits)",
                 UserWarning,
                 stacklevel=2,
             )
         try:
+            tile = im.tile[0] if im.tile else None
             im.load()
             out = ImageOps.exif_transpose(im)
             if out is im:
                 out = im.copy()
+            if rawmode in _DEEP_LOW:
+                low = _low_bytes(p, tile)
+                low = ImageOps.exif_transpose(low) or low  # the same turn as the high bytes
+                deep = (np.asarray(out).astype(np.uint16) << 8) | np.asarray(low)
+                out.info[DEEP_KEY] = deep
         except Exception as err:  # corrupt data or EXIF: Pillow raises many kinds
             raise ValueError(f"{name}: cannot read {p}: {_reason(err)}") from None
         out.info.update({k: v for k, v in im.info.items() if k == "icc_profile"})
@@ -244,7 +313,8 @@ def check_savable(
     """
     fmt = save_format(path)
     if mode not in _FORMAT_MODES[fmt]:
-        lost = "alpha" if "A" in mode else "bit depth" if mode in ("I;16", "I", "F") else "mode"
+        deep = mode in ("I;16", "I", "F", "RGB;16", "RGBA;16")
+        lost = "bit depth" if deep else "alpha" if "A" in mode else "mode"
         if mode == "F":
             hint = ".tif"
         elif mode in _FORMAT_MODES["WEBP"]:
@@ -274,6 +344,25 @@ def file_format(path: str | os.PathLike[str]) -> str | None:
         return None
 
 
+def png16_bytes(arr: np.ndarray, icc_profile: bytes | None = None) -> bytes:
+    """A 16-bit RGB or RGBA PNG of a uint16 (H, W, 3 or 4) array (filter "up", zlib)."""
+    h, w, c = arr.shape
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+
+    rows = np.ascontiguousarray(arr.astype(">u2")).view(np.uint8).reshape(h, w * c * 2)
+    up = rows.copy()
+    up[1:] -= rows[:-1]  # PNG filter 2 ("up"), modulo 256
+    raw = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1)
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2 if c == 3 else 6, 0, 0, 0)
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+    if icc_profile:
+        out += chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile))
+    return out + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b"")
+
+
 def save_image(
     image: Image.Image | np.ndarray,
     path: str | os.PathLike[str],
@@ -290,6 +379,13 @@ def save_image(
         ValueError: unsupported suffix or a mode the format cannot hold.
         OSError: the file cannot be written (nothing is left behind).
     """
+    if isinstance(image, np.ndarray) and image.dtype == np.uint16 and image.ndim == 3:
+        if image.shape[2] in (3, 4):  # 16-bit colour: Pillow cannot write it
+            mode = "RGB;16" if image.shape[2] == 3 else "RGBA;16"
+            check_savable(mode, path, (image.shape[1], image.shape[0]))
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(png16_bytes(image, icc_profile))
+            return
     if isinstance(image, np.ndarray):
         image = array_to_pil(image)
     fmt = check_savable(image.mode, path, image.size)

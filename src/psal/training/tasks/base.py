@@ -55,7 +55,10 @@ What a task implements (methods), and when the engine calls them:
   config: what the inference wrapper needs (e.g. the generator's ``{"name", "kwargs"}``).
 - ``load_inference(path, device)`` (classmethod): the inference wrapper, loaded from a
   weights file or run folder (check the task with ``load_weights(path, task=cls.name)``).
-- ``evaluate(config)`` (classmethod): ``psal eval NAME``: ``{"metrics": {...}, ...}``.
+- ``evaluate(config, progress=False)`` (classmethod): ``psal eval NAME``: check
+  ``config`` (an ``eval_config_class``, through ``eval_options``), load the inference
+  wrapper, return ``{"metrics": {name: float}, ...the settings used}``; the command
+  line prints the metrics as a table and writes the whole dict with ``--json``.
 
 Checkpoints (written by the engine, :mod:`psal.training.checkpoint`): the weights of
 ``networks`` in safetensors with metadata (format version, task name, config, step,
@@ -189,6 +192,6 @@ class Task:
         raise NotImplementedError(f"task {cls.name!r} has no inference wrapper")
 
     @classmethod
-    def evaluate(cls, config: Any) -> dict[str, Any]:
-        """``psal eval``: ``{"metrics": {...}, ...settings used}``."""
+    def evaluate(cls, config: Any, progress: bool = False) -> dict[str, Any]:
+        """``psal eval``: ``{"metrics": {...}, ...settings used}`` (``progress``: a bar)."""
         raise NotImplementedError(f"task {cls.name!r} has no evaluation")

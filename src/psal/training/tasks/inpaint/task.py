@@ -29,10 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...._deprecation import keyword_only
 from ....data import InpaintingFolder, MaskGenerator, list_images, split_files
 from ....models import Inpainter, create_model
 from ....models import losses as L
-from ...evaluate import evaluate
 from ...runtime import Runtime
 from .. import register_task
 from ..base import Task
@@ -44,6 +44,7 @@ from .config import (
     check_eval_config,
     check_inpaint_config,
 )
+from .evaluate import evaluate
 
 __all__ = ["InpaintTask", "crop_boxes"]
 
@@ -254,8 +255,13 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
             ) + L.wgan_generator_loss(self.critics["critic_local"](local))
         return L.hinge_generator_loss(self.critics["critic_patch"](fake, batch["mask"]))
 
-    def generator_step(self, batch: Batch, return_flow: bool = False) -> tuple[dict, Any]:
-        """One generator update on ``batch``; returns its losses and the outputs."""
+    @keyword_only(3, (), renames={"return_flow": "return_field"})
+    def generator_step(self, batch: Batch, return_field: bool = False) -> tuple[dict, Any]:
+        """One generator update on ``batch``; returns its losses and the outputs.
+
+        ``return_field``: also compute the attention field (``out.field``, for the image
+        log); ``return_flow=`` is its deprecated name.
+        """
         lc, rt = self.config.loss, self.runtime
         real = batch["image"] * 2 - 1
         mask = batch["mask"]
@@ -275,7 +281,7 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
             c.requires_grad_(False)
         try:
             with rt.autocast():
-                out = self.g_train(real, mask, return_flow=return_flow)
+                out = self.g_train(real, mask, return_field=return_field)
                 hole_c, hole_f = hole_l1(out.coarse), hole_l1(out.refined)
                 known_c = L.known_l1(out.coarse, real, mask)
                 known_f = L.known_l1(out.refined, real, mask)
@@ -309,7 +315,7 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
             for k, v in self.critic_step(next_batch()).items():
                 logs[k] = logs.get(k, 0.0) + v / n_critic
         batch = next_batch()
-        g_logs, out = self.generator_step(batch, return_flow=images)
+        g_logs, out = self.generator_step(batch, return_field=images)
         logs.update(g_logs)
         return logs, (out, batch)
 
@@ -333,7 +339,7 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
         return f"val psnr {results['psnr']:.2f} dB, l1_hole {results['l1_hole']:.4f}"
 
     def log_images(self, writer: Any, step: int, visuals: Any) -> None:
-        """Input (hole white), coarse, completed, attention flow (if any), original."""
+        """Input (hole white), coarse, completed, attention field (if any), original."""
         out, batch = visuals
         n = min(4, batch["image"].shape[0])
         real = batch["image"][:n].float()
@@ -343,10 +349,10 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
             (out.coarse[:n].float() + 1) / 2,
             (out.completed[:n].float() + 1) / 2,
         ]
-        if out.flow is not None:
+        if out.field is not None:
             from ....viz import flow_to_color
 
-            color = flow_to_color(out.flow[:n].float())
+            color = flow_to_color(out.field[:n].float())
             color = color.float() / 255 if color.dtype == torch.uint8 else color.float()
             panels.append(torch.nn.functional.interpolate(color, size=real.shape[-2:]))
         panels.append(real)

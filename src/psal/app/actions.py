@@ -1,0 +1,450 @@
+"""What the web app does, without the web: read uploads, build masks, run the tools.
+
+Everything here is plain Python (no gradio), so it is tested directly and the page's
+event handlers (:mod:`psal.app.ui`) stay thin. The tools are the library's own
+functions, called as the command line calls them (:mod:`psal.cli.edit`): the same
+inputs and seed give the same image, bit for bit.
+
+Errors are :class:`ValueError` with a one-line message meant for the person at the
+page; the UI shows them as they are.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .._checks import SEED_LIMIT
+
+Progress = Callable[[int, int], None]
+
+#: Method names shown in the page's "method" choices.
+PATCH_METHOD = "patch-based"
+LEARNED_METHOD = "learned"
+
+#: Formats offered for the download, with their file suffix.
+DOWNLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the server accepts.
+
+    Attributes:
+        max_upload_mb: largest uploaded file, in MB (the web server refuses bigger ones
+            before they reach psal).
+        max_megapixels: largest image (input, and the output of an upscale), in
+            millions of pixels.
+    """
+
+    max_upload_mb: float = 25.0
+    max_megapixels: float = 40.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_mb", "max_megapixels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+    @property
+    def transfer_bytes(self) -> int:
+        """The largest single upload the web server takes, in bytes.
+
+        Not only the photos travel: on Run the editor sends its background, layers and
+        composite as PNGs the browser made, which for a photo at the pixel limit take up
+        to 4 bytes a pixel (RGBA noise does not compress), more than the JPEG the person
+        opened. So the web server lets through what the pixel limit needs, and the
+        photos themselves are held to ``max_upload_mb`` by :func:`open_upload`.
+        """
+        return int(max(self.max_upload_mb * 1e6, self.max_megapixels * 1e6 * 4.2 + 1e6))
+
+
+# -- learned models -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LearnedSpec:
+    """How the app finds, loads and runs the learned model of one task.
+
+    A task gets a "learned" method in the page when its flag is given to ``psal app``.
+    To add a learned colorizer or upscaler, add an entry to :data:`LEARNED` whose
+    ``load`` returns a callable taking the task's inputs (as ``run_*`` below passes them).
+
+    Attributes:
+        flag: the ``psal app`` option that names the checkpoint.
+        load: ``load(path, device)`` -> model; raises ValueError/OSError on a bad file.
+        help: the option's help text.
+    """
+
+    flag: str
+    load: Callable[[str, torch.device], Any]
+    help: str
+
+
+def _load_inpainter(path: str, device: torch.device) -> Any:
+    from ..models import Inpainter
+
+    return Inpainter.from_checkpoint(path, device=device)
+
+
+#: Task name -> its learned model. Only tasks listed here take a checkpoint.
+LEARNED: dict[str, LearnedSpec] = {
+    "inpaint": LearnedSpec(
+        "--checkpoint", _load_inpainter, "learned DeepFill inpainter (safetensors or run folder)"
+    ),
+}
+
+
+def load_models(
+    checkpoints: dict[str, str | None], device: torch.device
+) -> dict[str, tuple[str, Any]]:
+    """Load the learned models named on the command line, once, at start-up.
+
+    Args:
+        checkpoints: task -> checkpoint path (None: not given).
+        device: where the models run.
+
+    Returns:
+        task -> ``(checkpoint name, model)`` for each given checkpoint.
+
+    Raises:
+        ValueError: an unknown task, or a checkpoint that cannot be loaded (the message
+            names the option).
+    """
+    models = {}
+    for task, path in checkpoints.items():
+        if path is None:
+            continue
+        if task not in LEARNED:
+            raise ValueError(f"no learned model exists for {task!r} (known: {sorted(LEARNED)})")
+        spec = LEARNED[task]
+        try:
+            model = spec.load(str(path), device)
+        except (ValueError, OSError, KeyError, RuntimeError) as err:
+            raise ValueError(f"{spec.flag} {path}: cannot load the model: {err}") from None
+        models[task] = (Path(path).name, model)
+    return models
+
+
+# -- uploads ------------------------------------------------------------------------
+
+
+def _pixels_error(what: str, w: int, h: int, limit: float) -> ValueError:
+    return ValueError(
+        f"{what} is {w}x{h} = {w * h / 1e6:.3g} megapixels, above this server's limit "
+        f"of {limit:g} megapixels (psal app --max-megapixels)"
+    )
+
+
+def open_upload(
+    path: str | os.PathLike[str] | None, what: str, limits: Limits, *, unit_float: bool = False
+) -> Image.Image:
+    """Read an uploaded image as the command line reads an input file, within the limits.
+
+    Args:
+        path: the uploaded file (None: nothing uploaded).
+        what: how the message names this input ("the photo", "the reference").
+        limits: the server's limits.
+        unit_float: float images must hold values in [0, 1] (colorize's target, as
+            ``psal colorize`` checks it).
+
+    Returns:
+        The image (EXIF orientation applied, mode kept), loaded.
+
+    Raises:
+        ValueError: nothing uploaded, not an image, too large.
+    """
+    from ..utils.convert import check_values
+    from ..utils.image import load_image
+
+    if path is None or str(path) == "":
+        raise ValueError(f"{what}: no image given; open or drop a photo first")
+    size = Path(path).stat().st_size if Path(path).is_file() else 0
+    if size > limits.max_upload_mb * 1e6:
+        raise ValueError(
+            f"{what} is {size / 1e6:.3g} MB, above this server's limit of "
+            f"{limits.max_upload_mb:g} MB (psal app --max-upload-mb)"
+        )
+    # Pillow refuses decompression bombs itself; check the header size before decoding
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as probe:
+                w, h = probe.size
+    except Exception:  # load_image below gives the message
+        w = h = 0
+    if w * h > limits.max_megapixels * 1e6:
+        raise _pixels_error(what, w, h, limits.max_megapixels)
+    try:
+        image = load_image(path, what, max_pixels=max(1, int(limits.max_megapixels * 1e6)))
+        check_values(image, what, unit_float=unit_float)
+    except ValueError as err:
+        raise ValueError(str(err).replace(str(path), Path(path).name)) from None
+    return image
+
+
+def display_copy(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB/RGBA copy of ``image`` for showing in the browser's canvas."""
+    from ..utils.image import result_mode
+
+    mode = result_mode(image)
+    if mode in ("I;16", "I", "F"):
+        arr = np.asarray(image.convert("I"), dtype=np.float64)
+        hi = 65535.0 if mode == "I;16" else max(float(arr.max()), 1.0)
+        return Image.fromarray(np.clip(arr / hi * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+    return image.convert("RGBA" if "A" in mode else "RGB")
+
+
+# -- masks --------------------------------------------------------------------------
+
+
+def mask_from_layers(
+    layers: Sequence[Image.Image | np.ndarray | str | os.PathLike[str]],
+    size: tuple[int, int],
+) -> np.ndarray:
+    """The hole painted on the editor's layers, at the photo's full resolution.
+
+    A pixel is hole where any layer is not fully transparent: the mask comes from the
+    layers' alpha, never from their colour (any brush colour works, the eraser makes a
+    pixel transparent again). Layers whose size differs from the photo's (a canvas that
+    holds a scaled copy) are scaled to it first, so the mask always has the photo's size.
+
+    Args:
+        layers: RGBA images (PIL, ``(H, W, 4)`` uint8 arrays, or file paths).
+        size: the photo's ``(width, height)`` (PIL order).
+
+    Returns:
+        bool ``(height, width)`` array, True = hole.
+
+    Raises:
+        ValueError: a layer without transparency (not a painted layer).
+    """
+    w, h = size
+    hole = np.zeros((h, w), dtype=bool)
+    for i, layer in enumerate(layers):
+        if isinstance(layer, (str, os.PathLike)):
+            with Image.open(layer) as im:
+                layer = im.copy()
+        if isinstance(layer, np.ndarray):
+            if layer.ndim != 3 or layer.shape[2] != 4:
+                raise ValueError(f"layer {i} must be RGBA (H, W, 4), got shape {layer.shape}")
+            layer = Image.fromarray(np.ascontiguousarray(layer, dtype=np.uint8), "RGBA")
+        if layer.mode not in ("RGBA", "LA", "PA", "La", "RGBa"):
+            raise ValueError(f"layer {i} has no alpha channel (mode {layer.mode})")
+        alpha = layer.getchannel("A")
+        if alpha.size != (w, h):
+            # a scaled canvas: bilinear keeps thin strokes from vanishing
+            alpha = alpha.resize((w, h), Image.Resampling.BILINEAR)
+        hole |= np.asarray(alpha) > 0
+    return hole
+
+
+# -- the tools ----------------------------------------------------------------------
+
+
+def check_seed(seed: Any) -> int:
+    """The seed as an int in [0, 2**63), or a ValueError naming it."""
+    try:
+        value = int(seed)
+    except (TypeError, ValueError):
+        raise ValueError(f"seed must be an integer, got {seed!r}") from None
+    if (value != seed and not isinstance(seed, str)) or not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    return value
+
+
+def _check_patch(patch_size: Any) -> int:
+    try:
+        p = int(patch_size)
+    except (TypeError, ValueError):
+        p = -1
+    if p != patch_size or p < 1 or p % 2 == 0:
+        raise ValueError(f"patch size must be a positive odd integer, got {patch_size!r}")
+    return p
+
+
+def run_inpaint(
+    image: Image.Image,
+    hole: np.ndarray,
+    *,
+    patch_size: int = 7,
+    dilate: int = 0,
+    seed: int = 0,
+    method: str = PATCH_METHOD,
+    models: dict[str, tuple[str, Any]] | None = None,
+    device: torch.device | str = "cpu",
+    progress: Progress | None = None,
+    source: np.ndarray | None = None,
+) -> Image.Image:
+    """Fill the hole as ``psal inpaint IMAGE --mask MASK [--checkpoint]`` does.
+
+    Args:
+        image: the photo (as :func:`open_upload` gives it).
+        hole: bool ``(H, W)``, True = hole, the photo's size.
+        patch_size: odd patch side (``--patch-size``).
+        dilate: grow the hole by this many pixels (``--dilate``).
+        seed: ``--seed``.
+        method: :data:`PATCH_METHOD` or :data:`LEARNED_METHOD`.
+        models: the loaded learned models (:func:`load_models`).
+        device: where to work.
+        progress: ``progress(done, total)``.
+        source: reserved for a source region (where patches may be copied from): the
+            library's ``psal.inpaint`` does not take one yet, so it must be None.
+
+    Returns:
+        The result, same size and mode as the command line writes.
+
+    Raises:
+        ValueError: an empty or whole-image hole, bad options, a missing learned model.
+    """
+    from ..editing import inpaint
+    from ..editing._pyramid import dilate as grow
+
+    patch_size = _check_patch(patch_size)
+    seed = check_seed(seed)
+    if isinstance(dilate, bool) or int(dilate) != dilate or dilate < 0:
+        raise ValueError(f"dilation must be an integer >= 0, got {dilate!r}")
+    if source is not None:
+        raise ValueError("a source region is not supported by this version of psal.inpaint")
+    w, h = image.size
+    if hole.shape != (h, w):
+        raise ValueError(f"the mask is {hole.shape[1]}x{hole.shape[0]} but the photo is {w}x{h}")
+    if not hole.any():
+        raise ValueError("nothing is painted: paint over what to remove with the brush, then Run")
+    hole = grow(torch.from_numpy(hole)[None, None], int(dilate))[0, 0].numpy()
+    if hole.all():
+        raise ValueError("the mask covers the whole image: there is no known pixel to copy from")
+    if method == LEARNED_METHOD:
+        model = _learned(models, "inpaint")
+        torch.manual_seed(seed)  # as the CLI: PSAL layers draw PatchMatch seeds from it
+        return model.inpaint(image, hole)
+    if method != PATCH_METHOD:
+        raise ValueError(f"method must be {PATCH_METHOD!r} or {LEARNED_METHOD!r}, got {method!r}")
+    return inpaint(image, hole, patch_size=patch_size, seed=seed, device=device,
+                   progress=progress)  # fmt: skip
+
+
+def run_colorize(
+    target: Image.Image,
+    reference: Image.Image,
+    *,
+    patch_size: int = 9,
+    k: int = 2,
+    seed: int = 0,
+    method: str = PATCH_METHOD,
+    models: dict[str, tuple[str, Any]] | None = None,
+    device: torch.device | str = "cpu",
+    progress: Progress | None = None,
+) -> Image.Image:
+    """Colour ``target`` from ``reference`` as ``psal colorize`` does."""
+    from ..editing import colorize
+
+    patch_size = _check_patch(patch_size)
+    seed = check_seed(seed)
+    if method == LEARNED_METHOD:
+        return _learned(models, "colorize")(target, reference)
+    if method != PATCH_METHOD:
+        raise ValueError(f"method must be {PATCH_METHOD!r} or {LEARNED_METHOD!r}, got {method!r}")
+    return colorize(target, reference, patch_size=patch_size, k=int(k), seed=seed,
+                    device=device, progress=progress)  # fmt: skip
+
+
+def parse_scale(scale: int | str) -> int:
+    """2, 3 or 4 from ``2``, ``"3"`` or ``"x4"``; a ValueError naming the choices otherwise."""
+    from ..editing.upscale import SCALES
+
+    text = str(scale).strip().lstrip("xX")
+    if isinstance(scale, bool) or text not in {str(s) for s in SCALES}:
+        raise ValueError(f"scale must be one of {', '.join(map(str, SCALES))}, got {scale!r}")
+    return int(text)
+
+
+def check_upscale_size(image: Image.Image, scale: int, limits: Limits) -> None:
+    """Refuse an upscale whose output would exceed the pixel limit."""
+    w, h = image.size
+    if w * h * scale * scale > limits.max_megapixels * 1e6:
+        raise _pixels_error(f"the x{scale} result", w * scale, h * scale, limits.max_megapixels)
+
+
+def run_upscale(
+    image: Image.Image,
+    scale: int | str,
+    *,
+    patch_size: int = 7,
+    seed: int = 0,
+    method: str = PATCH_METHOD,
+    models: dict[str, tuple[str, Any]] | None = None,
+    device: torch.device | str = "cpu",
+    progress: Progress | None = None,
+) -> Image.Image:
+    """Enlarge ``image`` as ``psal upscale --scale SCALE`` does."""
+    from ..editing import upscale
+
+    factor = parse_scale(scale)
+    patch_size = _check_patch(patch_size)
+    seed = check_seed(seed)
+    if method == LEARNED_METHOD:
+        return _learned(models, "upscale")(image, factor)
+    if method != PATCH_METHOD:
+        raise ValueError(f"method must be {PATCH_METHOD!r} or {LEARNED_METHOD!r}, got {method!r}")
+    return upscale(image, factor, patch_size=patch_size, seed=seed, device=device,
+                   progress=progress)  # fmt: skip
+
+
+def _learned(models: dict[str, tuple[str, Any]] | None, task: str) -> Any:
+    if not models or task not in models:
+        flag = LEARNED[task].flag if task in LEARNED else None
+        how = f"start psal app with {flag} FILE" if flag else "psal has no learned model for it"
+        raise ValueError(f"no learned {task} model is loaded ({how})")
+    return models[task][1]
+
+
+# -- results ------------------------------------------------------------------------
+
+
+class ResultFolder:
+    """Writes results (PNG, and JPEG on request) into the app's temporary folder."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._count = itertools.count()
+        self._lock = threading.Lock()
+
+    def save(
+        self, image: Image.Image, stem: str, fmt: str = "PNG", icc: bytes | None = None
+    ) -> Path:
+        """Save ``image`` in full resolution as ``fmt`` (``PNG`` or ``JPEG``)."""
+        from ..utils.image import save_image
+
+        if fmt not in DOWNLOAD_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(DOWNLOAD_FORMATS)}, got {fmt!r}")
+        with self._lock:
+            n = next(self._count)
+        folder = self.folder / f"{n:05d}"
+        path = folder / f"{stem}{DOWNLOAD_FORMATS[fmt]}"
+        if fmt == "JPEG" and image.mode not in ("L", "RGB", "CMYK"):
+            if image.mode in ("I;16", "I", "F") or "A" in image.mode:
+                raise ValueError(
+                    f"JPEG cannot hold this {image.mode} image without loss of its "
+                    f"{'alpha' if 'A' in image.mode else 'bit depth'}; download it as PNG"
+                )
+        save_image(image, path, icc_profile=icc)
+        return path
+
+
+def result_stem(name: str | os.PathLike[str] | None, suffix: str) -> str:
+    """``photo_inpainted`` from ``/tmp/.../photo.jpg`` and ``"inpainted"``."""
+    stem = Path(str(name)).stem if name else "image"
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:60] or "image"
+    return f"{stem}_{suffix}"

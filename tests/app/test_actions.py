@@ -1,0 +1,193 @@
+"""psal.app.actions without a server: masks from layers, uploads, the tools as the CLI runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import psal
+from psal.app import actions
+from psal.app.actions import Limits
+from psal.cli import main
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def _photo(h=48, w=64, seed=0):
+    rng = np.random.default_rng(seed)
+    base = np.add.outer(np.arange(h), np.arange(w))[..., None] * np.array([3, 5, 7])
+    return Image.fromarray(((base + rng.integers(0, 40, (h, w, 3))) % 256).astype(np.uint8))
+
+
+def _layer(h, w, box, rgb=(255, 0, 255), alpha=153):
+    a = np.zeros((h, w, 4), np.uint8)
+    y0, y1, x0, x1 = box
+    a[y0:y1, x0:x1] = (*rgb, alpha)
+    return Image.fromarray(a, "RGBA")
+
+
+def test_mask_comes_from_alpha_not_colour():
+    black_opaque = _layer(20, 30, (2, 6, 3, 9), rgb=(0, 0, 0), alpha=255)
+    faint = _layer(20, 30, (10, 12, 20, 25), rgb=(255, 255, 255), alpha=1)
+    # colour under transparent pixels (what the eraser leaves) is not a hole
+    erased = np.zeros((20, 30, 4), np.uint8)
+    erased[..., :3] = 255
+    hole = actions.mask_from_layers([black_opaque, faint, erased], (30, 20))
+    want = np.zeros((20, 30), bool)
+    want[2:6, 3:9] = want[10:12, 20:25] = True
+    assert hole.dtype == bool and np.array_equal(hole, want)
+
+
+def test_mask_is_scaled_to_the_photo(tmp_path):
+    # a canvas holding a half-size copy: the mask comes back at the photo's full size
+    small = _layer(50, 80, (10, 20, 40, 60))
+    path = tmp_path / "layer.png"
+    small.save(path)
+    hole = actions.mask_from_layers([str(path)], (160, 100))
+    assert hole.shape == (100, 160)
+    ys, xs = np.nonzero(hole)
+    assert 19 <= ys.min() <= 20 and 39 <= ys.max() <= 40
+    assert 79 <= xs.min() <= 80 and 119 <= xs.max() <= 120
+    with pytest.raises(ValueError, match="no alpha channel"):
+        actions.mask_from_layers([Image.new("RGB", (4, 4))], (4, 4))
+
+
+def test_inpaint_equals_the_cli(tmp_path, capsys):
+    img = _photo()
+    img.save(tmp_path / "in.png")
+    hole = np.asarray(_layer(48, 64, (15, 30, 20, 40)))[..., 3] > 0
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    out = actions.run_inpaint(img, hole, patch_size=5, dilate=1, seed=4)
+    code = main(["inpaint", str(tmp_path / "in.png"), "-m", str(tmp_path / "mask.png"),
+                 "--patch-size", "5", "--dilate", "1", "--seed", "4", "-q",
+                 "-o", str(tmp_path / "cli.png")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert np.array_equal(np.asarray(out), np.asarray(Image.open(tmp_path / "cli.png")))
+    a, b = np.asarray(img), np.asarray(out)
+    grown = np.zeros_like(hole)
+    grown[14:31, 19:41] = True
+    assert np.array_equal(a[~grown], b[~grown]) and not np.array_equal(a[hole], b[hole])
+
+
+def test_learned_inpaint_equals_the_cli(tmp_path, capsys):
+    from psal.models import DeepFillV1, save_weights
+
+    torch.manual_seed(1)
+    net = DeepFillV1(width=4, attention="none")
+    ckpt = tmp_path / "w.safetensors"
+    spec = {"name": "deepfill_v1", "kwargs": {"width": 4, "attention": "none"}}
+    save_weights(ckpt, {"generator": net.state_dict()}, {"generator": spec, "image_size": 32})
+    models = actions.load_models({"inpaint": str(ckpt)}, torch.device("cpu"))
+    assert models["inpaint"][0] == "w.safetensors"
+    img = _photo(40, 40)
+    img.save(tmp_path / "in.png")
+    hole = np.zeros((40, 40), bool)
+    hole[10:20, 12:30] = True
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    out = actions.run_inpaint(img, hole, seed=2, method=actions.LEARNED_METHOD, models=models)
+    code = main(["inpaint", str(tmp_path / "in.png"), "-m", str(tmp_path / "mask.png"),
+                 "--checkpoint", str(ckpt), "--seed", "2", "-q", "-o", str(tmp_path / "cli.png")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert np.array_equal(np.asarray(out), np.asarray(Image.open(tmp_path / "cli.png")))
+    with pytest.raises(ValueError, match=r"no learned inpaint model is loaded.*--checkpoint"):
+        actions.run_inpaint(img, hole, method=actions.LEARNED_METHOD, models={})
+    with pytest.raises(ValueError, match=r"--checkpoint .*cannot load the model"):
+        actions.load_models({"inpaint": str(tmp_path / "mask.png")}, torch.device("cpu"))
+
+
+def test_colorize_and_upscale_equal_the_library():
+    target = _photo(32, 40, seed=1).convert("L")
+    ref = _photo(36, 36, seed=2)
+    got = actions.run_colorize(target, ref, patch_size=5, k=2, seed=3)
+    want = psal.colorize(target, ref, patch_size=5, k=2, seed=3)
+    assert np.array_equal(np.asarray(got), np.asarray(want))
+    small = _photo(20, 24, seed=5)
+    got = actions.run_upscale(small, "x3", patch_size=5, seed=1)
+    want = psal.upscale(small, 3, patch_size=5, seed=1)
+    assert got.size == (72, 60) and np.array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_bad_options_and_holes():
+    img, hole = _photo(24, 24), np.zeros((24, 24), bool)
+    with pytest.raises(ValueError, match="nothing is painted"):
+        actions.run_inpaint(img, hole)
+    with pytest.raises(ValueError, match="covers the whole image"):
+        actions.run_inpaint(img, ~hole)
+    hole[5:9, 5:9] = True
+    with pytest.raises(ValueError, match="mask is 24x23 but the photo is 24x24"):
+        actions.run_inpaint(img, hole[:23])
+    for kwargs, msg in [({"patch_size": 4}, "patch size must be a positive odd"),
+                        ({"seed": -1}, "seed must be an integer in"),
+                        ({"seed": "abc"}, "seed must be an integer"),
+                        ({"dilate": -2}, "dilation must be an integer >= 0"),
+                        ({"method": "magic"}, "method must be"),
+                        ({"source": hole}, "source region is not supported")]:  # fmt: skip
+        with pytest.raises(ValueError, match=msg):
+            actions.run_inpaint(img, hole, **kwargs)
+    with pytest.raises(ValueError, match="scale must be one of 2, 3, 4"):
+        actions.run_upscale(img, 5)
+    with pytest.raises(ValueError, match="no learned upscale model"):
+        actions.run_upscale(img, 2, method=actions.LEARNED_METHOD)
+
+
+def test_uploads_are_checked(tmp_path):
+    limits = Limits(max_upload_mb=0.01, max_megapixels=0.002)
+    with pytest.raises(ValueError, match="no image given"):
+        actions.open_upload(None, "the photo", limits)
+    (tmp_path / "x.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"the photo: cannot read x.png as an image"):
+        actions.open_upload(tmp_path / "x.png", "the photo", limits)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 80, 3), np.uint8)).save(
+        tmp_path / "big.png"
+    )
+    with pytest.raises(
+        ValueError, match=r"the photo is 0.0\d+ MB, above this server's limit of 0.01 MB"
+    ):
+        actions.open_upload(tmp_path / "big.png", "the photo", limits)
+    Image.new("L", (50, 50)).save(tmp_path / "wide.png")  # small file, 2500 pixels
+    with pytest.raises(ValueError, match=r"50x50 = 0.0025 megapixels, above .* 0.002 megapixels"):
+        actions.open_upload(tmp_path / "wide.png", "the photo", limits)
+    Image.new("L", (40, 40)).save(tmp_path / "ok.png")
+    ok = actions.open_upload(tmp_path / "ok.png", "the photo", limits)
+    assert ok.size == (40, 40) and ok.mode == "L"
+    with pytest.raises(ValueError, match="the x2 result is 80x80"):
+        actions.check_upscale_size(ok, 2, limits)
+    with pytest.raises(ValueError, match="max_upload_mb must be a positive number"):
+        Limits(max_upload_mb=0)
+
+
+def test_results_keep_mode_and_refuse_lossy_jpeg(tmp_path):
+    folder = actions.ResultFolder(tmp_path / "r")
+    rgba = Image.new("RGBA", (8, 8), (1, 2, 3, 4))
+    png = folder.save(rgba, actions.result_stem("/x/my photo.jpg", "inpainted"))
+    assert png.name == "my_photo_inpainted.png" and Image.open(png).mode == "RGBA"
+    with pytest.raises(ValueError, match=r"JPEG cannot hold this RGBA image.*download it as PNG"):
+        folder.save(rgba, "a", "JPEG")
+    jpg = folder.save(Image.new("RGB", (8, 8)), "a", "JPEG")
+    assert Image.open(jpg).format == "JPEG" and jpg.parent != png.parent
+    assert actions.display_copy(Image.new("I;16", (4, 4), 65535)).getpixel((0, 0)) == 255
+
+
+def test_psal_app_without_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if not installed
+    assert main(["app"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install "psal[app]"' in err[0], err
+    assert err[0].startswith("psal: error: ")
+
+
+def test_cli_does_not_import_the_web_code():
+    code = (
+        "import sys, psal, psal.cli; psal.cli.build_parser(); "
+        "bad = [m for m in sys.modules if m.startswith(('gradio', 'fastapi', 'psal.app.ui'))]; "
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"}, check=True)  # fmt: skip
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

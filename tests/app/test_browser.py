@@ -1,0 +1,106 @@
+"""A real browser (Debian's Chromium, driven by Playwright) uses the page as a person would.
+
+It opens the page, opens a photo larger than the editor's canvas, paints a stroke with
+the mouse, runs inpainting, waits for the result and downloads it: the result differs
+from the photo inside the stroke and equals it everywhere else, at full resolution.
+A screenshot of the page with the result goes to the test's temporary folder (and to
+``$PSAL_APP_SCREENSHOT`` when set: ``PSAL_APP_SCREENSHOT=docs/app.png`` makes the one
+in the docs).
+
+Nothing downloads a browser: Playwright drives ``/usr/bin/chromium`` (``.ci/run``
+installs it). Without it the test skips locally and fails in CI.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from app_helpers import IN_CI, need, photo, wait_until
+from PIL import Image
+
+CHROMIUM = os.environ.get("PSAL_CHROMIUM", "/usr/bin/chromium")
+W, H = 1000, 700  # larger than the editor's 800x600 canvas
+
+
+def _need_chromium() -> None:
+    if not Path(CHROMIUM).exists():
+        msg = f"no Chromium at {CHROMIUM} (apt-get install chromium; PSAL_CHROMIUM=path)"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def _shows_a_photo(canvas) -> bool:
+    """True once the editor's canvas shows more than an empty background."""
+    shot = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("L"), dtype=float)
+    return shot.std() > 20
+
+
+def _browser(playwright):
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+    )
+
+
+@pytest.mark.slow
+def test_paint_a_stroke_and_inpaint_in_a_browser(request, tmp_path):
+    sync_api = need("playwright.sync_api")
+    _need_chromium()
+    server = request.getfixturevalue("server")  # started only when the browser is there
+    src = photo(H, W)
+    src.save(tmp_path / "photo.png")
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1440})
+            page.set_default_timeout(60_000)
+            page.goto(server.url)
+            page.locator("#inpaint-photo input[type=file]").set_input_files(tmp_path / "photo.png")
+            # the editor gets the photo from the server: wait until its canvas shows it
+            canvas = page.locator("#inpaint-editor canvas").first
+            canvas.wait_for(state="visible")
+            wait_until(lambda: _shows_a_photo(canvas), 90, "the photo in the editor")
+            box = canvas.bounding_box()
+            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(cx - 60, cy)
+            page.mouse.down()
+            for i in range(1, 9):  # few events: each one redraws the canvas (slow on CPU)
+                page.mouse.move(cx - 60 + 15 * i, cy)
+            page.mouse.up()
+            page.wait_for_timeout(500)
+            page.locator("#inpaint-run").click()
+            link = page.locator("#inpaint-download a[href]").first
+            toast = page.locator(".toast-body")
+            wait_until(lambda: link.count() > 0 or toast.count() > 0, 180, "the result")
+            assert toast.count() == 0, f"the page shows an error: {toast.first.inner_text()}"
+            href = link.get_attribute("href")
+            data = page.request.get(href if "://" in href else server.url + href.lstrip("/")).body()
+            wait_until(lambda: page.locator("#inpaint-result img").count() > 0, 30, "the result")
+            page.wait_for_timeout(1000)
+            shot = tmp_path / "app.png"
+            page.screenshot(path=str(shot))  # the viewport holds the whole page
+        finally:
+            browser.close()
+    out = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    ref = np.asarray(src)
+    assert out.shape == ref.shape  # full resolution, not the canvas's
+    changed = (out != ref).any(-1)
+    ys, xs = np.nonzero(changed)
+    assert len(ys) > 200, "the stroke changed (almost) nothing"
+    # the stroke was painted across the middle of the canvas, which shows the photo centred
+    assert abs(ys.mean() - H / 2) < 0.1 * H and abs(xs.mean() - W / 2) < 0.1 * W
+    along = changed[H // 2 - 2 : H // 2 + 3, W // 2 - 40 : W // 2 + 40]
+    assert along.mean() > 0.5, "inside the stroke the result should differ from the photo"
+    around = np.ones_like(changed)
+    around[H // 2 - 120 : H // 2 + 120, W // 2 - 250 : W // 2 + 250] = False
+    assert not changed[around].any(), "pixels away from the stroke changed"
+    assert Image.open(shot).size[0] >= 1000
+    dest = os.environ.get("PSAL_APP_SCREENSHOT")
+    if dest:  # a smaller copy for the docs
+        im = Image.open(shot).convert("RGB")
+        im = im.resize((im.width * 3 // 4, im.height * 3 // 4), Image.Resampling.LANCZOS)
+        im.quantize(192, method=Image.Quantize.MEDIANCUT).save(dest, optimize=True)

@@ -1,0 +1,201 @@
+"""Each action of the running server through gradio_client: images in, the expected image out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from app_helpers import MAX_MEGAPIXELS, MAX_UPLOAD_MB, need, photo
+from PIL import Image
+
+import psal
+from psal.app.actions import Limits, mask_from_layers
+from psal.utils.image import save_image
+
+
+def _file(path):
+    from gradio_client import handle_file
+
+    return handle_file(str(path))
+
+
+def _editor(photo_path, *layers):
+    return {"background": _file(photo_path), "layers": [_file(p) for p in layers],
+            "composite": _file(photo_path), "id": None}  # fmt: skip
+
+
+def _stroke(h, w, box, rgb=(255, 0, 255), alpha=153):
+    a = np.zeros((h, w, 4), np.uint8)
+    y0, y1, x0, x1 = box
+    a[y0:y1, x0:x1] = (*rgb, alpha)
+    return Image.fromarray(a, "RGBA")
+
+
+def _error(client, *args, api_name):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        client.predict(*args, api_name=api_name)
+    return str(info.value)
+
+
+@pytest.fixture
+def files(tmp_path):
+    im = photo(72, 96)
+    im.save(tmp_path / "photo.png")
+    _stroke(72, 96, (20, 40, 30, 60)).save(tmp_path / "stroke.png")
+    # a second layer painted in black, fully opaque: also hole (alpha, not colour)
+    _stroke(72, 96, (50, 58, 70, 85), rgb=(0, 0, 0), alpha=255).save(tmp_path / "black.png")
+    hole = np.zeros((72, 96), bool)
+    hole[20:40, 30:60] = hole[50:58, 70:85] = True
+    return tmp_path, im, hole
+
+
+def test_inpaint_equals_the_library_and_keeps_known_pixels(client, files):
+    d, im, hole = files
+    before, download = client.predict(
+        _file(d / "photo.png"), _editor(d / "photo.png", d / "stroke.png", d / "black.png"),
+        "patch-based", 5, 0, 11, "PNG", api_name="/inpaint",
+    )  # fmt: skip
+    got = np.asarray(Image.open(download))
+    want = np.asarray(psal.inpaint(im, hole, patch_size=5, seed=11))
+    src = np.asarray(im)
+    assert got.shape == src.shape and np.array_equal(got, want)
+    assert np.array_equal(got[~hole], src[~hole])  # bit-exact outside the hole
+    assert (got[hole] != src[hole]).any(axis=-1).mean() > 0.5
+    assert np.array_equal(np.asarray(Image.open(before[0])), src)  # the slider's "before"
+    assert np.array_equal(np.asarray(Image.open(before[1])), got)
+
+
+def test_inpaint_jpeg_download_and_scaled_canvas(client, files):
+    d, im, _ = files
+    # layers at half size (a canvas showing a scaled copy): the mask is scaled to 96x72
+    _stroke(36, 48, (10, 20, 15, 30)).save(d / "half.png")
+    _, download = client.predict(
+        _file(d / "photo.png"), _editor(d / "photo.png", d / "half.png"),
+        "patch-based", 7, 2, 0, "JPEG", api_name="/inpaint",
+    )  # fmt: skip
+    out = Image.open(download)
+    assert (
+        out.format == "JPEG" and out.size == (96, 72) and download.endswith("photo_inpainted.jpg")
+    )
+    hole = mask_from_layers([str(d / "half.png")], (96, 72))
+    assert hole.shape == (72, 96) and hole[20:40, 30:60].all() and hole.mean() < 0.15
+    want = psal.inpaint(im, hole, dilate_mask=2, seed=0)
+    save_image(want, d / "want.jpg")  # the same encoder, the same settings
+    assert np.array_equal(np.asarray(out), np.asarray(Image.open(d / "want.jpg")))
+
+
+def test_listens_on_localhost_only(server):
+    psutil = need("psutil")
+    listening = [c.laddr for c in psutil.Process(server.pid).net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN]  # fmt: skip
+    assert listening and {a.ip for a in listening} == {"127.0.0.1"}, listening
+    assert f"running at http://127.0.0.1:{server.port}/" in server.output
+
+
+def test_open_photo_fills_the_editor(client, files):
+    d, im, _ = files
+    editor, slider, download = client.predict(_file(d / "photo.png"), api_name="/open_photo")
+    bg = Image.open(editor["background"])
+    assert bg.size == im.size and editor["layers"] == []
+    assert np.array_equal(np.asarray(bg.convert("RGB")), np.asarray(im))
+    assert slider is None and download is None
+
+
+def test_colorize_and_upscale(client, tmp_path):
+    gray, ref = photo(40, 48).convert("L"), photo(44, 44, seed=1)
+    gray.save(tmp_path / "gray.png")
+    ref.save(tmp_path / "ref.jpg", quality=92)
+    result, download = client.predict(_file(tmp_path / "gray.png"), _file(tmp_path / "ref.jpg"),
+                                      "patch-based", 7, 2, 5, "PNG", api_name="/colorize")  # fmt: skip
+    ref_read = Image.open(tmp_path / "ref.jpg")
+    want = psal.colorize(gray, ref_read, patch_size=7, k=2, seed=5)
+    assert np.array_equal(np.asarray(Image.open(download)), np.asarray(want))
+    assert np.array_equal(np.asarray(Image.open(result)), np.asarray(want))
+
+    small = photo(24, 30)
+    small.save(tmp_path / "small.png")
+    result, download = client.predict(_file(tmp_path / "small.png"), "x2", "patch-based", 5, 3,
+                                      "PNG", api_name="/upscale")  # fmt: skip
+    want = psal.upscale(small, 2, patch_size=5, seed=3)
+    assert Image.open(download).size == (60, 48)
+    assert np.array_equal(np.asarray(Image.open(download)), np.asarray(want))
+
+
+def test_errors_for_bad_uploads_and_inputs(client, server, files):
+    d, _, _ = files
+    (d / "notes.png").write_bytes(b"this is not an image")
+    msg = _error(client, _file(d / "notes.png"), _editor(d / "photo.png", d / "stroke.png"),
+                 "patch-based", 7, 0, 0, "PNG", api_name="/inpaint")  # fmt: skip
+    assert "cannot read notes.png as an image" in msg, msg
+
+    msg = _error(client, _file(d / "photo.png"), _editor(d / "photo.png"), "patch-based", 7, 0,
+                 0, "PNG", api_name="/inpaint")  # fmt: skip
+    assert "nothing is painted" in msg, msg
+
+    # above --max-megapixels (1.5): a 1300x1200 image of few bytes
+    Image.new("RGB", (1300, 1200), (90, 90, 90)).save(d / "huge.png")
+    msg = _error(client, _file(d / "huge.png"), "x2", "patch-based", 7, 0, "PNG",
+                 api_name="/upscale")  # fmt: skip
+    assert "1300x1200 = 1.56 megapixels, above this server's limit of 1.5" in msg, msg
+    # the x4 result of a small photo is over the limit too
+    Image.new("RGB", (400, 300)).save(d / "mid.png")
+    msg = _error(client, _file(d / "mid.png"), "x4", "patch-based", 7, 0, "PNG",
+                 api_name="/upscale")  # fmt: skip
+    assert "the x4 result is 1600x1200" in msg and str(MAX_MEGAPIXELS) in msg, msg
+
+    # above --max-upload-mb (1 MB): refused with the limit named
+    noise = np.random.default_rng(0).integers(0, 255, (700, 700, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(d / "heavy.png")
+    assert (d / "heavy.png").stat().st_size > 1e6
+    msg = _error(client, _file(d / "heavy.png"), "x2", "patch-based", 7, 0, "PNG",
+                 api_name="/upscale")  # fmt: skip
+    assert "MB, above this server's limit of 1 MB (psal app --max-upload-mb)" in msg, msg
+    # above what even the editor's PNGs need: the web server refuses the transfer
+    (d / "blob.png").write_bytes(b"\0" * (Limits(MAX_UPLOAD_MB, MAX_MEGAPIXELS).transfer_bytes + 1))
+    with pytest.raises(Exception, match=r"(?i)(file size|too large|exceeds|maximum|413)"):
+        client.predict(_file(d / "blob.png"), "x2", "patch-based", 7, 0, "PNG",
+                       api_name="/upscale")  # fmt: skip
+    assert server.proc.poll() is None  # still serving
+
+
+def test_one_job_at_a_time(tmp_path):
+    need("gradio")
+    from psal.app.ui import DEVICE_QUEUE, build_app
+
+    demo = build_app(device="cpu", results=tmp_path)
+    fns = {f.api_name: f for f in demo.fns.values()}
+    runs = [fns[name] for name in ("inpaint", "colorize", "upscale")]
+    assert {(f.concurrency_limit, f.concurrency_id) for f in runs} == {(1, DEVICE_QUEUE)}
+    assert demo._queue.max_size == 64
+    import psal.app.ui as ui
+
+    assert not Path(ui.__file__).with_suffix(".pyi").exists()  # nothing written beside it
+
+
+def test_edit_the_result_again(client, files):
+    d, im, _ = files
+    _, first = client.predict(_file(d / "photo.png"), _editor(d / "photo.png", d / "stroke.png"),
+                              "patch-based", 7, 0, 1, "PNG", api_name="/inpaint")  # fmt: skip
+    photo_path, editor = client.predict(api_name="/edit_result")  # this session's last result
+    assert np.array_equal(np.asarray(Image.open(photo_path)), np.asarray(Image.open(first)))
+    assert editor["layers"] == [] and Image.open(editor["background"]).size == im.size
+    # the next run starts from the result, as `psal inpaint` on the first output would
+    _, second = client.predict(_file(photo_path), _editor(photo_path, d / "black.png"),
+                               "patch-based", 7, 0, 1, "PNG", api_name="/inpaint")  # fmt: skip
+    hole2 = np.zeros((72, 96), bool)
+    hole2[50:58, 70:85] = True
+    want = psal.inpaint(Image.open(first), hole2, seed=1)
+    assert np.array_equal(np.asarray(Image.open(second)), np.asarray(want))
+
+
+def test_jpeg_of_an_image_with_alpha_falls_back_to_png(client, tmp_path):
+    rgba = photo(20, 24).convert("RGBA")
+    rgba.save(tmp_path / "rgba.png")
+    _, download = client.predict(_file(tmp_path / "rgba.png"), "x2", "patch-based", 5, 0,
+                                      "JPEG", api_name="/upscale")  # fmt: skip
+    assert download.endswith(".png") and Image.open(download).mode == "RGBA"
+    want = psal.upscale(rgba, 2, patch_size=5, seed=0)
+    assert np.array_equal(np.asarray(Image.open(download)), np.asarray(want))
