@@ -96,6 +96,7 @@ LAYERS = {
     "contextual": "ContextualAttention",
     "dense": "PatchAttention (dense)",
     "sdpa": "SDPA (3x3 patches)",
+    "conv3x3": "Conv2d 3x3, 64->64 (yardstick)",
 }
 DENSE = ("contextual", "dense", "sdpa")
 # Estimated peak memory of a forward+backward pass, in multiples of the score-matrix bytes:
@@ -160,6 +161,9 @@ def make_layer(layer: str, temperature: float):
         return lambda x: psal.contextual_attention(x, x, x, patch_size=PATCH, rate=RATE)
     if layer == "dense":
         return lambda x: psal.patch_attention(x, x, x, patch_size=PATCH, temperature=temperature)
+    if layer == "conv3x3":  # the cost of one plain layer of the same width (issue 14)
+        conv = torch.nn.Conv2d(CHANNELS, CHANNELS, 3, padding=1)
+        return lambda x: conv.to(x.device)(x)
     if layer == "sdpa":
 
         def sdpa(x):
@@ -584,6 +588,8 @@ def ratio_rows(rows: list[dict]) -> list[dict]:
                     rr[f"{d} memory x"] = f"{q['peak_mb'] / max(p['peak_mb'], 1e-3):.2g}"
                 else:
                     rr[f"{d} time x"] = rr[f"{d} memory x"] = "-"
+            if ("conv3x3", size) in by:  # PSAttention over a 3x3 conv (target: <= 5)
+                rr["x conv3x3"] = f"{p['fwd_bwd_s'] / by[('conv3x3', size)]['fwd_bwd_s']:.2g}"
             if any(v != "-" for v in rr.values()):
                 ratios.append({"size": f"{size}²", "PSAttention": ps.split("-")[1], **rr})
     return ratios

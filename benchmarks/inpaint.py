@@ -1,18 +1,24 @@
 """Inpainting benchmark: psal.inpaint against OpenCV (Telea, Navier-Stokes) and pypatchmatch.
 
-Photos from scikit-image, resized and cropped to 512x680, with holes of known content:
-a 128x128 square and free-form brush strokes covering 10-25% of the image (fixed
-seeds). For each method: PSNR and SSIM inside the hole, and the wall time, measured
-side by side in one process on the same inputs (after a warm-up call of each).
+Photos from scikit-image, resized and cropped to 512x680, and textures (brick, grass,
+gravel; 512x512), with holes of known content: a 128x128 square, free-form brush
+strokes covering 10-25% of the image, and an object-shaped silhouette (fixed seeds).
+For each method: PSNR and SSIM inside the hole, the sharpness of the fill (mean
+gradient magnitude in the hole, result / truth: 1.0 is as sharp as the truth, a blur
+scores far below) and the wall time, side by side in one process on the same inputs
+(after a warm-up call of each). Then, unless ``--no-extras``: mask dilation on objects
+pasted with a soft halo, and a 4000x3000 photo with a 3% object hole (time and peak
+memory, in a fresh process).
 
-    PYTHONPATH=src python benchmarks/inpaint.py                  # full run
-    PYTHONPATH=src python benchmarks/inpaint.py --photos astronaut --holes rect128
+    PYTHONPATH=src python benchmarks/inpaint.py                  # full run (~30 min)
+    PYTHONPATH=src python benchmarks/inpaint.py --quick          # ~2 minutes
     PYTHONPATH=src python benchmarks/inpaint.py --json out.json --figure docs/x.png
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,70 +27,193 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _editing as C
 
+TEXTURES = ("brick", "grass", "gravel")
+HOLES = ("rect128", "brush", "object")
 
-def _methods(args):
+
+def _methods(names, psal_kwargs):
     import cv2
 
     from psal.editing import inpaint as psal_inpaint
 
+    def u8(m):
+        return m.astype(np.uint8) * 255
+
     methods = {
-        "psal": lambda im, m: psal_inpaint(im, m, seed=0, **args.psal_kwargs),
-        "cv2-telea": lambda im, m: cv2.inpaint(im, m.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA),
-        "cv2-ns": lambda im, m: cv2.inpaint(im, m.astype(np.uint8) * 255, 3, cv2.INPAINT_NS),
+        "psal": lambda im, m: psal_inpaint(im, m, seed=0, **psal_kwargs),
+        "cv2-telea": lambda im, m: cv2.inpaint(im, u8(m), 3, cv2.INPAINT_TELEA),
+        "cv2-ns": lambda im, m: cv2.inpaint(im, u8(m), 3, cv2.INPAINT_NS),
     }
-    patchmatch = C.import_pypatchmatch()
-    if patchmatch is not None and patchmatch.patchmatch_available:
-        patchmatch.set_random_seed(0)
-        methods["pypatchmatch"] = lambda im, m: patchmatch.inpaint(
-            im, m.astype(np.uint8) * 255, patch_size=15
-        )
+    pm = C.import_pypatchmatch()
+    if pm is not None and pm.patchmatch_available:
+        pm.set_random_seed(0)
+        methods["pypatchmatch-3"] = lambda im, m: pm.inpaint(im, u8(m), patch_size=3)
+        methods["pypatchmatch-15"] = lambda im, m: pm.inpaint(im, u8(m), patch_size=15)
     else:  # pragma: no cover
         print("pypatchmatch is not installed: left out", file=sys.stderr)
-    return methods
+    return {k: v for k, v in methods.items() if names is None or k in names}
 
 
-def _figure(cases, results, names, path, n=3):
+def object_mask(shape, rng, area=0.06):
+    """A person-like silhouette (head, body, legs) of about ``area`` of the image."""
     from PIL import Image, ImageDraw
 
-    tiles_rows = []
-    for case in cases[:n]:
-        im, m = case["image"], case["mask"]
-        shown = im.copy()
-        shown[m] = (255, 255, 255)
-        row = [("input + hole", shown)] + [(nm, results[(case["id"], nm)]) for nm in names]
-        row.append(("truth", im))
-        tiles_rows.append(row)
-    scale = 0.35
-    h, w = tiles_rows[0][0][1].shape[:2]
-    th, tw = int(h * scale), int(w * scale)
-    pad = 16
-    canvas = Image.new("RGB", (tw * len(tiles_rows[0]), (th + pad) * len(tiles_rows)), "white")
-    draw = ImageDraw.Draw(canvas)
-    for r, row in enumerate(tiles_rows):
-        for c, (label, arr) in enumerate(row):
-            tile = Image.fromarray(arr).resize((tw, th), Image.Resampling.LANCZOS)
-            canvas.paste(tile, (c * tw, r * (th + pad) + pad))
-            draw.text((c * tw + 3, r * (th + pad) + 2), label, fill="black")
-    from psal.utils.image import save_image
+    h, w = shape
+    s = float(np.sqrt(area * h * w / 0.30))  # silhouette height; box ~0.30 s^2 filled
+    cx, top = float(rng.uniform(0.25 * s, w - 0.25 * s)), float(rng.uniform(0, max(1, h - s)))
+    img = Image.new("L", (w, h), 0)
+    d = ImageDraw.Draw(img)
+    d.ellipse([cx - 0.09 * s, top, cx + 0.09 * s, top + 0.18 * s], fill=255)
+    d.rounded_rectangle(
+        [cx - 0.17 * s, top + 0.18 * s, cx + 0.17 * s, top + 0.62 * s], 0.06 * s, fill=255
+    )
+    d.rectangle([cx - 0.15 * s, top + 0.6 * s, cx - 0.02 * s, top + s], fill=255)
+    d.rectangle([cx + 0.02 * s, top + 0.6 * s, cx + 0.15 * s, top + s], fill=255)
+    return np.asarray(img) > 0
 
-    save_image(canvas, path)
-    print(f"figure written to {path}")
+
+def make_cases(photos, textures, holes, size):
+    cases = []
+    for i, name in enumerate([*photos, *textures]):
+        im = C.texture(name, size) if name in TEXTURES else C.load_photo(name, size)
+        for j, hole in enumerate(holes):
+            rng = np.random.default_rng(1000 * i + j)
+            shape = im.shape[:2]
+            m = (
+                C.rect_mask(shape, 128, rng)
+                if hole == "rect128"
+                else C.brush_mask(shape, rng)
+                if hole == "brush"
+                else object_mask(shape, rng)
+            )
+            cases.append({"id": f"{name}/{hole}", "image": im, "mask": m, "hole": hole})
+    return cases
+
+
+def run_cases(cases, methods):
+    warm = C.load_photo("astronaut", (96, 128))
+    wm = np.zeros(warm.shape[:2], bool)
+    wm[30:50, 40:70] = True
+    for fn in methods.values():
+        fn(warm, wm)
+    records, results = [], {}
+    for case in cases:
+        im, m = case["image"], case["mask"]
+        for name, fn in methods.items():
+            with C.Timer() as t:
+                out = fn(im, m)
+            results[(case["id"], name)] = out
+            records.append(
+                {
+                    "case": case["id"],
+                    "hole": case["hole"],
+                    "method": name,
+                    "hole_fraction": float(m.mean()),
+                    "psnr": C.psnr(out, im, m),
+                    "ssim": C.ssim(out, im, m),
+                    "grad_ratio": C.gradient_ratio(out, im, m),
+                    "seconds": t.seconds,
+                    "known_changed": int((out[~m] != im[~m]).any(axis=-1).sum()),
+                }
+            )
+    return records, results
+
+
+def summarize(records, holes, methods):
+    rows = []
+    for hole in [*holes, "all"]:
+        ref = [
+            r["seconds"]
+            for r in records
+            if r["method"] == "pypatchmatch-3" and hole in ("all", r["hole"])
+        ]
+        for name in methods:
+            sel = [r for r in records if r["method"] == name and hole in ("all", r["hole"])]
+            if not sel:
+                continue
+            t = float(np.mean([r["seconds"] for r in sel]))
+            rows.append(
+                [hole, name]
+                + [float(np.mean([r[f] for r in sel])) for f in ("psnr", "ssim", "grad_ratio")]
+                + [t, t / float(np.mean(ref)) if ref else float("nan")]
+            )
+    return rows
+
+
+def halo_case(im, rng, halo):
+    """Paste a dark object with a soft (blurred) edge of ``halo`` px; mask = its core."""
+    from PIL import Image, ImageFilter
+
+    core = object_mask(im.shape[:2], rng, area=0.04)
+    soft = Image.fromarray(core.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(halo))
+    alpha = np.maximum(np.asarray(soft, np.float64) / 255.0, core)[..., None]
+    shown = (im * (1 - alpha) + 30.0 * alpha).round().astype(np.uint8)
+    return shown, core, alpha[..., 0] > 1 / 255  # truth region: everything the object touched
+
+
+def dilation_study(photos, radii=(0, 1, 2, 3, 4, 6)):
+    """Hole PSNR of objects pasted with a soft edge, against the dilation radius.
+
+    ``ring`` is the PSNR over the halo only (pixels the object tinted outside its
+    thresholded mask): what a too tight mask leaves behind.
+    """
+    from psal.editing import inpaint
+
+    rows = []
+    for r in radii:
+        ps, rings = [], []
+        for i, name in enumerate(photos):
+            im = C.load_photo(name)
+            for j in range(2):
+                rng = np.random.default_rng(50 + 10 * i + j)
+                shown, core, touched = halo_case(im, rng, halo=1.5)
+                out = inpaint(shown, core, dilate_mask=r, seed=0)
+                ps.append(C.psnr(out, im, touched))
+                rings.append(C.psnr(out, im, touched & ~core))
+        rows.append([r, float(np.mean(ps)), float(np.mean(rings))])
+    return rows
+
+
+_BIG = """
+import resource, sys, time, numpy as np
+sys.path.insert(0, {bench!r})
+import _editing as C, inpaint as B
+im = C.load_photo("astronaut", (3000, 4000))
+m = B.object_mask((3000, 4000), np.random.default_rng(7), area=0.03)
+import psal
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+t0, c0 = time.perf_counter(), time.process_time(); out = psal.inpaint(im, m, seed=0)
+t, c = time.perf_counter() - t0, time.process_time() - c0
+print(t, c, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, m.mean())
+"""
+
+
+def big_photo(threads):
+    env = {"OMP_NUM_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads)}
+    code = _BIG.format(bench=str(Path(__file__).resolve().parent))
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **env},
+        check=True,
+    )
+    t, c, before, mb, frac = map(float, res.stdout.split()[-5:])
+    return [["4000x3000", f"{100 * frac:.1f}%", t, c, before, mb]]
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--quick", action="store_true", help="2 photos, 1 texture, no pypatchmatch-15")
     p.add_argument("--photos", nargs="+", default=list(C.PHOTOS))
-    p.add_argument("--holes", nargs="+", default=["rect128", "brush"], choices=["rect128", "brush"])
+    p.add_argument("--textures", nargs="*", default=list(TEXTURES))
+    p.add_argument("--holes", nargs="+", default=list(HOLES), choices=HOLES)
     p.add_argument("--size", type=int, nargs=2, default=(512, 680), metavar=("H", "W"))
     p.add_argument("--methods", nargs="+", default=None, help="subset of methods to run")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch and numba threads (default 1: pypatchmatch and OpenCV use one)",
-    )
+    p.add_argument("--threads", type=int, default=1, help="torch/numba threads (default 1)")
+    p.add_argument("--no-extras", action="store_true", help="skip dilation and 4000x3000 runs")
     p.add_argument("--json", default=None, help="write results and environment here")
     p.add_argument("--figure", default=None, help="write a side-by-side PNG here")
     p.add_argument(
@@ -92,105 +221,98 @@ def main(argv=None) -> int:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="extra psal.inpaint settings, e.g. k=2 em_iters=4",
+        help="extra psal.inpaint settings, e.g. k=2 vote=mean",
     )
     args = p.parse_args(argv)
+    if args.quick:
+        args.photos, args.textures = args.photos[:2], args.textures[:1]
+        args.methods = args.methods or ["psal", "cv2-telea", "cv2-ns", "pypatchmatch-3"]
     C.set_threads(args.threads)
-    kw = {}
-    for item in args.psal:
-        key, val = item.split("=", 1)
-        kw[key] = (
-            None if val == "None" else (float(val) if "." in val or val == "inf" else int(val))
-        )
-    args.psal_kwargs = kw
-
-    methods = _methods(args)
-    if args.methods:
-        methods = {k: v for k, v in methods.items() if k in args.methods}
-    size = tuple(args.size)
-    cases = []
-    for name in args.photos:
-        i = C.PHOTOS.index(name) if name in C.PHOTOS else len(C.PHOTOS) + len(name)
-        im = C.load_photo(name, size)
-        for hole in args.holes:
-            rng = np.random.default_rng(1000 * i + (0 if hole == "rect128" else 1))
-            m = C.rect_mask(size, 128, rng) if hole == "rect128" else C.brush_mask(size, rng)
-            cases.append({"id": f"{name}/{hole}", "image": im, "mask": m, "hole": hole})
-
-    warm = C.load_photo(args.photos[0], (96, 128))
-    wm = np.zeros(warm.shape[:2], bool)
-    wm[30:50, 40:70] = True
-    for fn in methods.values():
-        fn(warm, wm)
-
-    rows, results, records = [], {}, []
-    for case in cases:
-        im, m = case["image"], case["mask"]
-        for name, fn in methods.items():
-            with C.Timer() as t:
-                out = fn(im, m)
-            results[(case["id"], name)] = out
-            rec = {
-                "case": case["id"],
-                "method": name,
-                "hole_fraction": float(m.mean()),
-                "psnr": C.psnr(out, im, m),
-                "ssim": C.ssim(out, im, m),
-                "seconds": t.seconds,
-                "known_changed": int((out[~m] != im[~m]).any(axis=-1).sum()),
-            }
-            records.append(rec)
-            rows.append(
-                [
-                    case["id"],
-                    name,
-                    f"{100 * rec['hole_fraction']:.1f}%",
-                    rec["psnr"],
-                    rec["ssim"],
-                    rec["seconds"],
-                ]
-            )
+    kw = {k: _value(v) for k, v in (item.split("=", 1) for item in args.psal)}
+    methods = _methods(args.methods, kw)
+    cases = make_cases(args.photos, args.textures, args.holes, tuple(args.size))
+    records, results = run_cases(cases, methods)
+    heads = ["PSNR (dB)", "SSIM", "grad ratio", "time (s)"]
     C.print_table(
-        ["case", "method", "hole", "PSNR (dB)", "SSIM", "time (s)"],
-        rows,
-        "Per case (PSNR and SSIM inside the hole)",
+        ["case", "method", *heads],
+        [
+            [r["case"], r["method"], r["psnr"], r["ssim"], r["grad_ratio"], r["seconds"]]
+            for r in records
+        ],
+        "Per case (inside the hole)",
     )
-
-    summary = []
-    ref_time = {}
-    for hole in [*args.holes, "all"]:
-        for name in methods:
-            sel = [
-                r
-                for r in records
-                if r["method"] == name and (hole == "all" or r["case"].endswith(hole))
-            ]
-            if not sel:
-                continue
-            t = float(np.mean([r["seconds"] for r in sel]))
-            if name == "pypatchmatch":
-                ref_time[hole] = t
-            summary.append(
-                [
-                    hole,
-                    name,
-                    float(np.mean([r["psnr"] for r in sel])),
-                    float(np.mean([r["ssim"] for r in sel])),
-                    t,
-                ]
-            )
-    for row in summary:
-        row.append(row[4] / ref_time[row[0]] if row[0] in ref_time else float("nan"))
+    summary = summarize(records, args.holes, methods)
     C.print_table(
-        ["holes", "method", "mean PSNR (dB)", "mean SSIM", "mean time (s)", "time / pypatchmatch"],
+        ["holes", "method", *heads, "time / pypatchmatch-3"],
         summary,
-        f"Summary over {len(args.photos)} photos ({size[0]}x{size[1]})",
+        f"Summary: {len(cases)} cases ({args.size[0]}x{args.size[1]} photos)",
     )
+    extras = {}
+    if not args.no_extras and "psal" in methods:
+        extras["dilation"] = dilation_study(args.photos)
+        C.print_table(
+            ["dilate", "PSNR (dB)", "ring PSNR (dB)"],
+            extras["dilation"],
+            "Objects with a 1.5 px soft halo (metrics over all touched pixels)",
+        )
+        extras["big"] = big_photo(args.threads)
+        C.print_table(
+            ["photo", "hole", "time (s)", "CPU time (s)", "RSS before (MB)", "peak RSS (MB)"],
+            extras["big"],
+            "A large photo, psal.inpaint in a fresh process",
+        )
     if args.json:
-        C.write_json(args.json, {"settings": {"psal": kw, "size": size}, "records": records})
+        C.write_json(
+            args.json, {"settings": {"psal": kw, "size": args.size}, "records": records, **extras}
+        )
     if args.figure:
         _figure(cases, results, list(methods), args.figure)
     return 0
+
+
+def _value(v):
+    if v == "None":
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+
+def _figure(cases, results, names, path, n=None):
+    """Crops around each hole at full resolution: input, every method, truth."""
+    from PIL import Image, ImageDraw
+
+    rows = []
+    for case in cases[:n]:
+        im, m = case["image"], case["mask"]
+        ys, xs = np.nonzero(m)
+        cy, cx = int(ys.mean()), int(xs.mean())
+        y0 = int(np.clip(cy - 96, 0, im.shape[0] - 192))
+        x0 = int(np.clip(cx - 96, 0, im.shape[1] - 192))
+        crop = (slice(y0, y0 + 192), slice(x0, x0 + 192))
+        shown = im.copy()
+        shown[m] = (255, 0, 255)
+        row = [("input", shown[crop])] + [(nm, results[(case["id"], nm)][crop]) for nm in names]
+        rows.append([*row, ("truth", im[crop])])
+    t, pad = 192, 14
+    canvas = Image.new("RGB", (t * len(rows[0]), (t + pad) * len(rows)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, row in enumerate(rows):
+        for c, (label, arr) in enumerate(row):
+            canvas.paste(Image.fromarray(np.ascontiguousarray(arr)), (c * t, r * (t + pad) + pad))
+            draw.text(
+                (c * t + 3, r * (t + pad) + 1),
+                f"{cases[r]['id']}: {label}" if c == 0 else label,
+                fill="black",
+            )
+    from psal.utils.image import save_image
+
+    save_image(canvas, path)
+    print(f"figure written to {path}")
 
 
 if __name__ == "__main__":

@@ -63,9 +63,17 @@ def main(argv=None) -> int:
     p.add_argument("--kernels", nargs="+", default=["bicubic", "gaussian"])
     p.add_argument("--size", type=int, nargs=2, default=(512, 680), metavar=("H", "W"))
     p.add_argument("--threads", type=int, default=1, help="torch and numba threads")
+    p.add_argument(
+        "--previous",
+        action="store_true",
+        help="also run the previous psal.upscale (benchmarks/_upscale_v0.py)",
+    )
+    p.add_argument("--quick", action="store_true", help="2 photos, x2, bicubic kernel")
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None)
     args = p.parse_args(argv)
+    if args.quick:
+        args.photos, args.scales, args.kernels = args.photos[:2], [2], ["bicubic"]
     C.set_threads(args.threads)
     from psal.editing import upscale
 
@@ -80,6 +88,12 @@ def main(argv=None) -> int:
         "bicubic + back-projection": lambda lr, s, hw: _back_projection_only(lr, hw, 10),
         "psal.upscale": lambda lr, s, hw: _fit(upscale(lr, s, seed=0), hw),
     }
+    if args.previous:
+        import _upscale_v0
+
+        methods["previous psal.upscale"] = lambda lr, s, hw: _fit(
+            _upscale_v0.upscale(lr, s, seed=0), hw
+        )
     upscale(np.zeros((40, 40, 3), np.uint8) + 100, 2, seed=0)  # warm-up (compilation)
     records, rows, fig = [], [], None
     for kernel in args.kernels:

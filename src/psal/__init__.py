@@ -13,34 +13,44 @@ Layers of the package, each importing only from those below it:
    :mod:`psal.data` and :mod:`psal.training`: data, masks, training and evaluation.
 5. :mod:`psal.cli`: the ``psal`` command.
 
-``psal.models``, ``psal.data`` and ``psal.training`` are imported on first use.
+Every sub-module is imported on first use.
 """
-
-from . import metrics, patchmatch, viz
-from .editing import colorize, inpaint, upscale
-from .layers import (
-    ContextualAttention,
-    PatchAttention,
-    PSAttention,
-    attend,
-    contextual_attention,
-    patch_attention,
-    ps_attention,
-)
-from .patchmatch import PatchMatchResult
 
 __version__ = "0.1.0"
 
-_LAZY = ("models", "data", "training")
+# Everything is imported on first access (PEP 562), so that ``psal inpaint`` and other
+# commands load only what they use: ``import psal`` alone costs no torch import.
+_ATTRS = {
+    "colorize": "psal.editing.colorize",
+    "inpaint": "psal.editing.inpaint",
+    "upscale": "psal.editing.upscale",
+    "ContextualAttention": "psal.layers",
+    "PatchAttention": "psal.layers",
+    "PSAttention": "psal.layers",
+    "attend": "psal.layers",
+    "contextual_attention": "psal.layers",
+    "patch_attention": "psal.layers",
+    "ps_attention": "psal.layers",
+    "PatchMatchResult": "psal.patchmatch",
+}
+_MODULES = ("metrics", "patchmatch", "viz", "layers", "editing", "models", "data", "training")
 
 
 def __getattr__(name: str):
-    """Import the network, data and training layers on first access."""
-    if name in _LAZY:
-        import importlib
+    """Import the sub-modules and the public functions on first access."""
+    import importlib
 
+    if name in _MODULES:
         return importlib.import_module(f"psal.{name}")
+    if name in _ATTRS:
+        value = getattr(importlib.import_module(_ATTRS[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'psal' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ATTRS) | set(_MODULES))
 
 
 __all__ = [

@@ -75,6 +75,29 @@ def test_inpaint_equals_the_cli(tmp_path, capsys):
     assert np.array_equal(a[~grown], b[~grown]) and not np.array_equal(a[hole], b[hole])
 
 
+def test_inpaint_with_a_source_region_equals_the_cli(tmp_path, capsys):
+    img = _photo()
+    img.save(tmp_path / "in.png")
+    hole = np.zeros((48, 64), bool)
+    hole[15:30, 20:40] = True
+    source = np.zeros((48, 64), bool)
+    source[:, 44:] = True  # copy only from the right-hand strip
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    Image.fromarray(source.astype(np.uint8) * 255).save(tmp_path / "source.png")
+    out = actions.run_inpaint(img, hole, patch_size=5, dilate=1, seed=4, source=source)
+    code = main(["inpaint", str(tmp_path / "in.png"), "-m", str(tmp_path / "mask.png"),
+                 "--source-mask", str(tmp_path / "source.png"), "--patch-size", "5",
+                 "--dilate", "1", "--seed", "4", "-q", "-o", str(tmp_path / "cli.png")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert np.array_equal(np.asarray(out), np.asarray(Image.open(tmp_path / "cli.png")))
+    free = actions.run_inpaint(img, hole, patch_size=5, dilate=1, seed=4)
+    assert not np.array_equal(np.asarray(out), np.asarray(free))
+    with pytest.raises(ValueError, match="works with the patch-based method"):
+        actions.run_inpaint(img, hole, source=source, method=actions.LEARNED_METHOD)
+    with pytest.raises(ValueError, match="the region to copy from is 64x47"):
+        actions.run_inpaint(img, hole, source=source[1:])
+
+
 def test_learned_inpaint_equals_the_cli(tmp_path, capsys):
     from psal.models import DeepFillV1, save_weights
 
@@ -127,7 +150,8 @@ def test_bad_options_and_holes():
                         ({"seed": "abc"}, "seed must be an integer"),
                         ({"dilate": -2}, "dilation must be an integer >= 0"),
                         ({"method": "magic"}, "method must be"),
-                        ({"source": hole}, "source region is not supported")]:  # fmt: skip
+                        ({"source": hole}, "region to copy from leaves nothing to copy"),
+                        ({"source": hole & False}, "region to copy from is empty")]:  # fmt: skip
         with pytest.raises(ValueError, match=msg):
             actions.run_inpaint(img, hole, **kwargs)
     with pytest.raises(ValueError, match="scale must be one of 2, 3, 4"):

@@ -104,3 +104,63 @@ def test_paint_a_stroke_and_inpaint_in_a_browser(request, tmp_path):
         im = Image.open(shot).convert("RGB")
         im = im.resize((im.width * 3 // 4, im.height * 3 // 4), Image.Resampling.LANCZOS)
         im.quantize(192, method=Image.Quantize.MEDIANCUT).save(dest, optimize=True)
+
+
+@pytest.mark.slow
+def test_paint_a_source_region_in_a_browser(request, tmp_path):
+    """Tick "Copy only from a region", paint it in the second editor: the fill comes from it."""
+    sync_api = need("playwright.sync_api")
+    _need_chromium()
+    server = request.getfixturevalue("server")
+    w, h = 400, 300
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 60, (h, w, 3))
+    arr = np.zeros((h, w, 3), int)
+    arr[:, : w // 2] = (190, 30, 30)  # left half red, right half green: the hole is in
+    arr[:, w // 2 :] = (30, 170, 30)  # the green half, the source region in the red one
+    Image.fromarray((arr + noise).astype(np.uint8)).save(tmp_path / "photo.png")
+
+    def stroke(page, canvas, x0, x1, y):  # canvas fractions
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * x0, box["y"] + box["height"] * y)
+        page.mouse.down()
+        for i in range(1, 7):
+            page.mouse.move(box["x"] + box["width"] * (x0 + (x1 - x0) * i / 6),
+                            box["y"] + box["height"] * y)  # fmt: skip
+        page.mouse.up()
+        page.wait_for_timeout(300)
+
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 2200})
+            page.set_default_timeout(60_000)
+            page.goto(server.url)
+            assert not page.locator("#inpaint-source canvas").first.is_visible()
+            page.locator("#inpaint-photo input[type=file]").set_input_files(tmp_path / "photo.png")
+            canvas = page.locator("#inpaint-editor canvas").first
+            canvas.wait_for(state="visible")
+            wait_until(lambda: _shows_a_photo(canvas), 90, "the photo in the editor")
+            stroke(page, canvas, 0.70, 0.80, 0.5)  # the hole: in the green half
+            page.locator("#inpaint-use-source input").check()
+            source = page.locator("#inpaint-source canvas").first
+            source.wait_for(state="visible")
+            wait_until(lambda: _shows_a_photo(source), 90, "the photo in the source editor")
+            for y in (0.35, 0.45, 0.55, 0.65):  # the source: a patch of the red half
+                stroke(page, source, 0.15, 0.35, y)
+            page.locator("#inpaint-run").click()
+            link = page.locator("#inpaint-download a[href]").first
+            toast = page.locator(".toast-body")
+            wait_until(lambda: link.count() > 0 or toast.count() > 0, 180, "the result")
+            assert toast.count() == 0, f"the page shows an error: {toast.first.inner_text()}"
+            href = link.get_attribute("href")
+            data = page.request.get(href if "://" in href else server.url + href.lstrip("/")).body()
+        finally:
+            browser.close()
+    out = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+    ref = np.asarray(Image.open(tmp_path / "photo.png")).astype(int)
+    changed = (out != ref).any(-1)
+    assert changed.sum() > 100 and not changed[:, : w // 2].any()  # only the hole changed
+    fill = out[changed]
+    # filled from the red source region, not from the green around the hole
+    assert (fill[:, 0] > fill[:, 1]).mean() > 0.95, fill.mean(0)

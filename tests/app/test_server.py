@@ -68,6 +68,50 @@ def test_inpaint_equals_the_library_and_keeps_known_pixels(client, files):
     assert np.array_equal(np.asarray(Image.open(before[1])), got)
 
 
+def test_inpaint_copies_only_from_the_painted_source_region(client, files):
+    d, im, hole = files
+    # the region to copy from: a band at the top, painted in two layers (any colour);
+    # a third, unpainted layer is ignored
+    _stroke(72, 96, (0, 12, 0, 60), rgb=(0, 200, 80)).save(d / "src1.png")
+    _stroke(72, 96, (0, 12, 55, 96), rgb=(0, 0, 0), alpha=255).save(d / "src2.png")
+    _stroke(72, 96, (0, 0, 0, 0)).save(d / "empty.png")
+    source = np.zeros((72, 96), bool)
+    source[0:12] = True
+    layers = (d / "stroke.png", d / "black.png")
+    _, download = client.predict(
+        _file(d / "photo.png"), _editor(d / "photo.png", *layers), "patch-based", 5, 0, 11,
+        "PNG", True, _editor(d / "photo.png", d / "src1.png", d / "src2.png", d / "empty.png"),
+        api_name="/inpaint",
+    )  # fmt: skip
+    got = np.asarray(Image.open(download))
+    want = np.asarray(psal.inpaint(im, hole, patch_size=5, seed=11, source_mask=source))
+    src = np.asarray(im)
+    assert np.array_equal(got, want)  # the library's result, bit for bit
+    assert np.array_equal(got[~hole], src[~hole])  # bit-exact outside the hole
+    free = np.asarray(psal.inpaint(im, hole, patch_size=5, seed=11))
+    assert not np.array_equal(got, free)  # the region made a difference
+    # the box unticked: the painted region is ignored (the unrestricted fill)
+    _, download = client.predict(
+        _file(d / "photo.png"), _editor(d / "photo.png", *layers), "patch-based", 5, 0, 11,
+        "PNG", False, _editor(d / "photo.png", d / "src1.png"), api_name="/inpaint",
+    )  # fmt: skip
+    assert np.array_equal(np.asarray(Image.open(download)), free)
+
+
+def test_a_source_region_with_nothing_to_copy_from(client, files):
+    d, _, _ = files
+    # the region lies inside the hole: no patch to copy from; one clear message
+    _stroke(72, 96, (22, 38, 32, 58), rgb=(0, 200, 80)).save(d / "inside.png")
+    args = (_file(d / "photo.png"), _editor(d / "photo.png", d / "stroke.png"),
+            "patch-based", 5, 0, 0, "PNG", True)  # fmt: skip
+    msg = _error(client, *args, _editor(d / "photo.png", d / "inside.png"), api_name="/inpaint")
+    assert msg.startswith("the region to copy from leaves nothing to copy from"), msg
+    assert "5x5 patch outside the hole" in msg and "\n" not in msg, msg
+    # ticked, but nothing painted
+    msg = _error(client, *args, _editor(d / "photo.png"), api_name="/inpaint")
+    assert msg.startswith("the region to copy from is empty"), msg
+
+
 def test_inpaint_jpeg_download_and_scaled_canvas(client, files):
     d, im, _ = files
     # layers at half size (a canvas showing a scaled copy): the mask is scaled to 96x72
@@ -97,10 +141,12 @@ def test_listens_on_localhost_only(server):
 
 def test_open_photo_fills_the_editor(client, files):
     d, im, _ = files
-    editor, slider, download = client.predict(_file(d / "photo.png"), api_name="/open_photo")
-    bg = Image.open(editor["background"])
-    assert bg.size == im.size and editor["layers"] == []
-    assert np.array_equal(np.asarray(bg.convert("RGB")), np.asarray(im))
+    editor, slider, download, source = client.predict(_file(d / "photo.png"),
+                                                      api_name="/open_photo")  # fmt: skip
+    for shown in (editor, source):  # the hole's editor and the source region's
+        bg = Image.open(shown["background"])
+        assert bg.size == im.size and shown["layers"] == []
+        assert np.array_equal(np.asarray(bg.convert("RGB")), np.asarray(im))
     assert slider is None and download is None
 
 
@@ -179,9 +225,10 @@ def test_edit_the_result_again(client, files):
     d, im, _ = files
     _, first = client.predict(_file(d / "photo.png"), _editor(d / "photo.png", d / "stroke.png"),
                               "patch-based", 7, 0, 1, "PNG", api_name="/inpaint")  # fmt: skip
-    photo_path, editor = client.predict(api_name="/edit_result")  # this session's last result
+    photo_path, editor, source = client.predict(api_name="/edit_result")  # the last result
     assert np.array_equal(np.asarray(Image.open(photo_path)), np.asarray(Image.open(first)))
     assert editor["layers"] == [] and Image.open(editor["background"]).size == im.size
+    assert source["layers"] == [] and Image.open(source["background"]).size == im.size
     # the next run starts from the result, as `psal inpaint` on the first output would
     _, second = client.predict(_file(photo_path), _editor(photo_path, d / "black.png"),
                                "patch-based", 7, 0, 1, "PNG", api_name="/inpaint")  # fmt: skip

@@ -289,3 +289,90 @@ def test_colorize_colour_target_warns_once(files, capsys):
     assert code == 0
     lines = [ln for ln in err.splitlines() if "warning" in ln]
     assert len(lines) == 1 and "luminance" in lines[0], err
+
+
+def _folder(tmp_path, names=("a.png", "b.jpg", "c.png"), masks=("a.png", "b.png")):
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "masks").mkdir()
+    for n in names:
+        Image.fromarray(rng.integers(0, 255, (32, 40, 3), dtype=np.uint8)).save(tmp_path / "in" / n)
+    m = np.zeros((32, 40), np.uint8)
+    m[10:18, 12:22] = 255
+    for n in masks:
+        Image.fromarray(m).save(tmp_path / "masks" / n)
+    return tmp_path / "in", tmp_path / "masks", m > 127
+
+
+def test_inpaint_folder_pairs_masks_and_reports_what_failed(tmp_path, capsys):
+    images, masks, m = _folder(tmp_path)
+    out = tmp_path / "out"
+    code, err = _run(capsys, "inpaint", images, "--mask", masks, "-o", out, "--dilate", "0")
+    assert code == 1
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines[0].startswith("psal: error: c.png: no mask named c.") and "masks" in lines[0]
+    assert "1 of 3 images failed" in lines[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]  # nothing else, no tmp
+    a_in, a_out = np.asarray(Image.open(images / "a.png")), np.asarray(Image.open(out / "a.png"))
+    assert np.array_equal(a_in[~m], a_out[~m]) and not np.array_equal(a_in[m], a_out[m])
+    # one mask for every image
+    out2 = tmp_path / "out2"
+    code, err = _run(capsys, "inpaint", images, "--mask", masks / "a.png", "-o", out2, "-q")
+    assert code == 0, err
+    assert sorted(p.name for p in out2.iterdir()) == ["a.png", "b.jpg", "c.png"]
+
+
+def test_inpaint_folder_errors(tmp_path, capsys):
+    images, masks, _ = _folder(tmp_path)
+    afile = tmp_path / "afile.png"
+    afile.write_bytes(b"x")
+    code, err = _run(capsys, "inpaint", images, "--mask", masks, "-o", afile)
+    assert code == 1 and "is a file" in _error_line(err) and afile.read_bytes() == b"x"
+    code, err = _run(capsys, "inpaint", images, "--mask", masks, "-o", images)
+    assert code == 1 and "overwritten" in _error_line(err)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = _run(capsys, "inpaint", empty, "--mask", masks, "-o", tmp_path / "o")
+    assert code == 1 and "no image file" in _error_line(err)
+    code, err = _run(capsys, "inpaint", images / "a.png", "--mask", masks, "-o", tmp_path / "o.png")
+    assert code == 1 and "is a folder" in _error_line(err)
+
+
+def test_inpaint_source_mask(files, capsys):
+    d = files["dir"]
+    source = np.zeros((40, 56), np.uint8)
+    source[:, 36:] = 255
+    Image.fromarray(source).save(d / "source.png")
+    Image.fromarray(np.zeros_like(source)).save(d / "nosource.png")
+    code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", files["mask.png"],
+                     "--source-mask", d / "source.png", "-o", d / "out.png")  # fmt: skip
+    assert code == 0, err
+    code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", files["mask.png"],
+                     "--source-mask", d / "nosource.png", "-o", d / "out2.png")  # fmt: skip
+    assert code == 1 and "nothing to copy from" in _error_line(err)
+    assert _outputs(d) == {"out.png"}
+
+
+def test_inpaint_reads_exif_orientation_and_keeps_exif_and_icc(tmp_path, capsys):
+    from PIL import ImageCms
+
+    rng = np.random.default_rng(0)
+    stored = Image.fromarray(rng.integers(0, 255, (24, 40, 3), dtype=np.uint8))  # landscape
+    exif = stored.getexif()
+    exif[0x0112] = 6  # displayed rotated: 24 wide, 40 high
+    exif[0x010F] = "PhoneMaker"
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    stored.save(tmp_path / "phone.jpg", exif=exif.tobytes(), icc_profile=icc, quality=95)
+    mask = np.zeros((40, 24), np.uint8)  # drawn on the displayed (upright) photo
+    mask[10:30, 6:16] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    for suffix in (".jpg", ".png"):
+        out = tmp_path / f"out{suffix}"
+        code, err = _run(capsys, "inpaint", tmp_path / "phone.jpg", "-m", tmp_path / "mask.png",
+                         "-o", out)  # fmt: skip
+        assert code == 0, err
+        res = Image.open(out)
+        assert res.size == (24, 40)
+        assert res.getexif().get(0x010F) == "PhoneMaker"
+        assert res.getexif().get(0x0112, 1) == 1  # already upright: not rotated twice
+        assert res.info.get("icc_profile") == icc

@@ -192,7 +192,7 @@ def test_em_step_is_masked_psal_self_attention():
     hole[..., 8:14, 10:19] = True
     hole[..., 20:, :4] = True  # touching the border
     level = _Level(img, hole, 5)
-    ours, field, _ = _em_step(img, level, None, k=2, patch_size=5, pm_iters=0, temperature=0.3,
+    ours, field, _ = _em_step(img.clone(), level, None, k=2, patch_size=5, pm_iters=0, temperature=0.3,
                               seed=0, backend="exact")  # fmt: skip
     ref, ref_field = psal.ps_attention(img, img, img, k=2, patch_size=5, temperature=0.3,
                                        aggregation="patch", hole=hole, backend="exact",
@@ -211,3 +211,84 @@ def test_explicit_levels_and_thin_holes(stripes):
         out = inpaint(img, thin, levels=levels, seed=0)
         assert np.array_equal(out[~thin], img[~thin])
         assert np.abs(out[thin].astype(int) - img[thin].astype(int)).mean() < 6.0
+
+
+def _grad(a):
+    g = a.astype(float).mean(-1)
+    gy, gx = np.gradient(g)
+    return np.hypot(gy, gx)
+
+
+def test_best_vote_keeps_texture_sharper_than_the_mean():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (72, 96, 3), dtype=np.uint8)  # no patch repeats
+    mask = _rect(72, 96, 30, 46, 40, 60)
+    sharp = inpaint(img, mask, seed=0)
+    mean = inpaint(img, mask, seed=0, vote="mean", k=2)
+    assert np.array_equal(sharp[~mask], img[~mask])
+    g_truth = _grad(img)[mask].mean()
+    g_sharp, g_mean = _grad(sharp)[mask].mean(), _grad(mean)[mask].mean()
+    assert g_sharp > 0.85 * g_truth, (g_sharp, g_truth)
+    assert g_mean < 0.8 * g_sharp
+    with pytest.raises(ValueError, match="vote"):
+        inpaint(img, mask, vote="median")
+
+
+def test_source_mask_limits_where_content_comes_from():
+    h, w = 48, 96
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, :48] = (200, 30, 30)  # red left half
+    img[:, 48:] = (30, 30, 200)  # blue right half
+    img[::4, :48] = (255, 255, 255)  # with white rows
+    img[::4, 48:] = (255, 255, 0)  # and yellow ones
+    mask = _rect(h, w, 16, 32, 40, 56)  # across the middle
+    source = np.zeros((h, w), bool)
+    source[:, 60:] = True  # copy from the blue half only
+    out = inpaint(img, mask, seed=0, source_mask=source)
+    assert np.array_equal(out[~mask], img[~mask])
+    filled = out[mask].astype(int)
+    near = lambda cols: np.abs(filled[:, None] - np.array(cols)[None]).sum(-1).min(1)  # noqa: E731
+    blue_side, red_side = near([(30, 30, 200), (255, 255, 0)]), near([(200, 30, 30), (255,) * 3])
+    assert (blue_side < red_side).all(), "copied from outside the source area"
+    # PIL source masks follow the mask rules (white = allowed)
+    out_pil = inpaint(img, mask, seed=0, source_mask=Image.fromarray(source.astype(np.uint8) * 255))
+    assert np.array_equal(out_pil, out)
+    nothing = np.zeros((h, w), bool)
+    nothing[:, :3] = True  # too thin for one 7x7 patch
+    with pytest.raises(ValueError, match="source_mask leaves"):
+        inpaint(img, mask, source_mask=nothing)
+    with pytest.raises(ValueError, match="source_mask"):
+        inpaint(img, mask, source_mask=np.ones((5, 5), bool))
+
+
+@pytest.mark.parametrize("kind", ["numpy", "pil", "tensor"])
+def test_small_hole_in_a_large_image_works_on_a_window(kind, stripes, monkeypatch):
+    import importlib
+
+    mod = importlib.import_module("psal.editing.inpaint")
+
+    monkeypatch.setattr(mod, "CONTEXT_MIN", 16)
+    img = stripes(120, 200)
+    mask = _rect(120, 200, 50, 60, 140, 152)
+    seen = []
+    real = mod._inpaint_all
+    monkeypatch.setattr(
+        mod,
+        "_inpaint_all",
+        lambda im, *a, **k: (
+            seen.append(np.asarray(im).shape if kind != "tensor" else tuple(im.shape))
+            or real(im, *a, **k)
+        ),
+    )
+    src = {"numpy": img, "pil": Image.fromarray(img),
+           "tensor": torch.from_numpy(img).permute(2, 0, 1).contiguous()}[kind]  # fmt: skip
+    out = inpaint(src, mask, seed=0)
+    if kind == "pil":
+        assert isinstance(out, Image.Image) and out.mode == "RGB"
+    arr = np.asarray(out) if kind != "tensor" else out.permute(1, 2, 0).numpy()
+    assert arr.shape == img.shape and arr.dtype == np.uint8
+    assert np.array_equal(arr[~mask], img[~mask])
+    assert np.abs(arr[mask].astype(int) - img[mask].astype(int)).mean() < 6.0
+    # only the hole's box grown by its size (12 + 2 * 16 wide) was converted
+    (shape,) = seen
+    assert max(shape[-2], shape[-3] if kind != "tensor" else shape[-1]) <= 44, shape

@@ -52,3 +52,30 @@ def test_upsample_field_maps_parents_to_children():
     # parents outside the coarse crop give -1
     out = upsample_field(crop, (1, 2), (hc, wc), (0, 0), (4, 4), (12, 16))
     assert (out[..., :2, :] == -1).all()
+
+
+def test_dilate_equals_the_square_max_filter():
+    import torch.nn.functional as F
+
+    from psal.editing._pyramid import dilate
+
+    g = torch.Generator().manual_seed(0)
+    for r in (1, 2, 5, 30):
+        for shape in ((1, 1, 40, 57), (2, 1, 13, 9), (1, 1, 90, 70)):
+            m = torch.rand(shape, generator=g) > 0.99
+            m[0, 0, 0, 0] = True  # a pixel on the border
+            ref = F.max_pool2d(m.float(), 2 * r + 1, stride=1, padding=r) > 0
+            assert torch.equal(dilate(m, r), ref), (r, shape)
+    empty = torch.zeros(1, 1, 5, 5, dtype=torch.bool)
+    assert torch.equal(dilate(empty, 3), empty)
+
+
+def test_dilate_is_the_touching_patches_of_the_engine():
+    from psal.editing._pyramid import dilate
+    from psal.patchmatch.distance import valid_key_positions
+
+    g = torch.Generator().manual_seed(1)
+    for p in (3, 5, 7):
+        m = torch.rand(1, 1, 23, 31, generator=g) > 0.97
+        m[..., 0, 5] = m[..., 22, 30] = True  # holes on the border (reflection)
+        assert torch.equal(dilate(m, p // 2), ~valid_key_positions(m, p))

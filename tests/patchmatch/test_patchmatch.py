@@ -435,3 +435,63 @@ def test_patch_distance_matches_autograd_of_plain_formula():
     g2 = torch.autograd.grad((ref * w).sum(), (q, k))
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(("c", "p"), [(3, 7), (16, 3), (5, 1)])
+def test_numba_projection_distance_is_a_lower_bound(c, p):
+    from psal.patchmatch import cpu_numba
+
+    mix = torch.rand(c, 3, generator=torch.Generator().manual_seed(1))  # correlated channels
+    q = torch.einsum("ij,bjhw->bihw", mix, smooth(1, 3, 20, 18, seed=30)) * 50 + 100
+    k = torch.einsum("ij,bjhw->bihw", mix, smooth(1, 3, 17, 21, seed=31)) * 50 + 100
+    qpr, kpr = cpu_numba._projections(q, k, p, torch.float32)
+    assert qpr.shape == (1, 20 * 18, qpr.shape[2]) and 0 < qpr.shape[2] <= 16
+    g = torch.Generator().manual_seed(0)
+    ind = torch.randint(0, 17 * 21, (1, 1, 20, 18), generator=g)
+    d = patch_distance(q.double(), k.double(), ind, p).reshape(-1).numpy()
+    lb = ((qpr[0] - kpr[0, ind.reshape(-1).numpy()]) ** 2).sum(1)
+    assert np.all(lb * cpu_numba._LB_SAFETY <= d + 1e-3)
+    assert np.median(lb / d) > 0.15  # and a useful one on coherent maps
+
+
+def test_numba_projection_bound_is_off_for_incoherent_features():
+    from psal.patchmatch import cpu_numba
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.rand(1, 64, 24, 24, generator=g), torch.rand(1, 64, 24, 24, generator=g)
+    qpr, kpr = cpu_numba._projections(q, k, 3, torch.float32)
+    assert qpr.shape[2] == kpr.shape[2] == 0
+
+
+def test_numba_bound_does_not_change_exactness():
+    from psal.patchmatch import cpu_numba
+
+    q = smooth(2, 3, 12, 14, seed=1)
+    k = smooth(2, 3, 11, 13, seed=2)
+    assert cpu_numba._projections(q, k, 3, torch.float32)[0].shape[2] > 0  # the bound is on
+    exact = psal.patchmatch(q, k, k=3, patch_size=3, backend="exact")
+    saved = cpu_numba.PROJ_DIMS
+    try:
+        for dims in (0, 16):
+            cpu_numba.PROJ_DIMS = dims
+            res = psal.patchmatch(q, k, k=3, iters=150, backend="numba", seed=3)
+            assert (res.indices == exact.indices).float().mean().item() > 0.99, dims
+            assert bool((res.distances >= exact.distances - 1e-4).all())
+    finally:
+        cpu_numba.PROJ_DIMS = saved
+
+
+def test_torch_backend_sync_free_path_gives_the_same_result(monkeypatch):
+    """The accelerator path (every pair computed, no host sync) equals the compact one."""
+    from psal.patchmatch import torch_backend
+
+    q = smooth(2, 3, 14, 12, seed=40)
+    k = smooth(2, 3, 13, 15, seed=41)
+    qmask = torch.rand(2, 1, 14, 12, generator=torch.Generator().manual_seed(0)) > 0.3
+    out = {}
+    for compact in (True, False):
+        monkeypatch.setattr(torch_backend, "COMPACT_PAIRS", compact)
+        out[compact] = psal.patchmatch(q, k, k=3, iters=3, backend="torch", seed=4,
+                                       query_valid=qmask)  # fmt: skip
+    assert torch.equal(out[True].indices, out[False].indices)
+    torch.testing.assert_close(out[True].distances, out[False].distances)

@@ -298,14 +298,16 @@ def run_inpaint(
         models: the loaded learned models (:func:`load_models`).
         device: where to work.
         progress: ``progress(done, total)``.
-        source: reserved for a source region (where patches may be copied from): the
-            library's ``psal.inpaint`` does not take one yet, so it must be None.
+        source: where patches may be copied from (``--source-mask``): bool ``(H, W)``,
+            True = allowed, the photo's size; None: anywhere outside the hole. The
+            patch-based method only.
 
     Returns:
         The result, same size and mode as the command line writes.
 
     Raises:
-        ValueError: an empty or whole-image hole, bad options, a missing learned model.
+        ValueError: an empty or whole-image hole, a source region that leaves nothing
+            to copy from, bad options, a missing learned model.
     """
     from ..editing import inpaint
     from ..editing._pyramid import dilate as grow
@@ -314,24 +316,45 @@ def run_inpaint(
     seed = check_seed(seed)
     if isinstance(dilate, bool) or int(dilate) != dilate or dilate < 0:
         raise ValueError(f"dilation must be an integer >= 0, got {dilate!r}")
-    if source is not None:
-        raise ValueError("a source region is not supported by this version of psal.inpaint")
     w, h = image.size
     if hole.shape != (h, w):
         raise ValueError(f"the mask is {hole.shape[1]}x{hole.shape[0]} but the photo is {w}x{h}")
+    if source is not None and np.shape(source) != (h, w):
+        raise ValueError(
+            f"the region to copy from is {np.shape(source)[1]}x{np.shape(source)[0]} "
+            f"but the photo is {w}x{h}"
+        )
     if not hole.any():
         raise ValueError("nothing is painted: paint over what to remove with the brush, then Run")
     hole = grow(torch.from_numpy(hole)[None, None], int(dilate))[0, 0].numpy()
     if hole.all():
         raise ValueError("the mask covers the whole image: there is no known pixel to copy from")
     if method == LEARNED_METHOD:
+        if source is not None:  # as the CLI refuses --source-mask with --checkpoint
+            raise ValueError(
+                "a region to copy from works with the patch-based method, not the learned one"
+            )
         model = _learned(models, "inpaint")
         torch.manual_seed(seed)  # as the CLI: PSAL layers draw PatchMatch seeds from it
         return model.inpaint(image, hole)
     if method != PATCH_METHOD:
         raise ValueError(f"method must be {PATCH_METHOD!r} or {LEARNED_METHOD!r}, got {method!r}")
-    return inpaint(image, hole, patch_size=patch_size, seed=seed, device=device,
-                   progress=progress)  # fmt: skip
+    if source is not None and not np.any(source):
+        raise ValueError(
+            "the region to copy from is empty: paint where the fill may copy from "
+            "(or untick 'Copy only from a region')"
+        )
+    try:
+        return inpaint(image, hole, patch_size=patch_size, seed=seed, device=device,
+                       source_mask=source, progress=progress)  # fmt: skip
+    except ValueError as err:
+        if source is None or not str(err).startswith("source_mask"):
+            raise
+        raise ValueError(
+            f"the region to copy from leaves nothing to copy from: it must hold a whole "
+            f"{patch_size}x{patch_size} patch outside the hole (paint a larger region "
+            f"away from the hole, or choose a smaller patch size)"
+        ) from None
 
 
 def run_colorize(

@@ -15,6 +15,12 @@ Two things the widget does not do as psal needs, and how the page deals with the
 * The mask comes from the painted layers' alpha (any colour; the eraser makes pixels
   transparent again), at the photo's full resolution (:func:`mask_from_layers`).
   Crop and resize are switched off in the editor so that canvas and photo stay aligned.
+* The region to copy from (``psal inpaint --source-mask``) is painted in a second
+  editor, shown when "Copy only from a region" is ticked, and read the same way. Not
+  as a second layer of the first editor: the editor sends its layers as a bare list
+  (no names), drops the ones it has no image for, and lets the person add, remove and
+  reorder layers, so "which layer is which" would not survive; two editors cannot be
+  mixed up, and every layer of the first stays hole as before.
 
 This module imports gradio; :mod:`psal.app.actions` holds everything else.
 """
@@ -164,24 +170,29 @@ def build_app(
     @_user_errors("Open photo")
     def open_photo(path: str | None):
         if path is None:
-            return None, None, None
+            return None, None, None, None
         image = actions.open_upload(path, "the photo", limits)
         shown = actions.display_copy(image)
         editor = {"background": shown, "layers": [], "composite": shown}
-        return editor, None, None
+        return editor, None, None, dict(editor)
 
     @_user_errors("Inpaint")
-    def inpaint(photo, editor, method, patch_size, dilate, seed, fmt,
-                progress=gr.Progress()):  # noqa: B008  # fmt: skip
+    def inpaint(photo, editor, method, patch_size, dilate, seed, fmt, use_source=False,
+                source_editor=None, progress=gr.Progress()):  # noqa: B008  # fmt: skip
         image = actions.open_upload(photo, "the photo", limits)
         layers = (editor or {}).get("layers") or []
         if not layers:
             raise ValueError("nothing is painted: paint over what to remove with the brush")
         hole = actions.mask_from_layers(layers, image.size)
+        source = None
+        if use_source:
+            painted = (source_editor or {}).get("layers") or []
+            source = actions.mask_from_layers(painted, image.size)  # none painted: empty
         progress(0, desc="inpainting")
         result = actions.run_inpaint(
             image, hole, patch_size=patch_size, dilate=dilate, seed=seed, method=method,
             models=models, device=device, progress=_progress_callback(progress, "inpainting"),
+            source=source,
         )  # fmt: skip
         png, download = save_both(image, result, photo, "inpainted", fmt)
         return (photo, png), download, png
@@ -192,7 +203,8 @@ def build_app(
             raise ValueError("there is no result yet: paint and Run first")
         image = actions.open_upload(last, "the result", limits)
         shown = actions.display_copy(image)
-        return last, {"background": shown, "layers": [], "composite": shown}
+        editor = {"background": shown, "layers": [], "composite": shown}
+        return last, editor, dict(editor)
 
     # ---- colorize, upscale ------------------------------------------------------
 
@@ -245,8 +257,11 @@ def build_app(
                                        elem_id="inpaint-dilate")  # fmt: skip
                     seed = gr.Number(0, precision=0, minimum=0, label="Seed",
                                      elem_id="inpaint-seed")  # fmt: skip
-                    # A source region (where patches may come from) goes here once
-                    # psal.inpaint takes one: actions.run_inpaint(source=...).
+                    use_source = gr.Checkbox(
+                        False, label="Copy only from a region (paint it below)",
+                        info="psal inpaint --source-mask; patch-based method",
+                        elem_id="inpaint-use-source",
+                    )  # fmt: skip
                     fmt = gr.Radio(list(actions.DOWNLOAD_FORMATS), value="PNG",
                                    label="Download as", elem_id="inpaint-format")  # fmt: skip
                     run = gr.Button("3. Run", variant="primary", elem_id="inpaint-run")
@@ -259,6 +274,14 @@ def build_app(
                         eraser=gr.Eraser(), format="png", canvas_size=(800, 600), height=620,
                         elem_id="inpaint-editor",
                     )  # fmt: skip
+                    source_editor = gr.ImageEditor(
+                        label="Paint where the fill may copy from (everything else is not "
+                        "used; the hole never is)",
+                        type="pil", image_mode="RGBA", sources=(), transforms=(),
+                        brush=gr.Brush(colors=[("#00c853", 0.5)], color_mode="fixed"),
+                        eraser=gr.Eraser(), format="png", canvas_size=(800, 600), height=620,
+                        visible=False, elem_id="inpaint-source",
+                    )  # fmt: skip
             with gr.Row():
                 result = gr.ImageSlider(label="Before / after (drag the bar)", type="filepath",
                                         format="png", elem_id="inpaint-result")  # fmt: skip
@@ -267,12 +290,16 @@ def build_app(
                 again = gr.Button("Edit the result (remove the next thing)",
                                   elem_id="inpaint-again")  # fmt: skip
             last = gr.State(None)
-            photo.upload(open_photo, photo, [editor, result, download], api_name="open_photo")
-            photo.clear(lambda: (None, None, None), None, [editor, result, download],
-                        api_name=False)  # fmt: skip
-            run.click(inpaint, [photo, editor, method, patch, dilate, seed, fmt],
+            photo.upload(open_photo, photo, [editor, result, download, source_editor],
+                         api_name="open_photo")  # fmt: skip
+            photo.clear(lambda: (None, None, None, None), None,
+                        [editor, result, download, source_editor], api_name=False)  # fmt: skip
+            use_source.change(lambda on: gr.update(visible=bool(on)), use_source,
+                              source_editor, api_name=False, queue=False)  # fmt: skip
+            run.click(inpaint,
+                      [photo, editor, method, patch, dilate, seed, fmt, use_source, source_editor],
                       [result, download, last], api_name="inpaint", **queued)  # fmt: skip
-            again.click(edit_again, last, [photo, editor], api_name="edit_result")
+            again.click(edit_again, last, [photo, editor, source_editor], api_name="edit_result")
 
         with gr.Tab("Colorize", elem_id="tab-colorize"):
             with gr.Row():

@@ -21,9 +21,16 @@ import torch
 from .._checks import SEED_LIMIT
 from ._common import CLIError, add_device_arg, add_seed_arg, resolve_device
 
+#: Default ``--dilate``: 0 keeps every pixel outside the mask bit for bit; 1 removes the
+#: halo of anti-aliased outlines (measured in docs/editing.md) and is recommended for
+#: object masks.
+DILATE_DEFAULT = 0
+
 INPAINT_EXAMPLES = """\
 examples:
   psal inpaint examples/photo.png --mask examples/mask.png -o out.png
+  psal inpaint photos/ --mask masks/ -o cleaned/      # pairs photos/a.jpg with masks/a.png
+  psal inpaint photo.jpg --mask person.png --source-mask background.png -o out.jpg
   psal inpaint photo.jpg --mask scribble.png --dilate 3 -o clean.jpg
   psal inpaint photo.png --mask mask.png --checkpoint deepfill.safetensors -o out.png
 
@@ -47,6 +54,7 @@ UPSCALE_EXAMPLES = """\
 examples:
   psal upscale photo.png --scale 2 -o photo_x2.png
   psal upscale small.jpg --scale 4 -o big.png
+  psal upscale photo.png --scale 2 --checkpoint runs/sr -o photo_x2.png
 """
 
 
@@ -125,55 +133,145 @@ def _run(work: Callable[[Callable[[int, int], None]], object], desc: str, quiet:
         bar.close()
 
 
-def _inpaint(args: argparse.Namespace) -> int:
+#: Image files a folder run picks up (by suffix, case-insensitive).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+
+def _load_mask_for(path: str, image, args, name: str):
+    from ..utils.image import load_mask
+
+    try:
+        return load_mask(path, size=image.size, threshold=args.mask_threshold,
+                         max_pixels=args.max_pixels)  # fmt: skip
+    except ValueError as err:
+        text = str(err)
+        raise ValueError(text if text.startswith(name) else f"{name}: {text}") from None
+
+
+def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None,
+                  output: str, device, bar) -> None:  # fmt: skip
+    """Inpaint one file into ``output`` (atomically)."""
     from ..editing._pyramid import dilate
     from ..utils.convert import check_values
-    from ..utils.image import file_format, load_image, load_mask, save_format, save_image
+    from ..utils.image import file_format, load_image, save_format, save_image
     from ..utils.io import full_depth, output_mode
 
-    _check_options(args)
-    device = resolve_device(args.device)
-    image = load_image(args.image, "IMAGE", max_pixels=args.max_pixels)
-    check_values(image, f"IMAGE {args.image}")
+    image = load_image(image_path, "IMAGE", max_pixels=args.max_pixels)
+    check_values(image, f"IMAGE {image_path}")
     mode = output_mode(image)  # RGB;16 for 16-bit colour PNGs, edited at full depth
-    _check_output(args.output, mode, image.size)
-    mask = load_mask(
-        args.mask, size=image.size, threshold=args.mask_threshold, max_pixels=args.max_pixels
-    )
+    _check_output(output, mode, image.size)
+    mask = _load_mask_for(mask_path, image, args, "--mask")
     mask = dilate(torch.from_numpy(mask)[None, None], args.dilate)[0, 0].numpy()
+    source = None
+    if source_path is not None:
+        source = _load_mask_for(source_path, image, args, "--source-mask")
     icc = _icc(image, mode)
+    exif = image.info.get("exif")
     if not mask.any():
-        _warn("the mask is empty; writing the input unchanged")
-        if _same_file(args.image, args.output):
-            return 0
-        if save_format(args.output) == file_format(args.image) and mode == image.mode:
+        _warn(f"the mask of {image_path} is empty; writing the input unchanged")
+        if _same_file(image_path, output):
+            return
+        if save_format(output) == file_format(image_path) and mode == image.mode:
             from ..utils.atomic import atomic_path
 
-            with atomic_path(args.output) as tmp:
-                shutil.copyfile(args.image, tmp)
+            with atomic_path(output) as tmp:
+                shutil.copyfile(image_path, tmp)
         else:
             keep = full_depth(image) if mode.endswith(";16") else image.convert(mode)
-            save_image(keep, args.output, icc_profile=icc)
-        return 0
+            save_image(keep, output, icc_profile=icc, exif=exif)
+        return
     if mask.all():
         raise CLIError("the mask covers the whole image: there is no known pixel to copy from")
     if args.checkpoint is not None:
+        if source is not None:
+            raise CLIError("--source-mask works with the patch-based fill, not --checkpoint")
         from ..models import Inpainter
 
         model = Inpainter.from_checkpoint(args.checkpoint, device=device)
         torch.manual_seed(args.seed)  # PSAL attention layers draw PatchMatch seeds from it
         out = model.inpaint(full_depth(image), mask)
     else:
-        from ..editing import inpaint
+        from ..editing.inpaint import inpaint
 
-        out = _run(
-            lambda bar: inpaint(
-                full_depth(image), mask, patch_size=args.patch_size, seed=args.seed, device=device,
-                progress=bar,
-            ),
-            "inpaint", args.quiet,
-        )  # fmt: skip
-    save_image(out, args.output, icc_profile=icc)
+        if source is not None and not source.any():
+            raise CLIError("--source-mask is empty: it leaves nothing to copy from")
+        out = inpaint(full_depth(image), mask, patch_size=args.patch_size, seed=args.seed,
+                      device=device, source_mask=source, progress=bar)  # fmt: skip
+    save_image(out, output, icc_profile=icc, exif=exif)
+
+
+def _pair(folder: Path, stem: str) -> Path | None:
+    """The file of ``folder`` whose name without suffix is ``stem`` (an image suffix)."""
+    for suffix in IMAGE_SUFFIXES:
+        for cand in (folder / (stem + suffix), folder / (stem + suffix.upper())):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def _inpaint_folder(args, device) -> int:
+    """``psal inpaint DIR --mask MASKDIR|MASK -o OUTDIR``: every image, one bar, a summary."""
+    from tqdm import tqdm
+
+    from ..utils.image import SAVE_FORMATS
+
+    folder, out_dir = Path(args.image), Path(args.output)
+    images = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not images:
+        raise CLIError(f"IMAGE: the folder {folder} holds no image file "
+                       f"({', '.join(IMAGE_SUFFIXES)})")  # fmt: skip
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CLIError(f"--output {out_dir}: is a file; a folder of images needs an output folder")
+    if out_dir.exists() and _same_file(str(out_dir), str(folder)):
+        raise CLIError(f"--output {out_dir}: is the input folder; the inputs would be overwritten")
+    masks, sources = Path(args.mask), args.source_mask and Path(args.source_mask)
+    for flag, p in (("--mask", masks), ("--source-mask", sources)):
+        if p and not p.exists():
+            raise CLIError(f"{flag}: no such file or folder: {p}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = []
+    bar = tqdm(images, desc="inpaint", unit="image", disable=True if args.quiet else None,
+               leave=False, file=sys.stderr)  # fmt: skip
+    for path in bar:
+        try:
+            mask = _pair(masks, path.stem) if masks.is_dir() else masks
+            if mask is None:
+                raise CLIError(f"no mask named {path.stem}.* in the mask folder {masks}")
+            source = sources
+            if sources and sources.is_dir():
+                source = _pair(sources, path.stem)
+                if source is None:
+                    raise CLIError(f"no source mask named {path.stem}.* in {sources}")
+            name = path.name if path.suffix.lower() in SAVE_FORMATS else path.stem + ".png"
+            _inpaint_file(args, str(path), str(mask), source and str(source),
+                          str(out_dir / name), device, None)  # fmt: skip
+        except (CLIError, ValueError, TypeError, OSError, RuntimeError) as err:
+            from ._common import error_line
+
+            failed.append((path.name, error_line(err)))
+    bar.close()
+    for name, why in failed:
+        print(f"psal: error: {name}: {why}", file=sys.stderr)
+    if failed:
+        print(f"psal: {len(failed)} of {len(images)} images failed; the others are in {out_dir}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def _inpaint(args: argparse.Namespace) -> int:
+    _check_options(args)
+    device = resolve_device(args.device)
+    if Path(args.image).is_dir():
+        return _inpaint_folder(args, device)
+    for flag, value in (("--mask", args.mask), ("--source-mask", args.source_mask)):
+        if value is not None and Path(value).is_dir():
+            raise CLIError(f"{flag} {value} is a folder: give a folder of images as IMAGE "
+                           "to pair them by file name")  # fmt: skip
+    _run(lambda bar: _inpaint_file(args, args.image, args.mask, args.source_mask, args.output,
+                                   device, bar), "inpaint", args.quiet)  # fmt: skip
     return 0
 
 
@@ -231,6 +329,17 @@ def _upscale(args: argparse.Namespace) -> int:
     if scale not in SCALES or str(args.scale).strip() not in {str(s) for s in SCALES}:
         raise CLIError(f"--scale must be one of {', '.join(map(str, SCALES))}, got {args.scale!r}")
     device = resolve_device(args.device)
+    if args.checkpoint is not None:  # the learned network, checked before any work
+        from ..models import Upscaler
+
+        try:
+            net = Upscaler.from_checkpoint(args.checkpoint, device=device)
+        except (FileNotFoundError, ValueError) as err:
+            raise CLIError(f"--checkpoint: {err}") from None
+        if net.scale != scale:
+            raise CLIError(f"--scale is {scale} but --checkpoint {args.checkpoint} was "
+                           f"trained for x{net.scale}")  # fmt: skip
+        upscale = net.upscale
     image = load_image(args.image, "IMAGE", max_pixels=args.max_pixels)
     check_values(image, f"IMAGE {args.image}")
     mode = output_mode(image)
@@ -269,11 +378,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=INPAINT_EXAMPLES,
         formatter_class=fmt,
     )
-    p.add_argument("image", metavar="IMAGE", help="photo to edit (PNG, JPEG, WebP)")
-    p.add_argument("-m", "--mask", required=True, help="mask image, white = hole")
+    p.add_argument("image", metavar="IMAGE",
+                   help="photo to edit (PNG, JPEG, WebP), or a folder of them")  # fmt: skip
+    p.add_argument("-m", "--mask", required=True,
+                   help="mask image, white = hole; for a folder IMAGE, a folder of masks "
+                   "paired by file name, or one mask for every image")  # fmt: skip
+    p.add_argument("--source-mask", default=None, metavar="FILE",
+                   help="where content may be copied from (white = allowed); a file or, for "
+                   "a folder IMAGE, a folder paired by file name")  # fmt: skip
     _common(p)
+    for action in p._actions:
+        if action.dest == "output":
+            action.help = "output file (.png, .jpg, .webp); an output folder for a folder IMAGE"
     p.add_argument("--patch-size", type=int, default=7, help="odd patch side (default: 7)")
-    p.add_argument("--dilate", type=int, default=0, help="grow the hole by N pixels")
+    p.add_argument("--dilate", type=int, default=DILATE_DEFAULT,
+                   help=f"grow the hole by N pixels (default: {DILATE_DEFAULT}; 1 suits object "
+                   "masks with soft, anti-aliased edges)")  # fmt: skip
     p.add_argument("--mask-threshold", type=float, default=0.5,
                    help="fraction of the range above which a mask pixel is a hole "
                    "(default: 0.5, i.e. > 127)")  # fmt: skip
@@ -310,5 +430,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", metavar="IMAGE", help="photo to enlarge")
     p.add_argument("-s", "--scale", default="2", help="2, 3 or 4 (default: 2)")
     _common(p)
-    p.add_argument("--patch-size", type=int, default=7, help="odd patch side (default: 7)")
+    p.add_argument("--patch-size", type=int, default=3,
+                   help="odd patch side, in input pixels (default: 3)")  # fmt: skip
+    p.add_argument("--checkpoint", default=None, metavar="RUN",
+                   help="use the network trained by 'psal train upscale' (a run folder "
+                   "or weights file)")  # fmt: skip
     p.set_defaults(func=_upscale)

@@ -212,7 +212,7 @@ def _eval(args: argparse.Namespace) -> int:
 
         check_writable(args.json, "--json")
     report = task.evaluate(config, progress=sys.stderr.isatty())
-    print(format_table({Path(config.checkpoint).name: report["metrics"]}))
+    print(format_table(report.get("rows") or {Path(config.checkpoint).name: report["metrics"]}))
     if args.json:
         write_json(args.json, {"checkpoint": config.checkpoint, "data": config.data, **report})
     return 0

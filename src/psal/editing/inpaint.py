@@ -13,10 +13,17 @@ The hole is filled by alternating, at each scale of an image pyramid,
    computed by :func:`_em_step` with the layer's streaming inference path,
    :func:`psal.layers.vote`, at the hole pixels only, so memory scales with the hole.
 
+At the finest scale the vote is winner-takes-all by default (``vote="best"``): each
+hole pixel takes the value proposed by the best-matching patch that covers it
+(:func:`psal.editing._mode.mode_vote`), as Newson et al. (2014) take the weighted mode
+of the proposals; averaging them there blurs the texture (see docs/editing.md).
+
 The coarsest scale is the one where the hole is a few pixels thick; it starts from a
 smooth onion-peel fill. Each finer scale starts from the coarser field, upsampled, and
 from the image those matches vote. Known pixels are never changed (bit for bit in the
-returned image).
+returned image). Only a window around the hole (its bounding box grown by its size,
+at least :data:`CONTEXT_MIN` pixels) is converted and searched, so time and
+memory follow the hole, not the image.
 """
 
 from __future__ import annotations
@@ -24,28 +31,49 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 
 from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
 from ..layers.vote import vote
 from ..patchmatch import patchmatch
-from ..patchmatch.distance import valid_key_positions
 from ..utils.image import ImageLike, from_tensor, to_mask, to_tensor
 from ..utils.progress import ProgressCallback
+from ._mode import mode_vote
 from ._pyramid import bbox, dilate, downsample, fill_smooth, hole_radius, upsample_field
 from ._temperature import wexler_temperature
 
 __all__ = ["inpaint"]
 
+#: The window searched for sources: the hole's bounding box grown on each side by
+#: its larger side, and by at least this many pixels.
+CONTEXT_MIN = 256
+
+VOTES = ("best", "mean")
+
+#: With ``vote="best"``, the finest this many scales vote winner-takes-all.
+BEST_LEVELS = 1
+
 
 class _Level:
     """One pyramid level: image, hole, the query crop around the hole."""
 
-    def __init__(self, image: torch.Tensor, hole: torch.Tensor, patch_size: int) -> None:
+    def __init__(
+        self,
+        image: torch.Tensor,
+        hole: torch.Tensor,
+        patch_size: int,
+        forbid: torch.Tensor | None = None,
+    ) -> None:
         r = patch_size // 2
         self.image = image
         self.hole = hole
-        self.touch = ~valid_key_positions(hole, patch_size)  # patches that touch the hole
+        forbid = hole if forbid is None else forbid
+        self.forbid = forbid  # hole, or outside the source mask: never copied from
+        # patches that touch the hole: a square dilation equals ~valid_key_positions
+        # (reflected border pixels lie inside the clipped square), at a cost that follows
+        # the hole
+        self.touch = dilate(hole, r)
         # the crop holds every touching patch whole (reflection only at image borders),
         # so searching it against the whole image is the same as a masked full search
         self.box = bbox(self.touch, r)
@@ -54,7 +82,7 @@ class _Level:
         self.touch_crop = self.touch[..., y0:y1, x0:x1].contiguous()
         hy, hx = torch.nonzero(hole[0, 0], as_tuple=True)
         self.ys, self.xs = hy, hx  # hole pixels, image coordinates
-        self.n_valid = int(valid_key_positions(hole, patch_size).sum())
+        self.n_valid = int((~dilate(forbid, r)).sum())
 
     @property
     def size(self) -> tuple[int, int]:
@@ -66,10 +94,22 @@ class _Level:
 
 
 def _build_pyramid(
-    image: torch.Tensor, hole: torch.Tensor, patch_size: int, k: int, levels: int | None
+    image: torch.Tensor,
+    hole: torch.Tensor,
+    patch_size: int,
+    k: int,
+    levels: int | None,
+    forbid: torch.Tensor,
+    has_source: bool,
 ) -> list[_Level]:
-    pyramid = [_Level(image, hole, patch_size)]
+    pyramid = [_Level(image, hole, patch_size, forbid)]
     if pyramid[0].n_valid < k:
+        if has_source:
+            raise ValueError(
+                f"source_mask leaves fewer than k={k} {patch_size}x{patch_size} patches "
+                f"inside the source area and outside the hole: nothing to copy from "
+                f"(allow a larger source area)"
+            )
         raise ValueError(
             f"the mask leaves fewer than k={k} {patch_size}x{patch_size} patches entirely "
             f"outside the hole: nothing to copy from (use a smaller patch_size or mask)"
@@ -85,7 +125,10 @@ def _build_pyramid(
         img_c, hole_c = downsample(top.image, top.hole)
         if bool(hole_c.all()) or not bool(hole_c.any()):
             break  # nothing known, or the hole vanished at that scale
-        level = _Level(img_c, hole_c, patch_size)
+        # a coarse pixel may be copied from only if its whole 2x2 block may be
+        barred = top.forbid & ~top.hole
+        forbid_c = hole_c | (torch.nn.functional.max_pool2d(barred.float(), 2, ceil_mode=True) > 0)
+        level = _Level(img_c, hole_c, patch_size, forbid_c)
         if level.n_valid < max(k, 4 * patch_size * patch_size):
             break  # too little known texture left at that scale
         pyramid.append(level)
@@ -103,6 +146,7 @@ def _em_step(
     temperature: float | None,
     seed: int,
     backend: str,
+    best: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One search + vote iteration: masked PSAL self-attention of the image.
 
@@ -110,7 +154,8 @@ def _em_step(
     iters=pm_iters, temperature=T, aggregation="patch", hole=hole, init=field,
     return_field=True)`` (tested equal with
     the exact search), with the query cropped to the patches that touch the hole and the
-    vote (:func:`psal.layers.vote`) computed at the hole pixels only.
+    vote (:func:`psal.layers.vote`) computed at the hole pixels only. With ``best``, the
+    vote is winner-takes-all instead (:func:`mode_vote` with no mean-shift step).
 
     Returns:
         ``(image, field, distances)``, field and distances over the level's crop.
@@ -122,27 +167,34 @@ def _em_step(
         patch_size=patch_size,
         iters=pm_iters,
         query_valid=level.touch_crop,
-        key_valid=~level.hole,
+        key_valid=~level.forbid,
         seed=seed,
         backend=backend,
         init=field,
     )
-    t = temperature
-    if t is None:
-        t = wexler_temperature(res.distances, level.touch_crop)
     oy, ox = level.origin
     hy, hx = level.ys, level.xs
-    vals, covered = vote(cur, res.indices, res.distances, patch_size, t,
-                         pixels=(torch.zeros_like(hy), hy - oy, hx - ox))  # fmt: skip
-    out = cur.clone()
-    out[0][:, hy, hx] = torch.where(covered, vals, cur[0][:, hy, hx])
-    return out, res.indices, res.distances
+    if best:
+        vals, covered = mode_vote(cur, res.indices, res.distances, patch_size,
+                                  (hy - oy, hx - ox), iters=0)  # fmt: skip
+    else:
+        t = temperature
+        if t is None:
+            t = wexler_temperature(res.distances, level.touch_crop)
+        vals, covered = vote(cur, res.indices, res.distances, patch_size, t,
+                             pixels=(torch.zeros_like(hy), hy - oy, hx - ox))  # fmt: skip
+    # in place: ``cur`` is the caller's working copy (one image copy less at the peak)
+    cur[0][:, hy, hx] = torch.where(covered, vals, cur[0][:, hy, hx])
+    return cur, res.indices, res.distances
 
 
 def _inpaint_one(
     image: torch.Tensor,
     hole: torch.Tensor,
+    forbid: torch.Tensor,
+    has_source: bool,
     *,
+    vote_best: bool,
     patch_size: int,
     k: int,
     levels: int | None,
@@ -155,7 +207,7 @@ def _inpaint_one(
     done: list[int],
     total_ref: list[int],
 ) -> torch.Tensor:
-    pyramid = _build_pyramid(image, hole, patch_size, k, levels)
+    pyramid = _build_pyramid(image, hole, patch_size, k, levels, forbid, has_source)
     n_levels = len(pyramid)
     iters_at = [em_iters + (2 if lv > 0 else 0) for lv in range(n_levels)]
     total_ref[0] += sum(iters_at)
@@ -177,14 +229,12 @@ def _inpaint_one(
             at = (torch.zeros_like(hy), hy - oy, hx - ox)
             zero_d = torch.zeros_like(field, dtype=cur.dtype)
             vals, covered = vote(cur, field, zero_d, patch_size, float("inf"), pixels=at)
-            up = torch.nn.functional.interpolate(prev_image, scale_factor=2.0, mode="nearest")
-            up = up[..., : level.size[0], : level.size[1]]
-            fallback = up[0][:, hy, hx]
+            fallback = prev_image[0][:, hy // 2, hx // 2]  # nearest x2, at the hole only
             cur[0][:, hy, hx] = torch.where(covered, vals, fallback)
         for it in range(iters_at[lv]):
             cur, field, _ = _em_step(
                 cur, level, field, k=k, patch_size=patch_size, pm_iters=pm_iters,
-                temperature=temperature, backend=backend,
+                temperature=temperature, backend=backend, best=vote_best and lv < BEST_LEVELS,
                 seed=(seed + 7919 * lv + 104729 * it) % (2**62),
             )  # fmt: skip
             done[0] += 1
@@ -194,18 +244,70 @@ def _inpaint_one(
     return cur
 
 
+def _size_of(image: ImageLike) -> tuple[int, int] | None:
+    """(H, W) of an image without converting it (None for what to_tensor will refuse)."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.size[1], image.size[0]
+    if isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim >= 2:
+        dims = image.shape if isinstance(image, np.ndarray) else tuple(image.shape)
+        if isinstance(image, np.ndarray):
+            return (dims[0], dims[1]) if image.ndim in (2, 3) else None
+        return (dims[-2], dims[-1]) if image.ndim in (2, 3, 4) else None
+    return None
+
+
+def _crop(image: ImageLike, box: tuple[int, int, int, int]) -> ImageLike:
+    y0, y1, x0, x1 = box
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.crop((x0, y0, x1, y1))
+    if isinstance(image, np.ndarray):
+        return image[y0:y1, x0:x1]
+    return image[..., y0:y1, x0:x1]
+
+
+def _paste(image: ImageLike, part: ImageLike, box: tuple[int, int, int, int]) -> ImageLike:
+    """``image`` (copied) with ``part``, the inpainted crop ``box``, in place."""
+    y0, y1, x0, x1 = box
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        out = image.copy()
+        out.paste(part, (x0, y0))
+        return out
+    if isinstance(image, np.ndarray):
+        out = image.copy()
+        out[y0:y1, x0:x1] = part
+        return out
+    out = image.detach().clone().to(part.device)
+    out[..., y0:y1, x0:x1] = part
+    return out
+
+
+def _context_box(hole: torch.Tensor) -> tuple[int, int, int, int]:
+    """The window that is searched: the hole's box grown by its size (>= CONTEXT_MIN)."""
+    y0, y1, x0, x1 = bbox(hole.any(0, keepdim=True))
+    grow = max(CONTEXT_MIN, y1 - y0, x1 - x0)
+    return bbox(hole.any(0, keepdim=True), grow)
+
+
 def inpaint(
     image: ImageLike,
     mask: ImageLike,
     *,
     patch_size: int = 7,
-    k: int = 2,
+    k: int = 1,
     levels: int | None = None,
     em_iters: int = 3,
     pm_iters: int = 2,
+    vote: str = "best",
     temperature: float | None = float("inf"),
     mask_threshold: float = 0.5,
     dilate_mask: int = 0,
+    source_mask: ImageLike | None = None,
     seed: int | None = None,
     device: torch.device | str | None = None,
     backend: str = "auto",
@@ -215,7 +317,9 @@ def inpaint(
 
     Multi-scale PatchMatch completion in the manner of Wexler et al. (2007) and Newson
     et al. (2014); see the module docstring. Every channel (alpha included) is filled;
-    outside the hole the image is returned bit for bit.
+    outside the hole the image is returned bit for bit. Only a window around the hole
+    is read and searched (see :data:`CONTEXT_MIN`), so a small hole in a huge photo
+    costs little time and memory.
 
     Args:
         image: numpy ``(H, W)`` / ``(H, W, C)`` (uint8, uint16 or float in [0, 1]), PIL
@@ -226,22 +330,28 @@ def inpaint(
             ``mask_threshold`` (default: values above half the range are hole, i.e.
             ``> 127`` for 8-bit masks). One mask may serve a whole batch.
         patch_size: odd patch side (7 suits photos; larger for coarse textures).
-        k: neighbours per patch in the search; more average more proposals (smoother).
+        k: neighbours per patch in the search. More average more proposals at the
+            coarse scales (smoother, and blurrier: 1 measured sharpest).
         levels: number of coarser scales; None chooses it so that the hole is about a
             patch thick at the coarsest one.
         em_iters: search + vote iterations at the finest scale (two more at each coarser
             scale, where they are cheap).
         pm_iters: PatchMatch iterations per search (the search starts from the previous
             field, so a few suffice).
-        temperature: voting temperature T of the weights ``exp(-d / T)``. The default,
+        vote: how the finest scale is voted: ``"best"`` (default), each hole pixel
+            takes the value proposed by the best-matching patch that covers it
+            (winner-takes-all; as sharp as the source texture), or ``"mean"``, the
+            ``exp(-d / T)``-weighted average of all proposals (smoother; the coarser
+            scales always vote so).
+        temperature: T of the mean vote's weights ``exp(-d / T)``. The default,
             ``float("inf")``, averages all proposals plainly; None sets T at each step
-            from the distances as Wexler et al. (twice their 75th percentile); small
-            values keep only the best proposals (sharper, noisier). On the benchmark of
-            ``benchmarks/inpaint.py`` the plain average scored ~0.3 dB higher than
-            Wexler's weights, with no visible loss at this patch size.
+            from the distances as Wexler et al. (twice their 75th percentile).
         mask_threshold: fraction of the mask's full range above which a pixel is a hole.
-        dilate_mask: grow the hole by this many pixels (helps anti-aliased object
-            outlines and shadows).
+        dilate_mask: grow the hole by this many pixels (a square; helps anti-aliased
+            object outlines and shadows). Costs the same whatever the radius.
+        source_mask: where content may be copied from, True / white = allowed (the
+            "sampling area" of photo editors), same size and rules as ``mask``; None:
+            anywhere outside the hole.
         seed: makes the result reproducible (None: drawn from torch's generator).
         device: torch device for the work (default: the input's, or CPU).
         backend: PatchMatch backend (see :mod:`psal.patchmatch.backends`).
@@ -253,7 +363,8 @@ def inpaint(
 
     Raises:
         ValueError: mask and image sizes differ; the mask covers the whole image (or
-            leaves no patch outside the hole): nothing to copy from; bad settings.
+            leaves no patch outside the hole), or ``source_mask`` leaves no patch to copy
+            from; bad settings.
         TypeError: unsupported image or mask type.
 
     Example:
@@ -271,14 +382,68 @@ def inpaint(
     dilate_mask = check_int(dilate_mask, "dilate_mask", minimum=0)
     if levels is not None:
         levels = check_int(levels, "levels", minimum=0)
+    if vote not in VOTES:
+        raise ValueError(f"vote must be one of {', '.join(map(repr, VOTES))}, got {vote!r}")
     if temperature is not None and temperature != float("inf"):
         temperature = check_positive_float(temperature, "temperature")
+    hw = _size_of(image)
+    if hw is None:
+        to_tensor(image, "image")  # raises the error that names what was expected
+    h, w = hw
+    b = image.shape[0] if isinstance(image, torch.Tensor) and image.ndim == 4 else 1
+    hole = dilate(to_mask(mask, h, w, batch=b, threshold=mask_threshold), dilate_mask)
+    src = None
+    if source_mask is not None:
+        src = to_mask(source_mask, h, w, batch=b, threshold=mask_threshold, name="source_mask")
+    kw = dict(patch_size=patch_size, k=k, levels=levels, em_iters=em_iters, pm_iters=pm_iters,
+              vote=vote, temperature=temperature, seed=seed, device=device, backend=backend,
+              progress=progress)  # fmt: skip
+    if bool(hole.any()) and not any(bool(hole[i].all()) for i in range(b)):
+        # only the window around the hole is converted and searched
+        box = _context_box(hole)
+        y0, y1, x0, x1 = box
+        if (y1 - y0) * (x1 - x0) < h * w and _croppable(image):
+            crop = (..., slice(y0, y1), slice(x0, x1))
+            part = _inpaint_all(_crop(image, box), hole[crop],
+                                None if src is None else src[crop], **kw)  # fmt: skip
+            return _paste(image, part, box)
+    return _inpaint_all(image, hole, src, stacklevel=3, **kw)
+
+
+def _croppable(image: ImageLike) -> bool:
+    """Whether a crop of ``image`` comes back from inpainting in the image's own mode."""
+    from PIL import Image
+
+    from ..utils.image import result_mode
+
+    return not isinstance(image, Image.Image) or result_mode(image) == image.mode
+
+
+def _inpaint_all(
+    image: ImageLike,
+    hole: torch.Tensor,
+    source: torch.Tensor | None,
+    *,
+    patch_size: int,
+    k: int,
+    levels: int | None,
+    em_iters: int,
+    pm_iters: int,
+    vote: str,
+    temperature: float | None,
+    seed: int | None,
+    device: torch.device | str | None,
+    backend: str,
+    progress: ProgressCallback | None,
+    stacklevel: int = 4,
+) -> ImageLike:
+    """Inpaint ``image`` (any kind) given the final (B, 1, H, W) hole and source masks."""
     x, spec = to_tensor(image, "image", device=device)
     b, _, h, w = x.shape
-    hole = to_mask(mask, h, w, batch=b, threshold=mask_threshold, device=x.device)
-    hole = dilate(hole, dilate_mask)
+    hole = hole.to(x.device)
     if not bool(hole.any()):
-        warnings.warn("inpaint: the mask is empty; the image is returned unchanged", stacklevel=2)
+        warnings.warn("inpaint: the mask is empty; the image is returned unchanged",
+                      stacklevel=stacklevel)  # fmt: skip
         return from_tensor(x, spec)  # a copy, of the kind and mode a fill would give
     for i in range(b):
         if bool(hole[i].all()):
@@ -287,17 +452,21 @@ def inpaint(
             )
     if patch_size > min(h, w):
         raise ValueError(f"patch_size={patch_size} is larger than the image ({w}x{h})")
+    forbid = hole if source is None else hole | ~source.to(x.device)
     seed = resolve_seed(seed)
-    out = x.clone()
+    outs = []
     done, total = [0], [0]
     with torch.no_grad():
         for i in range(b):
             if not bool(hole[i].any()):
+                outs.append(x[i : i + 1])
                 continue
             filled = _inpaint_one(
-                x[i : i + 1], hole[i : i + 1], patch_size=patch_size, k=k, levels=levels,
+                x[i : i + 1], hole[i : i + 1], forbid[i : i + 1], source is not None,
+                vote_best=vote == "best", patch_size=patch_size, k=k, levels=levels,
                 em_iters=em_iters, pm_iters=pm_iters, temperature=temperature,
                 seed=seed + i, backend=backend, progress=progress, done=done, total_ref=total,
             )  # fmt: skip
-            out[i : i + 1] = torch.where(hole[i : i + 1], filled, x[i : i + 1])
-    return from_tensor(out, spec)
+            # a copy of x changed at the hole pixels only: known pixels are exact
+            outs.append(filled)
+    return from_tensor(outs[0] if b == 1 else torch.cat(outs), spec)

@@ -1,4 +1,8 @@
-"""Networks: DeepFill v1 inpainting and the guided colorizer, swappable attention, inference.
+"""Networks: DeepFill v1 inpainting, EDSR super-resolution, the guided colorizer, inference.
+
+DeepFill v1 has swappable attention; EDSR super-resolution has PSAL non-local blocks
+(``edsr_psal``, :class:`Upscaler`); the guided colorizer (``guided_colorizer``,
+:class:`Colorizer`) has PSAL at several scales.
 
 Networks are registered by name (:mod:`psal.models.registry`) for configs, checkpoints
 and the command line.
@@ -9,12 +13,15 @@ from . import losses
 from .colorizer import Colorizer, GuidedColorizer
 from .critics import SNPatchGANCritic, WGANCritic
 from .deepfill import DeepFillV1, InpaintOutput
+from .edsr import EDSRPSAL
 from .inpainter import Inpainter
 from .io import load_weights, resolve_weights_file, save_weights
 from .registry import ATTENTIONS, MODELS, create_model, list_models, register_model
+from .upscaler import Upscaler
 
 __all__ = [
     "ATTENTIONS",
+    "EDSRPSAL",
     "MODELS",
     "Colorizer",
     "DeepFillV1",
@@ -22,6 +29,7 @@ __all__ = [
     "InpaintOutput",
     "Inpainter",
     "SNPatchGANCritic",
+    "Upscaler",
     "WGANCritic",
     "build_attention",
     "create_model",

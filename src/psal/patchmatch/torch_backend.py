@@ -15,6 +15,12 @@ Distances are computed on channels-last, reflect-padded copies of the inputs wit
 row gather per patch offset; searched pixels are processed in chunks so that the
 candidate buffers stay under ``MAX_CHUNK_BYTES``. Random numbers come from a
 ``torch.Generator`` on the input's device seeded with ``seed``.
+
+For accelerators: the 16 propagation shifts and the random-search radii are each one
+batched tensor operation, and nothing in the iteration loop waits for the device (on
+the CPU, candidate pairs are compacted with ``nonzero``, a sync that saves work there;
+elsewhere every pair is computed and the skipped ones masked: ``COMPACT_PAIRS``). The
+set-up syncs once (masked pixel list, valid-key list size, initial duplicate repair).
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ MAX_CHUNK_BYTES = 64 * 2**20
 #: this many bytes (one gather of C*p*p values per candidate); otherwise each patch
 #: offset is gathered separately (C values per gather, no extra memory).
 PATCH_CACHE_BYTES = 1024 * 2**20
+#: Compute only the candidate pairs that need it (``nonzero``: a host-device sync per
+#: call) or every pair (no sync, more arithmetic); None: compact on the CPU only.
+COMPACT_PAIRS: bool | None = None
 #: Propagation step lengths (the published code's 1, 2, 4, 8).
 STEPS = (1, 2, 4, 8)
 _DIRS = ((0, 1), (0, -1), (1, 0), (-1, 0))
@@ -127,9 +136,14 @@ class _Problem:
         rep[:, 1:] = srt[:, 1:] == srt[:, :-1]
         ok &= ~torch.zeros_like(ok).scatter_(1, order, rep)
         out = torch.full((n, m), float("inf"), dtype=self.acc, device=self.device)
-        pairs = ok.reshape(-1).nonzero().squeeze(1)  # (P,) flat (pixel, candidate) pairs
-        if pairs.numel() == 0:
-            return out
+        if COMPACT_PAIRS if COMPACT_PAIRS is not None else self.device.type == "cpu":
+            # compact the pairs to compute (a host sync, free on the CPU): most are skipped
+            pairs = ok.reshape(-1).nonzero().squeeze(1)  # (P,) flat (pixel, candidate)
+            if pairs.numel() == 0:
+                return out
+        else:
+            # accelerators: every pair, no data-dependent shape, so no host-device sync
+            pairs = torch.arange(n * m, device=self.device)
         rows = torch.div(pairs, m, rounding_mode="floor")
         kpos = flat.reshape(-1).index_select(0, pairs)  # batch-offset key positions
         if self.kpatch is not None:
@@ -147,7 +161,8 @@ class _Problem:
                 qv = _rows(self.qrows, qbase + qo)
                 kv = _rows(self.krows, kbase + ko)
                 d += (kv - qv).square_().sum(-1)
-        return out.view(-1).index_copy_(0, pairs, d).view(n, m)
+        out = out.view(-1).index_copy_(0, pairs, d).view(n, m)
+        return out.masked_fill_(~ok, float("inf"))
 
 
 def _merge(idx, dist, cand, cdist, k):
@@ -236,7 +251,11 @@ def search(
         levels.append(w)
         w //= 2
     n_prop = len(_DIRS) * len(STEPS) * k
+    shifts = [(dy * st, dx * st) for dy, dx in _DIRS for st in STEPS]
+    sdy = torch.tensor([s[0] for s in shifts], device=device)
+    sdx = torch.tensor([s[1] for s in shifts], device=device)
     n_rand = len(levels) * k
+    lev = torch.tensor(levels, device=device).view(1, -1, 1)
     for _ in range(iters):
         # --- propagation from the field at the start of the step
         full[pb.act] = idx
@@ -245,18 +264,18 @@ def search(
         for s in range(0, na, step_c):
             sel = slice(s, min(na, s + step_c))
             ab, ay, ax = pb.ab[sel], pb.ay[sel], pb.ax[sel]
-            cands = []
-            for dy, dx in _DIRS:
-                for st in STEPS:
-                    ny, nx = ay - dy * st, ax - dx * st
-                    inside = (ny >= 0) & (ny < hq) & (nx >= 0) & (nx < wq)
-                    src = (ab * hq + ny.clamp(0, hq - 1)) * wq + nx.clamp(0, wq - 1)
-                    f = full.index_select(0, src)  # (n, k)
-                    fy = torch.div(f, wk, rounding_mode="floor") + dy * st
-                    fx = f - torch.div(f, wk, rounding_mode="floor") * wk + dx * st
-                    ok = inside.unsqueeze(1) & (f >= 0)
-                    ok &= (fy >= 0) & (fy < hk) & (fx >= 0) & (fx < wk)
-                    cands.append(torch.where(ok, fy * wk + fx, -1))
+            # all 16 (direction, step) shifts at once: (n, 16, k)
+            ny = ay.unsqueeze(1) - sdy  # (n, 16)
+            nx = ax.unsqueeze(1) - sdx
+            inside = (ny >= 0) & (ny < hq) & (nx >= 0) & (nx < wq)
+            src = (ab.unsqueeze(1) * hq + ny.clamp(0, hq - 1)) * wq + nx.clamp(0, wq - 1)
+            f = full.index_select(0, src.reshape(-1)).view(-1, sdy.numel(), k)
+            fy = torch.div(f, wk, rounding_mode="floor")
+            fx = f - fy * wk + sdx.view(1, -1, 1)
+            fy = fy + sdy.view(1, -1, 1)
+            ok = inside.unsqueeze(2) & (f >= 0)
+            ok &= (fy >= 0) & (fy < hk) & (fx >= 0) & (fx < wk)
+            cands = [torch.where(ok, fy * wk + fx, -1).reshape(f.shape[0], -1)]
             cand = torch.cat(cands, 1)
             cur = idx[sel]
             new_idx[sel], new_dist[sel] = _merge(
@@ -271,14 +290,15 @@ def search(
             cur = idx[sel]
             cy = torch.div(cur, wk, rounding_mode="floor")
             cx = cur - cy * wk
-            cands = []
-            for w in levels:
-                lo_y, hi_y = (cy - w).clamp_min(0), (cy + w).clamp_max(hk - 1)
-                lo_x, hi_x = (cx - w).clamp_min(0), (cx + w).clamp_max(wk - 1)
-                u = torch.rand((cur.shape[0], k, 2), generator=gen, device=device)
-                ry = lo_y + (u[..., 0] * (hi_y - lo_y + 1)).long().clamp_max(hi_y - lo_y)
-                rx = lo_x + (u[..., 1] * (hi_x - lo_x + 1)).long().clamp_max(hi_x - lo_x)
-                cands.append(ry * wk + rx)
+            # one sample per level and neighbour at once: (n, L, k)
+            lo_y = (cy.unsqueeze(1) - lev).clamp_min(0)
+            hi_y = (cy.unsqueeze(1) + lev).clamp_max(hk - 1)
+            lo_x = (cx.unsqueeze(1) - lev).clamp_min(0)
+            hi_x = (cx.unsqueeze(1) + lev).clamp_max(wk - 1)
+            u = torch.rand((cur.shape[0], len(levels), k, 2), generator=gen, device=device)
+            ry = lo_y + (u[..., 0] * (hi_y - lo_y + 1)).long().clamp_max(hi_y - lo_y)
+            rx = lo_x + (u[..., 1] * (hi_x - lo_x + 1)).long().clamp_max(hi_x - lo_x)
+            cands = [(ry * wk + rx).reshape(cur.shape[0], -1)]
             cand = torch.cat(cands, 1)
             new_idx[sel], new_dist[sel] = _merge(
                 cur, dist[sel], cand, pb.distances(sel, cand, cur), k

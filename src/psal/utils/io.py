@@ -369,6 +369,7 @@ def save_image(
     *,
     quality: int = 95,
     icc_profile: bytes | None = None,
+    exif: bytes | None = None,
 ) -> None:
     """Write an image atomically; the format comes from the suffix (.png, .jpg, .webp, .tif).
 
@@ -405,5 +406,7 @@ def save_image(
         kwargs = {"lossless": True, "quality": 100, "exact": True}
     if icc_profile and fmt in ("PNG", "JPEG", "WEBP"):
         kwargs["icc_profile"] = icc_profile
+    if exif and fmt in ("PNG", "JPEG", "WEBP"):
+        kwargs["exif"] = exif  # the input's EXIF (orientation already applied and reset)
     with atomic_path(path) as tmp:
         image.save(tmp, format=fmt, **kwargs)

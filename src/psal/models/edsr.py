@@ -1,0 +1,260 @@
+"""EDSR with PSAL non-local blocks: single-image super-resolution (x2, x3, x4).
+
+The network (registered as ``"edsr_psal"``):
+
+- head: a 3x3 convolution from RGB to ``width`` channels (images in [0, 1], the mean
+  0.5 taken off);
+- body at the input resolution: ``blocks`` residual blocks (conv-ReLU-conv, no batch
+  norm, residual scaling ``res_scale``, Lim et al. 2017) with an **in-scale non-local
+  block** in the middle: self-attention over the whole image's features
+  (``block(x, x, x)``, :func:`psal.layers.build_attention`), embedded by 1x1
+  convolutions, added back through a 1x1 convolution;
+- a **cross-scale non-local block** (Mei et al. 2020) on the body's output ``f``: the
+  queries are ``f``, the keys ``f`` shrunk by the factor ``s`` (bicubic), and the
+  values the ``s x s`` blocks of ``f`` under each key pixel
+  (``pixel_unshuffle(f, s)``), so that each match brings back the ``s`` times larger
+  patch it came from; ``pixel_shuffle`` puts the result on the ``s`` times finer grid,
+  where it is added to the upsampler's features (``s`` = the scale for x2/x3, 2 for
+  x4, fused after the first x2 stage);
+- upsampler: 3x3 convolution to ``s^2 width`` channels + pixel shuffle, per stage
+  (x2, x3; x4 = two x2 stages), and a 3x3 convolution to RGB, added to the bicubic
+  enlargement of the input (the network learns the residual).
+
+``attention="psal" | "dense" | "none"`` picks the block of both non-local parts by
+name; ``"none"`` keeps every convolution (the same parameters) and passes the values
+through (:class:`psal.layers.IdentityBlock`), i.e. plain EDSR plus a nearest-neighbour
+style cross-scale branch.
+
+Shapes: ``forward(x)``: x (B, 3, H, W) float in [0, 1] -> (B, 3, s*H, s*W) (not
+clipped). Any H, W >= 1; inputs are reflect-padded to a multiple of the cross-scale
+factor and the output cropped back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_choice, check_float_tensor, check_int
+from ..layers.registry import build_attention
+from .registry import register_model
+
+__all__ = ["ATTENTIONS", "EDSRPSAL", "edsr_psal"]
+
+#: Attention choices of the super-resolution network.
+ATTENTIONS = ("psal", "dense", "none")
+
+#: Input rows of context around a strip in :meth:`EDSRPSAL.enlarge` (the tail's reach:
+#: 3x3 convolutions and the bicubic base; a multiple of 6 so strips stay on the grids).
+HALO = 6
+
+#: Default options of the blocks (PSAL: k nearest patches, 3x3 patches; dense: all).
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "psal": {"k": 4, "patch_size": 3},
+    "dense": {"patch_size": 3},
+    "none": {},
+}
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, width: int, res_scale: float) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.res_scale * self.conv2(F.relu(self.conv1(x)))
+
+
+class _NonLocal(nn.Module):
+    """In-scale self-attention over the whole feature map, residual."""
+
+    def __init__(self, width: int, attention: str, options: dict[str, Any]) -> None:
+        super().__init__()
+        emb = max(width // 2, 1)
+        self.q = nn.Conv2d(width, emb, 1)
+        self.k = nn.Conv2d(width, emb, 1)
+        self.v = nn.Conv2d(width, width, 1)
+        self.out = nn.Conv2d(width, width, 1)
+        self.block = build_attention(attention, **options)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.block(self.q(x), self.k(x), self.v(x))
+        return x + self.out(out.to(x.dtype))
+
+
+class _CrossScale(nn.Module):
+    """Cross-scale attention: (B, C, H, W) -> (B, C, s*H, s*W) (H, W multiples of s)."""
+
+    def __init__(self, width: int, s: int, attention: str, options: dict[str, Any]) -> None:
+        super().__init__()
+        emb = max(width // 2, 1)
+        self.s = s
+        self.q = nn.Conv2d(width, emb, 1)
+        self.k = nn.Conv2d(width, emb, 1)
+        self.v = nn.Conv2d(width, emb, 1)
+        self.out = nn.Conv2d(emb, width, 3, padding=1)
+        self.block = build_attention(attention, **options)
+
+    def attend(self, f: torch.Tensor) -> torch.Tensor:
+        """The global part: (B, C, H, W) -> (B, s*s*emb, H, W), still on the coarse grid."""
+        h, w = f.shape[-2:]
+        s = self.s
+        small = F.interpolate(f, size=(h // s, w // s), mode="bicubic", align_corners=False,
+                              antialias=f.device.type in ("cpu", "cuda"))  # fmt: skip
+        value = F.pixel_unshuffle(self.v(f), s)  # (B, s*s*emb, H/s, W/s): the larger patches
+        out, _ = self.block(self.q(f), self.k(small), value)
+        return out.to(f.dtype)
+
+    def project(self, a: torch.Tensor) -> torch.Tensor:
+        """The local part: the attended blocks put on the s times finer grid, convolved."""
+        return self.out(F.pixel_shuffle(a, self.s))
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.project(self.attend(f))
+
+
+class EDSRPSAL(nn.Module):
+    """EDSR-style super-resolution network with PSAL non-local blocks.
+
+    Args:
+        scale: 2, 3 or 4.
+        width: feature channels.
+        blocks: residual blocks in the body (the in-scale non-local block sits after
+            half of them).
+        attention: ``"psal"``, ``"dense"`` or ``"none"``.
+        attention_options: options of the attention blocks (default: ``k=4``,
+            ``patch_size=3`` for psal; ``patch_size=3`` for dense).
+        res_scale: residual scaling of the blocks.
+        cross_scale: add the cross-scale non-local block.
+        in_scale: add the in-scale non-local block.
+
+    Example:
+        >>> net = EDSRPSAL(scale=2, width=8, blocks=2, attention="none")
+        >>> net(torch.rand(1, 3, 10, 12)).shape
+        torch.Size([1, 3, 20, 24])
+    """
+
+    def __init__(
+        self,
+        scale: int = 2,
+        width: int = 32,
+        blocks: int = 6,
+        attention: str = "psal",
+        attention_options: dict[str, Any] | None = None,
+        res_scale: float = 1.0,
+        cross_scale: bool = True,
+        in_scale: bool = True,
+    ) -> None:
+        super().__init__()
+        from ..editing.upscale import check_scale
+
+        self.scale = check_scale(scale)
+        width = check_int(width, "width", minimum=1)
+        blocks = check_int(blocks, "blocks", minimum=0)
+        self.attention = check_choice(attention, "attention", ATTENTIONS)
+        options = dict(_DEFAULTS[attention])
+        options.update(attention_options or {})
+        if attention == "none":
+            options = {}
+        self.head = nn.Conv2d(3, width, 3, padding=1)
+        half = blocks // 2
+        self.body1 = nn.Sequential(*[_ResBlock(width, res_scale) for _ in range(half)])
+        self.nonlocal_ = _NonLocal(width, attention, options) if in_scale else None
+        self.body2 = nn.Sequential(*[_ResBlock(width, res_scale) for _ in range(blocks - half)])
+        self.body_end = nn.Conv2d(width, width, 3, padding=1)
+        self.xs = 2 if self.scale == 4 else self.scale  # cross-scale factor
+        self.cross = _CrossScale(width, self.xs, attention, options) if cross_scale else None
+        stages = [2, 2] if self.scale == 4 else [self.scale]
+        self.up = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width, s * s * width, 3, padding=1), nn.PixelShuffle(s))
+            for s in stages
+        )
+        self.tail = nn.Conv2d(width, 3, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)  # starts as bicubic interpolation
+        nn.init.zeros_(self.tail.bias)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The body: (B, 3, H, W) image -> (B, width, H, W) features (global attention)."""
+        f = self.head(x - 0.5)
+        g = self.body1(f)
+        if self.nonlocal_ is not None:
+            g = self.nonlocal_(g)
+        return f + self.body_end(self.body2(g))
+
+    def upsample(
+        self, f: torch.Tensor, x: torch.Tensor, attended: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The tail: features and input -> the enlarged image (local operations only).
+
+        ``attended`` is the cross-scale block's global part (computed here if None).
+        """
+        hr = self.up[0](f)
+        if self.cross is not None:
+            a = self.cross.attend(f) if attended is None else attended
+            hr = hr + self.cross.project(a)
+        for stage in self.up[1:]:
+            hr = stage(hr)
+        size = (x.shape[-2] * self.scale, x.shape[-1] * self.scale)
+        base = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+        return base + self.tail(hr)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_float_tensor(x, "x", ndim=4)
+        if x.shape[1] != 3:
+            raise ValueError(f"x must have 3 channels (RGB), got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.xs, (-w) % self.xs
+        if ph or pw:
+            mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, 3, scale*H, scale*W)."""
+        h, w = x.shape[-2:]
+        out = self.upsample(self.features(self._pad(x)), self._pad(x))
+        return out[..., : h * self.scale, : w * self.scale]
+
+    @torch.no_grad()
+    def enlarge(self, x: torch.Tensor, rows: int = 128) -> torch.Tensor:
+        """Inference in bounded memory: ``forward(x)`` with the tail run in row strips.
+
+        The global parts (the body with its non-local block, the cross-scale block's
+        attention) run on the whole image at the input resolution; only the local tail
+        (upsampler convolutions at the output resolution) runs in strips of ``rows``
+        input rows with a halo of :data:`HALO` rows, which makes the strips exactly the
+        whole (no seam): every output pixel sees the same inputs either way.
+
+        Args:
+            x: (B, 3, H, W) float in [0, 1].
+            rows: input rows per strip.
+
+        Returns:
+            (B, 3, scale*H, scale*W), the same as ``forward(x)`` (to float rounding).
+        """
+        h, w = x.shape[-2:]
+        xp = self._pad(x)
+        f = self.features(xp)
+        a = self.cross.attend(f) if self.cross is not None else None
+        hp = xp.shape[-2]
+        s = self.scale
+        step = max(rows - rows % self.xs, self.xs)
+        out = torch.empty(x.shape[0], 3, hp * s, xp.shape[-1] * s, dtype=x.dtype, device=x.device)
+        for y0 in range(0, hp, step):
+            y1 = min(y0 + step, hp)
+            a0, a1 = max(y0 - HALO, 0), min(y1 + HALO, hp)  # multiples of xs: HALO is even
+            part = self.upsample(f[..., a0:a1, :], xp[..., a0:a1, :],
+                                 None if a is None else a[..., a0:a1, :])  # fmt: skip
+            out[..., y0 * s : y1 * s, :] = part[..., (y0 - a0) * s : (y1 - a0) * s, :]
+        return out[..., : h * s, : w * s]
+
+
+@register_model("edsr_psal")
+def edsr_psal(**kwargs: Any) -> EDSRPSAL:
+    """The :class:`EDSRPSAL` network (small CPU default: width 32, 6 blocks)."""
+    return EDSRPSAL(**kwargs)

@@ -1,0 +1,139 @@
+"""Inference with a trained super-resolution network: any size, numpy/PIL/tensor in and out.
+
+:class:`Upscaler` wraps an :class:`psal.models.EDSRPSAL` (or any network with a
+``scale`` and an ``enlarge(x)`` / ``forward(x)`` mapping (B, 3, H, W) in [0, 1] to
+(B, 3, sH, sW)) and takes what :func:`psal.upscale` takes: numpy arrays, PIL images or
+tensors, grayscale, RGB or RGBA (gray is enlarged as RGB and returned gray; alpha is
+enlarged bicubically), returned in the same kind, dtype and mode.
+
+Memory: the network's global parts (the body and its attention) run on the whole
+image at the input resolution; the upsampling tail runs in row strips that reproduce
+the whole exactly (:meth:`psal.models.EDSRPSAL.enlarge`), so there is no tiling and no
+seam.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..utils.image import ImageLike, from_tensor, to_tensor
+from ..utils.progress import ProgressCallback
+from .io import load_weights
+from .registry import create_model
+
+__all__ = ["TASK", "Upscaler"]
+
+#: Task name of super-resolution checkpoints.
+TASK = "upscale"
+
+
+class Upscaler(nn.Module):
+    """A trained super-resolution network ready for inference.
+
+    Args:
+        network: maps (B, 3, H, W) in [0, 1] to (B, 3, scale*H, scale*W); has ``scale``.
+
+    Example:
+        >>> import numpy as np
+        >>> from psal.models import EDSRPSAL, Upscaler
+        >>> up = Upscaler(EDSRPSAL(scale=2, width=4, blocks=1, attention="none"))
+        >>> up.upscale(np.zeros((10, 12, 3), np.uint8), 2).shape
+        (20, 24, 3)
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network.eval()
+        self.scale = int(network.scale)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | os.PathLike[str], device: torch.device | str | None = None
+    ) -> Upscaler:
+        """Load a network trained by ``psal train upscale`` (weights file or run folder).
+
+        Only safetensors is read. ``device`` None: CUDA when available, else CPU.
+
+        Raises:
+            ValueError: not a psal checkpoint, or one trained for another task.
+        """
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        states, meta = load_weights(path, device="cpu", task=TASK)
+        spec = meta.get("network")
+        if not isinstance(spec, dict) or "name" not in spec or "net" not in states:
+            raise ValueError(f"{meta.get('path', path)!s} holds no network description")
+        net = create_model(spec["name"], **dict(spec.get("kwargs", {})))
+        net.load_state_dict(states["net"])
+        return cls(net).to(torch.device(device))
+
+    @property
+    def device(self) -> torch.device:
+        """The network's device."""
+        return next(self.network.parameters()).device
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float in [0, 1] -> (B, 3, scale*H, scale*W) clipped to [0, 1]."""
+        enlarge = getattr(self.network, "enlarge", self.network)
+        return enlarge(x.to(self.device, torch.float32)).clamp(0, 1)
+
+    def upscale(
+        self,
+        image: ImageLike,
+        scale: int | None = None,
+        *,
+        device: torch.device | str | None = None,
+        progress: ProgressCallback | None = None,
+        **options: Any,
+    ) -> ImageLike:
+        """Enlarge ``image`` by the network's scale; the inputs of :func:`psal.upscale`.
+
+        Args:
+            image: numpy ``(H, W[, C])``, PIL image or tensor ``(C, H, W)`` /
+                ``(B, C, H, W)``; grayscale, RGB or RGBA.
+            scale: must be the network's scale (None: the network's).
+            device: ignored (the network's device is used; move it with ``.to``).
+            progress: called as ``progress(done, total)`` after each image.
+            **options: :func:`psal.upscale`'s search options (``patch_size``, ``k``,
+                ``seed``, ...) are accepted and ignored: the network has none.
+
+        Returns:
+            The enlarged image, same kind, dtype and mode as ``image``.
+
+        Raises:
+            ValueError: ``scale`` is not the network's.
+        """
+        from ..editing.upscale import check_scale
+
+        if scale is not None and check_scale(scale) != self.scale:
+            raise ValueError(
+                f"scale {check_scale(scale)} asked, but this network was trained for x{self.scale}"
+            )
+        known = {"patch_size", "k", "pm_iters", "iters", "back_projection", "temperature",
+                 "tile", "seed", "backend"}  # fmt: skip
+        unknown = set(options) - known
+        if unknown:
+            raise TypeError(f"upscale() got unexpected keyword arguments {sorted(unknown)}")
+        x, spec = to_tensor(image, "image")
+        b, c, h, w = x.shape
+        outs = []
+        for i in range(b):
+            xi = x[i : i + 1]
+            rgb = xi[:, :3] if c >= 3 else xi[:, :1].expand(1, 3, h, w)
+            y = self(rgb).to("cpu", x.dtype)
+            if c < 3:
+                y = y.mean(1, keepdim=True)
+            if c in (2, 4):
+                alpha = F.interpolate(xi[:, -1:], scale_factor=self.scale, mode="bicubic",
+                                      align_corners=False).clamp(0, 1)  # fmt: skip
+                y = torch.cat([y, alpha], 1)
+            outs.append(y)
+            if progress is not None:
+                progress(i + 1, b)
+        return from_tensor(torch.cat(outs, 0), spec)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from psal.data import SuperResolutionFolder, degrade, list_images, usable_images
+
+
+def _write(folder, name, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_pairs_crops_and_augmentation(tmp_path):
+    _write(tmp_path, "a/b/one.png", 40, 50)
+    files = list_images(tmp_path)  # recursive
+    ds = SuperResolutionFolder(files, scale=2, patch=8)
+    item = ds[(0, 3)]
+    assert item["lr"].shape == (3, 8, 8) and item["hr"].shape == (3, 16, 16)
+    torch.testing.assert_close(item["lr"], degrade(item["hr"][None], 2)[0].clamp(0, 1))
+    crops = {tuple(ds[(0, s)]["hr"].flatten()[:5].tolist()) for s in range(6)}
+    assert len(crops) > 1  # random crops / flips / rotations
+    val = SuperResolutionFolder(files, scale=2, patch=8, fixed=True)
+    assert torch.equal(val[0]["hr"], val[0]["hr"])
+    with pytest.raises(TypeError):
+        ds[0]
+
+
+def test_small_images_skipped_with_a_count_or_refused(tmp_path):
+    files = [_write(tmp_path, "big.png", 40, 40), _write(tmp_path, "small.png", 20, 40)]
+    kept, skipped = usable_images(files, 32)
+    assert kept == [files[0]] and skipped == 1
+    with pytest.raises(ValueError, match="smaller than the 64x64 HR crop"):
+        usable_images(files, 64)
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(ValueError, match="no image found"):
+        list_images(tmp_path)
+
+
+def test_degrade_is_pillows_antialiased_bicubic_inside():
+    """The same filter as Pillow's (and MATLAB's) bicubic resize, away from the borders."""
+    from skimage import data
+
+    hr = data.astronaut()[:128, :128]
+    t = torch.from_numpy(hr).permute(2, 0, 1)[None].float() / 255
+    ours = degrade(t, 2)[0].permute(1, 2, 0).numpy() * 255
+    pil = np.asarray(Image.fromarray(hr).resize((64, 64), Image.Resampling.BICUBIC), float)
+    assert np.abs(ours - pil)[4:-4, 4:-4].max() < 1.0  # rounding of Pillow's 8-bit output
+    with pytest.raises(ValueError, match="multiples"):
+        degrade(t[..., :127], 2)

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from psal.models import EDSRPSAL, Upscaler, create_model
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("attention", ["psal", "dense", "none"])
+def test_shapes_any_size(scale, attention):
+    torch.manual_seed(0)
+    net = create_model("edsr_psal", scale=scale, width=8, blocks=2, attention=attention)
+    x = torch.rand(2, 3, 11, 14)
+    assert net(x).shape == (2, 3, 11 * scale, 14 * scale)
+
+
+def test_starts_as_bicubic_and_gradients_reach_both_attentions():
+    torch.manual_seed(0)
+    net = EDSRPSAL(scale=2, width=8, blocks=2, attention="psal")
+    x = torch.rand(1, 3, 16, 16)
+    bic = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(net(x), bic)  # the tail starts at zero
+    torch.nn.init.normal_(net.tail.weight, std=0.1)
+    net(x).square().mean().backward()
+    for part in (net.nonlocal_.q, net.nonlocal_.k, net.cross.q, net.cross.k, net.cross.v):
+        assert part.weight.grad is not None and float(part.weight.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_strips_equal_the_whole(scale):
+    """enlarge runs the tail in strips: exactly forward, so there is no seam."""
+    torch.manual_seed(0)
+    net = EDSRPSAL(scale=scale, width=8, blocks=2, attention="dense").eval()
+    torch.nn.init.normal_(net.tail.weight, std=0.1)
+    x = torch.rand(1, 3, 31, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(net.enlarge(x, rows=7), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_cross_scale_brings_back_the_larger_patch():
+    """Keys are the features shrunk by s; each match pastes the s x s block it came from."""
+    from psal.layers import build_attention
+    from psal.models.edsr import _CrossScale
+
+    cs = _CrossScale(4, 2, "dense", {"patch_size": 1, "temperature": 1e-7, "normalize": False})
+    f = torch.rand(1, 4, 8, 8)
+    for conv in (cs.q, cs.k, cs.v):  # identity embeddings (emb = 2 channels: take 2)
+        torch.nn.init.zeros_(conv.bias)
+        w = torch.zeros_like(conv.weight)
+        w[0, 0] = w[1, 1] = 1
+        conv.weight.data = w
+    a = cs.attend(f)  # (1, 4 * 2, 8, 8): the 2x2 block of v at twice the matched position
+    small = torch.nn.functional.interpolate(f, size=(4, 4), mode="bicubic",
+                                            align_corners=False, antialias=True)  # fmt: skip
+    d = (f[0, :2].reshape(2, -1, 1) - small[0, :2].reshape(2, 1, -1)).square().sum(0)
+    best = d.argmin(1)  # nearest key of every query pixel
+    v = torch.nn.functional.pixel_unshuffle(f[:, :2], 2)[0].reshape(8, -1)
+    torch.testing.assert_close(a[0].reshape(8, -1), v[:, best], atol=1e-4, rtol=1e-4)
+    assert isinstance(build_attention("none"), torch.nn.Module)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="scale"):
+        EDSRPSAL(scale=5)
+    with pytest.raises(ValueError, match="attention"):
+        EDSRPSAL(attention="contextual")
+    with pytest.raises(ValueError, match="3 channels"):
+        EDSRPSAL(width=4, blocks=0, attention="none")(torch.rand(1, 1, 8, 8))
+
+
+def test_upscaler_takes_what_psal_upscale_takes():
+    up = Upscaler(EDSRPSAL(scale=2, width=4, blocks=1, attention="none"))
+    rng = np.random.default_rng(0)
+    rgba = Image.fromarray(rng.integers(0, 255, (10, 12, 4), dtype=np.uint8))
+    out = up.upscale(rgba, 2, seed=0, patch_size=3)
+    assert out.mode == "RGBA" and out.size == (24, 20)
+    gray = up.upscale(rng.integers(0, 255, (10, 12), dtype=np.uint8))
+    assert gray.shape == (20, 24) and gray.dtype == np.uint8
+    assert up.upscale(torch.rand(3, 10, 12), np.int64(2)).shape == (3, 20, 24)
+    with pytest.raises(ValueError, match="trained for x2"):
+        up.upscale(gray, 3)

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from psal.cli import main
+from psal.models import Upscaler
+
+
+@pytest.fixture
+def folder(tmp_path):
+    from skimage import data
+
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    for i, name in enumerate(["astronaut", "coffee", "chelsea"]):
+        im = getattr(data, name)()[:64, :72]
+        Image.fromarray(im).save(d / ("sub" if i else ".") / f"{name}.png")
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(d / "tiny.png")
+    return d
+
+
+def _train(folder, out, *extra):
+    return main(["train", "upscale", "--data", str(folder), "--out", str(out), "--steps", "2",
+                 "--patch", "12", "--width", "4", "--blocks", "1", "--no-tensorboard",
+                 "--no-progress", "batch_size=2", "data.num_workers=0", "device=cpu",
+                 "data.val_fraction=0.34", *extra])  # fmt: skip
+
+
+def test_train_eval_upscale_and_errors(folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(folder, run, "--attention", "none") == 0
+    err = capsys.readouterr().err
+    assert "1 image(s) smaller than the 24 HR crop skipped" in err
+    net = Upscaler.from_checkpoint(run, device="cpu")
+    assert net.scale == 2
+    js = tmp_path / "eval.json"
+    code = main(["eval", "upscale", "--checkpoint", str(run), "--data", str(folder / "sub"),
+                 "--json", str(js)])  # fmt: skip
+    assert code == 0
+    report = json.loads(js.read_text())
+    assert set(report["rows"]) == {"network", "bicubic", "psal.upscale"}
+    assert report["rows"]["psal.upscale"]["y_psnr"] > report["rows"]["bicubic"]["y_psnr"]
+    out = tmp_path / "x2.png"
+    img = folder / "sub" / "coffee.png"
+    assert (
+        main(["upscale", str(img), "--scale", "2", "--checkpoint", str(run), "-o", str(out)]) == 0
+    )
+    assert Image.open(out).size == (144, 128)
+    capsys.readouterr()
+    bad = tmp_path / "x3.png"
+    assert (
+        main(["upscale", str(img), "--scale", "3", "--checkpoint", str(run), "-o", str(bad)]) == 1
+    )
+    assert "trained for x2" in capsys.readouterr().err and not bad.exists()
+
+
+def test_bad_scale_and_no_usable_image(folder, tmp_path, capsys):
+    assert _train(folder, tmp_path / "r", "--scale", "5") == 1
+    assert "data.scale (--scale)" in capsys.readouterr().err
+    assert _train(folder, tmp_path / "r2", "--patch", "200") == 1
+    assert "smaller than the 400x400 HR crop" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()
+
+
+def test_checkpoint_of_another_task_is_refused(folder, tmp_path, capsys):
+    from psal.models import save_weights
+
+    other = tmp_path / "inpaint.safetensors"
+    save_weights(other, {"generator": {}}, {"generator": {"name": "deepfill_v1"}}, task="inpaint")
+    out = tmp_path / "o.png"
+    img = folder / "sub" / "coffee.png"
+    assert main(["upscale", str(img), "--checkpoint", str(other), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'inpaint', not 'upscale'" in err and not out.exists()
