@@ -1,13 +1,24 @@
-"""Colorization benchmark: chrominance PSNR when the reference is another crop of the scene.
+"""Colorization benchmark: chroma PSNR on pairs of the same scene that are not aligned.
 
-Each scikit-image photo (512x680) is cut into a target (the left 55% of the columns,
-turned to grayscale) and a reference (the right 55%, in colour), so only a tenth of
-the width is seen by both. The coloured target is compared with the truth on the
-chrominance (Cb, Cr of BT.601 YCbCr, 0-255 scale): PSNR, side by side with trivial
-baselines (no colour; the reference's mean colour everywhere). The luminance error of
-every output is also reported (it must be zero up to 8-bit rounding).
+Pairs (target in gray, reference in colour), made from scikit-image photos:
 
-    PYTHONPATH=src python benchmarks/colorize.py [--json out.json] [--figure fig.png]
+* ``pan``: two frames of a camera panning over the photo: crop windows of the same size
+  whose offsets differ by about a quarter of the width and a tenth of the height;
+* ``zoom``: the same, the reference window 1.4x smaller and enlarged (the camera moved
+  closer: objects are seen at another size);
+* ``split``: the left 55% and the right 55% of the photo (a tenth of the width seen by
+  both: most of the target has no counterpart in the reference);
+* ``stereo``: the left (gray) and right (colour) views of ``stereo_motorcycle``.
+
+The held-out photos (astronaut, coffee, stereo_motorcycle) were never used to choose a
+parameter or to train; chelsea and rocket are the tuning photos (reported separately).
+Methods: gray (no colour), the old default of psal 0.1 (per-pixel votes, one scale), the
+new default (three scales, confident votes propagated edge-aware), and any trained
+network given with ``--checkpoint NAME=RUN``. Scores on the 8-bit scale: chroma PSNR
+(Cb, Cr of BT.601 YCbCr), RGB PSNR, and the colourfulness of Hasler and Suesstrunk
+(the truth's is printed beside it); time and peak memory per image.
+
+    PYTHONPATH=src python benchmarks/colorize.py [--quick] [--json out.json] [--figure fig.png]
 """
 
 from __future__ import annotations
@@ -20,7 +31,35 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
 import _editing as C
+
+HELD_OUT = ("astronaut", "coffee", "stereo_motorcycle")
+TUNING = ("chelsea", "rocket")
+
+
+def _resize(im: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(im).resize((size[1], size[0]), Image.Resampling.LANCZOS))
+
+
+def make_pairs(photo: str, size: tuple[int, int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{kind: (target RGB, reference RGB)}`` for one photo, both ``size`` (H, W)."""
+    h, w = size
+    if photo == "stereo_motorcycle":
+        from skimage import data
+
+        left, right, _ = data.stereo_motorcycle()
+        return {"stereo": (_resize(left, size), _resize(right, size))}
+    big = C.load_photo(photo, (int(h * 1.12), int(w * 1.35)))
+    zh, zw = int(h / 1.4), int(w / 1.4)
+    wide = C.load_photo(photo, (h, int(w / 0.55)))
+    return {
+        "pan": (big[:h, :w], big[-h:, -w:]),
+        "zoom": (big[:h, :w], _resize(big[-zh:, -zw:], size)),
+        "split": (wide[:, :w], wide[:, -w:]),
+    }
 
 
 def _ycc(rgb: np.ndarray) -> np.ndarray:
@@ -31,129 +70,129 @@ def _ycc(rgb: np.ndarray) -> np.ndarray:
     return torch.cat([y, c], 1)[0].permute(1, 2, 0).numpy() * 255
 
 
-def _gray_like(gray: np.ndarray, chroma: np.ndarray) -> np.ndarray:
-    from psal.editing._color import luma_chroma_to_rgb
+def colourfulness(rgb: np.ndarray) -> float:
+    """Colourfulness of Hasler and Suesstrunk (2003) on the 0-255 scale."""
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    rg, yb = r - g, 0.5 * (r + g) - b
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
-    y = torch.from_numpy(gray.astype(np.float64) / 255)[None, None]
-    c = torch.from_numpy(chroma.astype(np.float64)).permute(2, 0, 1)[None]
-    rgb = luma_chroma_to_rgb(y, c)[0].permute(1, 2, 0).numpy()
-    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+
+def methods(checkpoints: dict[str, str], ablation: bool = False) -> dict:
+    from psal.editing import colorize
+
+    out = {
+        "gray (no colour)": lambda g, ref: np.stack([g] * 3, -1),
+        "old default (0.1)": lambda g, ref: colorize(
+            g, ref, seed=0, scales=(1.0,), propagate=False
+        ),
+        "new default": lambda g, ref: colorize(g, ref, seed=0),
+    }
+    if ablation:  # each of the two changes of the new default alone
+        out["scales only"] = lambda g, ref: colorize(g, ref, seed=0, propagate=False)
+        out["propagation only"] = lambda g, ref: colorize(g, ref, seed=0, scales=(1.0,))
+    for name, run in checkpoints.items():
+        from psal.models import Colorizer
+
+        net = Colorizer.from_checkpoint(run)
+        out[name] = lambda g, ref, net=net: net.colorize(g, ref)
+    return out
+
+
+def score(photos, size, fns) -> tuple[list[dict], list]:
+    records, panels = [], []
+    dev = torch.device("cpu")
+    for photo in photos:
+        for kind, (target, ref) in make_pairs(photo, size).items():
+            truth = _ycc(target)
+            gray = np.clip(np.rint(truth[..., 0]), 0, 255).astype(np.uint8)
+            outs = {}
+            for mname, fn in fns.items():
+                base = _common.peak_start(dev)
+                with C.Timer() as t:
+                    out = fn(gray, ref)
+                peak = _common.peak_end(dev, base)
+                outs[mname] = out
+                got = _ycc(out)
+                records.append({
+                    "photo": photo, "pair": kind, "method": mname,
+                    "chroma_psnr": C.psnr(got[..., 1:], truth[..., 1:]),
+                    "rgb_psnr": C.psnr(out, target),
+                    "colourfulness": colourfulness(out),
+                    "truth_colourfulness": colourfulness(target),
+                    "luma_max_error": float(np.abs(got[..., 0] - gray).max()),
+                    "seconds": t.seconds, "peak_mb": peak / 2**20,
+                })  # fmt: skip
+            panels.append((f"{photo} {kind}", gray, ref, outs, target))
+    return records, panels
+
+
+def summarise(records: list[dict], photos, title: str) -> str:
+    rows = []
+    for mname in dict.fromkeys(r["method"] for r in records):
+        sel = [r for r in records if r["method"] == mname and r["photo"] in photos]
+        if not sel:
+            continue
+        rows.append([mname, len(sel)] + [float(np.mean([r[key] for r in sel])) for key in (
+            "chroma_psnr", "rgb_psnr", "colourfulness", "truth_colourfulness",
+            "luma_max_error", "seconds", "peak_mb")])  # fmt: skip
+    return C.print_table(
+        ["method", "pairs", "chroma PSNR (dB)", "RGB PSNR (dB)", "colourfulness",
+         "truth's", "max luma err", "time (s)", "peak MB"],
+        rows, title,
+    )  # fmt: skip
+
+
+def figure(panels, path: str, scale: float) -> None:
+    from PIL import Image, ImageDraw
+
+    from psal.utils.image import save_image
+
+    rows = []
+    for label, gray, ref, outs, truth in panels:
+        tiles = [("target: " + label, np.stack([gray] * 3, -1)), ("reference", ref)]
+        tiles += [(m, o) for m, o in outs.items() if not m.startswith("gray")]
+        tiles.append(("truth", truth))
+        rows.append([(n, Image.fromarray(t).resize((int(t.shape[1] * scale),
+                      int(t.shape[0] * scale)))) for n, t in tiles])  # fmt: skip
+    tw = max(sum(t.width for _, t in r) for r in rows)
+    th = rows[0][0][1].height + 14
+    canvas = Image.new("RGB", (tw, th * len(rows)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, r in enumerate(rows):
+        x = 0
+        for name, tile in r:
+            canvas.paste(tile, (x, i * th + 14))
+            draw.text((x + 3, i * th + 1), name, fill="black")
+            x += tile.width
+    save_image(canvas, path)
+    print(f"figure written to {path}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--photos", nargs="+", default=list(C.PHOTOS))
-    p.add_argument("--size", type=int, nargs=2, default=(512, 680), metavar=("H", "W"))
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch and numba threads (default 1: pypatchmatch and OpenCV use one)",
-    )
+    p.add_argument("--quick", action="store_true", help="small images, held-out photos only")
+    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"))
+    p.add_argument("--threads", type=int, default=1, help="torch and numba threads")
+    p.add_argument("--checkpoint", nargs="*", default=[], metavar="NAME=RUN")
+    p.add_argument("--ablation", action="store_true", help="add scales-only, propagation-only")
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None)
-    p.add_argument("--psal", nargs="*", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     C.set_threads(args.threads)
-    from psal.editing import colorize
-
-    kw = {}
-    for item in args.psal:
-        key, val = item.split("=", 1)
-        kw[key] = float(val) if "." in val or val == "inf" else int(val)
-
-    h, w = args.size
-    cut = int(0.55 * w)
-    methods = {
-        "psal": lambda g, ref: colorize(g, ref, seed=0, **kw),
-        "gray (no colour)": lambda g, ref: np.stack([g] * 3, -1),
-        "reference mean colour": lambda g, ref: _gray_like(
-            g, np.broadcast_to(_ycc(ref)[..., 1:].mean((0, 1)) / 255, (*g.shape, 2))
-        ),
-    }
-    warm = C.load_photo(args.photos[0], (64, 96))
-    colorize(warm[..., 0], warm, seed=0, **kw)
-    records, rows, figs = [], [], []
-    for name in args.photos:
-        im = C.load_photo(name, (h, w))
-        target_rgb, ref = im[:, :cut], im[:, w - cut :]
-        truth = _ycc(target_rgb)
-        gray = np.clip(np.rint(truth[..., 0]), 0, 255).astype(np.uint8)
-        outs = {}
-        for mname, fn in methods.items():
-            with C.Timer() as t:
-                out = fn(gray, ref)
-            outs[mname] = out
-            got = _ycc(out)
-            rec = {
-                "photo": name,
-                "method": mname,
-                "chroma_psnr": C.psnr(got[..., 1:], truth[..., 1:]),
-                "luma_max_error": float(np.abs(got[..., 0] - gray).max()),
-                "seconds": t.seconds,
-            }
-            records.append(rec)
-            rows.append([name, mname, rec["chroma_psnr"], rec["luma_max_error"], rec["seconds"]])
-        figs.append((gray, ref, outs["psal"], target_rgb))
-    C.print_table(
-        ["photo", "method", "chroma PSNR (dB)", "max luma error (0-255)", "time (s)"],
-        rows,
-        "Per photo",
-    )
-    summary = []
-    for mname in methods:
-        sel = [r for r in records if r["method"] == mname]
-        summary.append(
-            [
-                mname,
-                float(np.mean([r["chroma_psnr"] for r in sel])),
-                float(max(r["luma_max_error"] for r in sel)),
-                float(np.mean([r["seconds"] for r in sel])),
-            ]
-        )
-    base = summary[2][1]
-    for row in summary:
-        row.append(row[1] - base)
-    C.print_table(
-        [
-            "method",
-            "mean chroma PSNR (dB)",
-            "max luma error",
-            "mean time (s)",
-            "dB over mean colour",
-        ],
-        summary,
-        f"Summary over {len(args.photos)} photos",
-    )
+    size = tuple(args.size or ((192, 256) if args.quick else (360, 480)))
+    photos = HELD_OUT if args.quick else HELD_OUT + TUNING
+    fns = methods(dict(c.split("=", 1) for c in args.checkpoint), args.ablation)
+    fns["new default"](np.zeros((32, 32), np.uint8), np.zeros((32, 32, 3), np.uint8))  # warm
+    records, panels = score(photos, size, fns)
+    summarise(records, HELD_OUT, f"Held-out pairs ({size[0]}x{size[1]})")
+    if not args.quick:
+        summarise(records, TUNING, f"Tuning pairs ({size[0]}x{size[1]})")
     if args.json:
-        C.write_json(args.json, {"settings": {"psal": kw, "size": [h, w]}, "records": records})
+        C.write_json(args.json, {"settings": {"size": size}, "records": records})
     if args.figure:
-        from PIL import Image, ImageDraw
-
-        from psal.utils.image import save_image
-
-        s = 0.3
-        rows_img = []
-        for gray, ref, out, truth in figs[:3]:
-            tiles = [np.stack([gray] * 3, -1), ref, out, truth]
-            tiles = [
-                Image.fromarray(t).resize((int(t.shape[1] * s), int(t.shape[0] * s))) for t in tiles
-            ]
-            rows_img.append(tiles)
-        tw = sum(t.width for t in rows_img[0])
-        th = rows_img[0][0].height + 14
-        canvas = Image.new("RGB", (tw, th * len(rows_img)), "white")
-        draw = ImageDraw.Draw(canvas)
-        for r, tiles in enumerate(rows_img):
-            x = 0
-            for label, tile in zip(["target (gray)", "reference", "psal.colorize", "truth"], tiles):
-                canvas.paste(tile, (x, r * th + 14))
-                draw.text((x + 3, r * th + 1), label, fill="black")
-                x += tile.width
-        save_image(canvas, args.figure)
-        print(f"figure written to {args.figure}")
+        figure([pn for pn in panels if pn[0].split()[0] in HELD_OUT], args.figure, 0.5)
     return 0
 
 

@@ -91,6 +91,7 @@ def test_empty_mask_writes_input_unchanged_with_warning(files, capsys):
         (["upscale", "{rgb.png}", "--scale", "5"], "--scale"),
         (["upscale", "{rgb.png}", "--scale", "2.5"], "--scale"),
         (["colorize", "{gray.png}", "--reference", "{gray.png}"], "colour"),
+        (["colorize", "{gray.png}", "--reference", "{rgb.png}", "--k", "100000"], "at most 32"),
         (["inpaint", "{rgb.png}", "-m", "{mask.png}", "--device", "cuda:7"], "device"),
     ],
 )
@@ -279,6 +280,15 @@ def test_python_m_psal_subprocess(files):
     )  # fmt: skip
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and bad.stderr.startswith("psal: error:")
+
+
+def test_colorize_colour_target_warns_once(files, capsys):
+    out = files["dir"] / "out_w.png"
+    code, err = _run(capsys, "colorize", files["rgb.png"], "--reference", files["rgb.png"],
+                     "-o", out, "--patch-size", "5")  # fmt: skip
+    assert code == 0
+    lines = [ln for ln in err.splitlines() if "warning" in ln]
+    assert len(lines) == 1 and "luminance" in lines[0], err
 
 
 def _folder(tmp_path, names=("a.png", "b.jpg", "c.png"), masks=("a.png", "b.png")):

@@ -105,3 +105,84 @@ def test_bad_reference():
         colorize(gray, np.zeros((20, 20), np.uint8))
     with pytest.raises(ValueError, match="patch_size"):
         colorize(gray, np.zeros((3, 3, 3), np.uint8))
+
+
+def test_k_is_bounded_before_any_work():
+    # issue 15.3: k=100000 used to run for minutes or die allocating 72 GiB
+    import time
+
+    gray = np.zeros((64, 96), np.uint8)
+    ref = np.zeros((64, 96, 3), np.uint8)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="k must be at most"):
+        colorize(gray, ref, k=100000)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_colour_target_warns_and_uses_its_luminance(photo_u8):
+    im = photo_u8("coffee", (32, 40))
+    gray = np.asarray(Image.fromarray(im).convert("L"))
+    with pytest.warns(UserWarning, match="luminance"):
+        out = colorize(im, im[:, ::-1].copy(), seed=0)
+    y_out = luma(torch.from_numpy(out.astype(np.float64)).permute(2, 0, 1)[None])[0, 0].numpy()
+    y_in = luma(torch.from_numpy(im.astype(np.float64)).permute(2, 0, 1)[None])[0, 0].numpy()
+    assert np.abs(y_out - y_in).max() <= 0.5 + 1e-9
+    assert np.abs(gray.astype(float) - y_in).max() <= 1  # (the gray image is that luminance)
+
+
+def test_bad_options():
+    gray = np.zeros((20, 20), np.uint8)
+    ref = np.zeros((20, 20, 3), np.uint8)
+    with pytest.raises(ValueError, match="scales"):
+        colorize(gray, ref, scales=(0.1,))
+    with pytest.raises(TypeError, match="scales"):
+        colorize(gray, ref, scales=1.0)
+    with pytest.raises(ValueError, match="floor"):
+        colorize(gray, ref, floor=2)
+    with pytest.raises(ValueError, match="smoothness"):
+        colorize(gray, ref, smoothness=0)
+
+
+def test_propagation_keeps_objects_one_colour_and_stops_at_edges():
+    # Two flat objects on a background; the reference is the same scene whose chroma
+    # has wrong-coloured specks (luma unchanged: the match cannot see them). The result
+    # keeps each object one colour, the right one, and bleeds nothing across edges.
+    rng = np.random.default_rng(0)
+    h, w = 48, 64
+    y = np.full((h, w), 0.35)
+    y[:, w // 2 :] = 0.65
+    y += 0.08 * (np.arange(w)[None] % 4 < 2)  # a little texture to match on
+    obj = np.zeros((h, w), bool)
+    obj[10:38, 6:26] = True
+    obj2 = np.zeros((h, w), bool)
+    obj2[10:38, 38:58] = True
+    y = np.where(obj | obj2, 0.5, y)
+    c = np.zeros((2, h, w))
+    c[:, obj] = np.array([0.12, -0.05])[:, None]
+    c[:, obj2] = np.array([-0.1, 0.1])[:, None]
+
+    def to_rgb(c):
+        rgb = luma_chroma_to_rgb(torch.from_numpy(y)[None, None], torch.from_numpy(c)[None])
+        return np.rint(rgb[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+    truth = to_rgb(c)
+    specks = c.copy()
+    where = rng.random((h, w)) < 0.04
+    specks[:, where] = rng.uniform(-0.15, 0.15, (2, int(where.sum())))
+    ref = to_rgb(specks)
+    gray = np.asarray(Image.fromarray(truth).convert("L"))
+    kw = dict(seed=0, scales=(1.0,), patch_size=5)
+    old = colorize(gray, ref, propagate=False, **kw)
+    new = colorize(gray, ref, **kw)
+
+    def chroma(im):
+        t = torch.from_numpy(im.astype(np.float64) / 255).permute(2, 0, 1)[None]
+        return rgb_to_luma_chroma(t)[1][0].numpy()
+
+    c_new = chroma(new)
+    for m in (obj, obj2):
+        inner = m & np.roll(m, 3, 0) & np.roll(m, -3, 0) & np.roll(m, 3, 1) & np.roll(m, -3, 1)
+        assert c_new[:, inner].std(1).max() < 0.01  # one colour per object
+        assert np.abs(c_new[:, inner].mean(1) - c[:, inner].mean(1)).max() < 0.02
+    # edges are kept: nothing bleeds from an object into the background
+    assert _chroma_psnr(new, truth) >= _chroma_psnr(old, truth) - 0.5

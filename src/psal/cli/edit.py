@@ -45,6 +45,7 @@ COLORIZE_EXAMPLES = """\
 examples:
   psal colorize old_photo.png --reference colour_photo.jpg -o coloured.png
   psal colorize gray.png --reference ref.png --patch-size 7 --seed 1 -o out.webp
+  psal colorize gray.png --reference ref.png --checkpoint runs/col -o out.png
 
 The target's luminance is kept exactly; only the colour comes from the reference.
 """
@@ -275,6 +276,7 @@ def _inpaint(args: argparse.Namespace) -> int:
 
 
 def _colorize(args: argparse.Namespace) -> int:
+
     from ..editing import colorize
     from ..utils.convert import check_values
     from ..utils.image import load_image, result_mode, save_image
@@ -290,13 +292,24 @@ def _colorize(args: argparse.Namespace) -> int:
     if isinstance(full_depth(target), np.ndarray):  # a 16-bit colour PNG: kept at 16 bits
         mode += ";16"
     _check_output(args.output, mode, target.size)
-    out = _run(
-        lambda bar: colorize(
+    if args.checkpoint:
+        from ..models import Colorizer
+
+        net = Colorizer.from_checkpoint(args.checkpoint, device=device)
+        work = lambda bar: net.colorize(  # noqa: E731
+            full_depth(target), full_depth(reference), seed=args.seed, progress=bar
+        )
+    else:
+        work = lambda bar: colorize(  # noqa: E731
             full_depth(target), full_depth(reference), patch_size=args.patch_size, k=args.k,
             seed=args.seed, device=device, progress=bar,
-        ),
-        "colorize", args.quiet,
-    )  # fmt: skip
+        )  # fmt: skip
+    try:
+        out = _run(work, "colorize", args.quiet)
+    except MemoryError:
+        raise CLIError(
+            "colorize: out of memory (try a smaller --k or --patch-size, or smaller images)"
+        ) from None
     save_image(out, args.output, icc_profile=_icc(target, mode))
     return 0
 
@@ -400,7 +413,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-r", "--reference", required=True, help="colour photo to take colours from")
     _common(p)
     p.add_argument("--patch-size", type=int, default=9, help="odd patch side (default: 9)")
-    p.add_argument("--k", type=int, default=2, help="reference patches averaged (default: 2)")
+    p.add_argument("--k", type=int, default=2,
+                   help="reference patches averaged, 1 to 32 (default: 2)")  # fmt: skip
+    p.add_argument("--checkpoint", default=None, metavar="RUN",
+                   help="use the trained colorizer of this run folder or weights file")  # fmt: skip
     p.set_defaults(func=_colorize)
 
     p = subparsers.add_parser(

@@ -2,6 +2,8 @@
 
 PSAL in pixel space (Cherel et al. show it on this task): the query is the grayscale
 target, the key the reference's luminance, the value the reference's chrominance.
+Then, so that colour is coherent per object and follows edges, only confident matches
+are trusted and their colour is propagated over the target, edge-aware.
 
 1. Luminance of both in YCbCr (BT.601); the reference's is remapped linearly to the
    target's mean and standard deviation (Welsh et al. 2002), so that a darker or
@@ -9,13 +11,27 @@ target, the key the reference's luminance, the value the reference's chrominance
 2. Features per pixel: luminance, local mean and local standard deviation over a
    ``window`` (simple texture statistics that tell sky from foliage of the same grey).
 3. :func:`psal.patchmatch` finds, for every target patch of features, its k nearest
-   reference patches.
+   reference patches, in the reference resized by each of ``scales`` (objects seen at
+   another distance in the reference still match).
 4. Patch voting (PSAL's ``aggregation="patch"``) carries the reference's Cb, Cr to the
-   target; the target's luminance is kept exactly (chroma that leaves the RGB gamut is
-   desaturated, never clipped).
+   target, per scale; the scales are blended per pixel by their match distances.
+5. ``propagate=True``: the confidence of each pixel's colour is ``exp(-d / T)`` of its
+   nearest distance ``d`` times ``exp(-v / spread²)`` of the variance ``v`` of the
+   colours proposed to it (look-alike patches that disagree), floored at ``floor``;
+   the chroma is the weighted least-squares solution of colorization by optimisation
+   (Levin et al. 2004, with the edge weights of Farbman et al. 2008): it stays near
+   confident votes and spreads across flat regions of the target's luminance,
+   stopping at its edges (:mod:`psal.editing._propagate`).
+
+The target's luminance is kept exactly (chroma that leaves the RGB gamut is
+desaturated, never clipped). ``scales=(1.0,), propagate=False`` is the method of
+psal 0.1 (per-pixel votes only), kept for comparison in ``benchmarks/colorize.py``.
 """
 
 from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -29,6 +45,7 @@ from ..utils.convert import check_unit_float
 from ..utils.image import ImageLike, from_tensor, to_tensor
 from ..utils.progress import ProgressCallback
 from ._color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
+from ._propagate import propagate as propagate_values
 from ._temperature import wexler_temperature
 
 __all__ = ["colorize"]
@@ -53,6 +70,66 @@ def _features(y: torch.Tensor, window: int, stats_weight: float) -> torch.Tensor
     return torch.cat([y, stats_weight * mean, 2 * stats_weight * std], 1)
 
 
+#: Largest ``k`` accepted: each target pixel averages k reference patches per scale;
+#: beyond a few the colours only blur, and work and memory grow linearly with k.
+MAX_K = 32
+
+
+def _resize(x: torch.Tensor, scale: float) -> torch.Tensor:
+    if scale == 1.0:
+        return x
+    h, w = x.shape[-2:]
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+
+
+def _match_scales(
+    y: torch.Tensor,
+    ref: torch.Tensor,
+    scales: tuple[float, ...],
+    *,
+    patch_size: int,
+    k: int,
+    iters: int,
+    window: int,
+    stats_weight: float,
+    temperature: float | None,
+    seed: int,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Voted chroma (1, 2, H, W); nearest distance, proposals' variance (1, 1, H, W); T."""
+    q = _features(y, window, stats_weight)
+    votes, dists, temps = [], [], []
+    for j, s in enumerate(scales):
+        r = _resize(ref, s)
+        if min(r.shape[-2:]) < patch_size:
+            continue
+        y_ref, chroma_ref = rgb_to_luma_chroma(r.clamp(0, 1))
+        # Welsh et al.'s luminance remapping of the reference to the target's statistics
+        std_r = y_ref.std().clamp_min(1e-6)
+        y_map = (y_ref - y_ref.mean()) * (y.std() / std_r) + y.mean()
+        kf = _features(y_map, window, stats_weight)
+        kk = min(k, r.shape[-2] * r.shape[-1])
+        field = patchmatch(q, kf, k=kk, patch_size=patch_size, iters=iters,
+                           seed=seed + 7919 * j, backend=backend)  # fmt: skip
+        t = temperature if temperature is not None else wexler_temperature(field.distances)
+        both = torch.cat([chroma_ref, chroma_ref * chroma_ref], 1)
+        voted, _ = vote(both, field.indices, field.distances, patch_size, t)
+        votes.append(voted)
+        dists.append(field.distances[:, :1].to(y.dtype))
+        temps.append(t)
+    t = min(temps)
+    d = torch.cat(dists, 1)
+    # per pixel, the scales whose patches match best dominate the blend
+    tb = t / 4 if t != float("inf") else float("inf")
+    w = torch.softmax(-d / tb, 1) if tb != float("inf") else torch.full_like(d, 1 / d.shape[1])
+    voted = sum(w[:, i : i + 1] * v for i, v in enumerate(votes))
+    chroma = voted[:, :2]
+    # weighted variance of the proposed colours: high where look-alike patches disagree
+    var = (voted[:, 2:] - chroma * chroma).clamp_min(0).sum(1, keepdim=True)
+    return chroma, d.min(1, keepdim=True).values, var, t
+
+
 @keyword_only(2, (), {"iters": "pm_iters"})
 def colorize(
     target: ImageLike,
@@ -64,6 +141,12 @@ def colorize(
     window: int = 5,
     stats_weight: float = 1.0,
     temperature: float | None = None,
+    scales: Sequence[float] = (0.7, 1.0, 1.4),
+    propagate: bool = True,
+    smoothness: float = 10.0,
+    edge: float = 0.03,
+    floor: float = 0.05,
+    spread: float = 0.05,
     seed: int | None = None,
     device: torch.device | str | None = None,
     backend: str = "auto",
@@ -79,13 +162,27 @@ def colorize(
         patch_size: odd side of the matched patches (and of the voting window: larger
             patches give smoother, more coherent colour; 9 scored best in
             ``benchmarks/colorize.py`` among 5, 7, 9, 11).
-        k: reference patches per target patch whose colours are averaged.
+        k: reference patches per target patch (and per scale) whose colours are
+            averaged, 1 to :data:`MAX_K`.
         pm_iters: PatchMatch iterations (``iters=`` is the deprecated keyword).
         window: side of the window of the local mean and standard deviation features.
         stats_weight: weight of those features against the raw luminance patch.
         temperature: voting temperature T (weights ``exp(-d / T)``); None: twice the
             75th percentile of the nearest distances (Wexler et al.); ``float("inf")``:
             plain average.
+        scales: the reference is searched at each of these sizes (factors in
+            [0.25, 4]); ``(1.0,)`` searches it as given (faster).
+        propagate: spread the colour of confident matches over the target, edge-aware
+            (colorization by optimisation); False keeps the per-pixel votes.
+        smoothness: weight of the smoothness term of the propagation (larger: flatter
+            colour inside regions).
+        edge: luminance step (0-1 scale) at which the propagation stops.
+        floor: lowest confidence of a vote (0 to 1): the share of its own vote that
+            even a badly matched pixel keeps.
+        spread: chroma standard deviation (Cb, Cr on a 0-1 scale) among the colours
+            proposed to a pixel at which its confidence falls by ``e``: look-alike
+            patches of differently coloured objects disagree, and such pixels take
+            their colour from their confident surroundings instead.
         seed: makes the result reproducible (None: drawn from torch's generator).
         device: torch device for the work (default: the target's, or CPU).
         backend: PatchMatch backend.
@@ -99,7 +196,8 @@ def colorize(
         integer types.
 
     Raises:
-        ValueError: a reference without colour channels, or smaller than a patch.
+        ValueError: a reference without colour channels, or smaller than a patch; an
+            option out of range (``k`` above :data:`MAX_K`, ...).
         TypeError: unsupported input types.
 
     Example:
@@ -112,6 +210,8 @@ def colorize(
     """
     patch_size = check_patch_size(patch_size)
     k = check_int(k, "k", minimum=1)
+    if k > MAX_K:
+        raise ValueError(f"k must be at most {MAX_K} (reference patches averaged), got {k}")
     pm_iters = check_int(pm_iters, "pm_iters", minimum=0)
     window = check_patch_size(window, "window")
     stats_weight = float(stats_weight)
@@ -119,6 +219,17 @@ def colorize(
         raise ValueError(f"stats_weight must be >= 0, got {stats_weight}")
     if temperature is not None and temperature != float("inf"):
         temperature = check_positive_float(temperature, "temperature")
+    if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or not scales:
+        raise TypeError(f"scales must be a non-empty sequence of numbers, got {scales!r}")
+    scales = tuple(check_positive_float(s, "scales") for s in scales)
+    if not all(0.25 <= s <= 4 for s in scales):
+        raise ValueError(f"scales must lie in [0.25, 4], got {scales}")
+    smoothness = check_positive_float(smoothness, "smoothness")
+    edge = check_positive_float(edge, "edge")
+    spread = check_positive_float(spread, "spread")
+    floor = float(floor)
+    if not 0 <= floor <= 1:
+        raise ValueError(f"floor must be in [0, 1], got {floor}")
     x, spec = to_tensor(target, "target", device=device)
     if spec.kind == "pil" and spec.mode == "F":  # the RGB result holds 8 bits of [0, 1]
         check_unit_float(np.asarray(target), "target")
@@ -126,7 +237,8 @@ def colorize(
     ref = ref.to(x.dtype)
     if ref.shape[1] < 3:
         raise ValueError(
-            f"reference must be a colour image (3 or 4 channels), got {ref.shape[1]} channel(s)"
+            "reference must be a colour image (3 or 4 channels): a colour reference is "
+            f"needed, got {ref.shape[1]} channel(s)"
         )
     if ref.shape[0] != 1:
         raise ValueError(f"reference must be a single image, got a batch of {ref.shape[0]}")
@@ -137,28 +249,30 @@ def colorize(
             f"{x.shape[-2]}) or the reference ({wr}x{hr})"
         )
     seed = resolve_seed(seed)
+    if x.shape[1] >= 3 and bool((x[:, :3].amax(1) - x[:, :3].amin(1) > 1 / 510).any()):
+        warnings.warn(
+            "target is a colour image: its luminance is used and its colours replaced",
+            UserWarning,
+            stacklevel=2,
+        )
 
-    y_ref, chroma_ref = rgb_to_luma_chroma(ref[:, :3])
     outs = []
     total = 2 * x.shape[0]
     with torch.no_grad():
         for i in range(x.shape[0]):
             xi = x[i : i + 1]
             y = _luma_of(xi)
-            # Welsh et al.'s luminance remapping of the reference to the target's statistics
-            std_r = y_ref.std().clamp_min(1e-6)
-            y_map = (y_ref - y_ref.mean()) * (y.std() / std_r) + y.mean()
-            q = _features(y, window, stats_weight)
-            kf = _features(y_map, window, stats_weight)
-            kk = min(k, hr * wr)
-            field = patchmatch(q, kf, k=kk, patch_size=patch_size, iters=pm_iters,
-                               seed=seed + i, backend=backend)  # fmt: skip
+            chroma, d1, var, t = _match_scales(
+                y, ref[:, :3], scales, patch_size=patch_size, k=k, iters=pm_iters,
+                window=window, stats_weight=stats_weight, temperature=temperature,
+                seed=seed + i, backend=backend,
+            )  # fmt: skip
             if progress is not None:
                 progress(2 * i + 1, total)
-            t = temperature
-            if t is None:
-                t = wexler_temperature(field.distances)
-            chroma, _ = vote(chroma_ref, field.indices, field.distances, patch_size, t)
+            if propagate:
+                conf = torch.exp(-d1 / t) if t != float("inf") else torch.ones_like(d1)
+                conf = (conf * torch.exp(-var / (spread * spread))).clamp_min(floor)
+                chroma = propagate_values(chroma, conf, y, smoothness=smoothness, sigma=edge)
             rgb = luma_chroma_to_rgb(y, chroma)
             if xi.shape[1] in (2, 4):  # keep alpha
                 rgb = torch.cat([rgb, xi[:, -1:]], 1)

@@ -1,7 +1,8 @@
-"""Networks: DeepFill v1 inpainting, EDSR super-resolution, critics, losses, inference.
+"""Networks: DeepFill v1 inpainting, EDSR super-resolution, the guided colorizer, inference.
 
 DeepFill v1 has swappable attention; EDSR super-resolution has PSAL non-local blocks
-(``edsr_psal``, :class:`Upscaler`).
+(``edsr_psal``, :class:`Upscaler`); the guided colorizer (``guided_colorizer``,
+:class:`Colorizer`) has PSAL at several scales.
 
 Networks are registered by name (:mod:`psal.models.registry`) for configs, checkpoints
 and the command line.
@@ -9,6 +10,7 @@ and the command line.
 
 from ..layers.registry import build_attention, list_attentions
 from . import losses
+from .colorizer import Colorizer, GuidedColorizer
 from .critics import SNPatchGANCritic, WGANCritic
 from .deepfill import DeepFillV1, InpaintOutput
 from .edsr import EDSRPSAL
@@ -21,7 +23,9 @@ __all__ = [
     "ATTENTIONS",
     "EDSRPSAL",
     "MODELS",
+    "Colorizer",
     "DeepFillV1",
+    "GuidedColorizer",
     "InpaintOutput",
     "Inpainter",
     "SNPatchGANCritic",

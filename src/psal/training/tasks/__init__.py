@@ -25,7 +25,7 @@ __all__ = ["Task", "get_task", "list_tasks", "register_task", "task_for_config"]
 T = TypeVar("T", bound=type)
 
 #: Modules (under psal.training.tasks) holding the built-in tasks.
-BUILTIN = ("inpaint", "upscale")
+BUILTIN = ("inpaint", "upscale", "colorize")
 
 _TASKS: dict[str, type[Task]] = {}
 _loaded = False

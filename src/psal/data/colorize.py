@@ -1,0 +1,204 @@
+"""Pairs for reference-guided colorization: (target in gray, reference in colour).
+
+Two kinds of folder, both searched recursively (:func:`find_pair_sources`):
+
+- ``"video"``: frame folders, ``DIR/sequence/*.jpg`` (any depth): every folder holding
+  two frames or more is a sequence, its frames in name order. A sample is frame ``t``
+  (the target; the network sees its luminance) and frame ``t + d`` in colour (the
+  reference), ``d`` drawn from ``[-max_gap, max_gap]`` except 0 within the sequence; both
+  are cropped at the same place (the reference's window jittered by up to a quarter of
+  its side), so the scene is shared but not aligned.
+- ``"photos"``: single photos; the reference is a strong random geometric transform of
+  the same photo: a window of random scale (0.6-1.5x), rotation (up to 35°), offset (up
+  to 30% of the side), perspective (corners moved by up to 12%) and a horizontal flip
+  half of the time. Training needs no video.
+- ``"auto"``: ``"video"`` if every image lies in a folder holding two images or more
+  below ``DIR`` (not in ``DIR`` itself), else ``"photos"``.
+
+Samples are drawn from the key ``(index, seed)`` (as :class:`psal.data.InpaintingFolder`),
+so a resumed run continues the stream exactly; ``fixed=True`` (validation) derives the
+seed from ``(pair_seed, index)``: the same pairs at every evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .._checks import check_choice, check_int
+from .folder import _load_rgb, list_images
+
+__all__ = ["PAIR_KINDS", "ColorizationPairs", "PairSource", "find_pair_sources", "split_sources"]
+
+PAIR_KINDS = ("auto", "video", "photos")
+
+
+@dataclass(frozen=True)
+class PairSource:
+    """One photo (``frames`` of length 1) or one video sequence (frames in order)."""
+
+    frames: tuple[Path, ...]
+
+
+def find_pair_sources(root: str | os.PathLike[str], kind: str = "auto") -> list[PairSource]:
+    """The photos or sequences under ``root`` (see the module docstring).
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder.
+        ValueError: no image, or (``"video"``) no folder with two frames: no pairs.
+    """
+    kind = check_choice(kind, "kind", PAIR_KINDS)
+    root = Path(root)
+    files = list_images(root)
+    groups: dict[Path, list[Path]] = {}
+    for f in files:
+        groups.setdefault(f.parent, []).append(f)
+    if kind == "auto":
+        video = all(parent != root and len(g) >= 2 for parent, g in groups.items())
+        kind = "video" if video else "photos"
+    if kind == "photos":
+        return [PairSource((f,)) for f in files]
+    seqs = [PairSource(tuple(sorted(g))) for _, g in sorted(groups.items()) if len(g) >= 2]
+    if not seqs:
+        raise ValueError(
+            f"no pairs under {str(root)!r}: video pairs need folders holding two frames or "
+            f"more (found {len(files)} image(s), none sharing a folder); use photo pairs "
+            "for single photos"
+        )
+    return seqs
+
+
+def split_sources(
+    sources: Sequence[PairSource], val_fraction: float, val_max: int, seed: int = 0
+) -> tuple[list[PairSource], list[PairSource]]:
+    """Split sources (whole sequences, never frames of one) into (train, validation)."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n = len(sources)
+    n_val = 0
+    if val_fraction > 0 and n >= 2:
+        n_val = min(max(1, round(n * val_fraction)), check_int(val_max, "val_max", 0), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    return [sources[i] for i in sorted(order[n_val:])], [sources[i] for i in sorted(order[:n_val])]
+
+
+def _cover(im: Image.Image, size: int) -> Image.Image:
+    """Upscale ``im`` so that its short side is at least ``size``."""
+    s = size / min(im.size)
+    if s <= 1:
+        return im
+    return im.resize((math.ceil(im.width * s), math.ceil(im.height * s)), Image.Resampling.BICUBIC)
+
+
+def _crop(im: Image.Image, size: int, rng: np.random.Generator | None) -> tuple[int, int]:
+    """Top-left corner of a ``size`` window: random, or centred without ``rng``."""
+    if rng is None:
+        return (im.width - size) // 2, (im.height - size) // 2
+    return int(rng.integers(0, im.width - size + 1)), int(rng.integers(0, im.height - size + 1))
+
+
+def _warped_window(
+    im: Image.Image, box: tuple[int, int], size: int, rng: np.random.Generator
+) -> Image.Image:
+    """The reference of a photo: a randomly scaled, rotated, offset, skewed window."""
+    x0, y0 = box
+    cx = x0 + size / 2 + rng.uniform(-0.3, 0.3) * size
+    cy = y0 + size / 2 + rng.uniform(-0.3, 0.3) * size
+    half = size / 2 * rng.uniform(0.6, 1.5)
+    a = math.radians(rng.uniform(-35, 35))
+    ca, sa = math.cos(a), math.sin(a)
+    corners = []  # QUAD order: upper left, lower left, lower right, upper right
+    for ux, uy in ((-1, -1), (-1, 1), (1, 1), (1, -1)):
+        jx, jy = rng.uniform(-0.12, 0.12, 2) * 2 * half
+        px, py = ux * half + jx, uy * half + jy
+        corners += [cx + ca * px - sa * py, cy + sa * px + ca * py]
+    # outside the photo the transform would give black: warp a mirror-padded copy
+    pad = size
+    padded = Image.fromarray(np.pad(np.asarray(im), ((pad, pad), (pad, pad), (0, 0)), "symmetric"))
+    corners = [c + pad for c in corners]
+    out = padded.transform((size, size), Image.Transform.QUAD, corners, Image.Resampling.BILINEAR)
+    if rng.random() < 0.5:
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return out
+
+
+class ColorizationPairs(Dataset):
+    """(gray target, colour reference, true chroma) samples from photos or sequences.
+
+    Args:
+        sources: from :func:`find_pair_sources` / :func:`split_sources`.
+        image_size: side of the square target and reference crops (>= 8).
+        max_gap: video pairs: largest frame distance ``d`` (>= 1).
+        fixed: validation mode (integer keys, pairs fixed by ``pair_seed``).
+        pair_seed: seed of the fixed pairs.
+
+    Each sample is a dict of float32 tensors in [0, 1] (chroma centred on 0): ``"y"``
+    (1, S, S) target luma, ``"chroma"`` (2, S, S) its true Cb, Cr, ``"reference"`` (3,
+    S, S) reference RGB.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[PairSource],
+        image_size: int,
+        max_gap: int = 4,
+        fixed: bool = False,
+        pair_seed: int = 0,
+    ) -> None:
+        if not sources:
+            raise ValueError("no pairs: the list of photos or sequences is empty")
+        self.image_size = check_int(image_size, "image_size", 8)
+        self.max_gap = check_int(max_gap, "max_gap", 1)
+        self.fixed = bool(fixed)
+        self.pair_seed = check_int(pair_seed, "pair_seed", 0)
+        # one sample per frame of every source
+        self.index = [(i, t) for i, s in enumerate(sources) for t in range(len(s.frames))]
+        self.sources = list(sources)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def pair(self, key: int | tuple[int, int]) -> tuple[Image.Image, Image.Image]:
+        """The (target, reference) RGB crops of a sample key."""
+        if isinstance(key, tuple):
+            index, seed = key
+        else:
+            index, seed = key, None
+        if seed is None:
+            if not self.fixed:
+                raise TypeError("a training ColorizationPairs takes (index, seed) keys")
+            seed = int(np.random.SeedSequence([self.pair_seed, int(index)]).generate_state(1)[0])
+        rng = np.random.default_rng(seed)
+        src_i, t = self.index[int(index)]
+        frames = self.sources[src_i].frames
+        size = self.image_size
+        target = _cover(_load_rgb(frames[t]), size)
+        x0, y0 = _crop(target, size, rng)
+        if len(frames) == 1:
+            reference = _warped_window(target, (x0, y0), size, rng)
+        else:
+            gaps = [d for d in range(-self.max_gap, self.max_gap + 1)
+                    if d != 0 and 0 <= t + d < len(frames)]  # fmt: skip
+            other = _cover(_load_rgb(frames[t + int(rng.choice(gaps))]), size)
+            j = size // 4
+            rx = int(np.clip(x0 + rng.integers(-j, j + 1), 0, other.width - size))
+            ry = int(np.clip(y0 + rng.integers(-j, j + 1), 0, other.height - size))
+            reference = other.crop((rx, ry, rx + size, ry + size))
+        return target.crop((x0, y0, x0 + size, y0 + size)), reference
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        from ..editing._color import rgb_to_luma_chroma
+
+        target, reference = self.pair(key)
+        t = torch.from_numpy(np.asarray(target, dtype=np.float32) / 255).permute(2, 0, 1)
+        r = torch.from_numpy(np.asarray(reference, dtype=np.float32) / 255).permute(2, 0, 1)
+        y, c = rgb_to_luma_chroma(t[None])
+        return {"y": y[0], "chroma": c[0], "reference": r.contiguous()}

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from psal.data import ColorizationPairs, find_pair_sources, split_sources
+
+
+def _frames(root, n_seq=2, n_frames=4, size=(40, 48)):
+    rng = np.random.default_rng(0)
+    for s in range(n_seq):
+        d = root / "videos" / f"seq{s}"
+        d.mkdir(parents=True)
+        base = rng.integers(0, 255, (size[0], size[1] + 20, 3), dtype=np.uint8)
+        for t in range(n_frames):  # a camera panning: the window moves 4 pixels a frame
+            Image.fromarray(base[:, 4 * t : 4 * t + size[1]]).save(d / f"{t:04d}.jpg", quality=95)
+    return root
+
+
+def test_video_pairs_are_two_frames_of_one_sequence(tmp_path):
+    _frames(tmp_path)
+    sources = find_pair_sources(tmp_path)  # auto: every image lies in a frame folder
+    assert len(sources) == 2 and all(len(s.frames) == 4 for s in sources)
+    ds = ColorizationPairs(sources, 32, max_gap=2)
+    assert len(ds) == 8
+    s = ds[(3, 123)]
+    assert s["y"].shape == (1, 32, 32) and s["chroma"].shape == (2, 32, 32)
+    assert s["reference"].shape == (3, 32, 32)
+    target, ref = ds.pair((3, 123))
+    assert not np.array_equal(np.asarray(target), np.asarray(ref))  # another frame
+    again = ds[(3, 123)]
+    assert all(torch.equal(s[k], again[k]) for k in s)  # a key is a sample
+
+
+def test_photo_pairs_warp_the_same_photo(tmp_path):
+    from skimage import data
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    bright = np.clip(data.astronaut(), 30, 255)  # no black pixel of its own
+    Image.fromarray(bright).resize((64, 64)).save(tmp_path / "a" / "b" / "x.png")
+    Image.fromarray(data.coffee()).resize((80, 60)).save(tmp_path / "y.png")
+    sources = find_pair_sources(tmp_path)  # recursive; a photo in the root: photos
+    assert sources[0].frames[0].name == "x.png"
+    assert len(sources) == 2 and all(len(s.frames) == 1 for s in sources)
+    ds = ColorizationPairs(sources, 48)
+    target, ref = ds.pair((0, 5))
+    t, r = np.asarray(target), np.asarray(ref)
+    assert t.shape == r.shape == (48, 48, 3)
+    assert not np.array_equal(t, r)
+    # the reference's colours are the photo's: close colour histograms
+    assert np.abs(t.reshape(-1, 3).mean(0) - r.reshape(-1, 3).mean(0)).max() < 40
+    assert (r.reshape(-1, 3).sum(1) == 0).mean() < 0.01  # no black borders
+    fixed = ColorizationPairs(sources, 48, fixed=True, pair_seed=3)
+    assert all(torch.equal(fixed[1][k], fixed[1][k]) for k in ("y", "reference"))
+    with pytest.raises(TypeError, match="seed"):
+        ds[0]
+
+
+def test_no_pairs_is_a_clear_error(tmp_path):
+    (tmp_path / "one").mkdir()
+    Image.new("RGB", (20, 20)).save(tmp_path / "one" / "a.png")
+    Image.new("RGB", (20, 20)).save(tmp_path / "b.png")
+    with pytest.raises(ValueError, match="no pairs"):
+        find_pair_sources(tmp_path, "video")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no image"):
+        find_pair_sources(empty)
+
+
+def test_split_keeps_sequences_whole(tmp_path):
+    _frames(tmp_path, n_seq=5)
+    sources = find_pair_sources(tmp_path, "video")
+    train, val = split_sources(sources, 0.2, 10, seed=0)
+    assert len(val) == 1 and len(train) == 4
+    assert not {f for s in train for f in s.frames} & {f for s in val for f in s.frames}
+    assert split_sources(sources, 0.2, 10, seed=0) == (train, val)

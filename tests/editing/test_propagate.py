@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import torch
+
+from psal.editing._propagate import propagate
+
+
+def test_full_confidence_keeps_the_values():
+    v = torch.rand(1, 2, 20, 30, dtype=torch.float64)
+    g = torch.rand(1, 1, 20, 30, dtype=torch.float64)
+    out = propagate(v, torch.full_like(g, 1.0), g, smoothness=1e-6)
+    torch.testing.assert_close(out, v, atol=1e-4, rtol=0)
+
+
+def test_values_spread_over_flat_regions_and_stop_at_edges():
+    h, w = 40, 80
+    g = torch.zeros(1, 1, h, w, dtype=torch.float64)
+    g[..., w // 2 :] = 1.0  # an edge down the middle
+    v = torch.zeros(1, 1, h, w, dtype=torch.float64)
+    c = torch.zeros_like(g)
+    v[..., 5, 5], c[..., 5, 5] = 1.0, 1.0  # one known pixel on each side
+    v[..., 30, 70], c[..., 30, 70] = -1.0, 1.0
+    out = propagate(v, c, g, smoothness=1.0, sigma=0.05, iters=400, tol=1e-10)
+    assert (out[..., : w // 2] - 1.0).abs().max() < 0.02
+    assert (out[..., w // 2 :] + 1.0).abs().max() < 0.02
+
+
+def test_solves_the_weighted_least_squares_system():
+    # compare with a dense solve of (diag(c) + λ L) u = c v on a tiny problem
+    torch.manual_seed(0)
+    h, w = 5, 6
+    v = torch.randn(1, 1, h, w, dtype=torch.float64)
+    c = torch.rand(1, 1, h, w, dtype=torch.float64)
+    g = torch.rand(1, 1, h, w, dtype=torch.float64)
+    lam, sigma = 0.7, 0.3
+    n = h * w
+    a = torch.diag(c.flatten())
+    for y in range(h):
+        for x in range(w):
+            for dy, dx in ((0, 1), (1, 0)):
+                if y + dy < h and x + dx < w:
+                    p, q = y * w + x, (y + dy) * w + x + dx
+                    wt = lam * torch.exp(
+                        -((g[0, 0, y, x] - g[0, 0, y + dy, x + dx]) ** 2) / (2 * sigma**2)
+                    )
+                    a[p, p] += wt
+                    a[q, q] += wt
+                    a[p, q] -= wt
+                    a[q, p] -= wt
+    want = torch.linalg.solve(a, (c * v).flatten()).view(1, 1, h, w)
+    got = propagate(v, c, g, smoothness=lam, sigma=sigma, iters=200, tol=1e-12)
+    torch.testing.assert_close(got, want, atol=1e-8, rtol=0)
+    assert n == 30

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from psal.editing._color import luma
+from psal.models import Colorizer, GuidedColorizer, create_model, save_weights
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("attention", ["psal", "dense", "none"])
+def test_any_size_and_aspect_and_gradients(attention):
+    torch.manual_seed(0)
+    net = GuidedColorizer(width=4, value_width=2, attention=attention)
+    y = torch.rand(2, 1, 19, 29)  # not multiples of 4; reference of another size
+    ref = torch.rand(2, 3, 26, 14)
+    out = net(y, ref, return_flow=attention == "psal")
+    assert out.chroma.shape == (2, 2, 19, 29) and out.attended.shape == (2, 2, 19, 29)
+    if attention == "psal":
+        assert out.flow.shape == (2, 2, 19, 29)
+        # every flow vector points into the reference
+        yy, xx = torch.meshgrid(torch.arange(19.0), torch.arange(29.0), indexing="ij")
+        assert ((yy + out.flow[:, 0]) >= -0.5).all() and ((yy + out.flow[:, 0]) <= 25.5).all()
+        assert ((xx + out.flow[:, 1]) >= -0.5).all() and ((xx + out.flow[:, 1]) <= 13.5).all()
+    else:
+        assert out.flow is None
+    loss = (out.chroma**2).mean() + (out.attended**2).mean()
+    loss.backward()
+    # the correspondence path trains the shared encoder (query and key) except for "none"
+    g = net.encoder.levels[0][0].weight.grad
+    if attention == "none":
+        assert g is None or float(g.abs().sum()) == 0
+    else:
+        assert g is not None and float(g.abs().sum()) > 0
+
+
+def test_psal_at_full_resolution_copies_reference_colour():
+    # with the target equal to the reference, full-resolution PSAL with an untrained
+    # (random) encoder already carries each pixel's own colour: the attended chroma is
+    # close to the truth, while "none" on a flipped reference is not
+    torch.manual_seed(0)
+    from psal.editing._color import rgb_to_luma_chroma
+
+    x = torch.linspace(0, 1, 48)
+    ref = torch.stack([x[None].expand(40, 48), x.flip(0)[None].expand(40, 48),
+                       torch.rand(40, 48).round()], 0)[None]  # fmt: skip
+    y, c = rgb_to_luma_chroma(ref)
+    net = GuidedColorizer(width=8, attention="psal", scales=(1,),
+                          attention_options={"k": 1, "temperature": 0.01})  # fmt: skip
+    with torch.no_grad():
+        att = net(y, ref).attended
+    assert float((att - c).abs().mean()) < 0.25 * float(c.abs().mean())
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="attention"):
+        GuidedColorizer(attention="contextual")
+    with pytest.raises(ValueError, match="scales"):
+        GuidedColorizer(scales=(3,))
+    net = GuidedColorizer(width=4)
+    with pytest.raises(ValueError, match="at least"):
+        net(torch.rand(1, 1, 8, 8), torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"\(B, 3, Hr, Wr\)"):
+        net(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
+    assert isinstance(create_model("guided_colorizer", width=2), GuidedColorizer)
+
+
+def test_colorizer_keeps_luma_and_loads_checkpoints(tmp_path):
+    torch.manual_seed(0)
+    net = GuidedColorizer(width=4, value_width=2)
+    torch.nn.init.normal_(net.head.weight, std=0.1)
+    spec = {"name": "guided_colorizer", "kwargs": {"width": 4, "value_width": 2}}
+    path = tmp_path / "w.safetensors"
+    save_weights(path, {"network": net.state_dict()}, {"network": spec}, task="colorize")
+    model = Colorizer.from_checkpoint(path, device="cpu")
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 255, (30, 45), dtype=np.uint8)
+    ref = rng.integers(0, 255, (40, 36, 3), dtype=np.uint8)
+    out = model.colorize(gray, ref, seed=0)
+    assert out.shape == (30, 45, 3) and out.dtype == np.uint8
+    y = luma(torch.from_numpy(out.astype(np.float64)).permute(2, 0, 1)[None])[0, 0].numpy()
+    assert np.abs(y - gray).max() <= 0.5 + 1e-9
+    assert np.array_equal(out, Colorizer(net).colorize(gray, ref, seed=0))
+    with pytest.raises(ValueError, match="colour reference"):
+        model.colorize(gray, gray)
+    with pytest.warns(UserWarning, match="luminance"):
+        model.colorize(ref, ref, seed=0)
+    # a checkpoint of another task: the message names both tasks
+    other = tmp_path / "inpaint.safetensors"
+    save_weights(other, {"generator": {"w": torch.zeros(1)}}, {}, task="inpaint")
+    with pytest.raises(ValueError, match="'inpaint', not 'colorize'"):
+        Colorizer.from_checkpoint(other)

@@ -1,0 +1,84 @@
+"""``psal train colorize`` / ``psal eval colorize`` / ``psal colorize --checkpoint``."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from psal.cli import main
+
+TINY = [
+    "--steps", "2", "--batch-size", "2", "--width", "4", "--device", "cpu", "--image-size", "24",
+    "--num-workers", "0", "--no-progress", "--no-tensorboard", "data.val_fraction=0.25",
+    "save_every=0", "model.kwargs.value_width=2",
+]  # fmt: skip
+
+
+def _one_error_line(capsys):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("psal: error: ") and "\n" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def colour_run(photo_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("col") / "run"
+    code = main(["train", "colorize", "--data", str(photo_folder), "--out", str(out), *TINY,
+                 "--attention", "none"])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_train_eval_and_colorize_with_the_run(colour_run, photo_folder, tmp_path, capsys):
+    assert (colour_run / "config.json").is_file()
+    cfg = json.loads((colour_run / "config.json").read_text())
+    assert cfg["model"]["kwargs"]["attention"] == "none"
+    capsys.readouterr()
+    js = tmp_path / "m.json"
+    code = main(["eval", "colorize", "--checkpoint", str(colour_run), "--data",
+                 str(photo_folder), "--device", "cpu", "--json", str(js)])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "chroma_psnr" in out and "colourfulness" in out
+    metrics = json.loads(js.read_text())
+    metrics = metrics.get("metrics", metrics)
+    assert np.isfinite(metrics["chroma_psnr"]) and metrics["pairs"] == 4
+    src = sorted(photo_folder.rglob("*.png"))[0]
+    gray = tmp_path / "g.png"
+    Image.open(src).convert("L").save(gray)
+    res = tmp_path / "out.png"
+    code = main(["colorize", str(gray), "--reference", str(src), "--checkpoint",
+                 str(colour_run), "-o", str(res), "--device", "cpu", "-q"])  # fmt: skip
+    assert code == 0
+    im = Image.open(res)
+    assert im.mode == "RGB" and im.size == Image.open(src).size
+
+
+def test_wrong_task_checkpoint_and_no_pairs(colour_run, photo_folder, tmp_path, capsys):
+    from psal.models import save_weights
+
+    other = tmp_path / "deepfill.safetensors"
+    save_weights(other, {"generator": {"w": __import__("torch").zeros(1)}}, {}, task="inpaint")
+    src = sorted(photo_folder.rglob("*.png"))[0]
+    res = tmp_path / "out.png"
+    code = main(["colorize", str(src), "--reference", str(src), "--checkpoint", str(other),
+                 "-o", str(res)])  # fmt: skip
+    assert code == 1
+    err = _one_error_line(capsys)
+    assert "'inpaint'" in err and "'colorize'" in err
+    assert not res.exists()
+    code = main(["eval", "colorize", "--checkpoint", str(other), "--data", str(photo_folder)])
+    assert code == 1
+    assert "'inpaint', not 'colorize'" in _one_error_line(capsys)
+    # a folder whose images share no folder has no video pairs
+    lone = tmp_path / "lone"
+    for i, f in enumerate(sorted(photo_folder.rglob("*.png"))):
+        (lone / str(i)).mkdir(parents=True)
+        Image.open(f).save(lone / str(i) / "frame.png")
+    out = tmp_path / "run"
+    code = main(["train", "colorize", "--data", str(lone), "--out", str(out), *TINY,
+                 "--pairs", "video"])  # fmt: skip
+    assert code == 1
+    assert "no pairs" in _one_error_line(capsys)
+    assert not out.exists() or not any(out.rglob("*.safetensors"))
