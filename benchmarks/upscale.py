@@ -54,7 +54,7 @@ def _metrics(out: np.ndarray, hr: np.ndarray, border: int) -> tuple[float, float
     return C.psnr(a, b), C.ssim(a, b)
 
 
-def main(argv=None) -> int:
+def _parse(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -74,10 +74,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.photos, args.scales, args.kernels = args.photos[:2], [2], ["bicubic"]
-    C.set_threads(args.threads)
+    return args
+
+
+def _methods(previous: bool) -> dict:
+    """Method name -> fn(lr, scale, (h, w)) giving an (h, w, 3) uint8 enlargement."""
     from psal.editing import upscale
 
-    h, w = args.size
     methods = {
         "nearest": lambda lr, s, hw: np.asarray(
             Image.fromarray(lr).resize(hw[::-1], Image.Resampling.NEAREST)
@@ -88,14 +91,20 @@ def main(argv=None) -> int:
         "bicubic + back-projection": lambda lr, s, hw: _back_projection_only(lr, hw, 10),
         "psal.upscale": lambda lr, s, hw: _fit(upscale(lr, s, seed=0), hw),
     }
-    if args.previous:
+    if previous:
         import _upscale_v0
 
         methods["previous psal.upscale"] = lambda lr, s, hw: _fit(
             _upscale_v0.upscale(lr, s, seed=0), hw
         )
     upscale(np.zeros((40, 40, 3), np.uint8) + 100, 2, seed=0)  # warm-up (compilation)
-    records, rows, fig = [], [], None
+    return methods
+
+
+def _measure(args: argparse.Namespace, methods: dict) -> tuple[list[dict], tuple | None]:
+    """Run every method on every (kernel, scale, photo); one record per run."""
+    h, w = args.size
+    records, fig = [], None
     for kernel in args.kernels:
         for scale in args.scales:
             for name in args.photos:
@@ -121,66 +130,85 @@ def main(argv=None) -> int:
                     )
                 if fig is None and kernel == "bicubic" and scale == 4:
                     fig = (hr, outs)
+    return records, fig
+
+
+def _summary_rows(args: argparse.Namespace, methods: dict, records: list[dict]) -> list[list]:
+    """Mean PSNR, SSIM, gain over bicubic and time per (kernel, scale, method)."""
+    rows = []
     for kernel in args.kernels:
         for scale in args.scales:
-            base = np.mean(
-                [
-                    r["psnr"]
-                    for r in records
-                    if r["kernel"] == kernel and r["scale"] == scale and r["method"] == "bicubic"
-                ]
-            )
-            for mname in methods:
-                sel = [
+
+            def sel(mname, kernel=kernel, scale=scale):
+                return [
                     r
                     for r in records
                     if r["kernel"] == kernel and r["scale"] == scale and r["method"] == mname
                 ]
-                ps = float(np.mean([r["psnr"] for r in sel]))
+
+            base = np.mean([r["psnr"] for r in sel("bicubic")])
+            for mname in methods:
+                runs = sel(mname)
+                ps = float(np.mean([r["psnr"] for r in runs]))
                 rows.append(
                     [
                         kernel,
                         f"x{scale}",
                         mname,
                         ps,
-                        float(np.mean([r["ssim"] for r in sel])),
+                        float(np.mean([r["ssim"] for r in runs])),
                         f"{ps - base:+.2f}",
-                        float(np.mean([r["seconds"] for r in sel])),
+                        float(np.mean([r["seconds"] for r in runs])),
                     ]
                 )
+    return rows
+
+
+def _figure(path: str, fig: tuple, size_hw: tuple[int, int]) -> None:
+    """Centre crops of nearest, bicubic, psal.upscale and the original, shown 2x."""
+    from PIL import ImageDraw
+
+    from psal.utils.image import save_image
+
+    h, w = size_hw
+    hr, outs = fig
+    y0, x0, s = h // 2 - 64, w // 2 - 96, 160
+    tiles = [
+        ("nearest", outs["nearest"]),
+        ("bicubic", outs["bicubic"]),
+        ("psal.upscale", outs["psal.upscale"]),
+        ("original", hr),
+    ]
+    size = 2 * s
+    canvas = Image.new("RGB", (size * len(tiles), size + 14), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (label, arr) in enumerate(tiles):
+        crop = Image.fromarray(arr[y0 : y0 + s, x0 : x0 + s]).resize(
+            (size, size), Image.Resampling.NEAREST
+        )
+        canvas.paste(crop, (i * size, 14))
+        draw.text(
+            (i * size + 3, 1), f"{label} (x4)" if label != "original" else label, fill="black"
+        )
+    save_image(canvas, path)
+    print(f"figure written to {path}")
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    C.set_threads(args.threads)
+    methods = _methods(args.previous)
+    records, fig = _measure(args, methods)
+    h, w = args.size
     C.print_table(
         ["downscaling", "scale", "method", "PSNR (dB)", "SSIM", "dB vs bicubic", "time (s)"],
-        rows,
+        _summary_rows(args, methods, records),
         f"Mean over {len(args.photos)} photos ({h}x{w} originals)",
     )
     if args.json:
         C.write_json(args.json, {"settings": vars(args) | {"size": [h, w]}, "records": records})
     if args.figure and fig is not None:
-        from PIL import ImageDraw
-
-        from psal.utils.image import save_image
-
-        hr, outs = fig
-        y0, x0, s = h // 2 - 64, w // 2 - 96, 160  # a centre crop, shown 2x
-        tiles = [
-            ("nearest", outs["nearest"]),
-            ("bicubic", outs["bicubic"]),
-            ("psal.upscale", outs["psal.upscale"]),
-            ("original", hr),
-        ]
-        size = 2 * s
-        canvas = Image.new("RGB", (size * len(tiles), size + 14), "white")
-        draw = ImageDraw.Draw(canvas)
-        for i, (label, arr) in enumerate(tiles):
-            crop = Image.fromarray(arr[y0 : y0 + s, x0 : x0 + s]).resize(
-                (size, size), Image.Resampling.NEAREST
-            )
-            canvas.paste(crop, (i * size, 14))
-            draw.text(
-                (i * size + 3, 1), f"{label} (x4)" if label != "original" else label, fill="black"
-            )
-        save_image(canvas, args.figure)
-        print(f"figure written to {args.figure}")
+        _figure(args.figure, fig, (h, w))
     return 0
 
 
