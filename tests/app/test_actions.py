@@ -124,6 +124,75 @@ def test_learned_inpaint_equals_the_cli(tmp_path, capsys):
         actions.load_models({"inpaint": str(tmp_path / "mask.png")}, torch.device("cpu"))
 
 
+def test_learned_colorize_and_upscale_equal_the_cli(tmp_path, capsys):
+    from psal.models import EDSRPSAL, GuidedColorizer, save_weights
+
+    torch.manual_seed(0)
+    col = GuidedColorizer(width=4, value_width=2)
+    torch.nn.init.normal_(col.head.weight, std=0.1)  # not the zero start: real colours
+    col_ckpt = tmp_path / "col.safetensors"
+    spec = {"name": "guided_colorizer", "kwargs": {"width": 4, "value_width": 2}}
+    save_weights(col_ckpt, {"network": col.state_dict()}, {"network": spec}, task="colorize")
+    up = EDSRPSAL(scale=2, width=4, blocks=1)
+    for p in up.parameters():  # not the bicubic start: the psal attention changes the result
+        torch.nn.init.normal_(p, std=0.3)
+    up_ckpt = tmp_path / "sr.safetensors"
+    spec = {"name": "edsr_psal", "kwargs": {"scale": 2, "width": 4, "blocks": 1}}
+    save_weights(up_ckpt, {"net": up.state_dict()}, {"network": spec}, task="upscale")
+    models = actions.load_models({"colorize": str(col_ckpt), "upscale": str(up_ckpt)},
+                                 torch.device("cpu"))  # fmt: skip
+    assert sorted(models) == ["colorize", "upscale"] and models["upscale"][0] == "sr.safetensors"
+
+    target, ref = _photo(30, 44, seed=1).convert("L"), _photo(36, 32, seed=2)
+    target.save(tmp_path / "gray.png")
+    ref.save(tmp_path / "ref.png")
+    got = actions.run_colorize(target, ref, seed=5, method=actions.LEARNED_METHOD, models=models)
+    code = main(["colorize", str(tmp_path / "gray.png"), "-r", str(tmp_path / "ref.png"),
+                 "--checkpoint", str(col_ckpt), "--seed", "5", "-q",
+                 "-o", str(tmp_path / "col.png")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    cli = np.asarray(Image.open(tmp_path / "col.png"))
+    assert got.mode == "RGB" and np.array_equal(np.asarray(got), cli)
+    patch = actions.run_colorize(target, ref, seed=5)
+    assert not np.array_equal(np.asarray(patch), cli)  # the learned model, not the patches
+
+    small = _photo(18, 22, seed=3)
+    small.save(tmp_path / "small.png")
+    got = actions.run_upscale(small, "x2", seed=7, method=actions.LEARNED_METHOD, models=models)
+    code = main(["upscale", str(tmp_path / "small.png"), "--scale", "2", "--checkpoint",
+                 str(up_ckpt), "--seed", "7", "-q", "-o", str(tmp_path / "up.png")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert got.size == (44, 36)
+    cli = np.asarray(Image.open(tmp_path / "up.png"))
+    assert np.array_equal(np.asarray(got), cli)
+    other = actions.run_upscale(small, 2, seed=8, method=actions.LEARNED_METHOD, models=models)
+    assert not np.array_equal(np.asarray(other), cli)  # the seed reaches the psal attention
+    with pytest.raises(ValueError, match=r"scale is x3 but .*sr.safetensors was trained for x2"):
+        actions.run_upscale(small, 3, method=actions.LEARNED_METHOD, models=models)
+    with pytest.raises(ValueError, match=r"no learned colorize model .*--colorize-checkpoint"):
+        actions.run_colorize(target, ref, method=actions.LEARNED_METHOD, models={})
+
+
+def test_checkpoint_of_another_task_at_start_up(tmp_path, monkeypatch, capsys):
+    from psal.models import save_weights
+
+    other = tmp_path / "inpaint.safetensors"
+    save_weights(other, {"generator": {}}, {"generator": {"name": "deepfill_v1"}}, task="inpaint")
+    for task, flag in [("colorize", "--colorize-checkpoint"), ("upscale", "--upscale-checkpoint")]:
+        with pytest.raises(ValueError, match=rf"^{flag} .*'inpaint', not '{task}'") as err:
+            actions.load_models({task: str(other)}, torch.device("cpu"))
+        assert "\n" not in str(err.value)
+    # the command: one line, exit 1, before any server starts
+    pytest.importorskip("gradio")
+    import psal.app
+
+    monkeypatch.setattr(psal.app, "require_gradio", lambda: None)
+    code = main(["app", "--upscale-checkpoint", str(other), "--port", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.count("\n") == 0
+    assert err.startswith("psal: error: --upscale-checkpoint") and "'inpaint', not 'upscale'" in err
+
+
 def test_colorize_and_upscale_equal_the_library():
     target = _photo(32, 40, seed=1).convert("L")
     ref = _photo(36, 36, seed=2)

@@ -76,9 +76,8 @@ class Limits:
 class LearnedSpec:
     """How the app finds, loads and runs the learned model of one task.
 
-    A task gets a "learned" method in the page when its flag is given to ``psal app``.
-    To add a learned colorizer or upscaler, add an entry to :data:`LEARNED` whose
-    ``load`` returns a callable taking the task's inputs (as ``run_*`` below passes them).
+    A task gets a "learned" method in the page when its flag is given to ``psal app``;
+    ``run_*`` below call the model as the task's ``psal ... --checkpoint`` command does.
 
     Attributes:
         flag: the ``psal app`` option that names the checkpoint.
@@ -97,10 +96,33 @@ def _load_inpainter(path: str, device: torch.device) -> Any:
     return Inpainter.from_checkpoint(path, device=device)
 
 
+def _load_colorizer(path: str, device: torch.device) -> Any:
+    from ..models import Colorizer
+
+    return Colorizer.from_checkpoint(path, device=device)
+
+
+def _load_upscaler(path: str, device: torch.device) -> Any:
+    from ..models import Upscaler
+
+    return Upscaler.from_checkpoint(path, device=device)
+
+
 #: Task name -> its learned model. Only tasks listed here take a checkpoint.
 LEARNED: dict[str, LearnedSpec] = {
     "inpaint": LearnedSpec(
         "--checkpoint", _load_inpainter, "learned DeepFill inpainter (safetensors or run folder)"
+    ),
+    "colorize": LearnedSpec(
+        "--colorize-checkpoint",
+        _load_colorizer,
+        "learned colorizer of 'psal train colorize' (safetensors or run folder)",
+    ),
+    "upscale": LearnedSpec(
+        "--upscale-checkpoint",
+        _load_upscaler,
+        "learned upscaler of 'psal train upscale' (safetensors or run folder); the page's "
+        "learned method works at the scale it was trained for",
     ),
 }
 
@@ -375,7 +397,10 @@ def run_colorize(
     patch_size = _check_patch(patch_size)
     seed = check_seed(seed)
     if method == LEARNED_METHOD:
-        return _learned(models, "colorize")(target, reference)
+        # as ``psal colorize --checkpoint``: the seed seeds PatchMatch in psal attention
+        return _learned(models, "colorize").colorize(
+            target, reference, seed=seed, progress=progress
+        )
     if method != PATCH_METHOD:
         raise ValueError(f"method must be {PATCH_METHOD!r} or {LEARNED_METHOD!r}, got {method!r}")
     return colorize(target, reference, patch_size=patch_size, k=int(k), seed=seed,
@@ -417,7 +442,14 @@ def run_upscale(
     patch_size = _check_patch(patch_size)
     seed = check_seed(seed)
     if method == LEARNED_METHOD:
-        return _learned(models, "upscale")(image, factor)
+        net = _learned(models, "upscale")
+        if net.scale != factor:  # as ``psal upscale --checkpoint`` refuses another scale
+            raise ValueError(
+                f"the scale is x{factor} but the learned model {models['upscale'][0]} was "
+                f"trained for x{net.scale}: choose x{net.scale} or the patch-based method"
+            )
+        return net.upscale(image, factor, patch_size=patch_size, seed=seed, device=device,
+                           progress=progress)  # fmt: skip
     if method != PATCH_METHOD:
         raise ValueError(f"method must be {PATCH_METHOD!r} or {LEARNED_METHOD!r}, got {method!r}")
     return upscale(image, factor, patch_size=patch_size, seed=seed, device=device,

@@ -16,6 +16,8 @@ examples:
   psal app                                   # http://127.0.0.1:7860, this machine only
   psal app --port 8080 --device cuda
   psal app --checkpoint runs/psal            # adds the learned inpainter to the page
+  psal app --colorize-checkpoint runs/col --upscale-checkpoint runs/sr
+                                             # learned colorizer and upscaler too
   psal app --host 0.0.0.0                    # reachable from other machines: careful
 
 Needs the web app extra: pip install "psal[app]".

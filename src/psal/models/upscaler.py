@@ -88,6 +88,7 @@ class Upscaler(nn.Module):
         image: ImageLike,
         scale: int | None = None,
         *,
+        seed: int | None = None,
         device: torch.device | str | None = None,
         progress: ProgressCallback | None = None,
         **options: Any,
@@ -98,10 +99,12 @@ class Upscaler(nn.Module):
             image: numpy ``(H, W[, C])``, PIL image or tensor ``(C, H, W)`` /
                 ``(B, C, H, W)``; grayscale, RGB or RGBA.
             scale: must be the network's scale (None: the network's).
+            seed: seeds PatchMatch in psal attention, as :meth:`Colorizer.colorize` does
+                (None: torch's generator); the same seed gives the same result.
             device: ignored (the network's device is used; move it with ``.to``).
             progress: called as ``progress(done, total)`` after each image.
-            **options: :func:`psal.upscale`'s search options (``patch_size``, ``k``,
-                ``seed``, ...) are accepted and ignored: the network has none.
+            **options: :func:`psal.upscale`'s other search options (``patch_size``,
+                ``k``, ...) are accepted and ignored: the network has none.
 
         Returns:
             The enlarged image, same kind, dtype and mode as ``image``.
@@ -116,10 +119,13 @@ class Upscaler(nn.Module):
                 f"scale {check_scale(scale)} asked, but this network was trained for x{self.scale}"
             )
         known = {"patch_size", "k", "pm_iters", "iters", "back_projection", "temperature",
-                 "tile", "seed", "backend"}  # fmt: skip
+                 "tile", "backend"}  # fmt: skip
         unknown = set(options) - known
         if unknown:
             raise TypeError(f"upscale() got unexpected keyword arguments {sorted(unknown)}")
+        from .._checks import resolve_seed
+
+        torch.manual_seed(resolve_seed(seed))  # PSAL attention draws PatchMatch seeds from it
         x, spec = to_tensor(image, "image")
         b, c, h, w = x.shape
         outs = []
