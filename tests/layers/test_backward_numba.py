@@ -88,3 +88,41 @@ def test_ps_attention_backward_matches_torch(aggregation, monkeypatch):
     for a, b in zip(ref, new, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
         assert a.abs().max() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weighted_gather_forward_matches_torch(dtype, monkeypatch):
+    g = torch.Generator().manual_seed(4)
+    v = torch.randn(2, 7, 50, generator=g, dtype=dtype)
+    w = torch.rand(2, 5, 30, generator=g, dtype=dtype)
+    w[:, 1] = 0.0  # masked proposals contribute nothing
+    pos = torch.randint(0, 50, (2, 5, 30), generator=g)
+    monkeypatch.setattr(agg_mod, "NUMBA_FORWARD", False)
+    ref = agg_mod._WeightedGather.apply(v, pos, w)
+    monkeypatch.setattr(agg_mod, "NUMBA_FORWARD", True)
+    new = agg_mod._WeightedGather.apply(v, pos, w)
+    assert new.shape == ref.shape == (2, 7, 30) and new.dtype == dtype
+    assert new.is_contiguous()
+    torch.testing.assert_close(new, ref)
+    assert not torch.equal(new, torch.zeros_like(new))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("window", [None, (2, 9, 3, 11)])
+def test_patch_aggregate_forward_matches_torch(dtype, window, monkeypatch):
+    from psal.layers._aggregate import aggregate
+
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(2, 5, 12, 13, generator=g, dtype=dtype)
+    k = torch.randn(2, 5, 10, 11, generator=g, dtype=dtype)
+    v = torch.randn(2, 4, 10, 11, generator=g, dtype=dtype)
+    idx = torch.randint(0, 110, (2, 3, 12, 13), generator=g)
+    idx[:, :, :4, :5] = -1  # a block with no neighbour at all: uncovered pixels
+    idx[:, 1, 6:] = -1  # masked single neighbours
+    outs = []
+    for flag in (False, True):
+        monkeypatch.setattr(agg_mod, "NUMBA_FORWARD", flag)
+        outs.append(aggregate(q, k, v, idx, 3, 2.0, "patch", window=window))
+    (ref, ref_cov), (new, new_cov) = outs
+    assert torch.equal(new_cov, ref_cov) and not ref_cov.all() and ref_cov.any()
+    torch.testing.assert_close(new, ref)

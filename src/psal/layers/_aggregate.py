@@ -10,6 +10,7 @@ import torch
 from numba import njit
 
 from ..patchmatch.distance import patch_distance, reflect_index
+from ..utils.parallel import run_chunked
 
 
 def _shift(x: torch.Tensor, dy: int, dx: int, fill: float | int) -> torch.Tensor:
@@ -26,6 +27,51 @@ def _shift(x: torch.Tensor, dy: int, dx: int, fill: float | int) -> torch.Tensor
 
 #: Use the compiled CPU backward of :class:`_WeightedGather` (tests switch it off).
 NUMBA_BACKWARD = True
+#: Use the compiled CPU forward of :class:`_WeightedGather` (tests switch it off).
+NUMBA_FORWARD = True
+
+
+@njit(nogil=True, cache=True)
+def _gather_forward_kernel(value, pos, weight, out, start, stop):  # pragma: no cover
+    # value: (B, Nk, Cv) channels-last; pos, weight: (B, P, N); out: (B, N, Cv), zeros.
+    # Items [start, stop) of the flattened (B, N) output pixels; each pixel's proposals
+    # are summed in the order p = 0 .. P-1 (as the torch path), so results do not
+    # depend on the thread split.
+    npos, n = pos.shape[1:]
+    cv = value.shape[2]
+    for item in range(start, stop):
+        b = item // n
+        i = item - b * n
+        for p in range(npos):
+            t = pos[b, p, i]
+            w = weight[b, p, i]
+            for c in range(cv):
+                out[b, i, c] += w * value[b, t, c]
+
+
+def _use_numba(value: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor) -> bool:
+    return (
+        value.device.type == "cpu"
+        and value.dtype in (torch.float32, torch.float64)
+        and all(t.dtype == value.dtype for t in (weight, *others))
+    )
+
+
+def _gather_forward_numba(value, pos, weight):
+    b, cv, _ = value.shape
+    n = pos.shape[2]
+    v_cl = value.permute(0, 2, 1).contiguous()
+    out = value.new_zeros(b, n, cv)
+    run_chunked(
+        _gather_forward_kernel,
+        b * n,
+        v_cl.numpy(),
+        pos.contiguous().numpy(),
+        weight.contiguous().numpy(),
+        out.numpy(),
+        min_parallel=4096,
+    )
+    return out.permute(0, 2, 1).contiguous()
 
 
 @njit(nogil=True, cache=True)
@@ -70,17 +116,22 @@ class _WeightedGather(torch.autograd.Function):
     copies of the values), so memory stays O(B * (Cv + P) * N); the gathers are
     redone in backward, and the value gradient is accumulated with ``scatter_add_``
     (on CPU: one serial compiled channels-last pass, :func:`_gather_backward_kernel`).
+    On CPU the forward is one compiled channels-last pass over the P proposals of each
+    pixel on the thread pool (:func:`_gather_forward_kernel`), with no (B, Cv, N)
+    expanded index or gathered copy per proposal.
     """
 
     @staticmethod
     def forward(ctx, value, pos, weight):  # type: ignore[override]
+        ctx.save_for_backward(value, pos, weight)
+        if NUMBA_FORWARD and _use_numba(value, weight):
+            return _gather_forward_numba(value.detach(), pos, weight.detach())
         b, cv, _ = value.shape
         n = pos.shape[2]
         out = value.new_zeros(b, cv, n)
         for p in range(pos.shape[1]):
             idx = pos[:, p : p + 1].expand(b, cv, n)
             out.addcmul_(value.gather(2, idx), weight[:, p : p + 1])
-        ctx.save_for_backward(value, pos, weight)
         return out
 
     @staticmethod
