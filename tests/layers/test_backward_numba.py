@@ -113,16 +113,25 @@ def test_patch_aggregate_forward_matches_torch(dtype, window, monkeypatch):
     from psal.layers._aggregate import aggregate
 
     g = torch.Generator().manual_seed(5)
-    q = torch.randn(2, 5, 12, 13, generator=g, dtype=dtype)
-    k = torch.randn(2, 5, 10, 11, generator=g, dtype=dtype)
-    v = torch.randn(2, 4, 10, 11, generator=g, dtype=dtype)
+    q = torch.randn(2, 5, 12, 13, generator=g, dtype=dtype, requires_grad=True)
+    k = torch.randn(2, 5, 10, 11, generator=g, dtype=dtype, requires_grad=True)
+    v = torch.randn(2, 4, 10, 11, generator=g, dtype=dtype, requires_grad=True)
     idx = torch.randint(0, 110, (2, 3, 12, 13), generator=g)
     idx[:, :, :4, :5] = -1  # a block with no neighbour at all: uncovered pixels
     idx[:, 1, 6:] = -1  # masked single neighbours
-    outs = []
+    up = torch.randn(2, 4, 12, 13, generator=g, dtype=dtype)
+    outs, grads = [], []
     for flag in (False, True):
         monkeypatch.setattr(agg_mod, "NUMBA_FORWARD", flag)
-        outs.append(aggregate(q, k, v, idx, 3, 2.0, "patch", window=window))
+        out, cov = aggregate(q, k, v, idx, 3, 2.0, "patch", window=window)
+        outs.append((out.detach(), cov))
+        (out * up[..., : out.shape[-2], : out.shape[-1]]).sum().backward()
+        grads.append([t.grad.clone() for t in (q, k, v)])
+        for t in (q, k, v):
+            t.grad = None
     (ref, ref_cov), (new, new_cov) = outs
     assert torch.equal(new_cov, ref_cov) and not ref_cov.all() and ref_cov.any()
     torch.testing.assert_close(new, ref)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
+    for a, b in zip(grads[0], grads[1], strict=True):
+        torch.testing.assert_close(b, a, **tol)

@@ -49,6 +49,42 @@ def _gather_forward_kernel(value, pos, weight, out, start, stop):  # pragma: no 
                 out[b, i, c] += w * value[b, t, c]
 
 
+@njit(nogil=True, cache=True)
+def _patch_proposals_kernel(idx, r, oy, ox, hw, ww, hk, wk, src, pos):  # pragma: no cover
+    # idx: (B, k, Hc, Wc) neighbours of the centre region; src, pos: (B, P, hw*ww) with
+    # P = (2r+1)² k in the order (dy, dx, j) of the torch path. src: flat index into
+    # idx's (k, Hc, Wc), or k*Hc*Wc (a "-inf" slot) where the centre is outside.
+    nb, k, hc, wc = idx.shape
+    side = 2 * r + 1
+    sentinel = k * hc * wc
+    for b in range(nb):
+        for wy in range(hw):
+            for wx in range(ww):
+                n = wy * ww + wx
+                ly, lx = wy + oy, wx + ox
+                for s in range(side * side):
+                    dy = s // side - r
+                    dx = s % side - r
+                    sy, sx = ly - dy, lx - dx
+                    inside = sy >= 0 and sy < hc and sx >= 0 and sx < wc
+                    for j in range(k):
+                        ny, nx = 0, 0
+                        if inside:
+                            t = max(idx[b, j, sy, sx], 0)
+                            ny = t // wk
+                            nx = t - ny * wk
+                            src[b, s * k + j, n] = (j * hc + sy) * wc + sx
+                        else:
+                            src[b, s * k + j, n] = sentinel
+                        py = abs(ny + dy)
+                        if py >= hk:
+                            py = 2 * (hk - 1) - py
+                        px = abs(nx + dx)
+                        if px >= wk:
+                            px = 2 * (wk - 1) - px
+                        pos[b, s * k + j, n] = py * wk + px
+
+
 def _use_numba(value: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor) -> bool:
     return (
         value.device.type == "cpu"
@@ -208,8 +244,21 @@ def aggregate(
     if isinstance(temperature, torch.Tensor):
         temperature = temperature.to(dist.dtype)
     logits = (-dist / temperature).masked_fill(~valid, float("-inf"))
+    oy, ox = y0 - cy0, x0 - cx0
     if aggregation == "center":
         pos = idx.clamp_min(0)
+    elif NUMBA_FORWARD and idx.device.type == "cpu":
+        # the torch branch below in one compiled pass, already cropped to the window
+        hw, ww = y1 - y0, x1 - x0
+        npos = (2 * r + 1) ** 2 * idx.shape[1]
+        src = torch.empty(b, npos, hw * ww, dtype=torch.int64)
+        pos = torch.empty_like(src)
+        idx_c = idx.to(torch.int64).contiguous()
+        _patch_proposals_kernel(idx_c.numpy(), r, oy, ox, hw, ww, hk, wk, src.numpy(), pos.numpy())
+        flat = torch.cat([logits.flatten(1), logits.new_full((b, 1), float("-inf"))], 1)
+        logits = flat.gather(1, src.view(b, -1)).view(b, npos, hw, ww)
+        pos = pos.view(b, npos, hw, ww)
+        oy = ox = 0  # already cropped to the window
     else:
         # every patch covering x proposes its k neighbours shifted by x's offset in it
         ny = torch.div(idx.clamp_min(0), wk, rounding_mode="floor")
@@ -224,7 +273,6 @@ def aggregate(
         logits = torch.cat(shifted_logits, 1)
         pos = torch.cat(shifted_pos, 1)
     # crop from the centre region back to the window
-    oy, ox = y0 - cy0, x0 - cx0
     logits = logits[..., oy : oy + y1 - y0, ox : ox + x1 - x0]
     pos = pos[..., oy : oy + y1 - y0, ox : ox + x1 - x0]
     covered = torch.isfinite(logits).any(1, keepdim=True)
