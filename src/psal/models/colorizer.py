@@ -117,6 +117,12 @@ class GuidedColorizer(nn.Module):
     """
 
     size_multiple = 4
+    #: Row-strip height of the full-resolution decoder level in inference (no
+    #: gradients): bounds its memory; the result equals the whole-image pass.
+    strip_rows = 256
+    #: Rows of context a strip needs: the receptive field radius of dec1 (two 3x3
+    #: convolutions) and the head (one).
+    HALO = 3
 
     def __init__(
         self,
@@ -217,22 +223,65 @@ class GuidedColorizer(nn.Module):
             attended.append(out)
             if want:
                 flow = field
+        strips = not torch.is_grad_enabled() and self.strip_rows < y_p.shape[-2]
+        if strips:  # inference: free what the decoder does not read
+            del k_feats, values
         x = self.dec4(torch.cat([q_feats[2], attended[2]], 1))
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = self.dec2(torch.cat([q_feats[1], attended[1], x], 1))
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        x = self.dec1(torch.cat([q_feats[0], attended[0], x], 1))
         i = LEVELS.index(finest)
         base = attended[i][:, :2]
         if finest != 1:
             base = F.interpolate(base, scale_factor=finest, mode="bilinear", align_corners=False)
-        chroma = base + self.head(x)
+        if strips:
+            chroma = base + self._full_res_in_strips(q_feats[0], attended[0], x)
+        else:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = self.dec1(torch.cat([q_feats[0], attended[0], x], 1))
+            chroma = base + self.head(x)
         if flow is not None and finest != 1:
             flow = F.interpolate(flow, scale_factor=finest, mode="nearest") * finest
         crop = (..., slice(0, h), slice(0, w))
         return ColorizeOutput(
             chroma=chroma[crop], attended=base[crop], flow=None if flow is None else flow[crop]
         )
+
+    def _full_res_in_strips(
+        self, q: torch.Tensor, att: torch.Tensor, half: torch.Tensor
+    ) -> torch.Tensor:
+        """``head(dec1(cat(q, att, up2(half))))`` computed in row strips (inference).
+
+        Same result as the whole-image computation (to float rounding): each strip of
+        output rows is computed from its input rows plus a halo of :attr:`HALO` rows (the
+        receptive field of the three 3x3 convolutions), and the bilinear x2 upsampling of
+        ``half`` (B, C, H/2, W/2) is taken from a window one coarse row wider than the
+        rows it feeds, so no edge clamping differs from the whole image's. The 58-channel
+        full-resolution decoder input never exists whole.
+
+        Args:
+            q: (B, Cq, H, W) target features.
+            att: (B, Ca, H, W) attended values.
+            half: (B, Ch, H/2, W/2) decoder features at 1/2 scale.
+
+        Returns:
+            (B, 2, H, W) the head's chroma correction.
+        """
+        h = q.shape[-2]
+        hh = half.shape[-2]
+        step = max(1, int(self.strip_rows))
+        halo = self.HALO
+        out = q.new_empty(q.shape[0], 2, h, q.shape[-1])
+        for a in range(0, h, step):
+            b = min(h, a + step)
+            lo, hi = max(0, a - halo), min(h, b + halo)  # input rows of this strip
+            c0, c1 = max(0, lo // 2 - 1), min(hh, (hi + 1) // 2 + 1)  # coarse window
+            up = F.interpolate(half[..., c0:c1, :], scale_factor=2, mode="bilinear",
+                               align_corners=False)  # fmt: skip
+            up = up[..., lo - 2 * c0 : hi - 2 * c0, :]
+            x = self.dec1(torch.cat([q[..., lo:hi, :], att[..., lo:hi, :], up], 1))
+            del up
+            out[..., a:b, :] = self.head(x)[..., a - lo : b - lo, :]
+        return out
 
 
 def _pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
