@@ -181,14 +181,6 @@ class GuidedColorizer(nn.Module):
         p = int(self.attention_options.get("patch_size", 3))
         return 4 * p
 
-    def _values(self, ref: torch.Tensor) -> list[torch.Tensor]:
-        y, c = rgb_to_luma_chroma(ref)
-        chroma = [c, F.avg_pool2d(c, 2, ceil_mode=True), F.avg_pool2d(c, 4, ceil_mode=True)]
-        if self.value_encoder is None:
-            return chroma
-        feats = self.value_encoder(torch.cat([y, c], 1) * 2 - 1)
-        return [torch.cat([ch, f], 1) for ch, f in zip(chroma, feats)]
-
     def forward(
         self, y: torch.Tensor, reference: torch.Tensor, return_flow: bool = False
     ) -> ColorizeOutput:
@@ -211,21 +203,28 @@ class GuidedColorizer(nn.Module):
         h, w = y.shape[-2:]
         y_p = _pad(y, self.size_multiple)
         ref_p = reference  # any size: the key and value grids are the reference's
-        yr = rgb_to_luma_chroma(ref_p)[0]
-        q_feats = self.encoder(y_p * 2 - 1)
-        k_feats = self.encoder(yr * 2 - 1)
-        values = self._values(ref_p)
-        attended, flow = [], None
+        yr, cr = rgb_to_luma_chroma(ref_p)
+        # level by level: the full-resolution attention runs before the coarser features
+        # exist, and each level's key and value features are dropped after their block
+        q, k = y_p * 2 - 1, yr * 2 - 1
+        v = None if self.value_encoder is None else torch.cat([yr, cr], 1) * 2 - 1
+        q_feats, attended, flow = [], [], None
         finest = min(self.attended) if self.attended else 1
         for i, s in enumerate(LEVELS):
+            q, k = self.encoder.levels[i](q), self.encoder.levels[i](k)
+            value = cr if s == 1 else F.avg_pool2d(cr, s, ceil_mode=True)
+            if v is not None:
+                v = self.value_encoder.levels[i](v)
+                value = torch.cat([value, v], 1)
             want = return_flow and s == finest and s in self.attended
-            out, field = self.blocks[str(s)](q_feats[i], k_feats[i], values[i], return_field=want)
+            out, field = self.blocks[str(s)](q, k, value, return_field=want)
+            del value
+            q_feats.append(q)
             attended.append(out)
             if want:
                 flow = field
+        del k, v
         strips = not torch.is_grad_enabled() and self.strip_rows < y_p.shape[-2]
-        if strips:  # inference: free what the decoder does not read
-            del k_feats, values
         x = self.dec4(torch.cat([q_feats[2], attended[2]], 1))
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = self.dec2(torch.cat([q_feats[1], attended[1], x], 1))
