@@ -98,3 +98,26 @@ def test_colorizer_keeps_luma_and_loads_checkpoints(tmp_path):
     save_weights(other, {"generator": {"w": torch.zeros(1)}}, {}, task="inpaint")
     with pytest.raises(ValueError, match="'inpaint', not 'colorize'"):
         Colorizer.from_checkpoint(other)
+
+
+@pytest.mark.parametrize("strip_rows", [1, 5, 8])
+def test_inference_in_strips_equals_whole_image(strip_rows):
+    # no_grad inference runs the full-resolution decoder level in row strips with a halo;
+    # it must give the whole-image result (several strips, odd heights, image borders)
+    torch.manual_seed(0)
+    net = GuidedColorizer(width=4, value_width=2, attention="none").eval()
+    with torch.no_grad():  # non-zero head, so the stripped convolutions matter
+        net.head.weight.normal_()
+        net.head.bias.normal_()
+    y, ref = torch.rand(1, 1, 37, 29), torch.rand(1, 3, 24, 30)
+    with torch.no_grad():
+        net.strip_rows = 10**6
+        whole = net(y, ref).chroma
+        net.strip_rows = strip_rows
+        stripped = net(y, ref).chroma
+    assert whole.shape == stripped.shape == (1, 2, 37, 29)
+    torch.testing.assert_close(stripped, whole, rtol=1e-5, atol=1e-5)
+    # with gradients (training) the whole-image path runs and gradients flow
+    out = net(y, ref).chroma
+    torch.testing.assert_close(out.detach(), whole, rtol=1e-5, atol=1e-5)
+    assert out.requires_grad

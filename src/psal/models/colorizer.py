@@ -117,6 +117,12 @@ class GuidedColorizer(nn.Module):
     """
 
     size_multiple = 4
+    #: Row-strip height of the full-resolution decoder level in inference (no
+    #: gradients): bounds its memory; the result equals the whole-image pass.
+    strip_rows = 256
+    #: Rows of context a strip needs: the receptive field radius of dec1 (two 3x3
+    #: convolutions) and the head (one).
+    HALO = 3
 
     def __init__(
         self,
@@ -175,14 +181,6 @@ class GuidedColorizer(nn.Module):
         p = int(self.attention_options.get("patch_size", 3))
         return 4 * p
 
-    def _values(self, ref: torch.Tensor) -> list[torch.Tensor]:
-        y, c = rgb_to_luma_chroma(ref)
-        chroma = [c, F.avg_pool2d(c, 2, ceil_mode=True), F.avg_pool2d(c, 4, ceil_mode=True)]
-        if self.value_encoder is None:
-            return chroma
-        feats = self.value_encoder(torch.cat([y, c], 1) * 2 - 1)
-        return [torch.cat([ch, f], 1) for ch, f in zip(chroma, feats)]
-
     def forward(
         self, y: torch.Tensor, reference: torch.Tensor, return_flow: bool = False
     ) -> ColorizeOutput:
@@ -205,34 +203,84 @@ class GuidedColorizer(nn.Module):
         h, w = y.shape[-2:]
         y_p = _pad(y, self.size_multiple)
         ref_p = reference  # any size: the key and value grids are the reference's
-        yr = rgb_to_luma_chroma(ref_p)[0]
-        q_feats = self.encoder(y_p * 2 - 1)
-        k_feats = self.encoder(yr * 2 - 1)
-        values = self._values(ref_p)
-        attended, flow = [], None
+        yr, cr = rgb_to_luma_chroma(ref_p)
+        # level by level: the full-resolution attention runs before the coarser features
+        # exist, and each level's key and value features are dropped after their block
+        q, k = y_p * 2 - 1, yr * 2 - 1
+        v = None if self.value_encoder is None else torch.cat([yr, cr], 1) * 2 - 1
+        q_feats, attended, flow = [], [], None
         finest = min(self.attended) if self.attended else 1
         for i, s in enumerate(LEVELS):
+            q, k = self.encoder.levels[i](q), self.encoder.levels[i](k)
+            value = cr if s == 1 else F.avg_pool2d(cr, s, ceil_mode=True)
+            if v is not None:
+                v = self.value_encoder.levels[i](v)
+                value = torch.cat([value, v], 1)
             want = return_flow and s == finest and s in self.attended
-            out, field = self.blocks[str(s)](q_feats[i], k_feats[i], values[i], return_field=want)
+            out, field = self.blocks[str(s)](q, k, value, return_field=want)
+            del value
+            q_feats.append(q)
             attended.append(out)
             if want:
                 flow = field
+        del k, v
+        strips = not torch.is_grad_enabled() and self.strip_rows < y_p.shape[-2]
         x = self.dec4(torch.cat([q_feats[2], attended[2]], 1))
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = self.dec2(torch.cat([q_feats[1], attended[1], x], 1))
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        x = self.dec1(torch.cat([q_feats[0], attended[0], x], 1))
         i = LEVELS.index(finest)
         base = attended[i][:, :2]
         if finest != 1:
             base = F.interpolate(base, scale_factor=finest, mode="bilinear", align_corners=False)
-        chroma = base + self.head(x)
+        if strips:
+            chroma = base + self._full_res_in_strips(q_feats[0], attended[0], x)
+        else:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = self.dec1(torch.cat([q_feats[0], attended[0], x], 1))
+            chroma = base + self.head(x)
         if flow is not None and finest != 1:
             flow = F.interpolate(flow, scale_factor=finest, mode="nearest") * finest
         crop = (..., slice(0, h), slice(0, w))
         return ColorizeOutput(
             chroma=chroma[crop], attended=base[crop], flow=None if flow is None else flow[crop]
         )
+
+    def _full_res_in_strips(
+        self, q: torch.Tensor, att: torch.Tensor, half: torch.Tensor
+    ) -> torch.Tensor:
+        """``head(dec1(cat(q, att, up2(half))))`` computed in row strips (inference).
+
+        Same result as the whole-image computation (to float rounding): each strip of
+        output rows is computed from its input rows plus a halo of :attr:`HALO` rows (the
+        receptive field of the three 3x3 convolutions), and the bilinear x2 upsampling of
+        ``half`` (B, C, H/2, W/2) is taken from a window one coarse row wider than the
+        rows it feeds, so no edge clamping differs from the whole image's. The 58-channel
+        full-resolution decoder input never exists whole.
+
+        Args:
+            q: (B, Cq, H, W) target features.
+            att: (B, Ca, H, W) attended values.
+            half: (B, Ch, H/2, W/2) decoder features at 1/2 scale.
+
+        Returns:
+            (B, 2, H, W) the head's chroma correction.
+        """
+        h = q.shape[-2]
+        hh = half.shape[-2]
+        step = max(1, int(self.strip_rows))
+        halo = self.HALO
+        out = q.new_empty(q.shape[0], 2, h, q.shape[-1])
+        for a in range(0, h, step):
+            b = min(h, a + step)
+            lo, hi = max(0, a - halo), min(h, b + halo)  # input rows of this strip
+            c0, c1 = max(0, lo // 2 - 1), min(hh, (hi + 1) // 2 + 1)  # coarse window
+            up = F.interpolate(half[..., c0:c1, :], scale_factor=2, mode="bilinear",
+                               align_corners=False)  # fmt: skip
+            up = up[..., lo - 2 * c0 : hi - 2 * c0, :]
+            x = self.dec1(torch.cat([q[..., lo:hi, :], att[..., lo:hi, :], up], 1))
+            del up
+            out[..., a:b, :] = self.head(x)[..., a - lo : b - lo, :]
+        return out
 
 
 def _pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
