@@ -129,6 +129,15 @@ class OptionTable:
                 span = f"in {'(' if low_open else '['}{low:g}, {high:g})"
             self.fail(key, f"a finite number {span}" if high is None else span, value)
 
+    def check_eval(self, config: Any) -> None:
+        """The checks every ``psal eval TASK`` config shares: choices, the two paths, limit."""
+        self.check_choices(config)
+        for key in ("checkpoint", "data"):
+            if not getattr(config, key):
+                self.fail(key, "a path", getattr(config, key))
+        if config.limit is not None:
+            self.integer(config, "limit", 1)
+
     def check_base(self, config: Any) -> None:
         """The checks of the shared settings (:class:`~.schema.BaseConfig`)."""
         self.check_choices(config)

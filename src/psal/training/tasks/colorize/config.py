@@ -156,16 +156,11 @@ EVAL_OPTIONS = OptionTable(
 def check_eval_config(config: ColorizeEvalConfig) -> None:
     """The value checks of a :class:`ColorizeEvalConfig`."""
     opts = EVAL_OPTIONS
-    opts.check_choices(config)
-    for key in ("checkpoint", "data"):
-        if not getattr(config, key):
-            opts.fail(key, "a path", getattr(config, key))
+    opts.check_eval(config)
     if config.image_size is not None:
         opts.integer(config, "image_size", 16)
         if config.image_size % 4:
             opts.fail("image_size", "a multiple of 4", config.image_size)
     opts.integer(config, "max_gap", 1)
     opts.integer(config, "pair_seed", 0)
-    if config.limit is not None:
-        opts.integer(config, "limit", 1)
     opts.integer(config, "seed", 0)

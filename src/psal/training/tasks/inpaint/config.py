@@ -259,14 +259,9 @@ EVAL_OPTIONS = OptionTable(
 def check_eval_config(config: InpaintEvalConfig) -> None:
     """The value checks of an :class:`InpaintEvalConfig`."""
     opts = EVAL_OPTIONS
-    opts.check_choices(config)
-    for key in ("checkpoint", "data"):
-        if not getattr(config, key):
-            opts.fail(key, "a path", getattr(config, key))
+    opts.check_eval(config)
     if config.image_size is not None:
         opts.integer(config, "image_size", 8)
     opts.integer(config, "batch_size", 1)
-    if config.limit is not None:
-        opts.integer(config, "limit", 1)
     opts.integer(config, "mask_seed", 0)
     opts.integer(config, "seed", 0)

@@ -322,13 +322,8 @@ class UpscaleTask(Task):
         """
         from ....editing import upscale as psal_upscale
 
-        opts = EVAL_OPTIONS
-        for key in ("checkpoint", "data"):
-            if not getattr(config, key):
-                opts.fail(key, "a path", getattr(config, key))
-        if config.limit is not None:
-            opts.integer(config, "limit", 1)
-        opts.integer(config, "seed", 0)
+        EVAL_OPTIONS.check_eval(config)
+        EVAL_OPTIONS.integer(config, "seed", 0)
         device = config.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
