@@ -295,6 +295,13 @@ def _check_patch(patch_size: Any) -> int:
     return p
 
 
+def _is_learned(method: str) -> bool:
+    """Whether ``method`` names the learned model; a ValueError for anything but the two."""
+    if method not in (PATCH_METHOD, LEARNED_METHOD):
+        raise ValueError(f"method must be {PATCH_METHOD!r} or {LEARNED_METHOD!r}, got {method!r}")
+    return method == LEARNED_METHOD
+
+
 def run_inpaint(
     image: Image.Image,
     hole: np.ndarray,
@@ -351,7 +358,7 @@ def run_inpaint(
     hole = grow(torch.from_numpy(hole)[None, None], int(dilate))[0, 0].numpy()
     if hole.all():
         raise ValueError("the mask covers the whole image: there is no known pixel to copy from")
-    if method == LEARNED_METHOD:
+    if _is_learned(method):
         if source is not None:  # as the CLI refuses --source-mask with --checkpoint
             raise ValueError(
                 "a region to copy from works with the patch-based method, not the learned one"
@@ -359,8 +366,6 @@ def run_inpaint(
         model = _learned(models, "inpaint")
         torch.manual_seed(seed)  # as the CLI: PSAL layers draw PatchMatch seeds from it
         return model.inpaint(image, hole)
-    if method != PATCH_METHOD:
-        raise ValueError(f"method must be {PATCH_METHOD!r} or {LEARNED_METHOD!r}, got {method!r}")
     if source is not None and not np.any(source):
         raise ValueError(
             "the region to copy from is empty: paint where the fill may copy from "
@@ -396,13 +401,11 @@ def run_colorize(
 
     patch_size = _check_patch(patch_size)
     seed = check_seed(seed)
-    if method == LEARNED_METHOD:
+    if _is_learned(method):
         # as ``psal colorize --checkpoint``: the seed seeds PatchMatch in psal attention
         return _learned(models, "colorize").colorize(
             target, reference, seed=seed, progress=progress
         )
-    if method != PATCH_METHOD:
-        raise ValueError(f"method must be {PATCH_METHOD!r} or {LEARNED_METHOD!r}, got {method!r}")
     return colorize(target, reference, patch_size=patch_size, k=int(k), seed=seed,
                     device=device, progress=progress)  # fmt: skip
 
@@ -441,7 +444,7 @@ def run_upscale(
     factor = parse_scale(scale)
     patch_size = _check_patch(patch_size)
     seed = check_seed(seed)
-    if method == LEARNED_METHOD:
+    if _is_learned(method):
         net = _learned(models, "upscale")
         if net.scale != factor:  # as ``psal upscale --checkpoint`` refuses another scale
             raise ValueError(
@@ -450,8 +453,6 @@ def run_upscale(
             )
         return net.upscale(image, factor, patch_size=patch_size, seed=seed, device=device,
                            progress=progress)  # fmt: skip
-    if method != PATCH_METHOD:
-        raise ValueError(f"method must be {PATCH_METHOD!r} or {LEARNED_METHOD!r}, got {method!r}")
     return upscale(image, factor, patch_size=patch_size, seed=seed, device=device,
                    progress=progress)  # fmt: skip
 
