@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from numba import njit
 
+from ..patchmatch.distance import reflect_index
 from ..utils.parallel import run_chunked
 
 __all__ = ["mode_vote"]
@@ -112,8 +113,7 @@ def _mode_torch(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters):
             safe = idx.clamp_min(0)
             py = torch.div(safe, wk, rounding_mode="floor") + dy
             px = safe % wk + dx
-            py = torch.where(py < 0, -py, torch.where(py >= hk, 2 * (hk - 1) - py, py))
-            px = torch.where(px < 0, -px, torch.where(px >= wk, 2 * (wk - 1) - px, px))
+            py, px = reflect_index(py, hk), reflect_index(px, wk)
             vals.append(value[0].reshape(cv, -1)[:, py * wk + px])  # (Cv, k, N)
             d = distances[0].reshape(kk, -1)[:, c]
             logits.append(torch.where(ok, -d, torch.tensor(float("-inf"), dtype=d.dtype)))
