@@ -29,12 +29,13 @@ __all__ = ["PSAttention", "attend", "ps_attention"]
 AGGREGATIONS = ("center", "patch")
 
 
-def _check_qkv(query: object, key: object, value: object) -> None:
+def _check_qkv(query: object, key: object, value: object, *, same_dtype: bool = True) -> None:
+    """Float (B, C, H, W) query/key, (B, Cv, Hk, Wk) value on one device (one dtype)."""
     q = check_float_tensor(query, "query", ndim=4)
     k = check_float_tensor(key, "key", ndim=4)
     v = check_float_tensor(value, "value", ndim=4)
     check_same_device({"query": q, "key": k, "value": v})
-    if not (q.dtype == k.dtype == v.dtype):
+    if same_dtype and not (q.dtype == k.dtype == v.dtype):
         raise TypeError(
             f"query, key and value must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}"
         )

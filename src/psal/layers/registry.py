@@ -91,13 +91,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_float_tensor, check_mask, check_positive_float, check_same_device
+from .._checks import check_mask, check_positive_float
 from .._deprecation import warn_deprecated
 from ..patchmatch.distance import valid_key_positions
 from ..utils.registry import Registry
 from .contextual import ContextualAttention
 from .dense import PatchAttention
-from .psattention import PSAttention
+from .psattention import PSAttention, _check_qkv
 
 __all__ = [
     "ATTENTIONS",
@@ -176,24 +176,8 @@ class AttentionBlock(nn.Module):
             query, key, value, hole = query, query, query, key
         if not isinstance(return_field, bool):
             raise TypeError(f"return_field must be a bool, got {return_field!r}")
-        q = check_float_tensor(query, "query", ndim=4)
-        k = check_float_tensor(key, "key", ndim=4)
-        v = check_float_tensor(value, "value", ndim=4)
-        check_same_device({"query": q, "key": k, "value": v})
-        if not (q.shape[0] == k.shape[0] == v.shape[0]):
-            raise ValueError(
-                f"query, key and value must have the same batch size B, got {q.shape[0]}, "
-                f"{k.shape[0]} and {v.shape[0]}"
-            )
-        if q.shape[1] != k.shape[1]:
-            raise ValueError(
-                f"query and key must have the same channels C, got {q.shape[1]} and {k.shape[1]}"
-            )
-        if v.shape[-2:] != k.shape[-2:]:
-            raise ValueError(
-                f"value must have the key's spatial size {tuple(k.shape[-2:])}, got "
-                f"{tuple(v.shape[-2:])}"
-            )
+        _check_qkv(query, key, value, same_dtype=False)  # cast to one dtype below
+        q, k, v = query, key, value
         if hole is not None:
             if q.shape[-2:] != k.shape[-2:]:
                 raise ValueError(
