@@ -234,6 +234,38 @@ def test_best_vote_keeps_texture_sharper_than_the_mean():
         inpaint(img, mask, vote="median")
 
 
+def test_texture_features_keep_a_texture_from_being_filled_flat():
+    # left half: a coarse random texture of mean gray; right half: flat gray of the same
+    # mean. Comparing colours only, the smooth coarse estimate of the hole matches the
+    # flat half and the fill stays flat; the texture features of Newson et al. (2014)
+    # make it copy texture.
+    rng = np.random.default_rng(0)
+    h, w = 96, 128
+    img = np.full((h, w), 128, np.uint8)
+    tex = 128 + 60 * np.sign(rng.standard_normal((h // 2, w // 4)))
+    img[:, : w // 2] = tex.repeat(2, 0).repeat(2, 1).astype(np.uint8)
+    mask = _rect(h, w, 30, 66, 14, 50)
+    rgb = np.repeat(img[..., None], 3, -1)
+    g_truth = _grad(rgb)[mask].mean()
+    for seed in (0, 1):
+        out = inpaint(img, mask, seed=seed)
+        assert np.array_equal(out[~mask], img[~mask])
+        assert _grad(np.repeat(out[..., None], 3, -1))[mask].mean() > 0.7 * g_truth
+    flat = np.repeat(inpaint(img, mask, seed=0, texture_weight=0)[..., None], 3, -1)
+    assert _grad(flat)[mask].mean() < 0.3 * g_truth
+    with pytest.raises(ValueError, match="texture_weight"):
+        inpaint(img, mask, texture_weight=-1.0)
+
+
+def test_fill_does_not_depend_on_what_the_hole_held():
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (56, 72, 3), dtype=np.uint8)
+    mask = _rect(56, 72, 20, 34, 25, 45)
+    other = img.copy()
+    other[mask] = rng.integers(0, 256, (int(mask.sum()), 3), dtype=np.uint8)
+    assert np.array_equal(inpaint(img, mask, seed=4), inpaint(other, mask, seed=4))
+
+
 def test_source_mask_limits_where_content_comes_from():
     h, w = 48, 96
     img = np.zeros((h, w, 3), np.uint8)

@@ -79,3 +79,41 @@ def test_dilate_is_the_touching_patches_of_the_engine():
         m = torch.rand(1, 1, 23, 31, generator=g) > 0.97
         m[..., 0, 5] = m[..., 22, 30] = True  # holes on the border (reflection)
         assert torch.equal(dilate(m, p // 2), ~valid_key_positions(m, p))
+
+
+def _texture_reference(img, hole, window):
+    """Direct loops: mean |luma difference| over the known pairs in each window."""
+    import numpy as np
+
+    lum = img[0].mean(0).double().numpy()
+    known = ~hole[0, 0].numpy()
+    h, w = lum.shape
+    r = window // 2
+    out = np.zeros((2, h, w))
+    for y in range(h):
+        for x in range(w):
+            for c, (ey, ex) in enumerate(((0, 1), (1, 0))):
+                vals = [
+                    abs(lum[v + ey, u + ex] - lum[v, u])
+                    for v in range(max(y - r, 0), min(y + r + 1, h - ey))
+                    for u in range(max(x - r, 0), min(x + r + 1, w - ex))
+                    if known[v, u] and known[v + ey, u + ex]
+                ]
+                out[c, y, x] = np.mean(vals) if vals else 0.0
+    return torch.from_numpy(out)[None]
+
+
+def test_texture_features_equal_the_direct_loops_and_ignore_the_hole():
+    from psal.editing._pyramid import texture_features
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(1, 3, 11, 13, generator=g, dtype=torch.float64)
+    hole = torch.zeros(1, 1, 11, 13, dtype=torch.bool)
+    hole[..., 3:7, 4:9] = True
+    hole[..., 0, 12] = True
+    feats = texture_features(img, hole, 5)
+    assert feats.shape == (1, 2, 11, 13)
+    torch.testing.assert_close(feats, _texture_reference(img, hole, 5), atol=1e-12, rtol=0)
+    garbage = img.clone()
+    garbage[hole.expand_as(img)] = 1e6  # the hole's content never leaks in
+    assert torch.equal(texture_features(garbage, hole, 5), feats)
