@@ -257,6 +257,22 @@ def test_texture_features_keep_a_texture_from_being_filled_flat():
         inpaint(img, mask, texture_weight=-1.0)
 
 
+def test_gradient_domain_fill_follows_the_border_levels():
+    # a smooth bowl has no exact copy of the hole's patches anywhere: winner-takes-all
+    # copies pieces at other levels; the gradient-domain fill takes the levels from the
+    # border and the differences from the copies
+    yy, xx = np.mgrid[0:48, 0:64]
+    bowl = (40 + 0.08 * ((yy - 20) ** 2 + (xx - 30) ** 2)).clip(0, 255).astype(np.uint8)
+    img = np.stack([bowl, bowl[::-1], 255 - bowl], -1)
+    mask = _rect(48, 64, 14, 30, 22, 40)
+    err = {}
+    for gd in (True, False):
+        out = inpaint(img, mask, seed=0, gradient_domain=gd)
+        assert np.array_equal(out[~mask], img[~mask])
+        err[gd] = np.abs(out[mask].astype(int) - img[mask].astype(int)).mean()
+    assert err[True] < 3.0 and err[True] < 0.4 * err[False], err
+
+
 def test_fill_does_not_depend_on_what_the_hole_held():
     rng = np.random.default_rng(3)
     img = rng.integers(0, 256, (56, 72, 3), dtype=np.uint8)
@@ -276,14 +292,17 @@ def test_source_mask_limits_where_content_comes_from():
     mask = _rect(h, w, 16, 32, 40, 56)  # across the middle
     source = np.zeros((h, w), bool)
     source[:, 60:] = True  # copy from the blue half only
-    out = inpaint(img, mask, seed=0, source_mask=source)
+    # the plain copy (the gradient-domain fill keeps the sources' differences but takes
+    # its levels from the hole's border, red on the left: values are no longer copies)
+    out = inpaint(img, mask, seed=0, source_mask=source, gradient_domain=False)
     assert np.array_equal(out[~mask], img[~mask])
     filled = out[mask].astype(int)
     near = lambda cols: np.abs(filled[:, None] - np.array(cols)[None]).sum(-1).min(1)  # noqa: E731
     blue_side, red_side = near([(30, 30, 200), (255, 255, 0)]), near([(200, 30, 30), (255,) * 3])
     assert (blue_side < red_side).all(), "copied from outside the source area"
     # PIL source masks follow the mask rules (white = allowed)
-    out_pil = inpaint(img, mask, seed=0, source_mask=Image.fromarray(source.astype(np.uint8) * 255))
+    pil = Image.fromarray(source.astype(np.uint8) * 255)
+    out_pil = inpaint(img, mask, seed=0, source_mask=pil, gradient_domain=False)
     assert np.array_equal(out_pil, out)
     nothing = np.zeros((h, w), bool)
     nothing[:, :3] = True  # too thin for one 7x7 patch

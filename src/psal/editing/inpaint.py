@@ -46,6 +46,7 @@ from ..patchmatch import patchmatch
 from ..utils.image import ImageLike, from_tensor, to_mask, to_tensor
 from ..utils.progress import ProgressCallback
 from ._mode import mode_vote
+from ._poisson import poisson_fill
 from ._pyramid import (
     bbox,
     dilate,
@@ -76,6 +77,9 @@ KNOWN_FRACTION = 0.1
 
 #: Side of the window over which the texture features average the luma derivatives.
 TEXTURE_WINDOW = 5
+
+#: Conjugate-gradient steps of the gradient-domain reconstruction (at most).
+POISSON_ITERS = 100
 
 
 class _Level:
@@ -219,6 +223,7 @@ def _inpaint_one(
     *,
     vote_best: bool,
     texture_weight: float,
+    gradient_domain: bool,
     patch_size: int,
     k: int,
     levels: int | None,
@@ -260,7 +265,7 @@ def _inpaint_one(
             fallback = prev_image[0][:, hy // 2, hx // 2]  # nearest x2, at the hole only
             cur[0][:, hy, hx] = torch.where(covered, vals, fallback)
         for it in range(iters_at[lv]):
-            cur, field, _ = _em_step(
+            cur, field, dist = _em_step(
                 cur, level, field, k=k, patch_size=patch_size, pm_iters=pm_iters,
                 temperature=temperature, backend=backend, best=vote_best and lv < BEST_LEVELS,
                 seed=(seed + 7919 * lv + 104729 * it) % (2**62),
@@ -269,7 +274,34 @@ def _inpaint_one(
             if progress is not None:
                 progress(done[0], total_ref[0])
         prev, prev_image = level, cur
-    return cur[:, :n_ch]
+    cur = cur[:, :n_ch]
+    if gradient_domain and vote_best:
+        cur = _gradient_domain(cur, pyramid[0], field, dist, patch_size)
+    return cur
+
+
+def _gradient_domain(
+    image: torch.Tensor, level: _Level, field: torch.Tensor, dist: torch.Tensor, patch_size: int
+) -> torch.Tensor:
+    """Rebuild the winner-takes-all fill from its sources' differences (Poisson).
+
+    The winner of each hole pixel is found again by voting the pixel coordinates with
+    the same field and distances (the winner depends on the distances only), then
+    :func:`psal.editing._poisson.poisson_fill` solves for the hole.
+    """
+    h, w = level.size
+    oy, ox = level.origin
+    grid = torch.meshgrid(torch.arange(h, dtype=torch.float64),
+                          torch.arange(w, dtype=torch.float64), indexing="ij")  # fmt: skip
+    where, covered = mode_vote(torch.stack(grid)[None], field, dist, patch_size,
+                               (level.ys - oy, level.xs - ox), iters=0)  # fmt: skip
+    # uncovered pixels (none when every hole pixel is searched) keep their own value
+    sy = torch.where(covered, where[0].nan_to_num(0).round().long(), level.ys)
+    sx = torch.where(covered, where[1].nan_to_num(0).round().long(), level.xs)
+    image = image.contiguous()
+    vals = poisson_fill(image, level.hole, level.ys, level.xs, sy, sx, iters=POISSON_ITERS)
+    image[0][:, level.ys, level.xs] = vals
+    return image
 
 
 def _size_of(image: ImageLike) -> tuple[int, int] | None:
@@ -333,6 +365,7 @@ def inpaint(
     pm_iters: int = 2,
     vote: str = "best",
     texture_weight: float = 3.0,
+    gradient_domain: bool = True,
     temperature: float | None = float("inf"),
     mask_threshold: float = 0.5,
     dilate_mask: int = 0,
@@ -375,6 +408,11 @@ def inpaint(
         texture_weight: weight of the two texture features (mean absolute luma
             derivatives over 5x5 pixels, Newson et al. 2014) in the patch distance,
             beside the colours in [0, 1]; 0 compares colours only (smoother fills).
+        gradient_domain: with ``vote="best"``, rebuild the fill from the differences of
+            the pixels it was copied from, with the known pixels as the boundary
+            (a Poisson solve, Pérez et al. 2003): no seams between copied pieces and
+            no level offsets, the texture inside each piece kept. False: the plain
+            winner-takes-all copy.
         temperature: T of the mean vote's weights ``exp(-d / T)``. The default,
             ``float("inf")``, averages all proposals plainly; None sets T at each step
             from the distances as Wexler et al. (twice their 75th percentile).
@@ -430,7 +468,8 @@ def inpaint(
     if source_mask is not None:
         src = to_mask(source_mask, h, w, batch=b, threshold=mask_threshold, name="source_mask")
     kw = dict(patch_size=patch_size, k=k, levels=levels, em_iters=em_iters, pm_iters=pm_iters,
-              vote=vote, texture_weight=texture_weight, temperature=temperature, seed=seed,
+              vote=vote, texture_weight=texture_weight, gradient_domain=bool(gradient_domain),
+              temperature=temperature, seed=seed,
               device=device, backend=backend, progress=progress)  # fmt: skip
     if bool(hole.any()) and not any(bool(hole[i].all()) for i in range(b)):
         # only the window around the hole is converted and searched
@@ -465,6 +504,7 @@ def _inpaint_all(
     pm_iters: int,
     vote: str,
     texture_weight: float,
+    gradient_domain: bool,
     temperature: float | None,
     seed: int | None,
     device: torch.device | str | None,
@@ -498,7 +538,8 @@ def _inpaint_all(
                 continue
             filled = _inpaint_one(
                 x[i : i + 1], hole[i : i + 1], forbid[i : i + 1], source is not None,
-                vote_best=vote == "best", texture_weight=texture_weight, patch_size=patch_size,
+                vote_best=vote == "best", texture_weight=texture_weight,
+                gradient_domain=gradient_domain, patch_size=patch_size,
                 k=k, levels=levels, em_iters=em_iters, pm_iters=pm_iters, temperature=temperature,
                 seed=seed + i, backend=backend, progress=progress, done=done, total_ref=total,
             )  # fmt: skip

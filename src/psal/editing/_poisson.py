@@ -1,0 +1,107 @@
+"""Gradient-domain reconstruction of a winner-takes-all fill (Pérez et al. 2003).
+
+Winner-takes-all voting copies each hole pixel from one source pixel ``s(p)``; where
+neighbouring pixels come from different places the copies meet at a seam, a colour step
+that is in neither source, and a piece copied from a lighter or darker place keeps its
+level. Here the fill keeps the *differences* of its sources instead of their values: the
+hole pixels ``f`` minimise
+
+    Σ over 4-neighbour pairs (p, q = p + e) with p in the hole of (f_p - f_q - g_pq)²,
+
+with ``g_pq`` the difference the sources propose for that pair: ``I(s(p)) - I(s(p) + e)``
+where q is known (its value is the boundary condition), the mean of that and
+``I(s(q) - e) - I(s(q))`` where q is in the hole too. The texture inside each copied
+piece is kept; seams and level offsets are spread smoothly over the hole. Solved by
+conjugate gradients on the hole pixels only (matrix-free), started from the
+winner-takes-all fill; tested against a dense least-squares solve.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["poisson_fill"]
+
+_STEPS = ((0, 1), (0, -1), (1, 0), (-1, 0))
+
+
+def _read(image: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``image[0][:, y, x]`` with positions clamped to the image: (C, N)."""
+    h, w = image.shape[-2:]
+    return image[0][:, y.clamp(0, h - 1), x.clamp(0, w - 1)]
+
+
+def poisson_fill(
+    image: torch.Tensor,
+    hole: torch.Tensor,
+    ys: torch.Tensor,
+    xs: torch.Tensor,
+    sy: torch.Tensor,
+    sx: torch.Tensor,
+    *,
+    iters: int = 100,
+    tol: float = 1e-5,
+) -> torch.Tensor:
+    """Gradient-domain fill of the hole pixels from the pixels they were copied from.
+
+    Args:
+        image: (1, C, H, W) float; known pixels are the boundary condition, hole pixels
+            hold the winner-takes-all fill (the start of the solve). Differences are
+            read from it at the source positions.
+        hole: (1, 1, H, W) bool, True = hole.
+        ys: (N,) int64 rows of every hole pixel.
+        xs: (N,) int64 their columns.
+        sy: (N,) int64 row of the source pixel each hole pixel was copied from.
+        sx: (N,) int64 its column.
+        iters: at most this many conjugate-gradient steps.
+        tol: stop when every channel's residual norm is below ``tol`` times the norm of
+            its right-hand side.
+
+    Returns:
+        (C, N) the new values of the hole pixels.
+    """
+    c, h, w = image.shape[1:]
+    n = ys.numel()
+    dt = image.dtype
+    at = torch.full((h, w), n, dtype=torch.long)  # hole pixel -> its number; n elsewhere
+    at[ys, xs] = torch.arange(n)
+    src = _read(image, sy, sx)
+    b = torch.zeros((c, n), dtype=dt)
+    deg = torch.zeros(n, dtype=dt)
+    nbr = []
+    for ey, ex in _STEPS:
+        qy, qx = ys + ey, xs + ex
+        inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
+        qy, qx = qy.clamp(0, h - 1), qx.clamp(0, w - 1)
+        j = torch.where(inside, at[qy, qx], n)  # n: no hole neighbour there
+        in_hole = j < n
+        own = src - _read(image, sy + ey, sx + ex)
+        jj = j.clamp_max(n - 1)
+        theirs = _read(image, sy[jj] - ey, sx[jj] - ex) - _read(image, sy[jj], sx[jj])
+        g = torch.where(in_hole, 0.5 * (own + theirs), own)
+        known = inside & ~in_hole
+        b += torch.where(inside, g, 0.0) + torch.where(known, image[0][:, qy, qx], 0.0)
+        deg += inside.to(dt)
+        nbr.append(j)
+    nbr = torch.stack(nbr)  # (4, N)
+
+    def apply(f: torch.Tensor) -> torch.Tensor:
+        padded = torch.cat([f, torch.zeros((c, 1), dtype=dt)], 1)
+        return deg * f - padded[:, nbr].sum(1)
+
+    f = image[0][:, ys, xs].clone()
+    r = b - apply(f)
+    p = r.clone()
+    rs = (r * r).sum(1)
+    stop = tol**2 * (b * b).sum(1)
+    for _ in range(iters):
+        if bool((rs <= stop).all()):
+            break
+        ap = apply(p)
+        alpha = rs / (p * ap).sum(1).clamp_min(1e-300)
+        f = f + alpha[:, None] * p
+        r = r - alpha[:, None] * ap
+        rs_new = (r * r).sum(1)
+        p = r + (rs_new / rs.clamp_min(1e-300))[:, None] * p
+        rs = rs_new
+    return f
