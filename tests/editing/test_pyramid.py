@@ -117,3 +117,31 @@ def test_texture_features_equal_the_direct_loops_and_ignore_the_hole():
     garbage = img.clone()
     garbage[hole.expand_as(img)] = 1e6  # the hole's content never leaks in
     assert torch.equal(texture_features(garbage, hole, 5), feats)
+
+
+def _rings_reference(image, hole):
+    """Onion peel over the whole image with 3x3 convolutions."""
+    import torch.nn.functional as F
+
+    out, filled, todo = image.clone(), (~hole).to(image.dtype), hole.clone()
+    c = image.shape[1]
+    ones = torch.ones(c, 1, 3, 3, dtype=image.dtype)
+    while bool(todo.any()):
+        num = F.conv2d(torch.where(filled > 0, out, 0.0), ones, padding=1, groups=c)
+        den = F.conv2d(filled, ones[:1], padding=1)
+        front = todo & (den > 0)
+        out = torch.where(front, num / den, out)
+        filled = torch.where(front, torch.ones_like(filled), filled)
+        todo = todo & ~front
+    return out
+
+
+def test_fill_smooth_on_the_hole_box_equals_the_whole_image_rings():
+    g = torch.Generator().manual_seed(1)
+    img = torch.rand(1, 5, 30, 40, generator=g, dtype=torch.float64)
+    hole = torch.zeros(1, 1, 30, 40, dtype=torch.bool)
+    hole[..., 8:19, 0:9] = True  # touches the border
+    hole[..., 20:25, 30:33] = True
+    torch.testing.assert_close(
+        fill_smooth(img, hole), _rings_reference(img, hole), atol=1e-12, rtol=0
+    )

@@ -156,14 +156,30 @@ def fill_smooth(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     ``image`` (1, C, H, W), ``hole`` (1, 1, H, W) bool.
     """
     out = image.clone()
+    if not bool(hole.any()):
+        return out
+    # only the hole's box grown by one pixel takes part (3x3 neighbours): the work
+    # follows the hole, not the image
+    y0, y1, x0, x1 = bbox(hole, 1)
+    out[..., y0:y1, x0:x1] = _fill_rings(image[..., y0:y1, x0:x1], hole[..., y0:y1, x0:x1])
+    return out
+
+
+def _box3(x: torch.Tensor) -> torch.Tensor:
+    """Sum over each pixel's 3x3 neighbourhood (zeros outside), as nine shifted adds."""
+    h, w = x.shape[-2:]
+    p = F.pad(x, (1, 1, 1, 1))
+    rows = p[..., :, 0:w] + p[..., :, 1 : w + 1] + p[..., :, 2 : w + 2]
+    return rows[..., 0:h, :] + rows[..., 1 : h + 1, :] + rows[..., 2 : h + 2, :]
+
+
+def _fill_rings(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    out = image.clone()
     filled = (~hole).to(image.dtype)
-    c = image.shape[1]
-    ones = torch.ones(c, 1, 3, 3, dtype=image.dtype, device=image.device)
-    one = torch.ones(1, 1, 3, 3, dtype=image.dtype, device=image.device)
     todo = hole.clone()
     while bool(todo.any()):
-        num = F.conv2d(torch.where(filled > 0, out, 0.0), ones, padding=1, groups=c)
-        den = F.conv2d(filled, one, padding=1)
+        num = _box3(torch.where(filled > 0, out, 0.0))
+        den = _box3(filled)
         front = todo & (den > 0)
         if not bool(front.any()):  # pragma: no cover - only if nothing is known at all
             break
