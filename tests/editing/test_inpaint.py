@@ -292,9 +292,15 @@ def test_source_mask_limits_where_content_comes_from():
     mask = _rect(h, w, 16, 32, 40, 56)  # across the middle
     source = np.zeros((h, w), bool)
     source[:, 60:] = True  # copy from the blue half only
-    # the plain copy (the gradient-domain fill keeps the sources' differences but takes
-    # its levels from the hole's border, red on the left: values are no longer copies)
-    out = inpaint(img, mask, seed=0, source_mask=source, gradient_domain=False)
+    # with a source mask the default is the plain copy (the gradient-domain fill keeps
+    # the sources' differences but takes its levels from the hole's border, red on the
+    # left: values would no longer be copies)
+    out = inpaint(img, mask, seed=0, source_mask=source)
+    assert np.array_equal(
+        out, inpaint(img, mask, seed=0, source_mask=source, gradient_domain=False)
+    )
+    blended = inpaint(img, mask, seed=0, source_mask=source, gradient_domain=True)
+    assert np.array_equal(blended[~mask], img[~mask]) and not np.array_equal(blended, out)
     assert np.array_equal(out[~mask], img[~mask])
     filled = out[mask].astype(int)
     near = lambda cols: np.abs(filled[:, None] - np.array(cols)[None]).sum(-1).min(1)  # noqa: E731
@@ -302,7 +308,7 @@ def test_source_mask_limits_where_content_comes_from():
     assert (blue_side < red_side).all(), "copied from outside the source area"
     # PIL source masks follow the mask rules (white = allowed)
     pil = Image.fromarray(source.astype(np.uint8) * 255)
-    out_pil = inpaint(img, mask, seed=0, source_mask=pil, gradient_domain=False)
+    out_pil = inpaint(img, mask, seed=0, source_mask=pil)
     assert np.array_equal(out_pil, out)
     nothing = np.zeros((h, w), bool)
     nothing[:, :3] = True  # too thin for one 7x7 patch

@@ -365,7 +365,7 @@ def inpaint(
     pm_iters: int = 2,
     vote: str = "best",
     texture_weight: float = 3.0,
-    gradient_domain: bool = True,
+    gradient_domain: bool | None = None,
     temperature: float | None = float("inf"),
     mask_threshold: float = 0.5,
     dilate_mask: int = 0,
@@ -412,7 +412,9 @@ def inpaint(
             the pixels it was copied from, with the known pixels as the boundary
             (a Poisson solve, Pérez et al. 2003): no seams between copied pieces and
             no level offsets, the texture inside each piece kept. False: the plain
-            winner-takes-all copy.
+            winner-takes-all copy. None (default): True, unless ``source_mask`` is
+            given (the fill then takes its levels from the hole's border, not from
+            the chosen source area, so the plain copy is kept there).
         temperature: T of the mean vote's weights ``exp(-d / T)``. The default,
             ``float("inf")``, averages all proposals plainly; None sets T at each step
             from the distances as Wexler et al. (twice their 75th percentile).
@@ -467,6 +469,8 @@ def inpaint(
     src = None
     if source_mask is not None:
         src = to_mask(source_mask, h, w, batch=b, threshold=mask_threshold, name="source_mask")
+    if gradient_domain is None:
+        gradient_domain = source_mask is None
     kw = dict(patch_size=patch_size, k=k, levels=levels, em_iters=em_iters, pm_iters=pm_iters,
               vote=vote, texture_weight=texture_weight, gradient_domain=bool(gradient_domain),
               temperature=temperature, seed=seed,
