@@ -365,7 +365,11 @@ def _projections(
         xc = torch.nn.functional.conv2d(x - mu.to(dtype).view(1, c, 1, 1), v.T[:, :, None, None])
         xc = pad_reflect(xc, r)
         w = torch.stack(spatial).to(dtype).unsqueeze(1).repeat(mc, 1, 1, 1)  # (mc*s, 1, p, p)
-        y = torch.nn.functional.conv2d(xc, w, groups=mc)  # (B, mc*s, H, W)
+        # in strips of 256 rows: one grouped convolution over a large image takes a
+        # slow path in torch (83 s for 3000x4000, 5 channels; 4.6 s in strips, same values)
+        h_out = xc.shape[-2] - 2 * r
+        y = torch.cat([torch.nn.functional.conv2d(xc[..., i : i + 256 + 2 * r, :], w, groups=mc)
+                       for i in range(0, h_out, 256)], -2)  # fmt: skip  # (B, mc*s, H, W)
         proj.append(y.permute(0, 2, 3, 1).reshape(b, -1, y.shape[1]).contiguous().numpy())
     return proj[0], proj[1]
 
