@@ -346,6 +346,6 @@ def test_small_hole_in_a_large_image_works_on_a_window(kind, stripes, monkeypatc
     assert arr.shape == img.shape and arr.dtype == np.uint8
     assert np.array_equal(arr[~mask], img[~mask])
     assert np.abs(arr[mask].astype(int) - img[mask].astype(int)).mean() < 6.0
-    # only the hole's box grown by its size (12 + 2 * 16 wide) was converted
+    # only the hole's box grown by CONTEXT_MIN (12 + 2 * 16 wide) was converted
     (shape,) = seen
     assert max(shape[-2], shape[-3] if kind != "tensor" else shape[-1]) <= 44, shape

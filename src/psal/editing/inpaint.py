@@ -27,8 +27,8 @@ matches smooth sources (an out-of-focus background) and the fill stays flat.
 The coarsest scale is the one where the hole is a few pixels thick; it starts from a
 smooth onion-peel fill. Each finer scale starts from the coarser field, upsampled, and
 from the image those matches vote. Known pixels are never changed (bit for bit in the
-returned image). Only a window around the hole (its bounding box grown by its size,
-at least :data:`CONTEXT_MIN` pixels) is converted and searched, so time and
+returned image). Only a window around the hole (its bounding box grown by half its
+larger side, at least :data:`CONTEXT_MIN` pixels) is converted and searched, so time and
 memory follow the hole, not the image.
 """
 
@@ -61,7 +61,8 @@ from ._temperature import wexler_temperature
 __all__ = ["inpaint"]
 
 #: The window searched for sources: the hole's bounding box grown on each side by
-#: its larger side, and by at least this many pixels.
+#: half its larger side, and by at least this many pixels (on a 4000x3000 photo with a
+#: 1100-pixel person, half rather than the whole side: 32 s -> 14 s CPU, 2.2 -> 1.45 GB).
 CONTEXT_MIN = 256
 
 VOTES = ("best", "mean")
@@ -348,9 +349,12 @@ def _paste(image: ImageLike, part: ImageLike, box: tuple[int, int, int, int]) ->
 
 
 def _context_box(hole: torch.Tensor) -> tuple[int, int, int, int]:
-    """The window that is searched: the hole's box grown by its size (>= CONTEXT_MIN)."""
+    """The window that is searched: the hole's box grown by half its larger side.
+
+    (And by at least :data:`CONTEXT_MIN` pixels.)
+    """
     y0, y1, x0, x1 = bbox(hole.any(0, keepdim=True))
-    grow = max(CONTEXT_MIN, y1 - y0, x1 - x0)
+    grow = max(CONTEXT_MIN, max(y1 - y0, x1 - x0) // 2)
     return bbox(hole.any(0, keepdim=True), grow)
 
 
