@@ -62,12 +62,12 @@ def poisson_fill(
     """
     c, h, w = image.shape[1:]
     n = ys.numel()
-    dt = image.dtype
-    at = torch.full((h, w), n, dtype=torch.long)  # hole pixel -> its number; n elsewhere
-    at[ys, xs] = torch.arange(n)
+    dt, dev = image.dtype, image.device
+    at = torch.full((h, w), n, dtype=torch.long, device=dev)  # hole pixel -> its number
+    at[ys, xs] = torch.arange(n, device=dev)
     src = _read(image, sy, sx)
-    b = torch.zeros((c, n), dtype=dt)
-    deg = torch.zeros(n, dtype=dt)
+    b = torch.zeros((c, n), dtype=dt, device=dev)
+    deg = torch.zeros(n, dtype=dt, device=dev)
     nbr = []
     for ey, ex in _STEPS:
         qy, qx = ys + ey, xs + ex
@@ -86,7 +86,7 @@ def poisson_fill(
     nbr = torch.stack(nbr)  # (4, N)
 
     def apply(f: torch.Tensor) -> torch.Tensor:
-        padded = torch.cat([f, torch.zeros((c, 1), dtype=dt)], 1)
+        padded = torch.cat([f, torch.zeros((c, 1), dtype=dt, device=dev)], 1)
         return deg * f - padded[:, nbr].sum(1)
 
     f = image[0][:, ys, xs].clone()

@@ -292,8 +292,8 @@ def _gradient_domain(
     """
     h, w = level.size
     oy, ox = level.origin
-    grid = torch.meshgrid(torch.arange(h, dtype=torch.float64),
-                          torch.arange(w, dtype=torch.float64), indexing="ij")  # fmt: skip
+    f64 = dict(dtype=torch.float64, device=image.device)
+    grid = torch.meshgrid(torch.arange(h, **f64), torch.arange(w, **f64), indexing="ij")
     where, covered = mode_vote(torch.stack(grid)[None], field, dist, patch_size,
                                (level.ys - oy, level.xs - ox), iters=0)  # fmt: skip
     # uncovered pixels (none when every hole pixel is searched) keep their own value
