@@ -110,38 +110,61 @@ def _gather_forward_numba(value, pos, weight):
     return out.permute(0, 2, 1).contiguous()
 
 
+#: Channels per task of the compiled backward (one cache line of float32).
+CHANNEL_BLOCK = 16
+
+
 @njit(nogil=True, cache=True)
-def _gather_backward_kernel(value, pos, weight, grad, grad_v, grad_w):  # pragma: no cover
-    # value, grad_v: (B, Nk, Cv) channels-last; grad: (B, N, Cv); pos, weight, grad_w:
-    # (B, P, N). Serial (the value gradient is a scatter), so deterministic.
-    nb, npos, n = pos.shape
+def _gather_backward_w_kernel(value, pos, grad, grad_w, start, stop):  # pragma: no cover
+    # value: (B, Nk, Cv) channels-last; grad: (B, N, Cv); pos, grad_w: (B, P, N).
+    # Items [start, stop) of the flattened (B, N) pixels; pure gathers, no races.
+    npos, n = pos.shape[1:]
     cv = value.shape[2]
+    for item in range(start, stop):
+        b = item // n
+        i = item - b * n
+        for p in range(npos):
+            t = pos[b, p, i]
+            acc = 0.0
+            for c in range(cv):
+                acc += value[b, t, c] * grad[b, i, c]
+            grad_w[b, p, i] = acc
+
+
+@njit(nogil=True, cache=True)
+def _gather_backward_v_kernel(pos, weight, grad, grad_v, block, start, stop):  # pragma: no cover
+    # grad_v: (B, Nk, Cv) channels-last; grad: (B, N, Cv); pos, weight: (B, P, N).
+    # Channel blocks [start, stop) of ``block`` channels: every channel's scatter runs in
+    # one call, in the serial order (b, i, p), so results never depend on the threads.
+    nb, npos, n = pos.shape
+    cv = grad_v.shape[2]
+    c0 = start * block
+    c1 = min(cv, stop * block)
     for b in range(nb):
         for i in range(n):
             for p in range(npos):
                 t = pos[b, p, i]
                 w = weight[b, p, i]
-                acc = 0.0
-                for c in range(cv):
-                    gc = grad[b, i, c]
-                    acc += value[b, t, c] * gc
-                    grad_v[b, t, c] += gc * w
-                grad_w[b, p, i] = acc
+                for c in range(c0, c1):
+                    grad_v[b, t, c] += grad[b, i, c] * w
 
 
-def _gather_backward_numba(value, pos, weight, grad):
+def _gather_backward_numba(value, pos, weight, grad, need_v=True, need_w=True):
     v_cl = value.permute(0, 2, 1).contiguous()
     g_cl = grad.to(value.dtype).permute(0, 2, 1).contiguous()
     grad_v = torch.zeros_like(v_cl)
     grad_w = torch.zeros_like(weight, dtype=value.dtype).contiguous()
-    _gather_backward_kernel(
-        v_cl.numpy(),
-        pos.contiguous().numpy(),
-        weight.to(value.dtype).contiguous().numpy(),
-        g_cl.numpy(),
-        grad_v.numpy(),
-        grad_w.numpy(),
-    )
+    pos_np = pos.contiguous().numpy()
+    b, npos, n = pos.shape
+    if need_w:
+        run_chunked(_gather_backward_w_kernel, b * n, v_cl.numpy(), pos_np, g_cl.numpy(),
+                    grad_w.numpy(), min_parallel=4096)  # fmt: skip
+    if need_v:
+        nblock = -(-v_cl.shape[2] // CHANNEL_BLOCK)
+        serial = b * n * npos < 4096  # small: threads would cost more than the work
+        run_chunked(_gather_backward_v_kernel, nblock, pos_np,
+                    weight.to(value.dtype).contiguous().numpy(), g_cl.numpy(), grad_v.numpy(),
+                    CHANNEL_BLOCK, min_parallel=nblock + 1 if serial else 2)  # fmt: skip
     return grad_v.permute(0, 2, 1), grad_w.to(weight.dtype)
 
 
@@ -151,7 +174,10 @@ class _WeightedGather(torch.autograd.Function):
     Saves only ``value``, ``pos`` and ``weight`` (P scalars per pixel, no gathered
     copies of the values), so memory stays O(B * (Cv + P) * N); the gathers are
     redone in backward, and the value gradient is accumulated with ``scatter_add_``
-    (on CPU: one serial compiled channels-last pass, :func:`_gather_backward_kernel`).
+    (on CPU: compiled channels-last passes on the thread pool, the weight gradient over
+    pixels and the value gradient over blocks of channels, each channel summed in the
+    serial order, so the result does not depend on the thread count:
+    :func:`_gather_backward_w_kernel`, :func:`_gather_backward_v_kernel`).
     On CPU the forward is one compiled channels-last pass over the P proposals of each
     pixel on the thread pool (:func:`_gather_forward_kernel`), with no (B, Cv, N)
     expanded index or gathered copy per proposal.
@@ -182,8 +208,9 @@ class _WeightedGather(torch.autograd.Function):
             and weight.dtype == value.dtype
             and grad.dtype == value.dtype
         ):
-            gv, gw = _gather_backward_numba(value.detach(), pos, weight.detach(), grad)
             need_v, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
+            gv, gw = _gather_backward_numba(value.detach(), pos, weight.detach(), grad, need_v,
+                                            need_w)  # fmt: skip
             return (gv if need_v else None), None, (gw if need_w else None)
         grad_v = torch.zeros_like(value) if ctx.needs_input_grad[0] else None
         grad_w = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None

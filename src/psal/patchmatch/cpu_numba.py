@@ -59,6 +59,13 @@ from .distance import pad_reflect
 
 #: Rows per parallel band; fixed so results do not depend on the thread count.
 BAND_ROWS = 32
+#: Random samples at half-widths >= FAR_W are prefetched (they miss the cache) and tried
+#: after the nearer ones.
+FAR_W = 8
+#: Use an 8-bit copy of the key to reject candidates when the projection bound is off.
+QUANTISE = True
+#: The initialisation prefetches the random patches of the pixel this far ahead.
+INIT_AHEAD = 2
 #: Dimensions of the patch projections whose distance bounds the patch distance from
 #: below (0 disables the bound; see :func:`_projections`).
 PROJ_DIMS = 16
@@ -103,6 +110,24 @@ def _below(state, n):
     return np.int64(z % np.uint64(n)), state
 
 
+_LOW32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+
+
+@njit(inline="always", cache=True)
+def _below2(state, ny, nx):
+    """Return (uniform integers in [0, ny) and [0, nx), next state) from one hash.
+
+    Each half of the 64-bit hash gives one draw by a multiply-shift (Lemire), without a
+    division: ``(u32 * n) >> 32``, uniform up to ``n / 2**32``.
+    """
+    state = state + _GOLDEN
+    z = _mix(state)
+    ry = ((z & _LOW32) * np.uint64(ny)) >> _S32
+    rx = ((z >> _S32) * np.uint64(nx)) >> _S32
+    return np.int64(ry), np.int64(rx), state
+
+
 @intrinsic
 def _prefetch(typingctx, arr, i):
     """Hint the CPU to load ``arr[i]`` (1-D array) into cache; ``llvm.prefetch``."""
@@ -143,7 +168,30 @@ def _ssd(qp, kp, b, qy, qx, ky, kx, p, c, bound, zero):
 
 
 @njit(inline="always", cache=True, fastmath=_FAST)
-def _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
+def _ssd8(qo, kq, sv, b, qy, qx, ky, kx, p, c, bound, zero):
+    """SSD between a query patch and an 8-bit key patch, early exit at ``bound``.
+
+    ``qo`` is the query minus the channel offsets, ``kq`` the key quantised as
+    ``round((key - offset) / scale)`` in int8, ``sv`` the channel scales tiled over a
+    patch row: each term is ``(qo - scale * kq)^2``.
+    """
+    s = zero
+    n = p * c
+    qo0 = qx * c
+    ko = kx * c
+    for dy in range(p):
+        qs = qo[b, qy + dy, qo0 : qo0 + n]
+        ks = kq[b, ky + dy, ko : ko + n]
+        for i in range(n):
+            t = qs[i] - sv[i] * ks[i]
+            s += t * t
+        if s >= bound:
+            return s
+    return s
+
+
+@njit(inline="always", cache=True, fastmath=_FAST)
+def _try(qp, kp, qpr, kpr, qo, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
     """Insert key position ``cand`` into pixel (y, x)'s sorted k-list if it is better.
 
     ``qpr``/``kpr`` (B, H*W, m) are projections of the patches on an orthonormal basis:
@@ -167,6 +215,12 @@ def _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
             return
     ky = cand // wk
     kx = cand - ky * wk
+    if qe >= 0 and worst < np.inf:
+        # the 8-bit key's distance: |sqrt(d8) - sqrt(d)| <= qe (the quantisation error)
+        thr = np.sqrt(worst) + qe
+        thr = thr * thr
+        if _ssd8(qo, kq, sv, b, y, x, ky, kx, p, c, thr, zero) * _LB_SAFETY >= thr:
+            return
     d = _ssd(qp, kp, b, y, x, ky, kx, p, c, worst, zero)
     if d < worst:
         j = kk - 1
@@ -178,16 +232,39 @@ def _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
         idx[b, y, x, j] = cand
 
 
+@njit(inline="always", cache=True)
+def _prefetch_cand(kpf, kprf, b, cand, wk, m, nkpr, hkp, rowlen, c, p, step16):
+    """Prefetch what a try of ``cand`` reads first: its bound's line, or its whole patch."""
+    if m > 0:
+        o = (b * nkpr + cand) * m
+        _prefetch(kprf, o)
+        _prefetch(kprf, o + m - 1)
+    else:
+        ky = cand // wk
+        o = (b * hkp + ky) * rowlen + (cand - ky * wk) * c
+        for dy in range(p):
+            for i in range(o + dy * rowlen, o + dy * rowlen + p * c, step16):
+                _prefetch(kpf, i)
+
+
 @njit(nogil=True, cache=True, fastmath=_FAST, _nrt=False)
-def _init_tasks(qp, kp, valid, vlist, vcount, active, init, use_init, idx, dist,
+def _init_tasks(qp, kp, kpf, valid, vlist, vcount, active, init, use_init, idx, dist,
                 hk, wk, p, seed, band, zero, lo, hi):  # fmt: skip
-    """Random (or ``init``) k-lists for the (batch element, band) tasks listed."""
+    """Random (or ``init``) k-lists for the (batch element, band) tasks listed.
+
+    Row by row: the k candidates of every pixel are drawn first, then their distances
+    computed with the patches of the pixel ``INIT_AHEAD`` further on prefetched (random
+    key patches: cache misses).
+    """
     _, hq, wq, kk = idx.shape
     c = qp.shape[2] // (wq + p - 1)
     nk = hk * wk
     nbands = (hq + band - 1) // band
     inf = zero + np.inf
     useed = np.uint64(seed)
+    hkp = kp.shape[1]
+    rowlen = kp.shape[2]
+    step16 = 64 // kp.itemsize
     for t in range(lo, hi):
         b = t // nbands
         y0 = (t % nbands) * band
@@ -220,6 +297,14 @@ def _init_tasks(qp, kp, valid, vlist, vcount, active, init, use_init, idx, dist,
                     if not dup:
                         idx[b, y, x, n] = cand
                         n += 1
+            for x in range(wq):
+                xa = x + INIT_AHEAD
+                if xa < wq and active[b, y, xa] != 0:
+                    for j in range(kk):
+                        _prefetch_cand(kpf, kpf, b, idx[b, y, xa, j], wk, 0, 0, hkp, rowlen, c,
+                                       p, step16)  # fmt: skip
+                if active[b, y, x] == 0:
+                    continue
                 for j in range(kk):
                     cand = idx[b, y, x, j]
                     ky = cand // wk
@@ -238,9 +323,14 @@ def _init_tasks(qp, kp, valid, vlist, vcount, active, init, use_init, idx, dist,
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST, _nrt=False)
-def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, valid, active, idx, dist, snap, cbufs, hk, wk, p,
-                   it, seed, band, zero, lo, hi):  # fmt: skip
-    """One PatchMatch iteration (propagation + random search) over the tasks listed."""
+def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, qo, kq, kqf, sv, qe, valid, active, idx, dist, snap,
+                   cbufs, hk, wk, p, it, seed, band, far_w, zero, lo, hi):  # fmt: skip
+    """One PatchMatch iteration (propagation + random search) over the tasks listed.
+
+    Per pixel: propagation; then the random samples around the k neighbours are all
+    drawn, those at half-widths >= ``far_w`` (cache misses) prefetched, the near ones
+    tried first (their patches are mostly cached) while the far ones arrive.
+    """
     _, hq, wq, kk = idx.shape
     c = qp.shape[2] // (wq + p - 1)
     nbands = (hq + band - 1) // band
@@ -248,6 +338,7 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, valid, active, idx, dist, snap, 
     radius0 = max(hk, wk)
     m = kpr.shape[2]
     nkpr = kpr.shape[1]
+    hkp = kp.shape[1]
     rowlen = kp.shape[2]
     step16 = 64 // kp.itemsize  # values per cache line
     step = 1 if it % 2 == 0 else -1
@@ -255,7 +346,8 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, valid, active, idx, dist, snap, 
         b = t // nbands
         y0 = (t % nbands) * band
         y1 = min(hq, y0 + band)
-        cbuf = cbufs[t]
+        near = cbufs[t, 0]
+        far = cbufs[t, 1]
         for yi in range(y1 - y0):
             y = y0 + yi if step == 1 else y1 - 1 - yi
             for xi in range(wq):
@@ -270,8 +362,8 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, valid, active, idx, dist, snap, 
                         ky = cand // wk
                         kx = cand - ky * wk + step
                         if 0 <= kx < wk:
-                            _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, ky * wk + kx,
-                                 wk, p, c, kk, zero)  # fmt: skip
+                            _try(qp, kp, qpr, kpr, qo, kq, sv, qe, valid, idx, dist, b, y, x,
+                                 ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
                 # propagation from the previous row (snapshot across band edges)
                 ny = y - step
                 if 0 <= ny < hq and active[b, ny, x] != 0:
@@ -281,40 +373,41 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, valid, active, idx, dist, snap, 
                         ky = cand // wk + step
                         kx = cand - (cand // wk) * wk
                         if 0 <= ky < hk:
-                            _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, ky * wk + kx,
-                                 wk, p, c, kk, zero)  # fmt: skip
-                # random search around each of the current k neighbours: all samples
-                # drawn first and their projections prefetched (far samples miss cache)
+                            _try(qp, kp, qpr, kpr, qo, kq, sv, qe, valid, idx, dist, b, y, x,
+                                 ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
+                # random search around each of the k neighbours: all samples drawn first
                 state = _state(useed, (b * hq + y) * wq + x, it + 1)
+                nn = 0
+                nf = 0
                 for jj in range(kk):
                     best = idx[b, y, x, jj]
                     by = best // wk
                     bx = best - by * wk
                     w = radius0
-                    nc = 0
                     while w >= 1:
                         lo_y = max(by - w, 0)
                         hi_y = min(by + w, hk - 1)
                         lo_x = max(bx - w, 0)
                         hi_x = min(bx + w, wk - 1)
-                        ry, state = _below(state, hi_y - lo_y + 1)
-                        rx, state = _below(state, hi_x - lo_x + 1)
+                        ry, rx, state = _below2(state, hi_y - lo_y + 1, hi_x - lo_x + 1)
                         cand = (lo_y + ry) * wk + lo_x + rx
-                        cbuf[nc] = cand
-                        nc += 1
-                        if m > 0:  # the bound's line
-                            o = (b * nkpr + cand) * m
-                            _prefetch(kprf, o)
-                            _prefetch(kprf, o + m - 1)
-                        else:  # no bound: the whole patch, row by row
-                            o = (b * kp.shape[1] + lo_y + ry) * rowlen + (lo_x + rx) * c
-                            for dy in range(p):
-                                for i in range(o + dy * rowlen, o + dy * rowlen + p * c, step16):
-                                    _prefetch(kpf, i)
+                        if w >= far_w:
+                            far[nf] = cand
+                            nf += 1
+                            if qe >= 0:  # the 8-bit patch, read first
+                                _prefetch_cand(kqf, kprf, b, cand, wk, 0, nkpr, hkp, rowlen, c,
+                                               p, 64)  # fmt: skip
+                            else:
+                                _prefetch_cand(kpf, kprf, b, cand, wk, m, nkpr, hkp, rowlen, c,
+                                               p, step16)  # fmt: skip
+                        else:
+                            near[nn] = cand
+                            nn += 1
                         w = w // 2
-                    for i in range(nc):
-                        _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, cbuf[i], wk, p, c, kk,
-                             zero)  # fmt: skip
+                for i in range(nn + nf):
+                    cand = near[i] if i < nn else far[i - nn]
+                    _try(qp, kp, qpr, kpr, qo, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk, p,
+                         c, kk, zero)  # fmt: skip
 
 
 def _rows(x: torch.Tensor, r: int, dtype: torch.dtype) -> np.ndarray:
@@ -370,6 +463,36 @@ def _projections(
     return proj[0], proj[1]
 
 
+def _quantised(query, key, qp, p, dtype, use):
+    """The 8-bit bound's arrays: (query - offset rows, int8 key rows, scales, error).
+
+    Per channel, ``key ≈ offset + scale * kq`` with ``kq = round((key - offset) / scale)``
+    in [-127, 127]; the error of a patch is at most ``qe = sqrt(p² Σ_c (scale_c / 2)²)``,
+    so ``(sqrt(d8) - qe)²`` bounds the true distance from below. Used when the
+    projection bound is off (incoherent features): a rejection then reads a quarter of
+    the bytes. ``qe = -1``: off.
+    """
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    if not use or not QUANTISE:
+        z = np.zeros((1, 1, 1), dtype=np_dtype)
+        return z, np.zeros((1, 1, 1), dtype=np.int8), np.zeros(1, dtype=np_dtype), -1.0
+    r = p // 2
+    k = key.to(device="cpu", dtype=torch.float64)
+    lo = k.amin(dim=(0, 2, 3))
+    hi = k.amax(dim=(0, 2, 3))
+    offset = (hi + lo) / 2
+    scale = ((hi - lo) / 254).clamp_min(1e-30)
+    c = k.shape[1]
+    kq = _rows(((k - offset.view(1, c, 1, 1)) / scale.view(1, c, 1, 1)).round_().clamp_(-127, 127),
+               r, torch.float32).astype(np.int8)  # fmt: skip
+    qo = qp - np.tile(offset.numpy().astype(np_dtype), qp.shape[2] // c)
+    sv = np.tile(scale.numpy().astype(np_dtype), p)
+    # the rounding error is at most scale / 2 per value; 1e-4 relative slack for the
+    # float arithmetic of the bound
+    qe = float((p * p * (scale / 2).square().sum()).sqrt()) * 1.0001 + 1e-12
+    return np.ascontiguousarray(qo), kq, sv, qe
+
+
 def search(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -409,21 +532,23 @@ def search(
     else:
         init_np = init.to("cpu").permute(0, 2, 3, 1).contiguous().numpy()
     qpr, kpr = _projections(query, key, patch_size, acc)
+    qo, kq, sv, qe = _quantised(query, key, qp, patch_size, acc, kpr.shape[2] == 0)
     idx = np.full((b, hq, wq, k), -1, dtype=np.int64)
     dist = np.full((b, hq, wq, k), np.inf, dtype=np_acc)
     snap = np.empty_like(idx)
     seed &= 2**63 - 1
     ntask = b * ((hq + BAND_ROWS - 1) // BAND_ROWS)
     zero = np_acc(0)
-    run_chunked(_init_tasks, ntask, qp, kp, valid_np, vlist, counts, active, init_np,
-                init is not None, idx, dist, hk, wk, patch_size, seed, BAND_ROWS, zero)  # fmt: skip
+    run_chunked(_init_tasks, ntask, qp, kp, kp.reshape(-1), valid_np, vlist, counts, active,
+                init_np, init is not None, idx, dist, hk, wk, patch_size, seed, BAND_ROWS,
+                zero)  # fmt: skip
     nlev = int(max(hk, wk)).bit_length()
-    cbufs = np.empty((ntask, nlev), dtype=np.int64)
+    cbufs = np.empty((ntask, 2, k * nlev), dtype=np.int64)
     for it in range(iters):
         np.copyto(snap, idx)
         run_chunked(_iterate_tasks, ntask, qp, kp, kp.reshape(-1), qpr, kpr, kpr.reshape(-1),
-                    valid_np, active, idx, dist, snap, cbufs, hk, wk, patch_size, it, seed,
-                    BAND_ROWS, zero)  # fmt: skip
+                    qo, kq, kq.reshape(-1), sv, qe, valid_np, active, idx, dist, snap, cbufs, hk,
+                    wk, patch_size, it, seed, BAND_ROWS, FAR_W, zero)  # fmt: skip
     indices = torch.from_numpy(idx).permute(0, 3, 1, 2).contiguous().to(device)
     distances = torch.from_numpy(dist).permute(0, 3, 1, 2).contiguous().to(device)
     return indices, distances
