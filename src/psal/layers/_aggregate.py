@@ -10,7 +10,7 @@ import torch
 from numba import njit
 
 from ..patchmatch.distance import patch_distance, reflect_index
-from ..utils.parallel import run_chunked
+from ..utils.parallel import channel_blocks, num_threads, run_chunked
 
 
 def _shift(x: torch.Tensor, dy: int, dx: int, fill: float | int) -> torch.Tensor:
@@ -31,7 +31,7 @@ NUMBA_BACKWARD = True
 NUMBA_FORWARD = True
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
 def _gather_forward_kernel(value, pos, weight, out, start, stop):  # pragma: no cover
     # value: (B, Nk, Cv) channels-last; pos, weight: (B, P, N); out: (B, N, Cv), zeros.
     # Items [start, stop) of the flattened (B, N) output pixels; each pixel's proposals
@@ -110,11 +110,7 @@ def _gather_forward_numba(value, pos, weight):
     return out.permute(0, 2, 1).contiguous()
 
 
-#: Channels per task of the compiled backward (one cache line of float32).
-CHANNEL_BLOCK = 16
-
-
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
 def _gather_backward_w_kernel(value, pos, grad, grad_w, start, stop):  # pragma: no cover
     # value: (B, Nk, Cv) channels-last; grad: (B, N, Cv); pos, grad_w: (B, P, N).
     # Items [start, stop) of the flattened (B, N) pixels; pure gathers, no races.
@@ -131,7 +127,7 @@ def _gather_backward_w_kernel(value, pos, grad, grad_w, start, stop):  # pragma:
             grad_w[b, p, i] = acc
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
 def _gather_backward_v_kernel(pos, weight, grad, grad_v, block, start, stop):  # pragma: no cover
     # grad_v: (B, Nk, Cv) channels-last; grad: (B, N, Cv); pos, weight: (B, P, N).
     # Channel blocks [start, stop) of ``block`` channels: every channel's scatter runs in
@@ -145,8 +141,10 @@ def _gather_backward_v_kernel(pos, weight, grad, grad_v, block, start, stop):  #
             for p in range(npos):
                 t = pos[b, p, i]
                 w = weight[b, p, i]
-                for c in range(c0, c1):
-                    grad_v[b, t, c] += grad[b, i, c] * w
+                gs = grad[b, i, c0:c1]  # slices: no negative-index checks, vectorised
+                gvs = grad_v[b, t, c0:c1]
+                for c in range(c1 - c0):
+                    gvs[c] += gs[c] * w
 
 
 def _gather_backward_numba(value, pos, weight, grad, need_v=True, need_w=True):
@@ -160,11 +158,11 @@ def _gather_backward_numba(value, pos, weight, grad, need_v=True, need_w=True):
         run_chunked(_gather_backward_w_kernel, b * n, v_cl.numpy(), pos_np, g_cl.numpy(),
                     grad_w.numpy(), min_parallel=4096)  # fmt: skip
     if need_v:
-        nblock = -(-v_cl.shape[2] // CHANNEL_BLOCK)
         serial = b * n * npos < 4096  # small: threads would cost more than the work
+        nblock, block = channel_blocks(v_cl.shape[2], 1 if serial else num_threads())
         run_chunked(_gather_backward_v_kernel, nblock, pos_np,
                     weight.to(value.dtype).contiguous().numpy(), g_cl.numpy(), grad_v.numpy(),
-                    CHANNEL_BLOCK, min_parallel=nblock + 1 if serial else 2)  # fmt: skip
+                    block)  # fmt: skip
     return grad_v.permute(0, 2, 1), grad_w.to(weight.dtype)
 
 

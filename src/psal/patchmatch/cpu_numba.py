@@ -110,24 +110,6 @@ def _below(state, n):
     return np.int64(z % np.uint64(n)), state
 
 
-_LOW32 = np.uint64(0xFFFFFFFF)
-_S32 = np.uint64(32)
-
-
-@njit(inline="always", cache=True)
-def _below2(state, ny, nx):
-    """Return (uniform integers in [0, ny) and [0, nx), next state) from one hash.
-
-    Each half of the 64-bit hash gives one draw by a multiply-shift (Lemire), without a
-    division: ``(u32 * n) >> 32``, uniform up to ``n / 2**32``.
-    """
-    state = state + _GOLDEN
-    z = _mix(state)
-    ry = ((z & _LOW32) * np.uint64(ny)) >> _S32
-    rx = ((z >> _S32) * np.uint64(nx)) >> _S32
-    return np.int64(ry), np.int64(rx), state
-
-
 @intrinsic
 def _prefetch(typingctx, arr, i):
     """Hint the CPU to load ``arr[i]`` (1-D array) into cache; ``llvm.prefetch``."""
@@ -327,9 +309,10 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, qo, kq, kqf, sv, qe, valid, acti
                    cbufs, hk, wk, p, it, seed, band, far_w, zero, lo, hi):  # fmt: skip
     """One PatchMatch iteration (propagation + random search) over the tasks listed.
 
-    Per pixel: propagation; then the random samples around the k neighbours are all
-    drawn, those at half-widths >= ``far_w`` (cache misses) prefetched, the near ones
-    tried first (their patches are mostly cached) while the far ones arrive.
+    Per pixel: propagation; then, around each of the k neighbours in turn, the random
+    samples are drawn, those at half-widths >= ``far_w`` (cache misses) prefetched, and
+    the near ones tried first (their patches are mostly cached) while the far ones
+    arrive.
     """
     _, hq, wq, kk = idx.shape
     c = qp.shape[2] // (wq + p - 1)
@@ -375,21 +358,24 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, qo, kq, kqf, sv, qe, valid, acti
                         if 0 <= ky < hk:
                             _try(qp, kp, qpr, kpr, qo, kq, sv, qe, valid, idx, dist, b, y, x,
                                  ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
-                # random search around each of the k neighbours: all samples drawn first
+                # random search around each of the k neighbours in turn: its samples drawn
+                # first, the far ones prefetched and tried after the near ones (the list
+                # after a batch does not depend on the order of its tries)
                 state = _state(useed, (b * hq + y) * wq + x, it + 1)
-                nn = 0
-                nf = 0
                 for jj in range(kk):
                     best = idx[b, y, x, jj]
                     by = best // wk
                     bx = best - by * wk
                     w = radius0
+                    nn = 0
+                    nf = 0
                     while w >= 1:
                         lo_y = max(by - w, 0)
                         hi_y = min(by + w, hk - 1)
                         lo_x = max(bx - w, 0)
                         hi_x = min(bx + w, wk - 1)
-                        ry, rx, state = _below2(state, hi_y - lo_y + 1, hi_x - lo_x + 1)
+                        ry, state = _below(state, hi_y - lo_y + 1)
+                        rx, state = _below(state, hi_x - lo_x + 1)
                         cand = (lo_y + ry) * wk + lo_x + rx
                         if w >= far_w:
                             far[nf] = cand
@@ -404,10 +390,10 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, qo, kq, kqf, sv, qe, valid, acti
                             near[nn] = cand
                             nn += 1
                         w = w // 2
-                for i in range(nn + nf):
-                    cand = near[i] if i < nn else far[i - nn]
-                    _try(qp, kp, qpr, kpr, qo, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk, p,
-                         c, kk, zero)  # fmt: skip
+                    for i in range(nn + nf):
+                        cand = near[i] if i < nn else far[i - nn]
+                        _try(qp, kp, qpr, kpr, qo, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk,
+                             p, c, kk, zero)  # fmt: skip
 
 
 def _rows(x: torch.Tensor, r: int, dtype: torch.dtype) -> np.ndarray:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from numba import njit
 
 from .._deprecation import keyword_only
-from ..utils.parallel import run_chunked
+from ..utils.parallel import channel_blocks, num_threads, run_chunked
 
 __all__ = [
     "center_pair",
@@ -114,11 +114,7 @@ def _to_rows(x_pad: torch.Tensor) -> torch.Tensor:
 NUMBA_BACKWARD = True
 
 
-#: Channels per task of the compiled backward (one cache line of float32).
-CHANNEL_BLOCK = 16
-
-
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
 def _ssd_backward_kernel(q, k_rows, gidx, g2, p, wkp, gq, gk, block, lo, hi):  # pragma: no cover
     # q, gq: (B, Hqp, Wqp, C) channels-last; k_rows, gk: (B * Hkp * Wkp, C);
     # gidx, g2: (B, k, Hq, Wq), g2 = 2 * grad (0 where invalid). Channel blocks
@@ -137,10 +133,15 @@ def _ssd_backward_kernel(q, k_rows, gidx, g2, p, wkp, gq, gk, block, lo, hi):  #
                     for dy in range(p):
                         for dx in range(p):
                             row = base + dy * wkp + dx
-                            for c in range(c0, c1):
-                                d = (q[b, y + dy, x + dx, c] - k_rows[row, c]) * s
-                                gq[b, y + dy, x + dx, c] += d
-                                gk[row, c] -= d
+                            # slices: no negative-index checks, so the loop vectorises
+                            qs = q[b, y + dy, x + dx, c0:c1]
+                            ks = k_rows[row, c0:c1]
+                            gqs = gq[b, y + dy, x + dx, c0:c1]
+                            gks = gk[row, c0:c1]
+                            for c in range(c1 - c0):
+                                d = (qs[c] - ks[c]) * s
+                                gqs[c] += d
+                                gks[c] -= d
 
 
 def _ssd_backward_numba(q_pad, k_pad, gidx, g2, p):
@@ -150,12 +151,11 @@ def _ssd_backward_numba(q_pad, k_pad, gidx, g2, p):
     k_rows = k_pad.permute(0, 2, 3, 1).reshape(b * hkp * wkp, c).contiguous()
     grad_q = torch.zeros_like(q_cl)
     grad_k = torch.zeros_like(k_rows)
-    nblock = -(-c // CHANNEL_BLOCK)
-    big = gidx.numel() * p * p >= 4096
+    small = gidx.numel() * p * p < 4096  # threads would cost more than the work
+    nblock, block = channel_blocks(c, 1 if small else num_threads())
     run_chunked(_ssd_backward_kernel, nblock, q_cl.numpy(), k_rows.numpy(),
                 gidx.contiguous().numpy(), g2.to(q_pad.dtype).contiguous().numpy(), p, wkp,
-                grad_q.numpy(), grad_k.numpy(), CHANNEL_BLOCK,
-                min_parallel=2 if big else nblock + 1)  # fmt: skip
+                grad_q.numpy(), grad_k.numpy(), block)  # fmt: skip
     return grad_q.permute(0, 3, 1, 2), grad_k.view(b, hkp, wkp, c).permute(0, 3, 1, 2)
 
 
