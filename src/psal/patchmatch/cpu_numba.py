@@ -403,6 +403,17 @@ def _rows(x: torch.Tensor, r: int, dtype: torch.dtype) -> np.ndarray:
     return xp.permute(0, 2, 3, 1).reshape(b, h, w * c).contiguous().numpy()
 
 
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors are views of the same memory with the same layout."""
+    return (
+        a.data_ptr() == b.data_ptr()
+        and a.shape == b.shape
+        and a.stride() == b.stride()
+        and a.dtype == b.dtype
+        and a.device == b.device
+    )
+
+
 def _projections(
     query: torch.Tensor, key: torch.Tensor, p: int, dtype: torch.dtype
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -440,13 +451,13 @@ def _projections(
         return empty, empty
     v = evecs[:, -mc:].flip(1).to(dtype).contiguous()  # (C, mc)
     proj = []
-    for x in (q, k):
+    for x in (q, k) if not _same(query, key) else (q,):
         xc = torch.nn.functional.conv2d(x - mu.to(dtype).view(1, c, 1, 1), v.T[:, :, None, None])
         xc = pad_reflect(xc, r)
         w = torch.stack(spatial).to(dtype).unsqueeze(1).repeat(mc, 1, 1, 1)  # (mc*s, 1, p, p)
         y = torch.nn.functional.conv2d(xc, w, groups=mc)  # (B, mc*s, H, W)
         proj.append(y.permute(0, 2, 3, 1).reshape(b, -1, y.shape[1]).contiguous().numpy())
-    return proj[0], proj[1]
+    return proj[0], proj[-1]
 
 
 def _quantised(query, key, qp, p, dtype, use):
@@ -499,7 +510,7 @@ def search(
     hk, wk = key.shape[-2:]
     r = patch_size // 2
     qp = _rows(query, r, acc)
-    kp = _rows(key, r, acc)
+    kp = qp if _same(query, key) else _rows(key, r, acc)  # self-attention: one copy
     if valid is None:
         valid_np = np.ones((b, hk * wk), dtype=np.uint8)
     else:
