@@ -489,14 +489,14 @@ def test_numba_8bit_bound_is_exact_on_incoherent_features(monkeypatch):
     g = torch.Generator().manual_seed(4)
     q, k = torch.rand(2, 64, 30, 26, generator=g), torch.rand(2, 64, 28, 31, generator=g)
     qp = cpu_numba._rows(q, 1, torch.float32)
-    qo, kq, sv, qe = cpu_numba._quantised(q, k, qp, 3, torch.float32, True)
+    ov, kq, sv, qe = cpu_numba._quantised(k, 3, torch.float32, True)
     assert kq.dtype == np.int8 and 0 < qe < 0.1
     # the bound: |sqrt(d8) - sqrt(d)| <= qe for random pairs
     kp = cpu_numba._rows(k, 1, torch.float32)
     for cand in range(0, 28 * 31, 37):
         ky, kx = divmod(cand, 31)
         rows, cols = slice(ky, ky + 3), slice(kx * 64, kx * 64 + 192)  # the key patch
-        d8 = ((qo[0, 5:8, 9 * 64 : 12 * 64] - sv * kq[0, rows, cols]) ** 2).sum()
+        d8 = ((qp[0, 5:8, 9 * 64 : 12 * 64] - ov - sv * kq[0, rows, cols]) ** 2).sum()
         d = ((qp[0, 5:8, 9 * 64 : 12 * 64] - kp[0, rows, cols]) ** 2).sum()
         assert abs(np.sqrt(d8) - np.sqrt(d)) <= qe
     res = {}

@@ -150,22 +150,22 @@ def _ssd(qp, kp, b, qy, qx, ky, kx, p, c, bound, zero):
 
 
 @njit(inline="always", cache=True, fastmath=_FAST)
-def _ssd8(qo, kq, sv, b, qy, qx, ky, kx, p, c, bound, zero):
+def _ssd8(qp, kq, ov, sv, b, qy, qx, ky, kx, p, c, bound, zero):
     """SSD between a query patch and an 8-bit key patch, early exit at ``bound``.
 
-    ``qo`` is the query minus the channel offsets, ``kq`` the key quantised as
-    ``round((key - offset) / scale)`` in int8, ``sv`` the channel scales tiled over a
-    patch row: each term is ``(qo - scale * kq)^2``.
+    ``kq`` is the key quantised as ``round((key - offset) / scale)`` in int8, ``ov`` and
+    ``sv`` the channel offsets and scales tiled over a patch row: each term is
+    ``(query - offset - scale * kq)^2``.
     """
     s = zero
     n = p * c
-    qo0 = qx * c
+    qo = qx * c
     ko = kx * c
     for dy in range(p):
-        qs = qo[b, qy + dy, qo0 : qo0 + n]
+        qs = qp[b, qy + dy, qo : qo + n]
         ks = kq[b, ky + dy, ko : ko + n]
         for i in range(n):
-            t = qs[i] - sv[i] * ks[i]
+            t = qs[i] - ov[i] - sv[i] * ks[i]
             s += t * t
         if s >= bound:
             return s
@@ -173,7 +173,7 @@ def _ssd8(qo, kq, sv, b, qy, qx, ky, kx, p, c, bound, zero):
 
 
 @njit(inline="always", cache=True, fastmath=_FAST)
-def _try(qp, kp, qpr, kpr, qo, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
+def _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
     """Insert key position ``cand`` into pixel (y, x)'s sorted k-list if it is better.
 
     ``qpr``/``kpr`` (B, H*W, m) are projections of the patches on an orthonormal basis:
@@ -201,7 +201,7 @@ def _try(qp, kp, qpr, kpr, qo, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk, 
         # the 8-bit key's distance: |sqrt(d8) - sqrt(d)| <= qe (the quantisation error)
         thr = np.sqrt(worst) + qe
         thr = thr * thr
-        if _ssd8(qo, kq, sv, b, y, x, ky, kx, p, c, thr, zero) * _LB_SAFETY >= thr:
+        if _ssd8(qp, kq, ov, sv, b, y, x, ky, kx, p, c, thr, zero) * _LB_SAFETY >= thr:
             return
     d = _ssd(qp, kp, b, y, x, ky, kx, p, c, worst, zero)
     if d < worst:
@@ -305,7 +305,7 @@ def _init_tasks(qp, kp, kpf, valid, vlist, vcount, active, init, use_init, idx, 
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST, _nrt=False)
-def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, qo, kq, kqf, sv, qe, valid, active, idx, dist, snap,
+def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, ov, kq, kqf, sv, qe, valid, active, idx, dist, snap,
                    cbufs, hk, wk, p, it, seed, band, far_w, zero, lo, hi):  # fmt: skip
     """One PatchMatch iteration (propagation + random search) over the tasks listed.
 
@@ -345,7 +345,7 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, qo, kq, kqf, sv, qe, valid, acti
                         ky = cand // wk
                         kx = cand - ky * wk + step
                         if 0 <= kx < wk:
-                            _try(qp, kp, qpr, kpr, qo, kq, sv, qe, valid, idx, dist, b, y, x,
+                            _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x,
                                  ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
                 # propagation from the previous row (snapshot across band edges)
                 ny = y - step
@@ -356,7 +356,7 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, qo, kq, kqf, sv, qe, valid, acti
                         ky = cand // wk + step
                         kx = cand - (cand // wk) * wk
                         if 0 <= ky < hk:
-                            _try(qp, kp, qpr, kpr, qo, kq, sv, qe, valid, idx, dist, b, y, x,
+                            _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x,
                                  ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
                 # random search around each of the k neighbours in turn: its samples drawn
                 # first, the far ones prefetched and tried after the near ones (the list
@@ -392,7 +392,7 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, qo, kq, kqf, sv, qe, valid, acti
                         w = w // 2
                     for i in range(nn + nf):
                         cand = near[i] if i < nn else far[i - nn]
-                        _try(qp, kp, qpr, kpr, qo, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk,
+                        _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk,
                              p, c, kk, zero)  # fmt: skip
 
 
@@ -460,19 +460,20 @@ def _projections(
     return proj[0], proj[-1]
 
 
-def _quantised(query, key, qp, p, dtype, use):
-    """The 8-bit bound's arrays: (query - offset rows, int8 key rows, scales, error).
+def _quantised(key, p, dtype, use):
+    """The 8-bit bound's arrays: (offsets, int8 key rows, scales, error).
 
     Per channel, ``key ≈ offset + scale * kq`` with ``kq = round((key - offset) / scale)``
     in [-127, 127]; the error of a patch is at most ``qe = sqrt(p² Σ_c (scale_c / 2)²)``,
     so ``(sqrt(d8) - qe)²`` bounds the true distance from below. Used when the
     projection bound is off (incoherent features): a rejection then reads a quarter of
-    the bytes. ``qe = -1``: off.
+    the bytes. Offsets and scales are tiled over a patch row (p·C values). ``qe = -1``:
+    off.
     """
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
     if not use or not QUANTISE:
-        z = np.zeros((1, 1, 1), dtype=np_dtype)
-        return z, np.zeros((1, 1, 1), dtype=np.int8), np.zeros(1, dtype=np_dtype), -1.0
+        z = np.zeros(1, dtype=np_dtype)
+        return z, np.zeros((1, 1, 1), dtype=np.int8), z, -1.0
     r = p // 2
     k = key.to(device="cpu", dtype=torch.float64)
     lo = k.amin(dim=(0, 2, 3))
@@ -482,12 +483,12 @@ def _quantised(query, key, qp, p, dtype, use):
     c = k.shape[1]
     kq = _rows(((k - offset.view(1, c, 1, 1)) / scale.view(1, c, 1, 1)).round_().clamp_(-127, 127),
                r, torch.float32).astype(np.int8)  # fmt: skip
-    qo = qp - np.tile(offset.numpy().astype(np_dtype), qp.shape[2] // c)
+    ov = np.tile(offset.numpy().astype(np_dtype), p)
     sv = np.tile(scale.numpy().astype(np_dtype), p)
     # the rounding error is at most scale / 2 per value; 1e-4 relative slack for the
     # float arithmetic of the bound
     qe = float((p * p * (scale / 2).square().sum()).sqrt()) * 1.0001 + 1e-12
-    return np.ascontiguousarray(qo), kq, sv, qe
+    return ov, kq, sv, qe
 
 
 def search(
@@ -529,7 +530,7 @@ def search(
     else:
         init_np = init.to("cpu").permute(0, 2, 3, 1).contiguous().numpy()
     qpr, kpr = _projections(query, key, patch_size, acc)
-    qo, kq, sv, qe = _quantised(query, key, qp, patch_size, acc, kpr.shape[2] == 0)
+    ov, kq, sv, qe = _quantised(key, patch_size, acc, kpr.shape[2] == 0)
     idx = np.full((b, hq, wq, k), -1, dtype=np.int64)
     dist = np.full((b, hq, wq, k), np.inf, dtype=np_acc)
     snap = np.empty_like(idx)
@@ -544,7 +545,7 @@ def search(
     for it in range(iters):
         np.copyto(snap, idx)
         run_chunked(_iterate_tasks, ntask, qp, kp, kp.reshape(-1), qpr, kpr, kpr.reshape(-1),
-                    qo, kq, kq.reshape(-1), sv, qe, valid_np, active, idx, dist, snap, cbufs, hk,
+                    ov, kq, kq.reshape(-1), sv, qe, valid_np, active, idx, dist, snap, cbufs, hk,
                     wk, patch_size, it, seed, BAND_ROWS, FAR_W, zero)  # fmt: skip
     indices = torch.from_numpy(idx).permute(0, 3, 1, 2).contiguous().to(device)
     distances = torch.from_numpy(dist).permute(0, 3, 1, 2).contiguous().to(device)
