@@ -22,9 +22,14 @@ neighbours per pixel:
   latency, ~280 ns per far candidate against ~45 ns for a cached one at C=64, p=3).
   The remaining ones are summed row by row (channels-last rows, vectorised: AVX-512
   on this machine's Zen 4) with an early exit once the k-th distance is exceeded.
-* The random samples around one neighbour are drawn first, their projections
-  prefetched, then tried. The samples and the order of the tries are those of the
-  plain loop, so the results are identical to it (the bound only skips candidates
+* When the projection bound is off (incoherent features, e.g. noise), an 8-bit copy
+  of the key gives another exact bound (:func:`_quantised`): ``sqrt`` of the distance
+  to the 8-bit patch is within the quantisation error ``qe`` of the true one, so most
+  candidates are rejected after reading a quarter of the bytes.
+* The random samples around one neighbour are drawn first; those at half-widths
+  ``>= FAR_W`` (cache misses) are prefetched and tried after the near ones. The samples
+  are those of the plain loop and the k-list after a batch of tries does not depend on
+  their order, so the results are identical to it (the bounds only skip candidates
   that could not enter the list; a 32-bit multiply-shift draw instead of the modulo
   was tried: 0.8% higher mean distance on the CNN features with seed 0; not kept).
 
