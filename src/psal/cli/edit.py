@@ -55,6 +55,7 @@ examples:
   psal upscale photo.png --scale 2 -o photo_x2.png
   psal upscale small.jpg --scale 4 -o big.png
   psal upscale photo.png --scale 2 --checkpoint runs/sr -o photo_x2.png
+  psal upscale photo.png --scale 2 --model edsr-x2 -o photo_x2.png   # shipped network
 """
 
 
@@ -329,16 +330,27 @@ def _upscale(args: argparse.Namespace) -> int:
     if scale not in SCALES or str(args.scale).strip() not in {str(s) for s in SCALES}:
         raise CLIError(f"--scale must be one of {', '.join(map(str, SCALES))}, got {args.scale!r}")
     device = resolve_device(args.device)
-    if args.checkpoint is not None:  # the learned network, checked before any work
+    if args.checkpoint is not None and args.model is not None:
+        raise CLIError("--checkpoint and --model cannot be used together")
+    if args.checkpoint is not None or args.model is not None:  # a network, checked first
         from ..models import Upscaler
+        from ..weights import UPSCALERS
 
+        if args.model is not None and args.model not in UPSCALERS:
+            raise CLIError(f"--model must be one of {', '.join(sorted(UPSCALERS))}, "
+                           f"got {args.model!r}")  # fmt: skip
+        flag, what = (("--checkpoint", args.checkpoint) if args.model is None
+                      else ("--model", args.model))  # fmt: skip
         try:
-            net = Upscaler.from_checkpoint(args.checkpoint, device=device)
+            if args.model is None:
+                net = Upscaler.from_checkpoint(args.checkpoint, device=device)
+            else:
+                net = Upscaler.from_pretrained(args.model, device=device)
         except (FileNotFoundError, ValueError) as err:
-            raise CLIError(f"--checkpoint: {err}") from None
+            raise CLIError(f"{flag}: {err}") from None
         if net.scale != scale:
-            raise CLIError(f"--scale is {scale} but --checkpoint {args.checkpoint} was "
-                           f"trained for x{net.scale}")  # fmt: skip
+            verb = "was trained for" if args.model is None else "enlarges"
+            raise CLIError(f"--scale is {scale} but {flag} {what} {verb} x{net.scale}")
         upscale = net.upscale
     image = load_image(args.image, "IMAGE", max_pixels=args.max_pixels)
     check_values(image, f"IMAGE {args.image}")
@@ -364,6 +376,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="refuse input images above N pixels, before decoding them "
                    "(default: $PSAL_MAX_PIXELS, else 8192*8192)")  # fmt: skip
+
+
+def _pretrained_names() -> list[str]:
+    from ..weights import UPSCALERS
+
+    return sorted(UPSCALERS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -435,4 +453,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default=None, metavar="RUN",
                    help="use the network trained by 'psal train upscale' (a run folder "
                    "or weights file)")  # fmt: skip
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="use a network shipped with psal: " + ", ".join(_pretrained_names())
+                   + " (default: the training-free method)")  # fmt: skip
     p.set_defaults(func=_upscale)

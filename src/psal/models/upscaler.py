@@ -6,6 +6,11 @@
 tensors, grayscale, RGB or RGBA (gray is enlarged as RGB and returned gray; alpha is
 enlarged bicubically), returned in the same kind, dtype and mode.
 
+Pretrained networks ship with psal as package data (``psal/weights``, safetensors):
+:data:`PRETRAINED` names them, :meth:`Upscaler.from_pretrained` loads one (``psal
+upscale --model NAME``, ``psal.upscale(..., model=NAME)``); ``docs/upscale.md`` gives
+the command that trained each and its scores on held-out photos.
+
 Memory: the network's global parts (the body and its attention) run on the whole
 image at the input resolution; the upsampling tail runs in row strips that reproduce
 the whole exactly (:meth:`psal.models.EDSRPSAL.enlarge`), so there is no tiling and no
@@ -15,6 +20,7 @@ seam.
 from __future__ import annotations
 
 import os
+from importlib import resources
 from typing import Any
 
 import torch
@@ -23,13 +29,17 @@ from torch import nn
 
 from ..utils.image import ImageLike, from_tensor, to_tensor
 from ..utils.progress import ProgressCallback
+from ..weights import UPSCALERS, upscaler_file
 from .io import load_weights
 from .registry import create_model
 
-__all__ = ["TASK", "Upscaler"]
+__all__ = ["PRETRAINED", "TASK", "Upscaler"]
 
 #: Task name of super-resolution checkpoints.
 TASK = "upscale"
+
+#: Networks shipped with psal: name -> weights file in ``psal/weights``.
+PRETRAINED = UPSCALERS
 
 
 class Upscaler(nn.Module):
@@ -71,6 +81,20 @@ class Upscaler(nn.Module):
         net = create_model(spec["name"], **dict(spec.get("kwargs", {})))
         net.load_state_dict(states["net"])
         return cls(net).to(torch.device(device))
+
+    @classmethod
+    def from_pretrained(cls, name: str, device: torch.device | str | None = None) -> Upscaler:
+        """Load a network shipped with psal by name (:data:`PRETRAINED`).
+
+        Example:
+            >>> Upscaler.from_pretrained("edsr-x2", device="cpu").scale
+            2
+
+        Raises:
+            ValueError: an unknown name (the message lists the available ones).
+        """
+        with resources.as_file(upscaler_file(name)) as file:
+            return cls.from_checkpoint(file, device=device)
 
     @property
     def device(self) -> torch.device:
