@@ -122,8 +122,8 @@ def train(
     scale = kwargs["scale"]
     net = create_model("edsr_psal", **kwargs)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    images = training_images()
     p = patch * scale
+    images = [im for im in training_images() if min(im.shape[-2:]) >= p]
     steps, t0 = 0, time.process_time()
     while True:
         spent = time.process_time() - t0
