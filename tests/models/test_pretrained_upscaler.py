@@ -95,3 +95,36 @@ def test_cli_model(tmp_path, capsys):
         assert code == 1 and len(lines) == 1 and lines[0].startswith("psal: error: ")
         assert match in lines[0]
         assert not bad.exists()
+
+
+def test_ensemble_is_the_mean_over_flips_and_rotations():
+    plain = Upscaler.from_pretrained("edsr-x2", device="cpu")
+    ens = Upscaler.from_pretrained("edsr-x2", device="cpu", ensemble=True)
+    x = torch.from_numpy(_photo(12, 16)).permute(2, 0, 1)[None].float() / 255
+    outs = []
+    for turns in range(4):
+        for flip in (False, True):
+            t = torch.rot90(x, turns, (2, 3))
+            y = plain.network.enlarge(t.flip(-1) if flip else t)
+            outs.append(torch.rot90(y.flip(-1) if flip else y, -turns, (2, 3)))
+    torch.testing.assert_close(ens(x), torch.stack(outs).mean(0).clamp(0, 1))
+    assert not torch.allclose(ens(x), plain(x))
+    out = psal.upscale(_photo(), 2, model="edsr-x2", ensemble=True)
+    assert out.shape == (48, 64, 3)
+    with pytest.raises(ValueError, match="ensemble=True needs model"):
+        psal.upscale(_photo(), 2, ensemble=True)
+    with pytest.raises(TypeError, match="ensemble"):
+        Upscaler(plain.network, ensemble="yes")
+
+
+def test_cli_ensemble(tmp_path, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(_photo()).save(src)
+    out = tmp_path / "out.png"
+    code, err = _run(capsys, "upscale", src, "--model", "edsr-x2", "--ensemble", "-o", out)
+    assert code == 0, err
+    expected = Upscaler.from_pretrained("edsr-x2", ensemble=True, device="cpu").upscale(_photo())
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
+    code, err = _run(capsys, "upscale", src, "--ensemble", "-o", tmp_path / "bad.png")
+    assert code == 1 and "--ensemble needs --model or --checkpoint" in err
+    assert not (tmp_path / "bad.png").exists()

@@ -160,6 +160,7 @@ def upscale(
     backend: str = "auto",
     progress: ProgressCallback | None = None,
     model: str | None = None,
+    ensemble: bool = False,
 ) -> ImageLike:
     """Enlarge an image x2, x3 or x4 with detail found in the image itself.
 
@@ -193,6 +194,8 @@ def upscale(
         progress: called as ``progress(done, total)`` after each tile.
         model: None (training-free, the default) or a pretrained network's name, e.g.
             ``"edsr-x2"``; its scale must be ``scale``.
+        ensemble: with ``model``, average the network over the 8 flips/rotations of
+            the input (8 times slower, a little better: see :class:`psal.models.Upscaler`).
 
     Returns:
         The enlarged image, ``H * scale x W * scale``, same kind, dtype and mode as
@@ -210,8 +213,12 @@ def upscale(
         (48, 64, 3)
     """
     scale = check_scale(scale)
+    if not isinstance(ensemble, bool):
+        raise TypeError(f"ensemble must be True or False, got {ensemble!r}")
     if model is not None:
-        return _upscale_with_model(image, scale, model, seed, device, progress)
+        return _upscale_with_model(image, scale, model, seed, device, progress, ensemble)
+    if ensemble:
+        raise ValueError("ensemble=True needs model= (a pretrained network)")
     patch_size = check_patch_size(patch_size)
     k = check_int(k, "k", minimum=1)
     pm_iters = check_int(pm_iters, "pm_iters", minimum=0)
@@ -268,7 +275,7 @@ def upscale(
     return _from_array(out, spec)
 
 
-def _upscale_with_model(image, scale, model, seed, device, progress):
+def _upscale_with_model(image, scale, model, seed, device, progress, ensemble):
     """:func:`upscale` by the pretrained network ``model`` (checked: name and scale)."""
     from ..models.upscaler import Upscaler
     from ..weights import UPSCALERS
@@ -280,7 +287,7 @@ def _upscale_with_model(image, scale, model, seed, device, progress):
         )
     if device is None and isinstance(image, torch.Tensor):
         device = image.device
-    net = Upscaler.from_pretrained(model, device=device or "cpu")
+    net = Upscaler.from_pretrained(model, device=device or "cpu", ensemble=ensemble)
     if net.scale != scale:
         raise ValueError(f"scale is {scale} but model {model!r} enlarges x{net.scale}")
     return net.upscale(image, scale, seed=seed, progress=progress)
