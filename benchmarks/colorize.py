@@ -63,7 +63,7 @@ def make_pairs(photo: str, size: tuple[int, int]) -> dict[str, tuple[np.ndarray,
 
 
 def _ycc(rgb: np.ndarray) -> np.ndarray:
-    from psal.editing._color import rgb_to_luma_chroma
+    from psal.utils.color import rgb_to_luma_chroma
 
     t = torch.from_numpy(rgb.astype(np.float64) / 255).permute(2, 0, 1)[None]
     y, c = rgb_to_luma_chroma(t)

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from psal.editing import colorize
-from psal.editing._color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
+from psal.utils.color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
 
 
 def _chroma_psnr(out_rgb: np.ndarray, truth_rgb: np.ndarray) -> float:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from psal.editing._color import luma
+from psal.utils.color import luma
 from psal.models import Colorizer, GuidedColorizer, create_model, save_weights
 
 
@@ -47,7 +47,7 @@ def test_psal_at_full_resolution_copies_reference_colour():
     # (random) encoder already carries each pixel's own colour: the attended chroma is
     # close to the truth, while "none" on a flipped reference is not
     torch.manual_seed(0)
-    from psal.editing._color import rgb_to_luma_chroma
+    from psal.utils.color import rgb_to_luma_chroma
 
     x = torch.linspace(0, 1, 48)
     ref = torch.stack([x[None].expand(40, 48), x.flip(0)[None].expand(40, 48),
@@ -121,3 +121,21 @@ def test_inference_in_strips_equals_whole_image(strip_rows):
     out = net(y, ref).chroma
     torch.testing.assert_close(out.detach(), whole, rtol=1e-5, atol=1e-5)
     assert out.requires_grad
+
+
+def test_colorizer_imports_point_down():
+    """psal.models.colorizer imports nothing from psal.editing (colour maths in utils)."""
+    import ast
+    from pathlib import Path
+
+    import psal.models.colorizer as mod
+
+    tree = ast.parse(Path(mod.__file__).read_text())
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names.append("." * node.level + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            names.extend(a.name for a in node.names)
+    assert names, "no imports parsed"
+    assert not [n for n in names if "editing" in n], names

@@ -44,7 +44,7 @@ from ..patchmatch import patchmatch
 from ..utils.convert import check_unit_float
 from ..utils.image import ImageLike, from_tensor, to_tensor
 from ..utils.progress import ProgressCallback
-from ._color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
+from ..utils.color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
 from ._propagate import propagate as propagate_values
 from ._temperature import wexler_temperature
 

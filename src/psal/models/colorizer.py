@@ -2,7 +2,7 @@
 
 Colour space: YCbCr (ITU-R BT.601 full range, as in JPEG and :func:`psal.colorize`).
 The network predicts the chroma (Cb, Cr, centred on 0); the target's luma Y is kept
-exactly (:func:`psal.editing._color.luma_chroma_to_rgb` desaturates out-of-gamut
+exactly (:func:`psal.utils.color.luma_chroma_to_rgb` desaturates out-of-gamut
 chroma instead of clipping, so the output's luma is the input's).
 
 :class:`GuidedColorizer` (registered as ``"guided_colorizer"``):
@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_int
-from ..editing._color import rgb_to_luma_chroma
 from ..layers.registry import build_attention
+from ..utils.color import rgb_to_luma_chroma
 from .registry import register_model
 
 __all__ = ["ATTENTION_MODES", "ColorizeOutput", "Colorizer", "GuidedColorizer"]
@@ -371,7 +371,7 @@ class Colorizer(nn.Module):
         import warnings
 
         from .._checks import resolve_seed
-        from ..editing._color import luma, luma_chroma_to_rgb
+        from ..utils.color import luma, luma_chroma_to_rgb
         from ..utils.image import from_tensor, to_tensor
 
         x, spec = to_tensor(target, "target", device=self.device)
