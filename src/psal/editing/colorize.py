@@ -15,13 +15,17 @@ are trusted and their colour is propagated over the target, edge-aware.
    another distance in the reference still match).
 4. Patch voting (PSAL's ``aggregation="patch"``) carries the reference's Cb, Cr to the
    target, per scale; the scales are blended per pixel by their match distances.
-5. ``propagate=True``: the confidence of each pixel's colour is ``exp(-d / T)`` of its
-   nearest distance ``d`` times ``exp(-v / spread²)`` of the variance ``v`` of the
-   colours proposed to it (look-alike patches that disagree), floored at ``floor``;
-   the chroma is the weighted least-squares solution of colorization by optimisation
-   (Levin et al. 2004, with the edge weights of Farbman et al. 2008): it stays near
-   confident votes and spreads across flat regions of the target's luminance,
-   stopping at its edges (:mod:`psal.editing._propagate`).
+5. ``propagate=True``: the confidence of each pixel's colour. Forward-backward check:
+   the reference is matched back into the target, and a pixel whose nearest match
+   leads back to itself (within ``consistency`` pixels) is a true correspondence,
+   trusted as voted (confidence ``trust``). The others (flat look-alikes, parts the
+   reference does not show) get ``exp(-d / T)`` of their nearest distance ``d`` times
+   ``exp(-v / spread²)`` of the variance ``v`` of the colours proposed to them,
+   floored at ``floor`` (at most 1). The chroma is the weighted least-squares
+   solution of colorization by optimisation (Levin et al. 2004, with the edge
+   weights of Farbman et al. 2008): it stays near confident votes and spreads across
+   flat regions of the target's luminance, stopping at its edges
+   (:mod:`psal.editing._propagate`).
 
 The target's luminance is kept exactly (chroma that leaves the RGB gamut is
 desaturated, never clipped). ``scales=(1.0,), propagate=False`` is the method of
