@@ -232,7 +232,7 @@ def colorize(
             ``trust`` and stays as voted, sharp details included, while the others
             (flat look-alikes, parts of the target the reference does not show)
             take their colour mostly from the propagation. None: no check (half
-            the PatchMatch work; the confidence of psal 0.2's first default).
+            the PatchMatch work; distance and disagreement only).
         trust: confidence of a consistent vote (the others have at most 1).
         seed: makes the result reproducible (None: drawn from torch's generator).
         device: torch device for the work (default: the target's, or CPU).
