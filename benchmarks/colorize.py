@@ -98,7 +98,7 @@ def methods(checkpoints: dict[str, str], ablation: bool = False) -> dict:
         from psal.models import Colorizer
 
         net = Colorizer.from_checkpoint(run)
-        out[name] = lambda g, ref, net=net: net.colorize(g, ref)
+        out[name] = lambda g, ref, net=net: net.colorize(g, ref, seed=0)
     return out
 
 

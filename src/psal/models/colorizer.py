@@ -42,7 +42,11 @@ from ..layers.registry import build_attention
 from ..utils.color import rgb_to_luma_chroma
 from .registry import register_model
 
-__all__ = ["ATTENTION_MODES", "ColorizeOutput", "Colorizer", "GuidedColorizer"]
+__all__ = ["ATTENTION_MODES", "PRETRAINED", "ColorizeOutput", "Colorizer", "GuidedColorizer"]
+
+#: Weights shipped with psal (``psal/models/weights/``), by name: see
+#: :meth:`Colorizer.from_pretrained` and ``docs/colorize.md`` for how each was trained.
+PRETRAINED = {"psal-w8": "colorize_psal_w8.safetensors"}
 
 #: ``attention=`` values of :class:`GuidedColorizer`.
 ATTENTION_MODES = ("psal", "dense", "none")
@@ -334,6 +338,28 @@ class Colorizer(nn.Module):
         net = create_model(spec["name"], **dict(spec.get("kwargs", {})))
         net.load_state_dict(states["network"])
         return cls(net).to(torch.device(device))
+
+    @classmethod
+    def from_pretrained(cls, name: str, device: torch.device | str | None = None) -> Colorizer:
+        """Load weights shipped with psal, by name (a key of :data:`PRETRAINED`).
+
+        ``"psal-w8"``: ``GuidedColorizer(width=8, attention="psal")`` trained for 10 CPU
+        minutes on photo pairs of six scikit-image photos (none of the benchmark's
+        held-out photos); 0.3 MB. Nothing is downloaded.
+
+        Raises:
+            ValueError: an unknown name (the message lists the known ones).
+        """
+        from importlib import resources
+
+        if not isinstance(name, str) or name not in PRETRAINED:
+            raise ValueError(
+                f"model must be one of {', '.join(sorted(PRETRAINED))} (weights shipped "
+                f"with psal), got {name!r}"
+            )
+        ref = resources.files("psal.models").joinpath("weights", PRETRAINED[name])
+        with resources.as_file(ref) as path:
+            return cls.from_checkpoint(path, device=device)
 
     @property
     def device(self) -> torch.device:
