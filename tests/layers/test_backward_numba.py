@@ -135,3 +135,33 @@ def test_patch_aggregate_forward_matches_torch(dtype, window, monkeypatch):
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
     for a, b in zip(grads[0], grads[1], strict=True):
         torch.testing.assert_close(b, a, **tol)
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+def test_backward_blocks_of_channels_do_not_depend_on_thread_count(aggregation, monkeypatch):
+    """The compiled backwards run over blocks of channels (40 = 16 + 16 + 8) on the thread
+    pool: bit-identical gradients with 1 and 2 threads, and equal to the torch loops."""
+    import numba
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 40, 20, 24, generator=g, requires_grad=True)
+    w = torch.randn(1, 40, 20, 24, generator=g)
+
+    def grads(threads):
+        n = numba.get_num_threads()
+        try:
+            numba.set_num_threads(threads)
+            x.grad = None
+            out = psal.ps_attention(x, x, x, k=3, patch_size=3, iters=2, seed=0,
+                                    aggregation=aggregation)  # fmt: skip
+            (out * w).sum().backward()
+        finally:
+            numba.set_num_threads(n)
+        return x.grad.clone()
+
+    one = grads(1)
+    two = grads(min(2, numba.config.NUMBA_NUM_THREADS))
+    assert torch.equal(one, two)
+    monkeypatch.setattr(agg_mod, "NUMBA_BACKWARD", False)
+    monkeypatch.setattr(dist_mod, "NUMBA_BACKWARD", False)
+    torch.testing.assert_close(grads(1), one, rtol=1e-4, atol=1e-4)

@@ -481,6 +481,32 @@ def test_numba_bound_does_not_change_exactness():
         cpu_numba.PROJ_DIMS = saved
 
 
+def test_numba_8bit_bound_is_exact_on_incoherent_features(monkeypatch):
+    """Uniform noise: the projection bound is off and the 8-bit key's bound is on; it
+    only skips candidates that could not enter the list, so the results do not change."""
+    from psal.patchmatch import cpu_numba
+
+    g = torch.Generator().manual_seed(4)
+    q, k = torch.rand(2, 64, 30, 26, generator=g), torch.rand(2, 64, 28, 31, generator=g)
+    qp = cpu_numba._rows(q, 1, torch.float32)
+    ov, kq, sv, qe = cpu_numba._quantised(k, 3, torch.float32, True)
+    assert kq.dtype == np.int8 and 0 < qe < 0.1
+    # the bound: |sqrt(d8) - sqrt(d)| <= qe for random pairs
+    kp = cpu_numba._rows(k, 1, torch.float32)
+    for cand in range(0, 28 * 31, 37):
+        ky, kx = divmod(cand, 31)
+        rows, cols = slice(ky, ky + 3), slice(kx * 64, kx * 64 + 192)  # the key patch
+        d8 = ((qp[0, 5:8, 9 * 64 : 12 * 64] - ov - sv * kq[0, rows, cols]) ** 2).sum()
+        d = ((qp[0, 5:8, 9 * 64 : 12 * 64] - kp[0, rows, cols]) ** 2).sum()
+        assert abs(np.sqrt(d8) - np.sqrt(d)) <= qe
+    res = {}
+    for flag in (False, True):
+        monkeypatch.setattr(cpu_numba, "QUANTISE", flag)
+        res[flag] = psal.patchmatch(q, k, k=3, iters=4, backend="numba", seed=2)
+    assert torch.equal(res[False].indices, res[True].indices)
+    assert torch.equal(res[False].distances, res[True].distances)
+
+
 def test_torch_backend_sync_free_path_gives_the_same_result(monkeypatch):
     """The accelerator path (every pair computed, no host sync) equals the compact one."""
     from psal.patchmatch import torch_backend

@@ -10,7 +10,7 @@ import torch
 from numba import njit
 
 from ..patchmatch.distance import patch_distance, reflect_index
-from ..utils.parallel import run_chunked
+from ..utils.parallel import channel_blocks, num_threads, run_chunked
 
 
 def _shift(x: torch.Tensor, dy: int, dx: int, fill: float | int) -> torch.Tensor:
@@ -31,7 +31,7 @@ NUMBA_BACKWARD = True
 NUMBA_FORWARD = True
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
 def _gather_forward_kernel(value, pos, weight, out, start, stop):  # pragma: no cover
     # value: (B, Nk, Cv) channels-last; pos, weight: (B, P, N); out: (B, N, Cv), zeros.
     # Items [start, stop) of the flattened (B, N) output pixels; each pixel's proposals
@@ -110,38 +110,59 @@ def _gather_forward_numba(value, pos, weight):
     return out.permute(0, 2, 1).contiguous()
 
 
-@njit(nogil=True, cache=True)
-def _gather_backward_kernel(value, pos, weight, grad, grad_v, grad_w):  # pragma: no cover
-    # value, grad_v: (B, Nk, Cv) channels-last; grad: (B, N, Cv); pos, weight, grad_w:
-    # (B, P, N). Serial (the value gradient is a scatter), so deterministic.
-    nb, npos, n = pos.shape
+@njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
+def _gather_backward_w_kernel(value, pos, grad, grad_w, start, stop):  # pragma: no cover
+    # value: (B, Nk, Cv) channels-last; grad: (B, N, Cv); pos, grad_w: (B, P, N).
+    # Items [start, stop) of the flattened (B, N) pixels; pure gathers, no races.
+    npos, n = pos.shape[1:]
     cv = value.shape[2]
+    for item in range(start, stop):
+        b = item // n
+        i = item - b * n
+        for p in range(npos):
+            t = pos[b, p, i]
+            acc = 0.0
+            for c in range(cv):
+                acc += value[b, t, c] * grad[b, i, c]
+            grad_w[b, p, i] = acc
+
+
+@njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
+def _gather_backward_v_kernel(pos, weight, grad, grad_v, block, start, stop):  # pragma: no cover
+    # grad_v: (B, Nk, Cv) channels-last; grad: (B, N, Cv); pos, weight: (B, P, N).
+    # Channel blocks [start, stop) of ``block`` channels: every channel's scatter runs in
+    # one call, in the serial order (b, i, p), so results never depend on the threads.
+    nb, npos, n = pos.shape
+    cv = grad_v.shape[2]
+    c0 = start * block
+    c1 = min(cv, stop * block)
     for b in range(nb):
         for i in range(n):
             for p in range(npos):
                 t = pos[b, p, i]
                 w = weight[b, p, i]
-                acc = 0.0
-                for c in range(cv):
-                    gc = grad[b, i, c]
-                    acc += value[b, t, c] * gc
-                    grad_v[b, t, c] += gc * w
-                grad_w[b, p, i] = acc
+                gs = grad[b, i, c0:c1]  # slices: no negative-index checks, vectorised
+                gvs = grad_v[b, t, c0:c1]
+                for c in range(c1 - c0):
+                    gvs[c] += gs[c] * w
 
 
-def _gather_backward_numba(value, pos, weight, grad):
+def _gather_backward_numba(value, pos, weight, grad, need_v=True, need_w=True):
     v_cl = value.permute(0, 2, 1).contiguous()
     g_cl = grad.to(value.dtype).permute(0, 2, 1).contiguous()
     grad_v = torch.zeros_like(v_cl)
     grad_w = torch.zeros_like(weight, dtype=value.dtype).contiguous()
-    _gather_backward_kernel(
-        v_cl.numpy(),
-        pos.contiguous().numpy(),
-        weight.to(value.dtype).contiguous().numpy(),
-        g_cl.numpy(),
-        grad_v.numpy(),
-        grad_w.numpy(),
-    )
+    pos_np = pos.contiguous().numpy()
+    b, npos, n = pos.shape
+    if need_w:
+        run_chunked(_gather_backward_w_kernel, b * n, v_cl.numpy(), pos_np, g_cl.numpy(),
+                    grad_w.numpy(), min_parallel=4096)  # fmt: skip
+    if need_v:
+        serial = b * n * npos < 4096  # small: threads would cost more than the work
+        nblock, block = channel_blocks(v_cl.shape[2], 1 if serial else num_threads())
+        run_chunked(_gather_backward_v_kernel, nblock, pos_np,
+                    weight.to(value.dtype).contiguous().numpy(), g_cl.numpy(), grad_v.numpy(),
+                    block)  # fmt: skip
     return grad_v.permute(0, 2, 1), grad_w.to(weight.dtype)
 
 
@@ -151,7 +172,10 @@ class _WeightedGather(torch.autograd.Function):
     Saves only ``value``, ``pos`` and ``weight`` (P scalars per pixel, no gathered
     copies of the values), so memory stays O(B * (Cv + P) * N); the gathers are
     redone in backward, and the value gradient is accumulated with ``scatter_add_``
-    (on CPU: one serial compiled channels-last pass, :func:`_gather_backward_kernel`).
+    (on CPU: compiled channels-last passes on the thread pool, the weight gradient over
+    pixels and the value gradient over blocks of channels, each channel summed in the
+    serial order, so the result does not depend on the thread count:
+    :func:`_gather_backward_w_kernel`, :func:`_gather_backward_v_kernel`).
     On CPU the forward is one compiled channels-last pass over the P proposals of each
     pixel on the thread pool (:func:`_gather_forward_kernel`), with no (B, Cv, N)
     expanded index or gathered copy per proposal.
@@ -182,8 +206,9 @@ class _WeightedGather(torch.autograd.Function):
             and weight.dtype == value.dtype
             and grad.dtype == value.dtype
         ):
-            gv, gw = _gather_backward_numba(value.detach(), pos, weight.detach(), grad)
             need_v, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
+            gv, gw = _gather_backward_numba(value.detach(), pos, weight.detach(), grad, need_v,
+                                            need_w)  # fmt: skip
             return (gv if need_v else None), None, (gw if need_w else None)
         grad_v = torch.zeros_like(value) if ctx.needs_input_grad[0] else None
         grad_w = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None

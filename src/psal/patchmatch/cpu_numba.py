@@ -22,9 +22,14 @@ neighbours per pixel:
   latency, ~280 ns per far candidate against ~45 ns for a cached one at C=64, p=3).
   The remaining ones are summed row by row (channels-last rows, vectorised: AVX-512
   on this machine's Zen 4) with an early exit once the k-th distance is exceeded.
-* The random samples around one neighbour are drawn first, their projections
-  prefetched, then tried. The samples and the order of the tries are those of the
-  plain loop, so the results are identical to it (the bound only skips candidates
+* When the projection bound is off (incoherent features, e.g. noise), an 8-bit copy
+  of the key gives another exact bound (:func:`_quantised`): ``sqrt`` of the distance
+  to the 8-bit patch is within the quantisation error ``qe`` of the true one, so most
+  candidates are rejected after reading a quarter of the bytes.
+* The random samples around one neighbour are drawn first; those at half-widths
+  ``>= FAR_W`` (cache misses) are prefetched and tried after the near ones. The samples
+  are those of the plain loop and the k-list after a batch of tries does not depend on
+  their order, so the results are identical to it (the bounds only skip candidates
   that could not enter the list; a 32-bit multiply-shift draw instead of the modulo
   was tried: 0.8% higher mean distance on the CNN features with seed 0; not kept).
 
@@ -59,6 +64,13 @@ from .distance import pad_reflect
 
 #: Rows per parallel band; fixed so results do not depend on the thread count.
 BAND_ROWS = 32
+#: Random samples at half-widths >= FAR_W are prefetched (they miss the cache) and tried
+#: after the nearer ones.
+FAR_W = 8
+#: Use an 8-bit copy of the key to reject candidates when the projection bound is off.
+QUANTISE = True
+#: The initialisation prefetches the random patches of the pixel this far ahead.
+INIT_AHEAD = 2
 #: Dimensions of the patch projections whose distance bounds the patch distance from
 #: below (0 disables the bound; see :func:`_projections`).
 PROJ_DIMS = 16
@@ -143,7 +155,30 @@ def _ssd(qp, kp, b, qy, qx, ky, kx, p, c, bound, zero):
 
 
 @njit(inline="always", cache=True, fastmath=_FAST)
-def _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
+def _ssd8(qp, kq, ov, sv, b, qy, qx, ky, kx, p, c, bound, zero):
+    """SSD between a query patch and an 8-bit key patch, early exit at ``bound``.
+
+    ``kq`` is the key quantised as ``round((key - offset) / scale)`` in int8, ``ov`` and
+    ``sv`` the channel offsets and scales tiled over a patch row: each term is
+    ``(query - offset - scale * kq)^2``.
+    """
+    s = zero
+    n = p * c
+    qo = qx * c
+    ko = kx * c
+    for dy in range(p):
+        qs = qp[b, qy + dy, qo : qo + n]
+        ks = kq[b, ky + dy, ko : ko + n]
+        for i in range(n):
+            t = qs[i] - ov[i] - sv[i] * ks[i]
+            s += t * t
+        if s >= bound:
+            return s
+    return s
+
+
+@njit(inline="always", cache=True, fastmath=_FAST)
+def _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
     """Insert key position ``cand`` into pixel (y, x)'s sorted k-list if it is better.
 
     ``qpr``/``kpr`` (B, H*W, m) are projections of the patches on an orthonormal basis:
@@ -167,6 +202,12 @@ def _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
             return
     ky = cand // wk
     kx = cand - ky * wk
+    if qe >= 0 and worst < np.inf:
+        # the 8-bit key's distance: |sqrt(d8) - sqrt(d)| <= qe (the quantisation error)
+        thr = np.sqrt(worst) + qe
+        thr = thr * thr
+        if _ssd8(qp, kq, ov, sv, b, y, x, ky, kx, p, c, thr, zero) * _LB_SAFETY >= thr:
+            return
     d = _ssd(qp, kp, b, y, x, ky, kx, p, c, worst, zero)
     if d < worst:
         j = kk - 1
@@ -178,16 +219,39 @@ def _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
         idx[b, y, x, j] = cand
 
 
+@njit(inline="always", cache=True)
+def _prefetch_cand(kpf, kprf, b, cand, wk, m, nkpr, hkp, rowlen, c, p, step16):
+    """Prefetch what a try of ``cand`` reads first: its bound's line, or its whole patch."""
+    if m > 0:
+        o = (b * nkpr + cand) * m
+        _prefetch(kprf, o)
+        _prefetch(kprf, o + m - 1)
+    else:
+        ky = cand // wk
+        o = (b * hkp + ky) * rowlen + (cand - ky * wk) * c
+        for dy in range(p):
+            for i in range(o + dy * rowlen, o + dy * rowlen + p * c, step16):
+                _prefetch(kpf, i)
+
+
 @njit(nogil=True, cache=True, fastmath=_FAST, _nrt=False)
-def _init_tasks(qp, kp, valid, vlist, vcount, active, init, use_init, idx, dist,
+def _init_tasks(qp, kp, kpf, valid, vlist, vcount, active, init, use_init, idx, dist,
                 hk, wk, p, seed, band, zero, lo, hi):  # fmt: skip
-    """Random (or ``init``) k-lists for the (batch element, band) tasks listed."""
+    """Random (or ``init``) k-lists for the (batch element, band) tasks listed.
+
+    Row by row: the k candidates of every pixel are drawn first, then their distances
+    computed with the patches of the pixel ``INIT_AHEAD`` further on prefetched (random
+    key patches: cache misses).
+    """
     _, hq, wq, kk = idx.shape
     c = qp.shape[2] // (wq + p - 1)
     nk = hk * wk
     nbands = (hq + band - 1) // band
     inf = zero + np.inf
     useed = np.uint64(seed)
+    hkp = kp.shape[1]
+    rowlen = kp.shape[2]
+    step16 = 64 // kp.itemsize
     for t in range(lo, hi):
         b = t // nbands
         y0 = (t % nbands) * band
@@ -220,6 +284,14 @@ def _init_tasks(qp, kp, valid, vlist, vcount, active, init, use_init, idx, dist,
                     if not dup:
                         idx[b, y, x, n] = cand
                         n += 1
+            for x in range(wq):
+                xa = x + INIT_AHEAD
+                if xa < wq and active[b, y, xa] != 0:
+                    for j in range(kk):
+                        _prefetch_cand(kpf, kpf, b, idx[b, y, xa, j], wk, 0, 0, hkp, rowlen, c,
+                                       p, step16)  # fmt: skip
+                if active[b, y, x] == 0:
+                    continue
                 for j in range(kk):
                     cand = idx[b, y, x, j]
                     ky = cand // wk
@@ -238,9 +310,15 @@ def _init_tasks(qp, kp, valid, vlist, vcount, active, init, use_init, idx, dist,
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST, _nrt=False)
-def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, valid, active, idx, dist, snap, cbufs, hk, wk, p,
-                   it, seed, band, zero, lo, hi):  # fmt: skip
-    """One PatchMatch iteration (propagation + random search) over the tasks listed."""
+def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, ov, kq, kqf, sv, qe, valid, active, idx, dist, snap,
+                   cbufs, hk, wk, p, it, seed, band, far_w, zero, lo, hi):  # fmt: skip
+    """One PatchMatch iteration (propagation + random search) over the tasks listed.
+
+    Per pixel: propagation; then, around each of the k neighbours in turn, the random
+    samples are drawn, those at half-widths >= ``far_w`` (cache misses) prefetched, and
+    the near ones tried first (their patches are mostly cached) while the far ones
+    arrive.
+    """
     _, hq, wq, kk = idx.shape
     c = qp.shape[2] // (wq + p - 1)
     nbands = (hq + band - 1) // band
@@ -248,6 +326,7 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, valid, active, idx, dist, snap, 
     radius0 = max(hk, wk)
     m = kpr.shape[2]
     nkpr = kpr.shape[1]
+    hkp = kp.shape[1]
     rowlen = kp.shape[2]
     step16 = 64 // kp.itemsize  # values per cache line
     step = 1 if it % 2 == 0 else -1
@@ -255,7 +334,8 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, valid, active, idx, dist, snap, 
         b = t // nbands
         y0 = (t % nbands) * band
         y1 = min(hq, y0 + band)
-        cbuf = cbufs[t]
+        near = cbufs[t, 0]
+        far = cbufs[t, 1]
         for yi in range(y1 - y0):
             y = y0 + yi if step == 1 else y1 - 1 - yi
             for xi in range(wq):
@@ -270,8 +350,8 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, valid, active, idx, dist, snap, 
                         ky = cand // wk
                         kx = cand - ky * wk + step
                         if 0 <= kx < wk:
-                            _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, ky * wk + kx,
-                                 wk, p, c, kk, zero)  # fmt: skip
+                            _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x,
+                                 ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
                 # propagation from the previous row (snapshot across band edges)
                 ny = y - step
                 if 0 <= ny < hq and active[b, ny, x] != 0:
@@ -281,17 +361,19 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, valid, active, idx, dist, snap, 
                         ky = cand // wk + step
                         kx = cand - (cand // wk) * wk
                         if 0 <= ky < hk:
-                            _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, ky * wk + kx,
-                                 wk, p, c, kk, zero)  # fmt: skip
-                # random search around each of the current k neighbours: all samples
-                # drawn first and their projections prefetched (far samples miss cache)
+                            _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x,
+                                 ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
+                # random search around each of the k neighbours in turn: its samples drawn
+                # first, the far ones prefetched and tried after the near ones (the list
+                # after a batch does not depend on the order of its tries)
                 state = _state(useed, (b * hq + y) * wq + x, it + 1)
                 for jj in range(kk):
                     best = idx[b, y, x, jj]
                     by = best // wk
                     bx = best - by * wk
                     w = radius0
-                    nc = 0
+                    nn = 0
+                    nf = 0
                     while w >= 1:
                         lo_y = max(by - w, 0)
                         hi_y = min(by + w, hk - 1)
@@ -300,21 +382,23 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, valid, active, idx, dist, snap, 
                         ry, state = _below(state, hi_y - lo_y + 1)
                         rx, state = _below(state, hi_x - lo_x + 1)
                         cand = (lo_y + ry) * wk + lo_x + rx
-                        cbuf[nc] = cand
-                        nc += 1
-                        if m > 0:  # the bound's line
-                            o = (b * nkpr + cand) * m
-                            _prefetch(kprf, o)
-                            _prefetch(kprf, o + m - 1)
-                        else:  # no bound: the whole patch, row by row
-                            o = (b * kp.shape[1] + lo_y + ry) * rowlen + (lo_x + rx) * c
-                            for dy in range(p):
-                                for i in range(o + dy * rowlen, o + dy * rowlen + p * c, step16):
-                                    _prefetch(kpf, i)
+                        if w >= far_w:
+                            far[nf] = cand
+                            nf += 1
+                            if qe >= 0:  # the 8-bit patch, read first
+                                _prefetch_cand(kqf, kprf, b, cand, wk, 0, nkpr, hkp, rowlen, c,
+                                               p, 64)  # fmt: skip
+                            else:
+                                _prefetch_cand(kpf, kprf, b, cand, wk, m, nkpr, hkp, rowlen, c,
+                                               p, step16)  # fmt: skip
+                        else:
+                            near[nn] = cand
+                            nn += 1
                         w = w // 2
-                    for i in range(nc):
-                        _try(qp, kp, qpr, kpr, valid, idx, dist, b, y, x, cbuf[i], wk, p, c, kk,
-                             zero)  # fmt: skip
+                    for i in range(nn + nf):
+                        cand = near[i] if i < nn else far[i - nn]
+                        _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk,
+                             p, c, kk, zero)  # fmt: skip
 
 
 def _rows(x: torch.Tensor, r: int, dtype: torch.dtype) -> np.ndarray:
@@ -322,6 +406,17 @@ def _rows(x: torch.Tensor, r: int, dtype: torch.dtype) -> np.ndarray:
     xp = pad_reflect(x.to(device="cpu", dtype=dtype), r)
     b, c, h, w = xp.shape
     return xp.permute(0, 2, 3, 1).reshape(b, h, w * c).contiguous().numpy()
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors are views of the same memory with the same layout."""
+    return (
+        a.data_ptr() == b.data_ptr()
+        and a.shape == b.shape
+        and a.stride() == b.stride()
+        and a.dtype == b.dtype
+        and a.device == b.device
+    )
 
 
 def _projections(
@@ -361,13 +456,44 @@ def _projections(
         return empty, empty
     v = evecs[:, -mc:].flip(1).to(dtype).contiguous()  # (C, mc)
     proj = []
-    for x in (q, k):
+    for x in (q, k) if not _same(query, key) else (q,):
         xc = torch.nn.functional.conv2d(x - mu.to(dtype).view(1, c, 1, 1), v.T[:, :, None, None])
         xc = pad_reflect(xc, r)
         w = torch.stack(spatial).to(dtype).unsqueeze(1).repeat(mc, 1, 1, 1)  # (mc*s, 1, p, p)
         y = torch.nn.functional.conv2d(xc, w, groups=mc)  # (B, mc*s, H, W)
         proj.append(y.permute(0, 2, 3, 1).reshape(b, -1, y.shape[1]).contiguous().numpy())
-    return proj[0], proj[1]
+    return proj[0], proj[-1]
+
+
+def _quantised(key, p, dtype, use):
+    """The 8-bit bound's arrays: (offsets, int8 key rows, scales, error).
+
+    Per channel, ``key ≈ offset + scale * kq`` with ``kq = round((key - offset) / scale)``
+    in [-127, 127]; the error of a patch is at most ``qe = sqrt(p² Σ_c (scale_c / 2)²)``,
+    so ``(sqrt(d8) - qe)²`` bounds the true distance from below. Used when the
+    projection bound is off (incoherent features): a rejection then reads a quarter of
+    the bytes. Offsets and scales are tiled over a patch row (p·C values). ``qe = -1``:
+    off.
+    """
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    if not use or not QUANTISE:
+        z = np.zeros(1, dtype=np_dtype)
+        return z, np.zeros((1, 1, 1), dtype=np.int8), z, -1.0
+    r = p // 2
+    k = key.to(device="cpu", dtype=torch.float64)
+    lo = k.amin(dim=(0, 2, 3))
+    hi = k.amax(dim=(0, 2, 3))
+    offset = (hi + lo) / 2
+    scale = ((hi - lo) / 254).clamp_min(1e-30)
+    c = k.shape[1]
+    kq = _rows(((k - offset.view(1, c, 1, 1)) / scale.view(1, c, 1, 1)).round_().clamp_(-127, 127),
+               r, torch.float32).astype(np.int8)  # fmt: skip
+    ov = np.tile(offset.numpy().astype(np_dtype), p)
+    sv = np.tile(scale.numpy().astype(np_dtype), p)
+    # the rounding error is at most scale / 2 per value; 1e-4 relative slack for the
+    # float arithmetic of the bound
+    qe = float((p * p * (scale / 2).square().sum()).sqrt()) * 1.0001 + 1e-12
+    return ov, kq, sv, qe
 
 
 def search(
@@ -390,7 +516,7 @@ def search(
     hk, wk = key.shape[-2:]
     r = patch_size // 2
     qp = _rows(query, r, acc)
-    kp = _rows(key, r, acc)
+    kp = qp if _same(query, key) else _rows(key, r, acc)  # self-attention: one copy
     if valid is None:
         valid_np = np.ones((b, hk * wk), dtype=np.uint8)
     else:
@@ -409,21 +535,23 @@ def search(
     else:
         init_np = init.to("cpu").permute(0, 2, 3, 1).contiguous().numpy()
     qpr, kpr = _projections(query, key, patch_size, acc)
+    ov, kq, sv, qe = _quantised(key, patch_size, acc, kpr.shape[2] == 0)
     idx = np.full((b, hq, wq, k), -1, dtype=np.int64)
     dist = np.full((b, hq, wq, k), np.inf, dtype=np_acc)
     snap = np.empty_like(idx)
     seed &= 2**63 - 1
     ntask = b * ((hq + BAND_ROWS - 1) // BAND_ROWS)
     zero = np_acc(0)
-    run_chunked(_init_tasks, ntask, qp, kp, valid_np, vlist, counts, active, init_np,
-                init is not None, idx, dist, hk, wk, patch_size, seed, BAND_ROWS, zero)  # fmt: skip
+    run_chunked(_init_tasks, ntask, qp, kp, kp.reshape(-1), valid_np, vlist, counts, active,
+                init_np, init is not None, idx, dist, hk, wk, patch_size, seed, BAND_ROWS,
+                zero)  # fmt: skip
     nlev = int(max(hk, wk)).bit_length()
-    cbufs = np.empty((ntask, nlev), dtype=np.int64)
+    cbufs = np.empty((ntask, 2, k * nlev), dtype=np.int64)
     for it in range(iters):
         np.copyto(snap, idx)
         run_chunked(_iterate_tasks, ntask, qp, kp, kp.reshape(-1), qpr, kpr, kpr.reshape(-1),
-                    valid_np, active, idx, dist, snap, cbufs, hk, wk, patch_size, it, seed,
-                    BAND_ROWS, zero)  # fmt: skip
+                    ov, kq, kq.reshape(-1), sv, qe, valid_np, active, idx, dist, snap, cbufs, hk,
+                    wk, patch_size, it, seed, BAND_ROWS, FAR_W, zero)  # fmt: skip
     indices = torch.from_numpy(idx).permute(0, 3, 1, 2).contiguous().to(device)
     distances = torch.from_numpy(dist).permute(0, 3, 1, 2).contiguous().to(device)
     return indices, distances

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from numba import njit
 
 from .._deprecation import keyword_only
+from ..utils.parallel import channel_blocks, num_threads, run_chunked
 
 __all__ = [
     "center_pair",
@@ -113,13 +114,16 @@ def _to_rows(x_pad: torch.Tensor) -> torch.Tensor:
 NUMBA_BACKWARD = True
 
 
-@njit(nogil=True, cache=True)
-def _ssd_backward_kernel(q, k_rows, gidx, g2, p, wkp, grad_q, grad_k):  # pragma: no cover
-    # q, grad_q: (B, Hqp, Wqp, C) channels-last; k_rows, grad_k: (B * Hkp * Wkp, C);
-    # gidx, g2: (B, k, Hq, Wq), g2 = 2 * grad (0 where invalid). One pass over the
-    # neighbours, p*p offsets, channel loops contiguous; serial, so deterministic.
+@njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
+def _ssd_backward_kernel(q, k_rows, gidx, g2, p, wkp, gq, gk, block, lo, hi):  # pragma: no cover
+    # q, gq: (B, Hqp, Wqp, C) channels-last; k_rows, gk: (B * Hkp * Wkp, C);
+    # gidx, g2: (B, k, Hq, Wq), g2 = 2 * grad (0 where invalid). Channel blocks
+    # [lo, hi) of ``block`` channels: each channel is accumulated by one call in the
+    # serial order, so results do not depend on the number of threads.
     nb, kk, hq, wq = gidx.shape
     nc = q.shape[3]
+    c0 = lo * block
+    c1 = min(nc, hi * block)
     for b in range(nb):
         for y in range(hq):
             for x in range(wq):
@@ -129,10 +133,15 @@ def _ssd_backward_kernel(q, k_rows, gidx, g2, p, wkp, grad_q, grad_k):  # pragma
                     for dy in range(p):
                         for dx in range(p):
                             row = base + dy * wkp + dx
-                            for c in range(nc):
-                                d = (q[b, y + dy, x + dx, c] - k_rows[row, c]) * s
-                                grad_q[b, y + dy, x + dx, c] += d
-                                grad_k[row, c] -= d
+                            # slices: no negative-index checks, so the loop vectorises
+                            qs = q[b, y + dy, x + dx, c0:c1]
+                            ks = k_rows[row, c0:c1]
+                            gqs = gq[b, y + dy, x + dx, c0:c1]
+                            gks = gk[row, c0:c1]
+                            for c in range(c1 - c0):
+                                d = (qs[c] - ks[c]) * s
+                                gqs[c] += d
+                                gks[c] -= d
 
 
 def _ssd_backward_numba(q_pad, k_pad, gidx, g2, p):
@@ -142,16 +151,11 @@ def _ssd_backward_numba(q_pad, k_pad, gidx, g2, p):
     k_rows = k_pad.permute(0, 2, 3, 1).reshape(b * hkp * wkp, c).contiguous()
     grad_q = torch.zeros_like(q_cl)
     grad_k = torch.zeros_like(k_rows)
-    _ssd_backward_kernel(
-        q_cl.numpy(),
-        k_rows.numpy(),
-        gidx.contiguous().numpy(),
-        g2.to(q_pad.dtype).contiguous().numpy(),
-        p,
-        wkp,
-        grad_q.numpy(),
-        grad_k.numpy(),
-    )
+    small = gidx.numel() * p * p < 4096  # threads would cost more than the work
+    nblock, block = channel_blocks(c, 1 if small else num_threads())
+    run_chunked(_ssd_backward_kernel, nblock, q_cl.numpy(), k_rows.numpy(),
+                gidx.contiguous().numpy(), g2.to(q_pad.dtype).contiguous().numpy(), p, wkp,
+                grad_q.numpy(), grad_k.numpy(), block)  # fmt: skip
     return grad_q.permute(0, 3, 1, 2), grad_k.view(b, hkp, wkp, c).permute(0, 3, 1, 2)
 
 
@@ -162,9 +166,10 @@ class _PatchSSD(torch.autograd.Function):
     recomputed in backward, so memory stays O(B * k * H * W * C) rather than p*p times
     that. Gradients for keys are accumulated with ``index_add_`` (deterministic on CPU;
     atomic adds on CUDA), never with an unsynchronised read-modify-write. On CPU the
-    backward is one serial compiled pass (:func:`_ssd_backward_kernel`, channels-last,
-    about 9x faster at 128x128x64); the torch loop serves other devices and is tested
-    against it.
+    backward is a compiled channels-last pass (:func:`_ssd_backward_kernel`, about 9x
+    faster at 128x128x64) run over blocks of channels on the thread pool (every channel
+    summed in the serial order: deterministic); the torch loop serves other devices and
+    is tested against it.
     """
 
     @staticmethod

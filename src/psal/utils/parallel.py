@@ -22,6 +22,20 @@ def num_threads() -> int:
     return max(1, numba.get_num_threads())
 
 
+def channel_blocks(channels: int, parts: int, align: int = 16) -> tuple[int, int]:
+    """Split ``channels`` into at most ``parts`` blocks of a multiple of ``align``.
+
+    Returns ``(nblock, block)``: block ``i`` holds channels ``[i * block, (i + 1) *
+    block)`` (the last one clipped). For kernels that give every channel to one call and
+    sum it in a fixed order, the result does not depend on the split, so the split may
+    follow the thread count.
+    """
+    nblock = max(1, min(parts, -(-channels // align)))
+    block = -(-channels // nblock)
+    block = -(-block // align) * align
+    return -(-channels // block), block
+
+
 def run_chunked(kernel: Callable[..., None], n: int, *args: object, min_parallel: int = 2) -> None:
     """Call ``kernel(*args, start, stop)`` over ``[0, n)``, split across threads.
 
