@@ -46,6 +46,7 @@ examples:
   psal colorize old_photo.png --reference colour_photo.jpg -o coloured.png
   psal colorize gray.png --reference ref.png --patch-size 7 --seed 1 -o out.webp
   psal colorize gray.png --reference ref.png --checkpoint runs/col -o out.png
+  psal colorize gray.png --reference ref.png --model psal-w8 -o out.png
 
 The target's luminance is kept exactly; only the colour comes from the reference.
 """
@@ -285,6 +286,14 @@ def _colorize(args: argparse.Namespace) -> int:
     from ..utils.io import full_depth
 
     _check_options(args)
+    if args.model is not None:  # before any file is read
+        from ..models.colorizer import PRETRAINED
+
+        if args.checkpoint:
+            raise CLIError("--model and --checkpoint both choose a network: give one")
+        if args.model not in PRETRAINED:
+            raise CLIError(f"--model must be one of {', '.join(sorted(PRETRAINED))}, "
+                           f"got {args.model!r}")  # fmt: skip
     device = resolve_device(args.device)
     target = load_image(args.target, "TARGET", max_pixels=args.max_pixels)
     reference = load_image(args.reference, "--reference", max_pixels=args.max_pixels)
@@ -294,10 +303,13 @@ def _colorize(args: argparse.Namespace) -> int:
     if isinstance(full_depth(target), np.ndarray):  # a 16-bit colour PNG: kept at 16 bits
         mode += ";16"
     _check_output(args.output, mode, target.size)
-    if args.checkpoint:
+    if args.checkpoint or args.model:
         from ..models import Colorizer
 
-        net = Colorizer.from_checkpoint(args.checkpoint, device=device)
+        if args.model:
+            net = Colorizer.from_pretrained(args.model, device=device)
+        else:
+            net = Colorizer.from_checkpoint(args.checkpoint, device=device)
         work = lambda bar: net.colorize(  # noqa: E731
             full_depth(target), full_depth(reference), seed=args.seed, progress=bar
         )
@@ -439,6 +451,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="reference patches averaged, 1 to 32 (default: 2)")  # fmt: skip
     p.add_argument("--checkpoint", default=None, metavar="RUN",
                    help="use the trained colorizer of this run folder or weights file")  # fmt: skip
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="use weights shipped with psal: psal-w8 (docs/colorize.md)")  # fmt: skip
     p.set_defaults(func=_colorize)
 
     p = subparsers.add_parser(
