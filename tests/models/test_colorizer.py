@@ -163,7 +163,7 @@ def test_shipped_weights_load_colour_and_keep_luma():
     root = Path(__file__).resolve().parents[2]
     data = tomllib.loads((root / "pyproject.toml").read_text())
     patterns = data["tool"]["setuptools"]["package-data"]["psal"]
-    assert "models/weights/*.safetensors" in patterns
+    assert "weights/*.safetensors" in patterns
     for name in PRETRAINED.values():
-        size = (root / "src" / "psal" / "models" / "weights" / name).stat().st_size
+        size = (root / "src" / "psal" / "weights" / name).stat().st_size
         assert 0 < size < 5 * 2**20

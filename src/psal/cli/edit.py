@@ -287,7 +287,7 @@ def _colorize(args: argparse.Namespace) -> int:
 
     _check_options(args)
     if args.model is not None:  # before any file is read
-        from ..models.colorizer import PRETRAINED
+        from ..weights import COLORIZERS as PRETRAINED
 
         if args.checkpoint:
             raise CLIError("--model and --checkpoint both choose a network: give one")

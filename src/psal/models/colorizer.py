@@ -40,13 +40,14 @@ from torch import nn
 from .._checks import check_int
 from ..layers.registry import build_attention
 from ..utils.color import rgb_to_luma_chroma
+from ..weights import COLORIZERS, colorizer_file
 from .registry import register_model
 
 __all__ = ["ATTENTION_MODES", "PRETRAINED", "ColorizeOutput", "Colorizer", "GuidedColorizer"]
 
-#: Weights shipped with psal (``psal/models/weights/``), by name: see
+#: Weights shipped with psal (``psal/weights/``), by name: see
 #: :meth:`Colorizer.from_pretrained` and ``docs/colorize.md`` for how each was trained.
-PRETRAINED = {"psal-w8": "colorize_psal_w8.safetensors"}
+PRETRAINED = COLORIZERS
 
 #: ``attention=`` values of :class:`GuidedColorizer`.
 ATTENTION_MODES = ("psal", "dense", "none")
@@ -352,13 +353,7 @@ class Colorizer(nn.Module):
         """
         from importlib import resources
 
-        if not isinstance(name, str) or name not in PRETRAINED:
-            raise ValueError(
-                f"model must be one of {', '.join(sorted(PRETRAINED))} (weights shipped "
-                f"with psal), got {name!r}"
-            )
-        ref = resources.files("psal.models").joinpath("weights", PRETRAINED[name])
-        with resources.as_file(ref) as path:
+        with resources.as_file(colorizer_file(name)) as path:
             return cls.from_checkpoint(path, device=device)
 
     @property
