@@ -13,7 +13,8 @@ Pairs (target in gray, reference in colour), made from scikit-image photos:
 The held-out photos (astronaut, coffee, stereo_motorcycle) were never used to choose a
 parameter or to train; chelsea and rocket are the tuning photos (reported separately).
 Methods: gray (no colour), the old default of psal 0.1 (per-pixel votes, one scale), the
-new default (three scales, confident votes propagated edge-aware), and any trained
+new default (three scales; votes whose forward-backward check passes kept, the others
+propagated edge-aware), and any trained
 network given with ``--checkpoint NAME=RUN``. Scores on the 8-bit scale: chroma PSNR
 (Cb, Cr of BT.601 YCbCr), RGB PSNR, and the colourfulness of Hasler and Suesstrunk
 (the truth's is printed beside it); time and peak memory per image.
@@ -63,7 +64,7 @@ def make_pairs(photo: str, size: tuple[int, int]) -> dict[str, tuple[np.ndarray,
 
 
 def _ycc(rgb: np.ndarray) -> np.ndarray:
-    from psal.editing._color import rgb_to_luma_chroma
+    from psal.utils.color import rgb_to_luma_chroma
 
     t = torch.from_numpy(rgb.astype(np.float64) / 255).permute(2, 0, 1)[None]
     y, c = rgb_to_luma_chroma(t)
@@ -87,14 +88,17 @@ def methods(checkpoints: dict[str, str], ablation: bool = False) -> dict:
         ),
         "new default": lambda g, ref: colorize(g, ref, seed=0),
     }
-    if ablation:  # each of the two changes of the new default alone
+    if ablation:  # each change of the new default alone, and the default without the check
         out["scales only"] = lambda g, ref: colorize(g, ref, seed=0, propagate=False)
         out["propagation only"] = lambda g, ref: colorize(g, ref, seed=0, scales=(1.0,))
+        out["no consistency check"] = lambda g, ref: colorize(
+            g, ref, seed=0, consistency=None, smoothness=10.0
+        )
     for name, run in checkpoints.items():
         from psal.models import Colorizer
 
         net = Colorizer.from_checkpoint(run)
-        out[name] = lambda g, ref, net=net: net.colorize(g, ref)
+        out[name] = lambda g, ref, net=net: net.colorize(g, ref, seed=0)
     return out
 
 
@@ -176,7 +180,11 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"))
     p.add_argument("--threads", type=int, default=1, help="torch and numba threads")
     p.add_argument("--checkpoint", nargs="*", default=[], metavar="NAME=RUN")
-    p.add_argument("--ablation", action="store_true", help="add scales-only, propagation-only")
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="add scales-only, propagation-only, no-consistency-check",
+    )
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None)
     args = p.parse_args(argv)

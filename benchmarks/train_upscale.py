@@ -1,12 +1,23 @@
 """Super-resolution benchmark: the small edsr_psal network trained with psal / dense /
 none attention for an equal CPU-time budget, against bicubic and psal.upscale.
 
-Training images: scikit-image photos and textures (no download); held-out images are
-never trained on. Each variant trains (L1, Adam) on random 32x32 LR crops (x2 only by
-default) for ``--budget`` seconds of process CPU time; then every method enlarges the
-held-out images (8-bit LR made by antialiased bicubic downscaling) and is scored:
-Y-PSNR and SSIM (``scale`` pixels shaved), gradient-energy ratio, seconds. ``--memory``
-also measures psal inference's peak memory at a 1024x1024 input (a subprocess, RSS).
+Training images: scikit-image photos and textures plus matplotlib's grace_hopper (no
+download), at full size and shrunk by half; held-out images are never trained on. Each
+variant trains (L1, Adam, cosine learning rate over the budget) on random LR crops
+(8-bit, antialiased bicubic) for ``--budget`` seconds of process CPU time (or exactly
+``--steps`` steps), on ``--threads`` threads (torch and numba; 1 by default, the
+fairest CPU-time comparison and what a shared machine allows); then every method
+enlarges the held-out images (8-bit LR made by antialiased bicubic downscaling) and is
+scored: Y-PSNR and SSIM (``scale`` pixels shaved), gradient-energy ratio, seconds.
+``--memory`` also measures psal inference's peak memory at a 1024x1024 input (a
+subprocess, RSS). ``--save DIR`` writes each trained network as a psal checkpoint
+(``DIR/upscale_x{scale}_{attention}.safetensors``, readable by
+``psal.models.Upscaler.from_checkpoint``) with the command line in its metadata.
+
+The psal variant is the cheap configuration (``--psal-k 2 --pm-iters 2
+--search-channels 4``: two neighbours, two PatchMatch iterations, searching on a
+4-channel projection); ``--no-in-scale`` keeps only the cross-scale block (in every
+variant, so they stay the same network but for the attention).
 
     PYTHONPATH=src python benchmarks/train_upscale.py --quick        # ~2 minutes
     PYTHONPATH=src python benchmarks/train_upscale.py --budget 300 --scales 2 4 --memory
@@ -16,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -35,6 +47,13 @@ TRAIN = (
     "gravel",
     "camera",
     "hubble_deep_field",
+    "cell",
+    "clock",
+    "moon",
+    "page",
+    "retina",
+    "colorwheel",
+    "grace_hopper",
 )
 HELD_OUT_PHOTOS = ("coins", "immunohistochemistry", "motorcycle")  # (cat is chelsea)
 HELD_OUT_SELF_SIMILAR = ("brick", "checkerboard_texture", "text")
@@ -45,6 +64,12 @@ def _image(name: str) -> np.ndarray:
 
     if name == "motorcycle":
         im = data.stereo_motorcycle()[0]
+    elif name == "grace_hopper":  # matplotlib's sample photo (a JPEG: used shrunk by half too)
+        import matplotlib.cbook
+        from PIL import Image
+
+        with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as f:
+            im = np.asarray(f.convert("RGB"))
     elif name == "checkerboard_texture":
         im = np.tile(data.brick()[:64, :64], (4, 4))[:, :, None].repeat(3, 2)
     else:
@@ -55,30 +80,58 @@ def _image(name: str) -> np.ndarray:
 
 
 def _t(im: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255
+    return torch.from_numpy(np.array(im)).permute(2, 0, 1)[None].float() / 255
+
+
+def training_images() -> list[torch.Tensor]:
+    """The training photos, each at full size and shrunk by half (antialiased bicubic)."""
+    out = []
+    for name in TRAIN:
+        im = _t(_image(name))
+        h, w = im.shape[-2:]
+        half = F.interpolate(im, size=(h // 2, w // 2), mode="bicubic", align_corners=False,
+                             antialias=True).clamp(0, 1)  # fmt: skip
+        out += [im, half]
+    return out
+
+
+def network_kwargs(args: argparse.Namespace, attention: str, scale: int) -> dict:
+    """create_model arguments of a variant (the psal one gets the cheap search settings)."""
+    kw = {"scale": scale, "width": args.width, "blocks": args.blocks, "attention": attention,
+          "in_scale": args.in_scale, "search_channels": args.search_channels}  # fmt: skip
+    if attention == "psal":
+        kw["attention_options"] = {"k": args.psal_k, "iters": args.pm_iters}
+    return kw
 
 
 def train(
-    attention: str,
-    scale: int,
+    kwargs: dict,
     budget: float,
-    width: int = 32,
-    blocks: int = 6,
-    patch: int = 32,
+    steps_limit: int | None = None,
+    patch: int = 24,
     batch: int = 8,
+    lr: float = 1e-3,
     seed: int = 0,
-) -> tuple[torch.nn.Module, int]:
+) -> tuple[torch.nn.Module, int, float]:
+    """Train for ``budget`` CPU seconds (or ``steps_limit`` steps): (net, steps, CPU s)."""
     from psal.data import degrade
     from psal.models import create_model
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = create_model("edsr_psal", scale=scale, width=width, blocks=blocks, attention=attention)
-    opt = torch.optim.Adam(net.parameters(), lr=2e-4)
-    images = [_t(_image(n)) for n in TRAIN]
+    scale = kwargs["scale"]
+    net = create_model("edsr_psal", **kwargs)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     p = patch * scale
+    images = [im for im in training_images() if min(im.shape[-2:]) >= p]
     steps, t0 = 0, time.process_time()
-    while time.process_time() - t0 < budget:
+    while True:
+        spent = time.process_time() - t0
+        done = steps / steps_limit if steps_limit else spent / budget
+        if done >= 1:
+            break
+        for group in opt.param_groups:  # cosine over the budget (CPU time or steps)
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * done))
         crops = []
         for _ in range(batch):
             im = images[rng.integers(len(images))]
@@ -89,13 +142,13 @@ def train(
             )
             crops.append(crop)
         hr = torch.cat(crops)
-        lr = degrade(hr, scale).clamp(0, 1)
-        loss = (net(lr) - hr).abs().mean()
+        low = (degrade(hr, scale).clamp(0, 1) * 255).round() / 255  # 8-bit, as image files
+        loss = (net(low) - hr).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         steps += 1
-    return net.eval(), steps
+    return net.eval(), steps, time.process_time() - t0
 
 
 def score(methods: dict, names: tuple[str, ...], scale: int) -> dict:
@@ -137,32 +190,81 @@ def main(argv=None) -> int:
     )
     p.add_argument("--quick", action="store_true", help="30 s budget per variant, x2")
     p.add_argument("--budget", type=float, default=180, help="CPU seconds of training per variant")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="train exactly this many steps instead (equal steps, reproducible)",
+    )
     p.add_argument("--scales", type=int, nargs="+", default=[2])
     # dense attention is opt-in: at the 128x128 LR held-out crops of x2 its in-scale block
     # holds 16384^2 scores (1 GiB a copy); at 1024x1024 it would need 4 TiB
     p.add_argument("--attentions", nargs="+", default=["psal", "none"])
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--blocks", type=int, default=6)
-    p.add_argument("--patch", type=int, default=32, help="LR crop side")
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--blocks", type=int, default=4)
+    p.add_argument("--patch", type=int, default=24, help="LR crop side")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine)")
+    p.add_argument("--threads", type=int, default=1, help="torch and numba threads")
+    p.add_argument(
+        "--in-scale",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the in-scale non-local block (every variant)",
+    )
+    p.add_argument("--search-channels", type=int, default=4)
+    p.add_argument("--psal-k", type=int, default=2)
+    p.add_argument("--pm-iters", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory", action="store_true", help="peak RSS of inference at 1024x1024")
+    p.add_argument("--save", default=None, metavar="DIR", help="write the trained networks")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.quick:
         args.budget = 30
+    import numba
+
     import psal
 
+    torch.set_num_threads(args.threads)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load {' '.join(load)}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()} (numba "
+          f"{numba.get_num_threads()}), load {' '.join(load)}")  # fmt: skip
     report = {"settings": vars(args), "load": load, "results": {}}
     for scale in args.scales:
         nets = {}
+        res = report["results"].setdefault(f"x{scale}", {})
         for att in args.attentions:
-            net, steps = train(att, scale, args.budget, args.width, args.blocks, args.patch,
-                               args.batch)  # fmt: skip
+            kw = network_kwargs(args, att, scale)
+            net, steps, spent = train(kw, args.budget, args.steps, args.patch, args.batch,
+                                      args.lr, args.seed)  # fmt: skip
             nets[att] = net
-            print(f"x{scale} {att}: {steps} steps in {args.budget:.0f} CPU s")
-            report["results"].setdefault(f"x{scale}", {})[f"steps_{att}"] = steps
+            print(f"x{scale} {att}: {steps} steps in {spent:.0f} CPU s "
+                  f"({1000 * spent / max(steps, 1):.0f} ms a step)", flush=True)  # fmt: skip
+            res[f"steps_{att}"] = steps
+            res[f"cpu_s_{att}"] = spent
+            if args.save:
+                from psal.models.io import save_weights
+
+                out = Path(args.save) / f"upscale_x{scale}_{att}.safetensors"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                command = "PYTHONPATH=src python benchmarks/train_upscale.py " + " ".join(
+                    sys.argv[1:] if argv is None else argv
+                )
+                meta = {"network": {"name": "edsr_psal", "kwargs": kw}, "scale": scale,
+                        "step": steps, "trained_by": command,
+                        "training_images": list(TRAIN)}  # fmt: skip
+                save_weights(out, {"net": net.state_dict()}, meta, task="upscale")
+                print(f"wrote {out}")
+        if "none" in nets and len(nets) > 1:
+            for att in nets:
+                if att != "none" and res["steps_none"]:
+                    ratio = (res[f"cpu_s_{att}"] / max(res[f"steps_{att}"], 1)) / (
+                        res["cpu_s_none"] / res["steps_none"]
+                    )
+                    res[f"step_cost_ratio_{att}"] = ratio
+                    print(f"x{scale}: a {att} step costs {ratio:.2f} none steps")
         methods = {
             "bicubic": lambda lr, s=scale: F.interpolate(
                 lr, scale_factor=s, mode="bicubic", align_corners=False
@@ -172,7 +274,7 @@ def main(argv=None) -> int:
         }
         for split, names in (("photos", HELD_OUT_PHOTOS), ("self-similar", HELD_OUT_SELF_SIMILAR)):
             rows = score(methods, names, scale)
-            report["results"][f"x{scale}"][split] = rows
+            res[split] = rows
             base = rows["bicubic"]["y_psnr"]
             print(f"\nx{scale}, held-out {split} ({', '.join(names)})")
             print(

@@ -67,6 +67,18 @@ def test_colorize_and_upscale(files, capsys):
         assert im.mode == "RGBA" and im.size == (56 * int(scale), 40 * int(scale))
 
 
+def test_colorize_with_shipped_model(files, capsys):
+    out = files["dir"] / "out_m.png"
+    code, err = _run(capsys, "colorize", files["gray.png"], "--reference", files["rgb.png"],
+                     "--model", "psal-w8", "-o", out)  # fmt: skip
+    assert code == 0, err
+    im = np.asarray(Image.open(out).convert("RGB")).astype(np.float64)
+    gray = np.asarray(Image.open(files["gray.png"]).convert("L")).astype(np.float64)
+    assert im.shape[:2] == gray.shape
+    y = 0.299 * im[..., 0] + 0.587 * im[..., 1] + 0.114 * im[..., 2]
+    assert np.abs(y - gray).max() <= 1.0  # luminance kept (8-bit rounding of R, G, B)
+
+
 def test_empty_mask_writes_input_unchanged_with_warning(files, capsys):
     out = files["dir"] / "out.png"
     code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", files["empty.png"], "-o", out)
@@ -92,6 +104,20 @@ def test_empty_mask_writes_input_unchanged_with_warning(files, capsys):
         (["upscale", "{rgb.png}", "--scale", "2.5"], "--scale"),
         (["colorize", "{gray.png}", "--reference", "{gray.png}"], "colour"),
         (["colorize", "{gray.png}", "--reference", "{rgb.png}", "--k", "100000"], "at most 32"),
+        (["colorize", "{gray.png}", "--reference", "{rgb.png}", "--model", "nope"], "psal-w8"),
+        (
+            [
+                "colorize",
+                "{gray.png}",
+                "--reference",
+                "{rgb.png}",
+                "--model",
+                "psal-w8",
+                "--checkpoint",
+                "{dir}",
+            ],
+            "give one",
+        ),
         (["inpaint", "{rgb.png}", "-m", "{mask.png}", "--device", "cuda:7"], "device"),
     ],
 )

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from psal.editing import colorize
-from psal.editing._color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
+from psal.utils.color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
 
 
 def _chroma_psnr(out_rgb: np.ndarray, truth_rgb: np.ndarray) -> float:
@@ -186,3 +186,79 @@ def test_propagation_keeps_objects_one_colour_and_stops_at_edges():
         assert np.abs(c_new[:, inner].mean(1) - c[:, inner].mean(1)).max() < 0.02
     # edges are kept: nothing bleeds from an object into the background
     assert _chroma_psnr(new, truth) >= _chroma_psnr(old, truth) - 0.5
+
+
+def test_forward_backward_error_flags_a_swapped_match():
+    from psal.editing.colorize import forward_backward_error
+
+    h, w = 4, 5
+    ident = torch.arange(h * w).view(1, 1, h, w)
+    assert forward_backward_error(ident, ident).abs().max() == 0
+    fwd = ident.clone()
+    fwd[0, 0, 0, 0], fwd[0, 0, 3, 4] = 19, 0  # two pixels swap their matches
+    err = forward_backward_error(fwd, ident)
+    assert err[0, 0, 0, 0] == pytest.approx(5.0) and err[0, 0, 3, 4] == pytest.approx(5.0)
+    assert int((err > 0).sum()) == 2
+    # a reference of another size: back = flat index into the target's grid
+    back = torch.full((1, 1, 2, 3), 7)
+    err = forward_backward_error(torch.zeros(1, 1, h, w, dtype=torch.long), back)
+    assert err[0, 0, 1, 2] == 0 and err[0, 0, 0, 0] == pytest.approx(np.hypot(1, 2))
+
+
+def test_consistency_accepts_true_matches_and_rejects_flat_look_alikes():
+    from psal.editing.colorize import _match_scales
+
+    rng = np.random.default_rng(0)
+    h, w = 40, 64
+    tex = rng.random((h + 8, w + 8))
+    y = np.full((h, w), 0.5)
+    y[:, :32] = tex[:h, :32] * 0.6 + 0.2
+    yr = np.full((h, w), 0.5)
+    yr[:, :32] = tex[5 : h + 5, 3:35] * 0.6 + 0.2  # the texture seen 5 rows, 3 columns away
+    t = torch.from_numpy(y).float()[None, None]
+    ref = torch.from_numpy(np.stack([yr] * 3)).float()[None]
+    *_, err = _match_scales(
+        t, ref, (1.0,), patch_size=5, k=2, iters=4, window=5, stats_weight=1.0,
+        temperature=None, seed=0, backend="auto", consistency=True,
+    )  # fmt: skip
+    e = err[0, 0].numpy()
+    assert (e[8:-8, 6:24] < 1).mean() > 0.95  # the shared texture: round trips close
+    assert (e[:, 40:] > 2).mean() > 0.9  # the flat region: one look-alike among many
+
+
+def test_consistent_small_detail_keeps_its_colour():
+    # A 4x4 red detail on a gray texture seen by both images: its matches are
+    # consistent, so the propagation keeps it instead of washing it out.
+    rng = np.random.default_rng(0)
+    h, w = 48, 64
+    tex = rng.random((h + 8, w + 8)) * 0.5 + 0.25
+    c = np.zeros((2, h + 8, w + 8))
+    c[:, 20:24, 30:34] = np.array([-0.15, 0.2])[:, None, None]
+
+    def rgb(y, c):
+        out = luma_chroma_to_rgb(torch.from_numpy(y)[None, None], torch.from_numpy(c)[None])
+        return np.rint(out[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+    def chroma(im):
+        t = torch.from_numpy(im.astype(np.float64) / 255).permute(2, 0, 1)[None]
+        return rgb_to_luma_chroma(t)[1][0].numpy()
+
+    truth = rgb(tex[:h, :w], c[:, :h, :w])
+    ref = rgb(tex[5 : h + 5, 3 : w + 3], c[:, 5 : h + 5, 3 : w + 3])
+    gray = np.rint(tex[:h, :w] * 255).astype(np.uint8)
+    err = {}
+    for name, kw in (("checked", {}), ("unchecked", {"consistency": None})):
+        out = colorize(gray, ref, seed=0, **kw)
+        err[name] = np.abs(chroma(out) - chroma(truth))[:, 20:24, 30:34].mean()
+        y_out = luma(torch.from_numpy(out.astype(np.float64) / 255).permute(2, 0, 1)[None])
+        assert np.abs(y_out[0, 0].numpy() * 255 - gray).max() <= 0.5 + 1e-6  # luma kept
+    assert err["checked"] < 0.6 * err["unchecked"], err
+
+
+def test_bad_consistency_options():
+    gray = np.zeros((20, 20), np.uint8)
+    ref = np.zeros((20, 20, 3), np.uint8)
+    with pytest.raises(ValueError, match="consistency"):
+        colorize(gray, ref, consistency=0)
+    with pytest.raises(ValueError, match="trust"):
+        colorize(gray, ref, trust=-1)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from psal.editing._color import luma
 from psal.models import Colorizer, GuidedColorizer, create_model, save_weights
+from psal.utils.color import luma
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +47,7 @@ def test_psal_at_full_resolution_copies_reference_colour():
     # (random) encoder already carries each pixel's own colour: the attended chroma is
     # close to the truth, while "none" on a flipped reference is not
     torch.manual_seed(0)
-    from psal.editing._color import rgb_to_luma_chroma
+    from psal.utils.color import rgb_to_luma_chroma
 
     x = torch.linspace(0, 1, 48)
     ref = torch.stack([x[None].expand(40, 48), x.flip(0)[None].expand(40, 48),
@@ -121,3 +121,49 @@ def test_inference_in_strips_equals_whole_image(strip_rows):
     out = net(y, ref).chroma
     torch.testing.assert_close(out.detach(), whole, rtol=1e-5, atol=1e-5)
     assert out.requires_grad
+
+
+def test_colorizer_imports_point_down():
+    """psal.models.colorizer imports nothing from psal.editing (colour maths in utils)."""
+    import ast
+    from pathlib import Path
+
+    import psal.models.colorizer as mod
+
+    tree = ast.parse(Path(mod.__file__).read_text())
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names.append("." * node.level + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            names.extend(a.name for a in node.names)
+    assert names, "no imports parsed"
+    assert not [n for n in names if "editing" in n], names
+
+
+def test_shipped_weights_load_colour_and_keep_luma():
+    from pathlib import Path
+
+    import tomllib
+
+    from psal.models import Colorizer
+    from psal.models.colorizer import PRETRAINED
+
+    net = Colorizer.from_pretrained("psal-w8", device="cpu")
+    assert net.network.attention == "psal"
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (36, 44), dtype=np.uint8)
+    ref = rng.integers(0, 256, (30, 28, 3), dtype=np.uint8)
+    out = net.colorize(gray, ref, seed=0)
+    t = torch.from_numpy(out.astype(np.float64) / 255).permute(2, 0, 1)[None]
+    assert np.abs(luma(t)[0, 0].numpy() * 255 - gray).max() <= 0.5 + 1e-6
+    with pytest.raises(ValueError, match="psal-w8"):
+        Colorizer.from_pretrained("nope")
+    # the weights are package data (installed with psal), a few MB at most
+    root = Path(__file__).resolve().parents[2]
+    data = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = data["tool"]["setuptools"]["package-data"]["psal"]
+    assert "weights/*.safetensors" in patterns
+    for name in PRETRAINED.values():
+        size = (root / "src" / "psal" / "weights" / name).stat().st_size
+        assert 0 < size < 5 * 2**20

@@ -82,3 +82,17 @@ def test_upscaler_takes_what_psal_upscale_takes():
     assert up.upscale(torch.rand(3, 10, 12), np.int64(2)).shape == (3, 20, 24)
     with pytest.raises(ValueError, match="trained for x2"):
         up.upscale(gray, 3)
+
+
+def test_search_channels_set_the_compared_embeddings_only():
+    torch.manual_seed(0)
+    net = EDSRPSAL(scale=2, width=8, blocks=2, attention="psal", search_channels=3,
+                   attention_options={"k": 2, "iters": 1})  # fmt: skip
+    for block in (net.nonlocal_, net.cross):
+        assert block.q.out_channels == block.k.out_channels == 3
+    assert net.nonlocal_.v.out_channels == 8 and net.cross.v.out_channels == 4
+    torch.nn.init.normal_(net.tail.weight, std=0.1)
+    net(torch.rand(1, 3, 12, 12)).square().mean().backward()
+    assert float(net.cross.q.weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="search_channels"):
+        EDSRPSAL(search_channels=0)

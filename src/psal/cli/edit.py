@@ -46,6 +46,7 @@ examples:
   psal colorize old_photo.png --reference colour_photo.jpg -o coloured.png
   psal colorize gray.png --reference ref.png --patch-size 7 --seed 1 -o out.webp
   psal colorize gray.png --reference ref.png --checkpoint runs/col -o out.png
+  psal colorize gray.png --reference ref.png --model psal-w8 -o out.png
 
 The target's luminance is kept exactly; only the colour comes from the reference.
 """
@@ -55,6 +56,8 @@ examples:
   psal upscale photo.png --scale 2 -o photo_x2.png
   psal upscale small.jpg --scale 4 -o big.png
   psal upscale photo.png --scale 2 --checkpoint runs/sr -o photo_x2.png
+  psal upscale photo.png --scale 2 --model edsr-x2 -o photo_x2.png   # shipped network
+  psal upscale photo.png --model edsr-x2 --ensemble -o photo_x2.png  # 8x slower, better
 """
 
 
@@ -283,6 +286,14 @@ def _colorize(args: argparse.Namespace) -> int:
     from ..utils.io import full_depth
 
     _check_options(args)
+    if args.model is not None:  # before any file is read
+        from ..weights import COLORIZERS as PRETRAINED
+
+        if args.checkpoint:
+            raise CLIError("--model and --checkpoint both choose a network: give one")
+        if args.model not in PRETRAINED:
+            raise CLIError(f"--model must be one of {', '.join(sorted(PRETRAINED))}, "
+                           f"got {args.model!r}")  # fmt: skip
     device = resolve_device(args.device)
     target = load_image(args.target, "TARGET", max_pixels=args.max_pixels)
     reference = load_image(args.reference, "--reference", max_pixels=args.max_pixels)
@@ -292,10 +303,13 @@ def _colorize(args: argparse.Namespace) -> int:
     if isinstance(full_depth(target), np.ndarray):  # a 16-bit colour PNG: kept at 16 bits
         mode += ";16"
     _check_output(args.output, mode, target.size)
-    if args.checkpoint:
+    if args.checkpoint or args.model:
         from ..models import Colorizer
 
-        net = Colorizer.from_checkpoint(args.checkpoint, device=device)
+        if args.model:
+            net = Colorizer.from_pretrained(args.model, device=device)
+        else:
+            net = Colorizer.from_checkpoint(args.checkpoint, device=device)
         work = lambda bar: net.colorize(  # noqa: E731
             full_depth(target), full_depth(reference), seed=args.seed, progress=bar
         )
@@ -329,16 +343,30 @@ def _upscale(args: argparse.Namespace) -> int:
     if scale not in SCALES or str(args.scale).strip() not in {str(s) for s in SCALES}:
         raise CLIError(f"--scale must be one of {', '.join(map(str, SCALES))}, got {args.scale!r}")
     device = resolve_device(args.device)
-    if args.checkpoint is not None:  # the learned network, checked before any work
+    if args.checkpoint is not None and args.model is not None:
+        raise CLIError("--checkpoint and --model cannot be used together")
+    if args.ensemble and args.checkpoint is None and args.model is None:
+        raise CLIError("--ensemble needs --model or --checkpoint (a network)")
+    if args.checkpoint is not None or args.model is not None:  # a network, checked first
         from ..models import Upscaler
+        from ..weights import UPSCALERS
 
+        if args.model is not None and args.model not in UPSCALERS:
+            raise CLIError(f"--model must be one of {', '.join(sorted(UPSCALERS))}, "
+                           f"got {args.model!r}")  # fmt: skip
+        flag, what = (("--checkpoint", args.checkpoint) if args.model is None
+                      else ("--model", args.model))  # fmt: skip
         try:
-            net = Upscaler.from_checkpoint(args.checkpoint, device=device)
+            if args.model is None:
+                net = Upscaler.from_checkpoint(args.checkpoint, device=device,
+                                               ensemble=args.ensemble)  # fmt: skip
+            else:
+                net = Upscaler.from_pretrained(args.model, device=device, ensemble=args.ensemble)
         except (FileNotFoundError, ValueError) as err:
-            raise CLIError(f"--checkpoint: {err}") from None
+            raise CLIError(f"{flag}: {err}") from None
         if net.scale != scale:
-            raise CLIError(f"--scale is {scale} but --checkpoint {args.checkpoint} was "
-                           f"trained for x{net.scale}")  # fmt: skip
+            verb = "was trained for" if args.model is None else "enlarges"
+            raise CLIError(f"--scale is {scale} but {flag} {what} {verb} x{net.scale}")
         upscale = net.upscale
     image = load_image(args.image, "IMAGE", max_pixels=args.max_pixels)
     check_values(image, f"IMAGE {args.image}")
@@ -364,6 +392,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="refuse input images above N pixels, before decoding them "
                    "(default: $PSAL_MAX_PIXELS, else 8192*8192)")  # fmt: skip
+
+
+def _pretrained_names() -> list[str]:
+    from ..weights import UPSCALERS
+
+    return sorted(UPSCALERS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -417,6 +451,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="reference patches averaged, 1 to 32 (default: 2)")  # fmt: skip
     p.add_argument("--checkpoint", default=None, metavar="RUN",
                    help="use the trained colorizer of this run folder or weights file")  # fmt: skip
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="use weights shipped with psal: psal-w8 (docs/colorize.md)")  # fmt: skip
     p.set_defaults(func=_colorize)
 
     p = subparsers.add_parser(
@@ -435,4 +471,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default=None, metavar="RUN",
                    help="use the network trained by 'psal train upscale' (a run folder "
                    "or weights file)")  # fmt: skip
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="use a network shipped with psal: " + ", ".join(_pretrained_names())
+                   + " (default: the training-free method)")  # fmt: skip
+    p.add_argument("--ensemble", action="store_true",
+                   help="with a network: average it over the 8 flips/rotations of the "
+                   "input (8x slower, a little better)")  # fmt: skip
     p.set_defaults(func=_upscale)

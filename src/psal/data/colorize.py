@@ -195,7 +195,7 @@ class ColorizationPairs(Dataset):
         return target.crop((x0, y0, x0 + size, y0 + size)), reference
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        from ..editing._color import rgb_to_luma_chroma
+        from ..utils.color import rgb_to_luma_chroma
 
         target, reference = self.pair(key)
         t = torch.from_numpy(np.asarray(target, dtype=np.float32) / 255).permute(2, 0, 1)

@@ -1,52 +1,11 @@
-"""Colour conversions: luma / chroma (YCbCr, ITU-R BT.601 full range, as in JPEG).
+"""The colour conversions of :mod:`psal.utils.color`, under their former private name.
 
-``Y = 0.299 R + 0.587 G + 0.114 B``, ``Cb = (B - Y) / 1.772``, ``Cr = (R - Y) / 1.402``
-on values in [0, 1]; chroma is centred on 0. :func:`luma_chroma_to_rgb` goes back so
-that the luma of the result is exactly the given Y: chroma that would leave the RGB
-cube is scaled down towards grey (never clipped, which would change the luma).
+They live in :mod:`psal.utils.color` (so that :mod:`psal.models` can use them without
+importing :mod:`psal.editing`); this module re-exports them for the editing tools.
 """
 
 from __future__ import annotations
 
-import torch
+from ..utils.color import KB, KG, KR, luma, luma_chroma_to_rgb, rgb_to_luma_chroma
 
-KR, KG, KB = 0.299, 0.587, 0.114
-
-
-def luma(rgb: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB -> (B, 1, H, W) luma Y."""
-    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
-    return KR * r + KG * g + KB * b
-
-
-def rgb_to_luma_chroma(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 3, H, W) RGB -> ``(Y (B, 1, H, W), CbCr (B, 2, H, W))``."""
-    y = luma(rgb)
-    cb = (rgb[:, 2:3] - y) / (2 * (1 - KB))
-    cr = (rgb[:, 0:1] - y) / (2 * (1 - KR))
-    return y, torch.cat([cb, cr], 1)
-
-
-def luma_chroma_to_rgb(y: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
-    """``Y (B, 1, H, W)`` and ``CbCr (B, 2, H, W)`` -> RGB in [0, 1] whose luma is Y.
-
-    Per pixel, the chroma is multiplied by the largest ``s`` in [0, 1] that keeps R, G,
-    B in [0, 1] (``s = 1`` when it already fits); G is solved from the luma equation so
-    that ``luma(out) == y`` up to floating-point rounding, for ``y`` in [0, 1].
-    """
-    cb, cr = chroma[:, 0:1], chroma[:, 1:2]
-    # offsets of R, G, B from Y per unit of chroma
-    a_r = 2 * (1 - KR) * cr
-    a_b = 2 * (1 - KB) * cb
-    a_g = -(KR * a_r + KB * a_b) / KG
-    s = torch.ones_like(y)
-    yc = y.clamp(0, 1)
-    for a in (a_r, a_g, a_b):
-        up = torch.where(a > 0, (1 - yc) / a.clamp_min(1e-12), torch.ones_like(a))
-        down = torch.where(a < 0, yc / (-a).clamp_min(1e-12), torch.ones_like(a))
-        s = torch.minimum(s, torch.minimum(up, down))
-    s = s.clamp(0, 1)
-    r = y + s * a_r
-    b = y + s * a_b
-    g = (y - KR * r - KB * b) / KG
-    return torch.cat([r, g, b], 1)
+__all__ = ["KB", "KG", "KR", "luma", "luma_chroma_to_rgb", "rgb_to_luma_chroma"]

@@ -15,13 +15,17 @@ are trusted and their colour is propagated over the target, edge-aware.
    another distance in the reference still match).
 4. Patch voting (PSAL's ``aggregation="patch"``) carries the reference's Cb, Cr to the
    target, per scale; the scales are blended per pixel by their match distances.
-5. ``propagate=True``: the confidence of each pixel's colour is ``exp(-d / T)`` of its
-   nearest distance ``d`` times ``exp(-v / spread²)`` of the variance ``v`` of the
-   colours proposed to it (look-alike patches that disagree), floored at ``floor``;
-   the chroma is the weighted least-squares solution of colorization by optimisation
-   (Levin et al. 2004, with the edge weights of Farbman et al. 2008): it stays near
-   confident votes and spreads across flat regions of the target's luminance,
-   stopping at its edges (:mod:`psal.editing._propagate`).
+5. ``propagate=True``: the confidence of each pixel's colour. Forward-backward check:
+   the reference is matched back into the target, and a pixel whose nearest match
+   leads back to itself (within ``consistency`` pixels) is a true correspondence,
+   trusted as voted (confidence ``trust``). The others (flat look-alikes, parts the
+   reference does not show) get ``exp(-d / T)`` of their nearest distance ``d`` times
+   ``exp(-v / spread²)`` of the variance ``v`` of the colours proposed to them,
+   floored at ``floor`` (at most 1). The chroma is the weighted least-squares
+   solution of colorization by optimisation (Levin et al. 2004, with the edge
+   weights of Farbman et al. 2008): it stays near confident votes and spreads across
+   flat regions of the target's luminance, stopping at its edges
+   (:mod:`psal.editing._propagate`).
 
 The target's luminance is kept exactly (chroma that leaves the RGB gamut is
 desaturated, never clipped). ``scales=(1.0,), propagate=False`` is the method of
@@ -41,10 +45,10 @@ from .._checks import check_int, check_patch_size, check_positive_float, resolve
 from .._deprecation import keyword_only
 from ..layers.vote import vote
 from ..patchmatch import patchmatch
+from ..utils.color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
 from ..utils.convert import check_unit_float
 from ..utils.image import ImageLike, from_tensor, to_tensor
 from ..utils.progress import ProgressCallback
-from ._color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
 from ._propagate import propagate as propagate_values
 from ._temperature import wexler_temperature
 
@@ -83,6 +87,30 @@ def _resize(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
 
 
+def forward_backward_error(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
+    """Distance, in target pixels, from each target pixel to the end of its round trip.
+
+    Target pixel ``p`` is matched to reference pixel ``q = forward[p]``, whose own match
+    in the target is ``backward[q]``; the error is ``|backward[q] - p|``. A true
+    correspondence comes back to ``p`` (error about 0); a flat or unmatched region,
+    whose match is one look-alike among many, lands anywhere (Sundaram et al. 2010;
+    the left-right check of stereo).
+
+    Args:
+        forward: (1, 1, H, W) int64 flat indices into the reference (W' columns).
+        backward: (1, 1, H', W') int64 flat indices into the target (W columns).
+
+    Returns:
+        (1, 1, H, W) float32 Euclidean error in pixels.
+    """
+    h, w = forward.shape[-2:]
+    back = backward.reshape(-1)[forward.reshape(-1).clamp_min(0)].view(h, w)
+    yy = torch.arange(h, device=forward.device).view(h, 1)
+    xx = torch.arange(w, device=forward.device).view(1, w)
+    err = ((back // w - yy) ** 2 + (back % w - xx) ** 2).float().sqrt()
+    return err.view(1, 1, h, w)
+
+
 def _match_scales(
     y: torch.Tensor,
     ref: torch.Tensor,
@@ -96,10 +124,16 @@ def _match_scales(
     temperature: float | None,
     seed: int,
     backend: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """Voted chroma (1, 2, H, W); nearest distance, proposals' variance (1, 1, H, W); T."""
+    consistency: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
+    """Votes of every scale, blended per pixel by their match distances.
+
+    Returns voted chroma (1, 2, H, W); nearest distance and proposals' variance (1, 1,
+    H, W); the temperature T; with ``consistency``, the forward-backward error (1, 1,
+    H, W) of the nearest matches, blended over the scales like the votes (else None).
+    """
     q = _features(y, window, stats_weight)
-    votes, dists, temps = [], [], []
+    votes, dists, temps, errors = [], [], [], []
     for j, s in enumerate(scales):
         r = _resize(ref, s)
         if min(r.shape[-2:]) < patch_size:
@@ -118,6 +152,10 @@ def _match_scales(
         votes.append(voted)
         dists.append(field.distances[:, :1].to(y.dtype))
         temps.append(t)
+        if consistency:  # the reference's own nearest patches in the target
+            back = patchmatch(kf, q, k=1, patch_size=patch_size, iters=iters,
+                              seed=seed + 7919 * j + 17, backend=backend)  # fmt: skip
+            errors.append(forward_backward_error(field.indices[:, :1], back.indices))
     t = min(temps)
     d = torch.cat(dists, 1)
     # per pixel, the scales whose patches match best dominate the blend
@@ -127,7 +165,8 @@ def _match_scales(
     chroma = voted[:, :2]
     # weighted variance of the proposed colours: high where look-alike patches disagree
     var = (voted[:, 2:] - chroma * chroma).clamp_min(0).sum(1, keepdim=True)
-    return chroma, d.min(1, keepdim=True).values, var, t
+    err = sum(w[:, i : i + 1] * e.to(y.dtype) for i, e in enumerate(errors)) if errors else None
+    return chroma, d.min(1, keepdim=True).values, var, t, err
 
 
 @keyword_only(2, (), {"iters": "pm_iters"})
@@ -143,10 +182,12 @@ def colorize(
     temperature: float | None = None,
     scales: Sequence[float] = (0.7, 1.0, 1.4),
     propagate: bool = True,
-    smoothness: float = 10.0,
+    smoothness: float = 50.0,
     edge: float = 0.03,
     floor: float = 0.05,
     spread: float = 0.05,
+    consistency: float | None = 2.0,
+    trust: float = 100.0,
     seed: int | None = None,
     device: torch.device | str | None = None,
     backend: str = "auto",
@@ -183,6 +224,17 @@ def colorize(
             proposed to a pixel at which its confidence falls by ``e``: look-alike
             patches of differently coloured objects disagree, and such pixels take
             their colour from their confident surroundings instead.
+        consistency: forward-backward check of the propagation's data term, in
+            target pixels: the reference is also matched back into the target, and
+            a pixel whose nearest match leads back to within about ``consistency``
+            pixels of itself (weight ``exp(-(e / consistency)²)`` of the round-trip
+            error ``e``) is a true correspondence: its vote gets confidence
+            ``trust`` and stays as voted, sharp details included, while the others
+            (flat look-alikes, parts of the target the reference does not show)
+            take their colour mostly from the propagation. None: no check (one
+            PatchMatch per scale instead of two, about a third less time; the
+            confidence is then distance and disagreement only).
+        trust: confidence of a consistent vote (the others have at most 1).
         seed: makes the result reproducible (None: drawn from torch's generator).
         device: torch device for the work (default: the target's, or CPU).
         backend: PatchMatch backend.
@@ -225,6 +277,9 @@ def colorize(
     if not all(0.25 <= s <= 4 for s in scales):
         raise ValueError(f"scales must lie in [0.25, 4], got {scales}")
     smoothness = check_positive_float(smoothness, "smoothness")
+    if consistency is not None:
+        consistency = check_positive_float(consistency, "consistency")
+    trust = check_positive_float(trust, "trust")
     edge = check_positive_float(edge, "edge")
     spread = check_positive_float(spread, "spread")
     floor = float(floor)
@@ -262,16 +317,20 @@ def colorize(
         for i in range(x.shape[0]):
             xi = x[i : i + 1]
             y = _luma_of(xi)
-            chroma, d1, var, t = _match_scales(
+            chroma, d1, var, t, err = _match_scales(
                 y, ref[:, :3], scales, patch_size=patch_size, k=k, iters=pm_iters,
                 window=window, stats_weight=stats_weight, temperature=temperature,
                 seed=seed + i, backend=backend,
+                consistency=propagate and consistency is not None,
             )  # fmt: skip
             if progress is not None:
                 progress(2 * i + 1, total)
             if propagate:
                 conf = torch.exp(-d1 / t) if t != float("inf") else torch.ones_like(d1)
                 conf = (conf * torch.exp(-var / (spread * spread))).clamp_min(floor)
+                if err is not None:  # consistent matches: trusted as voted
+                    ok = torch.exp(-((err / consistency) ** 2))
+                    conf = conf * (1 - ok) + trust * ok
                 chroma = propagate_values(chroma, conf, y, smoothness=smoothness, sigma=edge)
             rgb = luma_chroma_to_rgb(y, chroma)
             if xi.shape[1] in (2, 4):  # keep alpha

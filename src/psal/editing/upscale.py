@@ -159,8 +159,15 @@ def upscale(
     device: torch.device | str | None = None,
     backend: str = "auto",
     progress: ProgressCallback | None = None,
+    model: str | None = None,
+    ensemble: bool = False,
 ) -> ImageLike:
     """Enlarge an image x2, x3 or x4 with detail found in the image itself.
+
+    With ``model`` (the name of a network shipped with psal,
+    :data:`psal.weights.UPSCALERS`), a trained network enlarges the image
+    instead (:meth:`psal.models.Upscaler.from_pretrained`); the search options are then
+    ignored.
 
     Args:
         image: numpy ``(H, W[, C])``, PIL image or tensor ``(C, H, W)`` /
@@ -185,6 +192,10 @@ def upscale(
         device: torch device for the work (default: the input's, or CPU).
         backend: PatchMatch backend.
         progress: called as ``progress(done, total)`` after each tile.
+        model: None (training-free, the default) or a pretrained network's name, e.g.
+            ``"edsr-x2"``; its scale must be ``scale``.
+        ensemble: with ``model``, average the network over the 8 flips/rotations of
+            the input (8 times slower, a little better: see :class:`psal.models.Upscaler`).
 
     Returns:
         The enlarged image, ``H * scale x W * scale``, same kind, dtype and mode as
@@ -192,7 +203,8 @@ def upscale(
         [0, 1]).
 
     Raises:
-        ValueError: a scale other than 2, 3, 4, or an image smaller than a patch.
+        ValueError: a scale other than 2, 3, 4, or an image smaller than a patch; an
+            unknown ``model``, or one trained for another scale.
 
     Example:
         >>> import numpy as np, psal
@@ -201,6 +213,12 @@ def upscale(
         (48, 64, 3)
     """
     scale = check_scale(scale)
+    if not isinstance(ensemble, bool):
+        raise TypeError(f"ensemble must be True or False, got {ensemble!r}")
+    if model is not None:
+        return _upscale_with_model(image, scale, model, seed, device, progress, ensemble)
+    if ensemble:
+        raise ValueError("ensemble=True needs model= (a pretrained network)")
     patch_size = check_patch_size(patch_size)
     k = check_int(k, "k", minimum=1)
     pm_iters = check_int(pm_iters, "pm_iters", minimum=0)
@@ -255,6 +273,24 @@ def upscale(
     if not direct:
         return from_tensor(out, spec)
     return _from_array(out, spec)
+
+
+def _upscale_with_model(image, scale, model, seed, device, progress, ensemble):
+    """:func:`upscale` by the pretrained network ``model`` (checked: name and scale)."""
+    from ..models.upscaler import Upscaler
+    from ..weights import UPSCALERS
+
+    if not isinstance(model, str) or model not in UPSCALERS:
+        raise ValueError(
+            f"model must be one of {', '.join(sorted(UPSCALERS))} (the pretrained "
+            f"upscalers shipped with psal) or None, got {model!r}"
+        )
+    if device is None and isinstance(image, torch.Tensor):
+        device = image.device
+    net = Upscaler.from_pretrained(model, device=device or "cpu", ensemble=ensemble)
+    if net.scale != scale:
+        raise ValueError(f"scale is {scale} but model {model!r} enlarges x{net.scale}")
+    return net.upscale(image, scale, seed=seed, progress=progress)
 
 
 def _from_array(arr: np.ndarray, spec: ImageSpec) -> ImageLike:

@@ -2,7 +2,7 @@
 
 Colour space: YCbCr (ITU-R BT.601 full range, as in JPEG and :func:`psal.colorize`).
 The network predicts the chroma (Cb, Cr, centred on 0); the target's luma Y is kept
-exactly (:func:`psal.editing._color.luma_chroma_to_rgb` desaturates out-of-gamut
+exactly (:func:`psal.utils.color.luma_chroma_to_rgb` desaturates out-of-gamut
 chroma instead of clipping, so the output's luma is the input's).
 
 :class:`GuidedColorizer` (registered as ``"guided_colorizer"``):
@@ -38,11 +38,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_int
-from ..editing._color import rgb_to_luma_chroma
 from ..layers.registry import build_attention
+from ..utils.color import rgb_to_luma_chroma
+from ..weights import COLORIZERS, colorizer_file
 from .registry import register_model
 
-__all__ = ["ATTENTION_MODES", "ColorizeOutput", "Colorizer", "GuidedColorizer"]
+__all__ = ["ATTENTION_MODES", "PRETRAINED", "ColorizeOutput", "Colorizer", "GuidedColorizer"]
+
+#: Weights shipped with psal (``psal/weights/``), by name: see
+#: :meth:`Colorizer.from_pretrained` and ``docs/colorize.md`` for how each was trained.
+PRETRAINED = COLORIZERS
 
 #: ``attention=`` values of :class:`GuidedColorizer`.
 ATTENTION_MODES = ("psal", "dense", "none")
@@ -335,6 +340,22 @@ class Colorizer(nn.Module):
         net.load_state_dict(states["network"])
         return cls(net).to(torch.device(device))
 
+    @classmethod
+    def from_pretrained(cls, name: str, device: torch.device | str | None = None) -> Colorizer:
+        """Load weights shipped with psal, by name (a key of :data:`PRETRAINED`).
+
+        ``"psal-w8"``: ``GuidedColorizer(width=8, attention="psal")`` trained for 10 CPU
+        minutes on photo pairs of six scikit-image photos (none of the benchmark's
+        held-out photos); 0.3 MB. Nothing is downloaded.
+
+        Raises:
+            ValueError: an unknown name (the message lists the known ones).
+        """
+        from importlib import resources
+
+        with resources.as_file(colorizer_file(name)) as path:
+            return cls.from_checkpoint(path, device=device)
+
     @property
     def device(self) -> torch.device:
         """The network's device."""
@@ -371,7 +392,7 @@ class Colorizer(nn.Module):
         import warnings
 
         from .._checks import resolve_seed
-        from ..editing._color import luma, luma_chroma_to_rgb
+        from ..utils.color import luma, luma_chroma_to_rgb
         from ..utils.image import from_tensor, to_tensor
 
         x, spec = to_tensor(target, "target", device=self.device)

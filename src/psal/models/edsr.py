@@ -73,11 +73,13 @@ class _ResBlock(nn.Module):
 class _NonLocal(nn.Module):
     """In-scale self-attention over the whole feature map, residual."""
 
-    def __init__(self, width: int, attention: str, options: dict[str, Any]) -> None:
+    def __init__(
+        self, width: int, attention: str, options: dict[str, Any], search: int | None = None
+    ) -> None:
         super().__init__()
-        emb = max(width // 2, 1)
-        self.q = nn.Conv2d(width, emb, 1)
-        self.k = nn.Conv2d(width, emb, 1)
+        search = search or max(width // 2, 1)
+        self.q = nn.Conv2d(width, search, 1)
+        self.k = nn.Conv2d(width, search, 1)
         self.v = nn.Conv2d(width, width, 1)
         self.out = nn.Conv2d(width, width, 1)
         self.block = build_attention(attention, **options)
@@ -90,12 +92,20 @@ class _NonLocal(nn.Module):
 class _CrossScale(nn.Module):
     """Cross-scale attention: (B, C, H, W) -> (B, C, s*H, s*W) (H, W multiples of s)."""
 
-    def __init__(self, width: int, s: int, attention: str, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        width: int,
+        s: int,
+        attention: str,
+        options: dict[str, Any],
+        search: int | None = None,
+    ) -> None:
         super().__init__()
         emb = max(width // 2, 1)
+        search = search or emb
         self.s = s
-        self.q = nn.Conv2d(width, emb, 1)
-        self.k = nn.Conv2d(width, emb, 1)
+        self.q = nn.Conv2d(width, search, 1)
+        self.k = nn.Conv2d(width, search, 1)
         self.v = nn.Conv2d(width, emb, 1)
         self.out = nn.Conv2d(emb, width, 3, padding=1)
         self.block = build_attention(attention, **options)
@@ -132,6 +142,9 @@ class EDSRPSAL(nn.Module):
         res_scale: residual scaling of the blocks.
         cross_scale: add the cross-scale non-local block.
         in_scale: add the in-scale non-local block.
+        search_channels: channels of the query/key embeddings the attention compares
+            (None: ``width // 2``); the search's cost grows with them, the values keep
+            their channels.
 
     Example:
         >>> net = EDSRPSAL(scale=2, width=8, blocks=2, attention="none")
@@ -149,6 +162,7 @@ class EDSRPSAL(nn.Module):
         res_scale: float = 1.0,
         cross_scale: bool = True,
         in_scale: bool = True,
+        search_channels: int | None = None,
     ) -> None:
         super().__init__()
         from ..editing.upscale import check_scale
@@ -164,11 +178,18 @@ class EDSRPSAL(nn.Module):
         self.head = nn.Conv2d(3, width, 3, padding=1)
         half = blocks // 2
         self.body1 = nn.Sequential(*[_ResBlock(width, res_scale) for _ in range(half)])
-        self.nonlocal_ = _NonLocal(width, attention, options) if in_scale else None
+        search = (
+            None
+            if search_channels is None
+            else check_int(search_channels, "search_channels", minimum=1)
+        )
+        self.nonlocal_ = _NonLocal(width, attention, options, search) if in_scale else None
         self.body2 = nn.Sequential(*[_ResBlock(width, res_scale) for _ in range(blocks - half)])
         self.body_end = nn.Conv2d(width, width, 3, padding=1)
         self.xs = 2 if self.scale == 4 else self.scale  # cross-scale factor
-        self.cross = _CrossScale(width, self.xs, attention, options) if cross_scale else None
+        self.cross = (
+            _CrossScale(width, self.xs, attention, options, search) if cross_scale else None
+        )
         stages = [2, 2] if self.scale == 4 else [self.scale]
         self.up = nn.ModuleList(
             nn.Sequential(nn.Conv2d(width, s * s * width, 3, padding=1), nn.PixelShuffle(s))

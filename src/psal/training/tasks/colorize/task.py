@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from ....data.colorize import ColorizationPairs, find_pair_sources, split_sources
-from ....editing._color import luma_chroma_to_rgb
 from ....metrics import psnr, ssim
 from ....models import Colorizer, create_model
+from ....utils.color import luma_chroma_to_rgb
 from ...optim import make_scheduler
 from ...runtime import Runtime
 from .. import register_task
