@@ -115,7 +115,8 @@ def test_learned_inpaint_equals_the_cli(tmp_path, capsys):
     Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "mask.png")
     out = actions.run_inpaint(img, hole, seed=2, method=actions.LEARNED_METHOD, models=models)
     code = main(["inpaint", str(tmp_path / "in.png"), "-m", str(tmp_path / "mask.png"),
-                 "--checkpoint", str(ckpt), "--seed", "2", "-q", "-o", str(tmp_path / "cli.png")])  # fmt: skip
+                 "--checkpoint", str(ckpt), "--seed", "2", "--dilate", "0", "-q",
+                 "-o", str(tmp_path / "cli.png")])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert np.array_equal(np.asarray(out), np.asarray(Image.open(tmp_path / "cli.png")))
     with pytest.raises(ValueError, match=r"no learned inpaint model is loaded.*--checkpoint"):
