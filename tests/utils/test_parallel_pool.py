@@ -1,0 +1,61 @@
+"""The kernel thread pool: kept between calls, safe in forked children and when nested."""
+
+import multiprocessing as mp
+
+import numba
+import numpy as np
+import pytest
+
+from psal.utils import parallel
+
+
+def _fill(out, lo, hi):
+    out[lo:hi] = np.arange(lo, hi)
+
+
+def _nested(out, lo, hi):
+    for i in range(lo, hi):
+        inner = np.zeros(4)
+        parallel.run_chunked(_fill, 4, inner)  # runs inline on a pool thread
+        out[i] = inner.sum()
+
+
+def _in_child(queue):
+    out = np.zeros(64)
+    parallel.run_chunked(_fill, 64, out)
+    queue.put(float(out.sum()))
+
+
+@pytest.fixture
+def two_threads():
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    yield
+    numba.set_num_threads(old)
+
+
+def test_pool_is_reused_and_results_are_complete(two_threads):
+    if parallel.num_threads() < 2:
+        pytest.skip("one thread: no pool")
+    out = np.zeros(100)
+    parallel.run_chunked(_fill, 100, out)
+    pool = parallel._POOL
+    assert pool is not None and np.array_equal(out, np.arange(100))
+    parallel.run_chunked(_fill, 100, out)
+    assert parallel._POOL is pool
+    nested = np.zeros(10)
+    parallel.run_chunked(_nested, 10, nested)  # no deadlock
+    assert np.all(nested == 6)
+
+
+def test_forked_child_gets_a_fresh_pool(two_threads):
+    if parallel.num_threads() < 2 or "fork" not in mp.get_all_start_methods():
+        pytest.skip("needs two threads and fork")
+    parallel.run_chunked(_fill, 64, np.zeros(64))  # the parent's pool exists
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == float(np.arange(64).sum())
