@@ -395,10 +395,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "(default: $PSAL_MAX_PIXELS, else 8192*8192)")  # fmt: skip
 
 
-def _pretrained_names() -> list[str]:
-    from ..weights import UPSCALERS
+def _pretrained_names(task: str = "upscale") -> list[str]:
+    from ..weights import COLORIZERS, UPSCALERS
 
-    return sorted(UPSCALERS)
+    return sorted(UPSCALERS if task == "upscale" else COLORIZERS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -453,7 +453,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default=None, metavar="RUN",
                    help="use the trained colorizer of this run folder or weights file")  # fmt: skip
     p.add_argument("--model", default=None, metavar="NAME",
-                   help="use weights shipped with psal: psal-w8 (docs/colorize.md)")  # fmt: skip
+                   help="use weights shipped with psal: "
+                   f"{', '.join(_pretrained_names('colorize'))} (docs/colorize.md)")  # fmt: skip
     p.set_defaults(func=_colorize)
 
     p = subparsers.add_parser(

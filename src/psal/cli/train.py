@@ -31,6 +31,9 @@ Settings: the task's defaults < --resume's stored config < --config FILE < optio
 section.key=value overrides. Without --resume, --out must not hold a run's checkpoints
 already; --resume without --out writes into the checkpoint's own run folder only.
 config.json, TensorBoard logs and checkpoints are written once the first step has run.
+A resumed run continues exactly where it stopped when its settings are unchanged; a
+new --steps also moves the learning-rate schedule's milestones (step, cosine), so the
+rest of the run differs from one started with those steps.
 """
 
 
