@@ -34,7 +34,6 @@ psal 0.1 (per-pixel votes only), kept for comparison in ``benchmarks/colorize.py
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -45,7 +44,13 @@ from .._checks import check_int, check_patch_size, check_positive_float, resolve
 from .._deprecation import keyword_only
 from ..layers.vote import vote
 from ..patchmatch import patchmatch
-from ..utils.color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
+from ..utils.color import (
+    check_reference,
+    luma,
+    luma_chroma_to_rgb,
+    rgb_to_luma_chroma,
+    warn_colour_target,
+)
 from ..utils.convert import check_unit_float
 from ..utils.image import ImageLike, from_tensor, to_tensor
 from ..utils.progress import ProgressCallback
@@ -290,13 +295,7 @@ def colorize(
         check_unit_float(np.asarray(target), "target")
     ref, _ = to_tensor(reference, "reference", device=x.device)
     ref = ref.to(x.dtype)
-    if ref.shape[1] < 3:
-        raise ValueError(
-            "reference must be a colour image (3 or 4 channels): a colour reference is "
-            f"needed, got {ref.shape[1]} channel(s)"
-        )
-    if ref.shape[0] != 1:
-        raise ValueError(f"reference must be a single image, got a batch of {ref.shape[0]}")
+    check_reference(ref)
     hr, wr = ref.shape[-2:]
     if patch_size > min(hr, wr) or patch_size > min(x.shape[-2:]):
         raise ValueError(
@@ -304,12 +303,7 @@ def colorize(
             f"{x.shape[-2]}) or the reference ({wr}x{hr})"
         )
     seed = resolve_seed(seed)
-    if x.shape[1] >= 3 and bool((x[:, :3].amax(1) - x[:, :3].amin(1) > 1 / 510).any()):
-        warnings.warn(
-            "target is a colour image: its luminance is used and its colours replaced",
-            UserWarning,
-            stacklevel=2,
-        )
+    warn_colour_target(x)
 
     outs = []
     total = 2 * x.shape[0]

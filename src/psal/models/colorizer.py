@@ -389,27 +389,14 @@ class Colorizer(nn.Module):
             The coloured image, same kind and dtype as ``target``, 3 channels (4 with
             alpha); its luma equals the target's (to rounding for integer types).
         """
-        import warnings
-
         from .._checks import resolve_seed
-        from ..utils.color import luma, luma_chroma_to_rgb
+        from ..utils.color import check_reference, luma, luma_chroma_to_rgb, warn_colour_target
         from ..utils.image import from_tensor, to_tensor
 
         x, spec = to_tensor(target, "target", device=self.device)
         ref, _ = to_tensor(reference, "reference", device=self.device)
-        if ref.shape[1] < 3:
-            raise ValueError(
-                "reference must be a colour image (3 or 4 channels): a colour reference is "
-                f"needed, got {ref.shape[1]} channel(s)"
-            )
-        if ref.shape[0] != 1:
-            raise ValueError(f"reference must be a single image, got a batch of {ref.shape[0]}")
-        if x.shape[1] >= 3 and bool((x[:, :3].amax(1) - x[:, :3].amin(1) > 1 / 510).any()):
-            warnings.warn(
-                "target is a colour image: its luminance is used and its colours replaced",
-                UserWarning,
-                stacklevel=2,
-            )
+        check_reference(ref)
+        warn_colour_target(x)
         torch.manual_seed(resolve_seed(seed))
         outs = []
         for i in range(x.shape[0]):

@@ -4,9 +4,15 @@
 on values in [0, 1]; chroma is centred on 0. :func:`luma_chroma_to_rgb` goes back so
 that the luma of the result is exactly the given Y: chroma that would leave the RGB
 cube is scaled down towards grey (never clipped, which would change the luma).
+
+
+:func:`check_reference` and :func:`warn_colour_target` are the input checks the
+training-free and the learned colorizers share.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 
@@ -50,3 +56,33 @@ def luma_chroma_to_rgb(y: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     b = y + s * a_b
     g = (y - KR * r - KB * b) / KG
     return torch.cat([r, g, b], 1)
+
+
+def check_reference(reference: torch.Tensor) -> None:
+    """Check a colorization's reference: one (1, 3|4, Hr, Wr) colour image.
+
+    Raises:
+        ValueError: a reference without colour, or a batch of references.
+    """
+    if reference.shape[1] < 3:
+        raise ValueError(
+            "reference must be a colour image (3 or 4 channels): a colour reference is "
+            f"needed, got {reference.shape[1]} channel(s)"
+        )
+    if reference.shape[0] != 1:
+        raise ValueError(f"reference must be a single image, got a batch of {reference.shape[0]}")
+
+
+def warn_colour_target(target: torch.Tensor) -> None:
+    """Warn when a (B, C, H, W) target to colorize has colour.
+
+    Its luminance is used and its colours replaced (``UserWarning``, attributed to the
+    caller of the function that calls this one).
+    """
+    rgb = target[:, :3]
+    if target.shape[1] >= 3 and bool((rgb.amax(1) - rgb.amin(1) > 1 / 510).any()):
+        warnings.warn(
+            "target is a colour image: its luminance is used and its colours replaced",
+            UserWarning,
+            stacklevel=3,
+        )
