@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -44,7 +43,7 @@ from _common import (
     peak_start,
     print_table,
     skimage_photo,
-    sync,
+    timeit,
 )
 
 K, PATCH, ITERS = 3, 3, 5
@@ -60,14 +59,7 @@ def measure(fn, device: torch.device, repeats: int) -> tuple[float, float]:
     base = peak_start(device)
     fn()  # warm-up, and the memory measurement
     peak = peak_end(device, base)
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), peak
+    return timeit(fn, device, repeats=repeats, warmup=0), peak
 
 
 def engine_rows(size, device, args) -> list[dict]:
