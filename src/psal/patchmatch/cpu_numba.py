@@ -443,26 +443,26 @@ def _projections(
     mu = sample.mean(0)
     cov = (sample - mu).T @ (sample - mu)
     r = p // 2
+    # spatial functions: the constant, and for p >= 3 the x and y ramps (their 1-D
+    # profile ``ramp``; _moments_tasks applies them separably)
+    s = 3 if p >= 3 else 1
     coords = torch.arange(p, dtype=torch.float64) - r
-    spatial = [torch.full((p, p), 1.0 / p, dtype=torch.float64)]
-    if p >= 3:
-        ramp = coords / coords.square().sum().sqrt() / p**0.5
-        spatial += [ramp.view(1, p).expand(p, p), ramp.view(p, 1).expand(p, p)]
-    mc = max(1, min(c, PROJ_DIMS // len(spatial)))
+    ramp = coords / coords.square().sum().sqrt() / p**0.5 if s == 3 else torch.zeros(p)
+    ramp = ramp.to(dtype).numpy()
+    mc = max(1, min(c, PROJ_DIMS // s))
     evals, evecs = torch.linalg.eigh(cov)
     if float(evals[-mc:].sum()) < MIN_CAPTURED * float(evals.sum().clamp_min(1e-30)):
         # incoherent channels (e.g. noise): the bound would reject nothing
         empty = np.zeros((b, 1, 0), dtype=np.float32 if dtype == torch.float32 else np.float64)
         return empty, empty
     v = evecs[:, -mc:].flip(1).to(dtype).contiguous()  # (C, mc)
-    ramp_1d = (ramp if p >= 3 else torch.zeros(p, dtype=torch.float64)).to(dtype).numpy()
     proj = []
     for x in (q, k) if not _same(query, key) else (q,):
         xc = torch.nn.functional.conv2d(x - mu.to(dtype).view(1, c, 1, 1), v.T[:, :, None, None])
         xp = pad_reflect(xc, r).contiguous().numpy()
         hh, ww = x.shape[-2:]
-        out = np.empty((b, hh * ww, mc * len(spatial)), dtype=xp.dtype)
-        run_chunked(_moments_tasks, b * mc, xp, ramp_1d, len(spatial), out)
+        out = np.empty((b, hh * ww, mc * s), dtype=xp.dtype)
+        run_chunked(_moments_tasks, b * mc, xp, ramp, s, out)
         proj.append(out)
     return proj[0], proj[-1]
 
