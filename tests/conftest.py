@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -38,17 +40,32 @@ def photo(name: str = "astronaut", size: int | tuple[int, int] = 64) -> torch.Te
     return torch.from_numpy(im).permute(2, 0, 1)[None].float().contiguous()
 
 
+@contextlib.contextmanager
+def _threads_of_one():
+    import numba
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])
+
+
 @pytest.fixture
 def one_thread():
     """Run on one torch and one numba thread, restored after.
 
     Tiny networks run faster on one thread (no OpenMP hand-offs between 2 busy cores).
     """
-    import numba
+    with _threads_of_one():
+        yield
 
-    before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(before[0])
-    numba.set_num_threads(before[1])
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """``one_thread`` for a whole module (tiny images: thread start-up costs more)."""
+    with _threads_of_one():
+        yield

@@ -8,17 +8,8 @@ from PIL import Image
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _single_thread():
+def _single_thread(one_thread_module):
     """One numba and one torch thread: on tiny images thread start-up costs more."""
-    import numba
-    import torch
-
-    before = numba.get_num_threads(), torch.get_num_threads()
-    numba.set_num_threads(1)
-    torch.set_num_threads(1)
-    yield
-    numba.set_num_threads(before[0])
-    torch.set_num_threads(before[1])
 
 
 @pytest.fixture

@@ -29,15 +29,8 @@ SUFFIXES = (".png", ".png", ".tif", ".webp", ".jpg", ".bmp", "")
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import numba
-
-    before = numba.get_num_threads(), torch.get_num_threads()
-    numba.set_num_threads(1)
-    torch.set_num_threads(1)
-    yield
-    numba.set_num_threads(before[0])
-    torch.set_num_threads(before[1])
+def _one_thread(one_thread_module):
+    """Every case here is a tiny input: one numba and one torch thread."""
 
 
 def _run(capsys, argv: list) -> tuple[int, str]:
