@@ -55,6 +55,16 @@ def _check_output(code: int, err: str, out_dir: Path, out: Path) -> Image.Image:
     return result
 
 
+def _run_checked(capsys, argv: list, out_dir: Path, out: Path) -> Image.Image | None:
+    """Run a command: its output image, or None after checking its failure was clean."""
+    code, err = _run(capsys, argv)
+    event(f"exit {code}")
+    if code != 0:
+        _check_failure(code, err, out_dir)
+        return None
+    return _check_output(code, err, out_dir, out)
+
+
 def _values(image: Image.Image) -> np.ndarray:
     arr = np.asarray(image)
     return arr.astype(np.int64) if arr.dtype.kind in "uib" else arr
@@ -128,12 +138,9 @@ def test_fuzz_inpaint(capsys, image, mask, opts, dilate_by, threshold, mask_size
         argv = ["inpaint", src, "--mask", mpath, "--dilate", dilate_by, *_common(opts, out)]
         if threshold is not None:
             argv += ["--mask-threshold", threshold]
-        code, err = _run(capsys, argv)
-        event(f"exit {code}")
-        if code != 0:
-            _check_failure(code, err, out_dir)
+        result = _run_checked(capsys, argv, out_dir, out)
+        if result is None:
             return
-        result = _check_output(code, err, out_dir, out)
         source = load_image(src)
         assert result.size == source.size
         if out.suffix not in LOSSLESS:
@@ -168,12 +175,9 @@ def test_fuzz_colorize(capsys, target, reference, opts, k):
         argv = ["colorize", src, "--reference", ref, *_common(opts, out)]
         if k is not None:
             argv += ["--k", k]
-        code, err = _run(capsys, argv)
-        event(f"exit {code}")
-        if code != 0:
-            _check_failure(code, err, out_dir)
+        result = _run_checked(capsys, argv, out_dir, out)
+        if result is None:
             return
-        result = _check_output(code, err, out_dir, out)
         assert result.size == load_image(src).size
         assert result.mode in ("RGB", "RGBA")
 
@@ -187,12 +191,10 @@ def test_fuzz_upscale(capsys, image, opts, scale):
         (out_dir := tmp / "out").mkdir()
         src = write(tmp, image[0], image[1])
         out = out_dir / f"result{opts['suffix']}"
-        code, err = _run(capsys, ["upscale", src, "--scale", scale, *_common(opts, out)])
-        event(f"exit {code}")
-        if code != 0:
-            _check_failure(code, err, out_dir)
+        argv = ["upscale", src, "--scale", scale, *_common(opts, out)]
+        result = _run_checked(capsys, argv, out_dir, out)
+        if result is None:
             return
-        result = _check_output(code, err, out_dir, out)
         w, h = load_image(src).size
         assert result.size == (w * int(scale), h * int(scale))
 
