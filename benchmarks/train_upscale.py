@@ -101,6 +101,8 @@ def network_kwargs(args: argparse.Namespace, attention: str, scale: int) -> dict
           "in_scale": args.in_scale, "search_channels": args.search_channels}  # fmt: skip
     if attention == "psal":
         kw["attention_options"] = {"k": args.psal_k, "iters": args.pm_iters}
+    if args.guide != "features":  # (the key is left out for the old networks' descriptions)
+        kw["guide"] = args.guide
     return kw
 
 
@@ -211,6 +213,13 @@ def main(argv=None) -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="the in-scale non-local block (every variant)",
+    )
+    p.add_argument(
+        "--guide",
+        choices=("features", "image", "both"),
+        default="features",
+        help="what the cross-scale block searches (every variant): the learned features "
+        "(Mei et al.), the input image (internal examples, Glasner et al.) or both",
     )
     p.add_argument("--search-channels", type=int, default=4)
     p.add_argument("--psal-k", type=int, default=2)

@@ -96,3 +96,79 @@ def test_search_channels_set_the_compared_embeddings_only():
     assert float(net.cross.q.weight.grad.abs().sum()) > 0
     with pytest.raises(ValueError, match="search_channels"):
         EDSRPSAL(search_channels=0)
+
+
+@pytest.mark.parametrize("guide", ["image", "both"])
+@pytest.mark.parametrize("scale", [2, 4])
+def test_image_guide_shapes_and_same_parameters_as_none(guide, scale):
+    """guide="image": the ablation stays one flag, with the same parameters."""
+    torch.manual_seed(0)
+    nets = {a: EDSRPSAL(scale=scale, width=8, blocks=2, attention=a, guide=guide,
+                        attention_options={"k": 2, "iters": 1}) for a in ("psal", "none")}  # fmt: skip
+    shapes = [{k: v.shape for k, v in n.named_parameters()} for n in nets.values()]
+    assert shapes[0] == shapes[1]
+    assert (nets["psal"].cross is not None) == (guide == "both")
+    x = torch.rand(2, 3, 13, 10)
+    for net in nets.values():
+        assert net(x).shape == (2, 3, 13 * scale, 10 * scale)
+
+
+def test_image_guide_brings_back_the_detail_of_the_larger_patch():
+    """Queries: image pixels; keys: the image shrunk by s; values: the detail blocks."""
+    from psal.models.edsr import _ImageGuide
+
+    g = _ImageGuide(4, 2, "dense", {"patch_size": 1, "temperature": 1e-7, "normalize": False})
+    x = torch.rand(1, 3, 8, 8)
+    a = g.attend(x)  # (1, 3 * 2 * 2, 8, 8)
+    F = torch.nn.functional
+    small = F.interpolate(x, size=(4, 4), mode="bicubic", align_corners=False, antialias=True)
+    detail = x - F.interpolate(small, size=(8, 8), mode="bicubic", align_corners=False)
+    d = (x[0].reshape(3, -1, 1) - small[0].reshape(3, 1, -1)).square().sum(0)
+    best = d.argmin(1)
+    v = F.pixel_unshuffle(detail, 2)[0].reshape(12, -1)
+    torch.testing.assert_close(a[0].reshape(12, -1), v[:, best], atol=1e-4, rtol=1e-4)
+
+
+def test_image_guide_search_changes_the_output_and_learns():
+    """The same weights with and without the search differ; gradients reach the guide."""
+    torch.manual_seed(0)
+    kw = {"scale": 2, "width": 8, "blocks": 2, "guide": "image", "in_scale": False}
+    psal_net = EDSRPSAL(attention="psal", **kw)
+    none_net = EDSRPSAL(attention="none", **kw)
+    none_net.load_state_dict(psal_net.state_dict())
+    x = torch.rand(1, 3, 16, 16)
+    bic = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(psal_net(x), bic)  # untrained: bicubic (tail, gain at zero)
+    with torch.no_grad():
+        for net in (psal_net, none_net):
+            net.guide.gain.fill_(1.0)
+        assert float((psal_net(x) - none_net(x)).abs().max()) > 1e-2
+    torch.nn.init.normal_(psal_net.tail.weight, std=0.1)
+    psal_net(x).square().mean().backward()
+    g = psal_net.guide
+    for p in (g.log_scale, g.gain, g.out.weight):
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="guide"):
+        EDSRPSAL(guide="pixels")
+
+
+def test_image_guide_strips_equal_the_whole():
+    torch.manual_seed(0)
+    net = EDSRPSAL(scale=4, width=8, blocks=2, attention="dense", guide="both").eval()
+    torch.nn.init.normal_(net.tail.weight, std=0.1)
+    torch.nn.init.normal_(net.guide.gain, std=0.5)
+    x = torch.rand(1, 3, 26, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(net.enlarge(x, rows=7), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_the_shipped_features_network_still_gives_its_output():
+    """edsr-x2 (no ``guide`` in its description) loads as before: pinned output."""
+    up = Upscaler.from_pretrained("edsr-x2")
+    assert up.network.guide is None and up.network.cross is not None
+    x = torch.rand(1, 3, 20, 18, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = up.network(x)
+    assert float(y.sum()) == pytest.approx(2161.1389, abs=2e-3)
+    expected = torch.tensor([0.236058, 0.675688, -0.272095])
+    torch.testing.assert_close(y[0, :, 7, 11], expected, atol=1e-5, rtol=0)

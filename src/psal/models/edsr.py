@@ -42,10 +42,13 @@ from .._checks import check_choice, check_float_tensor, check_int
 from ..layers.registry import build_attention
 from .registry import register_model
 
-__all__ = ["ATTENTIONS", "EDSRPSAL", "edsr_psal"]
+__all__ = ["ATTENTIONS", "EDSRPSAL", "GUIDES", "edsr_psal"]
 
 #: Attention choices of the super-resolution network.
 ATTENTIONS = ("psal", "dense", "none")
+
+#: What the cross-scale block searches (``guide``): learned features, the input image, both.
+GUIDES = ("features", "image", "both")
 
 #: Input rows of context around a strip in :meth:`EDSRPSAL.enlarge` (the tail's reach:
 #: 3x3 convolutions and the bicubic base; a multiple of 6 so strips stay on the grids).
@@ -56,6 +59,12 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "psal": {"k": 4, "patch_size": 3},
     "dense": {"patch_size": 3},
     "none": {},
+}
+
+#: Default options of the image-guided cross-scale block (raw pixels, not normalised).
+_GUIDE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "psal": {"k": 4, "patch_size": 3, "iters": 2, "normalize": False, "temperature": 0.03},
+    "dense": {"patch_size": 3, "normalize": False, "temperature": 0.03},
 }
 
 
@@ -128,6 +137,58 @@ class _CrossScale(nn.Module):
         return self.project(self.attend(f))
 
 
+class _ImageGuide(nn.Module):
+    """Cross-scale internal examples searched on the input image (Glasner et al. 2009).
+
+    ``attend(x)``: x (B, 3, H, W) the (padded) input image in [0, 1], H, W multiples of
+    ``s`` -> (B, 3*s*s, H, W). Queries are the image's patches, keys those of the image
+    shrunk by ``s`` (antialiased bicubic), values the ``s x s`` blocks of the image's
+    *detail* (``x`` minus its shrunk-and-enlarged copy: what a patch has that its smaller
+    copy lacks) under each key pixel, so each match brings back the detail of the ``s``
+    times larger patch it came from. ``project(a, size)``: the blocks put on the ``s``
+    times finer grid (B, 3, s*H, s*W): (features (B, width, s*H, s*W) to add to the
+    upsampler's, the detail estimate enlarged to ``size`` (bicubic) and weighted by a
+    learnable per-channel gain that starts at zero).
+
+    The patch distances are those of the pixels scaled by ``exp(log_scale)`` (a learnable
+    parameter: the softmax temperature is ``T exp(-2 log_scale)``), so the temperature
+    learns while the search (PatchMatch on 3 channels) stays the same. With attention
+    ``"none"`` every query takes the detail block at its own position (no search): the
+    same parameters, and the baseline the search is compared with.
+    """
+
+    def __init__(self, width: int, s: int, attention: str, options: dict[str, Any]) -> None:
+        super().__init__()
+        self.s = s
+        self.log_scale = nn.Parameter(torch.zeros(()))
+        self.gain = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.out = nn.Conv2d(3, width, 3, padding=1)
+        self.block = build_attention(attention, **options)
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """The global part: (B, 3, H, W) image -> (B, 3*s*s, H, W) detail blocks."""
+        h, w = x.shape[-2:]
+        s = self.s
+        aa = x.device.type in ("cpu", "cuda")
+        small = F.interpolate(x, size=(h // s, w // s), mode="bicubic", align_corners=False,
+                              antialias=aa)  # fmt: skip
+        detail = x - F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
+        value = F.pixel_unshuffle(detail, s)  # (B, 3*s*s, H/s, W/s): the larger patches
+        c = self.log_scale.exp()
+        out, _ = self.block(x * c, small * c, value)
+        return out.to(x.dtype)
+
+    def project(
+        self, a: torch.Tensor, size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The local part: (features at s times the input grid, detail at ``size``)."""
+        d = F.pixel_shuffle(a, self.s)
+        feat = self.out(d)
+        if tuple(d.shape[-2:]) != tuple(size):
+            d = F.interpolate(d, size=size, mode="bicubic", align_corners=False)
+        return feat, self.gain * d
+
+
 class EDSRPSAL(nn.Module):
     """EDSR-style super-resolution network with PSAL non-local blocks.
 
@@ -145,6 +206,14 @@ class EDSRPSAL(nn.Module):
         search_channels: channels of the query/key embeddings the attention compares
             (None: ``width // 2``); the search's cost grows with them, the values keep
             their channels.
+        guide: what the cross-scale block searches: ``"features"`` (the body's learned
+            features, Mei et al. 2020), ``"image"`` (the input image's own patches
+            against the image shrunk by the cross-scale factor, bringing back the detail
+            of the larger patches: Glasner et al. 2009's internal examples, useful from
+            the first step; :class:`_ImageGuide`) or ``"both"``.
+        guide_options: options of the image-guided block (default for psal: ``k=4``,
+            ``patch_size=3``, ``iters=2``, ``normalize=False``, ``temperature=0.03``;
+            for dense: the same without ``k`` and ``iters``).
 
     Example:
         >>> net = EDSRPSAL(scale=2, width=8, blocks=2, attention="none")
@@ -163,6 +232,8 @@ class EDSRPSAL(nn.Module):
         cross_scale: bool = True,
         in_scale: bool = True,
         search_channels: int | None = None,
+        guide: str = "features",
+        guide_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         from ..editing.upscale import check_scale
@@ -187,9 +258,14 @@ class EDSRPSAL(nn.Module):
         self.body2 = nn.Sequential(*[_ResBlock(width, res_scale) for _ in range(blocks - half)])
         self.body_end = nn.Conv2d(width, width, 3, padding=1)
         self.xs = 2 if self.scale == 4 else self.scale  # cross-scale factor
-        self.cross = (
-            _CrossScale(width, self.xs, attention, options, search) if cross_scale else None
-        )
+        self.guide_kind = check_choice(guide, "guide", GUIDES)
+        features = cross_scale and guide in ("features", "both")
+        self.cross = _CrossScale(width, self.xs, attention, options, search) if features else None
+        gopts = {} if attention == "none" else dict(_GUIDE_DEFAULTS[attention])
+        if attention != "none":
+            gopts.update(guide_options or {})
+        image = cross_scale and guide in ("image", "both")
+        self.guide = _ImageGuide(width, self.xs, attention, gopts) if image else None
         stages = [2, 2] if self.scale == 4 else [self.scale]
         self.up = nn.ModuleList(
             nn.Sequential(nn.Conv2d(width, s * s * width, 3, padding=1), nn.PixelShuffle(s))
@@ -208,21 +284,35 @@ class EDSRPSAL(nn.Module):
         return f + self.body_end(self.body2(g))
 
     def upsample(
-        self, f: torch.Tensor, x: torch.Tensor, attended: torch.Tensor | None = None
+        self, f: torch.Tensor, x: torch.Tensor, attended: tuple | None = None
     ) -> torch.Tensor:
         """The tail: features and input -> the enlarged image (local operations only).
 
-        ``attended`` is the cross-scale block's global part (computed here if None).
+        ``attended`` is :meth:`attend`'s pair, the cross-scale blocks' global parts
+        (computed here if None).
         """
+        a, g = attended if attended is not None else self.attend(f, x)
         hr = self.up[0](f)
         if self.cross is not None:
-            a = self.cross.attend(f) if attended is None else attended
             hr = hr + self.cross.project(a)
+        size = (x.shape[-2] * self.scale, x.shape[-1] * self.scale)
+        detail = None
+        if self.guide is not None:
+            feat, detail = self.guide.project(g, size)
+            hr = hr + feat
         for stage in self.up[1:]:
             hr = stage(hr)
-        size = (x.shape[-2] * self.scale, x.shape[-1] * self.scale)
         base = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
-        return base + self.tail(hr)
+        out = base + self.tail(hr)
+        return out if detail is None else out + detail
+
+    def attend(
+        self, f: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The cross-scale blocks' global parts (features, image), None where absent."""
+        a = self.cross.attend(f) if self.cross is not None else None
+        g = self.guide.attend(x) if self.guide is not None else None
+        return a, g
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         x = check_float_tensor(x, "x", ndim=4)
@@ -261,7 +351,7 @@ class EDSRPSAL(nn.Module):
         h, w = x.shape[-2:]
         xp = self._pad(x)
         f = self.features(xp)
-        a = self.cross.attend(f) if self.cross is not None else None
+        a, g = self.attend(f, xp)
         hp = xp.shape[-2]
         s = self.scale
         step = max(rows - rows % self.xs, self.xs)
@@ -270,7 +360,8 @@ class EDSRPSAL(nn.Module):
             y1 = min(y0 + step, hp)
             a0, a1 = max(y0 - HALO, 0), min(y1 + HALO, hp)  # multiples of xs: HALO is even
             part = self.upsample(f[..., a0:a1, :], xp[..., a0:a1, :],
-                                 None if a is None else a[..., a0:a1, :])  # fmt: skip
+                                 (None if a is None else a[..., a0:a1, :],
+                                  None if g is None else g[..., a0:a1, :]))  # fmt: skip
             out[..., y0 * s : y1 * s, :] = part[..., (y0 - a0) * s : (y1 - a0) * s, :]
         return out[..., : h * s, : w * s]
 
