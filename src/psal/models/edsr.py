@@ -178,9 +178,7 @@ class _ImageGuide(nn.Module):
         out, _ = self.block(x * c, small * c, value)
         return out.to(x.dtype)
 
-    def project(
-        self, a: torch.Tensor, size: tuple[int, int]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def project(self, a: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The local part: (features at s times the input grid, detail at ``size``)."""
         d = F.pixel_shuffle(a, self.s)
         feat = self.out(d)
