@@ -115,7 +115,7 @@ def test_image_guide_shapes_and_same_parameters_as_none(guide, scale):
 
 def test_image_guide_brings_back_the_detail_of_the_larger_patch():
     """Queries: image pixels; keys: the image shrunk by s; values: the detail blocks."""
-    from psal.models.edsr import _ImageGuide
+    from psal.models.edsr import _ImageGuide, mean_free
 
     g = _ImageGuide(4, 2, "dense", {"patch_size": 1, "temperature": 1e-7, "normalize": False})
     x = torch.rand(1, 3, 8, 8)
@@ -123,8 +123,12 @@ def test_image_guide_brings_back_the_detail_of_the_larger_patch():
     F = torch.nn.functional
     small = F.interpolate(x, size=(4, 4), mode="bicubic", align_corners=False, antialias=True)
     detail = x - F.interpolate(small, size=(8, 8), mode="bicubic", align_corners=False)
-    d = (x[0].reshape(3, -1, 1) - small[0].reshape(3, 1, -1)).square().sum(0)
+    q, k = mean_free(x), mean_free(small)  # compared without the local mean
+    d = (q[0].reshape(3, -1, 1) - k[0].reshape(3, 1, -1)).square().sum(0)
     best = d.argmin(1)
+    assert not torch.equal(
+        best, (x[0].reshape(3, -1, 1) - small[0].reshape(3, 1, -1)).square().sum(0).argmin(1)
+    )
     v = F.pixel_unshuffle(detail, 2)[0].reshape(12, -1)
     torch.testing.assert_close(a[0].reshape(12, -1), v[:, best], atol=1e-4, rtol=1e-4)
 
