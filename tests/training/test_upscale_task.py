@@ -76,3 +76,16 @@ def test_checkpoint_of_another_task_is_refused(folder, tmp_path, capsys):
     assert main(["upscale", str(img), "--checkpoint", str(other), "-o", str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'inpaint', not 'upscale'" in err and not out.exists()
+
+
+def test_guide_option_and_runs_stored_before_it(folder, tmp_path):
+    """--guide picks the cross-scale search; a stored config without it meant features."""
+    from psal.training.tasks.upscale import UpscaleTask
+
+    run = tmp_path / "run"
+    assert _train(folder, run, "--attention", "none", "--guide", "features") == 0
+    assert Upscaler.from_checkpoint(run, device="cpu").network.guide is None
+    old = {"model": {"name": "edsr_psal", "kwargs": {"width": 4, "attention": "psal"}}}
+    new = UpscaleTask.upgrade_config(old, 3)
+    assert new["model"]["kwargs"]["guide"] == "features" and "guide" not in old["model"]["kwargs"]
+    assert UpscaleTask.config_class().model.kwargs["guide"] == "image"  # new runs

@@ -56,7 +56,8 @@ SCHEDULES = ("step", "cosine", "none")
 
 
 def _model_kwargs() -> dict[str, Any]:
-    return {"width": 32, "blocks": 6, "attention": "psal", "attention_options": {}}
+    return {"width": 32, "blocks": 6, "attention": "psal", "attention_options": {},
+            "guide": "image"}  # fmt: skip
 
 
 @dataclass
@@ -64,7 +65,9 @@ class UpscaleModel(ModelConfig):
     """The network: ``name`` and ``kwargs`` for ``create_model``.
 
     ``kwargs``: ``width``, ``blocks``, ``attention`` (psal, dense, none),
-    ``attention_options``; ``scale`` comes from ``data.scale``.
+    ``attention_options``, ``guide`` (what the cross-scale block searches: ``image`` by
+    default, ``features`` or ``both``; runs stored before the option searched
+    ``features`` and are read so); ``scale`` comes from ``data.scale``.
     """
 
     name: str = "edsr_psal"
@@ -116,6 +119,12 @@ def _attentions() -> tuple[str, ...]:
     return ATTENTIONS
 
 
+def _guides() -> tuple[str, ...]:
+    from ....models.edsr import GUIDES
+
+    return GUIDES
+
+
 UPSCALE_OPTIONS = BASE_OPTIONS.extend(
     [
         Option("out", "--out", "run folder for checkpoints and logs"),
@@ -123,6 +132,7 @@ UPSCALE_OPTIONS = BASE_OPTIONS.extend(
         Option("data.scale", "--scale", "upscaling factor: 2, 3 or 4"),
         Option("data.patch", "--patch", "side of the LR training crops, >= 8"),
         Option("model.kwargs.attention", "--attention", "attention blocks", _attentions),
+        Option("model.kwargs.guide", "--guide", "what the cross-scale block searches", _guides),
         Option("model.kwargs.width", "--width", "feature channels, >= 4"),
         Option("model.kwargs.blocks", "--blocks", "residual blocks, >= 0"),
         Option("optim.scheduler", "--scheduler", "learning-rate schedule", SCHEDULES),
@@ -230,6 +240,15 @@ class UpscaleTask(Task):
             opts.fail("model.kwargs.attention_options", "a table/object", kw["attention_options"])
         if config.optim.scheduler not in ("step", "cosine", "none"):
             opts.fail("optim.scheduler", "step, cosine or none", config.optim.scheduler)
+
+    @classmethod
+    def upgrade_config(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        """Runs stored before ``guide`` existed searched the learned features."""
+        model = data.get("model")
+        kwargs = model.get("kwargs") if isinstance(model, dict) else None
+        if isinstance(kwargs, dict) and "guide" not in kwargs:
+            data = {**data, "model": {**model, "kwargs": {**kwargs, "guide": "features"}}}
+        return data
 
     def __init__(self, config: UpscaleConfig, runtime: Runtime) -> None:
         super().__init__(config, runtime)
