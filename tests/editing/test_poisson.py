@@ -70,3 +70,19 @@ def test_poisson_fill_removes_a_colour_offset_of_the_source():
     out = poisson_fill(img, hole, ys, xs, ys, xs + 40, iters=500, tol=1e-12)
     torch.testing.assert_close(out, truth, atol=1e-9, rtol=0)
     assert (img[0][:, ys, xs] - truth).abs().max() > 0.5
+
+
+def test_numba_loop_equals_the_torch_loop():
+    # the CPU kernel (one channel at a time) and the PyTorch loop of other devices
+    g = torch.Generator().manual_seed(1)
+    img = torch.rand(1, 3, 40, 50, generator=g, dtype=torch.float64)
+    hole = torch.zeros(1, 1, 40, 50, dtype=torch.bool)
+    hole[..., 5:30, 10:35] = True
+    ys, xs = torch.nonzero(hole[0, 0], as_tuple=True)
+    sy = torch.randint(0, 40, ys.shape, generator=g)
+    sx = torch.randint(0, 50, xs.shape, generator=g)
+    for iters in (0, 7, 300):
+        a = poisson_fill(img, hole, ys, xs, sy, sx, iters=iters)
+        b = poisson_fill(img, hole, ys, xs, sy, sx, iters=iters, use_numba=False)
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    assert (a - img[0][:, ys, xs]).abs().max() > 0.1  # the solve did change the fill
