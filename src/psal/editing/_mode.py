@@ -64,20 +64,21 @@ def _mode_kernel(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters, out
                         px = -px
                     elif px >= wk:
                         px = 2 * (wk - 1) - px
-                    for c in range(cv):
-                        vals[cnt, c] = value[0, py, px, c]
                     d = distances[0, j, cy, cx]
-                    logit[cnt] = -d * inv_t
                     if -d > best:  # the best proposal: smallest distance, any temperature
                         best = -d
                         ib = cnt
+                        for c in range(cv):
+                            m[c] = value[0, py, px, c]
+                    if iters > 0:  # winner-takes-all needs only the best one's value
+                        for c in range(cv):
+                            vals[cnt, c] = value[0, py, px, c]
+                        logit[cnt] = -d * inv_t
                     cnt += 1
         if cnt == 0:
             for c in range(cv):
                 out[n, c] = np.nan
             continue
-        for c in range(cv):
-            m[c] = vals[ib, c]
         for _ in range(iters):
             den = 0.0
             for c in range(cv):

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from numba import njit
 
 from .._deprecation import keyword_only
+from ..utils.filters import box_sum
 from ..utils.parallel import channel_blocks, num_threads, run_chunked
 
 __all__ = [
@@ -95,9 +96,7 @@ def valid_key_positions(hole: torch.Tensor | None, patch_size: int) -> torch.Ten
     """
     if hole is None:
         return None
-    r = patch_size // 2
-    touched = F.max_pool2d(hole.float(), kernel_size=patch_size, stride=1, padding=r)
-    return touched == 0
+    return box_sum(hole, patch_size) == 0  # no hole pixel in the p x p window
 
 
 def _accumulate_dtype(*tensors: torch.Tensor) -> torch.dtype:
