@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from ..patchmatch.distance import reflect_index
+from ..patchmatch.distance import reflect1, reflect_index
 from ..utils.parallel import run_chunked
 
 __all__ = ["mode_vote"]
@@ -54,16 +54,8 @@ def _mode_kernel(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters, out
                     idx = indices[0, j, cy, cx]
                     if idx < 0:
                         continue
-                    py = idx // wk + dy
-                    px = idx - (idx // wk) * wk + dx
-                    if py < 0:
-                        py = -py
-                    elif py >= hk:
-                        py = 2 * (hk - 1) - py
-                    if px < 0:
-                        px = -px
-                    elif px >= wk:
-                        px = 2 * (wk - 1) - px
+                    py = reflect1(idx // wk + dy, hk)
+                    px = reflect1(idx - (idx // wk) * wk + dx, wk)
                     d = distances[0, j, cy, cx]
                     if -d > best:  # the best proposal: smallest distance, any temperature
                         best = -d

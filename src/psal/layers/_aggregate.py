@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from numba import njit
 
-from ..patchmatch.distance import patch_distance, reflect_index
+from ..patchmatch.distance import patch_distance, reflect1, reflect_index
 from ..utils.parallel import channel_blocks, num_threads, run_chunked
 
 
@@ -76,12 +76,8 @@ def _patch_proposals_kernel(idx, r, oy, ox, hw, ww, hk, wk, src, pos):  # pragma
                             src[b, s * k + j, n] = (j * hc + sy) * wc + sx
                         else:
                             src[b, s * k + j, n] = sentinel
-                        py = abs(ny + dy)
-                        if py >= hk:
-                            py = 2 * (hk - 1) - py
-                        px = abs(nx + dx)
-                        if px >= wk:
-                            px = 2 * (wk - 1) - px
+                        py = reflect1(ny + dy, hk)
+                        px = reflect1(nx + dx, wk)
                         pos[b, s * k + j, n] = py * wk + px
 
 

@@ -20,7 +20,7 @@ import torch
 from numba import njit
 
 from .._checks import check_float_tensor, check_indices, check_patch_size, check_tensor
-from ..patchmatch.distance import reflect_index
+from ..patchmatch.distance import reflect1, reflect_index
 from ..utils.parallel import run_chunked
 
 __all__ = ["vote"]
@@ -117,16 +117,8 @@ def _vote_kernel(value, indices, distances, bs, ys, xs, r, inv_t, uniform, out, 
                     if idx < 0:
                         continue
                     e = 1.0 if uniform else np.exp(-distances[b, j, cy, cx] * inv_t - m)
-                    py = idx // wk + dy
-                    px = idx - (idx // wk) * wk + dx
-                    if py < 0:
-                        py = -py
-                    elif py >= hk:
-                        py = 2 * (hk - 1) - py
-                    if px < 0:
-                        px = -px
-                    elif px >= wk:
-                        px = 2 * (wk - 1) - px
+                    py = reflect1(idx // wk + dy, hk)
+                    px = reflect1(idx - (idx // wk) * wk + dx, wk)
                     den += e
                     for c in range(cv):
                         out[n, c] += e * value[b, py, px, c]

@@ -45,6 +45,16 @@ def reflect_index(i: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(i >= size, 2 * (size - 1) - i, i)
 
 
+@njit(inline="always", cache=True)
+def reflect1(i, size):  # pragma: no cover (compiled)
+    """:func:`reflect_index` for one integer, inside numba kernels."""
+    if i < 0:
+        i = -i
+    if i >= size:
+        i = 2 * (size - 1) - i
+    return i
+
+
 def pad_reflect(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Pad the last two dimensions of a (B, C, H, W) tensor by reflection."""
     if radius == 0:
