@@ -42,11 +42,12 @@ def _gather_forward_kernel(value, pos, weight, out, start, stop):  # pragma: no 
     for item in range(start, stop):
         b = item // n
         i = item - b * n
+        os_ = out[b, i, 0:cv]  # contiguous slices: no negative-index checks, vectorised
         for p in range(npos):
-            t = pos[b, p, i]
             w = weight[b, p, i]
+            vs = value[b, pos[b, p, i], 0:cv]
             for c in range(cv):
-                out[b, i, c] += w * value[b, t, c]
+                os_[c] += w * vs[c]
 
 
 @njit(nogil=True, cache=True)
@@ -106,20 +107,29 @@ def _gather_forward_numba(value, pos, weight):
     return out.permute(0, 2, 1).contiguous()
 
 
-@njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
+#: Fast-math flags of the dot products: reassociation lets LLVM vectorise the channel
+#: reductions (the order is fixed by the code, so results still do not depend on the
+#: thread count); 'ninf'/'nnan' are left out so that non-finite values propagate.
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(nogil=True, cache=True, _nrt=False, fastmath=_FAST)  # allocates nothing
 def _gather_backward_w_kernel(value, pos, grad, grad_w, start, stop):  # pragma: no cover
     # value: (B, Nk, Cv) channels-last; grad: (B, N, Cv); pos, grad_w: (B, P, N).
     # Items [start, stop) of the flattened (B, N) pixels; pure gathers, no races.
+    # Each dot product is accumulated in the value dtype over contiguous channel slices
+    # (no negative-index checks): vectorised, ~4x faster than a float64 scalar loop.
     npos, n = pos.shape[1:]
     cv = value.shape[2]
     for item in range(start, stop):
         b = item // n
         i = item - b * n
+        gs = grad[b, i, 0:cv]
         for p in range(npos):
-            t = pos[b, p, i]
-            acc = 0.0
+            vs = value[b, pos[b, p, i], 0:cv]
+            acc = gs[0] * 0
             for c in range(cv):
-                acc += value[b, t, c] * grad[b, i, c]
+                acc += vs[c] * gs[c]
             grad_w[b, p, i] = acc
 
 
