@@ -82,6 +82,39 @@ def _patch_proposals_kernel(idx, r, oy, ox, hw, ww, hk, wk, src, pos):  # pragma
                         pos[b, s * k + j, n] = py * wk + px
 
 
+@njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
+def _scatter_add_kernel(src, grad, out, start, stop):  # pragma: no cover
+    # out[b, src[b, m]] += grad[b, m] for batch elements [start, stop), in the serial
+    # order of m: deterministic, and no two threads write one batch element.
+    n = src.shape[1]
+    for b in range(start, stop):
+        for m in range(n):
+            out[b, src[b, m]] += grad[b, m]
+
+
+class _GatherLogits(torch.autograd.Function):
+    """``flat.gather(1, src)``: (B, M) float, (B, P) int64 -> (B, P).
+
+    Its backward is one compiled serial scatter-add per batch element (torch's
+    ``gather`` backward on CPU took ~19 ms for the 27 proposals of a 128x128 map, this
+    ~1 ms).
+    """
+
+    @staticmethod
+    def forward(ctx, flat, src):  # type: ignore[override]
+        ctx.save_for_backward(src)
+        ctx.m = flat.shape[1]
+        return flat.gather(1, src)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (src,) = ctx.saved_tensors
+        out = torch.zeros(grad.shape[0], ctx.m, dtype=grad.dtype)
+        run_chunked(_scatter_add_kernel, src.shape[0], src.contiguous().numpy(),
+                    grad.contiguous().numpy(), out.numpy())  # fmt: skip
+        return out, None
+
+
 def _use_numba(value: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor) -> bool:
     return (
         value.device.type == "cpu"
@@ -287,7 +320,10 @@ def aggregate(
         idx_c = idx.to(torch.int64).contiguous()
         _patch_proposals_kernel(idx_c.numpy(), r, oy, ox, hw, ww, hk, wk, src.numpy(), pos.numpy())
         flat = torch.cat([logits.flatten(1), logits.new_full((b, 1), float("-inf"))], 1)
-        logits = flat.gather(1, src.view(b, -1)).view(b, npos, hw, ww)
+        if flat.dtype in (torch.float32, torch.float64):
+            logits = _GatherLogits.apply(flat, src.view(b, -1)).view(b, npos, hw, ww)
+        else:
+            logits = flat.gather(1, src.view(b, -1)).view(b, npos, hw, ww)
         pos = pos.view(b, npos, hw, ww)
         oy = ox = 0  # already cropped to the window
     else:
