@@ -13,10 +13,7 @@ where q is known (its value is the boundary condition), the mean of that and
 ``I(s(q) - e) - I(s(q))`` where q is in the hole too. The texture inside each copied
 piece is kept; seams and level offsets are spread smoothly over the hole. Solved by
 conjugate gradients on the hole pixels only (matrix-free), started from the
-winner-takes-all fill; tested against a dense least-squares solve. On CPU the
-conjugate-gradient loop is a numba kernel (one channel at a time; a third of the
-inpainting time in PyTorch, where each step is a dozen small tensor operations); other
-devices use the same loop in PyTorch (tested equal).
+winner-takes-all fill; tested against a dense least-squares solve.
 """
 
 from __future__ import annotations
@@ -25,7 +22,14 @@ import numpy as np
 import torch
 from numba import njit
 
+from ..utils.parallel import run_chunked
+
 __all__ = ["poisson_fill"]
+
+#: Solve with the compiled CPU conjugate gradients (float64, one channel per thread,
+#: ~3 passes over the hole per step instead of a dozen tensor operations); tests switch
+#: it off to compare with the PyTorch solve that other devices use.
+NUMBA_CG = True
 
 _STEPS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 
@@ -34,84 +38,6 @@ def _read(image: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor
     """``image[0][:, y, x]`` with positions clamped to the image: (C, N)."""
     h, w = image.shape[-2:]
     return image[0][:, y.clamp(0, h - 1), x.clamp(0, w - 1)]
-
-
-@njit(nogil=True, cache=True)
-def _apply(x, nbr, deg, out):
-    n = x.shape[0]
-    for i in range(n):
-        v = deg[i] * x[i]
-        for k in range(4):
-            j = nbr[k, i]
-            if j < n:
-                v -= x[j]
-        out[i] = v
-
-
-@njit(nogil=True, cache=True)
-def _cg_kernel(f, b, nbr, deg, iters, tol):
-    """Conjugate gradients for each channel of ``f`` (C, N), in place."""
-    c, n = f.shape
-    r = np.empty(n)
-    p = np.empty(n)
-    ap = np.empty(n)
-    for ch in range(c):
-        x = f[ch]
-        _apply(x, nbr, deg, ap)
-        rs = 0.0
-        bb = 0.0
-        for i in range(n):
-            r[i] = b[ch, i] - ap[i]
-            p[i] = r[i]
-            rs += r[i] * r[i]
-            bb += b[ch, i] * b[ch, i]
-        stop = tol * tol * bb
-        for _ in range(iters):
-            if rs <= stop:
-                break
-            _apply(p, nbr, deg, ap)
-            pap = 0.0
-            for i in range(n):
-                pap += p[i] * ap[i]
-            alpha = rs / max(pap, 1e-300)
-            rs_new = 0.0
-            for i in range(n):
-                x[i] += alpha * p[i]
-                r[i] -= alpha * ap[i]
-                rs_new += r[i] * r[i]
-            beta = rs_new / max(rs, 1e-300)
-            for i in range(n):
-                p[i] = r[i] + beta * p[i]
-            rs = rs_new
-
-
-def _cg_torch(f, b, nbr, deg, iters, tol):
-    """The same loop as :func:`_cg_kernel` in PyTorch, all channels at once."""
-    c = f.shape[0]
-    dt, dev = f.dtype, f.device
-
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        padded = torch.cat([x, torch.zeros((c, 1), dtype=dt, device=dev)], 1)
-        return deg * x - padded[:, nbr].sum(1)
-
-    r = b - apply(f)
-    p = r.clone()
-    rs = (r * r).sum(1)
-    stop = tol**2 * (b * b).sum(1)
-    active = torch.ones(c, dtype=torch.bool, device=dev)
-    for _ in range(iters):
-        active = active & (rs > stop)  # a channel stops for good once it converged
-        if not bool(active.any()):
-            break
-        ap = apply(p)
-        alpha = torch.where(active, rs / (p * ap).sum(1).clamp_min(1e-300), 0.0)
-        f = f + alpha[:, None] * p
-        r = r - alpha[:, None] * ap
-        rs_new = (r * r).sum(1)
-        beta = rs_new / rs.clamp_min(1e-300)
-        p = torch.where(active[:, None], r + beta[:, None] * p, p)
-        rs = torch.where(active, rs_new, rs)
-    return f
 
 
 def poisson_fill(
@@ -124,7 +50,6 @@ def poisson_fill(
     *,
     iters: int = 100,
     tol: float = 1e-5,
-    use_numba: bool = True,
 ) -> torch.Tensor:
     """Gradient-domain fill of the hole pixels from the pixels they were copied from.
 
@@ -138,10 +63,8 @@ def poisson_fill(
         sy: (N,) int64 row of the source pixel each hole pixel was copied from.
         sx: (N,) int64 its column.
         iters: at most this many conjugate-gradient steps.
-        tol: a channel stops when its residual norm is below ``tol`` times the norm of
+        tol: stop when every channel's residual norm is below ``tol`` times the norm of
             its right-hand side.
-        use_numba: on CPU, run the loop in the numba kernel (False: PyTorch, as on
-            other devices; the same arithmetic, for tests).
 
     Returns:
         (C, N) the new values of the hole pixels.
@@ -170,10 +93,83 @@ def poisson_fill(
         deg += inside.to(dt)
         nbr.append(j)
     nbr = torch.stack(nbr)  # (4, N)
+
     f = image[0][:, ys, xs].clone()
-    if dev.type != "cpu" or not use_numba:
-        return _cg_torch(f, b, nbr, deg, iters, tol)
-    x = f.to(torch.float64).contiguous().numpy()
-    _cg_kernel(x, b.to(torch.float64).contiguous().numpy(), nbr.contiguous().numpy(),
-               deg.to(torch.float64).contiguous().numpy(), int(iters), float(tol))  # fmt: skip
-    return torch.from_numpy(x).to(dt)
+    if dev.type == "cpu" and NUMBA_CG:
+        out = f.to(torch.float64).contiguous().numpy()
+        rhs = b.to(torch.float64).contiguous().numpy()
+        args = (deg.to(torch.float64).numpy(), nbr.contiguous().numpy(), rhs, out, iters, tol)
+        run_chunked(_cg_tasks, c, *args)
+        return torch.from_numpy(out).to(dt)
+    return _cg_torch(f, b, deg, nbr, iters, tol)
+
+
+def _cg_torch(f, b, deg, nbr, iters, tol):
+    """Conjugate gradients on every channel at once with PyTorch (any device)."""
+    c, dt, dev = f.shape[0], f.dtype, f.device
+
+    def apply(f: torch.Tensor) -> torch.Tensor:
+        padded = torch.cat([f, torch.zeros((c, 1), dtype=dt, device=dev)], 1)
+        return deg * f - padded[:, nbr].sum(1)
+
+    r = b - apply(f)
+    p = r.clone()
+    rs = (r * r).sum(1)
+    stop = tol**2 * (b * b).sum(1)
+    for _ in range(iters):
+        if bool((rs <= stop).all()):
+            break
+        ap = apply(p)
+        alpha = rs / (p * ap).sum(1).clamp_min(1e-300)
+        f = f + alpha[:, None] * p
+        r = r - alpha[:, None] * ap
+        rs_new = (r * r).sum(1)
+        p = r + (rs_new / rs.clamp_min(1e-300))[:, None] * p
+        rs = rs_new
+    return f
+
+
+@njit(nogil=True, cache=True)
+def _cg_tasks(deg, nbr, b, f, iters, tol, lo, hi):  # pragma: no cover (compiled)
+    """The same conjugate gradients, one channel per task, in float64, fused loops.
+
+    ``deg`` (N,), ``nbr`` (4, N) neighbour numbers (N = none), ``b`` and ``f`` (C, N);
+    ``f`` (the start) is overwritten with the solution of channels ``[lo, hi)``.
+    """
+    n = deg.shape[0]
+    r = np.empty(n + 1)
+    p = np.zeros(n + 1)  # p[n] = 0: the missing neighbour
+    ap = np.empty(n)
+    for ch in range(lo, hi):
+        x = f[ch]
+        p[n] = 0.0
+        for i in range(n):  # r = b - A x (x read through p, which has the padding)
+            p[i] = x[i]
+        rs = 0.0
+        bb = 0.0
+        for i in range(n):
+            a = deg[i] * p[i] - p[nbr[0, i]] - p[nbr[1, i]] - p[nbr[2, i]] - p[nbr[3, i]]
+            r[i] = b[ch, i] - a
+            rs += r[i] * r[i]
+            bb += b[ch, i] * b[ch, i]
+        for i in range(n):
+            p[i] = r[i]
+        stop = tol * tol * bb
+        for _ in range(iters):
+            if rs <= stop:
+                break
+            pap = 0.0
+            for i in range(n):
+                a = deg[i] * p[i] - p[nbr[0, i]] - p[nbr[1, i]] - p[nbr[2, i]] - p[nbr[3, i]]
+                ap[i] = a
+                pap += p[i] * a
+            alpha = rs / max(pap, 1e-300)
+            rs_new = 0.0
+            for i in range(n):
+                x[i] += alpha * p[i]
+                r[i] -= alpha * ap[i]
+                rs_new += r[i] * r[i]
+            beta = rs_new / max(rs, 1e-300)
+            for i in range(n):
+                p[i] = r[i] + beta * p[i]
+            rs = rs_new
