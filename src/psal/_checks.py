@@ -8,6 +8,8 @@ expected and what was given. Never ``assert``: asserts vanish under ``python -O`
 from __future__ import annotations
 
 import numbers
+import os
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -147,3 +149,21 @@ def check_same_device(tensors: dict[str, torch.Tensor]) -> torch.device:
         if t.device != device:
             raise ValueError(f"{name} is on {t.device} but {items[0][0]} is on {device}")
     return device
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_stacklevel() -> int:
+    """``stacklevel`` for :func:`warnings.warn` that names the first caller outside psal.
+
+    Call it from the function that warns: whatever wrappers (deprecation shims,
+    dispatchers) sit between psal's entry point and the user's code, the warning points
+    at the user's line (what Python 3.12's ``skip_file_prefixes`` does).
+    """
+    frame = sys._getframe(1)  # the function that warns: stacklevel 1
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+import psal
 from psal.editing import colorize
 from psal.utils.color import luma, luma_chroma_to_rgb, rgb_to_luma_chroma
 
@@ -122,8 +123,14 @@ def test_k_is_bounded_before_any_work():
 def test_colour_target_warns_and_uses_its_luminance(photo_u8):
     im = photo_u8("coffee", (32, 40))
     gray = np.asarray(Image.fromarray(im).convert("L"))
-    with pytest.warns(UserWarning, match="luminance"):
+    with pytest.warns(UserWarning, match="luminance") as record:
         out = colorize(im, im[:, ::-1].copy(), seed=0)
+    # attributed to this line, not to a psal wrapper (psal.colorize and the deprecated
+    # spelling's shim sit in between)
+    assert {w.filename for w in record} == {__file__}
+    with pytest.warns(UserWarning, match="luminance") as record:
+        psal.colorize(im, im[:, ::-1].copy(), seed=0)
+    assert {w.filename for w in record} == {__file__}
     y_out = luma(torch.from_numpy(out.astype(np.float64)).permute(2, 0, 1)[None])[0, 0].numpy()
     y_in = luma(torch.from_numpy(im.astype(np.float64)).permute(2, 0, 1)[None])[0, 0].numpy()
     assert np.abs(y_out - y_in).max() <= 0.5 + 1e-9

@@ -349,3 +349,31 @@ def test_small_hole_in_a_large_image_works_on_a_window(kind, stripes, monkeypatc
     # only the hole's box grown by CONTEXT_MIN (12 + 2 * 16 wide) was converted
     (shape,) = seen
     assert max(shape[-2], shape[-3] if kind != "tensor" else shape[-1]) <= 44, shape
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fine", "coarse"),
+    [({}, 1, 5), ({"vote": "mean"}, 3, 5), ({"em_iters": 2}, 2, 4)],
+)
+def test_em_iterations_per_scale(kwargs, fine, coarse, monkeypatch):
+    # winner-takes-all reaches its fixed point in one finest iteration (docs/editing.md,
+    # "Third round"): the default runs one there and five at each coarser scale; the
+    # mean vote keeps three; an explicit em_iters is n at the finest and n + 2 above
+    import sys
+
+    mod = sys.modules["psal.editing.inpaint"]
+    sizes = []
+    real = mod._em_step
+
+    def counting(cur, level, *args, **kw):
+        sizes.append(level.size)
+        return real(cur, level, *args, **kw)
+
+    monkeypatch.setattr(mod, "_em_step", counting)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    inpaint(img, _rect(96, 128, 30, 60, 40, 80), seed=0, **kwargs)
+    per_level = {s: sizes.count(s) for s in dict.fromkeys(sizes)}
+    *coarser, finest = per_level.items()
+    assert finest == ((96, 128), fine), per_level
+    assert coarser and all(n == coarse for _, n in coarser), per_level

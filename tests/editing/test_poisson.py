@@ -70,3 +70,27 @@ def test_poisson_fill_removes_a_colour_offset_of_the_source():
     out = poisson_fill(img, hole, ys, xs, ys, xs + 40, iters=500, tol=1e-12)
     torch.testing.assert_close(out, truth, atol=1e-9, rtol=0)
     assert (img[0][:, ys, xs] - truth).abs().max() > 0.5
+
+
+def test_poisson_compiled_solve_equals_the_torch_solve(monkeypatch):
+    """The CPU solve (numba, float64, per channel) against the PyTorch one other devices
+    use: the same conjugate-gradient iterates, in float32 and float64, converged or cut
+    short."""
+    from psal.editing import _poisson
+
+    g = torch.Generator().manual_seed(3)
+    for dtype, iters, tol in ((torch.float64, 500, 1e-12), (torch.float32, 15, 1e-5)):
+        img = torch.rand(1, 3, 20, 23, generator=g, dtype=dtype)
+        hole = torch.zeros(1, 1, 20, 23, dtype=torch.bool)
+        hole[..., 4:15, 2:11] = True
+        hole[..., 17:, 18:] = True  # a corner
+        ys, xs = torch.nonzero(hole[0, 0], as_tuple=True)
+        sy = torch.randint(0, 20, ys.shape, generator=g)
+        sx = torch.randint(0, 23, xs.shape, generator=g)
+        out = {}
+        for flag in (True, False):
+            monkeypatch.setattr(_poisson, "NUMBA_CG", flag)
+            out[flag] = poisson_fill(img, hole, ys, xs, sy, sx, iters=iters, tol=tol)
+        assert out[True].dtype == dtype
+        atol = 1e-9 if dtype == torch.float64 else 2e-4
+        torch.testing.assert_close(out[True], out[False], atol=atol, rtol=0)

@@ -94,6 +94,17 @@ def test_valid_key_positions_is_the_touching_rule():
             assert bool(v[y, x]) == (not touches)
 
 
+@pytest.mark.parametrize("p", [1, 3, 5, 9])
+def test_valid_key_positions_matches_a_max_pool(p):
+    # the running-sum box filter against the definition: a p x p maximum of the hole
+    g = torch.Generator().manual_seed(p)
+    hole = torch.rand(2, 1, 13, 17, generator=g) > 0.9
+    hole[1, 0, -1, -1] = True  # a corner pixel
+    touched = torch.nn.functional.max_pool2d(hole.float(), p, stride=1, padding=p // 2) > 0
+    assert torch.equal(valid_key_positions(hole, p), ~touched)
+    assert valid_key_positions(torch.zeros(1, 1, 4, 5, dtype=torch.bool), p).all()
+
+
 # ----------------------------------------------------------------------------- backends
 
 
@@ -505,6 +516,29 @@ def test_numba_8bit_bound_is_exact_on_incoherent_features(monkeypatch):
         res[flag] = psal.patchmatch(q, k, k=3, iters=4, backend="numba", seed=2)
     assert torch.equal(res[False].indices, res[True].indices)
     assert torch.equal(res[False].distances, res[True].distances)
+
+
+def test_numba_bounds_skipped_for_small_work_give_the_same_result(monkeypatch):
+    """A few searched pixels (an inpainting hole): the bounds are not built (their pass
+    over the whole key would cost more than they save) and the result is unchanged."""
+    from psal.patchmatch import cpu_numba
+
+    q = smooth(1, 3, 40, 44, seed=5)
+    qmask = torch.zeros(1, 1, 40, 44, dtype=torch.bool)
+    qmask[..., 10:20, 12:24] = True  # 7% of the pixels, 2 iterations: below the threshold
+    out = {}
+    calls = []
+    real = cpu_numba._projections
+    monkeypatch.setattr(cpu_numba, "_projections", lambda *a: calls.append(1) or real(*a))
+    for work in (0.0, cpu_numba.BOUND_MIN_WORK):
+        monkeypatch.setattr(cpu_numba, "BOUND_MIN_WORK", work)
+        calls.clear()
+        out[work] = psal.patchmatch(q, q, k=2, patch_size=5, iters=2, query_valid=qmask,
+                                    backend="numba", seed=1)  # fmt: skip
+        assert bool(calls) == (work == 0.0)
+    a, b = out.values()
+    assert torch.equal(a.indices, b.indices)
+    assert torch.equal(a.distances, b.distances)
 
 
 def test_torch_backend_sync_free_path_gives_the_same_result(monkeypatch):

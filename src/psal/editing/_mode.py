@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from ..patchmatch.distance import reflect_index
+from ..patchmatch.distance import reflect1, reflect_index
 from ..utils.parallel import run_chunked
 
 __all__ = ["mode_vote"]
@@ -54,30 +54,23 @@ def _mode_kernel(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters, out
                     idx = indices[0, j, cy, cx]
                     if idx < 0:
                         continue
-                    py = idx // wk + dy
-                    px = idx - (idx // wk) * wk + dx
-                    if py < 0:
-                        py = -py
-                    elif py >= hk:
-                        py = 2 * (hk - 1) - py
-                    if px < 0:
-                        px = -px
-                    elif px >= wk:
-                        px = 2 * (wk - 1) - px
-                    for c in range(cv):
-                        vals[cnt, c] = value[0, py, px, c]
+                    py = reflect1(idx // wk + dy, hk)
+                    px = reflect1(idx - (idx // wk) * wk + dx, wk)
                     d = distances[0, j, cy, cx]
-                    logit[cnt] = -d * inv_t
                     if -d > best:  # the best proposal: smallest distance, any temperature
                         best = -d
                         ib = cnt
+                        for c in range(cv):
+                            m[c] = value[0, py, px, c]
+                    if iters > 0:  # winner-takes-all needs only the best one's value
+                        for c in range(cv):
+                            vals[cnt, c] = value[0, py, px, c]
+                        logit[cnt] = -d * inv_t
                     cnt += 1
         if cnt == 0:
             for c in range(cv):
                 out[n, c] = np.nan
             continue
-        for c in range(cv):
-            m[c] = vals[ib, c]
         for _ in range(iters):
             den = 0.0
             for c in range(cv):

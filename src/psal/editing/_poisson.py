@@ -18,9 +18,18 @@ winner-takes-all fill; tested against a dense least-squares solve.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from numba import njit
+
+from ..utils.parallel import run_chunked
 
 __all__ = ["poisson_fill"]
+
+#: Solve with the compiled CPU conjugate gradients (float64, one channel per thread,
+#: ~3 passes over the hole per step instead of a dozen tensor operations); tests switch
+#: it off to compare with the PyTorch solve that other devices use.
+NUMBA_CG = True
 
 _STEPS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 
@@ -85,11 +94,24 @@ def poisson_fill(
         nbr.append(j)
     nbr = torch.stack(nbr)  # (4, N)
 
+    f = image[0][:, ys, xs].clone()
+    if dev.type == "cpu" and NUMBA_CG:
+        out = f.to(torch.float64).contiguous().numpy()
+        rhs = b.to(torch.float64).contiguous().numpy()
+        args = (deg.to(torch.float64).numpy(), nbr.contiguous().numpy(), rhs, out, iters, tol)
+        run_chunked(_cg_tasks, c, *args)
+        return torch.from_numpy(out).to(dt)
+    return _cg_torch(f, b, deg, nbr, iters, tol)
+
+
+def _cg_torch(f, b, deg, nbr, iters, tol):
+    """Conjugate gradients on every channel at once with PyTorch (any device)."""
+    c, dt, dev = f.shape[0], f.dtype, f.device
+
     def apply(f: torch.Tensor) -> torch.Tensor:
         padded = torch.cat([f, torch.zeros((c, 1), dtype=dt, device=dev)], 1)
         return deg * f - padded[:, nbr].sum(1)
 
-    f = image[0][:, ys, xs].clone()
     r = b - apply(f)
     p = r.clone()
     rs = (r * r).sum(1)
@@ -105,3 +127,49 @@ def poisson_fill(
         p = r + (rs_new / rs.clamp_min(1e-300))[:, None] * p
         rs = rs_new
     return f
+
+
+@njit(nogil=True, cache=True)
+def _cg_tasks(deg, nbr, b, f, iters, tol, lo, hi):  # pragma: no cover (compiled)
+    """The same conjugate gradients, one channel per task, in float64, fused loops.
+
+    ``deg`` (N,), ``nbr`` (4, N) neighbour numbers (N = none), ``b`` and ``f`` (C, N);
+    ``f`` (the start) is overwritten with the solution of channels ``[lo, hi)``.
+    """
+    n = deg.shape[0]
+    r = np.empty(n + 1)
+    p = np.zeros(n + 1)  # p[n] = 0: the missing neighbour
+    ap = np.empty(n)
+    for ch in range(lo, hi):
+        x = f[ch]
+        p[n] = 0.0
+        for i in range(n):  # r = b - A x (x read through p, which has the padding)
+            p[i] = x[i]
+        rs = 0.0
+        bb = 0.0
+        for i in range(n):
+            a = deg[i] * p[i] - p[nbr[0, i]] - p[nbr[1, i]] - p[nbr[2, i]] - p[nbr[3, i]]
+            r[i] = b[ch, i] - a
+            rs += r[i] * r[i]
+            bb += b[ch, i] * b[ch, i]
+        for i in range(n):
+            p[i] = r[i]
+        stop = tol * tol * bb
+        for _ in range(iters):
+            if rs <= stop:
+                break
+            pap = 0.0
+            for i in range(n):
+                a = deg[i] * p[i] - p[nbr[0, i]] - p[nbr[1, i]] - p[nbr[2, i]] - p[nbr[3, i]]
+                ap[i] = a
+                pap += p[i] * a
+            alpha = rs / max(pap, 1e-300)
+            rs_new = 0.0
+            for i in range(n):
+                x[i] += alpha * p[i]
+                r[i] -= alpha * ap[i]
+                rs_new += r[i] * r[i]
+            beta = rs_new / max(rs, 1e-300)
+            for i in range(n):
+                p[i] = r[i] + beta * p[i]
+            rs = rs_new

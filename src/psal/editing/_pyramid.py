@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..utils.filters import box_sum
+
 #: 1-D binomial filter [1, 3, 3, 1] / 8 of the 2x decimation.
 _BINOMIAL = (1.0, 3.0, 3.0, 1.0)
 
@@ -78,28 +80,16 @@ def texture_features(image: torch.Tensor, hole: torch.Tensor, window: int = 5) -
     # a difference belongs to its left / upper pixel; the last column / row has none
     num = torch.cat([F.pad(dx, (0, 1)), F.pad(dy, (0, 0, 0, 1))], 1)
     den = torch.cat([F.pad(vx, (0, 1)), F.pad(vy, (0, 0, 0, 1))], 1)
-    r = window // 2
-    num = F.avg_pool2d(num, window, 1, r, count_include_pad=False)
-    den = F.avg_pool2d(den, window, 1, r, count_include_pad=False)
+    # the ratio of the window means over the image = the ratio of the window sums
+    num, den = box_sum(num, window), box_sum(den, window)
     return torch.where(den > 0, num / den.clamp_min(1e-12), torch.zeros_like(num))
-
-
-def _grow_1d(m: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
-    """True where any pixel within ``radius`` along ``dim`` is True (window sums)."""
-    n = m.shape[dim]
-    c = torch.cumsum(m.to(torch.int32), dim)
-    zero = torch.zeros_like(c.narrow(dim, 0, 1))
-    c = torch.cat([zero, c], dim)  # c[i] = count of m[:i]
-    hi = torch.arange(n, device=m.device).add(radius + 1).clamp_max(n)
-    lo = torch.arange(n, device=m.device).sub(radius).clamp_min(0)
-    return (c.index_select(dim, hi) - c.index_select(dim, lo)) > 0
 
 
 def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Dilate a (B, 1, H, W) bool mask by a square of half-width ``radius``.
 
-    The same as a ``(2r+1) x (2r+1)`` max filter (tested equal), computed as two 1-D
-    window counts from cumulative sums, inside the mask's bounding box grown by
+    The same as a ``(2r+1) x (2r+1)`` max filter (tested equal), computed as a window
+    count (:func:`psal.utils.filters.box_sum`) inside the mask's bounding box grown by
     ``radius``: the cost follows the mask, not the radius or the image.
     """
     if radius <= 0 or not bool(mask.any()):
@@ -107,7 +97,7 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     any_b = mask.any(0, keepdim=True)
     y0, y1, x0, x1 = bbox(any_b, radius)
     crop = mask[..., y0:y1, x0:x1]
-    grown = _grow_1d(_grow_1d(crop, radius, 3), radius, 2)
+    grown = box_sum(crop, 2 * radius + 1) > 0
     out = mask.clone()
     out[..., y0:y1, x0:x1] = grown
     return out

@@ -82,6 +82,15 @@ TEXTURE_WINDOW = 5
 #: Conjugate-gradient steps of the gradient-domain reconstruction (at most).
 POISSON_ITERS = 100
 
+#: Default search + vote iterations (``em_iters=None``): at the finest scale with
+#: ``vote="best"``, and at every coarser scale. Winner-takes-all copies each hole pixel
+#: from the best patch that covers it, so after one iteration the field already matches
+#: the estimate it voted: further finest iterations changed hole PSNR and the gradient
+#: ratio by under 0.05 dB / 0.01 on the tuning set and took a quarter of the time
+#: (docs/editing.md, "Third round").
+FINE_ITERS_BEST = 1
+COARSE_ITERS = 5
+
 
 class _Level:
     """One pyramid level: image, hole, the query crop around the hole."""
@@ -228,7 +237,7 @@ def _inpaint_one(
     patch_size: int,
     k: int,
     levels: int | None,
-    em_iters: int,
+    em_iters: int | None,
     pm_iters: int,
     temperature: float | None,
     seed: int,
@@ -243,7 +252,11 @@ def _inpaint_one(
         image = torch.cat([image, feats.to(image.dtype)], 1)
     pyramid = _build_pyramid(image, hole, patch_size, k, levels, forbid, has_source)
     n_levels = len(pyramid)
-    iters_at = [em_iters + (2 if lv > 0 else 0) for lv in range(n_levels)]
+    if em_iters is None:  # the finest scale, then every coarser one
+        fine, coarse = (FINE_ITERS_BEST if vote_best else COARSE_ITERS - 2), COARSE_ITERS
+    else:
+        fine, coarse = em_iters, em_iters + 2
+    iters_at = [fine] + [coarse] * (n_levels - 1)
     total_ref[0] += sum(iters_at)
     field = None
     prev: _Level | None = None
@@ -365,7 +378,7 @@ def inpaint(
     patch_size: int = 7,
     k: int = 1,
     levels: int | None = None,
-    em_iters: int = 3,
+    em_iters: int | None = None,
     pm_iters: int = 2,
     vote: str = "best",
     texture_weight: float = 3.0,
@@ -401,7 +414,9 @@ def inpaint(
         levels: number of coarser scales; None chooses it so that the hole is about a
             patch thick at the coarsest one.
         em_iters: search + vote iterations at the finest scale (two more at each coarser
-            scale, where they are cheap).
+            scale, where they are cheap). None (default): 1 at the finest scale with
+            ``vote="best"`` (winner-takes-all reaches its fixed point in one; see
+            :data:`FINE_ITERS_BEST`), 3 with ``vote="mean"``; 5 at the coarser ones.
         pm_iters: PatchMatch iterations per search (the search starts from the previous
             field, so a few suffice).
         vote: how the finest scale is voted: ``"best"`` (default), each hole pixel
@@ -453,7 +468,8 @@ def inpaint(
     """
     patch_size = check_patch_size(patch_size)
     k = check_int(k, "k", minimum=1)
-    em_iters = check_int(em_iters, "em_iters", minimum=1)
+    if em_iters is not None:
+        em_iters = check_int(em_iters, "em_iters", minimum=1)
     pm_iters = check_int(pm_iters, "pm_iters", minimum=0)
     dilate_mask = check_int(dilate_mask, "dilate_mask", minimum=0)
     if levels is not None:
@@ -508,7 +524,7 @@ def _inpaint_all(
     patch_size: int,
     k: int,
     levels: int | None,
-    em_iters: int,
+    em_iters: int | None,
     pm_iters: int,
     vote: str,
     texture_weight: float,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from numba import njit
 
-from ..patchmatch.distance import patch_distance, reflect_index
+from ..patchmatch.distance import patch_distance, reflect1, reflect_index
 from ..utils.parallel import channel_blocks, num_threads, run_chunked
 
 
@@ -42,11 +42,12 @@ def _gather_forward_kernel(value, pos, weight, out, start, stop):  # pragma: no 
     for item in range(start, stop):
         b = item // n
         i = item - b * n
+        os_ = out[b, i, 0:cv]  # contiguous slices: no negative-index checks, vectorised
         for p in range(npos):
-            t = pos[b, p, i]
             w = weight[b, p, i]
+            vs = value[b, pos[b, p, i], 0:cv]
             for c in range(cv):
-                out[b, i, c] += w * value[b, t, c]
+                os_[c] += w * vs[c]
 
 
 @njit(nogil=True, cache=True)
@@ -76,13 +77,42 @@ def _patch_proposals_kernel(idx, r, oy, ox, hw, ww, hk, wk, src, pos):  # pragma
                             src[b, s * k + j, n] = (j * hc + sy) * wc + sx
                         else:
                             src[b, s * k + j, n] = sentinel
-                        py = abs(ny + dy)
-                        if py >= hk:
-                            py = 2 * (hk - 1) - py
-                        px = abs(nx + dx)
-                        if px >= wk:
-                            px = 2 * (wk - 1) - px
+                        py = reflect1(ny + dy, hk)
+                        px = reflect1(nx + dx, wk)
                         pos[b, s * k + j, n] = py * wk + px
+
+
+@njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
+def _scatter_add_kernel(src, grad, out, start, stop):  # pragma: no cover
+    # out[b, src[b, m]] += grad[b, m] for batch elements [start, stop), in the serial
+    # order of m: deterministic, and no two threads write one batch element.
+    n = src.shape[1]
+    for b in range(start, stop):
+        for m in range(n):
+            out[b, src[b, m]] += grad[b, m]
+
+
+class _GatherLogits(torch.autograd.Function):
+    """``flat.gather(1, src)``: (B, M) float, (B, P) int64 -> (B, P).
+
+    Its backward is one compiled serial scatter-add per batch element (torch's
+    ``gather`` backward on CPU took ~19 ms for the 27 proposals of a 128x128 map, this
+    ~1 ms).
+    """
+
+    @staticmethod
+    def forward(ctx, flat, src):  # type: ignore[override]
+        ctx.save_for_backward(src)
+        ctx.m = flat.shape[1]
+        return flat.gather(1, src)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (src,) = ctx.saved_tensors
+        out = torch.zeros(grad.shape[0], ctx.m, dtype=grad.dtype)
+        run_chunked(_scatter_add_kernel, src.shape[0], src.contiguous().numpy(),
+                    grad.contiguous().numpy(), out.numpy())  # fmt: skip
+        return out, None
 
 
 def _use_numba(value: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor) -> bool:
@@ -110,20 +140,29 @@ def _gather_forward_numba(value, pos, weight):
     return out.permute(0, 2, 1).contiguous()
 
 
-@njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
+#: Fast-math flags of the dot products: reassociation lets LLVM vectorise the channel
+#: reductions (the order is fixed by the code, so results still do not depend on the
+#: thread count); 'ninf'/'nnan' are left out so that non-finite values propagate.
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(nogil=True, cache=True, _nrt=False, fastmath=_FAST)  # allocates nothing
 def _gather_backward_w_kernel(value, pos, grad, grad_w, start, stop):  # pragma: no cover
     # value: (B, Nk, Cv) channels-last; grad: (B, N, Cv); pos, grad_w: (B, P, N).
     # Items [start, stop) of the flattened (B, N) pixels; pure gathers, no races.
+    # Each dot product is accumulated in the value dtype over contiguous channel slices
+    # (no negative-index checks): vectorised, ~4x faster than a float64 scalar loop.
     npos, n = pos.shape[1:]
     cv = value.shape[2]
     for item in range(start, stop):
         b = item // n
         i = item - b * n
+        gs = grad[b, i, 0:cv]
         for p in range(npos):
-            t = pos[b, p, i]
-            acc = 0.0
+            vs = value[b, pos[b, p, i], 0:cv]
+            acc = gs[0] * 0
             for c in range(cv):
-                acc += value[b, t, c] * grad[b, i, c]
+                acc += vs[c] * gs[c]
             grad_w[b, p, i] = acc
 
 
@@ -281,7 +320,10 @@ def aggregate(
         idx_c = idx.to(torch.int64).contiguous()
         _patch_proposals_kernel(idx_c.numpy(), r, oy, ox, hw, ww, hk, wk, src.numpy(), pos.numpy())
         flat = torch.cat([logits.flatten(1), logits.new_full((b, 1), float("-inf"))], 1)
-        logits = flat.gather(1, src.view(b, -1)).view(b, npos, hw, ww)
+        if flat.dtype in (torch.float32, torch.float64):
+            logits = _GatherLogits.apply(flat, src.view(b, -1)).view(b, npos, hw, ww)
+        else:
+            logits = flat.gather(1, src.view(b, -1)).view(b, npos, hw, ww)
         pos = pos.view(b, npos, hw, ww)
         oy = ox = 0  # already cropped to the window
     else:

@@ -20,7 +20,7 @@ import torch
 from numba import njit
 
 from .._checks import check_float_tensor, check_indices, check_patch_size, check_tensor
-from ..patchmatch.distance import reflect_index
+from ..patchmatch.distance import reflect1, reflect_index
 from ..utils.parallel import run_chunked
 
 __all__ = ["vote"]
@@ -82,9 +82,10 @@ def _vote_kernel(value, indices, distances, bs, ys, xs, r, inv_t, uniform, out, 
         b = bs[n]
         y = ys[n]
         x = xs[n]
-        # first pass: the largest logit, so the exponentials never overflow
-        m = -np.inf
-        for dy in range(-r, r + 1):
+        # first pass: the largest logit, so the exponentials never overflow (a plain
+        # average needs none: every weight is 1, and the second pass finds the coverage)
+        m = 0.0 if uniform else -np.inf
+        for dy in range(-r if not uniform else r + 1, r + 1):
             cy = y - dy
             if cy < 0 or cy >= hq:
                 continue
@@ -102,7 +103,6 @@ def _vote_kernel(value, indices, distances, bs, ys, xs, r, inv_t, uniform, out, 
         if m == -np.inf:
             covered[n] = False
             continue
-        covered[n] = True
         den = 0.0
         for dy in range(-r, r + 1):
             cy = y - dy
@@ -116,23 +116,16 @@ def _vote_kernel(value, indices, distances, bs, ys, xs, r, inv_t, uniform, out, 
                     idx = indices[b, j, cy, cx]
                     if idx < 0:
                         continue
-                    lg = 0.0 if uniform else -distances[b, j, cy, cx] * inv_t
-                    e = np.exp(lg - m)
-                    py = idx // wk + dy
-                    px = idx - (idx // wk) * wk + dx
-                    if py < 0:
-                        py = -py
-                    elif py >= hk:
-                        py = 2 * (hk - 1) - py
-                    if px < 0:
-                        px = -px
-                    elif px >= wk:
-                        px = 2 * (wk - 1) - px
+                    e = 1.0 if uniform else np.exp(-distances[b, j, cy, cx] * inv_t - m)
+                    py = reflect1(idx // wk + dy, hk)
+                    px = reflect1(idx - (idx // wk) * wk + dx, wk)
                     den += e
                     for c in range(cv):
                         out[n, c] += e * value[b, py, px, c]
-        for c in range(cv):
-            out[n, c] /= den
+        covered[n] = den > 0
+        if den > 0:
+            for c in range(cv):
+                out[n, c] /= den
 
 
 def _vote_numba(value, indices, distances, r, temperature, bs, ys, xs):

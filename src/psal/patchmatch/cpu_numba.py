@@ -77,6 +77,12 @@ PROJ_DIMS = 16
 #: The bound is used only when the kept channel components hold at least this share of
 #: the channel variance (for incoherent features such as noise it would reject nothing).
 MIN_CAPTURED = 0.5
+#: The bounds (projections, 8-bit key) cost a pass over the whole key; they are built
+#: only when the searched query pixels times the iterations reach this many times the key
+#: pixels. Below, they cost more than they save: e.g. an inpainting search (a hole of
+#: 5-20% of the window, 2 iterations) took 17% less time without them; a full 256x256
+#: search, 0.67x the time with them (features, patch 3; RGB patch 7 alike).
+BOUND_MIN_WORK = 1.0
 
 #: LLVM fast-math flags: reassociation lets the SSD loop vectorise; 'ninf'/'nnan' are
 #: left out because inf is the 'no match yet' distance.
@@ -583,8 +589,12 @@ def search(
         init_np = np.zeros((1, 1, 1, 1), dtype=np.int64)
     else:
         init_np = init.to("cpu").permute(0, 2, 3, 1).contiguous().numpy()
-    qpr, kpr = _projections(query, key, patch_size, acc)
-    ov, kq, sv, qe = _quantised(key, patch_size, acc, kpr.shape[2] == 0)
+    bounds = int(active.sum()) * iters >= BOUND_MIN_WORK * b * hk * wk
+    if bounds:
+        qpr, kpr = _projections(query, key, patch_size, acc)
+    else:
+        qpr = kpr = np.zeros((b, 1, 0), dtype=np_acc)
+    ov, kq, sv, qe = _quantised(key, patch_size, acc, bounds and kpr.shape[2] == 0)
     idx = np.full((b, hq, wq, k), -1, dtype=np.int64)
     dist = np.full((b, hq, wq, k), np.inf, dtype=np_acc)
     snap = np.empty_like(idx)

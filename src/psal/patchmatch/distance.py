@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from numba import njit
 
 from .._deprecation import keyword_only
+from ..utils.filters import box_sum
 from ..utils.parallel import channel_blocks, num_threads, run_chunked
 
 __all__ = [
@@ -42,6 +43,16 @@ def reflect_index(i: torch.Tensor, size: int) -> torch.Tensor:
     """
     i = torch.where(i < 0, -i, i)
     return torch.where(i >= size, 2 * (size - 1) - i, i)
+
+
+@njit(inline="always", cache=True)
+def reflect1(i, size):  # pragma: no cover (compiled)
+    """:func:`reflect_index` for one integer, inside numba kernels."""
+    if i < 0:
+        i = -i
+    if i >= size:
+        i = 2 * (size - 1) - i
+    return i
 
 
 def pad_reflect(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -95,9 +106,7 @@ def valid_key_positions(hole: torch.Tensor | None, patch_size: int) -> torch.Ten
     """
     if hole is None:
         return None
-    r = patch_size // 2
-    touched = F.max_pool2d(hole.float(), kernel_size=patch_size, stride=1, padding=r)
-    return touched == 0
+    return box_sum(hole, patch_size) == 0  # no hole pixel in the p x p window
 
 
 def _accumulate_dtype(*tensors: torch.Tensor) -> torch.dtype:

@@ -16,6 +16,8 @@ import warnings
 
 import torch
 
+from .._checks import user_stacklevel
+
 KR, KG, KB = 0.299, 0.587, 0.114
 
 
@@ -77,12 +79,12 @@ def warn_colour_target(target: torch.Tensor) -> None:
     """Warn when a (B, C, H, W) target to colorize has colour.
 
     Its luminance is used and its colours replaced (``UserWarning``, attributed to the
-    caller of the function that calls this one).
+    first caller outside psal).
     """
     rgb = target[:, :3]
     if target.shape[1] >= 3 and bool((rgb.amax(1) - rgb.amin(1) > 1 / 510).any()):
         warnings.warn(
             "target is a colour image: its luminance is used and its colours replaced",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )

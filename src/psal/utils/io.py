@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .._checks import user_stacklevel
 from .atomic import atomic_path, check_writable
 from .convert import result_mode
 from .masks import to_mask
@@ -212,7 +213,7 @@ def load_image(
                 f"{name}: {p} is a 16-bit gray+alpha PNG; it is read and edited at 8 bits "
                 "per channel (known pixels keep their 8 most significant bits)",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         try:
             tile = im.tile[0] if im.tile else None

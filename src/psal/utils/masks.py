@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .._checks import user_stacklevel
 from .convert import _ALPHA_MODES, _I16_MODES, ImageLike
 
 __all__ = ["MOSTLY_HOLE", "to_mask"]
@@ -201,7 +202,7 @@ def to_mask(
             f"{name}: the hole covers {100 * fraction:.0f}% of the image; check that white "
             "(or the painted part of a transparent layer) marks what to fill",
             UserWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     m = m.expand(batch, 1, height, width)
     return m.to(device=device or "cpu").contiguous()
