@@ -16,6 +16,11 @@ The network (registered as ``"edsr_psal"``):
   patch it came from; ``pixel_shuffle`` puts the result on the ``s`` times finer grid,
   where it is added to the upsampler's features (``s`` = the scale for x2/x3, 2 for
   x4, fused after the first x2 stage);
+- or, with ``guide="image"`` (``"both"``: in addition), the cross-scale search on the
+  **input image** itself (Glasner et al. 2009's internal examples, meaningful before
+  any feature is learned): the image's mean-free patches against those of the image
+  shrunk by ``s``, bringing back the detail of the ``s x s`` blocks they came from, to
+  the upsampler's features and (through a learnable gain) to the output;
 - upsampler: 3x3 convolution to ``s^2 width`` channels + pixel shuffle, per stage
   (x2, x3; x4 = two x2 stages), and a 3x3 convolution to RGB, added to the bicubic
   enlargement of the input (the network learns the residual).
