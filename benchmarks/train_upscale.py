@@ -103,6 +103,8 @@ def network_kwargs(args: argparse.Namespace, attention: str, scale: int) -> dict
         kw["attention_options"] = {"k": args.psal_k, "iters": args.pm_iters}
     if args.guide != "features":  # (the key is left out for the old networks' descriptions)
         kw["guide"] = args.guide
+        if args.guide_gate:
+            kw["guide_gate"] = True
         if attention == "psal" and (args.guide_k, args.guide_iters) != (4, 2):
             kw["guide_options"] = {"k": args.guide_k, "iters": args.guide_iters}
     return kw
@@ -224,6 +226,7 @@ def main(argv=None) -> int:
         "(Mei et al.), the input image (internal examples, Glasner et al.) or both",
     )
     p.add_argument("--guide-k", type=int, default=4, help="psal image guide: neighbours")
+    p.add_argument("--guide-gate", action="store_true", help="per-pixel gate of the guide")
     p.add_argument("--guide-iters", type=int, default=2, help="psal image guide: iterations")
     p.add_argument("--search-channels", type=int, default=4)
     p.add_argument("--psal-k", type=int, default=2)

@@ -152,13 +152,21 @@ def test_image_guide_search_changes_the_output_and_learns():
     g = psal_net.guide
     for p in (g.log_scale, g.gain, g.out.weight):
         assert p.grad is not None and float(p.grad.abs().sum()) > 0
+    gated = EDSRPSAL(attention="psal", guide_gate=True, **kw)
+    torch.nn.init.normal_(gated.tail.weight, std=0.1)
+    with torch.no_grad():
+        gated.guide.gain.fill_(0.1)
+    gated(x).square().mean().backward()
+    assert float(gated.guide.gate.weight.grad.abs().sum()) > 0
     with pytest.raises(ValueError, match="guide"):
         EDSRPSAL(guide="pixels")
 
 
-def test_image_guide_strips_equal_the_whole():
+@pytest.mark.parametrize("gate", [False, True])
+def test_image_guide_strips_equal_the_whole(gate):
     torch.manual_seed(0)
-    net = EDSRPSAL(scale=4, width=8, blocks=2, attention="dense", guide="both").eval()
+    net = EDSRPSAL(scale=4, width=8, blocks=2, attention="dense", guide="both",
+                   guide_gate=gate).eval()  # fmt: skip
     torch.nn.init.normal_(net.tail.weight, std=0.1)
     torch.nn.init.normal_(net.guide.gain, std=0.5)
     x = torch.rand(1, 3, 26, 20)

@@ -171,12 +171,15 @@ class _ImageGuide(nn.Module):
     same parameters, and the baseline the search is compared with.
     """
 
-    def __init__(self, width: int, s: int, attention: str, options: dict[str, Any]) -> None:
+    def __init__(
+        self, width: int, s: int, attention: str, options: dict[str, Any], gate: bool = False
+    ) -> None:
         super().__init__()
         self.s = s
         self.log_scale = nn.Parameter(torch.zeros(()))
         self.gain = nn.Parameter(torch.zeros(1, 3, 1, 1))
         self.out = nn.Conv2d(3, width, 3, padding=1)
+        self.gate = nn.Conv2d(width, 1, 3, padding=1) if gate else None
         self.block = build_attention(attention, **options)
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
@@ -192,13 +195,25 @@ class _ImageGuide(nn.Module):
         out, _ = self.block(mean_free(x) * c, mean_free(small) * c, value)
         return out.to(x.dtype)
 
-    def project(self, a: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The local part: (features at s times the input grid, detail at ``size``)."""
+    def project(
+        self, a: torch.Tensor, size: tuple[int, int], hr: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The local part: (features at s times the input grid, detail at ``size``).
+
+        With a gate, ``hr`` (the upsampler's features on the same grid) sets a per-pixel
+        weight ``sigmoid(conv(hr + features))`` of the detail (0.5 at the start).
+        """
         d = F.pixel_shuffle(a, self.s)
         feat = self.out(d)
+        weight = None
+        if self.gate is not None:
+            weight = torch.sigmoid(self.gate(feat if hr is None else hr + feat))
         if tuple(d.shape[-2:]) != tuple(size):
             d = F.interpolate(d, size=size, mode="bicubic", align_corners=False)
-        return feat, GAIN_SCALE * self.gain * d
+            if weight is not None:
+                weight = F.interpolate(weight, size=size, mode="bilinear", align_corners=False)
+        d = GAIN_SCALE * self.gain * d
+        return feat, d if weight is None else weight * d
 
 
 def mean_free(x: torch.Tensor) -> torch.Tensor:
@@ -235,6 +250,8 @@ class EDSRPSAL(nn.Module):
         guide_options: options of the image-guided block (default for psal: ``k=4``,
             ``patch_size=3``, ``iters=2``, ``normalize=False``, ``temperature=0.03``;
             for dense: the same without ``k`` and ``iters``).
+        guide_gate: weight the image guide's detail per pixel by a gate computed from
+            the upsampler's features (else one learnable gain per channel only).
 
     Example:
         >>> net = EDSRPSAL(scale=2, width=8, blocks=2, attention="none")
@@ -255,6 +272,7 @@ class EDSRPSAL(nn.Module):
         search_channels: int | None = None,
         guide: str = "features",
         guide_options: dict[str, Any] | None = None,
+        guide_gate: bool = False,
     ) -> None:
         super().__init__()
         from ..editing.upscale import check_scale
@@ -286,7 +304,9 @@ class EDSRPSAL(nn.Module):
         if attention != "none":
             gopts.update(guide_options or {})
         image = cross_scale and guide in ("image", "both")
-        self.guide = _ImageGuide(width, self.xs, attention, gopts) if image else None
+        self.guide = (
+            _ImageGuide(width, self.xs, attention, gopts, gate=bool(guide_gate)) if image else None
+        )
         stages = [2, 2] if self.scale == 4 else [self.scale]
         self.up = nn.ModuleList(
             nn.Sequential(nn.Conv2d(width, s * s * width, 3, padding=1), nn.PixelShuffle(s))
@@ -319,7 +339,7 @@ class EDSRPSAL(nn.Module):
         size = (x.shape[-2] * self.scale, x.shape[-1] * self.scale)
         detail = None
         if self.guide is not None:
-            feat, detail = self.guide.project(g, size)
+            feat, detail = self.guide.project(g, size, hr)
             hr = hr + feat
         for stage in self.up[1:]:
             hr = stage(hr)
