@@ -88,4 +88,11 @@ def test_guide_option_and_runs_stored_before_it(folder, tmp_path):
     old = {"model": {"name": "edsr_psal", "kwargs": {"width": 4, "attention": "psal"}}}
     new = UpscaleTask.upgrade_config(old, 3)
     assert new["model"]["kwargs"]["guide"] == "features" and "guide" not in old["model"]["kwargs"]
-    assert UpscaleTask.config_class().model.kwargs["guide"] == "image"  # new runs
+    assert new["model"]["kwargs"]["guide_gate"] is False
+    kept = {"model": {"kwargs": {"guide": "image"}}}  # stored with guide, before the gate
+    assert UpscaleTask.upgrade_config(kept, 3)["model"]["kwargs"] == {
+        "guide": "image",
+        "guide_gate": False,
+    }
+    kw = UpscaleTask.config_class().model.kwargs  # new runs
+    assert kw["guide"] == "image" and kw["guide_gate"] is True

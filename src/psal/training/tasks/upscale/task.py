@@ -57,7 +57,7 @@ SCHEDULES = ("step", "cosine", "none")
 
 def _model_kwargs() -> dict[str, Any]:
     return {"width": 32, "blocks": 6, "attention": "psal", "attention_options": {},
-            "guide": "image"}  # fmt: skip
+            "guide": "image", "guide_gate": True}  # fmt: skip
 
 
 @dataclass
@@ -66,8 +66,9 @@ class UpscaleModel(ModelConfig):
 
     ``kwargs``: ``width``, ``blocks``, ``attention`` (psal, dense, none),
     ``attention_options``, ``guide`` (what the cross-scale block searches: ``image`` by
-    default, ``features`` or ``both``; runs stored before the option searched
-    ``features`` and are read so); ``scale`` comes from ``data.scale``.
+    default, ``features`` or ``both``), ``guide_gate`` (a per-pixel gate on the image
+    guide's detail, on by default); runs stored before these options searched
+    ``features`` without a gate and are read so; ``scale`` comes from ``data.scale``.
     """
 
     name: str = "edsr_psal"
@@ -243,11 +244,12 @@ class UpscaleTask(Task):
 
     @classmethod
     def upgrade_config(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
-        """Runs stored before ``guide`` existed searched the learned features."""
+        """Runs stored before ``guide`` / ``guide_gate`` existed: features, no gate."""
         model = data.get("model")
         kwargs = model.get("kwargs") if isinstance(model, dict) else None
-        if isinstance(kwargs, dict) and "guide" not in kwargs:
-            data = {**data, "model": {**model, "kwargs": {**kwargs, "guide": "features"}}}
+        if isinstance(kwargs, dict) and not {"guide", "guide_gate"} <= set(kwargs):
+            kwargs = {"guide": "features", "guide_gate": False, **kwargs}
+            data = {**data, "model": {**model, "kwargs": kwargs}}
         return data
 
     def __init__(self, config: UpscaleConfig, runtime: Runtime) -> None:
