@@ -17,10 +17,14 @@ subprocess, RSS). ``--save DIR`` writes each trained network as a psal checkpoin
 The psal variant is the cheap configuration (``--psal-k 2 --pm-iters 2
 --search-channels 4``: two neighbours, two PatchMatch iterations, searching on a
 4-channel projection); ``--no-in-scale`` keeps only the cross-scale block (in every
-variant, so they stay the same network but for the attention).
+variant, so they stay the same network but for the attention). ``--guide image`` makes
+the cross-scale block search the input image (``--guide-gate``: with a per-pixel gate;
+``--guide-k``, ``--guide-iters``: its PatchMatch), again in every variant.
 
     PYTHONPATH=src python benchmarks/train_upscale.py --quick        # ~2 minutes
     PYTHONPATH=src python benchmarks/train_upscale.py --budget 300 --scales 2 4 --memory
+    PYTHONPATH=src python benchmarks/train_upscale.py --budget 100 --scales 4 --guide image \
+        --guide-gate --no-in-scale --patch 48 --batch 2 --seed 0   # docs/upscale.md
 """
 
 from __future__ import annotations
