@@ -10,7 +10,7 @@ import torch
 from numba import njit
 
 from ..patchmatch.distance import patch_distance, reflect1, reflect_index
-from ..utils.parallel import channel_blocks, num_threads, run_chunked
+from ..utils.parallel import FASTMATH, channel_blocks, num_threads, run_chunked
 
 
 def _shift(x: torch.Tensor, dy: int, dx: int, fill: float | int) -> torch.Tensor:
@@ -140,13 +140,7 @@ def _gather_forward_numba(value, pos, weight):
     return out.permute(0, 2, 1).contiguous()
 
 
-#: Fast-math flags of the dot products: reassociation lets LLVM vectorise the channel
-#: reductions (the order is fixed by the code, so results still do not depend on the
-#: thread count); 'ninf'/'nnan' are left out so that non-finite values propagate.
-_FAST = {"reassoc", "contract", "nsz", "arcp"}
-
-
-@njit(nogil=True, cache=True, _nrt=False, fastmath=_FAST)  # allocates nothing
+@njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)  # allocates nothing
 def _gather_backward_w_kernel(value, pos, grad, grad_w, start, stop):  # pragma: no cover
     # value: (B, Nk, Cv) channels-last; grad: (B, N, Cv); pos, grad_w: (B, P, N).
     # Items [start, stop) of the flattened (B, N) pixels; pure gathers, no races.

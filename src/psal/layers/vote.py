@@ -72,6 +72,27 @@ def _vote_torch(value, indices, distances, r, temperature, bs, ys, xs):
     return out.masked_fill(~covered, 0.0).to(value.dtype), covered
 
 
+@njit(inline="always", cache=True)
+def _max_logit(indices, distances, b, y, x, r, inv_t):  # pragma: no cover (compiled)
+    """The largest ``-d / T`` among the proposals at query pixel (y, x), -inf if none."""
+    _, kk, hq, wq = indices.shape
+    m = -np.inf
+    for dy in range(-r, r + 1):
+        cy = y - dy
+        if cy < 0 or cy >= hq:
+            continue
+        for dx in range(-r, r + 1):
+            cx = x - dx
+            if cx < 0 or cx >= wq:
+                continue
+            for j in range(kk):
+                if indices[b, j, cy, cx] >= 0:
+                    lg = -distances[b, j, cy, cx] * inv_t
+                    if lg > m:
+                        m = lg
+    return m
+
+
 @njit(nogil=True, cache=True)
 def _vote_kernel(value, indices, distances, bs, ys, xs, r, inv_t, uniform, out, covered, lo, hi):
     # value is channels-last (B, Hk, Wk, Cv) and out (N, Cv): the channel loops are
@@ -82,22 +103,9 @@ def _vote_kernel(value, indices, distances, bs, ys, xs, r, inv_t, uniform, out, 
         b = bs[n]
         y = ys[n]
         x = xs[n]
-        # first pass: the largest logit, so the exponentials never overflow (a plain
-        # average needs none: every weight is 1, and the second pass finds the coverage)
-        m = 0.0 if uniform else -np.inf
-        for dy in range(-r if not uniform else r + 1, r + 1):
-            cy = y - dy
-            if cy < 0 or cy >= hq:
-                continue
-            for dx in range(-r, r + 1):
-                cx = x - dx
-                if cx < 0 or cx >= wq:
-                    continue
-                for j in range(kk):
-                    if indices[b, j, cy, cx] >= 0:
-                        lg = 0.0 if uniform else -distances[b, j, cy, cx] * inv_t
-                        if lg > m:
-                            m = lg
+        # a softmax's first pass: the largest logit, so the exponentials never
+        # overflow (-inf: no proposal); a plain average (every weight 1) needs none
+        m = 0.0 if uniform else _max_logit(indices, distances, b, y, x, r, inv_t)
         for c in range(cv):
             out[n, c] = 0.0
         if m == -np.inf:

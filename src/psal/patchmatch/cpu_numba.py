@@ -59,7 +59,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..utils.parallel import run_chunked
+from ..utils.parallel import FASTMATH, run_chunked
 from .distance import pad_reflect
 
 #: Rows per parallel band; fixed so results do not depend on the thread count.
@@ -83,10 +83,6 @@ MIN_CAPTURED = 0.5
 #: 5-20% of the window, 2 iterations) took 17% less time without them; a full 256x256
 #: search, 0.67x the time with them (features, patch 3; RGB patch 7 alike).
 BOUND_MIN_WORK = 1.0
-
-#: LLVM fast-math flags: reassociation lets the SSD loop vectorise; 'ninf'/'nnan' are
-#: left out because inf is the 'no match yet' distance.
-_FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 #: The projection bound rejects a candidate when bound * this >= the k-th distance
 #: (float rounding may push the computed bound slightly above the true distance).
@@ -140,7 +136,7 @@ def _prefetch(typingctx, arr, i):
     return types.void(arr, i), codegen
 
 
-@njit(inline="always", cache=True, fastmath=_FAST)
+@njit(inline="always", cache=True, fastmath=FASTMATH)
 def _ssd(qp, kp, b, qy, qx, ky, kx, p, c, bound, zero):
     """Patch SSD with early exit once the partial sum reaches ``bound``."""
     s = zero
@@ -160,7 +156,7 @@ def _ssd(qp, kp, b, qy, qx, ky, kx, p, c, bound, zero):
     return s
 
 
-@njit(inline="always", cache=True, fastmath=_FAST)
+@njit(inline="always", cache=True, fastmath=FASTMATH)
 def _ssd8(qp, kq, ov, sv, b, qy, qx, ky, kx, p, c, bound, zero):
     """SSD between a query patch and an 8-bit key patch, early exit at ``bound``.
 
@@ -183,7 +179,7 @@ def _ssd8(qp, kq, ov, sv, b, qy, qx, ky, kx, p, c, bound, zero):
     return s
 
 
-@njit(inline="always", cache=True, fastmath=_FAST)
+@njit(inline="always", cache=True, fastmath=FASTMATH)
 def _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
     """Insert key position ``cand`` into pixel (y, x)'s sorted k-list if it is better.
 
@@ -240,7 +236,7 @@ def _prefetch_cand(kpf, kprf, b, cand, wk, m, nkpr, hkp, rowlen, c, p, step16):
                 _prefetch(kpf, i)
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST, _nrt=False)
+@njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False)
 def _init_tasks(qp, kp, kpf, valid, vlist, vcount, active, init, use_init, idx, dist,
                 hk, wk, p, seed, band, zero, lo, hi):  # fmt: skip
     """Random (or ``init``) k-lists for the (batch element, band) tasks listed.
@@ -315,7 +311,7 @@ def _init_tasks(qp, kp, kpf, valid, vlist, vcount, active, init, use_init, idx, 
                     idx[b, y, x, i + 1] = ij
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST, _nrt=False)
+@njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False)
 def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, ov, kq, kqf, sv, qe, valid, active, idx, dist, snap,
                    cbufs, hk, wk, p, it, seed, band, far_w, zero, lo, hi):  # fmt: skip
     """One PatchMatch iteration (propagation + random search) over the tasks listed.
@@ -425,6 +421,12 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     )
 
 
+def _no_projections(b: int, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The projections of no bound: (B, 1, 0) arrays (the kernels then skip the check)."""
+    empty = np.zeros((b, 1, 0), dtype=np.float64 if dtype == torch.float64 else np.float32)
+    return empty, empty
+
+
 def _projections(
     query: torch.Tensor, key: torch.Tensor, p: int, dtype: torch.dtype
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -438,8 +440,7 @@ def _projections(
     """
     b, c = query.shape[:2]
     if PROJ_DIMS <= 0:
-        empty = np.zeros((b, 1, 0), dtype=np.float32 if dtype == torch.float32 else np.float64)
-        return empty, empty
+        return _no_projections(b, dtype)
     q = query.to(device="cpu", dtype=dtype)
     k = key.to(device="cpu", dtype=dtype)
     # channel statistics on a sample of pixels (both maps); centred for precision
@@ -459,8 +460,7 @@ def _projections(
     evals, evecs = torch.linalg.eigh(cov)
     if float(evals[-mc:].sum()) < MIN_CAPTURED * float(evals.sum().clamp_min(1e-30)):
         # incoherent channels (e.g. noise): the bound would reject nothing
-        empty = np.zeros((b, 1, 0), dtype=np.float32 if dtype == torch.float32 else np.float64)
-        return empty, empty
+        return _no_projections(b, dtype)
     v = evecs[:, -mc:].flip(1).to(dtype).contiguous()  # (C, mc)
     proj = []
     for x in (q, k) if not _same(query, key) else (q,):
@@ -593,7 +593,7 @@ def search(
     if bounds:
         qpr, kpr = _projections(query, key, patch_size, acc)
     else:
-        qpr = kpr = np.zeros((b, 1, 0), dtype=np_acc)
+        qpr, kpr = _no_projections(b, acc)
     ov, kq, sv, qe = _quantised(key, patch_size, acc, bounds and kpr.shape[2] == 0)
     idx = np.full((b, hq, wq, k), -1, dtype=np.int64)
     dist = np.full((b, hq, wq, k), np.inf, dtype=np_acc)

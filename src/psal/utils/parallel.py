@@ -18,6 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
+#: LLVM fast-math flags of psal's compiled kernels: reassociation lets LLVM vectorise
+#: their reductions (the order is still fixed by the code, so results do not depend on
+#: the thread count); 'ninf'/'nnan' are left out so that inf (e.g. the engine's 'no match
+#: yet' distance) and NaN propagate.
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
