@@ -288,13 +288,9 @@ def _colorize(args: argparse.Namespace) -> int:
 
     _check_options(args)
     if args.model is not None:  # before any file is read
-        from ..weights import COLORIZERS as PRETRAINED
-
         if args.checkpoint:
             raise CLIError("--model and --checkpoint both choose a network: give one")
-        if args.model not in PRETRAINED:
-            raise CLIError(f"--model must be one of {', '.join(sorted(PRETRAINED))}, "
-                           f"got {args.model!r}")  # fmt: skip
+        _check_model_name(args.model, "colorize")
     device = resolve_device(args.device)
     target = load_image(args.target, "TARGET", max_pixels=args.max_pixels)
     reference = load_image(args.reference, "--reference", max_pixels=args.max_pixels)
@@ -350,11 +346,9 @@ def _upscale(args: argparse.Namespace) -> int:
         raise CLIError("--ensemble needs --model or --checkpoint (a network)")
     if args.checkpoint is not None or args.model is not None:  # a network, checked first
         from ..models import Upscaler
-        from ..weights import UPSCALERS
 
-        if args.model is not None and args.model not in UPSCALERS:
-            raise CLIError(f"--model must be one of {', '.join(sorted(UPSCALERS))}, "
-                           f"got {args.model!r}")  # fmt: skip
+        if args.model is not None:
+            _check_model_name(args.model, "upscale")
         flag, what = (("--checkpoint", args.checkpoint) if args.model is None
                       else ("--model", args.model))  # fmt: skip
         try:
@@ -399,6 +393,13 @@ def _pretrained_names(task: str = "upscale") -> list[str]:
     from ..weights import COLORIZERS, UPSCALERS
 
     return sorted(UPSCALERS if task == "upscale" else COLORIZERS)
+
+
+def _check_model_name(name: str, task: str) -> None:
+    """``--model``: one of the networks shipped for ``task``, else a one-line error."""
+    names = _pretrained_names(task)
+    if name not in names:
+        raise CLIError(f"--model must be one of {', '.join(names)}, got {name!r}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
