@@ -5,12 +5,38 @@ chooses between them live in :mod:`psal.patchmatch.backends`; the border rule an
 differentiable patch distance in :mod:`psal.patchmatch.distance`.
 """
 
+import importlib
 import sys
 import types
 
-from .api import PatchMatchResult, patchmatch
-from .backends import available_backends, resolve_backend, set_default_backend, use_backend
-from .distance import pad_reflect, patch_distance, unfold_patches, valid_key_positions
+# Imported on first access (PEP 562): the compiled CPU search
+# (:mod:`psal.patchmatch.cpu_numba`) and its numpy entry load without torch, which
+# ``psal inpaint`` on the CPU never imports.
+_ATTRS = {
+    "PatchMatchResult": "api",
+    "patchmatch": "api",
+    "available_backends": "backends",
+    "resolve_backend": "backends",
+    "set_default_backend": "backends",
+    "use_backend": "backends",
+    "pad_reflect": "distance",
+    "patch_distance": "distance",
+    "unfold_patches": "distance",
+    "valid_key_positions": "distance",
+}
+
+
+def __getattr__(name: str):
+    """Import the public functions on first access."""
+    if name in _ATTRS:
+        value = getattr(importlib.import_module(f"{__name__}.{_ATTRS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ATTRS))
 
 __all__ = [
     "PatchMatchResult",
@@ -36,7 +62,7 @@ class _CallableModule(types.ModuleType):
 
     def __call__(self, *args, **kwargs):
         """Call :func:`psal.patchmatch.patchmatch`."""
-        return patchmatch(*args, **kwargs)
+        return __getattr__("patchmatch")(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule
