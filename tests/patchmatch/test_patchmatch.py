@@ -479,7 +479,9 @@ def test_numba_bound_does_not_change_exactness():
 
     q = smooth(2, 3, 12, 14, seed=1)
     k = smooth(2, 3, 11, 13, seed=2)
-    assert cpu_numba._projections(q.numpy(), k.numpy(), 3, np.float32)[0].shape[2] > 0  # the bound is on
+    assert (
+        cpu_numba._projections(q.numpy(), k.numpy(), 3, np.float32)[0].shape[2] > 0
+    )  # the bound is on
     exact = psal.patchmatch(q, k, k=3, patch_size=3, backend="exact")
     saved = cpu_numba.PROJ_DIMS
     try:

@@ -38,6 +38,7 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_ATTRS))
 
+
 __all__ = [
     "PatchMatchResult",
     "available_backends",

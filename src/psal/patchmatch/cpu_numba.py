@@ -61,6 +61,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..utils.parallel import FASTMATH, run_chunked
+
 if TYPE_CHECKING:
     import torch
 

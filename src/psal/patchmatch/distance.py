@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from numba import njit
 
 from .._deprecation import keyword_only
-from ._border import reflect1  # noqa: F401  (re-exported: the kernels' form of reflect_index)
 from ..utils.filters import box_sum
 from ..utils.parallel import channel_blocks, num_threads, run_chunked
+from ._border import reflect1  # noqa: F401  (re-exported: the kernels' form of reflect_index)
 
 __all__ = [
     "center_pair",
