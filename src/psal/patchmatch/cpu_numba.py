@@ -64,6 +64,8 @@ from ..utils.parallel import FASTMATH, run_chunked
 
 if TYPE_CHECKING:
     import torch
+else:
+    from ..utils.arrays import lazy_torch as torch  # for annotations (imports torch if resolved)
 
 #: Rows per parallel band; fixed so results do not depend on the thread count.
 BAND_ROWS = 32
