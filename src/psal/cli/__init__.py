@@ -14,13 +14,26 @@ from collections.abc import Sequence
 
 from ._common import CLIError, run_command
 
-#: Modules (relative to psal.cli) that register sub-commands, in help order.
-COMMAND_MODULES = ("edit", "train", "app")
+#: Modules (relative to psal.cli) that register sub-commands, in help order, with the
+#: commands each registers.
+COMMAND_MODULES = {
+    "edit": ("inpaint", "colorize", "upscale"),
+    "train": ("train", "eval"),
+    "app": ("app",),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the ``psal`` argument parser with every registered sub-command."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Build the ``psal`` argument parser.
+
+    With ``argv`` whose first word is a command, only the module of that command
+    registers (``psal inpaint`` then imports neither the training code nor torch);
+    otherwise (help, a typo, no ``argv``) every command does.
+    """
     import importlib
+
+    words = [a for a in (argv or []) if not a.startswith("-")]
+    modules = [m for m, commands in COMMAND_MODULES.items() if words and words[0] in commands]
 
     parser = argparse.ArgumentParser(
         prog="psal",
@@ -32,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"psal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
+    for name in modules or COMMAND_MODULES:
         module = importlib.import_module(f"psal.cli.{name}")
         module.register(sub)
     return parser
@@ -40,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``psal`` console script; returns the exit status."""
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
     if extra:
         # ``KEY=VALUE`` overrides may sit between options (argparse takes only the

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .._checks import user_stacklevel
 from .atomic import atomic_path, check_writable
 from .convert import result_mode
-from .masks import to_mask
+from .masks import to_mask_array
 
 __all__ = [
     "SAVE_FORMATS",
@@ -261,8 +261,8 @@ def load_mask(
         )
     with warnings.catch_warnings():  # the editing functions warn about the mask they use
         warnings.simplefilter("ignore", UserWarning)
-        m = to_mask(image, image.size[1], image.size[0], threshold=threshold)
-    return m[0, 0].numpy()
+        m = to_mask_array(image, image.size[1], image.size[0], threshold=threshold)
+    return m[0, 0]
 
 
 def array_to_pil(arr: np.ndarray) -> Image.Image:
