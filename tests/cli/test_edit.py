@@ -412,3 +412,13 @@ def test_inpaint_reads_exif_orientation_and_keeps_exif_and_icc(tmp_path, capsys)
         assert res.getexif().get(0x010F) == "PhoneMaker"
         assert res.getexif().get(0x0112, 1) == 1  # already upright: not rotated twice
         assert res.info.get("icc_profile") == icc
+
+
+def test_a_command_registers_only_its_module_and_help_lists_all():
+    from psal.cli import build_parser
+
+    sub = next(a for a in build_parser(["inpaint", "x"])._actions if a.dest == "command")
+    assert sorted(sub.choices) == ["colorize", "inpaint", "upscale"]
+    for argv in ([], ["--help"], ["inpant"], None):
+        sub = next(a for a in build_parser(argv)._actions if a.dest == "command")
+        assert {"inpaint", "train", "eval", "app"} <= set(sub.choices)

@@ -574,11 +574,12 @@ def _numpy_path(image: ImageLike, device: object, backend: str) -> bool:
 def _mask(mask: ImageLike, h: int, w: int, b: int, threshold: float, name: str,
           use_np: bool) -> Array:  # fmt: skip
     """The (B, 1, H, W) bool mask: a numpy array for the numpy path, else a tensor."""
+    warn = name == "mask"  # white in a source mask is the allowed area, not a hole
     if use_np and not is_tensor(mask):
-        return to_mask_array(mask, h, w, threshold=threshold, name=name)
+        return to_mask_array(mask, h, w, threshold=threshold, name=name, warn=warn)
     from ..utils.masks import to_mask
 
-    m = to_mask(mask, h, w, batch=b, threshold=threshold, name=name)
+    m = to_mask(mask, h, w, batch=b, threshold=threshold, name=name, warn=warn)
     return m.numpy() if use_np else m
 
 

@@ -125,6 +125,7 @@ def to_mask(
     threshold: float = 0.5,
     device: torch.device | str | None = None,
     name: str = "mask",
+    warn: bool = True,
 ) -> torch.Tensor:
     """Turn a mask given as numpy, PIL or tensor into a (B, 1, H, W) bool tensor.
 
@@ -142,6 +143,8 @@ def to_mask(
         threshold: fraction of the full range above which a pixel is a hole, in (0, 1).
         device: device of the result.
         name: argument name for error messages.
+        warn: warn when True covers most of the image (off for masks where True is
+            not a hole, such as a source mask's allowed area).
 
     Raises:
         TypeError: unsupported kind or dtype (complex, object, ...).
@@ -160,7 +163,8 @@ def to_mask(
     import torch
 
     if isinstance(mask, (Image.Image, np.ndarray)):
-        m = torch.from_numpy(to_mask_array(mask, height, width, threshold=threshold, name=name))
+        m = to_mask_array(mask, height, width, threshold=threshold, name=name, warn=warn)
+        m = torch.from_numpy(m)
         return m.expand(batch, 1, height, width).to(device=device or "cpu").contiguous()
     _check_threshold(threshold)
     if isinstance(mask, torch.Tensor):
@@ -192,7 +196,8 @@ def to_mask(
     else:
         raise _kind_error(mask, name)
     _check_size(m, height, width, batch, name)
-    _warn_mostly_hole(float(m.float().mean()) if m.numel() else 0.0, name)
+    if warn:
+        _warn_mostly_hole(float(m.float().mean()) if m.numel() else 0.0, name)
     m = m.expand(batch, 1, height, width)
     return m.to(device=device or "cpu").contiguous()
 
@@ -204,6 +209,7 @@ def to_mask_array(
     *,
     threshold: float = 0.5,
     name: str = "mask",
+    warn: bool = True,
 ) -> np.ndarray:
     """:func:`to_mask` for a numpy or PIL mask, without torch: (1, 1, H, W) bool array.
 
@@ -217,7 +223,8 @@ def to_mask_array(
     else:
         raise _kind_error(mask, name)
     _check_size(m, height, width, 1, name)
-    _warn_mostly_hole(float(m.mean()) if m.size else 0.0, name)
+    if warn:
+        _warn_mostly_hole(float(m.mean()) if m.size else 0.0, name)
     return np.ascontiguousarray(m)
 
 
