@@ -8,22 +8,13 @@ Each takes and returns numpy arrays, PIL images or tensors (the same kind back).
 Each is imported on first use: ``inpaint`` on numpy images needs no torch.
 """
 
-import importlib
 import sys
 import types
 
+from .._lazy import lazy_exports
+
 __all__ = ["colorize", "inpaint", "upscale"]
-
-
-def __getattr__(name: str):
-    """Import the editing functions on first access (PEP 562)."""
-    if name in __all__:
-        return getattr(importlib.import_module(f"{__name__}.{name}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, {name: f".{name}" for name in __all__})
 
 
 class _Package(types.ModuleType):

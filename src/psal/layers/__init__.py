@@ -5,38 +5,26 @@ Each layer is a function plus a thin ``nn.Module`` whose ``forward`` calls it; a
 attention by name through :mod:`psal.layers.registry` (:func:`build_attention`).
 """
 
-import importlib
-
+from .._lazy import lazy_exports
 from .vote import vote  # imports no torch (the editing tools' numpy path uses it)
 
-# The layers are imported on first access (PEP 562).
-_ATTRS = {
-    "ContextualAttention": "contextual",
-    "contextual_attention": "contextual",
-    "PatchAttention": "dense",
-    "patch_attention": "dense",
-    "PSAttention": "psattention",
-    "attend": "psattention",
-    "ps_attention": "psattention",
-    "ATTENTIONS": "registry",
-    "AttentionBlock": "registry",
-    "build_attention": "registry",
-    "list_attentions": "registry",
-}
-
-
-def __getattr__(name: str):
-    """Import the layers on first access."""
-    if name in _ATTRS:
-        value = getattr(importlib.import_module(f"{__name__}.{_ATTRS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_ATTRS))
-
+# The layers are imported on first access.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "ContextualAttention": ".contextual",
+        "contextual_attention": ".contextual",
+        "PatchAttention": ".dense",
+        "patch_attention": ".dense",
+        "PSAttention": ".psattention",
+        "attend": ".psattention",
+        "ps_attention": ".psattention",
+        "ATTENTIONS": ".registry",
+        "AttentionBlock": ".registry",
+        "build_attention": ".registry",
+        "list_attentions": ".registry",
+    },
+)
 
 __all__ = [
     "ATTENTIONS",

@@ -5,39 +5,28 @@ chooses between them live in :mod:`psal.patchmatch.backends`; the border rule an
 differentiable patch distance in :mod:`psal.patchmatch.distance`.
 """
 
-import importlib
 import sys
 import types
 
-# Imported on first access (PEP 562): the compiled CPU search
-# (:mod:`psal.patchmatch.cpu_numba`) and its numpy entry load without torch, which
-# ``psal inpaint`` on the CPU never imports.
-_ATTRS = {
-    "PatchMatchResult": "api",
-    "patchmatch": "api",
-    "available_backends": "backends",
-    "resolve_backend": "backends",
-    "set_default_backend": "backends",
-    "use_backend": "backends",
-    "pad_reflect": "distance",
-    "patch_distance": "distance",
-    "unfold_patches": "distance",
-    "valid_key_positions": "distance",
-}
+from .._lazy import lazy_exports
 
-
-def __getattr__(name: str):
-    """Import the public functions on first access."""
-    if name in _ATTRS:
-        value = getattr(importlib.import_module(f"{__name__}.{_ATTRS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_ATTRS))
-
+# Imported on first access: the compiled CPU search (:mod:`psal.patchmatch.cpu_numba`)
+# and its numpy entry load without torch, which ``psal inpaint`` on the CPU never imports.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "PatchMatchResult": ".api",
+        "patchmatch": ".api",
+        "available_backends": ".backends",
+        "resolve_backend": ".backends",
+        "set_default_backend": ".backends",
+        "use_backend": ".backends",
+        "pad_reflect": ".distance",
+        "patch_distance": ".distance",
+        "unfold_patches": ".distance",
+        "valid_key_positions": ".distance",
+    },
+)
 
 __all__ = [
     "PatchMatchResult",
