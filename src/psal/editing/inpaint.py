@@ -344,7 +344,9 @@ def _gradient_domain(
     xp = namespace(image)
     h, w = level.size
     oy, ox = level.origin
-    gy, gx = (astype(arange(image, n), "float64") for n in (h, w))
+    # in the image's dtype, as the search's distances: float32 holds every coordinate
+    # exactly, and the vote's kernel is already loaded for that dtype
+    gy, gx = (astype(arange(image, n), image) for n in (h, w))
     grid = concat([g[None] for g in xp.meshgrid(gy, gx, indexing="ij")], 0)
     where, covered = mode_vote(grid[None], field, dist, patch_size,
                                (level.ys - oy, level.xs - ox), iters=0)  # fmt: skip
