@@ -27,13 +27,16 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """Build the ``psal`` argument parser.
 
     With ``argv`` whose first word is a command, only the module of that command
-    registers (``psal inpaint`` then imports neither the training code nor torch);
-    otherwise (help, a typo, no ``argv``) every command does.
+    registers (``psal inpaint`` then imports neither the training code nor torch). With
+    ``argv`` naming no command (``psal --help``, a typo), every command registers its
+    name and help line only (``shallow``: the same top-level help and errors, without
+    importing the training tasks and torch). ``argv=None``: every command, in full.
     """
     import importlib
 
     words = [a for a in (argv or []) if not a.startswith("-")]
     modules = [m for m, commands in COMMAND_MODULES.items() if words and words[0] in commands]
+    shallow = argv is not None and not modules
 
     parser = argparse.ArgumentParser(
         prog="psal",
@@ -47,7 +50,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub.required = True
     for name in modules or COMMAND_MODULES:
         module = importlib.import_module(f"psal.cli.{name}")
-        module.register(sub)
+        module.register(sub, shallow=shallow)
     return parser
 
 

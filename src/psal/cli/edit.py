@@ -419,8 +419,8 @@ def _check_model_name(name: str, task: str) -> None:
         raise CLIError(f"--model must be one of {', '.join(names)}, got {name!r}")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``inpaint``, ``colorize`` and ``upscale``."""
+def register(subparsers: argparse._SubParsersAction, shallow: bool = False) -> None:
+    """Register ``inpaint``, ``colorize`` and ``upscale`` (in full: cheap either way)."""
     fmt = argparse.RawDescriptionHelpFormatter
     p = subparsers.add_parser(
         "inpaint",
