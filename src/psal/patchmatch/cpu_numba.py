@@ -451,7 +451,11 @@ def _projections(
     ks = k.reshape(b, c, -1)[:, :, :: max(1, k[0, 0].size // 4096)]
     sample = np.concatenate([qs, ks], 2).transpose(0, 2, 1).reshape(-1, c).astype(np.float64)
     mu = sample.mean(0)
-    cov = (sample - mu).T @ (sample - mu)
+    # C order matters: numpy multiplies a strided (here Fortran-ordered) operand without
+    # BLAS, 250 ms instead of 1.5 ms for 8192 x 64 (it was also the "slow eigh" of the
+    # previous, torch version)
+    centred = np.ascontiguousarray(sample - mu)
+    cov = centred.T @ centred
     r = p // 2
     # spatial functions: the constant, and for p >= 3 the x and y ramps (their 1-D
     # profile ``ramp``; _moments_tasks applies them separably)
