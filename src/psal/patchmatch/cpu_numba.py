@@ -540,6 +540,26 @@ def _moments_tasks(xp, ramp, s, out, t0, t1):
                     o[ch * s + 2] = yr
 
 
+@njit(nogil=True, cache=True)
+def _quantise_tasks(key, offset, scale, out, t0, t1):  # pragma: no cover (compiled)
+    """``out = clip(round((key - offset) / scale), -127, 127)`` as int8, in float64.
+
+    Tasks ``[t0, t1)`` of ``B * C``: channel ``t % C`` of image ``t // C`` of the
+    (B, C, H, W) key (one pass, no float64 copy of the key).
+    """
+    c = key.shape[1]
+    for t in range(t0, t1):
+        bi, ch = t // c, t % c
+        o = offset[ch]
+        s = scale[ch]
+        src = key[bi, ch]
+        dst = out[bi, ch]
+        for y in range(src.shape[0]):
+            for x in range(src.shape[1]):
+                v = np.round((np.float64(src[y, x]) - o) / s)
+                dst[y, x] = np.int8(min(127.0, max(-127.0, v)))
+
+
 def _quantised(key, p, dtype, use):
     """The 8-bit bound's arrays: (offsets, int8 key rows, scales, error).
 
@@ -554,15 +574,14 @@ def _quantised(key, p, dtype, use):
         z = np.zeros(1, dtype=dtype)
         return z, np.zeros((1, 1, 1), dtype=np.int8), z, -1.0
     r = p // 2
-    k = np.asarray(key, dtype=np.float64)
-    lo = k.min(axis=(0, 2, 3))
-    hi = k.max(axis=(0, 2, 3))
+    lo = key.min(axis=(0, 2, 3)).astype(np.float64)  # min and max are exact in any dtype
+    hi = key.max(axis=(0, 2, 3)).astype(np.float64)
     offset = (hi + lo) / 2
     scale = np.maximum((hi - lo) / 254, 1e-30)
-    c = k.shape[1]
-    levels = np.clip(np.round((k - offset.reshape(1, c, 1, 1)) / scale.reshape(1, c, 1, 1)),
-                     -127, 127)  # fmt: skip
-    kq = _rows(levels, r, np.float32).astype(np.int8)
+    levels = np.empty(key.shape, dtype=np.int8)
+    run_chunked(_quantise_tasks, key.shape[0] * key.shape[1], np.ascontiguousarray(key),
+                offset, scale, levels)  # fmt: skip
+    kq = _rows(levels, r, np.int8)
     ov = np.tile(offset.astype(dtype), p)
     sv = np.tile(scale.astype(dtype), p)
     # the rounding error is at most scale / 2 per value; 1e-4 relative slack for the
