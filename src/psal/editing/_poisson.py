@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
-from ..utils.arrays import arange, astype, concat, copy, full, namespace
+from ..utils.arrays import Array, arange, astype, concat, copy, full, namespace
 from ..utils.parallel import run_chunked
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ NUMBA_CG = True
 _STEPS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 
 
-def _read(image, y, x):
+def _read(image: Array, y: Array, x: Array) -> Array:
     """``image[0][:, y, x]`` with positions clamped to the image: (C, N)."""
     h, w = image.shape[-2:]
     return image[0][:, y.clip(0, h - 1), x.clip(0, w - 1)]
@@ -105,14 +105,14 @@ def poisson_fill(
     nbr = concat(nbr, 0)  # (4, N)
 
     f = copy(image[0][:, ys, xs])
-    if isinstance(image, np.ndarray) or (image.device.type == "cpu" and NUMBA_CG):
-        cpu = (lambda a: a) if isinstance(image, np.ndarray) else (lambda a: a.numpy())
-        out = np.ascontiguousarray(cpu(f), dtype=np.float64)
-        args = (np.ascontiguousarray(cpu(deg), dtype=np.float64),
-                np.ascontiguousarray(cpu(nbr)), np.ascontiguousarray(cpu(b), dtype=np.float64),
-                out, iters, tol)  # fmt: skip
-        run_chunked(_cg_tasks, c, *args)
-        if isinstance(image, np.ndarray):
+    on_numpy = isinstance(image, np.ndarray)
+    if on_numpy or (image.device.type == "cpu" and NUMBA_CG):
+        f, deg, nbr, b = (a if on_numpy else a.numpy() for a in (f, deg, nbr, b))
+        out = np.ascontiguousarray(f, dtype=np.float64)  # the start, then the solution
+        run_chunked(_cg_tasks, c, np.ascontiguousarray(deg, dtype=np.float64),
+                    np.ascontiguousarray(nbr), np.ascontiguousarray(b, dtype=np.float64), out,
+                    iters, tol)  # fmt: skip
+        if on_numpy:
             return out.astype(image.dtype)
         import torch
 
