@@ -11,14 +11,28 @@ import numbers
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# torch is imported by the checks that need it only: the numpy paths (``psal inpaint``
+# on the CPU) never import it.
+
+
+def __getattr__(name: str):
+    if name == "FLOAT_DTYPES":  # floating dtypes the layers accept
+        import torch
+
+        return (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_tensor(x: object, name: str, ndim: int | None = None) -> torch.Tensor:
     """Check that ``x`` is a tensor, optionally of ``ndim`` dimensions."""
+    import torch
+
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if ndim is not None and x.dim() != ndim:
@@ -32,7 +46,7 @@ def check_tensor(x: object, name: str, ndim: int | None = None) -> torch.Tensor:
 def check_float_tensor(x: object, name: str, ndim: int | None = 4) -> torch.Tensor:
     """Check that ``x`` is a floating-point tensor (float16/bfloat16/float32/float64)."""
     x = check_tensor(x, name, ndim)
-    if x.dtype not in FLOAT_DTYPES:
+    if x.dtype not in __getattr__("FLOAT_DTYPES"):
         raise TypeError(
             f"{name} must be a floating-point tensor (float16, bfloat16, float32 or "
             f"float64), got dtype {x.dtype}"
@@ -40,8 +54,17 @@ def check_float_tensor(x: object, name: str, ndim: int | None = 4) -> torch.Tens
     return x
 
 
-def check_finite(x: torch.Tensor, name: str) -> None:
-    """Raise ``ValueError`` if ``x`` holds NaN or Inf."""
+def check_finite(x: torch.Tensor | np.ndarray, name: str) -> None:
+    """Raise ``ValueError`` if ``x`` (a tensor or a numpy array) holds NaN or Inf."""
+    import numpy as np
+
+    if isinstance(x, np.ndarray):
+        if x.size and not np.isfinite([x.min(), x.max()]).all():
+            n_nan, n_inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+            raise ValueError(f"{name} contains NaN or Inf values ({n_nan} NaN, {n_inf} Inf)")
+        return
+    import torch
+
     # min and max propagate NaN and reach +-Inf: one reduction pass and no (N,) bool
     # temporary (~15x faster than isfinite(x).all() on a 256x256x64 map)
     if x.numel() and not all(
@@ -77,6 +100,8 @@ def check_seed(seed: object, name: str = "seed") -> int:
 def resolve_seed(seed: object, name: str = "seed") -> int:
     """``seed`` checked by :func:`check_seed`, or a fresh one from torch's generator if None."""
     if seed is None:
+        import torch
+
         return int(torch.randint(0, 2**31 - 1, (1,)).item())
     return check_seed(seed, name)
 
@@ -114,6 +139,8 @@ def check_mask(
     Bool masks are used as they are; float or integer masks must hold only 0 and 1
     (1 = True).
     """
+    import torch
+
     m = check_tensor(mask, name, ndim=4)
     expected = (batch, 1, height, width)
     if tuple(m.shape) != expected:

@@ -412,3 +412,31 @@ def test_inpaint_reads_exif_orientation_and_keeps_exif_and_icc(tmp_path, capsys)
         assert res.getexif().get(0x010F) == "PhoneMaker"
         assert res.getexif().get(0x0112, 1) == 1  # already upright: not rotated twice
         assert res.info.get("icc_profile") == icc
+
+
+def test_a_command_registers_only_its_module_and_help_lists_all():
+    from psal.cli import build_parser
+
+    sub = next(a for a in build_parser(["inpaint", "x"])._actions if a.dest == "command")
+    assert sorted(sub.choices) == ["colorize", "inpaint", "upscale"]
+    for argv in ([], ["--help"], ["inpant"], None):
+        sub = next(a for a in build_parser(argv)._actions if a.dest == "command")
+        assert {"inpaint", "train", "eval", "app"} <= set(sub.choices)
+
+
+def test_top_level_help_is_the_same_shallow_and_imports_no_torch():
+    import subprocess
+    import sys
+
+    from psal.cli import build_parser
+
+    full, shallow = build_parser(None), build_parser(["--help"])
+    assert shallow.format_help() == full.format_help()
+    code = (
+        "import sys\nfrom psal.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    status = e.code\n"
+        "print(status, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)  # fmt: skip
+    assert out.stdout.strip().splitlines()[-1] == "0 False"

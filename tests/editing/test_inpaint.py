@@ -157,13 +157,13 @@ def test_large_image_small_hole_work_scales_with_the_hole(monkeypatch):
     mod = sys.modules["psal.editing.inpaint"]  # the module (the package exports the function)
 
     searched = []
-    real = mod.patchmatch
+    real = mod._search
 
-    def recording(query, key, *args, **kwargs):
-        searched.append(query.shape[-2] * query.shape[-1])
-        return real(query, key, *args, **kwargs)
+    def recording(cur, level, *args, **kwargs):
+        searched.append(level.crop(cur).shape[-2] * level.crop(cur).shape[-1])
+        return real(cur, level, *args, **kwargs)
 
-    monkeypatch.setattr(mod, "patchmatch", recording)
+    monkeypatch.setattr(mod, "_search", recording)
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (150, 200, 3), dtype=np.uint8)
     img = np.asarray(Image.fromarray(base).resize((2000, 1500), Image.Resampling.BILINEAR))

@@ -455,7 +455,7 @@ def test_numba_projection_distance_is_a_lower_bound(c, p):
     mix = torch.rand(c, 3, generator=torch.Generator().manual_seed(1))  # correlated channels
     q = torch.einsum("ij,bjhw->bihw", mix, smooth(1, 3, 20, 18, seed=30)) * 50 + 100
     k = torch.einsum("ij,bjhw->bihw", mix, smooth(1, 3, 17, 21, seed=31)) * 50 + 100
-    qpr, kpr = cpu_numba._projections(q, k, p, torch.float32)
+    qpr, kpr = cpu_numba._projections(q.numpy(), k.numpy(), p, np.float32)
     assert qpr.shape == (1, 20 * 18, qpr.shape[2]) and 0 < qpr.shape[2] <= 16
     g = torch.Generator().manual_seed(0)
     ind = torch.randint(0, 17 * 21, (1, 1, 20, 18), generator=g)
@@ -470,7 +470,7 @@ def test_numba_projection_bound_is_off_for_incoherent_features():
 
     g = torch.Generator().manual_seed(0)
     q, k = torch.rand(1, 64, 24, 24, generator=g), torch.rand(1, 64, 24, 24, generator=g)
-    qpr, kpr = cpu_numba._projections(q, k, 3, torch.float32)
+    qpr, kpr = cpu_numba._projections(q.numpy(), k.numpy(), 3, np.float32)
     assert qpr.shape[2] == kpr.shape[2] == 0
 
 
@@ -479,7 +479,9 @@ def test_numba_bound_does_not_change_exactness():
 
     q = smooth(2, 3, 12, 14, seed=1)
     k = smooth(2, 3, 11, 13, seed=2)
-    assert cpu_numba._projections(q, k, 3, torch.float32)[0].shape[2] > 0  # the bound is on
+    assert (
+        cpu_numba._projections(q.numpy(), k.numpy(), 3, np.float32)[0].shape[2] > 0
+    )  # the bound is on
     exact = psal.patchmatch(q, k, k=3, patch_size=3, backend="exact")
     saved = cpu_numba.PROJ_DIMS
     try:
@@ -499,11 +501,11 @@ def test_numba_8bit_bound_is_exact_on_incoherent_features(monkeypatch):
 
     g = torch.Generator().manual_seed(4)
     q, k = torch.rand(2, 64, 30, 26, generator=g), torch.rand(2, 64, 28, 31, generator=g)
-    qp = cpu_numba._rows(q, 1, torch.float32)
-    ov, kq, sv, qe = cpu_numba._quantised(k, 3, torch.float32, True)
+    qp = cpu_numba._rows(q.numpy(), 1, np.float32)
+    ov, kq, sv, qe = cpu_numba._quantised(k.numpy(), 3, np.float32, True)
     assert kq.dtype == np.int8 and 0 < qe < 0.1
     # the bound: |sqrt(d8) - sqrt(d)| <= qe for random pairs
-    kp = cpu_numba._rows(k, 1, torch.float32)
+    kp = cpu_numba._rows(k.numpy(), 1, np.float32)
     for cand in range(0, 28 * 31, 37):
         ky, kx = divmod(cand, 31)
         rows, cols = slice(ky, ky + 3), slice(kx * 64, kx * 64 + 192)  # the key patch

@@ -14,13 +14,29 @@ from collections.abc import Sequence
 
 from ._common import CLIError, run_command
 
-#: Modules (relative to psal.cli) that register sub-commands, in help order.
-COMMAND_MODULES = ("edit", "train", "app")
+#: Modules (relative to psal.cli) that register sub-commands, in help order, with the
+#: commands each registers.
+COMMAND_MODULES = {
+    "edit": ("inpaint", "colorize", "upscale"),
+    "train": ("train", "eval"),
+    "app": ("app",),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the ``psal`` argument parser with every registered sub-command."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Build the ``psal`` argument parser.
+
+    With ``argv`` whose first word is a command, only the module of that command
+    registers (``psal inpaint`` then imports neither the training code nor torch). With
+    ``argv`` naming no command (``psal --help``, a typo), every command registers its
+    name and help line only (``shallow``: the same top-level help and errors, without
+    importing the training tasks and torch). ``argv=None``: every command, in full.
+    """
     import importlib
+
+    words = [a for a in (argv or []) if not a.startswith("-")]
+    modules = [m for m, commands in COMMAND_MODULES.items() if words and words[0] in commands]
+    shallow = argv is not None and not modules
 
     parser = argparse.ArgumentParser(
         prog="psal",
@@ -32,15 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"psal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
+    for name in modules or COMMAND_MODULES:
         module = importlib.import_module(f"psal.cli.{name}")
-        module.register(sub)
+        module.register(sub, shallow=shallow)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``psal`` console script; returns the exit status."""
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
     if extra:
         # ``KEY=VALUE`` overrides may sit between options (argparse takes only the

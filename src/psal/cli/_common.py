@@ -10,10 +10,12 @@ import argparse
 import os
 import re
 import sys
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..utils.atomic import Terminated
+
+if TYPE_CHECKING:
+    import torch
 
 #: Environment variable: when set (to anything but ``0`` or empty), errors are re-raised
 #: with their traceback instead of being printed as one line.
@@ -91,6 +93,8 @@ def resolve_device(name: str) -> torch.device:
 
     Accepted: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` and ``mps``.
     """
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(name, str) or not _DEVICE_RE.fullmatch(name):

@@ -51,13 +51,19 @@ def _app(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``app``."""
+APP_HELP = "local web app: paint a mask and remove objects, colorize, upscale"
+
+
+def register(subparsers: argparse._SubParsersAction, shallow: bool = False) -> None:
+    """Register ``app`` (``shallow``: its name and help line only, for ``psal --help``)."""
+    if shallow:
+        subparsers.add_parser("app", help=APP_HELP)
+        return
     from ..app.actions import LEARNED, Limits
 
     p = subparsers.add_parser(
         "app",
-        help="local web app: paint a mask and remove objects, colorize, upscale",
+        help=APP_HELP,
         description="Start a local web page to paint over objects and remove them, colour "
         "a grayscale photo from a reference, or upscale a photo; it calls the same "
         "functions as the other commands. Stop it with Ctrl-C.",

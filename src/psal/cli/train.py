@@ -25,6 +25,8 @@ from typing import Any
 from ._common import DEBUG_ENV, CLIError, resolve_device
 
 COMMON_EPILOG = f"Set {DEBUG_ENV}=1 to see the full traceback of an error."
+TRAIN_HELP = "train a network"
+EVAL_HELP = "evaluate a network"
 
 TRAIN_NOTES = """\
 Settings: the task's defaults < --resume's stored config < --config FILE < options <
@@ -78,15 +80,23 @@ def _add_options(parser: argparse.ArgumentParser, table: Any, config_class: type
         )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``train TASK`` and ``eval TASK`` for every registered task."""
+def register(subparsers: argparse._SubParsersAction, shallow: bool = False) -> None:
+    """Register ``train TASK`` and ``eval TASK`` for every registered task.
+
+    ``shallow``: the two commands' names and help lines only (for ``psal --help``,
+    without importing the tasks).
+    """
+    if shallow:
+        subparsers.add_parser("train", help=TRAIN_HELP)
+        subparsers.add_parser("eval", help=EVAL_HELP)
+        return
     from ..training.tasks import get_task, list_tasks
 
     fmt = argparse.RawDescriptionHelpFormatter
-    train = subparsers.add_parser("train", help="train a network")
+    train = subparsers.add_parser("train", help=TRAIN_HELP)
     train_sub = train.add_subparsers(dest="task", metavar="TASK")
     train_sub.required = True
-    evaluate = subparsers.add_parser("eval", help="evaluate a network")
+    evaluate = subparsers.add_parser("eval", help=EVAL_HELP)
     eval_sub = evaluate.add_subparsers(dest="task", metavar="TASK")
     eval_sub.required = True
     for name in list_tasks():

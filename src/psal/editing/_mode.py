@@ -16,12 +16,18 @@ formulas, tested equal).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from numba import njit
 
-from ..patchmatch.distance import reflect1, reflect_index
+from ..patchmatch._border import reflect1
 from ..utils.parallel import run_chunked
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from ..utils.arrays import lazy_torch as torch  # for annotations (imports torch if resolved)
 
 __all__ = ["mode_vote"]
 
@@ -91,6 +97,10 @@ def _mode_kernel(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters, out
 
 
 def _mode_torch(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters):
+    import torch
+
+    from ..patchmatch.distance import reflect_index
+
     _, cv, hk, wk = value.shape
     _, kk, hq, wq = indices.shape
     vals, logits = [], []
@@ -137,6 +147,9 @@ def mode_vote(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted mode of the patch proposals at chosen pixels (mean-shift).
 
+    Numpy arrays in give numpy arrays out (the compiled kernel, no torch); CPU tensors
+    run the same kernel; tensors on other devices a PyTorch gather (tested equal).
+
     Args:
         value: (1, C, Hk, Wk) float image the field points into.
         indices: (1, k, Hq, Wq) int64 flat key positions, -1 where not searched.
@@ -158,16 +171,30 @@ def mode_vote(
     ys, xs = pixels
     inv_t = 0.0 if temperature == float("inf") else 1.0 / float(temperature)
     inv_h2 = 1.0 / (2.0 * float(bandwidth) ** 2)
+    if isinstance(value, np.ndarray):
+        return _mode_arrays(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters)
+    import torch
+
     dist = torch.nan_to_num(distances, posinf=0.0)
     if value.device.type != "cpu":
         return _mode_torch(value, indices, dist.to(value.dtype), ys, xs, r, inv_t, inv_h2, iters)
-    dt = np.float64 if value.dtype == torch.float64 else np.float32
-    v = value.detach().permute(0, 2, 3, 1).contiguous().numpy().astype(dt, copy=False)
-    n = ys.numel()
+    dt = torch.float64 if value.dtype == torch.float64 else torch.float32
+    out, covered = _mode_arrays(value.detach().to(dt).numpy(), indices.numpy(),
+                                distances.numpy(), ys.numpy(), xs.numpy(), r, inv_t, inv_h2,
+                                iters)  # fmt: skip
+    return torch.from_numpy(out), torch.from_numpy(covered)
+
+
+def _mode_arrays(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters):
+    """The compiled kernel on numpy arrays: ``(out (C, N), covered (N,))``."""
+    dt = np.float64 if value.dtype == np.float64 else np.float32
+    v = np.ascontiguousarray(value.transpose(0, 2, 3, 1), dtype=dt)
+    dist = np.ascontiguousarray(np.nan_to_num(distances, posinf=0.0), dtype=dt)
+    n = ys.size
     out = np.empty((n, v.shape[3]), dtype=dt)
-    args = (v, indices.contiguous().numpy(), dist.to(value.dtype).contiguous().numpy(),
-            ys.numpy(), xs.numpy(), r, dt(inv_t), dt(inv_h2), int(iters), out)  # fmt: skip
+    args = (v, np.ascontiguousarray(indices, dtype=np.int64), dist,
+            np.ascontiguousarray(ys, dtype=np.int64), np.ascontiguousarray(xs, dtype=np.int64),
+            r, dt(inv_t), dt(inv_h2), int(iters), out)  # fmt: skip
     run_chunked(_mode_kernel, n, *args, min_parallel=8192)
-    res = torch.from_numpy(out).t()
-    covered = ~torch.isnan(res[0])
-    return res, covered
+    res = out.T
+    return res, ~np.isnan(res[0])

@@ -18,11 +18,18 @@ winner-takes-all fill; tested against a dense least-squares solve.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from numba import njit
 
+from ..utils.arrays import Array, arange, astype, concat, copy, full, namespace
 from ..utils.parallel import run_chunked
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from ..utils.arrays import lazy_torch as torch  # for annotations (imports torch if resolved)
 
 __all__ = ["poisson_fill"]
 
@@ -34,10 +41,10 @@ NUMBA_CG = True
 _STEPS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 
 
-def _read(image: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _read(image: Array, y: Array, x: Array) -> Array:
     """``image[0][:, y, x]`` with positions clamped to the image: (C, N)."""
     h, w = image.shape[-2:]
-    return image[0][:, y.clamp(0, h - 1), x.clamp(0, w - 1)]
+    return image[0][:, y.clip(0, h - 1), x.clip(0, w - 1)]
 
 
 def poisson_fill(
@@ -53,6 +60,9 @@ def poisson_fill(
 ) -> torch.Tensor:
     """Gradient-domain fill of the hole pixels from the pixels they were copied from.
 
+    One code path for numpy arrays and torch tensors (:mod:`psal.utils.arrays`); the
+    conjugate gradients run compiled on the CPU, with PyTorch on other devices.
+
     Args:
         image: (1, C, H, W) float; known pixels are the boundary condition, hole pixels
             hold the winner-takes-all fill (the start of the solve). Differences are
@@ -67,45 +77,53 @@ def poisson_fill(
             its right-hand side.
 
     Returns:
-        (C, N) the new values of the hole pixels.
+        (C, N) the new values of the hole pixels, of the image's kind and dtype.
     """
+    xp = namespace(image)
     c, h, w = image.shape[1:]
-    n = ys.numel()
-    dt, dev = image.dtype, image.device
-    at = torch.full((h, w), n, dtype=torch.long, device=dev)  # hole pixel -> its number
-    at[ys, xs] = torch.arange(n, device=dev)
+    n = ys.shape[0]
+    at = full(ys, (h, w), n, "int64")  # hole pixel -> its number
+    at[ys, xs] = arange(ys, n)
     src = _read(image, sy, sx)
-    b = torch.zeros((c, n), dtype=dt, device=dev)
-    deg = torch.zeros(n, dtype=dt, device=dev)
+    b = xp.zeros_like(src)
+    deg = xp.zeros_like(src[0])
     nbr = []
     for ey, ex in _STEPS:
         qy, qx = ys + ey, xs + ex
         inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
-        qy, qx = qy.clamp(0, h - 1), qx.clamp(0, w - 1)
-        j = torch.where(inside, at[qy, qx], n)  # n: no hole neighbour there
+        qy, qx = qy.clip(0, h - 1), qx.clip(0, w - 1)
+        j = xp.where(inside, at[qy, qx], n)  # n: no hole neighbour there
         in_hole = j < n
         own = src - _read(image, sy + ey, sx + ex)
-        jj = j.clamp_max(n - 1)
+        jj = j.clip(0, n - 1)
         theirs = _read(image, sy[jj] - ey, sx[jj] - ex) - _read(image, sy[jj], sx[jj])
-        g = torch.where(in_hole, 0.5 * (own + theirs), own)
+        g = xp.where(in_hole, 0.5 * (own + theirs), own)
         known = inside & ~in_hole
-        b += torch.where(inside, g, 0.0) + torch.where(known, image[0][:, qy, qx], 0.0)
-        deg += inside.to(dt)
-        nbr.append(j)
-    nbr = torch.stack(nbr)  # (4, N)
+        b += xp.where(inside, g, 0.0) + xp.where(known, image[0][:, qy, qx], 0.0)
+        deg += astype(inside, src)
+        nbr.append(j[None])
+    nbr = concat(nbr, 0)  # (4, N)
 
-    f = image[0][:, ys, xs].clone()
-    if dev.type == "cpu" and NUMBA_CG:
-        out = f.to(torch.float64).contiguous().numpy()
-        rhs = b.to(torch.float64).contiguous().numpy()
-        args = (deg.to(torch.float64).numpy(), nbr.contiguous().numpy(), rhs, out, iters, tol)
-        run_chunked(_cg_tasks, c, *args)
-        return torch.from_numpy(out).to(dt)
+    f = copy(image[0][:, ys, xs])
+    on_numpy = isinstance(image, np.ndarray)
+    if on_numpy or (image.device.type == "cpu" and NUMBA_CG):
+        f, deg, nbr, b = (a if on_numpy else a.numpy() for a in (f, deg, nbr, b))
+        out = np.ascontiguousarray(f, dtype=np.float64)  # the start, then the solution
+        run_chunked(_cg_tasks, c, np.ascontiguousarray(deg, dtype=np.float64),
+                    np.ascontiguousarray(nbr), np.ascontiguousarray(b, dtype=np.float64), out,
+                    iters, tol)  # fmt: skip
+        if on_numpy:
+            return out.astype(image.dtype)
+        import torch
+
+        return torch.from_numpy(out).to(image.dtype)
     return _cg_torch(f, b, deg, nbr, iters, tol)
 
 
 def _cg_torch(f, b, deg, nbr, iters, tol):
     """Conjugate gradients on every channel at once with PyTorch (any device)."""
+    import torch
+
     c, dt, dev = f.shape[0], f.dtype, f.device
 
     def apply(f: torch.Tensor) -> torch.Tensor:

@@ -8,29 +8,37 @@ weight is known (a quarter by default; inpainting uses a tenth). Requiring all o
 (the hole grows by a pixel per level) leaves too few source patches between thin brush
 strokes at coarse scales and, on the benchmark of ``benchmarks/inpaint.py``, cost about
 1.5 dB; a tenth makes thin holes vanish sooner (+0.5 dB against a quarter).
+
+Every function takes numpy arrays or torch tensors (one code path, the same bits on the
+CPU; see :mod:`psal.utils.arrays`).
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
+from ..utils.arrays import Array, arange, astype, concat, copy, namespace, nonzero, pad2d
 from ..utils.filters import box_sum
 
 #: 1-D binomial filter [1, 3, 3, 1] / 8 of the 2x decimation.
 _BINOMIAL = (1.0, 3.0, 3.0, 1.0)
 
 
-def _binomial_kernel(channels: int, like: torch.Tensor) -> torch.Tensor:
-    k1 = torch.tensor(_BINOMIAL, dtype=like.dtype, device=like.device)
-    k2 = torch.outer(k1, k1)
-    k2 = k2 / k2.sum()
-    return k2.expand(channels, 1, 4, 4).contiguous()
+def _decimate(x: Array, axis: int) -> Array:
+    """Binomial [1, 3, 3, 1] / 8 filter along ``axis`` (-1 or -2), every other sample.
+
+    ``x`` is padded: ``n`` samples give ``(n - 2) // 2`` outputs.
+    """
+    n = x.shape[axis]
+    o = (n - 2) // 2
+
+    def tap(i: int) -> Array:
+        sl = slice(i, i + 2 * o - 1, 2)
+        return x[..., sl] if axis == -1 else x[..., sl, :]
+
+    a, b, c, d = _BINOMIAL
+    return (tap(0) * a + tap(1) * b + tap(2) * c + tap(3) * d) / 8.0
 
 
-def downsample(
-    image: torch.Tensor, hole: torch.Tensor, known_fraction: float = 0.25
-) -> tuple[torch.Tensor, torch.Tensor]:
+def downsample(image: Array, hole: Array, known_fraction: float = 0.25) -> tuple[Array, Array]:
     """Halve an image with a hole: masked binomial average of the known pixels.
 
     Args:
@@ -44,18 +52,19 @@ def downsample(
         ``(image_c, hole_c)`` of size ``ceil(H/2) x ceil(W/2)``. Hole pixels of
         ``image_c`` hold the masked average of whatever known pixels are near (or 0).
     """
-    _, c, h, w = image.shape
-    known = (~hole).to(image.dtype)
+    h, w = image.shape[-2:]
+    known = astype(~hole, image)
     # pad so that the output is ceil(H/2) x ceil(W/2); zero weights outside the image
     pad = (1, 1 + w % 2, 1, 1 + h % 2)
-    num = F.conv2d(F.pad(image * known, pad), _binomial_kernel(c, image), stride=2, groups=c)
-    den = F.conv2d(F.pad(known, pad), _binomial_kernel(1, image), stride=2)
-    image_c = num / den.clamp_min(1e-12)
+    # the 4x4 filter is separable: rows, then columns
+    num = _decimate(_decimate(pad2d(image * known, pad), -1), -2)
+    den = _decimate(_decimate(pad2d(known, pad), -1), -2)
+    image_c = num / den.clip(1e-12)
     hole_c = den < known_fraction
     return image_c, hole_c
 
 
-def texture_features(image: torch.Tensor, hole: torch.Tensor, window: int = 5) -> torch.Tensor:
+def texture_features(image: Array, hole: Array, window: int = 5) -> Array:
     """Texture features of Newson et al. (2014), from the known pixels only.
 
     The absolute horizontal and vertical differences of the luma (mean of the channels),
@@ -71,21 +80,24 @@ def texture_features(image: torch.Tensor, hole: torch.Tensor, window: int = 5) -
     Returns:
         (1, 2, H, W): mean |d/dx|, mean |d/dy|.
     """
-    lum = image.mean(1, keepdim=True)
-    known = (~hole).to(image.dtype)
+    lum = image[:, 0:1]
+    for i in range(1, image.shape[1]):
+        lum = lum + image[:, i : i + 1]
+    lum = lum / float(image.shape[1])
+    known = astype(~hole, image)
     vx = known[..., :, 1:] * known[..., :, :-1]
     vy = known[..., 1:, :] * known[..., :-1, :]
-    dx = (lum[..., :, 1:] - lum[..., :, :-1]).abs() * vx
-    dy = (lum[..., 1:, :] - lum[..., :-1, :]).abs() * vy
+    dx = abs(lum[..., :, 1:] - lum[..., :, :-1]) * vx
+    dy = abs(lum[..., 1:, :] - lum[..., :-1, :]) * vy
     # a difference belongs to its left / upper pixel; the last column / row has none
-    num = torch.cat([F.pad(dx, (0, 1)), F.pad(dy, (0, 0, 0, 1))], 1)
-    den = torch.cat([F.pad(vx, (0, 1)), F.pad(vy, (0, 0, 0, 1))], 1)
+    num = concat([pad2d(dx, (0, 1, 0, 0)), pad2d(dy, (0, 0, 0, 1))], 1)
+    den = concat([pad2d(vx, (0, 1, 0, 0)), pad2d(vy, (0, 0, 0, 1))], 1)
     # the ratio of the window means over the image = the ratio of the window sums
     num, den = box_sum(num, window), box_sum(den, window)
-    return torch.where(den > 0, num / den.clamp_min(1e-12), torch.zeros_like(num))
+    return namespace(num).where(den > 0, num / den.clip(1e-12), 0.0)
 
 
-def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+def dilate(mask: Array, radius: int) -> Array:
     """Dilate a (B, 1, H, W) bool mask by a square of half-width ``radius``.
 
     The same as a ``(2r+1) x (2r+1)`` max filter (tested equal), computed as a window
@@ -94,23 +106,23 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """
     if radius <= 0 or not bool(mask.any()):
         return mask
-    any_b = mask.any(0, keepdim=True)
+    any_b = mask.any(0)[None]
     y0, y1, x0, x1 = bbox(any_b, radius)
     crop = mask[..., y0:y1, x0:x1]
     grown = box_sum(crop, 2 * radius + 1) > 0
-    out = mask.clone()
+    out = copy(mask)
     out[..., y0:y1, x0:x1] = grown
     return out
 
 
-def bbox(mask: torch.Tensor, margin: int = 0) -> tuple[int, int, int, int]:
+def bbox(mask: Array, margin: int = 0) -> tuple[int, int, int, int]:
     """Bounding box ``(y0, y1, x0, x1)`` (end-exclusive) of a non-empty (1, 1, H, W) mask.
 
     The box is grown by ``margin`` on each side and clipped to the image.
     """
     h, w = mask.shape[-2:]
-    rows = torch.nonzero(mask[0, 0].any(1)).flatten()
-    cols = torch.nonzero(mask[0, 0].any(0)).flatten()
+    (rows,) = nonzero(mask[0, 0].any(1))
+    (cols,) = nonzero(mask[0, 0].any(0))
     y0 = max(int(rows[0]) - margin, 0)
     y1 = min(int(rows[-1]) + 1 + margin, h)
     x0 = max(int(cols[0]) - margin, 0)
@@ -118,7 +130,7 @@ def bbox(mask: torch.Tensor, margin: int = 0) -> tuple[int, int, int, int]:
     return y0, y1, x0, x1
 
 
-def hole_radius(hole: torch.Tensor, limit: int) -> int:
+def hole_radius(hole: Array, limit: int) -> int:
     """Largest chessboard distance from a hole pixel to the nearest known pixel.
 
     Counted by eroding the hole inside its bounding box; stops at ``limit`` (returns
@@ -128,16 +140,17 @@ def hole_radius(hole: torch.Tensor, limit: int) -> int:
     if not bool(hole.any()):
         return 0
     y0, y1, x0, x1 = bbox(hole, 1)
-    h = hole[..., y0:y1, x0:x1].float()
+    h = hole[..., y0:y1, x0:x1]
     steps = 0
     while steps < limit and bool(h.any()):
-        # erosion = not dilation of the known part; the image border is not known
-        h = -F.max_pool2d(-F.pad(h, (1, 1, 1, 1), value=1.0), 3, stride=1)
+        # erosion: a pixel stays hole when no known pixel lies in its 3x3 square (the
+        # count is 0 outside the box: the image border is not known)
+        h = h & (box_sum(~h, 3) == 0)
         steps += 1
     return steps
 
 
-def fill_smooth(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+def fill_smooth(image: Array, hole: Array) -> Array:
     """Fill a hole from its border inwards with the mean of already-filled neighbours.
 
     An onion-peel initialisation for the coarsest scale of a pyramid: each pass fills
@@ -145,7 +158,7 @@ def fill_smooth(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     Known pixels are unchanged; whatever the hole held (even NaN) is ignored.
     ``image`` (1, C, H, W), ``hole`` (1, 1, H, W) bool.
     """
-    out = image.clone()
+    out = copy(image)
     if not bool(hole.any()):
         return out
     # only the hole's box grown by one pixel takes part (3x3 neighbours): the work
@@ -155,38 +168,39 @@ def fill_smooth(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _box3(x: torch.Tensor) -> torch.Tensor:
+def _box3(x: Array) -> Array:
     """Sum over each pixel's 3x3 neighbourhood (zeros outside), as nine shifted adds."""
     h, w = x.shape[-2:]
-    p = F.pad(x, (1, 1, 1, 1))
+    p = pad2d(x, (1, 1, 1, 1))
     rows = p[..., :, 0:w] + p[..., :, 1 : w + 1] + p[..., :, 2 : w + 2]
     return rows[..., 0:h, :] + rows[..., 1 : h + 1, :] + rows[..., 2 : h + 2, :]
 
 
-def _fill_rings(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-    out = image.clone()
-    filled = (~hole).to(image.dtype)
-    todo = hole.clone()
+def _fill_rings(image: Array, hole: Array) -> Array:
+    xp = namespace(image)
+    out = copy(image)
+    filled = astype(~hole, image)
+    todo = copy(hole)
     while bool(todo.any()):
-        num = _box3(torch.where(filled > 0, out, 0.0))
+        num = _box3(xp.where(filled > 0, out, 0.0))
         den = _box3(filled)
         front = todo & (den > 0)
         if not bool(front.any()):  # pragma: no cover - only if nothing is known at all
             break
-        out = torch.where(front, num / den.clamp_min(1e-12), out)
-        filled = torch.where(front, torch.ones_like(filled), filled)
+        out = xp.where(front, num / den.clip(1e-12), out)
+        filled = xp.where(front, 1.0, filled)
         todo = todo & ~front
     return out
 
 
 def upsample_field(
-    indices: torch.Tensor,
+    indices: Array,
     origin: tuple[int, int],
     coarse_key_hw: tuple[int, int],
     fine_origin: tuple[int, int],
     fine_query_hw: tuple[int, int],
     fine_key_hw: tuple[int, int],
-) -> torch.Tensor:
+) -> Array:
     """Carry a nearest-neighbour field one level down the pyramid (x2).
 
     Fields are stored for a query crop whose top-left pixel is ``origin`` in the
@@ -206,21 +220,28 @@ def upsample_field(
     Returns:
         (1, k, h, w) int64 fine field.
     """
+    xp = namespace(indices)
     hc, wc = indices.shape[-2:]
     h, w = fine_query_hw
-    dev = indices.device
-    gy = torch.arange(h, device=dev) + fine_origin[0]
-    gx = torch.arange(w, device=dev) + fine_origin[1]
+    gy = arange(indices, h) + fine_origin[0]
+    gx = arange(indices, w) + fine_origin[1]
     py = gy // 2 - origin[0]
     px = gx // 2 - origin[1]
     iny = (py >= 0) & (py < hc)
     inx = (px >= 0) & (px < wc)
-    parent = indices[0][:, py.clamp(0, hc - 1)][:, :, px.clamp(0, wc - 1)]  # (k, h, w)
-    ok = (parent >= 0) & iny.view(1, h, 1) & inx.view(1, 1, w)
+    parent = indices[0][:, py.clip(0, hc - 1)][:, :, px.clip(0, wc - 1)]  # (k, h, w)
+    ok = (parent >= 0) & iny.reshape(1, h, 1) & inx.reshape(1, 1, w)
     wkc = coarse_key_hw[1]
-    cy = torch.div(parent.clamp_min(0), wkc, rounding_mode="floor")
-    cx = parent.clamp_min(0) - cy * wkc
-    fy = (2 * cy + (gy % 2).view(1, h, 1)).clamp(0, fine_key_hw[0] - 1)
-    fx = (2 * cx + (gx % 2).view(1, 1, w)).clamp(0, fine_key_hw[1] - 1)
-    out = torch.where(ok, fy * fine_key_hw[1] + fx, torch.full_like(parent, -1))
-    return out.unsqueeze(0)
+    cy = parent.clip(0) // wkc
+    cx = parent.clip(0) - cy * wkc
+    fy = (2 * cy + (gy % 2).reshape(1, h, 1)).clip(0, fine_key_hw[0] - 1)
+    fx = (2 * cx + (gx % 2).reshape(1, 1, w)).clip(0, fine_key_hw[1] - 1)
+    out = xp.where(ok, fy * fine_key_hw[1] + fx, -1)
+    return out[None]
+
+
+def block_any(mask: Array) -> Array:
+    """(1, 1, H, W) bool -> (1, 1, ceil(H/2), ceil(W/2)): any of each 2x2 block."""
+    h, w = mask.shape[-2:]
+    m = pad2d(mask, (0, w % 2, 0, h % 2))
+    return m[..., 0::2, 0::2] | m[..., 0::2, 1::2] | m[..., 1::2, 0::2] | m[..., 1::2, 1::2]

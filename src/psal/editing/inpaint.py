@@ -30,25 +30,36 @@ from the image those matches vote. Known pixels are never changed (bit for bit i
 returned image). Only a window around the hole (its bounding box grown by half its
 larger side, at least :data:`CONTEXT_MIN` pixels) is converted and searched, so time and
 memory follow the hole, not the image.
+
+Numpy and PIL images on the CPU are filled on numpy arrays with the compiled kernels
+(:func:`psal.patchmatch.cpu_numba.search_arrays`, :func:`psal.layers.vote.vote_arrays`),
+without importing torch: ``import torch`` alone costs several times a whole fill. Tensors,
+other devices and the ``torch`` / ``exact`` backends take the same code on tensors
+(:mod:`psal.utils.arrays`); both give the same bits on the CPU (tested).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
-from ..layers.vote import vote
-from ..patchmatch import patchmatch
-from ..utils.image import ImageLike, from_tensor, to_mask, to_tensor
+from ..layers.vote import vote_arrays
+from ..patchmatch.backends import resolve_backend
+from ..utils.arrays import Array, astype, concat, contiguous, copy, is_tensor, namespace, nonzero
+from ..utils.convert import ImageLike, from_array, to_array
+from ..utils.filters import box_sum
+from ..utils.masks import to_mask_array
 from ..utils.progress import ProgressCallback
 from ._mode import mode_vote
 from ._poisson import poisson_fill
 from ._pyramid import (
     bbox,
+    block_any,
     dilate,
     downsample,
     fill_smooth,
@@ -57,6 +68,11 @@ from ._pyramid import (
     upsample_field,
 )
 from ._temperature import wexler_temperature
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from ..utils.arrays import lazy_torch as torch  # for annotations (imports torch if resolved)
 
 __all__ = ["inpaint"]
 
@@ -95,13 +111,7 @@ COARSE_ITERS = 5
 class _Level:
     """One pyramid level: image, hole, the query crop around the hole."""
 
-    def __init__(
-        self,
-        image: torch.Tensor,
-        hole: torch.Tensor,
-        patch_size: int,
-        forbid: torch.Tensor | None = None,
-    ) -> None:
+    def __init__(self, image: Array, hole: Array, patch_size: int, forbid: Array | None = None):
         r = patch_size // 2
         self.image = image
         self.hole = hole
@@ -116,8 +126,8 @@ class _Level:
         self.box = bbox(self.touch, r)
         y0, y1, x0, x1 = self.box
         self.origin = (y0, x0)
-        self.touch_crop = self.touch[..., y0:y1, x0:x1].contiguous()
-        hy, hx = torch.nonzero(hole[0, 0], as_tuple=True)
+        self.touch_crop = contiguous(self.touch[..., y0:y1, x0:x1])
+        hy, hx = nonzero(hole[0, 0])
         self.ys, self.xs = hy, hx  # hole pixels, image coordinates
         self.n_valid = int((~dilate(forbid, r)).sum())
 
@@ -125,18 +135,18 @@ class _Level:
     def size(self) -> tuple[int, int]:
         return self.image.shape[-2], self.image.shape[-1]
 
-    def crop(self, image: torch.Tensor) -> torch.Tensor:
+    def crop(self, image: Array) -> Array:
         y0, y1, x0, x1 = self.box
-        return image[..., y0:y1, x0:x1].contiguous()
+        return contiguous(image[..., y0:y1, x0:x1])
 
 
 def _build_pyramid(
-    image: torch.Tensor,
-    hole: torch.Tensor,
+    image: Array,
+    hole: Array,
     patch_size: int,
     k: int,
     levels: int | None,
-    forbid: torch.Tensor,
+    forbid: Array,
     has_source: bool,
 ) -> list[_Level]:
     pyramid = [_Level(image, hole, patch_size, forbid)]
@@ -164,7 +174,7 @@ def _build_pyramid(
             break  # nothing known, or the hole vanished at that scale
         # a coarse pixel may be copied from only if its whole 2x2 block may be
         barred = top.forbid & ~top.hole
-        forbid_c = hole_c | (torch.nn.functional.max_pool2d(barred.float(), 2, ceil_mode=True) > 0)
+        forbid_c = hole_c | block_any(barred)
         level = _Level(img_c, hole_c, patch_size, forbid_c)
         if level.n_valid < max(k, 4 * patch_size * patch_size):
             break  # too little known texture left at that scale
@@ -172,10 +182,47 @@ def _build_pyramid(
     return pyramid
 
 
+def _search(cur: Array, level: _Level, field: Array | None, *, k: int, patch_size: int,
+            pm_iters: int, seed: int, backend: str) -> tuple[Array, Array]:  # fmt: skip
+    """The level's search: its crop of ``cur`` against ``cur``, sources outside ``forbid``.
+
+    ``psal.patchmatch(level.crop(cur), cur, query_valid=level.touch_crop,
+    key_valid=~level.forbid, init=field, ...)``; numpy arrays call the compiled search
+    directly (the pyramid already checked that every level has ``k`` sources).
+    """
+    if isinstance(cur, np.ndarray):
+        from ..patchmatch.cpu_numba import search_arrays
+
+        return search_arrays(level.crop(cur), cur, k=k, patch_size=patch_size, iters=pm_iters,
+                             query_valid=level.touch_crop,
+                             key_ok=box_sum(level.forbid, patch_size) == 0,
+                             seed=seed & (2**63 - 1), init=field)  # fmt: skip
+    from ..patchmatch import patchmatch
+
+    res = patchmatch(level.crop(cur), cur, k=k, patch_size=patch_size, iters=pm_iters,
+                     query_valid=level.touch_crop, key_valid=~level.forbid, seed=seed,
+                     backend=backend, init=field)  # fmt: skip
+    return res.indices, res.distances
+
+
+def _vote(cur: Array, indices: Array, distances: Array, patch_size: int, temperature: float,
+          ys: Array, xs: Array) -> tuple[Array, Array]:  # fmt: skip
+    """:func:`psal.layers.vote` at the query pixels ``(ys, xs)``: ``(vals (C, N), covered)``."""
+    if isinstance(cur, np.ndarray):
+        zeros = np.zeros_like(ys)
+        return vote_arrays(cur, indices, distances, patch_size // 2, temperature, zeros, ys, xs)
+    import torch
+
+    from ..layers.vote import vote
+
+    return vote(cur, indices, distances, patch_size, temperature,
+                pixels=(torch.zeros_like(ys), ys, xs))  # fmt: skip
+
+
 def _em_step(
-    cur: torch.Tensor,
+    cur: Array,
     level: _Level,
-    field: torch.Tensor | None,
+    field: Array | None,
     *,
     k: int,
     patch_size: int,
@@ -184,7 +231,7 @@ def _em_step(
     seed: int,
     backend: str,
     best: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[Array, Array, Array]:
     """One search + vote iteration: masked PSAL self-attention of the image.
 
     The result is ``psal.ps_attention(cur, cur, cur, k=k, patch_size=patch_size,
@@ -197,38 +244,27 @@ def _em_step(
     Returns:
         ``(image, field, distances)``, field and distances over the level's crop.
     """
-    res = patchmatch(
-        level.crop(cur),
-        cur,
-        k=k,
-        patch_size=patch_size,
-        iters=pm_iters,
-        query_valid=level.touch_crop,
-        key_valid=~level.forbid,
-        seed=seed,
-        backend=backend,
-        init=field,
-    )
+    indices, distances = _search(cur, level, field, k=k, patch_size=patch_size,
+                                 pm_iters=pm_iters, seed=seed, backend=backend)  # fmt: skip
     oy, ox = level.origin
     hy, hx = level.ys, level.xs
     if best:
-        vals, covered = mode_vote(cur, res.indices, res.distances, patch_size,
-                                  (hy - oy, hx - ox), iters=0)  # fmt: skip
+        vals, covered = mode_vote(cur, indices, distances, patch_size, (hy - oy, hx - ox),
+                                  iters=0)  # fmt: skip
     else:
         t = temperature
         if t is None:
-            t = wexler_temperature(res.distances, level.touch_crop)
-        vals, covered = vote(cur, res.indices, res.distances, patch_size, t,
-                             pixels=(torch.zeros_like(hy), hy - oy, hx - ox))  # fmt: skip
+            t = wexler_temperature(distances, level.touch_crop)
+        vals, covered = _vote(cur, indices, distances, patch_size, t, hy - oy, hx - ox)
     # in place: ``cur`` is the caller's working copy (one image copy less at the peak)
-    cur[0][:, hy, hx] = torch.where(covered, vals, cur[0][:, hy, hx])
-    return cur, res.indices, res.distances
+    cur[0][:, hy, hx] = namespace(cur).where(covered, vals, cur[0][:, hy, hx])
+    return cur, indices, distances
 
 
 def _inpaint_one(
-    image: torch.Tensor,
-    hole: torch.Tensor,
-    forbid: torch.Tensor,
+    image: Array,
+    hole: Array,
+    forbid: Array,
     has_source: bool,
     *,
     vote_best: bool,
@@ -245,11 +281,12 @@ def _inpaint_one(
     progress: ProgressCallback | None,
     done: list[int],
     total_ref: list[int],
-) -> torch.Tensor:
+) -> Array:
+    xp = namespace(image)
     n_ch = image.shape[1]
     if texture_weight > 0:  # searched and voted as extra channels, dropped at the end
         feats = texture_features(image, hole, TEXTURE_WINDOW) * texture_weight
-        image = torch.cat([image, feats.to(image.dtype)], 1)
+        image = concat([image, astype(feats, image)], 1)
     pyramid = _build_pyramid(image, hole, patch_size, k, levels, forbid, has_source)
     n_levels = len(pyramid)
     if em_iters is None:  # the finest scale, then every coarser one
@@ -260,10 +297,10 @@ def _inpaint_one(
     total_ref[0] += sum(iters_at)
     field = None
     prev: _Level | None = None
-    prev_image: torch.Tensor | None = None
+    prev_image: Array | None = None
     for lv in range(n_levels - 1, -1, -1):
         level = pyramid[lv]
-        cur = level.image.clone()
+        cur = copy(level.image)
         hy, hx = level.ys, level.xs
         if prev is None:
             cur = fill_smooth(cur, level.hole)
@@ -273,11 +310,10 @@ def _inpaint_one(
             )
             # the upsampled matches vote the first fine estimate (plain average)
             oy, ox = level.origin
-            at = (torch.zeros_like(hy), hy - oy, hx - ox)
-            zero_d = torch.zeros_like(field, dtype=cur.dtype)
-            vals, covered = vote(cur, field, zero_d, patch_size, float("inf"), pixels=at)
+            zero_d = astype(xp.zeros_like(field), cur)
+            vals, covered = _vote(cur, field, zero_d, patch_size, float("inf"), hy - oy, hx - ox)
             fallback = prev_image[0][:, hy // 2, hx // 2]  # nearest x2, at the hole only
-            cur[0][:, hy, hx] = torch.where(covered, vals, fallback)
+            cur[0][:, hy, hx] = xp.where(covered, vals, fallback)
         for it in range(iters_at[lv]):
             cur, field, dist = _em_step(
                 cur, level, field, k=k, patch_size=patch_size, pm_iters=pm_iters,
@@ -295,24 +331,33 @@ def _inpaint_one(
 
 
 def _gradient_domain(
-    image: torch.Tensor, level: _Level, field: torch.Tensor, dist: torch.Tensor, patch_size: int
-) -> torch.Tensor:
+    image: Array, level: _Level, field: Array, dist: Array, patch_size: int
+) -> Array:
     """Rebuild the winner-takes-all fill from its sources' differences (Poisson).
 
     The winner of each hole pixel is found again by voting the pixel coordinates with
     the same field and distances (the winner depends on the distances only), then
     :func:`psal.editing._poisson.poisson_fill` solves for the hole.
     """
+    from ..utils.arrays import arange
+
+    xp = namespace(image)
     h, w = level.size
     oy, ox = level.origin
-    f64 = dict(dtype=torch.float64, device=image.device)
-    grid = torch.meshgrid(torch.arange(h, **f64), torch.arange(w, **f64), indexing="ij")
-    where, covered = mode_vote(torch.stack(grid)[None], field, dist, patch_size,
+    # in the image's dtype, as the search's distances: float32 holds every coordinate
+    # exactly, and the vote's kernel is already loaded for that dtype
+    gy, gx = (astype(arange(image, n), image) for n in (h, w))
+    grid = concat([g[None] for g in xp.meshgrid(gy, gx, indexing="ij")], 0)
+    where, covered = mode_vote(grid[None], field, dist, patch_size,
                                (level.ys - oy, level.xs - ox), iters=0)  # fmt: skip
+
+    def source(coord: Array) -> Array:
+        return astype(xp.nan_to_num(coord, nan=0.0).round(), "int64")
+
     # uncovered pixels (none when every hole pixel is searched) keep their own value
-    sy = torch.where(covered, where[0].nan_to_num(0).round().long(), level.ys)
-    sx = torch.where(covered, where[1].nan_to_num(0).round().long(), level.xs)
-    image = image.contiguous()
+    sy = xp.where(covered, source(where[0]), level.ys)
+    sx = xp.where(covered, source(where[1]), level.xs)
+    image = contiguous(image)
     vals = poisson_fill(image, level.hole, level.ys, level.xs, sy, sx, iters=POISSON_ITERS)
     image[0][:, level.ys, level.xs] = vals
     return image
@@ -324,7 +369,7 @@ def _size_of(image: ImageLike) -> tuple[int, int] | None:
 
     if isinstance(image, Image.Image):
         return image.size[1], image.size[0]
-    if isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim >= 2:
+    if (isinstance(image, np.ndarray) or is_tensor(image)) and image.ndim >= 2:
         dims = image.shape if isinstance(image, np.ndarray) else tuple(image.shape)
         if isinstance(image, np.ndarray):
             return (dims[0], dims[1]) if image.ndim in (2, 3) else None
@@ -361,14 +406,14 @@ def _paste(image: ImageLike, part: ImageLike, box: tuple[int, int, int, int]) ->
     return out
 
 
-def _context_box(hole: torch.Tensor) -> tuple[int, int, int, int]:
+def _context_box(hole: Array) -> tuple[int, int, int, int]:
     """The window that is searched: the hole's box grown by half its larger side.
 
     (And by at least :data:`CONTEXT_MIN` pixels.)
     """
-    y0, y1, x0, x1 = bbox(hole.any(0, keepdim=True))
+    y0, y1, x0, x1 = bbox(hole.any(0)[None])
     grow = max(CONTEXT_MIN, max(y1 - y0, x1 - x0) // 2)
-    return bbox(hole.any(0, keepdim=True), grow)
+    return bbox(hole.any(0)[None], grow)
 
 
 def inpaint(
@@ -482,18 +527,19 @@ def inpaint(
         temperature = check_positive_float(temperature, "temperature")
     hw = _size_of(image)
     if hw is None:
-        to_tensor(image, "image")  # raises the error that names what was expected
+        _to_work(image, device, False)  # raises the error that names what was expected
     h, w = hw
-    b = image.shape[0] if isinstance(image, torch.Tensor) and image.ndim == 4 else 1
-    hole = dilate(to_mask(mask, h, w, batch=b, threshold=mask_threshold), dilate_mask)
+    b = image.shape[0] if is_tensor(image) and image.ndim == 4 else 1
+    use_np = _numpy_path(image, device, backend)
+    hole = dilate(_mask(mask, h, w, b, mask_threshold, "mask", use_np), dilate_mask)
     src = None
     if source_mask is not None:
-        src = to_mask(source_mask, h, w, batch=b, threshold=mask_threshold, name="source_mask")
+        src = _mask(source_mask, h, w, b, mask_threshold, "source_mask", use_np)
     if gradient_domain is None:
         gradient_domain = source_mask is None
     kw = dict(patch_size=patch_size, k=k, levels=levels, em_iters=em_iters, pm_iters=pm_iters,
               vote=vote, texture_weight=texture_weight, gradient_domain=bool(gradient_domain),
-              temperature=temperature, seed=seed,
+              temperature=temperature, seed=seed, use_np=use_np,
               device=device, backend=backend, progress=progress)  # fmt: skip
     if bool(hole.any()) and not any(bool(hole[i].all()) for i in range(b)):
         # only the window around the hole is converted and searched
@@ -511,15 +557,47 @@ def _croppable(image: ImageLike) -> bool:
     """Whether a crop of ``image`` comes back from inpainting in the image's own mode."""
     from PIL import Image
 
-    from ..utils.image import result_mode
+    from ..utils.convert import result_mode
 
     return not isinstance(image, Image.Image) or result_mode(image) == image.mode
 
 
+def _numpy_path(image: ImageLike, device: object, backend: str) -> bool:
+    """Whether the fill runs on numpy arrays (no torch).
+
+    So it does for a numpy or PIL image on the CPU with the compiled search (``backend``
+    ``"numba"``, or ``"auto"`` resolving to it).
+    """
+    if is_tensor(image) or not (device is None or str(device) == "cpu"):
+        return False
+    return backend in ("auto", "numba") and resolve_backend(backend, "cpu") == "numba"
+
+
+def _mask(mask: ImageLike, h: int, w: int, b: int, threshold: float, name: str,
+          use_np: bool) -> Array:  # fmt: skip
+    """The (B, 1, H, W) bool mask: a numpy array for the numpy path, else a tensor."""
+    warn = name == "mask"  # white in a source mask is the allowed area, not a hole
+    if use_np and not is_tensor(mask):
+        return to_mask_array(mask, h, w, threshold=threshold, name=name, warn=warn)
+    from ..utils.masks import to_mask
+
+    m = to_mask(mask, h, w, batch=b, threshold=threshold, name=name, warn=warn)
+    return m.numpy() if use_np else m
+
+
+def _to_work(image: ImageLike, device: object, use_np: bool):
+    """The image as a (B, C, H, W) float array (numpy path) or tensor, and its spec."""
+    if use_np:
+        return to_array(image, "image")
+    from ..utils.convert import to_tensor
+
+    return to_tensor(image, "image", device=device)
+
+
 def _inpaint_all(
     image: ImageLike,
-    hole: torch.Tensor,
-    source: torch.Tensor | None,
+    hole: Array,
+    source: Array | None,
     *,
     patch_size: int,
     k: int,
@@ -531,19 +609,29 @@ def _inpaint_all(
     gradient_domain: bool,
     temperature: float | None,
     seed: int | None,
+    use_np: bool,
     device: torch.device | str | None,
     backend: str,
     progress: ProgressCallback | None,
     stacklevel: int = 4,
 ) -> ImageLike:
     """Inpaint ``image`` (any kind) given the final (B, 1, H, W) hole and source masks."""
-    x, spec = to_tensor(image, "image", device=device)
+    x, spec = _to_work(image, device, use_np)
+
+    def back(x: Array) -> ImageLike:
+        if use_np:
+            return from_array(x, spec)
+        from ..utils.convert import from_tensor
+
+        return from_tensor(x, spec)
+
     b, _, h, w = x.shape
-    hole = hole.to(x.device)
+    if not use_np:
+        hole = hole.to(x.device)
     if not bool(hole.any()):
         warnings.warn("inpaint: the mask is empty; the image is returned unchanged",
                       stacklevel=stacklevel)  # fmt: skip
-        return from_tensor(x, spec)  # a copy, of the kind and mode a fill would give
+        return back(x)  # a copy, of the kind and mode a fill would give
     for i in range(b):
         if bool(hole[i].all()):
             raise ValueError(
@@ -551,11 +639,17 @@ def _inpaint_all(
             )
     if patch_size > min(h, w):
         raise ValueError(f"patch_size={patch_size} is larger than the image ({w}x{h})")
-    forbid = hole if source is None else hole | ~source.to(x.device)
+    forbid = hole if source is None else hole | ~(source if use_np else source.to(x.device))
     seed = resolve_seed(seed)
     outs = []
     done, total = [0], [0]
-    with torch.no_grad():
+    if use_np:
+        grad = contextlib.nullcontext()
+    else:
+        import torch
+
+        grad = torch.no_grad()
+    with grad:
         for i in range(b):
             if not bool(hole[i].any()):
                 outs.append(x[i : i + 1])
@@ -569,4 +663,4 @@ def _inpaint_all(
             )  # fmt: skip
             # a copy of x changed at the hole pixels only: known pixels are exact
             outs.append(filled)
-    return from_tensor(outs[0] if b == 1 else torch.cat(outs), spec)
+    return back(outs[0] if b == 1 else concat(outs, 0))

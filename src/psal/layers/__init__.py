@@ -5,11 +5,26 @@ Each layer is a function plus a thin ``nn.Module`` whose ``forward`` calls it; a
 attention by name through :mod:`psal.layers.registry` (:func:`build_attention`).
 """
 
-from .contextual import ContextualAttention, contextual_attention
-from .dense import PatchAttention, patch_attention
-from .psattention import PSAttention, attend, ps_attention
-from .registry import ATTENTIONS, AttentionBlock, build_attention, list_attentions
-from .vote import vote
+from .._lazy import lazy_exports
+from .vote import vote  # imports no torch (the editing tools' numpy path uses it)
+
+# The layers are imported on first access.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "ContextualAttention": ".contextual",
+        "contextual_attention": ".contextual",
+        "PatchAttention": ".dense",
+        "patch_attention": ".dense",
+        "PSAttention": ".psattention",
+        "attend": ".psattention",
+        "ps_attention": ".psattention",
+        "ATTENTIONS": ".registry",
+        "AttentionBlock": ".registry",
+        "build_attention": ".registry",
+        "list_attentions": ".registry",
+    },
+)
 
 __all__ = [
     "ATTENTIONS",

@@ -15,15 +15,21 @@ offsets. Both are tested against :func:`psal.attend`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from numba import njit
 
 from .._checks import check_float_tensor, check_indices, check_patch_size, check_tensor
-from ..patchmatch.distance import reflect1, reflect_index
+from ..patchmatch._border import reflect1
 from ..utils.parallel import run_chunked
 
-__all__ = ["vote"]
+if TYPE_CHECKING:
+    import torch
+else:
+    from ..utils.arrays import lazy_torch as torch  # for annotations (imports torch if resolved)
+
+__all__ = ["vote", "vote_arrays"]
 
 #: Below this many output pixels the CPU kernel runs on the calling thread only.
 PARALLEL_MIN = 16384
@@ -31,6 +37,10 @@ PARALLEL_MIN = 16384
 
 def _vote_torch(value, indices, distances, r, temperature, bs, ys, xs):
     """Vectorised PyTorch voting (any device): a running softmax over the offsets."""
+    import torch
+
+    from ..patchmatch.distance import reflect_index
+
     b, cv, hk, wk = value.shape
     _, kk, hq, wq = indices.shape
     n = ys.numel()
@@ -137,21 +147,57 @@ def _vote_kernel(value, indices, distances, bs, ys, xs, r, inv_t, uniform, out, 
 
 
 def _vote_numba(value, indices, distances, r, temperature, bs, ys, xs):
+    import torch
+
     acc = torch.float64 if value.dtype == torch.float64 else torch.float32
-    np_dtype = np.float64 if acc == torch.float64 else np.float32
-    v = value.detach().to("cpu", acc).permute(0, 2, 3, 1).contiguous().numpy()
-    idx = indices.to("cpu").contiguous().numpy()
+    v = value.detach().to("cpu", acc).numpy()
+    out, covered = vote_arrays(v, indices.cpu().numpy(), distances.cpu().numpy(), r,
+                               temperature, bs.cpu().numpy(), ys.cpu().numpy(),
+                               xs.cpu().numpy())  # fmt: skip
+    dev = value.device
+    return torch.from_numpy(out).to(dev, value.dtype), torch.from_numpy(covered).to(dev)
+
+
+def vote_arrays(
+    value: np.ndarray,
+    indices: np.ndarray,
+    distances: np.ndarray,
+    radius: int,
+    temperature: float,
+    bs: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The compiled vote on numpy arrays at chosen pixels, checked by the caller.
+
+    Args:
+        value: (B, Cv, Hk, Wk) float32 or float64.
+        indices: (B, k, Hq, Wq) int64, -1 where not searched.
+        distances: (B, k, Hq, Wq) (inf where not searched).
+        radius: ``patch_size // 2`` for ``"patch"`` aggregation, 0 for ``"center"``.
+        temperature: T > 0, or inf for the plain average.
+        bs: (N,) int64 batch element of each output pixel.
+        ys: (N,) int64 query row.
+        xs: (N,) int64 query column.
+
+    Returns:
+        ``(out, covered)``: (Cv, N) in the value's dtype (0 where not covered) and (N,)
+        bool.
+    """
+    np_dtype = np.float64 if value.dtype == np.float64 else np.float32
+    v = np.ascontiguousarray(value.transpose(0, 2, 3, 1), dtype=np_dtype)
     uniform = temperature == float("inf")
-    dist = torch.nan_to_num(distances.to("cpu", acc), posinf=0.0).contiguous().numpy()
-    n = ys.numel()
+    dist = np.nan_to_num(np.asarray(distances, dtype=np_dtype), posinf=0.0)
+    n = ys.size
     out = np.empty((n, v.shape[3]), dtype=np_dtype)
     covered = np.empty(n, dtype=np.bool_)
     inv_t = 0.0 if uniform else 1.0 / float(temperature)
-    args = (v, idx, dist, bs.cpu().numpy(), ys.cpu().numpy(), xs.cpu().numpy(), r,
-            np_dtype(inv_t), uniform, out, covered)  # fmt: skip
+    args = (v, np.ascontiguousarray(indices, dtype=np.int64), np.ascontiguousarray(dist),
+            np.ascontiguousarray(bs, dtype=np.int64), np.ascontiguousarray(ys, dtype=np.int64),
+            np.ascontiguousarray(xs, dtype=np.int64), radius, np_dtype(inv_t), uniform, out,
+            covered)  # fmt: skip
     run_chunked(_vote_kernel, n, *args, min_parallel=PARALLEL_MIN)
-    dev = value.device
-    return torch.from_numpy(out).t().to(dev, value.dtype), torch.from_numpy(covered).to(dev)
+    return out.T, covered
 
 
 def vote(
@@ -191,6 +237,8 @@ def vote(
         >>> out.shape, bool(covered.all())
         (torch.Size([1, 3, 32, 32]), True)
     """
+    import torch
+
     if aggregation not in ("patch", "center"):
         raise ValueError(f"aggregation must be 'patch' or 'center', got {aggregation!r}")
     if not temperature > 0:

@@ -8,9 +8,25 @@ differentiable patch distance in :mod:`psal.patchmatch.distance`.
 import sys
 import types
 
-from .api import PatchMatchResult, patchmatch
-from .backends import available_backends, resolve_backend, set_default_backend, use_backend
-from .distance import pad_reflect, patch_distance, unfold_patches, valid_key_positions
+from .._lazy import lazy_exports
+
+# Imported on first access: the compiled CPU search (:mod:`psal.patchmatch.cpu_numba`)
+# and its numpy entry load without torch, which ``psal inpaint`` on the CPU never imports.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "PatchMatchResult": ".api",
+        "patchmatch": ".api",
+        "available_backends": ".backends",
+        "resolve_backend": ".backends",
+        "set_default_backend": ".backends",
+        "use_backend": ".backends",
+        "pad_reflect": ".distance",
+        "patch_distance": ".distance",
+        "unfold_patches": ".distance",
+        "valid_key_positions": ".distance",
+    },
+)
 
 __all__ = [
     "PatchMatchResult",
@@ -36,7 +52,7 @@ class _CallableModule(types.ModuleType):
 
     def __call__(self, *args, **kwargs):
         """Call :func:`psal.patchmatch.patchmatch`."""
-        return patchmatch(*args, **kwargs)
+        return __getattr__("patchmatch")(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule

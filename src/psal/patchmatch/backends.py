@@ -23,8 +23,12 @@ import contextlib
 import importlib
 import os
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
+else:
+    from ..utils.arrays import lazy_torch as torch  # for annotations (imports torch if resolved)
 
 __all__ = [
     "BACKENDS",
@@ -97,8 +101,11 @@ def use_backend(name: str | None) -> Iterator[None]:
         _default = previous
 
 
-def resolve_backend(name: str, device: torch.device) -> str:
-    """Turn ``"auto"`` into a concrete backend name for tensors on ``device``."""
+def resolve_backend(name: str, device: torch.device | str) -> str:
+    """Turn ``"auto"`` into a concrete backend name for tensors on ``device``.
+
+    (``device`` may be a name, ``"cpu"``, so that numpy callers need no torch.)
+    """
     _check_name(name)
     if name != "auto":
         return name
@@ -112,4 +119,5 @@ def resolve_backend(name: str, device: torch.device) -> str:
                 f"'auto'; got {env!r}"
             )
         return env
-    return "numba" if device.type == "cpu" else "torch"
+    kind = device if isinstance(device, str) else device.type
+    return "numba" if kind.split(":")[0] == "cpu" else "torch"

@@ -52,15 +52,20 @@ second process starts without compiling.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..utils.parallel import FASTMATH, run_chunked
-from .distance import pad_reflect
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from ..utils.arrays import lazy_torch as torch  # for annotations (imports torch if resolved)
 
 #: Rows per parallel band; fixed so results do not depend on the thread count.
 BAND_ROWS = 32
@@ -403,11 +408,78 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, ov, kq, kqf, sv, qe, valid, acti
                              p, c, kk, zero)  # fmt: skip
 
 
-def _rows(x: torch.Tensor, r: int, dtype: torch.dtype) -> np.ndarray:
-    """(B, C, H, W) -> reflect-padded (B, H + 2r, (W + 2r) * C) channels-last numpy."""
-    xp = pad_reflect(x.to(device="cpu", dtype=dtype), r)
-    b, c, h, w = xp.shape
-    return xp.permute(0, 2, 3, 1).reshape(b, h, w * c).contiguous().numpy()
+def _np_dtype(dtype: object) -> type:
+    """float64 for float64 inputs (numpy or torch dtype), else float32: the accumulation."""
+    return np.float64 if str(dtype) in ("float64", "torch.float64") else np.float32
+
+
+def _rows(x: np.ndarray, r: int, dtype: type) -> np.ndarray:
+    """(B, C, H, W) -> reflect-padded (B, H + 2r, (W + 2r) * C) channels-last rows."""
+    x = np.asarray(x, dtype=dtype)
+    if r:
+        x = np.pad(x, ((0, 0), (0, 0), (r, r), (r, r)), mode="reflect")
+    b, c, h, w = x.shape
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(b, h, w * c)
+
+
+def _no_projections(b: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """The projections of no bound: (B, 1, 0) arrays (the kernels then skip the check)."""
+    empty = np.zeros((b, 1, 0), dtype=dtype)
+    return empty, empty
+
+
+def _projections(
+    query: np.ndarray, key: np.ndarray, p: int, dtype: type, same: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Patch projections (B, H*W, m) whose squared difference bounds the patch distance.
+
+    The basis is orthonormal in patch space: the Kronecker products of ``s`` spatial
+    functions of the p x p window (constant; for p >= 3 also the x and y ramps) with the
+    leading principal directions of the channels (estimated on a pixel sample of query
+    and key). The squared distance of two projections is the squared norm of the
+    patch difference's component in that subspace, so it never exceeds the distance.
+    ``query`` and ``key`` are (B, C, H, W) arrays; ``same``: they are one map (one
+    projection is computed and returned twice).
+    """
+    b, c = query.shape[:2]
+    if PROJ_DIMS <= 0:
+        return _no_projections(b, dtype)
+    q = np.asarray(query, dtype=dtype)
+    k = np.asarray(key, dtype=dtype)
+    # channel statistics on a sample of pixels (both maps); centred for precision
+    qs = q.reshape(b, c, -1)[:, :, :: max(1, q[0, 0].size // 4096)]
+    ks = k.reshape(b, c, -1)[:, :, :: max(1, k[0, 0].size // 4096)]
+    sample = np.concatenate([qs, ks], 2).transpose(0, 2, 1).reshape(-1, c).astype(np.float64)
+    mu = sample.mean(0)
+    # C order matters: numpy multiplies a strided (here Fortran-ordered) operand without
+    # BLAS, 250 ms instead of 1.5 ms for 8192 x 64. (The torch version this replaced
+    # took 45 ms for the product and 115-140 ms for eigh on a loaded machine; numpy's
+    # eigh of the 64 x 64 matrix takes 0.3 ms.)
+    centred = np.ascontiguousarray(sample - mu)
+    cov = centred.T @ centred
+    r = p // 2
+    # spatial functions: the constant, and for p >= 3 the x and y ramps (their 1-D
+    # profile ``ramp``; _moments_tasks applies them separably)
+    s = 3 if p >= 3 else 1
+    coords = np.arange(p, dtype=np.float64) - r
+    ramp = coords / np.sqrt((coords**2).sum()) / p**0.5 if s == 3 else np.zeros(p)
+    ramp = ramp.astype(dtype)
+    mc = max(1, min(c, PROJ_DIMS // s))
+    evals, evecs = np.linalg.eigh(cov)
+    if float(evals[-mc:].sum()) < MIN_CAPTURED * max(float(evals.sum()), 1e-30):
+        # incoherent channels (e.g. noise): the bound would reject nothing
+        return _no_projections(b, dtype)
+    v = np.ascontiguousarray(evecs[:, -mc:][:, ::-1]).astype(dtype)  # (C, mc)
+    proj = []
+    for x in (q,) if same else (q, k):
+        xc = np.einsum("bchw,cm->bmhw", x - mu.astype(dtype)[None, :, None, None], v)
+        xp = np.pad(xc, ((0, 0), (0, 0), (r, r), (r, r)), mode="reflect") if r else xc
+        xp = np.ascontiguousarray(xp, dtype=dtype)
+        hh, ww = x.shape[-2:]
+        out = np.empty((b, hh * ww, mc * s), dtype=dtype)
+        run_chunked(_moments_tasks, b * mc, xp, ramp, s, out)
+        proj.append(out)
+    return proj[0], proj[-1]
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -419,58 +491,6 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
         and a.dtype == b.dtype
         and a.device == b.device
     )
-
-
-def _no_projections(b: int, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """The projections of no bound: (B, 1, 0) arrays (the kernels then skip the check)."""
-    empty = np.zeros((b, 1, 0), dtype=np.float64 if dtype == torch.float64 else np.float32)
-    return empty, empty
-
-
-def _projections(
-    query: torch.Tensor, key: torch.Tensor, p: int, dtype: torch.dtype
-) -> tuple[np.ndarray, np.ndarray]:
-    """Patch projections (B, H*W, m) whose squared difference bounds the patch distance.
-
-    The basis is orthonormal in patch space: the Kronecker products of ``s`` spatial
-    functions of the p x p window (constant; for p >= 3 also the x and y ramps) with the
-    leading principal directions of the channels (estimated on a pixel sample of query
-    and key). The squared distance of two projections is the squared norm of the
-    patch difference's component in that subspace, so it never exceeds the distance.
-    """
-    b, c = query.shape[:2]
-    if PROJ_DIMS <= 0:
-        return _no_projections(b, dtype)
-    q = query.to(device="cpu", dtype=dtype)
-    k = key.to(device="cpu", dtype=dtype)
-    # channel statistics on a sample of pixels (both maps); centred for precision
-    sample = torch.cat([q.flatten(2)[:, :, :: max(1, q[0, 0].numel() // 4096)],
-                        k.flatten(2)[:, :, :: max(1, k[0, 0].numel() // 4096)]], 2)  # fmt: skip
-    sample = sample.transpose(1, 2).reshape(-1, c).double()
-    mu = sample.mean(0)
-    cov = (sample - mu).T @ (sample - mu)
-    r = p // 2
-    # spatial functions: the constant, and for p >= 3 the x and y ramps (their 1-D
-    # profile ``ramp``; _moments_tasks applies them separably)
-    s = 3 if p >= 3 else 1
-    coords = torch.arange(p, dtype=torch.float64) - r
-    ramp = coords / coords.square().sum().sqrt() / p**0.5 if s == 3 else torch.zeros(p)
-    ramp = ramp.to(dtype).numpy()
-    mc = max(1, min(c, PROJ_DIMS // s))
-    evals, evecs = torch.linalg.eigh(cov)
-    if float(evals[-mc:].sum()) < MIN_CAPTURED * float(evals.sum().clamp_min(1e-30)):
-        # incoherent channels (e.g. noise): the bound would reject nothing
-        return _no_projections(b, dtype)
-    v = evecs[:, -mc:].flip(1).to(dtype).contiguous()  # (C, mc)
-    proj = []
-    for x in (q, k) if not _same(query, key) else (q,):
-        xc = torch.nn.functional.conv2d(x - mu.to(dtype).view(1, c, 1, 1), v.T[:, :, None, None])
-        xp = pad_reflect(xc, r).contiguous().numpy()
-        hh, ww = x.shape[-2:]
-        out = np.empty((b, hh * ww, mc * s), dtype=xp.dtype)
-        run_chunked(_moments_tasks, b * mc, xp, ramp, s, out)
-        proj.append(out)
-    return proj[0], proj[-1]
 
 
 @njit(nogil=True, cache=True)
@@ -520,6 +540,26 @@ def _moments_tasks(xp, ramp, s, out, t0, t1):
                     o[ch * s + 2] = yr
 
 
+@njit(nogil=True, cache=True)
+def _quantise_tasks(key, offset, scale, out, t0, t1):  # pragma: no cover (compiled)
+    """``out = clip(round((key - offset) / scale), -127, 127)`` as int8, in float64.
+
+    Tasks ``[t0, t1)`` of ``B * C``: channel ``t % C`` of image ``t // C`` of the
+    (B, C, H, W) key (one pass, no float64 copy of the key).
+    """
+    c = key.shape[1]
+    for t in range(t0, t1):
+        bi, ch = t // c, t % c
+        o = offset[ch]
+        s = scale[ch]
+        src = key[bi, ch]
+        dst = out[bi, ch]
+        for y in range(src.shape[0]):
+            for x in range(src.shape[1]):
+                v = np.round((np.float64(src[y, x]) - o) / s)
+                dst[y, x] = np.int8(min(127.0, max(-127.0, v)))
+
+
 def _quantised(key, p, dtype, use):
     """The 8-bit bound's arrays: (offsets, int8 key rows, scales, error).
 
@@ -528,26 +568,25 @@ def _quantised(key, p, dtype, use):
     so ``(sqrt(d8) - qe)²`` bounds the true distance from below. Used when the
     projection bound is off (incoherent features): a rejection then reads a quarter of
     the bytes. Offsets and scales are tiled over a patch row (p·C values). ``qe = -1``:
-    off.
+    off. ``key``: (B, C, H, W) array.
     """
-    np_dtype = np.float32 if dtype == torch.float32 else np.float64
     if not use or not QUANTISE:
-        z = np.zeros(1, dtype=np_dtype)
+        z = np.zeros(1, dtype=dtype)
         return z, np.zeros((1, 1, 1), dtype=np.int8), z, -1.0
     r = p // 2
-    k = key.to(device="cpu", dtype=torch.float64)
-    lo = k.amin(dim=(0, 2, 3))
-    hi = k.amax(dim=(0, 2, 3))
+    lo = key.min(axis=(0, 2, 3)).astype(np.float64)  # min and max are exact in any dtype
+    hi = key.max(axis=(0, 2, 3)).astype(np.float64)
     offset = (hi + lo) / 2
-    scale = ((hi - lo) / 254).clamp_min(1e-30)
-    c = k.shape[1]
-    kq = _rows(((k - offset.view(1, c, 1, 1)) / scale.view(1, c, 1, 1)).round_().clamp_(-127, 127),
-               r, torch.float32).astype(np.int8)  # fmt: skip
-    ov = np.tile(offset.numpy().astype(np_dtype), p)
-    sv = np.tile(scale.numpy().astype(np_dtype), p)
+    scale = np.maximum((hi - lo) / 254, 1e-30)
+    levels = np.empty(key.shape, dtype=np.int8)
+    run_chunked(_quantise_tasks, key.shape[0] * key.shape[1], np.ascontiguousarray(key),
+                offset, scale, levels)  # fmt: skip
+    kq = _rows(levels, r, np.int8)
+    ov = np.tile(offset.astype(dtype), p)
+    sv = np.tile(scale.astype(dtype), p)
     # the rounding error is at most scale / 2 per value; 1e-4 relative slack for the
     # float arithmetic of the bound
-    qe = float((p * p * (scale / 2).square().sum()).sqrt()) * 1.0001 + 1e-12
+    qe = float(np.sqrt(p * p * ((scale / 2) ** 2).sum())) * 1.0001 + 1e-12
     return ov, kq, sv, qe
 
 
@@ -563,38 +602,88 @@ def search(
     seed: int,
     init: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Numba PatchMatch; see :func:`psal.patchmatch.patchmatch` for the contract."""
+    """Numba PatchMatch; see :func:`psal.patchmatch.patchmatch` for the contract.
+
+    The tensors' wrapper of :func:`search_arrays` (CPU copies in, results back on the
+    query's device).
+    """
+    import torch
+
     device = query.device
+
+    def cpu(x: torch.Tensor | None) -> np.ndarray | None:
+        return None if x is None else x.detach().to("cpu").numpy()
+
     acc = torch.float64 if query.dtype == torch.float64 else torch.float32
-    np_acc = np.float64 if acc == torch.float64 else np.float32
+    q = query.detach().to("cpu", acc).numpy()
+    kk = q if _same(query, key) else key.detach().to("cpu", acc).numpy()
+    idx, dist = search_arrays(q, kk, k=k, patch_size=patch_size, iters=iters,
+                              query_valid=cpu(query_mask), key_ok=cpu(valid), seed=seed,
+                              init=cpu(init))  # fmt: skip
+    return torch.from_numpy(idx).to(device), torch.from_numpy(dist).to(device)
+
+
+def search_arrays(
+    query: np.ndarray,
+    key: np.ndarray,
+    *,
+    k: int,
+    patch_size: int,
+    iters: int,
+    query_valid: np.ndarray | None,
+    key_ok: np.ndarray | None,
+    seed: int,
+    init: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The search on numpy arrays, checked by the caller (no torch needed).
+
+    Args:
+        query: (B, C, Hq, Wq) float32 or float64 (other floats are searched in float32).
+        key: (B, C, Hk, Wk), same dtype; the same array object as ``query`` for a
+            self-search (one padded copy).
+        k: neighbours per pixel (at most the valid key positions of every element).
+        patch_size: odd patch side.
+        iters: PatchMatch iterations.
+        query_valid: (B, 1, Hq, Wq) bool, True = search this pixel; None = all.
+        key_ok: (B, 1, Hk, Wk) bool, True = the patch centred there may be returned
+            (:func:`psal.patchmatch.distance.valid_key_positions`); None = all.
+        seed: int in [0, 2**63).
+        init: optional (B, k, Hq, Wq) int64 initial field.
+
+    Returns:
+        ``(indices, distances)``: (B, k, Hq, Wq) int64 and float32 (float64 for float64
+        inputs), nearest first; -1 / inf at pixels not searched.
+    """
+    np_acc = _np_dtype(query.dtype)
     b, _, hq, wq = query.shape
     hk, wk = key.shape[-2:]
     r = patch_size // 2
-    qp = _rows(query, r, acc)
-    kp = qp if _same(query, key) else _rows(key, r, acc)  # self-attention: one copy
-    if valid is None:
+    same = key is query
+    qp = _rows(query, r, np_acc)
+    kp = qp if same else _rows(key, r, np_acc)  # self-attention: one copy
+    if key_ok is None:
         valid_np = np.ones((b, hk * wk), dtype=np.uint8)
     else:
-        valid_np = valid.reshape(b, hk * wk).to("cpu", torch.uint8).numpy()
+        valid_np = np.ascontiguousarray(key_ok.reshape(b, hk * wk), dtype=np.uint8)
     counts = valid_np.sum(1).astype(np.int64)
     vlist = np.zeros((b, max(1, int(counts.max()))), dtype=np.int64)
     for bi in range(b):
         pos = np.flatnonzero(valid_np[bi])
         vlist[bi, : pos.size] = pos
-    if query_mask is None:
+    if query_valid is None:
         active = np.ones((b, hq, wq), dtype=np.uint8)
     else:
-        active = query_mask.reshape(b, hq, wq).to("cpu", torch.uint8).numpy()
+        active = np.ascontiguousarray(query_valid.reshape(b, hq, wq), dtype=np.uint8)
     if init is None:
         init_np = np.zeros((1, 1, 1, 1), dtype=np.int64)
     else:
-        init_np = init.to("cpu").permute(0, 2, 3, 1).contiguous().numpy()
+        init_np = np.ascontiguousarray(init.transpose(0, 2, 3, 1), dtype=np.int64)
     bounds = int(active.sum()) * iters >= BOUND_MIN_WORK * b * hk * wk
     if bounds:
-        qpr, kpr = _projections(query, key, patch_size, acc)
+        qpr, kpr = _projections(query, key, patch_size, np_acc, same)
     else:
-        qpr, kpr = _no_projections(b, acc)
-    ov, kq, sv, qe = _quantised(key, patch_size, acc, bounds and kpr.shape[2] == 0)
+        qpr, kpr = _no_projections(b, np_acc)
+    ov, kq, sv, qe = _quantised(key, patch_size, np_acc, bounds and kpr.shape[2] == 0)
     idx = np.full((b, hq, wq, k), -1, dtype=np.int64)
     dist = np.full((b, hq, wq, k), np.inf, dtype=np_acc)
     snap = np.empty_like(idx)
@@ -611,6 +700,9 @@ def search(
         run_chunked(_iterate_tasks, ntask, qp, kp, kp.reshape(-1), qpr, kpr, kpr.reshape(-1),
                     ov, kq, kq.reshape(-1), sv, qe, valid_np, active, idx, dist, snap, cbufs, hk,
                     wk, patch_size, it, seed, BAND_ROWS, FAR_W, zero)  # fmt: skip
-    indices = torch.from_numpy(idx).permute(0, 3, 1, 2).contiguous().to(device)
-    distances = torch.from_numpy(dist).permute(0, 3, 1, 2).contiguous().to(device)
-    return indices, distances
+    if query_valid is not None:  # pixels not searched: -1 and inf (whatever init said)
+        off = active == 0
+        idx[off] = -1
+        dist[off] = np.inf
+    return (np.ascontiguousarray(idx.transpose(0, 3, 1, 2)),
+            np.ascontiguousarray(dist.transpose(0, 3, 1, 2)))  # fmt: skip

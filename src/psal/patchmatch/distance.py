@@ -25,6 +25,7 @@ from numba import njit
 from .._deprecation import keyword_only
 from ..utils.filters import box_sum
 from ..utils.parallel import channel_blocks, num_threads, run_chunked
+from ._border import reflect1  # noqa: F401  (re-exported: the kernels' form of reflect_index)
 
 __all__ = [
     "center_pair",
@@ -43,16 +44,6 @@ def reflect_index(i: torch.Tensor, size: int) -> torch.Tensor:
     """
     i = torch.where(i < 0, -i, i)
     return torch.where(i >= size, 2 * (size - 1) - i, i)
-
-
-@njit(inline="always", cache=True)
-def reflect1(i, size):  # pragma: no cover (compiled)
-    """:func:`reflect_index` for one integer, inside numba kernels."""
-    if i < 0:
-        i = -i
-    if i >= size:
-        i = 2 * (size - 1) - i
-    return i
 
 
 def pad_reflect(x: torch.Tensor, radius: int) -> torch.Tensor:

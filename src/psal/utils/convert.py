@@ -22,25 +22,33 @@ Supported inputs:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .._checks import check_finite as _check_finite
+from .arrays import is_tensor
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from .arrays import lazy_torch as torch  # for annotations (imports torch if resolved)
 
 __all__ = [
     "ImageLike",
     "ImageSpec",
     "check_device",
     "check_values",
+    "from_array",
     "from_tensor",
     "result_mode",
+    "to_array",
     "to_tensor",
 ]
 
-ImageLike = np.ndarray | Image.Image | torch.Tensor
+# (torch is imported only for tensors: numpy and PIL images convert without it)
+ImageLike = Union[np.ndarray, Image.Image, "torch.Tensor"]
 
 #: PIL modes that come back as they came, with the numpy dtype and full-range value.
 _PIL_MODES: dict[str, tuple[Any, float]] = {
@@ -192,6 +200,8 @@ def check_device(device: object, name: str = "device") -> torch.device | None:
     """
     if device is None:
         return None
+    import torch
+
     if not isinstance(device, (str, torch.device)):
         raise TypeError(
             f"{name} must be a str or torch.device, got {device!r} ({type(device).__name__})"
@@ -237,6 +247,65 @@ def result_mode(image: Image.Image) -> str:
     return "RGBA" if alpha else "RGB"
 
 
+def to_array(image: np.ndarray | Image.Image, name: str = "image") -> tuple[np.ndarray, ImageSpec]:
+    """Convert a numpy array or PIL image to a (1, C, H, W) float numpy array.
+
+    What :func:`to_tensor` does for those kinds (it calls this), without torch.
+
+    Returns:
+        ``(x, spec)``: ``x`` is (1, C, H, W) C-ordered float32 (float64 for float64
+        inputs), values divided by the full range of integer types; ``spec`` goes to
+        :func:`from_array` or :func:`from_tensor`.
+
+    Raises:
+        TypeError: not a numpy array or PIL image, or an unsupported dtype.
+        ValueError: an unsupported shape, an empty image, NaN / Inf, a mode ``I``
+            image beyond 16 bits.
+    """
+    if isinstance(image, Image.Image):
+        arr, mode = _pil_to_array(image, name)
+        dtype, scale = _PIL_MODES[mode]
+        c = 1 if arr.ndim == 2 else arr.shape[2]
+        spec = ImageSpec("pil", "PIL", dtype, mode, scale, c)
+        x = arr.astype(np.float32)
+        x = x[None, None] if arr.ndim == 2 else x.transpose(2, 0, 1)[None]
+        if mode not in ("F", "1"):
+            x = x / np.float32(scale)
+        x = np.ascontiguousarray(x)
+        _check_finite(x, name)
+        return x, spec
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
+            raise ValueError(
+                f"{name} must be a numpy array of shape (H, W) or (H, W, C) with C in "
+                f"1..4, got shape {image.shape}"
+            )
+        dt = image.dtype
+        if dt in _NP_SCALE:
+            scale = _NP_SCALE[dt]
+        elif dt.kind == "f":
+            scale = 1.0
+        else:
+            raise TypeError(
+                f"{name} must have dtype uint8, uint16, bool or float, got numpy dtype {dt}"
+            )
+        if image.size == 0:
+            raise ValueError(f"{name} is empty (shape {image.shape})")
+        c = 1 if image.ndim == 2 else image.shape[2]
+        spec = ImageSpec("numpy", "HW" if image.ndim == 2 else "HWC", dt, None, scale, c)
+        compute = np.float64 if dt == np.float64 else np.float32
+        x = image.astype(compute)
+        x = x[None, None] if image.ndim == 2 else x.transpose(2, 0, 1)[None]
+        if scale != 1.0:
+            x = x / compute(scale)
+        x = np.ascontiguousarray(x, dtype=compute)
+        _check_finite(x, name)
+        return x, spec
+    raise TypeError(
+        f"{name} must be a numpy array, a PIL image or a torch tensor, got {type(image).__name__}"
+    )
+
+
 def to_tensor(
     image: ImageLike, name: str = "image", device: torch.device | str | None = None
 ) -> tuple[torch.Tensor, ImageSpec]:
@@ -264,45 +333,12 @@ def to_tensor(
         >>> x.shape, spec.layout
         (torch.Size([1, 3, 4, 5]), 'HWC')
     """
+    import torch
+
     device = check_device(device)
-    if isinstance(image, Image.Image):
-        arr, mode = _pil_to_array(image, name)
-        dtype, scale = _PIL_MODES[mode]
-        c = 1 if arr.ndim == 2 else arr.shape[2]
-        spec = ImageSpec("pil", "PIL", dtype, mode, scale, c)
-        x = torch.from_numpy(np.ascontiguousarray(arr.astype(np.float32)))
-        x = x[None, None] if arr.ndim == 2 else x.permute(2, 0, 1)[None]
-        if mode not in ("F", "1"):
-            x = x / scale
-        _check_finite(x, name)
-        return x.contiguous().to(device or "cpu"), spec
-    if isinstance(image, np.ndarray):
-        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
-            raise ValueError(
-                f"{name} must be a numpy array of shape (H, W) or (H, W, C) with C in "
-                f"1..4, got shape {image.shape}"
-            )
-        dt = image.dtype
-        if dt in _NP_SCALE:
-            scale = _NP_SCALE[dt]
-        elif dt.kind == "f":
-            scale = 1.0
-        else:
-            raise TypeError(
-                f"{name} must have dtype uint8, uint16, bool or float, got numpy dtype {dt}"
-            )
-        if image.size == 0:
-            raise ValueError(f"{name} is empty (shape {image.shape})")
-        c = 1 if image.ndim == 2 else image.shape[2]
-        spec = ImageSpec("numpy", "HW" if image.ndim == 2 else "HWC", dt, None, scale, c)
-        compute = torch.float64 if dt == np.float64 else torch.float32
-        np_compute = np.float64 if dt == np.float64 else np.float32
-        x = torch.from_numpy(np.ascontiguousarray(image).astype(np_compute))
-        x = x[None, None] if image.ndim == 2 else x.permute(2, 0, 1)[None]
-        if scale != 1.0:
-            x = x / scale
-        _check_finite(x, name)
-        return x.to(device=device or "cpu", dtype=compute).contiguous(), spec
+    if isinstance(image, (Image.Image, np.ndarray)):
+        x, spec = to_array(image, name)
+        return torch.from_numpy(x).to(device or "cpu"), spec
     if isinstance(image, torch.Tensor):
         layouts = {2: "HW", 3: "CHW", 4: "BCHW"}
         if image.dim() not in layouts:
@@ -343,6 +379,8 @@ def from_tensor(x: torch.Tensor, spec: ImageSpec) -> ImageLike:
     Returns:
         A numpy array, PIL image or tensor like the original input.
     """
+    import torch
+
     if x.shape[1] != spec.channels:
         spec = spec.with_channels(x.shape[1])
     if spec.kind == "tensor":
@@ -358,8 +396,25 @@ def from_tensor(x: torch.Tensor, spec: ImageSpec) -> ImageLike:
         return y.to(device=spec.device, dtype=spec.dtype)
     if x.shape[0] != 1:
         raise ValueError(f"expected a batch of one image, got shape {tuple(x.shape)}")
-    y = x[0].detach().to("cpu", torch.float64 if x.dtype == torch.float64 else torch.float32)
-    arr = y.permute(1, 2, 0).numpy()
+    dt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return from_array(x.detach().to("cpu", dt).numpy(), spec)
+
+
+def from_array(x: np.ndarray, spec: ImageSpec) -> np.ndarray | Image.Image:
+    """Convert a (1, C, H, W) float array back to the numpy or PIL image of ``spec``.
+
+    The inverse of :func:`to_array`, with :func:`from_tensor`'s rules (integers
+    rounded and clipped, floats not clipped).
+    """
+    if is_tensor(x) or spec.kind == "tensor":
+        raise TypeError("from_array takes a numpy array and the spec of a numpy or PIL image")
+    if x.shape[1] != spec.channels:
+        spec = spec.with_channels(x.shape[1])
+    if x.shape[0] != 1:
+        raise ValueError(f"expected a batch of one image, got shape {tuple(x.shape)}")
+    arr = x[0].transpose(1, 2, 0)
+    if arr.dtype != np.float64:
+        arr = arr.astype(np.float32, copy=False)
     dtype = np.dtype(spec.dtype)
     if dtype == np.bool_:
         arr = arr > 0.5

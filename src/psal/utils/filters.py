@@ -7,20 +7,20 @@ ms here); a box sum is two cumulative sums and two differences.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from .arrays import Array, astype, dtype_name, pad2d
 
 __all__ = ["box_sum"]
 
 
-def box_sum(x: torch.Tensor, size: int) -> torch.Tensor:
+def box_sum(x: Array, size: int) -> Array:
     """Sum of each ``size x size`` window centred on a pixel, zeros outside the map.
 
     Args:
-        x: (..., H, W) tensor. Integer and bool inputs are summed exactly in int64
-            (a count; e.g. ``box_sum(mask, p) > 0`` is a ``p x p`` dilation), floating
-            inputs in float64 (differences of running sums lose no precision that
-            matters) and returned in their dtype.
+        x: (..., H, W) numpy array or torch tensor (one code path, the same bits).
+            Integer and bool inputs are summed exactly in int64 (a count; e.g.
+            ``box_sum(mask, p) > 0`` is a ``p x p`` dilation), floating inputs in
+            float64 (differences of running sums lose no precision that matters) and
+            returned in their dtype.
         size: odd window side >= 1.
 
     Returns:
@@ -29,10 +29,12 @@ def box_sum(x: torch.Tensor, size: int) -> torch.Tensor:
     if size < 1 or size % 2 == 0:
         raise ValueError(f"size must be an odd integer >= 1, got {size}")
     r = size // 2
-    acc = torch.float64 if x.is_floating_point() else torch.int64
-    s = F.pad(x.to(acc), (r + 1, r, r + 1, r))  # a leading zero for the differences
+    name = dtype_name(x)
+    floating = name.startswith(("float", "bfloat"))
+    s = pad2d(astype(x, "float64" if floating else "int64"), (r + 1, r, r + 1, r))
+    # (a leading zero for the differences)
     s = s.cumsum(-1)
     s = s[..., size:] - s[..., :-size]
     s = s.cumsum(-2)
     s = s[..., size:, :] - s[..., :-size, :]
-    return s.to(x.dtype) if x.is_floating_point() else s
+    return astype(s, name) if floating else s

@@ -27,15 +27,20 @@ Bool masks are used as they are. Float masks must be finite; complex masks are r
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .._checks import user_stacklevel
 from .convert import _ALPHA_MODES, _I16_MODES, ImageLike
 
-__all__ = ["MOSTLY_HOLE", "to_mask"]
+if TYPE_CHECKING:
+    import torch
+else:
+    from .arrays import lazy_torch as torch  # for annotations (imports torch if resolved)
+
+__all__ = ["MOSTLY_HOLE", "to_mask", "to_mask_array"]
 
 #: Fraction of the image above which :func:`to_mask` warns that the hole covers most of it.
 MOSTLY_HOLE = 0.5
@@ -52,7 +57,7 @@ def _full_range(dtype: np.dtype) -> float | None:
 
 def _check_kind(dtype: object, name: str) -> None:
     kind = getattr(dtype, "kind", None)
-    complex_torch = isinstance(dtype, torch.dtype) and dtype.is_complex
+    complex_torch = getattr(dtype, "is_complex", False) is True
     if kind == "c" or complex_torch or (kind is not None and kind not in "biuf"):
         raise TypeError(f"{name} must be bool, integer or float, got dtype {dtype}")
 
@@ -120,6 +125,7 @@ def to_mask(
     threshold: float = 0.5,
     device: torch.device | str | None = None,
     name: str = "mask",
+    warn: bool = True,
 ) -> torch.Tensor:
     """Turn a mask given as numpy, PIL or tensor into a (B, 1, H, W) bool tensor.
 
@@ -137,6 +143,8 @@ def to_mask(
         threshold: fraction of the full range above which a pixel is a hole, in (0, 1).
         device: device of the result.
         name: argument name for error messages.
+        warn: warn when True covers most of the image (off for masks where True is
+            not a hole, such as a source mask's allowed area).
 
     Raises:
         TypeError: unsupported kind or dtype (complex, object, ...).
@@ -152,13 +160,14 @@ def to_mask(
         >>> to_mask(m, 4, 6).sum().item()
         1
     """
-    if not 0.0 < float(threshold) < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    if isinstance(mask, Image.Image):
-        m = torch.from_numpy(_pil_mask(mask, threshold, name))[None, None]
-    elif isinstance(mask, np.ndarray):
-        m = torch.from_numpy(_reduce_mask_array(mask, threshold, name))[None, None]
-    elif isinstance(mask, torch.Tensor):
+    import torch
+
+    if isinstance(mask, (Image.Image, np.ndarray)):
+        m = to_mask_array(mask, height, width, threshold=threshold, name=name, warn=warn)
+        m = torch.from_numpy(m)
+        return m.expand(batch, 1, height, width).to(device=device or "cpu").contiguous()
+    _check_threshold(threshold)
+    if isinstance(mask, torch.Tensor):
         t = mask.detach()
         if t.dim() == 2:
             t = t[None, None]
@@ -185,10 +194,53 @@ def to_mask(
                 ]
             )[:, None].to(t.device)
     else:
-        raise TypeError(
-            f"{name} must be a numpy array, a PIL image or a torch tensor, got "
-            f"{type(mask).__name__}"
-        )
+        raise _kind_error(mask, name)
+    _check_size(m, height, width, batch, name)
+    if warn:
+        _warn_mostly_hole(float(m.float().mean()) if m.numel() else 0.0, name)
+    m = m.expand(batch, 1, height, width)
+    return m.to(device=device or "cpu").contiguous()
+
+
+def to_mask_array(
+    mask: np.ndarray | Image.Image,
+    height: int,
+    width: int,
+    *,
+    threshold: float = 0.5,
+    name: str = "mask",
+    warn: bool = True,
+) -> np.ndarray:
+    """:func:`to_mask` for a numpy or PIL mask, without torch: (1, 1, H, W) bool array.
+
+    The same rule, checks, errors and warning as :func:`to_mask` (which calls it).
+    """
+    _check_threshold(threshold)
+    if isinstance(mask, Image.Image):
+        m = _pil_mask(mask, threshold, name)[None, None]
+    elif isinstance(mask, np.ndarray):
+        m = _reduce_mask_array(mask, threshold, name)[None, None]
+    else:
+        raise _kind_error(mask, name)
+    _check_size(m, height, width, 1, name)
+    if warn:
+        _warn_mostly_hole(float(m.mean()) if m.size else 0.0, name)
+    return np.ascontiguousarray(m)
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+
+
+def _kind_error(mask: object, name: str) -> TypeError:
+    return TypeError(
+        f"{name} must be a numpy array, a PIL image or a torch tensor, got {type(mask).__name__}"
+    )
+
+
+def _check_size(m, height: int, width: int, batch: int, name: str) -> None:
+    """A (B, 1, H, W) mask (array or tensor) must have the image's size and batch."""
     if tuple(m.shape[-2:]) != (height, width):
         raise ValueError(
             f"{name} has size {m.shape[-1]}x{m.shape[-2]} (WxH) but the image is "
@@ -196,7 +248,9 @@ def to_mask(
         )
     if m.shape[0] not in (1, batch):
         raise ValueError(f"{name} has batch size {m.shape[0]} but the image has {batch}")
-    fraction = float(m.float().mean()) if m.numel() else 0.0
+
+
+def _warn_mostly_hole(fraction: float, name: str) -> None:
     if MOSTLY_HOLE < fraction < 1.0:  # a full hole is refused by the callers
         warnings.warn(
             f"{name}: the hole covers {100 * fraction:.0f}% of the image; check that white "
@@ -204,5 +258,3 @@ def to_mask(
             UserWarning,
             stacklevel=user_stacklevel(),
         )
-    m = m.expand(batch, 1, height, width)
-    return m.to(device=device or "cpu").contiguous()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -100,3 +101,46 @@ def run_chunked(kernel: Callable[..., None], n: int, *args: object, min_parallel
     ]
     for fut in futures:
         fut.result()
+
+
+#: Optional modules numba imports when it sets up its CPU target (the first kernel a
+#: process compiles or loads from the cache): SciPy's BLAS wrappers, for ``np.dot`` and
+#: ``np.linalg`` inside kernels, and cffi, for calling cffi functions. psal's kernels
+#: use neither; on this machine they cost 0.25-0.5 s of a 1-2 s command.
+NUMBA_OPTIONAL_IMPORTS = ("scipy.linalg", "cffi")
+
+
+class _Hide:
+    """An import hook under which the named packages cannot be imported."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if any(name == n or name.startswith(n + ".") for n in self.names):
+            raise ModuleNotFoundError(f"{name} is hidden while numba starts", name=name)
+
+
+def start_numba_lean() -> bool:
+    """Set numba's CPU target up now, without its optional SciPy and cffi support.
+
+    For a short-lived process that runs psal's kernels only (``psal inpaint``): numba
+    then never supports ``np.dot`` / ``np.linalg`` or cffi calls in kernels compiled
+    by this process, which psal's kernels do not use. Does nothing (and returns False)
+    if numba's target is already set up, or if SciPy or cffi is already imported
+    (something in the process may need them; ``import numba`` itself imports the
+    ``scipy`` package, which is cheap, to check its version).
+    """
+    # numba.np.arraymath is imported by the set-up (it checks for SciPy's BLAS)
+    done = "numba.np.arraymath" in sys.modules
+    if done or any(n in sys.modules for n in NUMBA_OPTIONAL_IMPORTS):
+        return False
+    from numba.core.registry import cpu_target
+
+    hide = _Hide(NUMBA_OPTIONAL_IMPORTS)
+    sys.meta_path.insert(0, hide)
+    try:
+        cpu_target.target_context.refresh()
+    finally:
+        sys.meta_path.remove(hide)
+    return True

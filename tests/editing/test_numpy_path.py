@@ -1,0 +1,229 @@
+"""Inpainting on numpy arrays (no torch) agrees with the tensor path, bit for bit.
+
+The CPU fill of numpy and PIL images runs on numpy arrays with the compiled kernels;
+tensors take the same code on tensors (:mod:`psal.utils.arrays`). Every helper is checked
+on both kinds, then whole fills, then that neither ``psal.inpaint`` nor ``psal inpaint``
+imports torch.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import psal
+from psal.editing import _poisson, _pyramid
+from psal.editing._temperature import wexler_temperature
+from psal.utils.filters import box_sum
+
+
+def _pair(x: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+    return x, torch.from_numpy(x.copy())
+
+
+def _same(a, b) -> None:
+    b = b.numpy() if isinstance(b, torch.Tensor) else b
+    assert isinstance(a, np.ndarray), type(a)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.fixture
+def scene():
+    rng = np.random.default_rng(0)
+    img = rng.random((1, 3, 37, 42), dtype=np.float32)
+    hole = np.zeros((1, 1, 37, 42), bool)
+    hole[..., 9:20, 12:25] = True
+    hole[..., 30:, :5] = True  # touching the border
+    return img, hole
+
+
+def test_pyramid_helpers_agree(scene):
+    img, hole = scene
+    (a, ta), (h, th) = _pair(img), _pair(hole)
+    for x, y in zip(_pyramid.downsample(a, h, 0.1), _pyramid.downsample(ta, th, 0.1)):
+        _same(x, y)
+    _same(_pyramid.texture_features(a, h, 5), _pyramid.texture_features(ta, th, 5))
+    _same(_pyramid.dilate(h, 3), _pyramid.dilate(th, 3))
+    _same(_pyramid.fill_smooth(a, h), _pyramid.fill_smooth(ta, th))
+    _same(_pyramid.block_any(h), _pyramid.block_any(th))
+    assert _pyramid.bbox(h, 2) == _pyramid.bbox(th, 2)
+    assert _pyramid.hole_radius(h, 10) == _pyramid.hole_radius(th, 10) == 6
+    _same(box_sum(a, 5), box_sum(ta, 5))
+    _same(box_sum(h, 7), box_sum(th, 7))
+    field = np.random.default_rng(1).integers(-1, 19 * 21, (1, 2, 12, 14))
+    _same(_pyramid.upsample_field(field, (3, 4), (19, 21), (5, 7), (20, 25), (37, 42)),
+          _pyramid.upsample_field(torch.from_numpy(field), (3, 4), (19, 21), (5, 7), (20, 25),
+                                  (37, 42)))  # fmt: skip
+
+
+def test_downsample_equals_the_binomial_convolution(scene):
+    """The separable decimation is the 4x4 binomial filter with stride 2."""
+    img, hole = scene
+    known = torch.from_numpy(~hole).double()
+    x = torch.from_numpy(img).double()
+    k1 = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64)
+    k2 = (torch.outer(k1, k1) / 64).expand(1, 1, 4, 4)
+    h, w = img.shape[-2:]
+    pad = (1, 1 + w % 2, 1, 1 + h % 2)
+    num = torch.cat([F.conv2d(F.pad(x[:, c : c + 1] * known, pad), k2, stride=2)
+                     for c in range(3)], 1)  # fmt: skip
+    den = F.conv2d(F.pad(known, pad), k2, stride=2)
+    got, got_hole = _pyramid.downsample(x.numpy(), hole, 0.25)
+    np.testing.assert_allclose(got, (num / den.clamp_min(1e-12)).numpy(), rtol=1e-12)
+    assert np.array_equal(got_hole, (den < 0.25).numpy())
+
+
+def test_block_any_equals_the_ceil_max_pool():
+    rng = np.random.default_rng(2)
+    for h, w in ((7, 9), (8, 10), (5, 4)):
+        m = rng.random((1, 1, h, w)) > 0.8
+        ref = F.max_pool2d(torch.from_numpy(m).float(), 2, ceil_mode=True) > 0
+        assert np.array_equal(_pyramid.block_any(m), ref.numpy())
+
+
+def test_temperature_and_poisson_agree(scene):
+    img, hole = scene
+    d = np.random.default_rng(3).random((1, 2, 20, 20)).astype(np.float32)
+    d[0, 0, :2] = np.inf
+    where = np.zeros((1, 1, 20, 20), bool)
+    where[..., 3:9, :] = True
+    assert wexler_temperature(d, where) == wexler_temperature(
+        torch.from_numpy(d), torch.from_numpy(where)
+    )
+    dt = torch.from_numpy(d)
+    ref = torch.quantile(dt[:, :1][torch.isfinite(dt[:, :1])], 0.75)
+    assert wexler_temperature(dt) == pytest.approx(2 * float(ref), rel=1e-6)
+    ys, xs = (c.astype(np.int64) for c in np.nonzero(hole[0, 0]))
+    sy, sx = np.clip(ys - 3, 0, 36), np.clip(xs + 9, 0, 41)
+    args = [np.ascontiguousarray(v) for v in (ys, xs, sy, sx)]
+    a = _poisson.poisson_fill(img, hole, *args)
+    b = _poisson.poisson_fill(torch.from_numpy(img), torch.from_numpy(hole),
+                              *[torch.from_numpy(v) for v in args])  # fmt: skip
+    _same(a, b)
+
+
+def _photo(h=96, w=120):
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut()[100 : 100 + h, 150 : 150 + w])
+
+
+def _mask(h=96, w=120):
+    m = np.zeros((h, w), bool)
+    m[30:55, 40:75] = True
+    m[80:84, 10:110] = True  # a stroke
+    return m
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"vote": "mean", "temperature": None, "k": 2},
+        {"texture_weight": 0, "gradient_domain": False, "patch_size": 5},
+        {"source_mask": "left"},
+    ],
+)
+def test_numpy_fill_equals_the_tensor_fill(kw):
+    img, m = _photo(), _mask()
+    kw = dict(kw)
+    if kw.get("source_mask") == "left":
+        src = np.zeros_like(m)
+        src[:, :90] = True
+        kw["source_mask"] = src
+    out = psal.inpaint(img, m, seed=3, **kw)
+    if "source_mask" in kw:
+        kw["source_mask"] = torch.from_numpy(kw["source_mask"])
+    ref = psal.inpaint(torch.from_numpy(img).permute(2, 0, 1), torch.from_numpy(m), seed=3, **kw)
+    _same(out, ref.permute(1, 2, 0).contiguous())
+
+
+def test_numpy_fill_of_gray_float_and_rgba_pil_equals_the_tensor_fill():
+    img, m = _photo(), _mask()
+    gray = (img.mean(2) / 255).astype(np.float64)
+    _same(psal.inpaint(gray, m, seed=1), psal.inpaint(torch.from_numpy(gray), m, seed=1))
+    rgba = np.dstack([img, np.full(m.shape, 200, np.uint8)])
+    pil = psal.inpaint(Image.fromarray(rgba), Image.fromarray(m), seed=2)
+    ref = psal.inpaint(torch.from_numpy(rgba).permute(2, 0, 1), torch.from_numpy(m), seed=2)
+    assert pil.mode == "RGBA"
+    _same(np.asarray(pil), ref.permute(1, 2, 0).contiguous())
+
+
+def test_tensor_backends_still_take_the_tensor_path(monkeypatch):
+    """backend='torch' (or a device) on a numpy image runs on tensors."""
+    from psal.editing import inpaint as _unused  # noqa: F401
+
+    mod = sys.modules["psal.editing.inpaint"]
+    kinds = []
+    real = mod._search
+
+    def spy(cur, *args, **kwargs):
+        kinds.append(type(cur).__module__.split(".")[0])
+        return real(cur, *args, **kwargs)
+
+    monkeypatch.setattr(mod, "_search", spy)
+    img, m = _photo(48, 60), _mask(48, 60)
+    psal.inpaint(img, m, seed=0, backend="torch")
+    assert set(kinds) == {"torch"}
+    kinds.clear()
+    psal.inpaint(img, m, seed=0)
+    assert set(kinds) == {"numpy"}
+
+
+def _fresh(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300)  # fmt: skip
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_inpaint_on_numpy_imports_no_torch():
+    code = (
+        "import sys, numpy as np, psal\n"
+        "img = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)\n"
+        "m = np.zeros((40, 50), bool); m[10:20, 15:30] = True\n"
+        "out = psal.inpaint(img, m, seed=0)\n"
+        "print(out.shape, 'torch' in sys.modules)\n"
+    )
+    assert _fresh(code) == "(40, 50, 3) False"
+
+
+def test_inpaint_command_imports_no_torch_scipy_linalg_or_cffi(tmp_path):
+    img, m = _photo(48, 60), _mask(48, 60)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(m).save(tmp_path / "m.png")
+    out = tmp_path / "out.png"
+    code = (
+        "import sys\nfrom psal.cli import main\n"
+        f"status = main(['inpaint', {str(tmp_path / 'a.png')!r}, '--mask', "
+        f"{str(tmp_path / 'm.png')!r}, '-o', {str(out)!r}, '-q'])\n"
+        "print(status, [n for n in ('torch', 'scipy.linalg', 'cffi') if n in sys.modules])\n"
+    )
+    assert _fresh(code) == "0 []"
+    dilated = _pyramid.dilate(m[None, None], 1)[0, 0]  # the command's default --dilate 1
+    assert np.array_equal(np.asarray(Image.open(out)), psal.inpaint(img, dilated, seed=0))
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+def test_a_large_source_area_is_no_mostly_hole_warning(kind):
+    """White in a source mask is where content may come from: 90% white is normal."""
+    import warnings
+
+    img, m = _photo(48, 60), _mask(48, 60)
+    src = np.ones_like(m)
+    src[:, :6] = False
+    if kind == "tensor":
+        img, m, src = (
+            torch.from_numpy(img).permute(2, 0, 1),
+            torch.from_numpy(m),
+            torch.from_numpy(src),
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        psal.inpaint(img, m, seed=0, source_mask=src)
