@@ -25,6 +25,8 @@ the cross-scale block search the input image (``--guide-gate``: with a per-pixel
     PYTHONPATH=src python benchmarks/train_upscale.py --budget 300 --scales 2 4 --memory
     PYTHONPATH=src python benchmarks/train_upscale.py --budget 100 --scales 4 --guide image \
         --guide-gate --no-in-scale --patch 48 --batch 2 --seed 0   # docs/upscale.md
+    PYTHONPATH=src python benchmarks/train_upscale.py --quick --split tune --guide image \
+        --guide-gate --no-in-scale --patch 48 --batch 2 --whole     # pilots: tuning split
 """
 
 from __future__ import annotations
