@@ -25,6 +25,8 @@ the cross-scale block search the input image (``--guide-gate``: with a per-pixel
     PYTHONPATH=src python benchmarks/train_upscale.py --budget 300 --scales 2 4 --memory
     PYTHONPATH=src python benchmarks/train_upscale.py --budget 100 --scales 4 --guide image \
         --guide-gate --no-in-scale --patch 48 --batch 2 --seed 0   # docs/upscale.md
+    PYTHONPATH=src python benchmarks/train_upscale.py --quick --split tune --guide image \
+        --guide-gate --no-in-scale --patch 48 --batch 2 --whole     # pilots: tuning split
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ TRAIN = (
 )
 HELD_OUT_PHOTOS = ("coins", "immunohistochemistry", "motorcycle")  # (cat is chelsea)
 HELD_OUT_SELF_SIMILAR = ("brick", "checkerboard_texture", "text")
+#: ``--split tune``: training images set aside for choosing settings (pilots never see the
+#: held-out images): the networks train without them and are scored on them.
+TUNE_PHOTOS = ("rocket",)
+TUNE_SELF_SIMILAR = ("grass", "gravel", "page")
 
 
 def _image(name: str) -> np.ndarray:
@@ -87,10 +93,12 @@ def _t(im: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(im)).permute(2, 0, 1)[None].float() / 255
 
 
-def training_images() -> list[torch.Tensor]:
-    """The training photos, each at full size and shrunk by half (antialiased bicubic)."""
+def training_images(exclude: tuple[str, ...] = ()) -> list[torch.Tensor]:
+    """The training photos (less ``exclude``), each at full size and shrunk by half."""
     out = []
     for name in TRAIN:
+        if name in exclude:
+            continue
         im = _t(_image(name))
         h, w = im.shape[-2:]
         half = F.interpolate(im, size=(h // 2, w // 2), mode="bicubic", align_corners=False,
@@ -122,8 +130,17 @@ def train(
     batch: int = 8,
     lr: float = 1e-3,
     seed: int = 0,
+    exclude: tuple[str, ...] = (),
+    whole: bool = False,
 ) -> tuple[torch.nn.Module, int, float]:
-    """Train for ``budget`` CPU seconds (or ``steps_limit`` steps): (net, steps, CPU s)."""
+    """Train for ``budget`` CPU seconds (or ``steps_limit`` steps): (net, steps, CPU s).
+
+    ``whole``: the LR crops are cut from each training image's LR made whole (8-bit,
+    once per image, inside the budget), and a psal network's image guide is searched
+    once per whole LR image (:meth:`~psal.models.EDSRPSAL.guide_blocks`, its temperature
+    then fixed) and cut and turned with the crop: the search a held-out image gets
+    (the whole image), at almost no cost per step. Every variant gets the same crops.
+    """
     from psal.data import degrade
     from psal.models import create_model
 
@@ -133,7 +150,20 @@ def train(
     net = create_model("edsr_psal", **kwargs)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     p = patch * scale
-    images = [im for im in training_images() if min(im.shape[-2:]) >= p]
+    images = [im for im in training_images(exclude) if min(im.shape[-2:]) >= p]
+    # compile the search's kernels before the clock starts (numba's first call takes
+    # seconds: compiling is not training); the gradients are cleared at the first step
+    net(torch.rand(1, 3, patch, patch)).mean().backward()
+    cache = whole and net.guide is not None and kwargs["attention"] != "none"
+    if cache:
+        net.guide.log_scale.requires_grad_(False)  # the search's weights: fixed
+    lows: dict[int, torch.Tensor] = {}
+    blocks: dict[int, torch.Tensor] = {}
+    xs = net.xs
+
+    def turn(t: torch.Tensor, flip: int, rot: int) -> torch.Tensor:
+        return torch.rot90(t.flip(-1) if flip else t, rot, (2, 3))
+
     steps, t0 = 0, time.process_time()
     while True:
         spent = time.process_time() - t0
@@ -142,18 +172,36 @@ def train(
             break
         for group in opt.param_groups:  # cosine over the budget (CPU time or steps)
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * done))
-        crops = []
+        crops, low_crops, guide_crops = [], [], []
         for _ in range(batch):
-            im = images[rng.integers(len(images))]
+            i = int(rng.integers(len(images)))
+            im = images[i]
             y, x = rng.integers(0, im.shape[-2] - p + 1), rng.integers(0, im.shape[-1] - p + 1)
+            if whole:  # on the LR grid
+                y, x = y - y % scale, x - x % scale
             crop = im[..., y : y + p, x : x + p]
-            crop = torch.rot90(
-                crop.flip(-1) if rng.integers(2) else crop, int(rng.integers(4)), (2, 3)
-            )
-            crops.append(crop)
+            flip, rot = int(rng.integers(2)), int(rng.integers(4))
+            crops.append(turn(crop, flip, rot))
+            if not whole:
+                continue
+            if i not in lows:
+                h, w = im.shape[-2] // scale * scale, im.shape[-1] // scale * scale
+                lows[i] = (degrade(im[..., :h, :w], scale).clamp(0, 1) * 255).round() / 255
+                if cache:
+                    with torch.no_grad():
+                        blocks[i] = net.guide_blocks(net._pad(lows[i]))
+            ly, lx = y // scale, x // scale
+            low_crops.append(turn(lows[i][..., ly : ly + patch, lx : lx + patch], flip, rot))
+            if cache:
+                g = blocks[i][..., xs * ly : xs * (ly + patch), xs * lx : xs * (lx + patch)]
+                guide_crops.append(turn(g, flip, rot))
         hr = torch.cat(crops)
-        low = (degrade(hr, scale).clamp(0, 1) * 255).round() / 255  # 8-bit, as image files
-        loss = (net(low) - hr).abs().mean()
+        if whole:
+            low = torch.cat(low_crops)
+        else:
+            low = (degrade(hr, scale).clamp(0, 1) * 255).round() / 255  # 8-bit, as files
+        out = net(low, guide=torch.cat(guide_crops)) if cache else net(low)
+        loss = (out - hr).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -179,7 +227,10 @@ def score(methods: dict, names: tuple[str, ...], scale: int) -> dict:
             r = sr_metrics(out, hr, scale)
             r["seconds"] = time.perf_counter() - t0
             rows[m].append(r)
-    return {m: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for m, rs in rows.items()}
+    out = {m: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for m, rs in rows.items()}
+    for m, rs in rows.items():  # per image too (Y-PSNR), to see where a difference comes from
+        out[m]["y_psnr_per_image"] = {n: float(r["y_psnr"]) for n, r in zip(names, rs)}
+    return out
 
 
 MEMORY_CHILD = """
@@ -232,10 +283,23 @@ def main(argv=None) -> int:
     p.add_argument("--guide-k", type=int, default=4, help="psal image guide: neighbours")
     p.add_argument("--guide-gate", action="store_true", help="per-pixel gate of the guide")
     p.add_argument("--guide-iters", type=int, default=2, help="psal image guide: iterations")
+    p.add_argument(
+        "--whole",
+        action="store_true",
+        help="crops cut from each training image's whole LR (every variant); psal's image "
+        "guide searched once per whole image (cached) instead of once per crop",
+    )
     p.add_argument("--search-channels", type=int, default=4)
     p.add_argument("--psal-k", type=int, default=2)
     p.add_argument("--pm-iters", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--split",
+        choices=("held-out", "tune"),
+        default="held-out",
+        help="tune: train without the tuning images and score on them (for choosing "
+        "settings without looking at the held-out images)",
+    )
     p.add_argument("--memory", action="store_true", help="peak RSS of inference at 1024x1024")
     p.add_argument("--save", default=None, metavar="DIR", help="write the trained networks")
     p.add_argument("--json", default=None)
@@ -252,13 +316,18 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()} (numba "
           f"{numba.get_num_threads()}), load {' '.join(load)}")  # fmt: skip
     report = {"settings": vars(args), "load": load, "results": {}}
+    exclude: tuple[str, ...] = ()
+    splits = (("photos", HELD_OUT_PHOTOS), ("self-similar", HELD_OUT_SELF_SIMILAR))
+    if args.split == "tune":
+        exclude = TUNE_PHOTOS + TUNE_SELF_SIMILAR
+        splits = (("tune-photos", TUNE_PHOTOS), ("tune-self-similar", TUNE_SELF_SIMILAR))
     for scale in args.scales:
         nets = {}
         res = report["results"].setdefault(f"x{scale}", {})
         for att in args.attentions:
             kw = network_kwargs(args, att, scale)
             net, steps, spent = train(kw, args.budget, args.steps, args.patch, args.batch,
-                                      args.lr, args.seed)  # fmt: skip
+                                      args.lr, args.seed, exclude, args.whole)  # fmt: skip
             nets[att] = net
             print(f"x{scale} {att}: {steps} steps in {spent:.0f} CPU s "
                   f"({1000 * spent / max(steps, 1):.0f} ms a step)", flush=True)  # fmt: skip
@@ -292,7 +361,7 @@ def main(argv=None) -> int:
             "psal.upscale": lambda lr, s=scale: psal.upscale(lr, s, seed=0),
             **{f"net-{a}": (lambda lr, n=n: n.enlarge(lr)) for a, n in nets.items()},
         }
-        for split, names in (("photos", HELD_OUT_PHOTOS), ("self-similar", HELD_OUT_SELF_SIMILAR)):
+        for split, names in splits:
             rows = score(methods, names, scale)
             res[split] = rows
             base = rows["bicubic"]["y_psnr"]

@@ -184,3 +184,32 @@ def test_the_shipped_features_network_still_gives_its_output():
     assert float(y.sum()) == pytest.approx(2161.1389, abs=2e-3)
     expected = torch.tensor([0.236058, 0.675688, -0.272095])
     torch.testing.assert_close(y[0, :, 7, 11], expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_guide_blocks_given_beforehand_equal_the_search_and_turn_with_the_image(scale):
+    """forward(x, guide=guide_blocks(x)) == forward(x); flips/rotations commute (dense)."""
+    torch.manual_seed(0)
+    net = EDSRPSAL(scale=scale, width=8, blocks=2, attention="dense", guide="both",
+                   guide_gate=True).eval()  # fmt: skip
+    torch.nn.init.normal_(net.tail.weight, std=0.1)
+    torch.nn.init.normal_(net.guide.gain, std=0.5)
+    x = torch.rand(2, 3, 12, 16)
+    xs = net.xs
+    with torch.no_grad():
+        d = net.guide_blocks(x)
+        assert d.shape == (2, 3, xs * 12, xs * 16)
+        torch.testing.assert_close(net(x, guide=d), net(x), atol=1e-5, rtol=1e-5)
+        # another image's blocks change the output (the argument is used)
+        assert float((net(x, guide=net.guide_blocks(x.flip(0))) - net(x)).abs().max()) > 1e-3
+        for turn in (lambda t: t.flip(-1), lambda t: t.flip(-2), lambda t: t.rot90(1, (2, 3))):
+            torch.testing.assert_close(net.guide_blocks(turn(x)), turn(d), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="guide must be"):
+        net(x, guide=d[..., :-xs])
+    with pytest.raises(ValueError, match="multiples"):
+        net.guide_blocks(torch.rand(1, 3, 13, 16))
+    plain = EDSRPSAL(scale=scale, width=8, blocks=2, attention="none")
+    with pytest.raises(ValueError, match="guide_blocks needs a network with guide="):
+        plain.guide_blocks(x)
+    with pytest.raises(ValueError, match="no image guide"):
+        plain(x, guide=d)

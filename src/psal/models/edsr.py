@@ -366,10 +366,57 @@ class EDSRPSAL(nn.Module):
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> (B, 3, scale*H, scale*W)."""
+    def guide_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """The image guide's search result, on the cross-scale factor's finer grid.
+
+        It depends on the input image only (and the guide's temperature), not on any
+        other weight: a training loop may compute it once per training image and pass
+        crops of it to :meth:`forward` (``guide=``); flips and 90-degree rotations of
+        the image turn it the same way.
+
+        Args:
+            x: (B, 3, H, W) float in [0, 1], H and W multiples of the cross-scale factor
+                ``xs`` (2 for x4, else the scale).
+
+        Returns:
+            (B, 3, xs*H, xs*W): for every input pixel, the ``xs x xs`` detail block it
+            brings back (``pixel_shuffle`` of the guide's attended blocks).
+
+        Raises:
+            ValueError: the network has no image guide, or H, W are not multiples of xs.
+        """
+        if self.guide is None:
+            raise ValueError("guide_blocks needs a network with guide='image' or 'both'")
+        x = check_float_tensor(x, "x", ndim=4)
+        if x.shape[1] != 3 or x.shape[-2] % self.xs or x.shape[-1] % self.xs:
+            raise ValueError(f"x must be (B, 3, H, W) with H and W multiples of {self.xs}, "
+                             f"got shape {tuple(x.shape)}")  # fmt: skip
+        return F.pixel_shuffle(self.guide.attend(x), self.xs)
+
+    def forward(self, x: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, 3, scale*H, scale*W).
+
+        ``guide``: optional (B, 3, xs*H, xs*W), :meth:`guide_blocks` computed beforehand
+        (e.g. on the whole image the crop ``x`` comes from; H, W multiples of xs), used
+        instead of the image guide's search.
+        """
         h, w = x.shape[-2:]
-        out = self.upsample(self.features(self._pad(x)), self._pad(x))
+        xp = self._pad(x)
+        attended = None
+        if guide is not None:
+            if self.guide is None:
+                raise ValueError("guide is given but the network has no image guide")
+            guide = check_float_tensor(guide, "guide", ndim=4)
+            want = (x.shape[0], 3, self.xs * h, self.xs * w)
+            if tuple(guide.shape) != want or h % self.xs or w % self.xs:
+                raise ValueError(f"guide must be (B, 3, {self.xs}H, {self.xs}W) for x of shape "
+                                 f"{tuple(x.shape)} (H, W multiples of {self.xs}), got "
+                                 f"{tuple(guide.shape)}")  # fmt: skip
+            f = self.features(xp)
+            attended = (self.cross.attend(f) if self.cross is not None else None,
+                        F.pixel_unshuffle(guide, self.xs))  # fmt: skip
+            return self.upsample(f, xp, attended)
+        out = self.upsample(self.features(xp), xp)
         return out[..., : h * self.scale, : w * self.scale]
 
     @torch.no_grad()
