@@ -61,6 +61,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..utils.parallel import FASTMATH, run_chunked
+from ._border import reflect1
 
 if TYPE_CHECKING:
     import torch
@@ -479,21 +480,12 @@ def _rows_tasks(x, r, out, t0, t1):  # pragma: no cover (compiled)
     for t in range(t0, t1):
         bi = t // hp
         yp = t - bi * hp
-        y = yp - r
-        if y < 0:
-            y = -y
-        if y >= h:
-            y = 2 * (h - 1) - y
+        y = reflect1(yp - r, h)
         row = out[bi, yp]
         for ch in range(c):
             src = x[bi, ch, y]
             for xp in range(wp):
-                xs = xp - r
-                if xs < 0:
-                    xs = -xs
-                if xs >= w:
-                    xs = 2 * (w - 1) - xs
-                row[xp * c + ch] = src[xs]
+                row[xp * c + ch] = src[reflect1(xp - r, w)]
 
 
 def _no_projections(b: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
@@ -525,10 +517,6 @@ def _projections(
     ks = k.reshape(b, c, -1)[:, :, :: max(1, k[0, 0].size // 4096)]
     sample = np.concatenate([qs, ks], 2).transpose(0, 2, 1).reshape(-1, c).astype(np.float64)
     mu = sample.mean(0)
-    # C order matters: numpy multiplies a strided (here Fortran-ordered) operand without
-    # BLAS, 250 ms instead of 1.5 ms for 8192 x 64. (The torch version this replaced
-    # took 45 ms for the product and 115-140 ms for eigh on a loaded machine; numpy's
-    # eigh of the 64 x 64 matrix takes 0.3 ms.)
     cov = _gram(np.ascontiguousarray(sample - mu))
     r = p // 2
     # spatial functions: the constant, and for p >= 3 the x and y ramps (their 1-D
