@@ -18,6 +18,8 @@ Every sub-module is imported on first use.
 
 __version__ = "0.1.0"
 
+from ._lazy import lazy_exports
+
 # Everything is imported on first access (PEP 562), so that ``psal inpaint`` and other
 # commands load only what they use: ``import psal`` alone costs no torch import.
 _ATTRS = {
@@ -36,21 +38,7 @@ _ATTRS = {
 _MODULES = ("metrics", "patchmatch", "viz", "layers", "editing", "models", "data", "training")
 
 
-def __getattr__(name: str):
-    """Import the sub-modules and the public functions on first access."""
-    import importlib
-
-    if name in _MODULES:
-        return importlib.import_module(f"psal.{name}")
-    if name in _ATTRS:
-        value = getattr(importlib.import_module(_ATTRS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'psal' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_ATTRS) | set(_MODULES))
+__getattr__, __dir__ = lazy_exports(__name__, _ATTRS, _MODULES)
 
 
 __all__ = [
