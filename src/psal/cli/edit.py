@@ -275,9 +275,6 @@ def _inpaint_device(args: argparse.Namespace):
     ``auto``.
     """
     if args.checkpoint is None and args.device in ("auto", "cpu"):
-        from ..utils.parallel import start_numba_lean
-
-        start_numba_lean()  # this process runs psal's kernels only
         return "cpu"
     return resolve_device(args.device)
 
@@ -285,6 +282,10 @@ def _inpaint_device(args: argparse.Namespace):
 def _inpaint(args: argparse.Namespace) -> int:
     _check_options(args)
     device = _inpaint_device(args)
+    if device == "cpu":  # the fill on numpy arrays: this process runs psal's kernels only
+        from ..utils.parallel import start_numba_lean
+
+        start_numba_lean()
     if Path(args.image).is_dir():
         return _inpaint_folder(args, device)
     for flag, value in (("--mask", args.mask), ("--source-mask", args.source_mask)):
