@@ -30,7 +30,6 @@ from numba import njit
 
 from ..patchmatch.distance import reflect1
 from ..utils.parallel import FASTMATH, channel_blocks, num_threads, run_chunked
-from ._aggregate import _gather_backward_v_kernel
 
 __all__ = ["aggregate_cpu", "supported"]
 
@@ -43,7 +42,7 @@ def _pad_cl_kernel(x, r, out, start, stop):  # pragma: no cover (compiled)
     # last. Items [start, stop) of the flattened (B, H + 2r) output rows; tiles of
     # _TILE pixels keep the strided writes in cache; the 2r border pixels of a row are
     # copied from the interior afterwards.
-    nb, c, h, w = x.shape
+    _, c, h, w = x.shape
     hp = h + 2 * r
     for item in range(start, stop):
         b = item // hp
@@ -95,7 +94,7 @@ def _unpad_cl_kernel(g1, g2, g3, nsrc, r, out, start, stop):  # pragma: no cover
     # g1, g2, g3: (B, H + 2r, W + 2r, C) channels last, the first ``nsrc`` of them
     # summed; out: (B, C, H, W) = the sum's interior, channels first. Items [start,
     # stop) of the flattened (B, H) output rows.
-    nb, c, h, w = out.shape
+    _, c, h, w = out.shape
     for item in range(start, stop):
         b = item // h
         y = item - b * h
@@ -120,7 +119,7 @@ def _distance_kernel(q, k, idx, r, cy0, cx0, wk, dist, start, stop):  # pragma: 
     # q: (B, Hq + 2r, Wq + 2r, C), k: (B, Hk + 2r, Wk + 2r, C) padded channels last;
     # idx, dist: (B, k, hc, wc), the centre region starting at query (cy0, cx0).
     # Items: flattened (B, hc, wc) centres. inf where idx < 0.
-    nb, kk, hc, wc = idx.shape
+    _, kk, hc, wc = idx.shape
     c = q.shape[3]
     p = 2 * r + 1
     for item in range(start, stop):
@@ -146,18 +145,50 @@ def _distance_kernel(q, k, idx, r, cy0, cx0, wk, dist, start, stop):  # pragma: 
             dist[b, j, cy, cx] = acc
 
 
+@njit(nogil=True, cache=True, _nrt=False)
+def _centre_kernel(idx, dist, inv_t, wk, ky, kx, cmax, cexp, start, stop):  # pragma: no cover
+    # Per centre of the region (idx, dist, ky, kx, cexp: (B, k, hc, wc); cmax: (B, hc,
+    # wc), float64): the neighbours' rows and columns (ky = -1: none), the largest
+    # logit -d / T (-inf: none) and exp(logit - that largest) (0: none). Shared by the
+    # (2 ra + 1)² output pixels the centre proposes to. Items: flattened (B, hc, wc).
+    _, kk, hc, wc = idx.shape
+    for item in range(start, stop):
+        b = item // (hc * wc)
+        rest = item - b * hc * wc
+        cy = rest // wc
+        cx = rest - cy * wc
+        m = -np.inf
+        for j in range(kk):
+            t = idx[b, j, cy, cx]
+            if t >= 0:
+                ky[b, j, cy, cx] = t // wk
+                kx[b, j, cy, cx] = t - (t // wk) * wk
+                m = max(m, -float(dist[b, j, cy, cx]) * inv_t)
+            else:
+                ky[b, j, cy, cx] = -1
+                kx[b, j, cy, cx] = 0
+        cmax[b, cy, cx] = m
+        for j in range(kk):
+            if idx[b, j, cy, cx] >= 0:
+                cexp[b, j, cy, cx] = math.exp(-float(dist[b, j, cy, cx]) * inv_t - m)
+            else:
+                cexp[b, j, cy, cx] = 0.0
+
+
 @njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
-def _forward_kernel(v, idx, dist, inv_t, ra, r, oy, ox, ww, hk, wk, pos, wgt, out, covered,
+def _forward_kernel(v, ky, kx, cmax, cexp, ra, r, oy, ox, ww, hk, wk, pos, wgt, out, covered,
                     start, stop):  # fmt: skip  # pragma: no cover (compiled)
     # v: (B, Nkp, Cv) rows of the padded channels-last value ((Hk + 2r) x (Wk + 2r));
-    # idx, dist: (B, k, hc, wc) centre region; pos (int), wgt: (B, P, N) with
-    # P = (2 ra + 1)² k proposals in the order (dy, dx, j) of the reference; out:
-    # (B, N, Cv); covered: (B, N). Output pixel n = (wy, wx) of the window is centre
-    # (wy + oy, wx + ox) of the region. Writes each proposal's padded value row and
-    # softmax weight (0 for a proposal that does not exist), and the weighted sum of the
-    # rows in the proposal order (0 where no proposal exists). Items: (B, N) pixels.
-    nb, kk, hc, wc = idx.shape
-    npos, n_ = pos.shape[1:]
+    # ky, kx, cmax, cexp: the centre region's, from _centre_kernel; pos (int), wgt:
+    # (B, N, P) with P = (2 ra + 1)² k proposals in the order (dy, dx, j) of the
+    # reference; out: (B, N, Cv); covered: (B, N). Output pixel n = (wy, wx) of the
+    # window is centre (wy + oy, wx + ox) of the region. Writes each proposal's padded
+    # value row and softmax weight (0 for a proposal that does not exist), and the
+    # weighted sum of the rows in the proposal order (0 where no proposal exists).
+    # The softmax: exp(logit - m) = cexp * exp(cmax - m), m the pixel's largest logit,
+    # so one exp per covering centre. Items: (B, N) pixels.
+    _, kk, hc, wc = ky.shape
+    n_, npos = pos.shape[1:]
     cv = v.shape[2]
     side = 2 * ra + 1
     wkp = wk + 2 * r
@@ -168,45 +199,48 @@ def _forward_kernel(v, idx, dist, inv_t, ra, r, oy, ox, ww, hk, wk, pos, wgt, ou
         lx = n - (n // ww) * ww + ox
         m = -np.inf
         for s in range(side * side):
+            sy = ly - (s // side - ra)
+            sx = lx - (s - (s // side) * side - ra)
+            if sy >= 0 and sy < hc and sx >= 0 and sx < wc:
+                m = max(m, cmax[b, sy, sx])
+        os_ = out[b, n, 0:cv]
+        for ch in range(cv):
+            os_[ch] = 0
+        ws = wgt[b, n, 0:npos]
+        ps = pos[b, n, 0:npos]
+        if m == -np.inf:
+            covered[b, n] = False
+            for pp in range(npos):
+                ws[pp] = 0
+                ps[pp] = r * wkp + r
+            continue
+        covered[b, n] = True
+        tot = 0.0
+        for s in range(side * side):
             dy = s // side - ra
             dx = s - (s // side) * side - ra
             sy = ly - dy
             sx = lx - dx
             inside = sy >= 0 and sy < hc and sx >= 0 and sx < wc
+            f = math.exp(cmax[b, sy, sx] - m) if inside and cmax[b, sy, sx] != -np.inf else 0.0
             for j in range(kk):
                 pp = s * kk + j
-                t = idx[b, j, sy, sx] if inside else -1
-                if t >= 0:
-                    ny = t // wk
-                    nx = t - ny * wk
-                    pos[b, pp, n] = (reflect1(ny + dy, hk) + r) * wkp + reflect1(nx + dx, wk) + r
-                    lg = -dist[b, j, sy, sx] * inv_t
-                    wgt[b, pp, n] = lg
-                    m = max(m, lg)
+                if f != 0.0 and ky[b, j, sy, sx] >= 0:
+                    ps[pp] = (reflect1(ky[b, j, sy, sx] + dy, hk) + r) * wkp + (
+                        reflect1(kx[b, j, sy, sx] + dx, wk) + r
+                    )
+                    e = cexp[b, j, sy, sx] * f
+                    ws[pp] = e
+                    tot += e
                 else:
-                    pos[b, pp, n] = r * wkp + r
-                    wgt[b, pp, n] = -np.inf
-        os_ = out[b, n, 0:cv]
-        for ch in range(cv):
-            os_[ch] = 0
-        if m == -np.inf:
-            covered[b, n] = False
-            for pp in range(npos):
-                wgt[b, pp, n] = 0
-            continue
-        covered[b, n] = True
-        tot = 0.0
-        for pp in range(npos):
-            lg = wgt[b, pp, n]
-            e = math.exp(lg - m) if lg != -np.inf else 0.0
-            wgt[b, pp, n] = e
-            tot += e
+                    ps[pp] = r * wkp + r
+                    ws[pp] = 0
         inv = 1.0 / tot
         for pp in range(npos):
-            wgt[b, pp, n] = wgt[b, pp, n] * inv
-            w = wgt[b, pp, n]  # in the value dtype, as the reference's weights
+            ws[pp] = ws[pp] * inv
+            w = ws[pp]  # in the value dtype, as the reference's weights
             if w != 0:
-                vs = v[b, pos[b, pp, n], 0:cv]
+                vs = v[b, ps[pp], 0:cv]
                 for ch in range(cv):
                     os_[ch] += w * vs[ch]
 
@@ -214,8 +248,8 @@ def _forward_kernel(v, idx, dist, inv_t, ra, r, oy, ox, ww, hk, wk, pos, wgt, ou
 @njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def _logit_grad_kernel(v, pos, wgt, g, glogit, start, stop):  # pragma: no cover (compiled)
     # The softmax's backward: glogit[p] = w_p (<v[pos_p], g> - sum_q w_q <v[pos_q], g>).
-    # v: (B, Nkp, Cv); pos, wgt, glogit: (B, P, N); g: (B, N, Cv). Items: (B, N) pixels.
-    npos, n_ = pos.shape[1:]
+    # v: (B, Nkp, Cv); pos, wgt, glogit: (B, N, P); g: (B, N, Cv). Items: (B, N) pixels.
+    n_, npos = pos.shape[1:]
     cv = v.shape[2]
     for item in range(start, stop):
         b = item // n_
@@ -223,24 +257,24 @@ def _logit_grad_kernel(v, pos, wgt, g, glogit, start, stop):  # pragma: no cover
         gs = g[b, n, 0:cv]
         tot = gs[0] * 0
         for pp in range(npos):
-            w = wgt[b, pp, n]
+            w = wgt[b, n, pp]
             acc = gs[0] * 0
             if w != 0:
-                vs = v[b, pos[b, pp, n], 0:cv]
+                vs = v[b, pos[b, n, pp], 0:cv]
                 for ch in range(cv):
                     acc += vs[ch] * gs[ch]
-            glogit[b, pp, n] = acc
+            glogit[b, n, pp] = acc
             tot += w * acc
         for pp in range(npos):
-            glogit[b, pp, n] = wgt[b, pp, n] * (glogit[b, pp, n] - tot)
+            glogit[b, n, pp] = wgt[b, n, pp] * (glogit[b, n, pp] - tot)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _centre_grad_kernel(idx, glogit, ra, oy, ox, hw, ww, glc, start, stop):  # pragma: no cover
     # The gradient of each centre's logits: the sum over the output pixels whose
     # proposals it made (pixel = centre + (dy, dx), proposal (dy, dx, j)). idx, glc:
-    # (B, k, hc, wc); glogit: (B, P, hw * ww). Items: flattened (B, hc, wc) centres.
-    nb, kk, hc, wc = idx.shape
+    # (B, k, hc, wc); glogit: (B, hw * ww, P). Items: flattened (B, hc, wc) centres.
+    _, kk, hc, wc = idx.shape
     side = 2 * ra + 1
     for item in range(start, stop):
         b = item // (hc * wc)
@@ -254,7 +288,7 @@ def _centre_grad_kernel(idx, glogit, ra, oy, ox, hw, ww, glc, start, stop):  # p
                     wy = cy + s // side - ra - oy
                     wx = cx + s - (s // side) * side - ra - ox
                     if wy >= 0 and wy < hw and wx >= 0 and wx < ww:
-                        acc += glogit[b, s * kk + j, wy * ww + wx]
+                        acc += glogit[b, wy * ww + wx, s * kk + j]
             glc[b, j, cy, cx] = acc
 
 
@@ -300,6 +334,26 @@ def _distance_backward_kernel(q, k, idx, g2, r, cy0, cx0, wk, gq, gk, need_q, ne
                             else:
                                 for c in range(c1 - c0):
                                     gks[c] -= (qs[c] - ks[c]) * s
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _value_backward_kernel(pos, wgt, g, gv, block, lo, hi):  # pragma: no cover (compiled)
+    # gv: (B, Nkp, Cv) padded channels last; g: (B, N, Cv); pos, wgt: (B, N, P).
+    # Channel blocks [lo, hi) of ``block`` channels: every channel's scatter runs in one
+    # call, in the serial order (b, n, p), so results never depend on the threads.
+    nb, n_, npos = pos.shape
+    cv = gv.shape[2]
+    c0 = lo * block
+    c1 = min(cv, hi * block)
+    for b in range(nb):
+        for n in range(n_):
+            gs = g[b, n, c0:c1]  # slices: no negative-index checks, vectorised
+            for pp in range(npos):
+                w = wgt[b, n, pp]
+                if w != 0:
+                    gvs = gv[b, pos[b, n, pp], c0:c1]
+                    for c in range(c1 - c0):
+                        gvs[c] += gs[c] * w
 
 
 def supported(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, temperature) -> bool:
@@ -363,7 +417,7 @@ class _FusedAggregate(torch.autograd.Function):
         iq, ik, iv = geo.roles
         r, ra = geo.r, geo.ra
         y0, y1, x0, x1 = geo.window
-        cy0, cy1, cx0, cx1 = geo.centre
+        cy0, _, cx0, _ = geo.centre
         hw, ww = y1 - y0, x1 - x0
         n = hw * ww
         bufs = [_pad_cl(t, r) for t in inputs]
@@ -381,14 +435,21 @@ class _FusedAggregate(torch.autograd.Function):
             run_chunked(_distance_kernel, b * hc * wc, q.numpy(), k.numpy(), idx.numpy(), r,
                         cy0, cx0, geo.wk, dist.numpy(), min_parallel=4096)  # fmt: skip
         npos = (2 * ra + 1) ** 2 * kk
-        pos = torch.empty(b, npos, n, dtype=torch.int64)
-        wgt = torch.empty(b, npos, n, dtype=dtype)
+        pos = torch.empty(b, n, npos, dtype=torch.int64)
+        wgt = torch.empty(b, n, npos, dtype=dtype)
         out_cl = torch.empty(b, n, cv, dtype=dtype)
         covered = torch.empty(b, n, dtype=torch.bool)
         v_rows = v.view(b, -1, cv)
-        run_chunked(_forward_kernel, b * n, v_rows.numpy(), idx.numpy(), dist.numpy(), inv_t,
-                    ra, r, y0 - cy0, x0 - cx0, ww, geo.hk, geo.wk, pos.numpy(), wgt.numpy(),
-                    out_cl.numpy(), covered.numpy(), min_parallel=4096)  # fmt: skip
+        ky = torch.empty(idx.shape, dtype=torch.int64)
+        kx = torch.empty_like(ky)
+        cmax = torch.empty(b, hc, wc, dtype=torch.float64)
+        cexp = torch.empty(idx.shape, dtype=torch.float64)
+        run_chunked(_centre_kernel, b * hc * wc, idx.numpy(), dist.numpy(), inv_t, geo.wk,
+                    ky.numpy(), kx.numpy(), cmax.numpy(), cexp.numpy(), min_parallel=4096)  # fmt: skip
+        run_chunked(_forward_kernel, b * n, v_rows.numpy(), ky.numpy(), kx.numpy(),
+                    cmax.numpy(), cexp.numpy(), ra, r, y0 - cy0, x0 - cx0, ww, geo.hk, geo.wk,
+                    pos.numpy(), wgt.numpy(), out_cl.numpy(), covered.numpy(),
+                    min_parallel=4096)  # fmt: skip
         out = _unpad_cl([out_cl.view(b, hw, ww, cv)], 0, False)
         ctx.geo, ctx.bufs, ctx.inv_t = geo, bufs, inv_t
         ctx.pos, ctx.wgt, ctx.dist = pos, wgt, dist
@@ -424,7 +485,7 @@ class _FusedAggregate(torch.autograd.Function):
         grad_t = None
         if need_q or need_k or need_t:
             glogit = torch.empty_like(wgt)
-            run_chunked(_logit_grad_kernel, glogit.shape[0] * glogit.shape[2], v_rows.numpy(),
+            run_chunked(_logit_grad_kernel, glogit.shape[0] * glogit.shape[1], v_rows.numpy(),
                         pos.numpy(), wgt.numpy(), g_cl.numpy(), glogit.numpy(),
                         min_parallel=4096)  # fmt: skip
             glc = torch.empty(idx.shape, dtype=dtype)
@@ -448,7 +509,7 @@ class _FusedAggregate(torch.autograd.Function):
         if need_v:
             small = pos.numel() < 4096
             nblock, block = channel_blocks(cv, 1 if small else num_threads())
-            run_chunked(_gather_backward_v_kernel, nblock, pos.numpy(), wgt.numpy(),
+            run_chunked(_value_backward_kernel, nblock, pos.numpy(), wgt.numpy(),
                         g_cl.numpy(), gv.view(b, -1, cv).numpy(), block)  # fmt: skip
         out = []
         for i in range(len(bufs)):
