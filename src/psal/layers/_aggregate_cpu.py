@@ -445,7 +445,8 @@ class _FusedAggregate(torch.autograd.Function):
         cmax = torch.empty(b, hc, wc, dtype=torch.float64)
         cexp = torch.empty(idx.shape, dtype=torch.float64)
         run_chunked(_centre_kernel, b * hc * wc, idx.numpy(), dist.numpy(), inv_t, geo.wk,
-                    ky.numpy(), kx.numpy(), cmax.numpy(), cexp.numpy(), min_parallel=4096)  # fmt: skip
+                    ky.numpy(), kx.numpy(), cmax.numpy(), cexp.numpy(),
+                    min_parallel=4096)  # fmt: skip
         run_chunked(_forward_kernel, b * n, v_rows.numpy(), ky.numpy(), kx.numpy(),
                     cmax.numpy(), cexp.numpy(), ra, r, y0 - cy0, x0 - cx0, ww, geo.hk, geo.wk,
                     pos.numpy(), wgt.numpy(), out_cl.numpy(), covered.numpy(),
