@@ -102,6 +102,24 @@ def test_fused_shared_inputs(aggregation, share, monkeypatch):
         torch.testing.assert_close(b, a)
 
 
+@pytest.mark.parametrize("needs", ["q", "k", "v", "qk", "kv", "t"])
+def test_fused_partial_gradients(needs, monkeypatch):
+    """Only some inputs need a gradient: the others get None, the rest match."""
+    q, k, v, idx = _inputs(torch.float32, b=1)
+    t = torch.tensor(2.5, requires_grad=True)
+    leaves = [x.detach().requires_grad_(name in needs) for x, name in zip((q, k, v, t), "qkvt")]
+
+    def fn():
+        return aggregate(*leaves[:3], idx, 3, leaves[3], "patch")
+
+    ref = _run(monkeypatch, "reference", fn, leaves)
+    new = _run(monkeypatch, "fused", fn, leaves)
+    for name, a, b in zip("qkvt", ref[2], new[2], strict=True):
+        assert (b is None) == (name not in needs) == (a is None)
+        if a is not None:
+            torch.testing.assert_close(b, a, rtol=2e-3 if name == "t" else 1e-5, atol=2e-5)
+
+
 @pytest.mark.parametrize("aggregation", ["center", "patch"])
 def test_fused_gradcheck(aggregation):
     """float64 gradcheck of the fused node itself (distances recomputed, not known)."""

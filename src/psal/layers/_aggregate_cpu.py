@@ -9,12 +9,14 @@ gradients, which the reflection padding's backward then copied again), zero-fill
 buffers and gradient sums (query, key and value are often one tensor).
 
 Here each distinct input tensor is copied once into a reflection-padded channels-last
-buffer (:func:`_pad_cl_kernel`); the forward is one compiled pass per output pixel
-(proposals, softmax, weighted sum of values); the backward is one pass per pixel (the
-softmax's gradient), one per centre (the gradient of each searched distance), and two
-channel-block scatters (distance and value gradients) into one padded gradient buffer
-per distinct input, which :func:`_fold_rows_kernel` and :func:`_unpad_cl_kernel` turn
-into the input's gradient (the adjoint of the reflection padding). The sums follow the
+buffer (:func:`_pad_cl_kernel`); the forward is one compiled pass per centre of the
+search (neighbour coordinates, shifted exponentials of the logits) and one per output
+pixel (proposals, softmax, weighted sum of values); the backward is one pass per pixel
+(the softmax's gradient), one per centre (the gradient of each searched distance), and
+two channel-block scatters (distance and value gradients) into padded gradient
+buffers (the query's, and the key's, shared with the value when they are one tensor),
+which :func:`_fold_rows_kernel` and :func:`_unpad_cl_kernel` fold and sum into each
+input's gradient (the adjoint of the reflection padding). The sums follow the
 reference's formulas; results agree with it up to float rounding (tested in
 ``tests/layers/test_aggregate_cpu.py``). Every output value and gradient channel is
 summed by one call in a fixed order, so results do not depend on the thread count.
@@ -27,6 +29,7 @@ import math
 import numpy as np
 import torch
 from numba import njit
+from torch.autograd.function import once_differentiable
 
 from ..patchmatch.distance import reflect1
 from ..utils.parallel import FASTMATH, channel_blocks, num_threads, run_chunked
@@ -296,9 +299,10 @@ def _centre_grad_kernel(idx, glogit, ra, oy, ox, hw, ww, glc, start, stop):  # p
 def _distance_backward_kernel(q, k, idx, g2, r, cy0, cx0, wk, gq, gk, need_q, need_k, block,
                               lo, hi):  # fmt: skip  # pragma: no cover (compiled)
     # q, gq: (B, Hq + 2r, Wq + 2r, C); k, gk: (B, Hk + 2r, Wk + 2r, C) padded channels
-    # last (gq and gk may be one array, or dummies when not needed); g2 = 2 * the
-    # distances' gradient, (B, k, hc, wc). Channel blocks [lo, hi) of ``block``
-    # channels: each channel is accumulated by one call in the serial order.
+    # last (gq and gk are distinct arrays: aliased rows would stop the loops
+    # vectorising; one not needed is a dummy, never indexed); g2 = 2 * the distances'
+    # gradient, (B, k, hc, wc). Channel blocks [lo, hi) of ``block`` channels: each
+    # channel is accumulated by one call in the serial order.
     nb, kk, hc, wc = idx.shape
     nc = q.shape[3]
     c0 = lo * block
@@ -320,18 +324,20 @@ def _distance_backward_kernel(q, k, idx, g2, r, cy0, cx0, wk, gq, gk, need_q, ne
                             qx = cx0 + cx + dx
                             qs = q[b, qy, qx, c0:c1]
                             ks = k[b, ky + dy, kx + dx, c0:c1]
-                            gqs = gq[b, qy, qx, c0:c1]
-                            gks = gk[b, ky + dy, kx + dx, c0:c1]
                             # one branch-free loop per case, so that each vectorises
                             if need_q and need_k:
+                                gqs = gq[b, qy, qx, c0:c1]
+                                gks = gk[b, ky + dy, kx + dx, c0:c1]
                                 for c in range(c1 - c0):
                                     d = (qs[c] - ks[c]) * s
                                     gqs[c] += d
                                     gks[c] -= d
                             elif need_q:
+                                gqs = gq[b, qy, qx, c0:c1]
                                 for c in range(c1 - c0):
                                     gqs[c] += (qs[c] - ks[c]) * s
                             else:
+                                gks = gk[b, ky + dy, kx + dx, c0:c1]
                                 for c in range(c1 - c0):
                                     gks[c] -= (qs[c] - ks[c]) * s
 
@@ -398,7 +404,7 @@ def _unpad_cl(grads: list[torch.Tensor], r: int, fold: bool) -> torch.Tensor:
 class _Geometry:
     """The constants of one call (no tensors that need gradients)."""
 
-    def __init__(self, idx, known, patch_size, ra, window, centre, roles, hk, wk):
+    def __init__(self, idx, known, patch_size, ra, window, centre, roles, hk, wk, t_float):
         self.idx = idx  # (B, k, hc, wc) int64, contiguous
         self.known = known  # (B, k, hc, wc) or None
         self.r = patch_size // 2
@@ -407,6 +413,7 @@ class _Geometry:
         self.centre = centre
         self.roles = roles  # input number of query, key, value
         self.hk, self.wk = hk, wk
+        self.t_float = t_float  # the temperature when it is not a tensor
 
 
 class _FusedAggregate(torch.autograd.Function):
@@ -459,6 +466,7 @@ class _FusedAggregate(torch.autograd.Function):
         return out, covered.view(b, 1, hw, ww)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out, _grad_covered):  # type: ignore[override]
         geo, bufs, pos, wgt = ctx.geo, ctx.bufs, ctx.pos, ctx.wgt
         iq, ik, iv = geo.roles
@@ -548,8 +556,8 @@ def aggregate_cpu(query, key, value, indices, patch_size, temperature, aggregati
         else:
             roles.append(len(inputs))
             inputs.append(t)
-    geo = _Geometry(idx, known, patch_size, ra, (y0, y1, x0, x1), (cy0, cy1, cx0, cx1),
-                    tuple(roles), hk, wk)  # fmt: skip
     t_tensor = temperature if isinstance(temperature, torch.Tensor) else None
-    geo.t_float = None if t_tensor is not None else float(temperature)
+    t_float = None if t_tensor is not None else float(temperature)
+    geo = _Geometry(idx, known, patch_size, ra, (y0, y1, x0, x1), (cy0, cy1, cx0, cx1),
+                    tuple(roles), hk, wk, t_float)  # fmt: skip
     return _FusedAggregate.apply(geo, t_tensor, *inputs)
