@@ -51,3 +51,24 @@ def test_solves_the_weighted_least_squares_system():
     got = propagate(v, c, g, smoothness=lam, sigma=sigma, iters=200, tol=1e-12)
     torch.testing.assert_close(got, want, atol=1e-8, rtol=0)
     assert n == 30
+
+
+def test_compiled_solve_matches_the_torch_solve(monkeypatch):
+    # the CPU path (compiled, float64) against the torch path of other devices
+    import psal.editing._propagate as P
+
+    torch.manual_seed(1)
+    v = torch.rand(2, 2, 37, 45)
+    c = torch.rand(2, 1, 37, 45) ** 4 * 3
+    g = torch.rand(2, 1, 37, 45).cumsum(-1) / 45
+    got = P.propagate(v, c, g, smoothness=50.0, sigma=0.03, min_size=8)
+    monkeypatch.setattr(P, "NUMBA_CG", False)
+    want = P.propagate(v.double(), c.double(), g.double(), smoothness=50.0, sigma=0.03,
+                       min_size=8)  # fmt: skip
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, atol=2e-5, rtol=0)
+    # the same stopping rule: a loose tolerance stops both early, alike
+    got = P.propagate(v.double(), c.double(), g.double(), iters=5, tol=0.5, min_size=8)
+    monkeypatch.setattr(P, "NUMBA_CG", True)
+    again = P.propagate(v.double(), c.double(), g.double(), iters=5, tol=0.5, min_size=8)
+    torch.testing.assert_close(again, got, atol=1e-10, rtol=0)

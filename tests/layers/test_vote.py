@@ -51,6 +51,28 @@ def test_numba_and_torch_agree_with_unsearched_pixels():
     torch.testing.assert_close(u, w, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_vote_survives_distances_far_above_the_smallest(dtype):
+    # the compiled vote shifts the softmax by the smallest distance of the batch
+    # element; a region whose proposals all lie ~1e4 T above it underflows there and
+    # takes the exact per-pixel shift, like the torch path
+    g = torch.Generator().manual_seed(3)
+    v = torch.rand(2, 3, 12, 12, generator=g, dtype=dtype)
+    idx = torch.randint(0, 144, (2, 2, 12, 12), generator=g)
+    d = torch.rand(2, 2, 12, 12, generator=g, dtype=dtype)
+    d[0, :, 6:, :] += 1e4  # 1e4 / 0.5 = 2e4 above the smallest logit: exp underflows
+    d[0, :, :6, 6:] += 100  # weights ~1e-87: below float32's range, summed in float64
+    d[1] += 1e3  # a shift of the whole element changes nothing
+    ys, xs = _grid(12, 12)
+    bs = torch.zeros_like(ys)
+    for b in (0, 1):
+        a, ca = _vote_numba(v, idx, d, 1, 0.5, bs + b, ys, xs)
+        w, cw = _vote_torch(v, idx, d, 1, 0.5, bs + b, ys, xs)
+        assert ca.all() and cw.all()
+        tol = 1e-12 if dtype == torch.float64 else 1e-5
+        torch.testing.assert_close(a, w, atol=tol, rtol=tol)
+
+
 @pytest.mark.parametrize("aggregation", ["center", "patch"])
 @pytest.mark.parametrize("backend_fn", ["numba", "torch"])
 def test_batched_pixels_and_center_aggregation(aggregation, backend_fn):

@@ -11,13 +11,27 @@ Weiss, SIGGRAPH 2004) with the edge-stopping weights of weighted-least-squares s
 its edges. The system ``(diag(c) + λ L_w) u = c v`` is symmetric positive definite
 (where some ``c > 0`` in each connected region); it is solved matrix-free by
 Jacobi-preconditioned conjugate gradients, coarse to fine (the solution of a half-size
-problem starts the next level), in torch on the input's device: no sparse library.
+problem starts the next level), matrix-free: no sparse library. On the CPU the
+conjugate gradients run compiled (:func:`_cg_compiled`, float64, three fused passes
+over the image per step); on other devices, and as the reference the tests compare it
+with, in torch (:func:`_cg_torch`).
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from numba import njit
+
+from ..utils.parallel import FASTMATH
+
+#: Solve with the compiled CPU conjugate gradients (a dozen tensor operations per step
+#: with torch: 6.3 s of a 17.8 s colorization of a 512x480 photo, 0.6 s compiled);
+#: tests switch it off to compare with the torch solve that other devices use.
+NUMBA_CG = True
 
 
 def _weights(g: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,7 +64,7 @@ def _degree(wx: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
     return d
 
 
-def _cg(
+def _cg_torch(
     u: torch.Tensor,
     v: torch.Tensor,
     c: torch.Tensor,
@@ -84,6 +98,122 @@ def _cg(
         p = z + (rz_new / rz.clamp_min(1e-30)) * p
         rz = rz_new
     return u
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _apply(p, c, wx, wy, lam, ap):  # pragma: no cover (compiled)
+    """``ap = c p + lam L_w p`` over (C, H, W); returns ``<p, ap>``."""
+    n_ch, h, w = p.shape
+    dot = 0.0
+    for ch in range(n_ch):
+        for y in range(h):
+            for x in range(w):
+                v = p[ch, y, x]
+                s = 0.0
+                if x > 0:
+                    s += wx[y, x - 1] * (v - p[ch, y, x - 1])
+                if x < w - 1:
+                    s += wx[y, x] * (v - p[ch, y, x + 1])
+                if y > 0:
+                    s += wy[y - 1, x] * (v - p[ch, y - 1, x])
+                if y < h - 1:
+                    s += wy[y, x] * (v - p[ch, y + 1, x])
+                a = c[y, x] * v + lam * s
+                ap[ch, y, x] = a
+                dot += v * a
+    return dot
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _cg_kernel(u, v, c, wx, wy, lam, iters, tol):  # pragma: no cover (compiled)
+    """Jacobi-preconditioned CG on ``(diag(c) + lam L_w) u = c v``, ``u`` updated in place.
+
+    The steps of :func:`_cg_torch` (the same stopping rule, on the sums over every
+    channel and pixel), in float64.
+    """
+    n_ch, h, w = u.shape
+    inv = np.empty((h, w))
+    for y in range(h):
+        for x in range(w):
+            d = 0.0
+            if x > 0:
+                d += wx[y, x - 1]
+            if x < w - 1:
+                d += wx[y, x]
+            if y > 0:
+                d += wy[y - 1, x]
+            if y < h - 1:
+                d += wy[y, x]
+            inv[y, x] = 1.0 / max(c[y, x] + lam * d, 1e-12)
+    ap = np.empty_like(u)
+    _apply(u, c, wx, wy, lam, ap)
+    r = np.empty_like(u)
+    z = np.empty_like(u)
+    rz = 0.0
+    bb = 0.0
+    for ch in range(n_ch):
+        for y in range(h):
+            for x in range(w):
+                b = c[y, x] * v[ch, y, x]
+                bb += b * b
+                rr = b - ap[ch, y, x]
+                r[ch, y, x] = rr
+                zz = inv[y, x] * rr
+                z[ch, y, x] = zz
+                rz += rr * zz
+    p = z.copy()
+    b_norm = max(math.sqrt(bb), 1e-30)
+    for _ in range(iters):
+        alpha = rz / max(_apply(p, c, wx, wy, lam, ap), 1e-30)
+        rr2 = 0.0
+        rz_new = 0.0
+        for ch in range(n_ch):
+            for y in range(h):
+                for x in range(w):
+                    u[ch, y, x] += alpha * p[ch, y, x]
+                    rr = r[ch, y, x] - alpha * ap[ch, y, x]
+                    r[ch, y, x] = rr
+                    rr2 += rr * rr
+                    zz = inv[y, x] * rr
+                    z[ch, y, x] = zz
+                    rz_new += rr * zz
+        if math.sqrt(rr2) <= tol * b_norm:
+            break
+        beta = rz_new / max(rz, 1e-30)
+        for ch in range(n_ch):
+            for y in range(h):
+                for x in range(w):
+                    p[ch, y, x] = z[ch, y, x] + beta * p[ch, y, x]
+        rz = rz_new
+
+
+def _cg_compiled(
+    u: torch.Tensor,
+    v: torch.Tensor,
+    c: torch.Tensor,
+    g: torch.Tensor,
+    lam: float,
+    sigma: float,
+    iters: int,
+    tol: float,
+) -> torch.Tensor:
+    """:func:`_cg_torch` on the CPU, compiled: one solve per batch element, in float64."""
+    wx, wy = _weights(g.double(), sigma)
+    out = u.detach().to("cpu", torch.float64).numpy().copy()
+    vn = v.detach().to("cpu", torch.float64).numpy()
+    cn = c.detach().to("cpu", torch.float64).numpy()
+    wxn, wyn = wx.cpu().numpy(), wy.cpu().numpy()
+    for i in range(out.shape[0]):
+        _cg_kernel(out[i], vn[i], cn[i, 0], wxn[i, 0], wyn[i, 0], float(lam), int(iters),
+                   float(tol))  # fmt: skip
+    return torch.from_numpy(out).to(u.dtype)
+
+
+def _cg(u, v, c, g, lam, sigma, iters, tol):
+    """The solve: compiled on the CPU (:data:`NUMBA_CG`), torch elsewhere."""
+    if NUMBA_CG and u.device.type == "cpu":
+        return _cg_compiled(u, v, c, g, lam, sigma, iters, tol)
+    return _cg_torch(u, v, c, g, lam, sigma, iters, tol)
 
 
 def propagate(

@@ -104,24 +104,25 @@ def _max_logit(indices, distances, b, y, x, r, inv_t):  # pragma: no cover (comp
 
 
 @njit(nogil=True, cache=True)
-def _vote_kernel(value, indices, distances, bs, ys, xs, r, inv_t, uniform, out, covered, lo, hi):
+def _vote_kernel(value, indices, distances, weights, bs, ys, xs, r, inv_t, uniform, out, covered,
+                 lo, hi):  # fmt: skip
     # value is channels-last (B, Hk, Wk, Cv) and out (N, Cv): the channel loops are
-    # contiguous (a (B, Cv, H, W) layout reads one cache line per channel per proposal)
+    # contiguous (a (B, Cv, H, W) layout reads one cache line per channel per proposal).
+    # ``weights`` holds exp(-(d - d_min) / T) per query pixel and neighbour, computed
+    # once (each is read by the p² output pixels its patch covers): the softmax's
+    # shift is the batch element's smallest distance instead of each output pixel's,
+    # the same weights up to rounding. Where every proposal of a pixel underflows
+    # (distances ~700 T above the smallest), the exact per-pixel shift is used.
     _, hk, wk, cv = value.shape
     _, kk, hq, wq = indices.shape
     for n in range(lo, hi):
         b = bs[n]
         y = ys[n]
         x = xs[n]
-        # a softmax's first pass: the largest logit, so the exponentials never
-        # overflow (-inf: no proposal); a plain average (every weight 1) needs none
-        m = 0.0 if uniform else _max_logit(indices, distances, b, y, x, r, inv_t)
         for c in range(cv):
             out[n, c] = 0.0
-        if m == -np.inf:
-            covered[n] = False
-            continue
         den = 0.0
+        seen = False
         for dy in range(-r, r + 1):
             cy = y - dy
             if cy < 0 or cy >= hq:
@@ -134,16 +135,49 @@ def _vote_kernel(value, indices, distances, bs, ys, xs, r, inv_t, uniform, out, 
                     idx = indices[b, j, cy, cx]
                     if idx < 0:
                         continue
-                    e = 1.0 if uniform else np.exp(-distances[b, j, cy, cx] * inv_t - m)
+                    seen = True
+                    e = 1.0 if uniform else weights[b, j, cy, cx]
                     py = reflect1(idx // wk + dy, hk)
                     px = reflect1(idx - (idx // wk) * wk + dx, wk)
                     den += e
                     for c in range(cv):
                         out[n, c] += e * value[b, py, px, c]
+        if seen and not uniform and den < 1e-280:
+            den = _vote_shifted(value, indices, distances, b, y, x, r, inv_t, out[n])
         covered[n] = den > 0
         if den > 0:
             for c in range(cv):
                 out[n, c] /= den
+
+
+@njit(cache=True)
+def _vote_shifted(value, indices, distances, b, y, x, r, inv_t, acc):  # pragma: no cover
+    """One pixel's vote with its own largest logit as the softmax's shift; returns den."""
+    _, hk, wk, cv = value.shape
+    _, kk, hq, wq = indices.shape
+    m = _max_logit(indices, distances, b, y, x, r, inv_t)
+    for c in range(cv):
+        acc[c] = 0.0
+    den = 0.0
+    for dy in range(-r, r + 1):
+        cy = y - dy
+        if cy < 0 or cy >= hq:
+            continue
+        for dx in range(-r, r + 1):
+            cx = x - dx
+            if cx < 0 or cx >= wq:
+                continue
+            for j in range(kk):
+                idx = indices[b, j, cy, cx]
+                if idx < 0:
+                    continue
+                e = np.exp(-distances[b, j, cy, cx] * inv_t - m)
+                py = reflect1(idx // wk + dy, hk)
+                px = reflect1(idx - (idx // wk) * wk + dx, wk)
+                den += e
+                for c in range(cv):
+                    acc[c] += e * value[b, py, px, c]
+    return den
 
 
 def _vote_numba(value, indices, distances, r, temperature, bs, ys, xs):
@@ -189,15 +223,26 @@ def vote_arrays(
     uniform = temperature == float("inf")
     dist = np.nan_to_num(np.asarray(distances, dtype=np_dtype), posinf=0.0)
     n = ys.size
-    out = np.empty((n, v.shape[3]), dtype=np_dtype)
+    # float64 sums: a weight relative to the smallest distance may be far below float32's range
+    out = np.empty((n, v.shape[3]), dtype=np.float64)
     covered = np.empty(n, dtype=np.bool_)
     inv_t = 0.0 if uniform else 1.0 / float(temperature)
-    args = (v, np.ascontiguousarray(indices, dtype=np.int64), np.ascontiguousarray(dist),
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    if uniform:
+        weights = np.zeros((1, 1, 1, 1))
+    else:  # exp(-(d - d_min) / T) once per query pixel and neighbour, in float64
+        d64 = dist.astype(np.float64)
+        ok = indices >= 0
+        flat = np.where(ok, d64, np.inf).reshape(d64.shape[0], -1)
+        dmin = flat.min(1).reshape(-1, 1, 1, 1) if flat.size else np.zeros((d64.shape[0], 1, 1, 1))
+        dmin = np.where(np.isfinite(dmin), dmin, 0.0)
+        weights = np.exp(-(d64 - dmin) * float(np_dtype(inv_t)))
+    args = (v, indices, np.ascontiguousarray(dist), weights,
             np.ascontiguousarray(bs, dtype=np.int64), np.ascontiguousarray(ys, dtype=np.int64),
             np.ascontiguousarray(xs, dtype=np.int64), radius, np_dtype(inv_t), uniform, out,
             covered)  # fmt: skip
     run_chunked(_vote_kernel, n, *args, min_parallel=PARALLEL_MIN)
-    return out.T, covered
+    return out.T.astype(np_dtype, copy=False), covered
 
 
 def vote(
