@@ -102,6 +102,31 @@ def test_fused_shared_inputs(aggregation, share, monkeypatch):
         torch.testing.assert_close(b, a)
 
 
+@pytest.mark.parametrize(("patch_size", "k"), [(1, 1), (5, 2), (3, 4)])
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+def test_fused_patch_sizes_and_neighbour_counts(patch_size, k, aggregation, monkeypatch):
+    """1x1 patches (no padding), 5x5 patches (borders reflected twice), k = 1 .. 4;
+    channels-last (non-contiguous) inputs. In float64: the geometry, not the rounding
+    (float32 5x5 distances put the float32 reference ~1e-5 off)."""
+    g = torch.Generator().manual_seed(6)
+    q = torch.randn(2, 3, 9, 8, generator=g, dtype=torch.float64)
+    q = q.to(memory_format=torch.channels_last)
+    kv = torch.randn(2, 3, 7, 6, generator=g, dtype=torch.float64)
+    q.requires_grad_(True)
+    kv.requires_grad_(True)
+    idx = torch.randint(-1, 42, (2, k, 9, 8), generator=g)
+
+    def fn():
+        return aggregate(q, kv, kv, idx, patch_size, 1.3, aggregation)
+
+    ref = _run(monkeypatch, "reference", fn, [q, kv])
+    new = _run(monkeypatch, "fused", fn, [q, kv])
+    assert torch.equal(new[1], ref[1])
+    torch.testing.assert_close(new[0], ref[0])
+    for a, b in zip(ref[2], new[2], strict=True):
+        torch.testing.assert_close(b, a)
+
+
 @pytest.mark.parametrize("needs", ["q", "k", "v", "qk", "kv", "t"])
 def test_fused_partial_gradients(needs, monkeypatch):
     """Only some inputs need a gradient: the others get None, the rest match."""
