@@ -462,8 +462,9 @@ class _FusedAggregate(torch.autograd.Function):
         ctx.geo, ctx.bufs, ctx.inv_t = geo, bufs, inv_t
         ctx.pos, ctx.wgt, ctx.dist = pos, wgt, dist
         ctx.temperature = temperature
+        covered = covered.view(b, 1, hw, ww)
         ctx.mark_non_differentiable(covered)
-        return out, covered.view(b, 1, hw, ww)
+        return out, covered
 
     @staticmethod
     @once_differentiable
@@ -536,8 +537,8 @@ def aggregate_cpu(query, key, value, indices, patch_size, temperature, aggregati
 
     Same arguments and results (``window`` resolved to a tuple); see
     :func:`supported` for the inputs it takes. Distinct tensors among query, key and
-    value are copied (padded, channels last) once each, and their gradients summed in
-    one buffer.
+    value are copied (padded, channels last) once each, and a tensor passed in several
+    roles gets one gradient (its roles' buffers summed while transposing back).
     """
     hq, wq = query.shape[-2:]
     hk, wk = key.shape[-2:]
