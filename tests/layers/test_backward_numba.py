@@ -11,6 +11,13 @@ import psal.patchmatch.distance as dist_mod
 from psal.patchmatch import patch_distance
 
 
+@pytest.fixture(autouse=True)
+def _torch_graph(monkeypatch):
+    """These tests are about the compiled pieces of the torch graph (the reference on CPU
+    since the fused node, tested in test_aggregate_cpu.py): switch the fused node off."""
+    monkeypatch.setattr(agg_mod, "FUSED", False)
+
+
 def _grads(fn, inputs, module, monkeypatch, flag):
     monkeypatch.setattr(module, "NUMBA_BACKWARD", flag)
     for t in inputs:

@@ -29,6 +29,9 @@ def _shift(x: torch.Tensor, dy: int, dx: int, fill: float | int) -> torch.Tensor
 NUMBA_BACKWARD = True
 #: Use the compiled CPU forward of :class:`_WeightedGather` (tests switch it off).
 NUMBA_FORWARD = True
+#: On CPU, run the whole aggregation as one autograd node of compiled passes
+#: (:mod:`psal.layers._aggregate_cpu`); False: the torch graph below, the reference.
+FUSED = True
 
 
 @njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
@@ -289,6 +292,13 @@ def aggregate(
     hk, wk = key.shape[-2:]
     b, cv = value.shape[:2]
     y0, y1, x0, x1 = window if window is not None else (0, hq, 0, wq)
+    if FUSED:
+        from . import _aggregate_cpu  # imports this module: loaded on first use
+
+        if _aggregate_cpu.supported(query, key, value, temperature):
+            return _aggregate_cpu.aggregate_cpu(query, key, value, indices, patch_size,
+                                                temperature, aggregation, (y0, y1, x0, x1),
+                                                distances)  # fmt: skip
     r = patch_size // 2 if aggregation == "patch" else 0
     # centres whose patches reach the window
     cy0, cy1, cx0, cx1 = max(0, y0 - r), min(hq, y1 + r), max(0, x0 - r), min(wq, x1 + r)
