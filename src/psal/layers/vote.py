@@ -83,6 +83,16 @@ def _vote_torch(value, indices, distances, r, temperature, bs, ys, xs):
 
 
 @njit(inline="always", cache=True)
+def _clean(d):  # pragma: no cover (compiled)
+    """``np.nan_to_num(d, posinf=0.0)`` of one distance (what the weights were made of)."""
+    if d != d or d == np.inf:
+        return 0.0
+    if d == -np.inf:
+        return -1.7976931348623157e308
+    return d
+
+
+@njit(inline="always", cache=True)
 def _max_logit(indices, distances, b, y, x, r, inv_t):  # pragma: no cover (compiled)
     """The largest ``-d / T`` among the proposals at query pixel (y, x), -inf if none."""
     _, kk, hq, wq = indices.shape
@@ -97,30 +107,32 @@ def _max_logit(indices, distances, b, y, x, r, inv_t):  # pragma: no cover (comp
                 continue
             for j in range(kk):
                 if indices[b, j, cy, cx] >= 0:
-                    lg = -distances[b, j, cy, cx] * inv_t
+                    lg = -_clean(distances[b, j, cy, cx]) * inv_t
                     if lg > m:
                         m = lg
     return m
 
 
 @njit(nogil=True, cache=True)
-def _vote_kernel(value, indices, distances, weights, bs, ys, xs, r, inv_t, uniform, out, covered,
-                 lo, hi):  # fmt: skip
+def _vote_kernel(value, indices, distances, weights, tiny, bs, ys, xs, r, inv_t, uniform, out,
+                 covered, lo, hi):  # fmt: skip
     # value is channels-last (B, Hk, Wk, Cv) and out (N, Cv): the channel loops are
     # contiguous (a (B, Cv, H, W) layout reads one cache line per channel per proposal).
     # ``weights`` holds exp(-(d - d_min) / T) per query pixel and neighbour, computed
     # once (each is read by the p² output pixels its patch covers): the softmax's
     # shift is the batch element's smallest distance instead of each output pixel's,
-    # the same weights up to rounding. Where every proposal of a pixel underflows
-    # (distances ~700 T above the smallest), the exact per-pixel shift is used.
+    # the same weights up to rounding, summed in float64. Where a pixel's weights sum
+    # to less than ``tiny`` (its distances lie far above the smallest: ~70 T in
+    # float32, ~640 T in float64), the exact per-pixel shift is used instead.
     _, hk, wk, cv = value.shape
     _, kk, hq, wq = indices.shape
+    acc = np.empty(cv)
     for n in range(lo, hi):
         b = bs[n]
         y = ys[n]
         x = xs[n]
         for c in range(cv):
-            out[n, c] = 0.0
+            acc[c] = 0.0
         den = 0.0
         seen = False
         for dy in range(-r, r + 1):
@@ -136,18 +148,43 @@ def _vote_kernel(value, indices, distances, weights, bs, ys, xs, r, inv_t, unifo
                     if idx < 0:
                         continue
                     seen = True
-                    e = 1.0 if uniform else weights[b, j, cy, cx]
+                    e = 1.0 if uniform else np.float64(weights[b, j, cy, cx])
                     py = reflect1(idx // wk + dy, hk)
                     px = reflect1(idx - (idx // wk) * wk + dx, wk)
                     den += e
                     for c in range(cv):
-                        out[n, c] += e * value[b, py, px, c]
-        if seen and not uniform and den < 1e-280:
-            den = _vote_shifted(value, indices, distances, b, y, x, r, inv_t, out[n])
+                        acc[c] += e * value[b, py, px, c]
+        if seen and not uniform and den < tiny:
+            den = _vote_shifted(value, indices, distances, b, y, x, r, inv_t, acc)
         covered[n] = den > 0
-        if den > 0:
-            for c in range(cv):
-                out[n, c] /= den
+        for c in range(cv):
+            out[n, c] = acc[c] / den if den > 0 else 0.0
+
+
+@njit(nogil=True, cache=True)
+def _weights_kernel(indices, distances, inv_t, out, lo, hi):  # pragma: no cover (compiled)
+    """``out = exp(-(d - d_min) / T)`` per batch element (0 where no neighbour).
+
+    ``out`` may be ``distances`` itself (each value is read before it is overwritten).
+    """
+    _, kk, hq, wq = indices.shape
+    for b in range(lo, hi):
+        dmin = np.inf
+        for j in range(kk):
+            for y in range(hq):
+                for x in range(wq):
+                    if indices[b, j, y, x] >= 0 and distances[b, j, y, x] < dmin:
+                        dmin = distances[b, j, y, x]
+        if dmin == np.inf:
+            dmin = 0.0
+        for j in range(kk):
+            for y in range(hq):
+                for x in range(wq):
+                    if indices[b, j, y, x] >= 0:
+                        d = np.float64(distances[b, j, y, x])
+                        out[b, j, y, x] = np.exp(-(d - dmin) * inv_t)
+                    else:
+                        out[b, j, y, x] = 0.0
 
 
 @njit(cache=True)
@@ -171,7 +208,7 @@ def _vote_shifted(value, indices, distances, b, y, x, r, inv_t, acc):  # pragma:
                 idx = indices[b, j, cy, cx]
                 if idx < 0:
                     continue
-                e = np.exp(-distances[b, j, cy, cx] * inv_t - m)
+                e = np.exp(-_clean(distances[b, j, cy, cx]) * inv_t - m)
                 py = reflect1(idx // wk + dy, hk)
                 px = reflect1(idx - (idx // wk) * wk + dx, wk)
                 den += e
@@ -221,28 +258,26 @@ def vote_arrays(
     np_dtype = np.float64 if value.dtype == np.float64 else np.float32
     v = np.ascontiguousarray(value.transpose(0, 2, 3, 1), dtype=np_dtype)
     uniform = temperature == float("inf")
-    dist = np.nan_to_num(np.asarray(distances, dtype=np_dtype), posinf=0.0)
+    raw = np.ascontiguousarray(distances, dtype=np_dtype)  # no copy for the usual dtype
     n = ys.size
-    # float64 sums: a weight relative to the smallest distance may be far below float32's range
-    out = np.empty((n, v.shape[3]), dtype=np.float64)
+    out = np.empty((n, v.shape[3]), dtype=np_dtype)
     covered = np.empty(n, dtype=np.bool_)
     inv_t = 0.0 if uniform else 1.0 / float(temperature)
     indices = np.ascontiguousarray(indices, dtype=np.int64)
-    if uniform:
-        weights = np.zeros((1, 1, 1, 1))
-    else:  # exp(-(d - d_min) / T) once per query pixel and neighbour, in float64
-        d64 = dist.astype(np.float64)
-        ok = indices >= 0
-        flat = np.where(ok, d64, np.inf).reshape(d64.shape[0], -1)
-        dmin = flat.min(1).reshape(-1, 1, 1, 1) if flat.size else np.zeros((d64.shape[0], 1, 1, 1))
-        dmin = np.where(np.isfinite(dmin), dmin, 0.0)
-        weights = np.exp(-(d64 - dmin) * float(np_dtype(inv_t)))
-    args = (v, indices, np.ascontiguousarray(dist), weights,
+    # the weights, in the value's precision, overwrite a cleaned copy of the distances
+    # (no more memory than the vote took before); a pixel whose weights sum below
+    # ``tiny`` takes the exact per-pixel shift, from the distances themselves
+    weights = np.nan_to_num(raw, posinf=0.0)
+    tiny = 1e-30 if np_dtype == np.float32 else 1e-280
+    if not uniform:
+        run_chunked(_weights_kernel, indices.shape[0], indices, weights,
+                    float(np_dtype(inv_t)), weights)  # fmt: skip
+    args = (v, indices, raw, weights, tiny,
             np.ascontiguousarray(bs, dtype=np.int64), np.ascontiguousarray(ys, dtype=np.int64),
             np.ascontiguousarray(xs, dtype=np.int64), radius, np_dtype(inv_t), uniform, out,
             covered)  # fmt: skip
     run_chunked(_vote_kernel, n, *args, min_parallel=PARALLEL_MIN)
-    return out.T.astype(np_dtype, copy=False), covered
+    return out.T, covered
 
 
 def vote(
