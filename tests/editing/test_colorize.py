@@ -269,3 +269,23 @@ def test_bad_consistency_options():
         colorize(gray, ref, consistency=0)
     with pytest.raises(ValueError, match="trust"):
         colorize(gray, ref, trust=-1)
+
+
+def test_progress_reports_each_search_and_ends_at_the_total():
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)
+    gray = ref.mean(2).astype(np.uint8)
+    calls = []
+    colorize(gray, ref, seed=0, progress=lambda d, t: calls.append((d, t)))
+    # 3 scales x (forward + backward search) + the propagation
+    assert calls == [(i, 7) for i in range(1, 8)]
+    calls.clear()
+    colorize(
+        gray,
+        ref,
+        seed=0,
+        consistency=None,
+        scales=(1.0,),
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert calls == [(1, 2), (2, 2)]

@@ -34,7 +34,7 @@ psal 0.1 (per-pixel votes only), kept for comparison in ``benchmarks/colorize.py
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -130,12 +130,14 @@ def _match_scales(
     seed: int,
     backend: str,
     consistency: bool = False,
+    step: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
     """Votes of every scale, blended per pixel by their match distances.
 
     Returns voted chroma (1, 2, H, W); nearest distance and proposals' variance (1, 1,
     H, W); the temperature T; with ``consistency``, the forward-backward error (1, 1,
     H, W) of the nearest matches, blended over the scales like the votes (else None).
+    ``step`` is called after each search.
     """
     q = _features(y, window, stats_weight)
     votes, dists, temps, errors = [], [], [], []
@@ -151,6 +153,8 @@ def _match_scales(
         kk = min(k, r.shape[-2] * r.shape[-1])
         field = patchmatch(q, kf, k=kk, patch_size=patch_size, iters=iters,
                            seed=seed + 7919 * j, backend=backend)  # fmt: skip
+        if step is not None:
+            step()
         t = temperature if temperature is not None else wexler_temperature(field.distances)
         both = torch.cat([chroma_ref, chroma_ref * chroma_ref], 1)
         voted, _ = vote(both, field.indices, field.distances, patch_size, t)
@@ -161,6 +165,8 @@ def _match_scales(
             back = patchmatch(kf, q, k=1, patch_size=patch_size, iters=iters,
                               seed=seed + 7919 * j + 17, backend=backend)  # fmt: skip
             errors.append(forward_backward_error(field.indices[:, :1], back.indices))
+            if step is not None:
+                step()
     t = min(temps)
     d = torch.cat(dists, 1)
     # per pixel, the scales whose patches match best dominate the blend
@@ -243,7 +249,8 @@ def colorize(
         seed: makes the result reproducible (None: drawn from torch's generator).
         device: torch device for the work (default: the target's, or CPU).
         backend: PatchMatch backend.
-        progress: called as ``progress(done, total)`` after each stage.
+        progress: called as ``progress(done, total)`` after each PatchMatch search
+            and after each image's propagation.
 
     Returns:
         The coloured image, same kind and dtype as ``target``, with 3 channels (4 with
@@ -306,19 +313,29 @@ def colorize(
     warn_colour_target(x)
 
     outs = []
-    total = 2 * x.shape[0]
+    check = propagate and consistency is not None
+    # one step per search (per scale: forward, and backward for the check), one for
+    # the propagation and the conversion back to RGB, per image of the batch
+    per_image = len(scales) * (2 if check else 1) + 1
+    total = per_image * x.shape[0]
+    done = [0]
+
+    def step() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
+
     with torch.no_grad():
         for i in range(x.shape[0]):
             xi = x[i : i + 1]
             y = _luma_of(xi)
+            start = done[0]
             chroma, d1, var, t, err = _match_scales(
                 y, ref[:, :3], scales, patch_size=patch_size, k=k, iters=pm_iters,
                 window=window, stats_weight=stats_weight, temperature=temperature,
-                seed=seed + i, backend=backend,
-                consistency=propagate and consistency is not None,
+                seed=seed + i, backend=backend, consistency=check, step=step,
             )  # fmt: skip
-            if progress is not None:
-                progress(2 * i + 1, total)
+            done[0] = start + per_image - 1  # scales too small for a patch were skipped
             if propagate:
                 conf = torch.exp(-d1 / t) if t != float("inf") else torch.ones_like(d1)
                 conf = (conf * torch.exp(-var / (spread * spread))).clamp_min(floor)
@@ -330,7 +347,6 @@ def colorize(
             if xi.shape[1] in (2, 4):  # keep alpha
                 rgb = torch.cat([rgb, xi[:, -1:]], 1)
             outs.append(rgb)
-            if progress is not None:
-                progress(2 * i + 2, total)
+            step()
     out = torch.cat(outs, 0)
     return from_tensor(out, spec.with_channels(out.shape[1]))
