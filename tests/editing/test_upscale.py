@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+import psal
 from psal.editing import upscale
 from psal.editing._xscale import _xvote_torch, cross_scale_vote
 
@@ -158,3 +159,64 @@ def test_a_long_thin_image_runs_in_tiles(monkeypatch):
     out = upscale(img, 4, seed=0)  # automatic tiles: 1536 // 4 = 384 input pixels
     assert out.shape == (32, 6400) and out.dtype == np.uint8
     assert len(seen) == 5 and max(seen) <= 1600 // 5 + 2 * up_mod.TILE_MARGIN
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_resize_array_equals_torch_interpolate(dtype):
+    # the numpy path's resampling is torch's bicubic (antialiased when shrinking)
+    import torch.nn.functional as F
+
+    from psal.editing.upscale import resize_array
+
+    rng = np.random.default_rng(0)
+    cases = [((20, 30), (40, 60)), ((40, 60), (20, 30)), ((37, 51), (12, 17)),
+             ((13, 9), (26, 18)), ((13, 9), (13, 4)), ((100, 80), (33, 27)),
+             ((9, 9), (27, 27)), ((50, 40), (100, 20)), ((3, 3), (9, 9)), ((9, 9), (3, 3))]  # fmt: skip
+    for (h, w), size in cases:
+        x = rng.random((2, 3, h, w)).astype(dtype)
+        shrink = size[0] < h or size[1] < w
+        want = F.interpolate(torch.from_numpy(x), size=size, mode="bicubic",
+                             align_corners=False, antialias=shrink).numpy()  # fmt: skip
+        got = resize_array(x, size)
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-12 if dtype == np.float64 else 2e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["uint8", "float"])
+def test_numpy_images_and_cpu_tensors_give_the_same_result(kind):
+    # both run the compiled CPU path on numpy arrays, tile by tile
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 255, (30, 41, 3), dtype=np.uint8)
+    if kind == "float":
+        img = img.astype(np.float32) / 255
+    got = psal.upscale(img, 2, seed=3, tile=16)
+    ten = torch.from_numpy(np.asarray(img, dtype=np.float32) / (255 if kind == "uint8" else 1))
+    want = psal.upscale(ten.permute(2, 0, 1), 2, seed=3, tile=16)
+    assert got.shape == (60, 82, 3)
+    want = want.permute(1, 2, 0).numpy()
+    if kind == "uint8":
+        want = np.clip(np.rint(want * 255), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_upscale_on_numpy_and_its_command_import_no_torch(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    img = np.random.default_rng(0).integers(0, 255, (24, 30, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    out = tmp_path / "out.png"
+    code = (
+        "import sys, numpy as np, psal\nfrom psal.cli import main\n"
+        "img = np.random.default_rng(0).integers(0, 255, (24, 30, 3), dtype=np.uint8)\n"
+        "shape = psal.upscale(img, 2, seed=0).shape\n"
+        f"status = main(['upscale', {str(tmp_path / 'a.png')!r}, '--scale', '2', '-o', "
+        f"{str(out)!r}, '-q'])\n"
+        "print(shape, status, 'torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300)  # fmt: skip
+    assert res.stdout.strip().splitlines()[-1] == "(48, 60, 3) 0 False"
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), psal.upscale(img, 2, seed=0))

@@ -357,12 +357,20 @@ def _upscale(args: argparse.Namespace) -> int:
         scale = None
     if scale not in SCALES or str(args.scale).strip() not in {str(s) for s in SCALES}:
         raise CLIError(f"--scale must be one of {', '.join(map(str, SCALES))}, got {args.scale!r}")
-    device = resolve_device(args.device)
     if args.checkpoint is not None and args.model is not None:
         raise CLIError("--checkpoint and --model cannot be used together")
     if args.ensemble and args.checkpoint is None and args.model is None:
         raise CLIError("--ensemble needs --model or --checkpoint (a network)")
-    if args.checkpoint is not None or args.model is not None:  # a network, checked first
+    network = args.checkpoint is not None or args.model is not None
+    if not network and args.device in ("auto", "cpu"):
+        # training-free: the compiled CPU path on numpy arrays, as psal inpaint (no torch)
+        from ..utils.parallel import start_numba_lean
+
+        device = "cpu"
+        start_numba_lean()
+    else:
+        device = resolve_device(args.device)
+    if network:  # a network, checked first
         from ..models import Upscaler
 
         if args.model is not None:

@@ -17,11 +17,17 @@ device), tested against each other.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from numba import njit
 
 from ..utils.parallel import run_chunked
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from ..utils.arrays import lazy_torch as torch  # imported on first use
 
 #: Below this many output rows the CPU kernel runs on the calling thread only.
 _PARALLEL_MIN_ROWS = 32
@@ -148,15 +154,35 @@ def cross_scale_vote(
     r = patch_size // 2
     if value.device.type != "cpu":
         return _xvote_torch(value, indices, distances, scale, r, key_width, temperature)
-    acc = np.float64 if value.dtype == torch.float64 else np.float32
-    v = value[0].permute(1, 2, 0).contiguous().numpy().astype(acc, copy=False)
-    idx = indices[0].contiguous().numpy()
+    acc = torch.float64 if value.dtype == torch.float64 else torch.float32
+    out = cross_scale_vote_arrays(value.to(acc).numpy(), indices.numpy(),
+                                  distances.to(acc).numpy(), scale, patch_size, key_width,
+                                  temperature)  # fmt: skip
+    return torch.from_numpy(out).to(value.dtype)
+
+
+def cross_scale_vote_arrays(
+    value: np.ndarray,
+    indices: np.ndarray,
+    distances: np.ndarray,
+    scale: int,
+    patch_size: int,
+    key_width: int,
+    temperature: float = float("inf"),
+) -> np.ndarray:
+    """:func:`cross_scale_vote` on numpy arrays (the compiled kernel; no torch).
+
+    Same arguments and shapes; ``value`` float32 or float64 (the result's dtype).
+    """
+    r = patch_size // 2
+    acc = np.float64 if value.dtype == np.float64 else np.float32
+    v = np.ascontiguousarray(value[0].transpose(1, 2, 0), dtype=acc)
+    idx = np.ascontiguousarray(indices[0])
     uniform = temperature == float("inf")
-    dist = distances[0].to(torch.float64 if acc == np.float64 else torch.float32)
-    dist = dist.contiguous().numpy()
+    dist = np.ascontiguousarray(distances[0], dtype=acc)
     h, w, c = v.shape
     out = np.empty((scale * h, scale * w, c), dtype=acc)
     inv_t = acc(0.0 if uniform else 1.0 / float(temperature))
     args = (v, idx, dist, scale, r, key_width, inv_t, uniform, out)
     run_chunked(_xvote_kernel, scale * h, *args, min_parallel=_PARALLEL_MIN_ROWS)
-    return torch.from_numpy(out).permute(2, 0, 1)[None].to(value.dtype)
+    return out.transpose(2, 0, 1)[None]

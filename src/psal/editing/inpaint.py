@@ -49,7 +49,7 @@ import numpy as np
 
 from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
 from ..layers.vote import vote_arrays
-from ..patchmatch.backends import resolve_backend
+from ..patchmatch.backends import compiled_cpu
 from ..utils.arrays import Array, astype, concat, contiguous, copy, is_tensor, namespace, nonzero
 from ..utils.convert import ImageLike, from_array, to_array
 from ..utils.filters import box_sum
@@ -568,9 +568,7 @@ def _numpy_path(image: ImageLike, device: object, backend: str) -> bool:
     So it does for a numpy or PIL image on the CPU with the compiled search (``backend``
     ``"numba"``, or ``"auto"`` resolving to it).
     """
-    if is_tensor(image) or not (device is None or str(device) == "cpu"):
-        return False
-    return backend in ("auto", "numba") and resolve_backend(backend, "cpu") == "numba"
+    return not is_tensor(image) and compiled_cpu(device, backend)
 
 
 def _mask(mask: ImageLike, h: int, w: int, b: int, threshold: float, name: str,

@@ -26,27 +26,41 @@ The downscaling model is antialiased bicubic resampling (Pillow's ``BICUBIC`` re
 ``torch.nn.functional.interpolate(..., antialias=True)``): images that were made
 smaller that way are restored best; ``benchmarks/upscale.py`` also measures another
 kernel.
+
+On the CPU with the compiled search (numpy or PIL images, and CPU tensors), the work
+runs on numpy arrays: :func:`resize_array` (torch's bicubic interpolation as separable
+weights, equal to ``F.interpolate`` to float rounding, tested), the compiled search
+(:func:`psal.patchmatch.cpu_numba.search_arrays`) and cross-scale vote, so that
+``psal upscale`` does not import torch. Other devices and backends run the same steps
+on tensors.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from numba import njit
 from PIL import Image
 
 from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
 from .._deprecation import keyword_only
-from ..patchmatch import patchmatch
-from ..utils.image import ImageLike, ImageSpec, from_tensor, to_tensor
+from ..utils.arrays import is_tensor
+from ..utils.color import luma
+from ..utils.convert import ImageLike, ImageSpec, from_array, to_array
+from ..utils.parallel import FASTMATH, run_chunked
 from ..utils.progress import ProgressCallback
-from ._color import luma
 from ._temperature import wexler_temperature
-from ._xscale import cross_scale_vote
+from ._xscale import cross_scale_vote, cross_scale_vote_arrays
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from ..utils.arrays import lazy_torch as torch  # imported on first use
 
 __all__ = ["SCALES", "TILE", "TILE_MARGIN", "check_scale", "resize", "upscale"]
 
@@ -74,13 +88,123 @@ def check_scale(scale: object, name: str = "scale") -> int:
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bicubic resize of a (B, C, H, W) float tensor, antialiased when shrinking."""
+    """Bicubic resize of a (B, C, H, W) float tensor, antialiased when shrinking.
+
+    Numpy arrays go to :func:`resize_array` (the same interpolation).
+    """
+    if isinstance(x, np.ndarray):
+        return resize_array(x, size)
     if tuple(x.shape[-2:]) == tuple(size):
         return x
+    import torch.nn.functional as F
+
     shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
     if x.device.type not in ("cpu", "cuda"):  # antialias is implemented on CPU and CUDA
         shrink = False
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=shrink)
+
+
+def _cubic(x: np.ndarray, a: float) -> np.ndarray:
+    """Keys' cubic convolution kernel with parameter ``a``."""
+    x = np.abs(x)
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return np.where(x <= 1, near, np.where(x < 2, far, 0.0))
+
+
+@functools.lru_cache(maxsize=64)
+def _resize_taps(n_in: int, n_out: int, antialias: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Taps of torch's bicubic resampling along one axis: ``(first (n_out,), w (n_out, T))``.
+
+    Output ``i`` is ``sum_t w[i, t] * x[first[i] + t]``. Without antialias (enlarging),
+    ``F.interpolate(mode="bicubic", align_corners=False)``: 4 taps of Keys' kernel with
+    a = -0.75 around ``(i + 0.5) n_in / n_out - 0.5``, indices clamped to the edge.
+    With it (``antialias=True``, shrinking, as Pillow): a = -0.5, the kernel stretched
+    by the scale, taps inside the input, weights normalised to sum 1.
+    """
+    scale = n_in / n_out
+    if not antialias:
+        src = scale * (np.arange(n_out) + 0.5) - 0.5
+        i0 = np.floor(src).astype(np.int64)
+        t = src - i0
+        taps = np.stack([_cubic(t + 1, -0.75), _cubic(t, -0.75), _cubic(1 - t, -0.75),
+                         _cubic(2 - t, -0.75)], 1)  # fmt: skip
+        # clamped indices: fold the taps that fall outside onto the edge pixel
+        pos = np.clip(i0[:, None] + np.arange(-1, 3)[None, :], 0, n_in - 1)
+        first = pos.min(1)
+        span = int((pos.max(1) - first).max()) + 1
+        w = np.zeros((n_out, span))
+        np.add.at(w, (np.arange(n_out)[:, None], pos - first[:, None]), taps)
+        return first.astype(np.int64), w
+    support = 2.0 * max(scale, 1.0)
+    inv = 1.0 / max(scale, 1.0)
+    centre = scale * (np.arange(n_out) + 0.5)
+    lo = np.maximum((centre - support + 0.5).astype(np.int64), 0)
+    hi = np.minimum((centre + support + 0.5).astype(np.int64), n_in)
+    span = int((hi - lo).max())
+    j = lo[:, None] + np.arange(span)[None, :]
+    w = np.where(j < hi[:, None], _cubic((j - centre[:, None] + 0.5) * inv, -0.5), 0.0)
+    return lo, w / w.sum(1, keepdims=True)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _resize_rows_kernel(x, first, w, out, lo, hi):  # pragma: no cover (compiled)
+    # x (N, H, W) -> out (N, H', W) along H; items: the N * H' output rows
+    hout = out.shape[1]
+    span = w.shape[1]
+    acc = np.empty(x.shape[2])
+    for item in range(lo, hi):
+        n = item // hout
+        i = item - n * hout
+        acc[:] = 0.0
+        for t in range(span):
+            wt = w[i, t]
+            if wt != 0.0:
+                row = x[n, first[i] + t]
+                for j in range(row.shape[0]):
+                    acc[j] += wt * row[j]
+        for j in range(acc.shape[0]):
+            out[n, i, j] = acc[j]
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _resize_cols_kernel(x, first, w, out, lo, hi):  # pragma: no cover (compiled)
+    # x (N, H, W) -> out (N, H, W') along W; items: the N * H rows
+    h = x.shape[1]
+    wout = out.shape[2]
+    span = w.shape[1]
+    for item in range(lo, hi):
+        n = item // h
+        y = item - n * h
+        row = x[n, y]
+        for i in range(wout):
+            s = 0.0
+            f = first[i]
+            for t in range(span):
+                s += w[i, t] * row[f + t]
+            out[n, y, i] = s
+
+
+def resize_array(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """:func:`resize` on a (B, C, H, W) float numpy array (compiled; no torch).
+
+    Equal to ``F.interpolate(x, size, mode="bicubic", align_corners=False,
+    antialias=shrink)`` to float rounding (sums in float64), for float32 and float64.
+    """
+    h, w = x.shape[-2:]
+    size = (int(size[0]), int(size[1]))
+    if (h, w) == size:
+        return x
+    shrink = size[0] < h or size[1] < w
+    b, c = x.shape[:2]
+    flat = np.ascontiguousarray(x).reshape(b * c, h, w)
+    first, wts = _resize_taps(h, size[0], shrink)
+    rows = np.empty((b * c, size[0], w), dtype=x.dtype)
+    run_chunked(_resize_rows_kernel, b * c * size[0], flat, first, wts, rows, min_parallel=64)
+    first, wts = _resize_taps(w, size[1], shrink)
+    out = np.empty((b * c, size[0], size[1]), dtype=x.dtype)
+    run_chunked(_resize_cols_kernel, b * c * size[0], rows, first, wts, out, min_parallel=64)
+    return out.reshape(b, c, size[0], size[1])
 
 
 def _guide(x: torch.Tensor) -> torch.Tensor:
@@ -110,16 +234,33 @@ def _step(
     seed: int,
     backend: str,
 ) -> torch.Tensor:
-    """One cross-scale step: (1, C, H, W) -> (1, C, s*H, s*W), before back-projection."""
+    """One cross-scale step: (1, C, H, W) -> (1, C, s*H, s*W), before back-projection.
+
+    Numpy arrays (the compiled search and vote) or tensors (:func:`psal.patchmatch`).
+    """
     h, w = lr.shape[-2:]
     small = (max(patch_size, round(h / s)), max(patch_size, round(w / s)))
     down = resize(lr, small)
     detail = lr - resize(down, (h, w))  # what L has and its down-up copy lacks
     q, kf = _guide(lr), _guide(down)
     k = min(k, small[0] * small[1])  # tiny images have fewer patches than k
-    field = patchmatch(q, kf, k=k, patch_size=patch_size, iters=iters, seed=seed, backend=backend)
-    t = temperature if temperature is not None else wexler_temperature(field.distances)
-    hf = cross_scale_vote(detail, field.indices, field.distances, s, patch_size, small[1], t)
+    if isinstance(lr, np.ndarray):
+        from ..patchmatch.cpu_numba import search_arrays
+
+        indices, distances = search_arrays(np.ascontiguousarray(q), np.ascontiguousarray(kf),
+                                           k=k, patch_size=patch_size, iters=iters,
+                                           query_valid=None, key_ok=None, seed=seed,
+                                           init=None)  # fmt: skip
+        vote = cross_scale_vote_arrays
+    else:
+        from ..patchmatch import patchmatch
+
+        field = patchmatch(q, kf, k=k, patch_size=patch_size, iters=iters, seed=seed,
+                           backend=backend)  # fmt: skip
+        indices, distances = field.indices, field.distances
+        vote = cross_scale_vote
+    t = temperature if temperature is not None else wexler_temperature(distances)
+    hf = vote(detail, indices, distances, s, patch_size, small[1], t)
     return resize(lr, (s * h, s * w)) + hf
 
 
@@ -226,7 +367,15 @@ def upscale(
     tile = TILE // scale if tile is None else check_int(tile, "tile", minimum=4 * patch_size)
     if temperature is not None and temperature != float("inf"):
         temperature = check_positive_float(temperature, "temperature")
-    x, spec = to_tensor(image, "image", device=device)
+    from ..patchmatch.backends import compiled_cpu
+
+    use_np = not is_tensor(image) and compiled_cpu(device, backend)
+    if use_np:  # numpy or PIL on the CPU: no torch
+        x, spec = to_array(image, "image")
+    else:
+        from ..utils.convert import to_tensor
+
+        x, spec = to_tensor(image, "image", device=device)
     b, c, h, w = x.shape
     if min(h, w) < patch_size:
         raise ValueError(
@@ -236,43 +385,79 @@ def upscale(
     seed = resolve_seed(seed)
     opts = dict(patch_size=patch_size, k=k, iters=pm_iters, temperature=temperature,
                 backend=backend, back_projection=back_projection)  # fmt: skip
-    lo = x.amin(dim=(0, 2, 3), keepdim=True)
-    hi = x.amax(dim=(0, 2, 3), keepdim=True)
-    if spec.is_integer or bool((lo >= 0).all() and (hi <= 1).all()):
-        lo, hi = torch.zeros_like(lo), torch.ones_like(hi)
+    # a CPU tensor searched by the compiled kernel takes the numpy path tile by tile
+    # (the same results as a numpy image)
+    tiles_np = use_np or compiled_cpu(x.device, backend)
+    if use_np:
+        lo = x.min(axis=(0, 2, 3), keepdims=True)
+        hi = x.max(axis=(0, 2, 3), keepdims=True)
+        if spec.is_integer or bool((lo >= 0).all() and (hi <= 1).all()):
+            lo, hi = np.zeros_like(lo), np.ones_like(hi)
+    else:
+        lo = x.amin(dim=(0, 2, 3), keepdim=True)
+        hi = x.amax(dim=(0, 2, 3), keepdim=True)
+        if spec.is_integer or bool((lo >= 0).all() and (hi <= 1).all()):
+            lo, hi = torch.zeros_like(lo), torch.ones_like(hi)
+        if tiles_np:
+            lo, hi = lo.numpy(), hi.numpy()
     # integer images (numpy, PIL) are assembled in their own dtype, tile by tile
     direct = spec.kind != "tensor" and spec.is_integer
     if direct:
         tile_spec = dataclasses.replace(spec, kind="numpy", layout="HWC")
         out = np.empty((h * scale, w * scale, c), dtype=np.dtype(spec.dtype))
+    elif use_np:
+        out = np.empty((b, c, h * scale, w * scale), dtype=x.dtype)
     else:
         out = torch.empty(b, c, h * scale, w * scale, dtype=x.dtype, device=x.device)
     rows, cols = _spans(h, tile), _spans(w, tile)
     m = TILE_MARGIN if len(rows) * len(cols) > 1 else 0
     done, total = 0, b * len(rows) * len(cols)
-    with torch.no_grad():
-        for i in range(b):
-            for ti, (y0, y1) in enumerate(rows):
-                for tj, (x0, x1) in enumerate(cols):
-                    cy0, cy1 = max(y0 - m, 0), min(y1 + m, h)
-                    cx0, cx1 = max(x0 - m, 0), min(x1 + m, w)
-                    part = x[i : i + 1, :, cy0:cy1, cx0:cx1]
-                    tseed = (seed + 31 * i + 7919 * (ti * len(cols) + tj)) % 2**63
-                    res = _upscale_whole(part, scale, tseed, opts)
-                    oy, ox = (y0 - cy0) * scale, (x0 - cx0) * scale
-                    res = res[..., oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale]
+    for i in range(b):
+        for ti, (y0, y1) in enumerate(rows):
+            for tj, (x0, x1) in enumerate(cols):
+                cy0, cy1 = max(y0 - m, 0), min(y1 + m, h)
+                cx0, cx1 = max(x0 - m, 0), min(x1 + m, w)
+                part = x[i : i + 1, :, cy0:cy1, cx0:cx1]
+                if tiles_np and not use_np:
+                    part = part.detach().numpy()
+                tseed = (seed + 31 * i + 7919 * (ti * len(cols) + tj)) % 2**63
+                if tiles_np:
+                    res = _upscale_whole(np.ascontiguousarray(part), scale, tseed, opts)
+                else:
+                    with torch.no_grad():
+                        res = _upscale_whole(part, scale, tseed, opts)
+                oy, ox = (y0 - cy0) * scale, (x0 - cx0) * scale
+                res = res[..., oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale]
+                if tiles_np:
+                    res = np.maximum(np.minimum(res, hi), lo)
+                    if not use_np:
+                        res = torch.from_numpy(np.ascontiguousarray(res))
+                else:
                     res = torch.maximum(torch.minimum(res, hi), lo)
-                    ys, xs = slice(y0 * scale, y1 * scale), slice(x0 * scale, x1 * scale)
-                    if direct:
-                        out[ys, xs] = from_tensor(res, tile_spec)
-                    else:
-                        out[i : i + 1, :, ys, xs] = res
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
-    if not direct:
-        return from_tensor(out, spec)
-    return _from_array(out, spec)
+                ys, xs = slice(y0 * scale, y1 * scale), slice(x0 * scale, x1 * scale)
+                if direct:
+                    out[ys, xs] = _tile_values(res, tile_spec)
+                else:
+                    out[i : i + 1, :, ys, xs] = res
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    if direct:
+        return _from_array(out, spec)
+    if use_np:
+        return from_array(out, spec)
+    from ..utils.convert import from_tensor
+
+    return from_tensor(out, spec)
+
+
+def _tile_values(res, spec: ImageSpec) -> np.ndarray:
+    """A (1, C, h, w) tile (array or tensor) as (h, w, C) values of ``spec``'s dtype."""
+    if isinstance(res, np.ndarray):
+        return from_array(res, spec)
+    from ..utils.convert import from_tensor
+
+    return from_tensor(res, spec)
 
 
 def _upscale_with_model(image, scale, model, seed, device, progress, ensemble):

@@ -121,3 +121,14 @@ def resolve_backend(name: str, device: torch.device | str) -> str:
         return env
     kind = device if isinstance(device, str) else device.type
     return "numba" if kind.split(":")[0] == "cpu" else "torch"
+
+
+def compiled_cpu(device: object, backend: str) -> bool:
+    """Whether a search on ``device`` (None = CPU) with ``backend`` runs compiled.
+
+    That is the CPU kernel, which numpy arrays can call directly (no torch):
+    ``backend`` ``"numba"``, or ``"auto"`` resolving to it.
+    """
+    if not (device is None or str(device) == "cpu"):
+        return False
+    return backend in ("auto", "numba") and resolve_backend(backend, "cpu") == "numba"

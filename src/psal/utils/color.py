@@ -13,16 +13,20 @@ training-free and the learned colorizers share.
 from __future__ import annotations
 
 import warnings
-
-import torch
+from typing import TYPE_CHECKING
 
 from .._checks import user_stacklevel
+
+if TYPE_CHECKING:
+    import torch
+else:  # imported on first use: :func:`luma` also serves numpy arrays (psal.upscale)
+    from .arrays import lazy_torch as torch
 
 KR, KG, KB = 0.299, 0.587, 0.114
 
 
 def luma(rgb: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB -> (B, 1, H, W) luma Y."""
+    """(B, 3, H, W) RGB -> (B, 1, H, W) luma Y (a tensor, or a numpy array)."""
     r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
     return KR * r + KG * g + KB * b
 
