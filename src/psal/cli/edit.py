@@ -436,7 +436,9 @@ def register(subparsers: argparse._SubParsersAction, shallow: bool = False) -> N
         help="fill a masked region (object removal), no trained weights needed",
         description="Fill the masked region of a photo from the rest of it with "
         "multi-scale PatchMatch completion (Wexler et al. 2007, Newson et al. 2014), or "
-        "with a trained DeepFill network given --checkpoint.",
+        "with a trained DeepFill network given --checkpoint. The patch-based fill runs "
+        "on the CPU for --device auto (compiled kernels, no torch); --device cuda runs "
+        "it on a GPU.",
         epilog=INPAINT_EXAMPLES,
         formatter_class=fmt,
     )
@@ -491,7 +493,9 @@ def register(subparsers: argparse._SubParsersAction, shallow: bool = False) -> N
         "upscale",
         help="enlarge a photo x2, x3 or x4 from its own self-similarity",
         description="Enlarge a photo x2, x3 or x4: detail is found in the photo's own "
-        "downscaled copy (Glasner et al. 2009) with PatchMatch, then back-projected.",
+        "downscaled copy (Glasner et al. 2009) with PatchMatch, then back-projected. "
+        "Without a network it runs on the CPU for --device auto (compiled kernels, no "
+        "torch); --device cuda runs it on a GPU.",
         epilog=UPSCALE_EXAMPLES,
         formatter_class=fmt,
     )
