@@ -1,4 +1,4 @@
-"""Where the time of a whole ``psal inpaint`` command goes, part by part.
+"""Where the time of a whole ``psal inpaint`` command goes, part by part (and ``psal upscale``'s).
 
 Each part runs in a fresh Python process (min of ``--repeats``): the interpreter,
 numpy + Pillow, numba, numba's first call of a cached kernel (a trivial one, compiled
@@ -118,6 +118,10 @@ def main(argv=None) -> int:
         rows.append(["fresh process: the same on a tensor (imports torch)", tensor])
         cmd = [py, "-m", "psal", "inpaint", photo, "--mask", mpath, "-o", out]
         rows.append(["whole command: psal inpaint", _best(cmd, args.repeats)])
+        # the training-free upscaler also runs without torch (same photo, x2)
+        cmd = [py, "-m", "psal", "upscale", photo, "--scale", "2", "-o", out]
+        rows.append(["whole command: psal upscale --scale 2 (to 1024x1360)",
+                     _best(cmd, args.repeats)])  # fmt: skip
     print(f"hole: {100 * mask.mean():.1f}% of 512x680")
     C.print_table(["part (fresh process unless in-process)", "seconds"], rows, "Start-up")
     return 0
