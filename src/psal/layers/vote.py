@@ -113,6 +113,47 @@ def _max_logit(indices, distances, b, y, x, r, inv_t):  # pragma: no cover (comp
     return m
 
 
+@njit(inline="always", cache=True)
+def _pixel_vote(value, indices, src, b, y, x, r, mode, inv_t, m, acc):  # pragma: no cover
+    """Accumulate pixel (y, x)'s proposals into ``acc``; returns (sum of weights, seen).
+
+    The weight of a proposal is 1 (``mode`` 0, plain mean), ``src`` itself (1: the
+    precomputed weights) or ``exp(-src * inv_t - m)`` (2: from the distances, shifted
+    by ``m``).
+    """
+    _, hk, wk, cv = value.shape
+    _, kk, hq, wq = indices.shape
+    for c in range(cv):
+        acc[c] = 0.0
+    den = 0.0
+    seen = False
+    for dy in range(-r, r + 1):
+        cy = y - dy
+        if cy < 0 or cy >= hq:
+            continue
+        for dx in range(-r, r + 1):
+            cx = x - dx
+            if cx < 0 or cx >= wq:
+                continue
+            for j in range(kk):
+                idx = indices[b, j, cy, cx]
+                if idx < 0:
+                    continue
+                seen = True
+                if mode == 0:
+                    e = 1.0
+                elif mode == 1:
+                    e = np.float64(src[b, j, cy, cx])
+                else:
+                    e = np.exp(-_clean(src[b, j, cy, cx]) * inv_t - m)
+                py = reflect1(idx // wk + dy, hk)
+                px = reflect1(idx - (idx // wk) * wk + dx, wk)
+                den += e
+                for c in range(cv):
+                    acc[c] += e * value[b, py, px, c]
+    return den, seen
+
+
 @njit(nogil=True, cache=True)
 def _vote_kernel(value, indices, distances, weights, tiny, bs, ys, xs, r, inv_t, uniform, out,
                  covered, lo, hi):  # fmt: skip
@@ -124,38 +165,17 @@ def _vote_kernel(value, indices, distances, weights, tiny, bs, ys, xs, r, inv_t,
     # the same weights up to rounding, summed in float64. Where a pixel's weights sum
     # to less than ``tiny`` (its distances lie far above the smallest: ~70 T in
     # float32, ~640 T in float64), the exact per-pixel shift is used instead.
-    _, hk, wk, cv = value.shape
-    _, kk, hq, wq = indices.shape
+    cv = value.shape[3]
     acc = np.empty(cv)
     for n in range(lo, hi):
         b = bs[n]
         y = ys[n]
         x = xs[n]
-        for c in range(cv):
-            acc[c] = 0.0
-        den = 0.0
-        seen = False
-        for dy in range(-r, r + 1):
-            cy = y - dy
-            if cy < 0 or cy >= hq:
-                continue
-            for dx in range(-r, r + 1):
-                cx = x - dx
-                if cx < 0 or cx >= wq:
-                    continue
-                for j in range(kk):
-                    idx = indices[b, j, cy, cx]
-                    if idx < 0:
-                        continue
-                    seen = True
-                    e = 1.0 if uniform else np.float64(weights[b, j, cy, cx])
-                    py = reflect1(idx // wk + dy, hk)
-                    px = reflect1(idx - (idx // wk) * wk + dx, wk)
-                    den += e
-                    for c in range(cv):
-                        acc[c] += e * value[b, py, px, c]
+        den, seen = _pixel_vote(value, indices, weights, b, y, x, r, 0 if uniform else 1,
+                                inv_t, 0.0, acc)  # fmt: skip
         if seen and not uniform and den < tiny:
-            den = _vote_shifted(value, indices, distances, b, y, x, r, inv_t, acc)
+            m = _max_logit(indices, distances, b, y, x, r, inv_t)
+            den, seen = _pixel_vote(value, indices, distances, b, y, x, r, 2, inv_t, m, acc)
         covered[n] = den > 0
         for c in range(cv):
             out[n, c] = acc[c] / den if den > 0 else 0.0
@@ -185,36 +205,6 @@ def _weights_kernel(indices, distances, inv_t, out, lo, hi):  # pragma: no cover
                         out[b, j, y, x] = np.exp(-(d - dmin) * inv_t)
                     else:
                         out[b, j, y, x] = 0.0
-
-
-@njit(cache=True)
-def _vote_shifted(value, indices, distances, b, y, x, r, inv_t, acc):  # pragma: no cover
-    """One pixel's vote with its own largest logit as the softmax's shift; returns den."""
-    _, hk, wk, cv = value.shape
-    _, kk, hq, wq = indices.shape
-    m = _max_logit(indices, distances, b, y, x, r, inv_t)
-    for c in range(cv):
-        acc[c] = 0.0
-    den = 0.0
-    for dy in range(-r, r + 1):
-        cy = y - dy
-        if cy < 0 or cy >= hq:
-            continue
-        for dx in range(-r, r + 1):
-            cx = x - dx
-            if cx < 0 or cx >= wq:
-                continue
-            for j in range(kk):
-                idx = indices[b, j, cy, cx]
-                if idx < 0:
-                    continue
-                e = np.exp(-_clean(distances[b, j, cy, cx]) * inv_t - m)
-                py = reflect1(idx // wk + dy, hk)
-                px = reflect1(idx - (idx // wk) * wk + dx, wk)
-                den += e
-                for c in range(cv):
-                    acc[c] += e * value[b, py, px, c]
-    return den
 
 
 def _vote_numba(value, indices, distances, r, temperature, bs, ys, xs):
