@@ -220,3 +220,16 @@ def test_upscale_on_numpy_and_its_command_import_no_torch(tmp_path):
                          check=True, timeout=300)  # fmt: skip
     assert res.stdout.strip().splitlines()[-1] == "(48, 60, 3) 0 False"
     np.testing.assert_array_equal(np.asarray(Image.open(out)), psal.upscale(img, 2, seed=0))
+
+
+def test_resize_taps_never_read_past_the_input():
+    # the compiled kernels read every tap of a window: each must lie inside the input
+    # (a window past the end met uninitialised memory: 0 * NaN gave NaN outputs)
+    from psal.editing.upscale import _resize_taps
+
+    for n_in in range(1, 40):
+        for n_out in range(1, 90):
+            for aa in (False, True):
+                first, w = _resize_taps(n_in, n_out, aa)
+                assert (first >= 0).all() and (first + w.shape[1] <= n_in).all()
+                np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-12)

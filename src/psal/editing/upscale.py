@@ -135,7 +135,7 @@ def _resize_taps(n_in: int, n_out: int, antialias: bool) -> tuple[np.ndarray, np
         span = int((pos.max(1) - first).max()) + 1
         w = np.zeros((n_out, span))
         np.add.at(w, (np.arange(n_out)[:, None], pos - first[:, None]), taps)
-        return first.astype(np.int64), w
+        return _inside(first.astype(np.int64), w, n_in)
     support = 2.0 * max(scale, 1.0)
     inv = 1.0 / max(scale, 1.0)
     centre = scale * (np.arange(n_out) + 0.5)
@@ -144,7 +144,27 @@ def _resize_taps(n_in: int, n_out: int, antialias: bool) -> tuple[np.ndarray, np
     span = int((hi - lo).max())
     j = lo[:, None] + np.arange(span)[None, :]
     w = np.where(j < hi[:, None], _cubic((j - centre[:, None] + 0.5) * inv, -0.5), 0.0)
-    return lo, w / w.sum(1, keepdims=True)
+    return _inside(lo, w / w.sum(1, keepdims=True), n_in)
+
+
+def _inside(first: np.ndarray, w: np.ndarray, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shift the windows that would read past the input back inside it.
+
+    Outputs near the end have fewer taps than the widest window; their trailing weights
+    are 0, but the kernels read every tap, so a window must lie inside the input (a
+    read past it met whatever memory followed, and 0 * NaN is NaN).
+    """
+    span = w.shape[1]
+    shift = np.maximum(first + span - n_in, 0)
+    if shift.any():
+        w = w.copy()
+        for i in np.flatnonzero(shift):
+            s = int(shift[i])
+            w[i, s:] = w[i, : span - s].copy()
+            w[i, :s] = 0.0
+        first = first - shift
+    assert (first >= 0).all() and (first + span <= n_in).all()
+    return first, w
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
