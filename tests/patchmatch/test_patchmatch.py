@@ -557,3 +557,31 @@ def test_torch_backend_sync_free_path_gives_the_same_result(monkeypatch):
                                        query_valid=qmask)  # fmt: skip
     assert torch.equal(out[True].indices, out[False].indices)
     torch.testing.assert_close(out[True].distances, out[False].distances)
+
+
+def test_numba_bound_keeps_near_duplicate_patches(monkeypatch):
+    """Self-search on ReLU features, whose zero regions repeat (k-th distances ~1e-16):
+    the projection bound's float rounding is absolute, so below LB_FLOOR of the patch
+    energy it is not used, and the result equals the search without bounds, bit for bit
+    (before, 8 pixels of a 128x128 map differed)."""
+    from psal.patchmatch import cpu_numba
+
+    from conftest import photo
+
+    g = torch.Generator().manual_seed(0)
+    layers, cin = [], 3
+    for cout in (32, 64, 64):  # a fixed random CNN, as the benchmarks' feature maps
+        conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
+        torch.nn.init.normal_(conv.weight, std=(1 / (cin * 9)) ** 0.5, generator=g)
+        torch.nn.init.zeros_(conv.bias)
+        layers += [conv, torch.nn.ReLU()]
+        cin = cout
+    with torch.no_grad():
+        x = torch.nn.Sequential(*layers[:-1])(photo("astronaut", 96))
+    out = {}
+    for work in (0.0, 1e12):  # bounds built / never built
+        monkeypatch.setattr(cpu_numba, "BOUND_MIN_WORK", work)
+        out[work] = psal.patchmatch(x, x, k=3, patch_size=3, iters=5, backend="numba", seed=0)
+    a, b = out.values()
+    assert torch.equal(a.indices, b.indices)
+    assert torch.equal(a.distances, b.distances)

@@ -186,12 +186,17 @@ def _ssd8(qp, kq, ov, sv, b, qy, qx, ky, kx, p, c, bound, zero):
 
 
 @njit(inline="always", cache=True, fastmath=FASTMATH)
-def _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk, p, c, kk, zero):
+def _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk, p, c,
+         kk, zero):  # fmt: skip
     """Insert key position ``cand`` into pixel (y, x)'s sorted k-list if it is better.
 
     ``qpr``/``kpr`` (B, H*W, m) are projections of the patches on an orthonormal basis:
     their squared distance is a lower bound of the patch distance, read from one cache
     line, that rejects most far candidates before their patch is loaded (m = 0: none).
+    It is used only while the k-th distance is above ``lbfloor``: below, the bound's
+    float rounding (absolute, about the patches' energy times float epsilon squared)
+    could exceed its relative slack and reject a near-duplicate patch the full
+    distance would keep.
     """
     if valid[b, cand] == 0:
         return
@@ -200,7 +205,7 @@ def _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk, 
             return
     worst = dist[b, y, x, kk - 1]
     m = kpr.shape[2]
-    if m > 0:
+    if m > 0 and worst > lbfloor:
         qi = y * (qpr.shape[1] // idx.shape[1]) + x
         lb = zero
         for j in range(m):
@@ -318,8 +323,9 @@ def _init_tasks(qp, kp, kpf, valid, vlist, vcount, active, init, use_init, idx, 
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False)
-def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, ov, kq, kqf, sv, qe, valid, active, idx, dist, snap,
-                   cbufs, hk, wk, p, it, seed, band, far_w, zero, lo, hi):  # fmt: skip
+def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, lbfloor, ov, kq, kqf, sv, qe, valid, active, idx,
+                   dist, snap, cbufs, hk, wk, p, it, seed, band, far_w, zero, lo,
+                   hi):  # fmt: skip
     """One PatchMatch iteration (propagation + random search) over the tasks listed.
 
     Per pixel: propagation; then, around each of the k neighbours in turn, the random
@@ -358,7 +364,7 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, ov, kq, kqf, sv, qe, valid, acti
                         ky = cand // wk
                         kx = cand - ky * wk + step
                         if 0 <= kx < wk:
-                            _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x,
+                            _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b, y, x,
                                  ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
                 # propagation from the previous row (snapshot across band edges)
                 ny = y - step
@@ -369,7 +375,7 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, ov, kq, kqf, sv, qe, valid, acti
                         ky = cand // wk + step
                         kx = cand - (cand // wk) * wk
                         if 0 <= ky < hk:
-                            _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x,
+                            _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b, y, x,
                                  ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
                 # random search around each of the k neighbours in turn: its samples drawn
                 # first, the far ones prefetched and tried after the near ones (the list
@@ -405,7 +411,7 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, ov, kq, kqf, sv, qe, valid, acti
                         w = w // 2
                     for i in range(nn + nf):
                         cand = near[i] if i < nn else far[i - nn]
-                        _try(qp, kp, qpr, kpr, ov, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk,
+                        _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk,
                              p, c, kk, zero)  # fmt: skip
 
 
@@ -544,6 +550,22 @@ def _projections(
         run_chunked(_moments_tasks, b * mc, xp, ramp, s, out)
         proj.append(out)
     return proj[0], proj[-1]
+
+
+#: The projection bound is used while the k-th distance exceeds this share of a patch's
+#: mean energy (sum of squared values); below, only near-duplicates compete, and the
+#: bound's absolute float rounding (~1e-12 of that energy in float32) could reject one.
+LB_FLOOR = 1e-9
+
+
+def _lb_floor(query: np.ndarray, key: np.ndarray, p: int) -> float:
+    """``LB_FLOOR`` times the mean patch energy of query and key (a pixel sample)."""
+    energy = 0.0
+    for x in (query, key):
+        flat = x.reshape(x.shape[0], x.shape[1], -1)
+        sample = flat[:, :, :: max(1, flat.shape[2] // 4096)].astype(np.float64)
+        energy = max(energy, float((sample * sample).sum(1).mean()) * p * p)
+    return LB_FLOOR * energy
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -811,6 +833,7 @@ def search_arrays(
         qpr, kpr = _projections(query, key, patch_size, np_acc, same)
     else:
         qpr, kpr = _no_projections(b, np_acc)
+    lbfloor = np_acc(_lb_floor(query, key, patch_size) if kpr.shape[2] > 0 else 0.0)
     ov, kq, sv, qe = _quantised(key, patch_size, np_acc, bounds and kpr.shape[2] == 0)
     idx = np.full((b, hq, wq, k), -1, dtype=np.int64)
     dist = np.full((b, hq, wq, k), np.inf, dtype=np_acc)
@@ -826,8 +849,8 @@ def search_arrays(
     for it in range(iters):
         np.copyto(snap, idx)
         run_chunked(_iterate_tasks, ntask, qp, kp, kp.reshape(-1), qpr, kpr, kpr.reshape(-1),
-                    ov, kq, kq.reshape(-1), sv, qe, valid_np, active, idx, dist, snap, cbufs, hk,
-                    wk, patch_size, it, seed, BAND_ROWS, FAR_W, zero)  # fmt: skip
+                    lbfloor, ov, kq, kq.reshape(-1), sv, qe, valid_np, active, idx, dist, snap,
+                    cbufs, hk, wk, patch_size, it, seed, BAND_ROWS, FAR_W, zero)  # fmt: skip
     if query_valid is not None:  # pixels not searched: -1 and inf (whatever init said)
         off = active == 0
         idx[off] = -1
