@@ -564,9 +564,9 @@ def test_numba_bound_keeps_near_duplicate_patches(monkeypatch):
     the projection bound's float rounding is absolute, so below LB_FLOOR of the patch
     energy it is not used, and the result equals the search without bounds, bit for bit
     (before, 8 pixels of a 128x128 map differed)."""
-    from psal.patchmatch import cpu_numba
+    from skimage import data, transform
 
-    from conftest import photo
+    from psal.patchmatch import cpu_numba
 
     g = torch.Generator().manual_seed(0)
     layers, cin = [], 3
@@ -576,8 +576,10 @@ def test_numba_bound_keeps_near_duplicate_patches(monkeypatch):
         torch.nn.init.zeros_(conv.bias)
         layers += [conv, torch.nn.ReLU()]
         cin = cout
+    im = transform.resize(data.astronaut(), (96, 96), anti_aliasing=True)
+    im = torch.from_numpy(im).permute(2, 0, 1)[None].float().contiguous()
     with torch.no_grad():
-        x = torch.nn.Sequential(*layers[:-1])(photo("astronaut", 96))
+        x = torch.nn.Sequential(*layers[:-1])(im)
     out = {}
     for work in (0.0, 1e12):  # bounds built / never built
         monkeypatch.setattr(cpu_numba, "BOUND_MIN_WORK", work)

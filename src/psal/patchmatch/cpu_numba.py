@@ -364,8 +364,8 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, lbfloor, ov, kq, kqf, sv, qe, va
                         ky = cand // wk
                         kx = cand - ky * wk + step
                         if 0 <= kx < wk:
-                            _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b, y, x,
-                                 ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
+                            _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b,
+                                 y, x, ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
                 # propagation from the previous row (snapshot across band edges)
                 ny = y - step
                 if 0 <= ny < hq and active[b, ny, x] != 0:
@@ -375,8 +375,8 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, lbfloor, ov, kq, kqf, sv, qe, va
                         ky = cand // wk + step
                         kx = cand - (cand // wk) * wk
                         if 0 <= ky < hk:
-                            _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b, y, x,
-                                 ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
+                            _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b,
+                                 y, x, ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
                 # random search around each of the k neighbours in turn: its samples drawn
                 # first, the far ones prefetched and tried after the near ones (the list
                 # after a batch does not depend on the order of its tries)
@@ -411,8 +411,8 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, lbfloor, ov, kq, kqf, sv, qe, va
                         w = w // 2
                     for i in range(nn + nf):
                         cand = near[i] if i < nn else far[i - nn]
-                        _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk,
-                             p, c, kk, zero)  # fmt: skip
+                        _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b, y,
+                             x, cand, wk, p, c, kk, zero)  # fmt: skip
 
 
 def _np_dtype(dtype: object) -> type:
