@@ -117,6 +117,15 @@ def _unpad_cl_kernel(g1, g2, g3, nsrc, r, out, start, stop):  # pragma: no cover
                                     + g3[b, y + r, x0 + xx + r, ch])  # fmt: skip
 
 
+@njit(inline="always", cache=True)
+def _centre_of(item, hc, wc):  # pragma: no cover (compiled)
+    """(b, cy, cx) of a flattened (B, hc, wc) centre index."""
+    b = item // (hc * wc)
+    rest = item - b * hc * wc
+    cy = rest // wc
+    return b, cy, rest - cy * wc
+
+
 @njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def _distance_kernel(q, k, idx, r, cy0, cx0, wk, dist, start, stop):  # pragma: no cover
     # q: (B, Hq + 2r, Wq + 2r, C), k: (B, Hk + 2r, Wk + 2r, C) padded channels last;
@@ -126,10 +135,7 @@ def _distance_kernel(q, k, idx, r, cy0, cx0, wk, dist, start, stop):  # pragma: 
     c = q.shape[3]
     p = 2 * r + 1
     for item in range(start, stop):
-        b = item // (hc * wc)
-        rest = item - b * hc * wc
-        cy = rest // wc
-        cx = rest - cy * wc
+        b, cy, cx = _centre_of(item, hc, wc)
         for j in range(kk):
             t = idx[b, j, cy, cx]
             if t < 0:
@@ -156,10 +162,7 @@ def _centre_kernel(idx, dist, inv_t, wk, ky, kx, cmax, cexp, start, stop):  # pr
     # (2 ra + 1)² output pixels the centre proposes to. Items: flattened (B, hc, wc).
     _, kk, hc, wc = idx.shape
     for item in range(start, stop):
-        b = item // (hc * wc)
-        rest = item - b * hc * wc
-        cy = rest // wc
-        cx = rest - cy * wc
+        b, cy, cx = _centre_of(item, hc, wc)
         m = -np.inf
         for j in range(kk):
             t = idx[b, j, cy, cx]
@@ -280,10 +283,7 @@ def _centre_grad_kernel(idx, glogit, ra, oy, ox, hw, ww, glc, start, stop):  # p
     _, kk, hc, wc = idx.shape
     side = 2 * ra + 1
     for item in range(start, stop):
-        b = item // (hc * wc)
-        rest = item - b * hc * wc
-        cy = rest // wc
-        cx = rest - cy * wc
+        b, cy, cx = _centre_of(item, hc, wc)
         for j in range(kk):
             acc = glogit[b, 0, 0] * 0
             if idx[b, j, cy, cx] >= 0:
