@@ -49,7 +49,7 @@ from PIL import Image
 
 from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
 from .._deprecation import keyword_only
-from ..utils.arrays import is_tensor
+from ..utils.arrays import is_tensor, namespace
 from ..utils.color import luma
 from ..utils.convert import ImageLike, ImageSpec, from_array, to_array
 from ..utils.parallel import FASTMATH, run_chunked
@@ -405,27 +405,24 @@ def upscale(
     seed = resolve_seed(seed)
     opts = dict(patch_size=patch_size, k=k, iters=pm_iters, temperature=temperature,
                 backend=backend, back_projection=back_projection)  # fmt: skip
-    # a CPU tensor searched by the compiled kernel takes the numpy path tile by tile
-    # (the same results as a numpy image)
-    tiles_np = use_np or compiled_cpu(x.device, backend)
-    if use_np:
+    if not use_np and compiled_cpu(x.device, backend):
+        x = x.detach().numpy()  # a CPU tensor takes the numpy path too (the same results)
+    on_np = isinstance(x, np.ndarray)
+    if on_np:
         lo = x.min(axis=(0, 2, 3), keepdims=True)
         hi = x.max(axis=(0, 2, 3), keepdims=True)
-        if spec.is_integer or bool((lo >= 0).all() and (hi <= 1).all()):
-            lo, hi = np.zeros_like(lo), np.ones_like(hi)
     else:
         lo = x.amin(dim=(0, 2, 3), keepdim=True)
         hi = x.amax(dim=(0, 2, 3), keepdim=True)
-        if spec.is_integer or bool((lo >= 0).all() and (hi <= 1).all()):
-            lo, hi = torch.zeros_like(lo), torch.ones_like(hi)
-        if tiles_np:
-            lo, hi = lo.numpy(), hi.numpy()
+    if spec.is_integer or bool((lo >= 0).all() and (hi <= 1).all()):
+        xp = namespace(x)
+        lo, hi = xp.zeros_like(lo), xp.ones_like(hi)
     # integer images (numpy, PIL) are assembled in their own dtype, tile by tile
     direct = spec.kind != "tensor" and spec.is_integer
     if direct:
         tile_spec = dataclasses.replace(spec, kind="numpy", layout="HWC")
         out = np.empty((h * scale, w * scale, c), dtype=np.dtype(spec.dtype))
-    elif use_np:
+    elif on_np:
         out = np.empty((b, c, h * scale, w * scale), dtype=x.dtype)
     else:
         out = torch.empty(b, c, h * scale, w * scale, dtype=x.dtype, device=x.device)
@@ -438,20 +435,16 @@ def upscale(
                 cy0, cy1 = max(y0 - m, 0), min(y1 + m, h)
                 cx0, cx1 = max(x0 - m, 0), min(x1 + m, w)
                 part = x[i : i + 1, :, cy0:cy1, cx0:cx1]
-                if tiles_np and not use_np:
-                    part = part.detach().numpy()
                 tseed = (seed + 31 * i + 7919 * (ti * len(cols) + tj)) % 2**63
-                if tiles_np:
+                if on_np:
                     res = _upscale_whole(np.ascontiguousarray(part), scale, tseed, opts)
                 else:
                     with torch.no_grad():
                         res = _upscale_whole(part, scale, tseed, opts)
                 oy, ox = (y0 - cy0) * scale, (x0 - cx0) * scale
                 res = res[..., oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale]
-                if tiles_np:
+                if on_np:
                     res = np.maximum(np.minimum(res, hi), lo)
-                    if not use_np:
-                        res = torch.from_numpy(np.ascontiguousarray(res))
                 else:
                     res = torch.maximum(torch.minimum(res, hi), lo)
                 ys, xs = slice(y0 * scale, y1 * scale), slice(x0 * scale, x1 * scale)
@@ -468,7 +461,7 @@ def upscale(
         return from_array(out, spec)
     from ..utils.convert import from_tensor
 
-    return from_tensor(out, spec)
+    return from_tensor(torch.from_numpy(out) if on_np else out, spec)
 
 
 def _tile_values(res, spec: ImageSpec) -> np.ndarray:
