@@ -266,26 +266,25 @@ def _inpaint_folder(args, device) -> int:
     return 0
 
 
-def _inpaint_device(args: argparse.Namespace):
-    """The device of ``psal inpaint``: the patch-based fill runs on the CPU for ``auto``.
+def _patch_device(args: argparse.Namespace, network: bool):
+    """The device of ``psal inpaint`` / ``psal upscale``: the CPU for ``auto`` without a network.
 
-    Its compiled CPU kernels touch only the pixels around the hole, and the CPU path
-    imports no torch (1.4 s of start-up, several times the fill of a 512x680 photo); a
-    GPU is used when ``--device`` names one, and by ``--checkpoint`` networks for
-    ``auto``.
+    The patch-based methods' compiled CPU kernels need no torch (1.4 s of start-up,
+    several times an inpainting fill of a 512x680 photo), so for ``auto`` and ``cpu``
+    they run there, and numba's CPU target is started without what psal's kernels never
+    use; a GPU is used when ``--device`` names one, and by networks for ``auto``.
     """
-    if args.checkpoint is None and args.device in ("auto", "cpu"):
-        return "cpu"
-    return resolve_device(args.device)
+    if network or args.device not in ("auto", "cpu"):
+        return resolve_device(args.device)
+    from ..utils.parallel import start_numba_lean
+
+    start_numba_lean()  # this process runs psal's kernels only
+    return "cpu"
 
 
 def _inpaint(args: argparse.Namespace) -> int:
     _check_options(args)
-    device = _inpaint_device(args)
-    if device == "cpu":  # the fill on numpy arrays: this process runs psal's kernels only
-        from ..utils.parallel import start_numba_lean
-
-        start_numba_lean()
+    device = _patch_device(args, network=args.checkpoint is not None)
     if Path(args.image).is_dir():
         return _inpaint_folder(args, device)
     for flag, value in (("--mask", args.mask), ("--source-mask", args.source_mask)):
@@ -362,14 +361,7 @@ def _upscale(args: argparse.Namespace) -> int:
     if args.ensemble and args.checkpoint is None and args.model is None:
         raise CLIError("--ensemble needs --model or --checkpoint (a network)")
     network = args.checkpoint is not None or args.model is not None
-    if not network and args.device in ("auto", "cpu"):
-        # training-free: the compiled CPU path on numpy arrays, as psal inpaint (no torch)
-        from ..utils.parallel import start_numba_lean
-
-        device = "cpu"
-        start_numba_lean()
-    else:
-        device = resolve_device(args.device)
+    device = _patch_device(args, network)
     if network:  # a network, checked first
         from ..models import Upscaler
 
