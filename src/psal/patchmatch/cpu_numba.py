@@ -61,6 +61,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..utils.parallel import FASTMATH, run_chunked
+from ..utils.simd import sqdiff
 from ._border import reflect1
 
 if TYPE_CHECKING:
@@ -146,17 +147,15 @@ def _prefetch(typingctx, arr, i):
 def _ssd(qp, kp, b, qy, qx, ky, kx, p, c, bound, zero):
     """Patch SSD with early exit once the partial sum reaches ``bound``."""
     s = zero
-    qo = qx * c
-    ko = kx * c
     n = p * c
+    qrow = qp.shape[2]
+    krow = kp.shape[2]
+    qo = (b * qp.shape[1] + qy) * qrow + qx * c
+    ko = (b * kp.shape[1] + ky) * krow + kx * c
     for dy in range(p):
-        # contiguous slices (not offset indexing) let LLVM drop the negative-index
-        # checks and vectorise the reduction: ~5x faster
-        qs = qp[b, qy + dy, qo : qo + n]
-        ks = kp[b, ky + dy, ko : ko + n]
-        for i in range(n):
-            t = qs[i] - ks[i]
-            s += t * t
+        # explicit vectors with a masked tail: a short row (7x3 values of an RGB patch)
+        # never reached LLVM's own vector loop (~3.5x faster there; psal.utils.simd)
+        s += sqdiff(qp, qo + dy * qrow, kp, ko + dy * krow, n)
         if s >= bound:
             return s
     return s
@@ -207,10 +206,7 @@ def _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b, y, x, c
     m = kpr.shape[2]
     if m > 0 and worst > lbfloor:
         qi = y * (qpr.shape[1] // idx.shape[1]) + x
-        lb = zero
-        for j in range(m):
-            t = qpr[b, qi, j] - kpr[b, cand, j]
-            lb += t * t
+        lb = sqdiff(qpr, (b * qpr.shape[1] + qi) * m, kpr, (b * kpr.shape[1] + cand) * m, m)
         if lb * _LB_SAFETY >= worst:
             return
     ky = cand // wk

@@ -1,0 +1,54 @@
+"""psal.utils.simd: explicit-SIMD sums of squared differences against numpy."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from psal.utils.simd import sqdiff
+
+
+@njit(cache=False)
+def _call(a, ao, b, bo, n):
+    return sqdiff(a, ao, b, bo, n)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 15, 16, 17, 21, 63, 64, 65, 147, 192, 300])
+def test_sqdiff_matches_numpy(dtype, n):
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal(400).astype(dtype)
+    b = rng.standard_normal(400).astype(dtype)
+    out = _call(a, 5, b, 11, n)
+    ref = ((a[5 : 5 + n].astype(np.float64) - b[11 : 11 + n]) ** 2).sum()
+    assert isinstance(out, (float, np.floating))
+    assert np.isclose(out, ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=0)
+
+
+def test_sqdiff_flat_offsets_of_a_3d_array_and_run_at_the_end():
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 5, 21)).astype(np.float32)
+    flat = x.reshape(-1)
+    # a 21-value row: one vector and a masked tail of 5; the second run ends at the array's end
+    out = _call(x, 21, x, flat.size - 21, 21)
+    ref = ((flat[21:42].astype(np.float64) - flat[-21:]) ** 2).sum()
+    assert np.isclose(out, ref, rtol=1e-6)
+    assert _call(x, 0, x, 0, flat.size) == 0.0
+
+
+def test_sqdiff_propagates_inf_and_nan():
+    a = np.zeros(20, np.float32)
+    b = np.zeros(20, np.float32)
+    b[17] = np.inf
+    assert _call(a, 0, b, 0, 20) == np.inf
+    b[17] = np.nan
+    assert np.isnan(_call(a, 0, b, 0, 20))
+    assert _call(a, 0, b, 0, 17) == 0.0  # the masked tail does not read past the run
+
+
+def test_sqdiff_rejects_mixed_or_integer_dtypes():
+    from numba.core.errors import TypingError
+
+    with pytest.raises(TypingError):
+        _call(np.zeros(4, np.float32), 0, np.zeros(4, np.float64), 0, 4)
+    with pytest.raises(TypingError):
+        _call(np.zeros(4, np.int32), 0, np.zeros(4, np.int32), 0, 4)
