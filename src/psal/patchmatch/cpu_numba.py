@@ -525,11 +525,10 @@ def _projections(
     # ~4096 pixels: a strided pick of single pixels read a cache line per value, 7 ms
     # at 256²x64); centred for precision. Any basis gives an exact bound: the sample
     # only sets how tight it is.
-    qs = _row_sample(q)
-    ks = _row_sample(k)
-    sample = np.concatenate([qs, ks], 2).transpose(0, 2, 1).reshape(-1, c).astype(np.float64)
-    mu = sample.mean(0)
-    cov = _gram(np.ascontiguousarray(sample - mu))
+    parts = [_row_sample(q)] if same else [_row_sample(q), _row_sample(k)]
+    sample = np.concatenate(parts, 2).transpose(1, 0, 2).reshape(c, -1).astype(np.float64)
+    mu = sample.mean(1)
+    cov = _gram(sample - mu[:, None])  # (C, N): C-contiguous
     r = p // 2
     # spatial functions: the constant, and for p >= 3 the x and y ramps (their 1-D
     # profile ``ramp``; _moments_tasks applies them separably)
@@ -548,10 +547,7 @@ def _projections(
     for x in (q,) if same else (q, k):
         hh, ww = x.shape[-2:]
         xp = np.empty((b, v.shape[1], hh + 2 * r, ww + 2 * r), dtype=dtype)
-        shift = (mu.astype(dtype) @ v)[:, None, None]  # the centring, after the product
-        for bi in range(b):  # a matrix product (BLAS), no centred copy of the map
-            xp[bi, :, r : r + hh, r : r + ww] = (v.T @ x[bi].reshape(c, -1)).reshape(-1, hh, ww)
-            xp[bi, :, r : r + hh, r : r + ww] -= shift
+        run_chunked(_project_tasks, b * hh, x, v, mu.astype(dtype), r, xp)
         _reflect_border(xp, r, (2, 3))
         out = _empty_aligned((b, hh * ww, mc * s), dtype)
         run_chunked(_moments_tasks, b * mc, xp, ramp, s, out)
@@ -631,23 +627,52 @@ def _leading_subspace(cov, m, iters):  # pragma: no cover (compiled)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def _gram(x):  # pragma: no cover (compiled)
-    """``x.T @ x`` of an (N, C) float64 array, on the calling thread.
+def _gram(xt):  # pragma: no cover (compiled)
+    """``xt @ xt.T`` of a (C, N) float64 array (channels by samples), on the calling thread.
 
-    Not numpy's matrix product: OpenBLAS's threads keep spinning after it returns and
-    slowed the search kernels that follow by a third (PSAttention forward at 128²x64:
-    0.11 s instead of 0.072 s).
+    Dot products of contiguous channel rows (vectorised over the samples), the upper
+    triangle then mirrored. Not numpy's matrix product: OpenBLAS's threads keep spinning
+    after it returns and slowed the search kernels that follow by a third (PSAttention
+    forward at 128²x64: 0.11 s instead of 0.072 s).
     """
-    n, c = x.shape
+    c, n = xt.shape
     g = np.zeros((c, c))
-    for i in range(n):
-        row = x[i]
-        for a in range(c):
-            va = row[a]
-            ga = g[a]
-            for b in range(c):
-                ga[b] += va * row[b]
+    for a in range(c):
+        ra = xt[a]
+        for b in range(a, c):
+            rb = xt[b]
+            acc = 0.0
+            for i in range(n):
+                acc += ra[i] * rb[i]
+            g[a, b] = acc
+            g[b, a] = acc
     return g
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _project_tasks(x, v, mu, r, out, t0, t1):  # pragma: no cover (compiled)
+    """``out[b, :, y + r, r:r + W] = v^T (x[b, :, y, :] - mu)``: the 1x1 channel projection.
+
+    Tasks ``[t0, t1)`` of ``B * H`` rows of the (B, C, H, W) map ``x``; ``v`` (C, m),
+    ``out`` (B, m, H + 2r, W + 2r), its border filled later. Not a BLAS product:
+    OpenBLAS's threads spin after it returns (see :func:`_gram`).
+    """
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    m = v.shape[1]
+    for t in range(t0, t1):
+        bi, y = t // h, t % h
+        for j in range(m):
+            dst = out[bi, j, y + r, r : r + w]
+            shift = dst[0] * 0
+            for ch in range(c):
+                shift += mu[ch] * v[ch, j]
+            for i in range(w):
+                dst[i] = -shift
+            for ch in range(c):
+                vj = v[ch, j]
+                src = x[bi, ch, y]
+                for i in range(w):
+                    dst[i] += vj * src[i]
 
 
 @njit(nogil=True, cache=True)
