@@ -44,18 +44,21 @@ def _emit(context, builder, dtype, pa, pb, n):  # pragma: no cover (code generat
     align = ir.Constant(i32, size)  # element alignment only: runs start anywhere
     zero = ir.Constant(vty, [ir.Constant(elem, 0.0)] * lanes)
     accs = [cgutils.alloca_once_value(builder, zero) for _ in range(UNROLL)]
-    fnty = ir.FunctionType(vty, [pa.type, i32, mty, vty])
-    masked_load = cgutils.get_or_insert_function(
-        builder.module, fnty, f"llvm.masked.load.v{lanes}{name}.p0"
-    )
+    vptr = vty.as_pointer()
+    # intrinsics are mangled on their pointer type: "p0" with opaque pointers, "p0v16f32"
+    # with the typed pointers that llvmlite's IR builder emits (LLVM re-mangles the name)
+    suffix = "p0" if getattr(vptr, "is_opaque", False) else f"p0v{lanes}{name}"
+    fnty = ir.FunctionType(vty, [vptr, i32, mty, vty])
+    load_name = f"llvm.masked.load.v{lanes}{name}.{suffix}"
+    masked_load = cgutils.get_or_insert_function(builder.module, fnty, load_name)
 
     def add(a, b):
         return builder.fadd(a, b, flags=_FLAGS)
 
     def step(offset, acc, mask=None):
-        ptrs = (builder.gep(pa, [offset]), builder.gep(pb, [offset]))
+        ptrs = [builder.bitcast(builder.gep(x, [offset]), vptr) for x in (pa, pb)]
         if mask is None:
-            va, vb = (builder.load(builder.bitcast(p, vty.as_pointer()), align=size) for p in ptrs)
+            va, vb = (builder.load(p, align=size) for p in ptrs)
         else:
             va, vb = (builder.call(masked_load, [p, align, mask, zero]) for p in ptrs)
         d = builder.fsub(va, vb, flags=_FLAGS)
