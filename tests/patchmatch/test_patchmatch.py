@@ -465,6 +465,24 @@ def test_numba_projection_distance_is_a_lower_bound(c, p):
     assert np.median(lb / d) > 0.15  # and a useful one on coherent maps
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_channel_projection_ignores_what_its_output_held(dtype):
+    # the projection writes into np.empty buffers: garbage there (NaN, inf) must not leak
+    # into the result (a typed zero made as "dst[0] * 0" once gave NaN rows)
+    from psal.patchmatch import cpu_numba
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((2, 5, 9, 18)) * 50 + 100).astype(dtype)
+    v = rng.random((5, 3)).astype(dtype)
+    mu = rng.random(5).astype(dtype)
+    r = 2
+    for fill in (np.nan, np.inf, -7.0):
+        out = np.full((2, 3, 9 + 2 * r, 18 + 2 * r), fill, dtype=dtype)
+        cpu_numba.run_chunked(cpu_numba._project_tasks, 2 * 9, x, v, mu, r, out)
+        ref = np.einsum("bchw,cm->bmhw", x - mu[None, :, None, None], v)
+        np.testing.assert_allclose(out[:, :, r:-r, r:-r], ref, rtol=1e-5)
+
+
 def test_numba_projection_bound_is_off_for_incoherent_features():
     from psal.patchmatch import cpu_numba
 

@@ -662,8 +662,8 @@ def _project_tasks(x, v, mu, r, out, t0, t1):  # pragma: no cover (compiled)
     for t in range(t0, t1):
         bi, y = t // h, t % h
         for j in range(m):
-            dst = out[bi, j, y + r, r : r + w]
-            shift = dst[0] * 0
+            dst = out[bi, j, y + r, r : r + w]  # uninitialised: written before it is read
+            shift = 0.0
             for ch in range(c):
                 shift += mu[ch] * v[ch, j]
             for i in range(w):
