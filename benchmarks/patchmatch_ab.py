@@ -79,10 +79,15 @@ def main(argv: list[str] | None = None) -> None:
         help="query pixels scored against the exact search (0: no quality)",
     )
     args = ap.parse_args(argv)
-    rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", args.base], check=True,
-                         capture_output=True, text=True).stdout.strip()  # fmt: skip
-    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=True,
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+    def short(name: str) -> str:
+        res = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "--verify", "--quiet",
+                              f"{name}^{{commit}}"], capture_output=True, text=True)  # fmt: skip
+        if res.returncode != 0:
+            ap.error(f"--base: {name!r} is not a commit of the repository at {ROOT}")
+        return res.stdout.strip()
+
+    rev, head = short(args.base), short("HEAD")
 
     import psal
     from psal.patchmatch import cpu_numba as new
