@@ -52,3 +52,20 @@ def test_sqdiff_rejects_mixed_or_integer_dtypes():
         _call(np.zeros(4, np.float32), 0, np.zeros(4, np.float64), 0, 4)
     with pytest.raises(TypingError):
         _call(np.zeros(4, np.int32), 0, np.zeros(4, np.int32), 0, 4)
+
+
+def test_sqdiff_random_runs_against_numpy():
+    # 300 random (dtype, length, offsets, scale) cases, fixed seed
+    rng = np.random.default_rng(123)
+    for _ in range(300):
+        dtype = (np.float32, np.float64)[rng.integers(2)]
+        size = int(rng.integers(1, 700))
+        n = int(rng.integers(0, size + 1))
+        ao, bo = (int(rng.integers(0, size - n + 1)) for _ in range(2))
+        scale = 10.0 ** rng.uniform(-3, 3)
+        a = (rng.standard_normal(size) * scale).astype(dtype)
+        b = (rng.standard_normal(size) * scale).astype(dtype)
+        ref = ((a[ao : ao + n].astype(np.float64) - b[bo : bo + n]) ** 2).sum()
+        out = _call(a, ao, b, bo, n)
+        tol = 2e-5 if dtype == np.float32 else 1e-12
+        assert abs(out - ref) <= tol * ref + 1e-30, (dtype, size, n, ao, bo)
