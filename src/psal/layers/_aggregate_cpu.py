@@ -9,7 +9,7 @@ gradients, which the reflection padding's backward then copied again), zero-fill
 buffers and gradient sums (query, key and value are often one tensor).
 
 Here each distinct input tensor is copied once into a reflection-padded channels-last
-buffer (:func:`_pad_cl_kernel`); the forward is one compiled pass per centre of the
+buffer (:func:`_pad_cl`); the forward is one compiled pass per centre of the
 search (neighbour coordinates, shifted exponentials of the logits) and one per output
 pixel (proposals, softmax, weighted sum of values); the backward is one pass per pixel
 (the softmax's gradient), one per centre (the gradient of each searched distance), and
@@ -31,38 +31,13 @@ import torch
 from numba import njit
 from torch.autograd.function import once_differentiable
 
+from ..patchmatch.cpu_numba import _rows
 from ..patchmatch.distance import reflect1
 from ..utils.parallel import FASTMATH, channel_blocks, num_threads, run_chunked
 
 __all__ = ["aggregate_cpu", "supported"]
 
-_TILE = 16  # pixels per tile of the layout-changing kernels
-
-
-@njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts
-def _pad_cl_kernel(x, r, out, start, stop):  # pragma: no cover (compiled)
-    # x: (B, C, H, W); out: (B, H + 2r, W + 2r, C), the reflection-padded map channels
-    # last. Items [start, stop) of the flattened (B, H + 2r) output rows; tiles of
-    # _TILE pixels keep the strided writes in cache; the 2r border pixels of a row are
-    # copied from the interior afterwards.
-    _, c, h, w = x.shape
-    hp = h + 2 * r
-    for item in range(start, stop):
-        b = item // hp
-        y = item - b * hp
-        sy = reflect1(y - r, h)
-        for x0 in range(0, w, _TILE):
-            x1 = min(w, x0 + _TILE)
-            for ch in range(c):
-                row = x[b, ch, sy, x0:x1]
-                for xx in range(x1 - x0):
-                    out[b, y, r + x0 + xx, ch] = row[xx]
-        for i in range(2 * r):
-            xx = i if i < r else w + i
-            src = out[b, y, reflect1(xx - r, w) + r, 0:c]
-            dst = out[b, y, xx, 0:c]
-            for ch in range(c):
-                dst[ch] = src[ch]
+_TILE = 16  # pixels per tile of the channels-first writes of _unpad_cl_kernel
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -374,12 +349,14 @@ def supported(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, tempe
 
 
 def _pad_cl(x: torch.Tensor, r: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, H + 2r, W + 2r, C), reflection-padded, channels last."""
+    """(B, C, H, W) -> (B, H + 2r, W + 2r, C), reflection-padded, channels last.
+
+    The engine's padded rows (:func:`psal.patchmatch.cpu_numba._rows`: one compiled pass
+    on the kernel threads, 64-byte aligned), viewed as a tensor.
+    """
     b, c, h, w = x.shape
-    out = torch.empty(b, h + 2 * r, w + 2 * r, c, dtype=x.dtype)
-    run_chunked(_pad_cl_kernel, b * (h + 2 * r), x.detach().contiguous().numpy(), r,
-                out.numpy(), min_parallel=64)  # fmt: skip
-    return out
+    x = x.detach().contiguous().numpy()
+    return torch.from_numpy(_rows(x, r, x.dtype.type)).view(b, h + 2 * r, w + 2 * r, c)
 
 
 def _unpad_cl(grads: list[torch.Tensor], r: int, fold: bool) -> torch.Tensor:
