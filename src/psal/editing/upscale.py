@@ -443,10 +443,8 @@ def upscale(
                         res = _upscale_whole(part, scale, tseed, opts)
                 oy, ox = (y0 - cy0) * scale, (x0 - cx0) * scale
                 res = res[..., oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale]
-                if on_np:
-                    res = np.maximum(np.minimum(res, hi), lo)
-                else:
-                    res = torch.maximum(torch.minimum(res, hi), lo)
+                xp = namespace(res)
+                res = xp.maximum(xp.minimum(res, hi), lo)
                 ys, xs = slice(y0 * scale, y1 * scale), slice(x0 * scale, x1 * scale)
                 if direct:
                     out[ys, xs] = _tile_values(res, tile_spec)
