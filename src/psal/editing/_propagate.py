@@ -64,6 +64,11 @@ def _degree(wx: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
     return d
 
 
+def _inv_diagonal(c: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor, lam: float) -> torch.Tensor:
+    """The Jacobi preconditioner: ``1 / diag(diag(c) + lam L_w)`` (B, 1, H, W)."""
+    return 1.0 / (c + lam * _degree(wx, wy)).clamp_min(1e-12)
+
+
 def _cg_torch(
     u: torch.Tensor,
     v: torch.Tensor,
@@ -79,7 +84,7 @@ def _cg_torch(
     def apply(x: torch.Tensor) -> torch.Tensor:
         return c * x + lam * _laplacian(x, wx, wy)
 
-    inv_diag = 1.0 / (c + lam * _degree(wx, wy)).clamp_min(1e-12)
+    inv_diag = _inv_diagonal(c, wx, wy, lam)
     b = c * v
     r = b - apply(u)
     z = inv_diag * r
@@ -125,26 +130,13 @@ def _apply(p, c, wx, wy, lam, ap):  # pragma: no cover (compiled)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _cg_kernel(u, v, c, wx, wy, lam, iters, tol):  # pragma: no cover (compiled)
+def _cg_kernel(u, v, c, inv, wx, wy, lam, iters, tol):  # pragma: no cover (compiled)
     """Jacobi-preconditioned CG on ``(diag(c) + lam L_w) u = c v``, ``u`` updated in place.
 
     The steps of :func:`_cg_torch` (the same stopping rule, on the sums over every
-    channel and pixel), in float64.
+    channel and pixel), in float64; ``inv`` is the preconditioner, :func:`_inv_diagonal`.
     """
     n_ch, h, w = u.shape
-    inv = np.empty((h, w))
-    for y in range(h):
-        for x in range(w):
-            d = 0.0
-            if x > 0:
-                d += wx[y, x - 1]
-            if x < w - 1:
-                d += wx[y, x]
-            if y > 0:
-                d += wy[y - 1, x]
-            if y < h - 1:
-                d += wy[y, x]
-            inv[y, x] = 1.0 / max(c[y, x] + lam * d, 1e-12)
     ap = np.empty_like(u)
     _apply(u, c, wx, wy, lam, ap)
     r = np.empty_like(u)
@@ -199,13 +191,15 @@ def _cg_compiled(
 ) -> torch.Tensor:
     """:func:`_cg_torch` on the CPU, compiled: one solve per batch element, in float64."""
     wx, wy = _weights(g.double(), sigma)
+    c = c.detach().to("cpu", torch.float64)
+    inv = _inv_diagonal(c, wx, wy, lam).numpy()
     out = u.detach().to("cpu", torch.float64).numpy().copy()
     vn = v.detach().to("cpu", torch.float64).numpy()
-    cn = c.detach().to("cpu", torch.float64).numpy()
+    cn = c.numpy()
     wxn, wyn = wx.cpu().numpy(), wy.cpu().numpy()
     for i in range(out.shape[0]):
-        _cg_kernel(out[i], vn[i], cn[i, 0], wxn[i, 0], wyn[i, 0], float(lam), int(iters),
-                   float(tol))  # fmt: skip
+        _cg_kernel(out[i], vn[i], cn[i, 0], inv[i, 0], wxn[i, 0], wyn[i, 0], float(lam),
+                   int(iters), float(tol))  # fmt: skip
     return torch.from_numpy(out).to(u.dtype)
 
 
