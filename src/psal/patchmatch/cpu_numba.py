@@ -565,8 +565,7 @@ def _lb_floor(query: np.ndarray, key: np.ndarray, p: int) -> float:
     """``LB_FLOOR`` times the mean patch energy of query and key (a pixel sample)."""
     energy = 0.0
     for x in (query, key):
-        flat = x.reshape(x.shape[0], x.shape[1], -1)
-        sample = flat[:, :, :: max(1, flat.shape[2] // 4096)].astype(np.float64)
+        sample = _row_sample(x).astype(np.float64)
         energy = max(energy, float((sample * sample).sum(1).mean()) * p * p)
     return LB_FLOOR * energy
 
