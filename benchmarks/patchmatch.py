@@ -221,6 +221,14 @@ def case_list(args) -> list[tuple[str, int]]:
     return [(kind, size) for kind in args.workloads for size in args.sizes]
 
 
+def field_quality(ind, dist, ex_ind, ex_dist) -> tuple[float, float, float]:
+    """(dist ratio, NN recall, kNN recall) of (N, k) neighbours against the exact ones."""
+    ratio = float(dist[:, 0].double().mean() / ex_dist[:, 0].double().mean())
+    nn = float((ind == ex_ind[:, :1]).any(1).double().mean())
+    knn = float((ind.unsqueeze(2) == ex_ind.unsqueeze(1)).any(2).double().mean())
+    return ratio, nn, knn
+
+
 def rows_for(kind, size, args, gflops) -> list[dict]:
     """The exact row and one row per approximate backend for one (workload, size)."""
     device = torch.device(args.device)
@@ -237,10 +245,7 @@ def rows_for(kind, size, args, gflops) -> list[dict]:
             continue
         r = run_case(kind, size, backend, args.device, args.repeats, args.exact_sample,
                      args.exact_full)  # fmt: skip
-        ind, dist = r["ind"], r["dist"]
-        ratio = float(dist[:, 0].double().mean() / ex["dist"][:, 0].double().mean())
-        nn = float((ind == ex["ind"][:, :1]).any(1).double().mean())
-        knn = float((ind.unsqueeze(2) == ex["ind"].unsqueeze(1)).any(2).double().mean())
+        ratio, nn, knn = field_quality(r["ind"], r["dist"], ex["ind"], ex["dist"])
         row = {**common, "backend": backend, "time (s)": f"{r['time']:.3f}",
                "cpu (s)": f"{r['cpu']:.3f}",
                "speed-up": _ratio(ex["time"] / r["time"]),

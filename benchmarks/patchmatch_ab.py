@@ -9,8 +9,8 @@ imported as the package ``psal_ab_base`` (its compiled kernels cached in a tempo
 engines on the same inputs (the workloads of ``benchmarks/patchmatch.py``: k=3, 5
 iterations). Reported: the minimum and median wall time over the rounds, the ratio of
 the minima, and the quality of each engine's field on a fixed sample of query pixels
-against the exact search (``dist ratio`` = mean nearest distance / exact, ``NN
-recall``), as in ``benchmarks/patchmatch.py``.
+against the exact search (``dist ratio`` = mean nearest distance / exact, NN and kNN
+recall), as in ``benchmarks/patchmatch.py``.
 
 Usage:
     python benchmarks/patchmatch_ab.py --base e2a5351             # feat, rgb, rand at 256²
@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import environment, print_table  # noqa: E402
-from patchmatch import ITERS, WORKLOADS, K, make_inputs, sample_mask  # noqa: E402
+from patchmatch import ITERS, WORKLOADS, K, field_quality, make_inputs, sample_mask  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,13 +56,9 @@ def load_base(rev: str, folder: str):
     return importlib.import_module("psal_ab_base.patchmatch.cpu_numba")
 
 
-def quality(ind: np.ndarray, dist: np.ndarray, sel: np.ndarray, eind, edist) -> tuple:
-    """(dist ratio, NN recall) of a (1, k, H, W) field at the flat pixels ``sel``."""
-    i = ind.reshape(K, -1)[:, sel].T
-    d = dist.reshape(K, -1)[:, sel].T
-    ratio = float(d[:, 0].mean() / edist[:, 0].mean())
-    recall = float(np.mean([eind[j, 0] in i[j] for j in range(len(sel))]))
-    return ratio, recall
+def _at(field, sel) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices, distances) of a (1, k, H, W) field as (N, k) tensors at flat pixels ``sel``."""
+    return tuple(torch.as_tensor(a).reshape(K, -1)[:, sel].t() for a in field)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,24 +110,23 @@ def main(argv: list[str] | None = None) -> None:
                     times[name].append(time.perf_counter() - t0)
             if args.sample:
                 mask = sample_mask(args.size, args.sample, torch.device("cpu"))
-                qt, kt = torch.from_numpy(q), torch.from_numpy(k)
-                ex = psal.patchmatch(qt, kt, k=K, patch_size=WORKLOADS[kind], backend="exact",
+                ex = psal.patchmatch(torch.from_numpy(q), torch.from_numpy(k), k=K,
+                                     patch_size=WORKLOADS[kind], backend="exact",
                                      query_valid=mask)  # fmt: skip
-                sel = (np.flatnonzero(mask.numpy().ravel()) if mask is not None
-                       else np.arange(args.size**2))  # fmt: skip
-                eind = ex.indices.numpy().reshape(K, -1)[:, sel].T
-                edist = ex.distances.numpy().reshape(K, -1)[:, sel].T
+                sel = (torch.from_numpy(np.flatnonzero(mask.numpy().ravel())) if mask is not None
+                       else torch.arange(args.size**2))  # fmt: skip
+                exact = _at(ex, sel)
             base_min = min(times[f"base {rev}"])
             for name in engines:
-                ratio, recall = quality(*out[name], sel, eind, edist) if args.sample else ("", "")
-                rows.append({
-                    "workload": f"{kind} {args.size}²", "engine": name,
-                    "min (s)": f"{min(times[name]):.3f}",
-                    "median (s)": f"{np.median(times[name]):.3f}",
-                    "min / base": f"{min(times[name]) / base_min:.2f}",
-                    "dist ratio": f"{ratio:.4f}" if args.sample else "",
-                    "NN recall": f"{recall:.3f}" if args.sample else "",
-                })  # fmt: skip
+                row = {"workload": f"{kind} {args.size}²", "engine": name,
+                       "min (s)": f"{min(times[name]):.3f}",
+                       "median (s)": f"{np.median(times[name]):.3f}",
+                       "min / base": f"{min(times[name]) / base_min:.2f}"}  # fmt: skip
+                if args.sample:
+                    ratio, nn, knn = field_quality(*_at(out[name], sel), *exact)
+                    row.update({"dist ratio": f"{ratio:.4f}", "NN recall": f"{nn:.3f}",
+                                "kNN recall": f"{knn:.3f}"})  # fmt: skip
+                rows.append(row)
             print(f"  {kind}: done", flush=True)
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nwall time of search_arrays, {args.rounds} alternated rounds, "
