@@ -12,7 +12,7 @@ its edges. The system ``(diag(c) + λ L_w) u = c v`` is symmetric positive defin
 (where some ``c > 0`` in each connected region); it is solved matrix-free by
 Jacobi-preconditioned conjugate gradients, coarse to fine (the solution of a half-size
 problem starts the next level), matrix-free: no sparse library. On the CPU the
-conjugate gradients run compiled (:func:`_cg_compiled`, float64, three fused passes
+conjugate gradients run compiled (:func:`_cg_kernel`, float64, three fused passes
 over the image per step); on other devices, and as the reference the tests compare it
 with, in torch (:func:`_cg_torch`).
 """
@@ -179,17 +179,13 @@ def _cg_kernel(u, v, c, inv, wx, wy, lam, iters, tol):  # pragma: no cover (comp
         rz = rz_new
 
 
-def _cg_compiled(
-    u: torch.Tensor,
-    v: torch.Tensor,
-    c: torch.Tensor,
-    g: torch.Tensor,
-    lam: float,
-    sigma: float,
-    iters: int,
-    tol: float,
-) -> torch.Tensor:
-    """:func:`_cg_torch` on the CPU, compiled: one solve per batch element, in float64."""
+def _cg(u, v, c, g, lam, sigma, iters, tol):
+    """The solve of :func:`_cg_torch`, compiled on the CPU (:data:`NUMBA_CG`).
+
+    One compiled solve per batch element, in float64; torch on other devices.
+    """
+    if not (NUMBA_CG and u.device.type == "cpu"):
+        return _cg_torch(u, v, c, g, lam, sigma, iters, tol)
     wx, wy = _weights(g.double(), sigma)
     c = c.detach().to("cpu", torch.float64)
     inv = _inv_diagonal(c, wx, wy, lam).numpy()
@@ -201,13 +197,6 @@ def _cg_compiled(
         _cg_kernel(out[i], vn[i], cn[i, 0], inv[i, 0], wxn[i, 0], wyn[i, 0], float(lam),
                    int(iters), float(tol))  # fmt: skip
     return torch.from_numpy(out).to(u.dtype)
-
-
-def _cg(u, v, c, g, lam, sigma, iters, tol):
-    """The solve: compiled on the CPU (:data:`NUMBA_CG`), torch elsewhere."""
-    if NUMBA_CG and u.device.type == "cpu":
-        return _cg_compiled(u, v, c, g, lam, sigma, iters, tol)
-    return _cg_torch(u, v, c, g, lam, sigma, iters, tol)
 
 
 def propagate(
