@@ -143,6 +143,15 @@ def _gather_forward_numba(value, pos, weight):
     return out.permute(0, 2, 1).contiguous()
 
 
+@njit(inline="always", cache=True, fastmath=FASTMATH)
+def _dot(a, b):  # pragma: no cover (compiled)
+    """``<a, b>`` of two contiguous slices, in their dtype (vectorised)."""
+    acc = a[0] * 0
+    for c in range(a.shape[0]):
+        acc += a[c] * b[c]
+    return acc
+
+
 @njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)  # allocates nothing
 def _gather_backward_w_kernel(value, pos, grad, grad_w, start, stop):  # pragma: no cover
     # value: (B, Nk, Cv) channels-last; grad: (B, N, Cv); pos, grad_w: (B, P, N).
@@ -156,11 +165,7 @@ def _gather_backward_w_kernel(value, pos, grad, grad_w, start, stop):  # pragma:
         i = item - b * n
         gs = grad[b, i, 0:cv]
         for p in range(npos):
-            vs = value[b, pos[b, p, i], 0:cv]
-            acc = gs[0] * 0
-            for c in range(cv):
-                acc += vs[c] * gs[c]
-            grad_w[b, p, i] = acc
+            grad_w[b, p, i] = _dot(value[b, pos[b, p, i], 0:cv], gs)
 
 
 @njit(nogil=True, cache=True, _nrt=False)  # allocates nothing: no refcounts

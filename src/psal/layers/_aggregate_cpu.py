@@ -34,6 +34,7 @@ from torch.autograd.function import once_differentiable
 from ..patchmatch.cpu_numba import _rows
 from ..patchmatch.distance import reflect1
 from ..utils.parallel import FASTMATH, channel_blocks, num_threads, run_chunked
+from ._aggregate import _dot
 
 __all__ = ["aggregate_cpu", "supported"]
 
@@ -239,11 +240,7 @@ def _logit_grad_kernel(v, pos, wgt, g, glogit, start, stop):  # pragma: no cover
         tot = gs[0] * 0
         for pp in range(npos):
             w = wgt[b, n, pp]
-            acc = gs[0] * 0
-            if w != 0:
-                vs = v[b, pos[b, n, pp], 0:cv]
-                for ch in range(cv):
-                    acc += vs[ch] * gs[ch]
+            acc = _dot(v[b, pos[b, n, pp], 0:cv], gs) if w != 0 else gs[0] * 0
             glogit[b, n, pp] = acc
             tot += w * acc
         for pp in range(npos):
