@@ -513,29 +513,41 @@ def test_numba_bound_does_not_change_exactness():
 
 
 def test_numba_8bit_bound_is_exact_on_incoherent_features(monkeypatch):
-    """Uniform noise: the projection bound is off and the 8-bit key's bound is on; it
-    only skips candidates that could not enter the list, so the results do not change."""
+    """Uniform noise: the projection bound is off and the 8-bit bound is on; it only
+    skips candidates that could not enter the list, so the results do not change."""
     from psal.patchmatch import cpu_numba
 
     g = torch.Generator().manual_seed(4)
     q, k = torch.rand(2, 64, 30, 26, generator=g), torch.rand(2, 64, 28, 31, generator=g)
+    k[1, 5] *= 3  # channels of unequal ranges: one scale for all
     qp = cpu_numba._rows(q.numpy(), 1, np.float32)
-    ov, kq, sv, qe = cpu_numba._quantised(k.numpy(), 3, np.float32, True)
-    assert kq.dtype == np.int8 and 0 < qe < 0.1
-    # the bound: |sqrt(d8) - sqrt(d)| <= qe for random pairs
     kp = cpu_numba._rows(k.numpy(), 1, np.float32)
-    for cand in range(0, 28 * 31, 37):
-        ky, kx = divmod(cand, 31)
-        rows, cols = slice(ky, ky + 3), slice(kx * 64, kx * 64 + 192)  # the key patch
-        d8 = ((qp[0, 5:8, 9 * 64 : 12 * 64] - ov - sv * kq[0, rows, cols]) ** 2).sum()
-        d = ((qp[0, 5:8, 9 * 64 : 12 * 64] - kp[0, rows, cols]) ** 2).sum()
-        assert abs(np.sqrt(d8) - np.sqrt(d)) <= qe
-    res = {}
-    for flag in (False, True):
-        monkeypatch.setattr(cpu_numba, "QUANTISE", flag)
-        res[flag] = psal.patchmatch(q, k, k=3, iters=4, backend="numba", seed=2)
-    assert torch.equal(res[False].indices, res[True].indices)
-    assert torch.equal(res[False].distances, res[True].distances)
+    qq, kq, margin, inv_s2 = cpu_numba._quantised(q.numpy(), k.numpy(), 3, True, False)
+    assert qq.dtype == kq.dtype == np.int8 and qq.shape == qp.shape and kq.shape == kp.shape
+    assert margin.shape == (2, 30 * 26) and inv_s2 > 0
+    scale = 1 / np.sqrt(inv_s2)
+    # the bound: sqrt(d) >= scale * sqrt(d8) - margin, and not loose by much more
+    for b in range(2):
+        for qi in range(0, 30 * 26, 53):
+            y, x = divmod(qi, 26)
+            qsl = (b, slice(y, y + 3), slice(x * 64, x * 64 + 192))
+            for cand in range(0, 28 * 31, 37):
+                ky, kx = divmod(cand, 31)
+                ksl = (b, slice(ky, ky + 3), slice(kx * 64, kx * 64 + 192))
+                d = ((qp[qsl].astype(np.float64) - kp[ksl]) ** 2).sum()
+                d8 = ((qq[qsl].astype(np.int64) - kq[ksl]) ** 2).sum()
+                gap = scale * np.sqrt(d8) - np.sqrt(d)
+                assert gap <= margin[b, qi] and gap >= -margin[b, qi] - 1e-6
+    # a self-search quantises one map
+    qq2, kq2, m2, _ = cpu_numba._quantised(q.numpy(), q.numpy(), 3, True, True)
+    assert qq2 is kq2 and m2.shape == (2, 30 * 26)
+    for query, key in ((q, k), (q, q), (q.double(), k.double())):
+        res = {}
+        for flag in (False, True):
+            monkeypatch.setattr(cpu_numba, "QUANTISE", flag)
+            res[flag] = psal.patchmatch(query, key, k=3, iters=4, backend="numba", seed=2)
+        assert torch.equal(res[False].indices, res[True].indices)
+        assert torch.equal(res[False].distances, res[True].distances)
 
 
 def test_numba_bounds_skipped_for_small_work_give_the_same_result(monkeypatch):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from psal.utils.simd import sqdiff
+from psal.utils.simd import sqdiff, sqdiff_rows_i8
 
 
 @njit(cache=False)
@@ -69,3 +69,57 @@ def test_sqdiff_random_runs_against_numpy():
         out = _call(a, ao, b, bo, n)
         tol = 2e-5 if dtype == np.float32 else 1e-12
         assert abs(out - ref) <= tol * ref + 1e-30, (dtype, size, n, ao, bo)
+
+
+@njit(cache=False)
+def _rows_i8(a, ao, sa, b, bo, sb, n, rows):
+    return sqdiff_rows_i8(a, ao, sa, b, bo, sb, n, rows)
+
+
+def _rows_ref(a, ao, sa, b, bo, sb, n, rows):
+    fa, fb = a.reshape(-1).astype(np.int64), b.reshape(-1).astype(np.int64)
+    return sum(
+        int(((fa[ao + r * sa :][:n] - fb[bo + r * sb :][:n]) ** 2).sum()) for r in range(rows)
+    )
+
+
+@pytest.mark.parametrize("n", [0, 1, 21, 63, 64, 65, 127, 128, 192, 200, 576])
+@pytest.mark.parametrize("rows", [0, 1, 3, 7])
+def test_sqdiff_rows_i8_matches_numpy(n, rows):
+    rng = np.random.default_rng(n * 10 + rows)
+    a = rng.integers(-128, 128, (7, 40, 600)).astype(np.int8)
+    b = rng.integers(-128, 128, (9, 30, 700)).astype(np.int8)
+    out = _rows_i8(a, 1234, 600, b, 4321, 700, n, rows)
+    assert isinstance(out, (int, np.integer))
+    assert out == _rows_ref(a, 1234, 600, b, 4321, 700, n, rows)
+
+
+def test_sqdiff_rows_i8_extremes_and_runs_at_the_end():
+    # |a - b| = 255 everywhere: 255² per value, no 16-bit overflow in the difference
+    lo, hi = np.full(3 * 640, -128, np.int8), np.full(3 * 640, 127, np.int8)
+    assert _rows_i8(lo, 0, 640, hi, 0, 640, 640, 3) == 255**2 * 1920
+    # the last run ends at the array's last element (masked tail reads nothing past it)
+    a = np.arange(-100, 95, dtype=np.int8)
+    b = a[::-1].copy()
+    assert _rows_i8(a, 5, 60, b, 5, 60, 70, 3) == _rows_ref(a, 5, 60, b, 5, 60, 70, 3)
+
+
+def test_sqdiff_rows_i8_random_runs_against_numpy():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n, rows = int(rng.integers(0, 300)), int(rng.integers(0, 8))
+        sa, sb = (n + int(rng.integers(0, 100)) for _ in range(2))
+        a = rng.integers(-128, 128, sa * max(rows, 1) + n + 1).astype(np.int8)
+        b = rng.integers(-128, 128, sb * max(rows, 1) + n + 1).astype(np.int8)
+        ao = int(rng.integers(0, a.size - (sa * max(rows - 1, 0) + n) + 1))
+        bo = int(rng.integers(0, b.size - (sb * max(rows - 1, 0) + n) + 1))
+        assert _rows_i8(a, ao, sa, b, bo, sb, n, rows) == _rows_ref(a, ao, sa, b, bo, sb, n, rows)
+
+
+def test_sqdiff_rows_i8_rejects_other_dtypes():
+    from numba.core.errors import TypingError
+
+    with pytest.raises(TypingError):
+        _rows_i8(np.zeros(4, np.uint8), 0, 4, np.zeros(4, np.uint8), 0, 4, 4, 1)
+    with pytest.raises(TypingError):
+        _rows_i8(np.zeros(4, np.float32), 0, 4, np.zeros(4, np.float32), 0, 4, 4, 1)

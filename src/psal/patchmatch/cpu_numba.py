@@ -22,10 +22,11 @@ neighbours per pixel:
   latency, ~280 ns per far candidate against ~45 ns for a cached one at C=64, p=3).
   The remaining ones are summed row by row (channels-last rows, vectorised: AVX-512
   on this machine's Zen 4) with an early exit once the k-th distance is exceeded.
-* When the projection bound is off (incoherent features, e.g. noise), an 8-bit copy
-  of the key gives another exact bound (:func:`_quantised`): ``sqrt`` of the distance
-  to the 8-bit patch is within the quantisation error ``qe`` of the true one, so most
-  candidates are rejected after reading a quarter of the bytes.
+* When the projection bound is off (incoherent features, e.g. noise), 8-bit copies of
+  the query and the key give another exact bound (:func:`_quantised`): ``sqrt`` of the
+  distance between the two 8-bit patches is within the two patches' quantisation
+  errors of the true one, so most candidates are rejected after an integer sum over a
+  quarter of the bytes (``vpmaddwd``: 64 values in a few instructions).
 * The random samples around one neighbour are drawn first; those at half-widths
   ``>= FAR_W`` (cache misses) are prefetched and tried after the near ones. The samples
   are those of the plain loop and the k-list after a batch of tries does not depend on
@@ -61,7 +62,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..utils.parallel import FASTMATH, run_chunked
-from ..utils.simd import sqdiff
+from ..utils.simd import sqdiff, sqdiff_rows_i8
 from ._border import reflect1
 
 if TYPE_CHECKING:
@@ -93,7 +94,9 @@ BOUND_MIN_WORK = 1.0
 
 #: The projection bound rejects a candidate when bound * this >= the k-th distance
 #: (float rounding may push the computed bound slightly above the true distance).
-_LB_SAFETY = 0.9999
+_LB_SAFETY = np.float32(0.9999)
+#: The same slack for the 8-bit bound (float64 arithmetic on an exact integer sum).
+_Q_SAFETY = 0.9999
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -162,31 +165,8 @@ def _ssd(qp, kp, b, qy, qx, ky, kx, p, c, bound, zero):
 
 
 @njit(inline="always", cache=True, fastmath=FASTMATH)
-def _ssd8(qp, kq, ov, sv, b, qy, qx, ky, kx, p, c, bound, zero):
-    """SSD between a query patch and an 8-bit key patch, early exit at ``bound``.
-
-    ``kq`` is the key quantised as ``round((key - offset) / scale)`` in int8, ``ov`` and
-    ``sv`` the channel offsets and scales tiled over a patch row: each term is
-    ``(query - offset - scale * kq)^2``.
-    """
-    s = zero
-    n = p * c
-    qo = qx * c
-    ko = kx * c
-    for dy in range(p):
-        qs = qp[b, qy + dy, qo : qo + n]
-        ks = kq[b, ky + dy, ko : ko + n]
-        for i in range(n):
-            t = qs[i] - ov[i] - sv[i] * ks[i]
-            s += t * t
-        if s >= bound:
-            return s
-    return s
-
-
-@njit(inline="always", cache=True, fastmath=FASTMATH)
-def _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b, y, x, cand, wk, p, c,
-         kk, zero):  # fmt: skip
+def _try(qp, kp, qpr, kpr, lbfloor, qq, kq, qm, inv_s2, valid, idx, dist, b, y, x, cand, wk, p,
+         c, kk, zero):  # fmt: skip
     """Insert key position ``cand`` into pixel (y, x)'s sorted k-list if it is better.
 
     ``qpr``/``kpr`` (B, H*W, m) are projections of the patches on an orthonormal basis:
@@ -196,6 +176,9 @@ def _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b, y, x, c
     float rounding (absolute, about the patches' energy times float epsilon squared)
     could exceed its relative slack and reject a near-duplicate patch the full
     distance would keep.
+
+    ``qq``/``kq`` are the 8-bit rows of the query and the key (``inv_s2 >= 0``; see
+    :func:`_quantised`), ``qm`` (B, Hq*Wq) the bound's margin at each query pixel.
     """
     if valid[b, cand] == 0:
         return
@@ -211,11 +194,15 @@ def _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b, y, x, c
             return
     ky = cand // wk
     kx = cand - ky * wk
-    if qe >= 0 and worst < np.inf:
-        # the 8-bit key's distance: |sqrt(d8) - sqrt(d)| <= qe (the quantisation error)
-        thr = np.sqrt(worst) + qe
-        thr = thr * thr
-        if _ssd8(qp, kq, ov, sv, b, y, x, ky, kx, p, c, thr, zero) * _LB_SAFETY >= thr:
+    if inv_s2 >= 0 and worst < np.inf:
+        # the 8-bit patches' distance, scale² * d8: sqrt of it is within qm (the two
+        # patches' quantisation errors) of sqrt(d)
+        qrow = qq.shape[2]
+        krow = kq.shape[2]
+        d8 = sqdiff_rows_i8(qq, (b * qq.shape[1] + y) * qrow + x * c, qrow,
+                            kq, (b * kq.shape[1] + ky) * krow + kx * c, krow, p * c, p)  # fmt: skip
+        thr = np.sqrt(np.float64(worst)) + qm[b, y * idx.shape[2] + x]
+        if np.float64(d8) * _Q_SAFETY >= thr * thr * inv_s2:
             return
     d = _ssd(qp, kp, b, y, x, ky, kx, p, c, worst, zero)
     if d < worst:
@@ -319,8 +306,8 @@ def _init_tasks(qp, kp, kpf, valid, vlist, vcount, active, init, use_init, idx, 
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False)
-def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, lbfloor, ov, kq, kqf, sv, qe, valid, active, idx,
-                   dist, snap, cbufs, hk, wk, p, it, seed, band, far_w, zero, lo,
+def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, lbfloor, qq, kq, kqf, qm, inv_s2, valid, active,
+                   idx, dist, snap, cbufs, hk, wk, p, it, seed, band, far_w, zero, lo,
                    hi):  # fmt: skip
     """One PatchMatch iteration (propagation + random search) over the tasks listed.
 
@@ -360,7 +347,7 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, lbfloor, ov, kq, kqf, sv, qe, va
                         ky = cand // wk
                         kx = cand - ky * wk + step
                         if 0 <= kx < wk:
-                            _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b,
+                            _try(qp, kp, qpr, kpr, lbfloor, qq, kq, qm, inv_s2, valid, idx, dist, b,
                                  y, x, ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
                 # propagation from the previous row (snapshot across band edges)
                 ny = y - step
@@ -371,7 +358,7 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, lbfloor, ov, kq, kqf, sv, qe, va
                         ky = cand // wk + step
                         kx = cand - (cand // wk) * wk
                         if 0 <= ky < hk:
-                            _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b,
+                            _try(qp, kp, qpr, kpr, lbfloor, qq, kq, qm, inv_s2, valid, idx, dist, b,
                                  y, x, ky * wk + kx, wk, p, c, kk, zero)  # fmt: skip
                 # random search around each of the k neighbours in turn: its samples drawn
                 # first, the far ones prefetched and tried after the near ones (the list
@@ -395,7 +382,7 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, lbfloor, ov, kq, kqf, sv, qe, va
                         if w >= far_w:
                             far[nf] = cand
                             nf += 1
-                            if qe >= 0:  # the 8-bit patch, read first
+                            if inv_s2 >= 0:  # the 8-bit patch, read first
                                 _prefetch_cand(kqf, kprf, b, cand, wk, 0, nkpr, hkp, rowlen, c,
                                                p, 64)  # fmt: skip
                             else:
@@ -407,7 +394,7 @@ def _iterate_tasks(qp, kp, kpf, qpr, kpr, kprf, lbfloor, ov, kq, kqf, sv, qe, va
                         w = w // 2
                     for i in range(nn + nf):
                         cand = near[i] if i < nn else far[i - nn]
-                        _try(qp, kp, qpr, kpr, lbfloor, ov, kq, sv, qe, valid, idx, dist, b, y,
+                        _try(qp, kp, qpr, kpr, lbfloor, qq, kq, qm, inv_s2, valid, idx, dist, b, y,
                              x, cand, wk, p, c, kk, zero)  # fmt: skip
 
 
@@ -722,53 +709,80 @@ def _moments_tasks(xp, ramp, s, out, t0, t1):
 
 
 @njit(nogil=True, cache=True)
-def _quantise_tasks(key, offset, scale, out, t0, t1):  # pragma: no cover (compiled)
-    """``out = clip(round((key - offset) / scale), -127, 127)`` as int8, in float64.
+def _quantise_tasks(x, offset, scale, out, energy, t0, t1):  # pragma: no cover (compiled)
+    """8-bit levels of ``x`` and the squared error they leave at each pixel.
 
-    Tasks ``[t0, t1)`` of ``B * C``: channel ``t % C`` of image ``t // C`` of the
-    (B, C, H, W) key (one pass, no float64 copy of the key).
+    ``out[b, ch, y, :] = clip(round((x - offset[ch]) / scale), -127, 127)`` as int8,
+    ``energy[b, y, :] = Σ_ch (x - offset[ch] - scale * out)²``, in float64, for the
+    tasks ``[t0, t1)`` of ``B * H`` (one image row each).
     """
-    c = key.shape[1]
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
     for t in range(t0, t1):
-        bi, ch = t // c, t % c
-        o = offset[ch]
-        s = scale[ch]
-        src = key[bi, ch]
-        dst = out[bi, ch]
-        for y in range(src.shape[0]):
-            for x in range(src.shape[1]):
-                v = np.round((np.float64(src[y, x]) - o) / s)
-                dst[y, x] = np.int8(min(127.0, max(-127.0, v)))
+        bi, y = t // h, t % h
+        e = energy[bi, y]
+        for i in range(w):
+            e[i] = 0.0
+        for ch in range(c):
+            o = offset[ch]
+            src = x[bi, ch, y]
+            dst = out[bi, ch, y]
+            for i in range(w):
+                v = np.float64(src[i]) - o
+                q = min(127.0, max(-127.0, np.round(v / scale)))
+                dst[i] = np.int8(q)
+                r = v - scale * q
+                e[i] += r * r
 
 
-def _quantised(key, p, dtype, use):
-    """The 8-bit bound's arrays: (offsets, int8 key rows, scales, error).
+def _patch_errors(energy: np.ndarray, p: int) -> np.ndarray:
+    """(B, H, W) squared errors per pixel -> (B, H*W) error norm of each patch.
 
-    Per channel, ``key ≈ offset + scale * kq`` with ``kq = round((key - offset) / scale)``
-    in [-127, 127]; the error of a patch is at most ``qe = sqrt(p² Σ_c (scale_c / 2)²)``,
-    so ``(sqrt(d8) - qe)²`` bounds the true distance from below. Used when the
-    projection bound is off (incoherent features): a rejection then reads a quarter of
-    the bytes. Offsets and scales are tiled over a patch row (p·C values). ``qe = -1``:
-    off. ``key``: (B, C, H, W) array.
+    Summed over the reflect-padded p x p window, as in the padded rows the search reads.
+    """
+    r = p // 2
+    b, h, w = energy.shape
+    ep = _rows(energy[:, None], r, np.float64)  # (B, H + 2r, W + 2r), reflect-padded
+    cs = np.zeros((b, h + 2 * r + 1, w + 2 * r + 1))
+    np.cumsum(np.cumsum(ep, 1), 2, out=cs[:, 1:, 1:])
+    box = cs[:, p:, p:] - cs[:, :-p, p:] - cs[:, p:, :-p] + cs[:, :-p, :-p]
+    return np.sqrt(np.maximum(box, 0.0)).reshape(b, h * w)
+
+
+def _quantised(query, key, p, use, same):
+    """The 8-bit bound's arrays: (query rows, key rows, margins, 1 / scale²).
+
+    Both maps are stored as ``x ≈ offset + scale * level`` with per-channel offsets, one
+    scale for all channels (so the levels' squared differences sum to the distance of
+    the two 8-bit patches over ``scale²``) and levels in [-127, 127] (int8), in the same
+    reflect-padded channels-last rows as the search's. By the triangle inequality,
+    ``sqrt(d) >= scale * sqrt(d8) - e_q - e_k`` with ``e_q``, ``e_k`` the norms of the
+    two patches' rounding errors (measured, not the worst case): the margin of a query
+    pixel is its ``e_q`` plus the largest ``e_k`` (with 1e-6 relative slack). Used when
+    the projection bound is off (incoherent features): a rejection then costs an
+    integer sum over a quarter of the bytes. ``inv_s2 = -1``: off. ``query``, ``key``:
+    (B, C, H, W) arrays (the same object for a self-search).
     """
     if not use or not QUANTISE:
-        z = np.zeros(1, dtype=dtype)
-        return z, np.zeros((1, 1, 1), dtype=np.int8), z, -1.0
+        z8 = np.zeros((1, 1, 1), dtype=np.int8)
+        return z8, z8, np.zeros((1, 1)), -1.0
     r = p // 2
-    lo = key.min(axis=(0, 2, 3)).astype(np.float64)  # min and max are exact in any dtype
-    hi = key.max(axis=(0, 2, 3)).astype(np.float64)
+    both = (query,) if same else (query, key)
+    lo = np.min([x.min(axis=(0, 2, 3)) for x in both], axis=0).astype(np.float64)
+    hi = np.max([x.max(axis=(0, 2, 3)) for x in both], axis=0).astype(np.float64)
     offset = (hi + lo) / 2
-    scale = np.maximum((hi - lo) / 254, 1e-30)
-    levels = np.empty(key.shape, dtype=np.int8)
-    run_chunked(_quantise_tasks, key.shape[0] * key.shape[1], np.ascontiguousarray(key),
-                offset, scale, levels)  # fmt: skip
-    kq = _rows(levels, r, np.int8)
-    ov = np.tile(offset.astype(dtype), p)
-    sv = np.tile(scale.astype(dtype), p)
-    # the rounding error is at most scale / 2 per value; 1e-4 relative slack for the
-    # float arithmetic of the bound
-    qe = float(np.sqrt(p * p * ((scale / 2) ** 2).sum())) * 1.0001 + 1e-12
-    return ov, kq, sv, qe
+    scale = max(float((hi - lo).max()) / 254, 1e-30)
+    rows, errs = [], []
+    for x in both:
+        x = np.ascontiguousarray(x)
+        b, _, h, w = x.shape
+        levels = np.empty(x.shape, dtype=np.int8)
+        energy = np.empty((b, h, w))
+        run_chunked(_quantise_tasks, b * h, x, offset, scale, levels, energy)
+        rows.append(_rows(levels, r, np.int8))
+        errs.append(_patch_errors(energy, p))
+    qq, kq = rows[0], rows[-1]
+    margin = (errs[0] + errs[-1].max()) * (1 + 1e-6) + 1e-300
+    return qq, kq, margin, 1.0 / (scale * scale)
 
 
 def search(
@@ -865,7 +879,7 @@ def search_arrays(
     else:
         qpr, kpr = _no_projections(b, np_acc)
     lbfloor = np_acc(_lb_floor(query, key, patch_size) if kpr.shape[2] > 0 else 0.0)
-    ov, kq, sv, qe = _quantised(key, patch_size, np_acc, bounds and kpr.shape[2] == 0)
+    qq, kq, qm, inv_s2 = _quantised(query, key, patch_size, bounds and kpr.shape[2] == 0, same)
     idx = np.full((b, hq, wq, k), -1, dtype=np.int64)
     dist = np.full((b, hq, wq, k), np.inf, dtype=np_acc)
     snap = np.empty_like(idx)
@@ -880,7 +894,7 @@ def search_arrays(
     for it in range(iters):
         np.copyto(snap, idx)
         run_chunked(_iterate_tasks, ntask, qp, kp, kp.reshape(-1), qpr, kpr, kpr.reshape(-1),
-                    lbfloor, ov, kq, kq.reshape(-1), sv, qe, valid_np, active, idx, dist, snap,
+                    lbfloor, qq, kq, kq.reshape(-1), qm, inv_s2, valid_np, active, idx, dist, snap,
                     cbufs, hk, wk, patch_size, it, seed, BAND_ROWS, FAR_W, zero)  # fmt: skip
     if query_valid is not None:  # pixels not searched: -1 and inf (whatever init said)
         off = active == 0

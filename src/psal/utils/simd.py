@@ -15,7 +15,13 @@ Sums are in the floats' own precision and in a fixed order (the lanes, then the
 accumulators, then a tree over the lanes), so a result depends on the input only, not
 on the thread count.
 
-The function is an ``@intrinsic``: it is only callable from numba-compiled code.
+:func:`sqdiff_rows_i8` is the exact integer version over the rows of a patch, for the
+engine's 8-bit bound: differences in 16 bits, squares of neighbouring lanes summed in
+32 (the pattern LLVM turns into ``vpmaddwd``, or ``vpdpwssd`` with AVX-512 VNNI), one
+accumulator for all rows. A 3x3x64 patch takes ~16 ns in cache, against ~50 ns for the
+float-against-int8 loop it replaced.
+
+The functions are ``@intrinsic``: they are only callable from numba-compiled code.
 """
 
 from __future__ import annotations
@@ -126,3 +132,96 @@ def sqdiff(typingctx, a, a_offset, b, b_offset, n):
     if dtype is None:
         return None
     return dtype(a, a_offset, b, b_offset, n), _codegen(dtype)
+
+
+def _emit_i8_rows(builder, pa, a_stride, pb, b_stride, n, rows):  # pragma: no cover (codegen)
+    """LLVM IR of the int8 sum of squared differences over ``rows`` runs of ``n``.
+
+    Per 64 bytes: sign-extended to 16 bits, subtracted (|a - b| <= 255 fits), squared
+    in 32 bits and the products of neighbouring lanes added: the pattern that x86's
+    code generator turns into ``vpmaddwd`` (AVX-512BW, or AVX2 on 256-bit halves), 64
+    values in a handful of instructions. One accumulator over all rows, reduced once.
+    """
+    i1, i8, i16, i32, i64 = (ir.IntType(w) for w in (1, 8, 16, 32, 64))
+    lanes = 64
+    vty = ir.VectorType(i8, lanes)
+    aty = ir.VectorType(i32, 16)
+    zero8 = ir.Constant(vty, [ir.Constant(i8, 0)] * lanes)
+    zacc = ir.Constant(aty, [ir.Constant(i32, 0)] * 16)
+    accs = [cgutils.alloca_once_value(builder, zacc) for _ in range(2)]
+    vptr = vty.as_pointer()
+    suffix = "p0" if getattr(vptr, "is_opaque", False) else "p0v64i8"
+    mty = ir.VectorType(i1, lanes)
+    fnty = ir.FunctionType(vty, [vptr, i32, mty, vty])
+    masked_load = cgutils.get_or_insert_function(
+        builder.module, fnty, f"llvm.masked.load.v64i8.{suffix}"
+    )
+
+    def lanes_of(v, start, count, step=1):
+        idx = ir.Constant(ir.VectorType(i32, count), list(range(start, start + count * step, step)))
+        return builder.shuffle_vector(v, v, idx)
+
+    def step(qa, qb, acc, mask=None):
+        ptrs = [builder.bitcast(x, vptr) for x in (qa, qb)]
+        if mask is None:
+            va, vb = (builder.load(p, align=1) for p in ptrs)
+        else:
+            one = ir.Constant(i32, 1)
+            va, vb = (builder.call(masked_load, [p, one, mask, zero8]) for p in ptrs)
+        wide = ir.VectorType(i16, lanes)
+        d = builder.sext(builder.sub(builder.sext(va, wide), builder.sext(vb, wide)),
+                         ir.VectorType(i32, lanes))  # fmt: skip
+        sq = builder.mul(d, d)
+        pairs = builder.add(lanes_of(sq, 0, 32, 2), lanes_of(sq, 1, 32, 2))
+        s = builder.add(lanes_of(pairs, 0, 16), lanes_of(pairs, 16, 16))
+        builder.store(builder.add(builder.load(acc), s), acc)
+
+    nvec = builder.udiv(n, ir.Constant(i64, lanes))
+    done = builder.mul(nvec, ir.Constant(i64, lanes))
+    ivty = ir.VectorType(i64, lanes)
+    left = builder.insert_element(ir.Constant(ivty, None), builder.sub(n, done), i32(0))
+    splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+    left = builder.shuffle_vector(left, ir.Constant(ivty, None), splat)
+    lane = ir.Constant(ivty, [ir.Constant(i64, j) for j in range(lanes)])
+    mask = builder.icmp_signed("<", lane, left)
+    has_tail = builder.icmp_unsigned("!=", done, n)
+    with cgutils.for_range(builder, rows) as row:
+        ra = builder.gep(pa, [builder.mul(row.index, a_stride)])
+        rb = builder.gep(pb, [builder.mul(row.index, b_stride)])
+        with cgutils.for_range(builder, nvec) as loop:
+            o = builder.mul(loop.index, ir.Constant(i64, lanes))
+            step(builder.gep(ra, [o]), builder.gep(rb, [o]), accs[0])
+        with builder.if_then(has_tail):
+            step(builder.gep(ra, [done]), builder.gep(rb, [done]), accs[1], mask)
+    total = builder.sext(builder.add(builder.load(accs[0]), builder.load(accs[1])),
+                         ir.VectorType(i64, 16))  # fmt: skip
+    fnty = ir.FunctionType(i64, [ir.VectorType(i64, 16)])
+    reduce = cgutils.get_or_insert_function(builder.module, fnty, "llvm.vector.reduce.add.v16i64")
+    return builder.call(reduce, [total])
+
+
+@intrinsic
+def sqdiff_rows_i8(typingctx, a, a_offset, a_stride, b, b_offset, b_stride, n, rows):
+    """``sum((a_run - b_run) ** 2)`` over ``rows`` runs of ``n`` int8 values, as int64.
+
+    Run ``r`` of ``a`` is ``a.flat[a_offset + r * a_stride :][:n]`` (likewise ``b``):
+    the rows of a patch in an image stored row by row. Exact integer arithmetic. Lane
+    sums are 32-bit: at most ~500,000 values in all (``n * rows``). ``a`` and ``b``:
+    C-contiguous int8 arrays; no bounds checks (the caller guarantees the runs lie
+    inside the arrays).
+    """
+    ok = all(isinstance(x, types.Array) and x.layout == "C" and x.dtype == types.int8
+             for x in (a, b))  # fmt: skip
+    ints = (a_offset, a_stride, b_offset, b_stride, n, rows)
+    if not ok or not all(isinstance(t, types.Integer) for t in ints):
+        return None
+
+    def codegen(context, builder, sig, args):  # pragma: no cover (code generation)
+        arrays = [context.make_array(sig.args[i])(context, builder, args[i]) for i in (0, 3)]
+        ao, sa, bo, sb, cnt, nrows = (context.cast(builder, args[i], sig.args[i], types.int64)
+                                      for i in (1, 2, 4, 5, 6, 7))  # fmt: skip
+        pa = builder.gep(arrays[0].data, [ao])
+        pb = builder.gep(arrays[1].data, [bo])
+        return _emit_i8_rows(builder, pa, sa, pb, sb, cnt, nrows)
+
+    return types.int64(a, a_offset, a_stride, b, b_offset, b_stride, n, rows), codegen
