@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from psal.utils.simd import sqdiff, sqdiff_rows_i8
+from psal.utils.simd import sqdiff, sqdiff_rows, sqdiff_rows_i8
 
 
 @njit(cache=False)
@@ -123,3 +123,29 @@ def test_sqdiff_rows_i8_rejects_other_dtypes():
         _rows_i8(np.zeros(4, np.uint8), 0, 4, np.zeros(4, np.uint8), 0, 4, 4, 1)
     with pytest.raises(TypingError):
         _rows_i8(np.zeros(4, np.float32), 0, 4, np.zeros(4, np.float32), 0, 4, 4, 1)
+
+
+@njit(cache=False)
+def _rows_f(a, ao, sa, b, bo, sb, n, rows):
+    return sqdiff_rows(a, ao, sa, b, bo, sb, n, rows)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sqdiff_rows_random_runs_against_numpy(dtype):
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        n, rows = int(rng.integers(0, 300)), int(rng.integers(0, 8))
+        sa, sb = (n + int(rng.integers(0, 100)) for _ in range(2))
+        a = rng.standard_normal(sa * max(rows, 1) + n + 1).astype(dtype)
+        b = rng.standard_normal(sb * max(rows, 1) + n + 1).astype(dtype)
+        ao = int(rng.integers(0, a.size - (sa * max(rows - 1, 0) + n) + 1))
+        bo = int(rng.integers(0, b.size - (sb * max(rows - 1, 0) + n) + 1))
+        fa, fb = a.astype(np.float64), b.astype(np.float64)
+        ref = sum(((fa[ao + r * sa :][:n] - fb[bo + r * sb :][:n]) ** 2).sum() for r in range(rows))
+        out = _rows_f(a, ao, sa, b, bo, sb, n, rows)
+        tol = 2e-5 if dtype == np.float32 else 1e-12
+        assert abs(out - ref) <= tol * ref + 1e-30, (n, rows, sa, sb)
+    # one row is sqdiff (up to the order LLVM's reassociation picks per call site)
+    a, b = rng.standard_normal(100).astype(dtype), rng.standard_normal(100).astype(dtype)
+    for n in (0, 5, 21, 64, 99):
+        assert np.isclose(_rows_f(a, 1, 0, b, 0, 0, n, 1), _call(a, 1, b, 0, n), rtol=1e-6)

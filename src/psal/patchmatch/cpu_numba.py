@@ -62,7 +62,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..utils.parallel import FASTMATH, run_chunked
-from ..utils.simd import sqdiff, sqdiff_rows_i8
+from ..utils.simd import sqdiff, sqdiff_rows, sqdiff_rows_i8
 from ._border import reflect1
 
 if TYPE_CHECKING:
@@ -79,6 +79,11 @@ FAR_W = 8
 QUANTISE = True
 #: The initialisation prefetches the random patches of the pixel this far ahead.
 INIT_AHEAD = 2
+#: A patch distance checks its early exit after runs of rows of at least this many
+#: values (one horizontal sum each): on this machine the exit never paid for itself
+#: below (RGB 7x7 patches 20% faster summed whole than checked row by row; CNN
+#: features 3x3x64 4%; 7x7x64 the same).
+CHUNK_VALUES = 4096
 #: Dimensions of the patch projections whose distance bounds the patch distance from
 #: below (0 disables the bound; see :func:`_projections`).
 PROJ_DIMS = 16
@@ -155,12 +160,14 @@ def _ssd(qp, kp, b, qy, qx, ky, kx, p, c, bound, zero):
     krow = kp.shape[2]
     qo = (b * qp.shape[1] + qy) * qrow + qx * c
     ko = (b * kp.shape[1] + ky) * krow + kx * c
-    for dy in range(p):
-        # explicit vectors with a masked tail: a short row (7x3 values of an RGB patch)
-        # never reached LLVM's own vector loop (~3.5x faster there; psal.utils.simd)
-        s += sqdiff(qp, qo + dy * qrow, kp, ko + dy * krow, n)
+    dy = 0
+    chunk = max(1, CHUNK_VALUES // max(n, 1))
+    while dy < p:
+        r = min(chunk, p - dy)
+        s += sqdiff_rows(qp, qo + dy * qrow, qrow, kp, ko + dy * krow, krow, n, r)
         if s >= bound:
             return s
+        dy += r
     return s
 
 

@@ -38,8 +38,12 @@ UNROLL = 4
 _FLAGS = ("reassoc", "contract", "nsz", "arcp")
 
 
-def _emit(context, builder, dtype, pa, pb, n):  # pragma: no cover (code generation)
-    """LLVM IR of ``sum((pa[:n] - pb[:n]) ** 2)`` in ``dtype``; element pointers."""
+def _emit(context, builder, dtype, pa, pb, n, rows=None):  # pragma: no cover (code generation)
+    """LLVM IR of ``sum((pa[:n] - pb[:n]) ** 2)`` in ``dtype``; element pointers.
+
+    ``rows``: None, or ``(count, a_stride, b_stride)``: the sum over ``count`` runs
+    ``pa + r * a_stride`` (likewise ``pb``), in the same accumulators, reduced once.
+    """
     elem = context.get_value_type(dtype)
     size = 4 if dtype == types.float32 else 8
     lanes = 64 // size  # one 512-bit vector: 16 floats or 8 doubles
@@ -70,24 +74,31 @@ def _emit(context, builder, dtype, pa, pb, n):  # pragma: no cover (code generat
         d = builder.fsub(va, vb, flags=_FLAGS)
         builder.store(add(builder.load(acc), builder.fmul(d, d, flags=_FLAGS)), acc)
 
-    block = ir.Constant(i64, UNROLL * lanes)
-    nblocks = builder.udiv(n, block)
-    with cgutils.for_range(builder, nblocks) as loop:
-        base = builder.mul(loop.index, block)
-        for h in range(UNROLL):
-            step(builder.add(base, ir.Constant(i64, h * lanes)), accs[h])
-    done = builder.mul(nblocks, block)
-    nvec = builder.udiv(builder.sub(n, done), ir.Constant(i64, lanes))
-    with cgutils.for_range(builder, nvec) as loop:
-        step(builder.add(done, builder.mul(loop.index, ir.Constant(i64, lanes))), accs[0])
-    done = builder.add(done, builder.mul(nvec, ir.Constant(i64, lanes)))
-    # the tail: lanes [0, n - done) of one more vector
-    ivty = ir.VectorType(i64, lanes)
-    left = builder.insert_element(ir.Constant(ivty, None), builder.sub(n, done), i32(0))
-    splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-    left = builder.shuffle_vector(left, ir.Constant(ivty, None), splat)
-    lane = ir.Constant(ivty, [ir.Constant(i64, j) for j in range(lanes)])
-    step(done, accs[UNROLL - 1], builder.icmp_signed("<", lane, left))
+    if rows is None:
+        rows = (ir.Constant(i64, 1), ir.Constant(i64, 0), ir.Constant(i64, 0))
+    count, a_stride, b_stride = rows
+    a0, b0 = pa, pb
+    with cgutils.for_range(builder, count) as row:
+        pa = builder.gep(a0, [builder.mul(row.index, a_stride)])
+        pb = builder.gep(b0, [builder.mul(row.index, b_stride)])
+        block = ir.Constant(i64, UNROLL * lanes)
+        nblocks = builder.udiv(n, block)
+        with cgutils.for_range(builder, nblocks) as loop:
+            base = builder.mul(loop.index, block)
+            for h in range(UNROLL):
+                step(builder.add(base, ir.Constant(i64, h * lanes)), accs[h])
+        done = builder.mul(nblocks, block)
+        nvec = builder.udiv(builder.sub(n, done), ir.Constant(i64, lanes))
+        with cgutils.for_range(builder, nvec) as loop:
+            step(builder.add(done, builder.mul(loop.index, ir.Constant(i64, lanes))), accs[0])
+        done = builder.add(done, builder.mul(nvec, ir.Constant(i64, lanes)))
+        # the tail: lanes [0, n - done) of one more vector
+        ivty = ir.VectorType(i64, lanes)
+        left = builder.insert_element(ir.Constant(ivty, None), builder.sub(n, done), i32(0))
+        splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+        left = builder.shuffle_vector(left, ir.Constant(ivty, None), splat)
+        lane = ir.Constant(ivty, [ir.Constant(i64, j) for j in range(lanes)])
+        step(done, accs[UNROLL - 1], builder.icmp_signed("<", lane, left))
     total = builder.load(accs[0])
     for h in range(1, UNROLL):
         total = add(total, builder.load(accs[h]))
@@ -225,3 +236,26 @@ def sqdiff_rows_i8(typingctx, a, a_offset, a_stride, b, b_offset, b_stride, n, r
         return _emit_i8_rows(builder, pa, sa, pb, sb, cnt, nrows)
 
     return types.int64(a, a_offset, a_stride, b, b_offset, b_stride, n, rows), codegen
+
+
+@intrinsic
+def sqdiff_rows(typingctx, a, a_offset, a_stride, b, b_offset, b_stride, n, rows):
+    """:func:`sqdiff` summed over ``rows`` runs of ``n``, reduced once.
+
+    Run ``r`` of ``a`` starts at ``a.flat[a_offset + r * a_stride]`` (likewise ``b``):
+    the rows of a patch stored row by row. One set of vector accumulators serves all
+    the rows, so a short row (21 floats of an RGB patch) costs no horizontal sum.
+    """
+    dtype = _typed(a, a_offset, b, b_offset, n)
+    if dtype is None or not all(isinstance(t, types.Integer) for t in (a_stride, b_stride, rows)):
+        return None
+
+    def codegen(context, builder, sig, args):  # pragma: no cover (code generation)
+        arrays = [context.make_array(sig.args[i])(context, builder, args[i]) for i in (0, 3)]
+        ao, sa, bo, sb, cnt, nrows = (context.cast(builder, args[i], sig.args[i], types.int64)
+                                      for i in (1, 2, 4, 5, 6, 7))  # fmt: skip
+        pa = builder.gep(arrays[0].data, [ao])
+        pb = builder.gep(arrays[1].data, [bo])
+        return _emit(context, builder, dtype, pa, pb, cnt, (nrows, sa, sb))
+
+    return dtype(a, a_offset, a_stride, b, b_offset, b_stride, n, rows), codegen
