@@ -329,7 +329,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     from psal.utils.atomic import atomic_path
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    markers = dict(zip(LAYERS, "os^Dv"))
+    markers = dict(zip(LAYERS, "os^Dvx", strict=True))
     for layer, label in LAYERS.items():
         ok = [r for r in rows if r["layer"] == layer and r["status"] == "ok"]
         if not ok:
