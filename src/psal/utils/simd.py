@@ -211,6 +211,24 @@ def _emit_i8_rows(builder, pa, a_stride, pb, b_stride, n, rows):  # pragma: no c
     return builder.call(reduce, [total])
 
 
+def _rows_codegen(emit):
+    """Codegen of a ``(a, a_offset, a_stride, b, b_offset, b_stride, n, rows)`` intrinsic.
+
+    Hands ``emit`` the two runs' first element pointers and the strides and counts as
+    int64.
+    """
+
+    def codegen(context, builder, sig, args):  # pragma: no cover (code generation)
+        arrays = [context.make_array(sig.args[i])(context, builder, args[i]) for i in (0, 3)]
+        ao, sa, bo, sb, cnt, nrows = (context.cast(builder, args[i], sig.args[i], types.int64)
+                                      for i in (1, 2, 4, 5, 6, 7))  # fmt: skip
+        pa = builder.gep(arrays[0].data, [ao])
+        pb = builder.gep(arrays[1].data, [bo])
+        return emit(context, builder, pa, sa, pb, sb, cnt, nrows)
+
+    return codegen
+
+
 @intrinsic
 def sqdiff_rows_i8(typingctx, a, a_offset, a_stride, b, b_offset, b_stride, n, rows):
     """``sum((a_run - b_run) ** 2)`` over ``rows`` runs of ``n`` int8 values, as int64.
@@ -227,15 +245,11 @@ def sqdiff_rows_i8(typingctx, a, a_offset, a_stride, b, b_offset, b_stride, n, r
     if not ok or not all(isinstance(t, types.Integer) for t in ints):
         return None
 
-    def codegen(context, builder, sig, args):  # pragma: no cover (code generation)
-        arrays = [context.make_array(sig.args[i])(context, builder, args[i]) for i in (0, 3)]
-        ao, sa, bo, sb, cnt, nrows = (context.cast(builder, args[i], sig.args[i], types.int64)
-                                      for i in (1, 2, 4, 5, 6, 7))  # fmt: skip
-        pa = builder.gep(arrays[0].data, [ao])
-        pb = builder.gep(arrays[1].data, [bo])
+    def emit(context, builder, pa, sa, pb, sb, cnt, nrows):  # pragma: no cover (codegen)
         return _emit_i8_rows(builder, pa, sa, pb, sb, cnt, nrows)
 
-    return types.int64(a, a_offset, a_stride, b, b_offset, b_stride, n, rows), codegen
+    sig = types.int64(a, a_offset, a_stride, b, b_offset, b_stride, n, rows)
+    return sig, _rows_codegen(emit)
 
 
 @intrinsic
@@ -250,12 +264,7 @@ def sqdiff_rows(typingctx, a, a_offset, a_stride, b, b_offset, b_stride, n, rows
     if dtype is None or not all(isinstance(t, types.Integer) for t in (a_stride, b_stride, rows)):
         return None
 
-    def codegen(context, builder, sig, args):  # pragma: no cover (code generation)
-        arrays = [context.make_array(sig.args[i])(context, builder, args[i]) for i in (0, 3)]
-        ao, sa, bo, sb, cnt, nrows = (context.cast(builder, args[i], sig.args[i], types.int64)
-                                      for i in (1, 2, 4, 5, 6, 7))  # fmt: skip
-        pa = builder.gep(arrays[0].data, [ao])
-        pb = builder.gep(arrays[1].data, [bo])
+    def emit(context, builder, pa, sa, pb, sb, cnt, nrows):  # pragma: no cover (codegen)
         return _emit(context, builder, dtype, pa, pb, cnt, (nrows, sa, sb))
 
-    return dtype(a, a_offset, a_stride, b, b_offset, b_stride, n, rows), codegen
+    return dtype(a, a_offset, a_stride, b, b_offset, b_stride, n, rows), _rows_codegen(emit)
