@@ -114,15 +114,19 @@ def _max_logit(indices, distances, b, y, x, r, inv_t):  # pragma: no cover (comp
 
 
 @njit(inline="always", cache=True)
-def _pixel_vote(value, indices, src, b, y, x, r, mode, inv_t, m, acc):  # pragma: no cover
+def _pixel_vote(value, kyx, src, b, y, x, r, mode, inv_t, m, acc):  # pragma: no cover
     """Accumulate pixel (y, x)'s proposals into ``acc``; returns (sum of weights, seen).
+
+    ``kyx`` (B, k, Hq, Wq, 2) int32: each neighbour's key row and column (-1 where
+    none), divided out once per call instead of once per proposal (p² proposals read
+    each entry).
 
     The weight of a proposal is 1 (``mode`` 0, plain mean), ``src`` itself (1: the
     precomputed weights) or ``exp(-src * inv_t - m)`` (2: from the distances, shifted
     by ``m``).
     """
     _, hk, wk, cv = value.shape
-    _, kk, hq, wq = indices.shape
+    _, kk, hq, wq, _ = kyx.shape
     for c in range(cv):
         acc[c] = 0.0
     den = 0.0
@@ -136,8 +140,8 @@ def _pixel_vote(value, indices, src, b, y, x, r, mode, inv_t, m, acc):  # pragma
             if cx < 0 or cx >= wq:
                 continue
             for j in range(kk):
-                idx = indices[b, j, cy, cx]
-                if idx < 0:
+                ky = kyx[b, j, cy, cx, 0]
+                if ky < 0:
                     continue
                 seen = True
                 if mode == 0:
@@ -146,8 +150,8 @@ def _pixel_vote(value, indices, src, b, y, x, r, mode, inv_t, m, acc):  # pragma
                     e = np.float64(src[b, j, cy, cx])
                 else:
                     e = np.exp(-_clean(src[b, j, cy, cx]) * inv_t - m)
-                py = reflect1(idx // wk + dy, hk)
-                px = reflect1(idx - (idx // wk) * wk + dx, wk)
+                py = reflect1(ky + dy, hk)
+                px = reflect1(kyx[b, j, cy, cx, 1] + dx, wk)
                 den += e
                 for c in range(cv):
                     acc[c] += e * value[b, py, px, c]
@@ -155,8 +159,8 @@ def _pixel_vote(value, indices, src, b, y, x, r, mode, inv_t, m, acc):  # pragma
 
 
 @njit(nogil=True, cache=True)
-def _vote_kernel(value, indices, distances, weights, tiny, bs, ys, xs, r, inv_t, uniform, out,
-                 covered, lo, hi):  # fmt: skip
+def _vote_kernel(value, indices, kyx, distances, weights, tiny, bs, ys, xs, r, inv_t, uniform,
+                 out, covered, lo, hi):  # fmt: skip
     # value is channels-last (B, Hk, Wk, Cv) and out (N, Cv): the channel loops are
     # contiguous (a (B, Cv, H, W) layout reads one cache line per channel per proposal).
     # ``weights`` holds exp(-(d - d_min) / T) per query pixel and neighbour, computed
@@ -171,11 +175,11 @@ def _vote_kernel(value, indices, distances, weights, tiny, bs, ys, xs, r, inv_t,
         b = bs[n]
         y = ys[n]
         x = xs[n]
-        den, seen = _pixel_vote(value, indices, weights, b, y, x, r, 0 if uniform else 1,
+        den, seen = _pixel_vote(value, kyx, weights, b, y, x, r, 0 if uniform else 1,
                                 inv_t, 0.0, acc)  # fmt: skip
         if seen and not uniform and den < tiny:
             m = _max_logit(indices, distances, b, y, x, r, inv_t)
-            den, seen = _pixel_vote(value, indices, distances, b, y, x, r, 2, inv_t, m, acc)
+            den, seen = _pixel_vote(value, kyx, distances, b, y, x, r, 2, inv_t, m, acc)
         covered[n] = den > 0
         for c in range(cv):
             out[n, c] = acc[c] / den if den > 0 else 0.0
@@ -262,7 +266,11 @@ def vote_arrays(
     if not uniform:
         run_chunked(_weights_kernel, indices.shape[0], indices, weights,
                     float(np_dtype(inv_t)), weights)  # fmt: skip
-    args = (v, indices, raw, weights, tiny,
+    wk = v.shape[2]
+    kyx = np.empty((*indices.shape, 2), dtype=np.int32)
+    kyx[..., 0] = np.where(indices >= 0, indices // wk, -1)
+    kyx[..., 1] = indices - (indices // wk) * wk
+    args = (v, indices, kyx, raw, weights, tiny,
             np.ascontiguousarray(bs, dtype=np.int64), np.ascontiguousarray(ys, dtype=np.int64),
             np.ascontiguousarray(xs, dtype=np.int64), radius, np_dtype(inv_t), uniform, out,
             covered)  # fmt: skip
