@@ -227,3 +227,110 @@ def test_a_large_source_area_is_no_mostly_hole_warning(kind):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         psal.inpaint(img, m, seed=0, source_mask=src)
+
+
+def _gray_and_ref(h: int = 44, w: int = 52) -> tuple[np.ndarray, np.ndarray]:
+    from skimage import data
+
+    photo = data.astronaut()[::4, ::4][: h + 8, : w + 8]  # 128x128
+    gray = (photo[4 : h + 4, 6 : w + 6] @ [0.299, 0.587, 0.114]).round().astype(np.uint8)
+    return gray, np.ascontiguousarray(photo[:h, :w])
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {"scales": (1.0,), "propagate": False},
+        {"scales": (1.0,)},
+        {"scales": (1.0,), "consistency": None},
+        {"temperature": float("inf"), "scales": (1.0,)},
+    ],
+)
+def test_colorize_numpy_path_equals_the_tensor_path(opts):
+    # at scale 1 no resampling is involved: the two paths give the same 8-bit result
+    gray, ref = _gray_and_ref()
+    a = psal.colorize(gray, ref, seed=3, patch_size=5, **opts)
+    t = psal.colorize(torch.from_numpy(gray / 255.0).float()[None],
+                      torch.from_numpy(ref / 255.0).float().permute(2, 0, 1), seed=3,
+                      patch_size=5, **opts)  # fmt: skip
+    b = (t.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+    assert a.shape == b.shape == (44, 52, 3)
+    d = np.abs(a.astype(int) - b.astype(int))
+    assert d.max() <= 1, d.max()
+
+
+def test_colorize_numpy_path_with_rescaled_references_stays_within_rounding():
+    # resized references: bilinear taps computed in float32 as torch does, but summed
+    # in another order (~1e-6): a PatchMatch choice may differ where two reference
+    # patches are that close
+    gray, ref = _gray_and_ref()
+    a = psal.colorize(gray, ref, seed=1, patch_size=5)
+    t = psal.colorize(torch.from_numpy(gray / 255.0).float()[None],
+                      torch.from_numpy(ref / 255.0).float().permute(2, 0, 1), seed=1,
+                      patch_size=5)  # fmt: skip
+    b = (t.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+    d = np.abs(a.astype(int) - b.astype(int))
+    assert d.mean() < 0.05 and (d > 2).mean() < 0.002, (d.mean(), (d > 2).mean())
+
+
+def test_colorize_numpy_path_keeps_kinds_alpha_and_luma():
+    gray, ref = _gray_and_ref(30, 36)
+    la = Image.fromarray(np.stack([gray, np.full_like(gray, 200)], -1), "LA")
+    out = psal.colorize(la, Image.fromarray(ref), seed=0, patch_size=5)
+    assert isinstance(out, Image.Image) and out.mode == "RGBA"
+    arr = np.asarray(out)
+    assert (arr[..., 3] == 200).all()
+    y = arr[..., :3].astype(float) @ [0.299, 0.587, 0.114]
+    assert np.abs(y - gray).max() <= 0.51  # the target's luminance, to rounding
+    f = psal.colorize(gray.astype(np.float64) / 255, ref, seed=0, patch_size=5)
+    assert f.dtype == np.float64 and f.shape == (30, 36, 3)
+
+
+def test_colorize_numpy_path_and_its_command_import_no_torch(tmp_path):
+    gray, ref = _gray_and_ref(30, 36)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    Image.fromarray(ref).save(tmp_path / "r.png")
+    out = tmp_path / "out.png"
+    code = (
+        "import sys, numpy as np, psal\nfrom PIL import Image\nfrom psal.cli import main\n"
+        f"g = np.asarray(Image.open({str(tmp_path / 'g.png')!r}))\n"
+        f"r = np.asarray(Image.open({str(tmp_path / 'r.png')!r}))\n"
+        "shape = psal.colorize(g, r, seed=0, patch_size=5).shape\n"
+        f"status = main(['colorize', {str(tmp_path / 'g.png')!r}, '--reference', "
+        f"{str(tmp_path / 'r.png')!r}, '--patch-size', '5', '-o', {str(out)!r}, '-q'])\n"
+        "print(shape, status, 'torch' in sys.modules)\n"
+    )
+    assert _fresh(code) == "(30, 36, 3) 0 False"
+    np.testing.assert_array_equal(np.asarray(Image.open(out)),
+                                  psal.colorize(gray, ref, seed=0, patch_size=5))  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bilinear_resize_array_matches_torch(dtype):
+    from psal.editing.upscale import resize_array
+
+    rng = np.random.default_rng(0)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    for h, w in ((37, 53), (5, 9), (2, 3), (160, 171)):
+        x = rng.random((1, 2, h, w)).astype(dtype)
+        sizes = [(max(1, round(h * s)), max(1, round(w * s))) for s in (0.33, 0.5, 0.7, 1.4, 2)]
+        for size in sizes:
+            shrink = size[0] < h or size[1] < w
+            ref = F.interpolate(torch.from_numpy(x), size=size, mode="bilinear",
+                                align_corners=False, antialias=shrink).numpy()  # fmt: skip
+            np.testing.assert_allclose(resize_array(x, size, mode="bilinear"), ref, rtol=0,
+                                       atol=tol)  # fmt: skip
+
+
+def test_propagate_numpy_equals_torch():
+    from psal.editing._propagate import propagate
+
+    rng = np.random.default_rng(0)
+    v = rng.random((1, 2, 70, 75))
+    c = (rng.random((1, 1, 70, 75)) > 0.8) * rng.random((1, 1, 70, 75))
+    g = rng.random((1, 1, 70, 75))
+    a = propagate(v, c, g, smoothness=5.0, sigma=0.1, min_size=16)
+    b = propagate(*(torch.from_numpy(t) for t in (v, c, g)), smoothness=5.0, sigma=0.1,
+                  min_size=16)  # fmt: skip
+    assert isinstance(a, np.ndarray) and a.dtype == np.float64
+    np.testing.assert_allclose(a, b.numpy(), rtol=0, atol=1e-9)

@@ -267,7 +267,7 @@ def _inpaint_folder(args, device) -> int:
 
 
 def _patch_device(args: argparse.Namespace, network: bool):
-    """The device of ``psal inpaint`` / ``psal upscale``: the CPU for ``auto`` without a network.
+    """The device of ``psal inpaint`` / ``colorize`` / ``upscale``: CPU for ``auto``, no network.
 
     The patch-based methods' compiled CPU kernels need no torch (1.4 s of start-up,
     several times an inpainting fill of a 512x680 photo), so for ``auto`` and ``cpu``
@@ -308,7 +308,7 @@ def _colorize(args: argparse.Namespace) -> int:
         if args.checkpoint:
             raise CLIError("--model and --checkpoint both choose a network: give one")
         _check_model_name(args.model, "colorize")
-    device = resolve_device(args.device)
+    device = _patch_device(args, network=bool(args.checkpoint or args.model))
     target = load_image(args.target, "TARGET", max_pixels=args.max_pixels)
     reference = load_image(args.reference, "--reference", max_pixels=args.max_pixels)
     check_values(target, f"TARGET {args.target}", unit_float=True)

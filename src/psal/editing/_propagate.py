@@ -14,19 +14,25 @@ Jacobi-preconditioned conjugate gradients, coarse to fine (the solution of a hal
 problem starts the next level), matrix-free: no sparse library. On the CPU the
 conjugate gradients run compiled (:func:`_cg_kernel`, float64, three fused passes
 over the image per step); on other devices, and as the reference the tests compare it
-with, in torch (:func:`_cg_torch`).
+with, in torch (:func:`_cg_torch`). Numpy arrays take the compiled solve without torch
+(``psal colorize`` on numpy and PIL images).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from numba import njit
 
+from ..utils.arrays import Array, dtype_name, full, namespace
 from ..utils.parallel import FASTMATH
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from ..utils.arrays import lazy_torch as torch  # for annotations (imports torch if resolved)
 
 #: Solve with the compiled CPU conjugate gradients (a dozen tensor operations per step
 #: with torch: 6.3 s of a 17.8 s colorization of a 512x480 photo, 0.6 s compiled);
@@ -34,11 +40,12 @@ from ..utils.parallel import FASTMATH
 NUMBA_CG = True
 
 
-def _weights(g: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _weights(g: Array, sigma: float) -> tuple[Array, Array]:
     """Horizontal (B, 1, H, W-1) and vertical (B, 1, H-1, W) affinities of the guide."""
+    xp = namespace(g)
     inv = 1.0 / (2 * sigma * sigma)
-    wx = torch.exp(-((g[..., :, 1:] - g[..., :, :-1]) ** 2) * inv)
-    wy = torch.exp(-((g[..., 1:, :] - g[..., :-1, :]) ** 2) * inv)
+    wx = xp.exp(-((g[..., :, 1:] - g[..., :, :-1]) ** 2) * inv)
+    wy = xp.exp(-((g[..., 1:, :] - g[..., :-1, :]) ** 2) * inv)
     return wx, wy
 
 
@@ -54,9 +61,9 @@ def _laplacian(u: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor) -> torch.Ten
     return out
 
 
-def _degree(wx: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
+def _degree(wx: Array, wy: Array) -> Array:
     b, _, h, w = wx.shape[0], 1, wy.shape[-2] + 1, wx.shape[-1] + 1
-    d = torch.zeros(b, 1, h, w, dtype=wx.dtype, device=wx.device)
+    d = full(wx, (b, 1, h, w), 0.0, dtype_name(wx))
     d[..., :, :-1] += wx
     d[..., :, 1:] += wx
     d[..., :-1, :] += wy
@@ -64,9 +71,9 @@ def _degree(wx: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
     return d
 
 
-def _inv_diagonal(c: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor, lam: float) -> torch.Tensor:
+def _inv_diagonal(c: Array, wx: Array, wy: Array, lam: float) -> Array:
     """The Jacobi preconditioner: ``1 / diag(diag(c) + lam L_w)`` (B, 1, H, W)."""
-    return 1.0 / (c + lam * _degree(wx, wy)).clamp_min(1e-12)
+    return 1.0 / (c + lam * _degree(wx, wy)).clip(1e-12)
 
 
 def _cg_torch(
@@ -182,21 +189,58 @@ def _cg_kernel(u, v, c, inv, wx, wy, lam, iters, tol):  # pragma: no cover (comp
 def _cg(u, v, c, g, lam, sigma, iters, tol):
     """The solve of :func:`_cg_torch`, compiled on the CPU (:data:`NUMBA_CG`).
 
-    One compiled solve per batch element, in float64; torch on other devices.
+    One compiled solve per batch element, in float64; torch on other devices. Numpy
+    arrays in, numpy arrays out (no torch).
     """
-    if not (NUMBA_CG and u.device.type == "cpu"):
+    if isinstance(u, np.ndarray):
+        f64 = (np.float64,)
+        out, vn, cn, gn = (np.array(a, dtype=f64[0]) for a in (u, v, c, g))
+    elif not (NUMBA_CG and u.device.type == "cpu"):
         return _cg_torch(u, v, c, g, lam, sigma, iters, tol)
-    wx, wy = _weights(g.double(), sigma)
-    c = c.detach().to("cpu", torch.float64)
-    inv = _inv_diagonal(c, wx, wy, lam).numpy()
-    out = u.detach().to("cpu", torch.float64).numpy().copy()
-    vn = v.detach().to("cpu", torch.float64).numpy()
-    cn = c.numpy()
-    wxn, wyn = wx.cpu().numpy(), wy.cpu().numpy()
+    else:
+        import torch
+
+        out, vn, cn, gn = (a.detach().to("cpu", torch.float64).numpy().copy()
+                           for a in (u, v, c, g))  # fmt: skip
+    wxn, wyn = _weights(gn, sigma)
+    inv = _inv_diagonal(cn, wxn, wyn, lam)
     for i in range(out.shape[0]):
         _cg_kernel(out[i], vn[i], cn[i, 0], inv[i, 0], wxn[i, 0], wyn[i, 0], float(lam),
                    int(iters), float(tol))  # fmt: skip
+    if isinstance(u, np.ndarray):
+        return out.astype(u.dtype)
+    import torch
+
     return torch.from_numpy(out).to(u.dtype)
+
+
+def _pool2(x: Array) -> Array:
+    """Means of 2x2 blocks, the last row or column alone if odd.
+
+    As ``avg_pool2d(x, 2, ceil_mode=True)``.
+    """
+    if not isinstance(x, np.ndarray):
+        import torch.nn.functional as F
+
+        return F.avg_pool2d(x, 2, ceil_mode=True)
+    h, w = x.shape[-2:]
+    xp = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, h % 2), (0, w % 2)])
+    ones = np.pad(np.ones((h, w)), [(0, h % 2), (0, w % 2)])
+    blocks = xp.reshape(*x.shape[:-2], (h + 1) // 2, 2, (w + 1) // 2, 2).sum((-3, -1))
+    counts = ones.reshape((h + 1) // 2, 2, (w + 1) // 2, 2).sum((1, 3))
+    return (blocks / counts).astype(x.dtype)
+
+
+def _up2(x: Array, h: int, w: int) -> Array:
+    """Bilinear 2x upsampling (``align_corners=False``) cropped to (h, w)."""
+    if not isinstance(x, np.ndarray):
+        import torch.nn.functional as F
+
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)[..., :h, :w]
+    from .upscale import resize_array
+
+    hh, ww = x.shape[-2:]
+    return resize_array(x, (2 * hh, 2 * ww), mode="bilinear")[..., :h, :w]
 
 
 def propagate(
@@ -229,13 +273,17 @@ def propagate(
     h, w = values.shape[-2:]
     if min(h, w) >= 2 * min_size:
         # coarse level: confidence-weighted means of 2x2 blocks (pooled guide)
-        c2 = F.avg_pool2d(confidence, 2, ceil_mode=True)
-        v2 = F.avg_pool2d(values * confidence, 2, ceil_mode=True) / c2.clamp_min(1e-12)
-        g2 = F.avg_pool2d(guide, 2, ceil_mode=True)
+        c2 = _pool2(confidence)
+        v2 = _pool2(values * confidence) / c2.clip(1e-12)
+        g2 = _pool2(guide)
         # a coarse edge spans fewer pixels: keep λ per unit of area comparable
         u2 = propagate(v2, c2, g2, smoothness=smoothness, sigma=sigma, iters=iters,
                        tol=tol, min_size=min_size)  # fmt: skip
-        u = F.interpolate(u2, scale_factor=2, mode="bilinear", align_corners=False)[..., :h, :w]
+        u = _up2(u2, h, w)
+    elif isinstance(values, np.ndarray):
+        total = confidence.sum((2, 3), keepdims=True).clip(1e-12)
+        u = (values * confidence).sum((2, 3), keepdims=True) / total
+        u = np.broadcast_to(u, values.shape).copy()
     else:
         total = confidence.sum((2, 3), keepdim=True).clamp_min(1e-12)
         u = (values * confidence).sum((2, 3), keepdim=True) / total

@@ -30,20 +30,26 @@ are trusted and their colour is propagated over the target, edge-aware.
 The target's luminance is kept exactly (chroma that leaves the RGB gamut is
 desaturated, never clipped). ``scales=(1.0,), propagate=False`` is the method of
 psal 0.1 (per-pixel votes only), kept for comparison in ``benchmarks/colorize.py``.
+
+Numpy arrays and PIL images on the CPU (with the compiled search, the default) are
+coloured on numpy arrays, without importing torch (``psal colorize`` starts ~0.8 s
+sooner); tensors, and other devices, in torch. The two paths run the same steps; their
+results agree to float rounding in the resampling (~1e-5), which can change a
+PatchMatch choice where two reference patches are within it of each other.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
 from .._deprecation import keyword_only
-from ..layers.vote import vote
-from ..patchmatch import patchmatch
+from ..patchmatch.backends import compiled_cpu
+from ..utils.arrays import Array, arange, astype, concat, is_tensor, namespace
 from ..utils.color import (
     check_reference,
     luma,
@@ -51,32 +57,56 @@ from ..utils.color import (
     rgb_to_luma_chroma,
     warn_colour_target,
 )
-from ..utils.convert import check_unit_float
-from ..utils.image import ImageLike, from_tensor, to_tensor
+from ..utils.convert import ImageLike, check_unit_float, from_array, to_array
+from ..utils.filters import box_sum
 from ..utils.progress import ProgressCallback
 from ._propagate import propagate as propagate_values
 from ._temperature import wexler_temperature
 
+if TYPE_CHECKING:
+    import torch
+else:
+    from ..utils.arrays import lazy_torch as torch  # for annotations (imports torch if resolved)
+
 __all__ = ["colorize"]
 
 
-def _luma_of(x: torch.Tensor) -> torch.Tensor:
+def _luma_of(x: Array) -> Array:
     """Luma of a (1, C, H, W) image: C = 1 or 2 (gray, gray + alpha) or 3, 4 (RGB[A])."""
     return x[:, :1] if x.shape[1] <= 2 else luma(x[:, :3])
 
 
-def _local_stats(y: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _box_mean(yp: Array, size: int) -> Array:
+    """Means of the ``size x size`` windows lying inside ``yp`` (``avg_pool2d``, stride 1).
+
+    From running sums in float64 (:func:`psal.utils.filters.box_sum`): a local standard
+    deviation ``sqrt(E[y²] - E[y]²)`` in flat regions is then not float32 cancellation
+    noise (up to 3e-4 with ``avg_pool2d``), and both paths agree.
+    """
+    r = size // 2
+    h, w = yp.shape[-2:]
+    return box_sum(yp, size)[..., r : h - r, r : w - r] / (size * size)
+
+
+def _local_stats(y: Array, window: int) -> tuple[Array, Array]:
     r = window // 2
     pad = min(r, y.shape[-2] - 1, y.shape[-1] - 1)
-    yp = F.pad(y, (pad, pad, pad, pad), mode="reflect") if pad > 0 else y
-    mean = F.avg_pool2d(yp, 2 * pad + 1, stride=1)
-    sq = F.avg_pool2d(yp * yp, 2 * pad + 1, stride=1)
-    return mean, (sq - mean * mean).clamp_min(0).sqrt()
+    if pad > 0 and isinstance(y, np.ndarray):
+        yp = np.pad(y, [(0, 0), (0, 0), (pad, pad), (pad, pad)], mode="reflect")
+    elif pad > 0:
+        import torch.nn.functional as F
+
+        yp = F.pad(y, (pad, pad, pad, pad), mode="reflect")
+    else:
+        yp = y
+    mean = _box_mean(yp, 2 * pad + 1)
+    sq = _box_mean(yp * yp, 2 * pad + 1)
+    return mean, namespace(y).sqrt((sq - mean * mean).clip(0))
 
 
-def _features(y: torch.Tensor, window: int, stats_weight: float) -> torch.Tensor:
+def _features(y: Array, window: int, stats_weight: float) -> Array:
     mean, std = _local_stats(y, window)
-    return torch.cat([y, stats_weight * mean, 2 * stats_weight * std], 1)
+    return concat([y, stats_weight * mean, 2 * stats_weight * std], 1)
 
 
 #: Largest ``k`` accepted: each target pixel averages k reference patches per scale;
@@ -84,15 +114,70 @@ def _features(y: torch.Tensor, window: int, stats_weight: float) -> torch.Tensor
 MAX_K = 32
 
 
-def _resize(x: torch.Tensor, scale: float) -> torch.Tensor:
+def _resize(x: Array, scale: float) -> Array:
     if scale == 1.0:
         return x
     h, w = x.shape[-2:]
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    if isinstance(x, np.ndarray):
+        from .upscale import resize_array
+
+        return resize_array(x, size, mode="bilinear")
+    import torch.nn.functional as F
+
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
 
 
-def forward_backward_error(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
+def _std(x: Array, floor: float) -> Array:
+    """The sample standard deviation (torch's default, ``ddof=1``), at least ``floor``."""
+    if isinstance(x, np.ndarray):
+        return np.maximum(x.std(ddof=1), x.dtype.type(floor))
+    return x.std().clamp_min(floor) if floor > 0 else x.std()
+
+
+def _search(q: Array, kf: Array, *, k: int, patch_size: int, iters: int, seed: int,
+            backend: str) -> tuple[Array, Array]:  # fmt: skip
+    """``(indices, distances)`` of the k nearest patches.
+
+    :func:`psal.patchmatch` on tensors, its compiled numpy entry on arrays (the caller
+    chose it).
+    """
+    if isinstance(q, np.ndarray):
+        from ..patchmatch.cpu_numba import search_arrays
+
+        return search_arrays(q, kf, k=k, patch_size=patch_size, iters=iters, query_valid=None,
+                             key_ok=None, seed=seed, init=None)  # fmt: skip
+    from ..patchmatch import patchmatch
+
+    field = patchmatch(q, kf, k=k, patch_size=patch_size, iters=iters, seed=seed,
+                       backend=backend)  # fmt: skip
+    return field.indices, field.distances
+
+
+def _vote(value: Array, indices: Array, distances: Array, patch_size: int, t: float) -> Array:
+    """Patch vote of ``value`` over the field (``psal.layers.vote``), (1, C, H, W)."""
+    if isinstance(value, np.ndarray):
+        from ..layers.vote import vote_arrays
+
+        _, _, h, w = indices.shape
+        ys, xs = (a.reshape(-1) for a in np.indices((h, w), dtype=np.int64))
+        out, _ = vote_arrays(value, indices, distances, patch_size // 2, t,
+                             np.zeros_like(ys), ys, xs)  # fmt: skip
+        return out.reshape(1, -1, h, w)
+    from ..layers.vote import vote
+
+    return vote(value, indices, distances, patch_size, t)[0]
+
+
+def _softmax1(z: Array) -> Array:
+    """Softmax over dimension 1."""
+    if not isinstance(z, np.ndarray):
+        return z.softmax(1)
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def forward_backward_error(forward: Array, backward: Array) -> Array:
     """Distance, in target pixels, from each target pixel to the end of its round trip.
 
     Target pixel ``p`` is matched to reference pixel ``q = forward[p]``, whose own match
@@ -104,21 +189,22 @@ def forward_backward_error(forward: torch.Tensor, backward: torch.Tensor) -> tor
     Args:
         forward: (1, 1, H, W) int64 flat indices into the reference (W' columns).
         backward: (1, 1, H', W') int64 flat indices into the target (W columns).
+            Tensors or numpy arrays (both of one kind).
 
     Returns:
         (1, 1, H, W) float32 Euclidean error in pixels.
     """
     h, w = forward.shape[-2:]
-    back = backward.reshape(-1)[forward.reshape(-1).clamp_min(0)].view(h, w)
-    yy = torch.arange(h, device=forward.device).view(h, 1)
-    xx = torch.arange(w, device=forward.device).view(1, w)
-    err = ((back // w - yy) ** 2 + (back % w - xx) ** 2).float().sqrt()
-    return err.view(1, 1, h, w)
+    back = backward.reshape(-1)[forward.reshape(-1).clip(0)].reshape(h, w)
+    yy = arange(forward, h).reshape(h, 1)
+    xx = arange(forward, w).reshape(1, w)
+    err = namespace(forward).sqrt(astype((back // w - yy) ** 2 + (back % w - xx) ** 2, "float32"))
+    return err.reshape(1, 1, h, w)
 
 
 def _match_scales(
-    y: torch.Tensor,
-    ref: torch.Tensor,
+    y: Array,
+    ref: Array,
     scales: tuple[float, ...],
     *,
     patch_size: int,
@@ -131,7 +217,7 @@ def _match_scales(
     backend: str,
     consistency: bool = False,
     step: Callable[[], None] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
+) -> tuple[Array, Array, Array, float, Array | None]:
     """Votes of every scale, blended per pixel by their match distances.
 
     Returns voted chroma (1, 2, H, W); nearest distance and proposals' variance (1, 1,
@@ -145,39 +231,38 @@ def _match_scales(
         r = _resize(ref, s)
         if min(r.shape[-2:]) < patch_size:
             continue
-        y_ref, chroma_ref = rgb_to_luma_chroma(r.clamp(0, 1))
+        y_ref, chroma_ref = rgb_to_luma_chroma(r.clip(0, 1))
         # Welsh et al.'s luminance remapping of the reference to the target's statistics
-        std_r = y_ref.std().clamp_min(1e-6)
-        y_map = (y_ref - y_ref.mean()) * (y.std() / std_r) + y.mean()
+        y_map = (y_ref - y_ref.mean()) * (_std(y, 0.0) / _std(y_ref, 1e-6)) + y.mean()
         kf = _features(y_map, window, stats_weight)
         kk = min(k, r.shape[-2] * r.shape[-1])
-        field = patchmatch(q, kf, k=kk, patch_size=patch_size, iters=iters,
-                           seed=seed + 7919 * j, backend=backend)  # fmt: skip
+        indices, distances = _search(q, kf, k=kk, patch_size=patch_size, iters=iters,
+                                     seed=seed + 7919 * j, backend=backend)  # fmt: skip
         if step is not None:
             step()
-        t = temperature if temperature is not None else wexler_temperature(field.distances)
-        both = torch.cat([chroma_ref, chroma_ref * chroma_ref], 1)
-        voted, _ = vote(both, field.indices, field.distances, patch_size, t)
-        votes.append(voted)
-        dists.append(field.distances[:, :1].to(y.dtype))
+        t = temperature if temperature is not None else wexler_temperature(distances)
+        both = concat([chroma_ref, chroma_ref * chroma_ref], 1)
+        votes.append(_vote(both, indices, distances, patch_size, t))
+        dists.append(astype(distances[:, :1], y))
         temps.append(t)
         if consistency:  # the reference's own nearest patches in the target
-            back = patchmatch(kf, q, k=1, patch_size=patch_size, iters=iters,
+            back, _ = _search(kf, q, k=1, patch_size=patch_size, iters=iters,
                               seed=seed + 7919 * j + 17, backend=backend)  # fmt: skip
-            errors.append(forward_backward_error(field.indices[:, :1], back.indices))
+            errors.append(forward_backward_error(indices[:, :1], back))
             if step is not None:
                 step()
     t = min(temps)
-    d = torch.cat(dists, 1)
+    d = concat(dists, 1)
     # per pixel, the scales whose patches match best dominate the blend
     tb = t / 4 if t != float("inf") else float("inf")
-    w = torch.softmax(-d / tb, 1) if tb != float("inf") else torch.full_like(d, 1 / d.shape[1])
+    w = _softmax1(-d / tb) if tb != float("inf") else namespace(d).full_like(d, 1 / d.shape[1])
     voted = sum(w[:, i : i + 1] * v for i, v in enumerate(votes))
     chroma = voted[:, :2]
     # weighted variance of the proposed colours: high where look-alike patches disagree
-    var = (voted[:, 2:] - chroma * chroma).clamp_min(0).sum(1, keepdim=True)
-    err = sum(w[:, i : i + 1] * e.to(y.dtype) for i, e in enumerate(errors)) if errors else None
-    return chroma, d.min(1, keepdim=True).values, var, t, err
+    var = (voted[:, 2:] - chroma * chroma).clip(0).sum(1)[:, None]
+    err = sum(w[:, i : i + 1] * astype(e, y) for i, e in enumerate(errors)) if errors else None
+    d_min = d.min(1)[:, None] if isinstance(d, np.ndarray) else d.amin(1, keepdim=True)
+    return chroma, d_min, var, t, err
 
 
 @keyword_only(2, (), {"iters": "pm_iters"})
@@ -297,11 +382,18 @@ def colorize(
     floor = float(floor)
     if not 0 <= floor <= 1:
         raise ValueError(f"floor must be in [0, 1], got {floor}")
-    x, spec = to_tensor(target, "target", device=device)
+    use_np = not is_tensor(target) and not is_tensor(reference) and compiled_cpu(device, backend)
+    if use_np:
+        x, spec = to_array(target, "target")
+        ref, _ = to_array(reference, "reference")
+    else:
+        from ..utils.convert import to_tensor
+
+        x, spec = to_tensor(target, "target", device=device)
+        ref, _ = to_tensor(reference, "reference", device=x.device)
     if spec.kind == "pil" and spec.mode == "F":  # the RGB result holds 8 bits of [0, 1]
         check_unit_float(np.asarray(target), "target")
-    ref, _ = to_tensor(reference, "reference", device=x.device)
-    ref = ref.to(x.dtype)
+    ref = astype(ref, x)
     check_reference(ref)
     hr, wr = ref.shape[-2:]
     if patch_size > min(hr, wr) or patch_size > min(x.shape[-2:]):
@@ -325,7 +417,14 @@ def colorize(
         if progress is not None:
             progress(done[0], total)
 
-    with torch.no_grad():
+    if use_np:
+        grad_off = contextlib.nullcontext()
+    else:
+        import torch
+
+        grad_off = torch.no_grad()
+    xp = namespace(x)
+    with grad_off:
         for i in range(x.shape[0]):
             xi = x[i : i + 1]
             y = _luma_of(xi)
@@ -337,16 +436,21 @@ def colorize(
             )  # fmt: skip
             done[0] = start + per_image - 1  # scales too small for a patch were skipped
             if propagate:
-                conf = torch.exp(-d1 / t) if t != float("inf") else torch.ones_like(d1)
-                conf = (conf * torch.exp(-var / (spread * spread))).clamp_min(floor)
+                conf = xp.exp(-d1 / t) if t != float("inf") else xp.ones_like(d1)
+                conf = (conf * xp.exp(-var / (spread * spread))).clip(floor)
                 if err is not None:  # consistent matches: trusted as voted
-                    ok = torch.exp(-((err / consistency) ** 2))
+                    ok = xp.exp(-((err / consistency) ** 2))
                     conf = conf * (1 - ok) + trust * ok
                 chroma = propagate_values(chroma, conf, y, smoothness=smoothness, sigma=edge)
             rgb = luma_chroma_to_rgb(y, chroma)
             if xi.shape[1] in (2, 4):  # keep alpha
-                rgb = torch.cat([rgb, xi[:, -1:]], 1)
+                rgb = concat([rgb, xi[:, -1:]], 1)
             outs.append(rgb)
             step()
-    out = torch.cat(outs, 0)
-    return from_tensor(out, spec.with_channels(out.shape[1]))
+    out = concat(outs, 0)
+    spec = spec.with_channels(out.shape[1])
+    if use_np:
+        return from_array(astype(out, x), spec)
+    from ..utils.convert import from_tensor
+
+    return from_tensor(out, spec)

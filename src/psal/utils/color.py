@@ -16,6 +16,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from .._checks import user_stacklevel
+from .arrays import concat, namespace
 
 if TYPE_CHECKING:
     import torch
@@ -32,15 +33,17 @@ def luma(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def rgb_to_luma_chroma(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 3, H, W) RGB -> ``(Y (B, 1, H, W), CbCr (B, 2, H, W))``."""
+    """(B, 3, H, W) RGB -> ``(Y (B, 1, H, W), CbCr (B, 2, H, W))`` (tensor or numpy)."""
     y = luma(rgb)
     cb = (rgb[:, 2:3] - y) / (2 * (1 - KB))
     cr = (rgb[:, 0:1] - y) / (2 * (1 - KR))
-    return y, torch.cat([cb, cr], 1)
+    return y, concat([cb, cr], 1)
 
 
 def luma_chroma_to_rgb(y: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     """``Y (B, 1, H, W)`` and ``CbCr (B, 2, H, W)`` -> RGB in [0, 1] whose luma is Y.
+
+    Tensors or numpy arrays (the same formulas).
 
     Per pixel, the chroma is multiplied by the largest ``s`` in [0, 1] that keeps R, G,
     B in [0, 1] (``s = 1`` when it already fits); G is solved from the luma equation so
@@ -51,17 +54,18 @@ def luma_chroma_to_rgb(y: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     a_r = 2 * (1 - KR) * cr
     a_b = 2 * (1 - KB) * cb
     a_g = -(KR * a_r + KB * a_b) / KG
-    s = torch.ones_like(y)
-    yc = y.clamp(0, 1)
+    xp = namespace(y)
+    s = xp.ones_like(y)
+    yc = y.clip(0, 1)
     for a in (a_r, a_g, a_b):
-        up = torch.where(a > 0, (1 - yc) / a.clamp_min(1e-12), torch.ones_like(a))
-        down = torch.where(a < 0, yc / (-a).clamp_min(1e-12), torch.ones_like(a))
-        s = torch.minimum(s, torch.minimum(up, down))
-    s = s.clamp(0, 1)
+        up = xp.where(a > 0, (1 - yc) / a.clip(1e-12), xp.ones_like(a))
+        down = xp.where(a < 0, yc / (-a).clip(1e-12), xp.ones_like(a))
+        s = xp.minimum(s, xp.minimum(up, down))
+    s = s.clip(0, 1)
     r = y + s * a_r
     b = y + s * a_b
     g = (y - KR * r - KB * b) / KG
-    return torch.cat([r, g, b], 1)
+    return concat([r, g, b], 1)
 
 
 def check_reference(reference: torch.Tensor) -> None:
@@ -86,7 +90,8 @@ def warn_colour_target(target: torch.Tensor) -> None:
     first caller outside psal).
     """
     rgb = target[:, :3]
-    if target.shape[1] >= 3 and bool((rgb.amax(1) - rgb.amin(1) > 1 / 510).any()):
+    xp = namespace(target)
+    if target.shape[1] >= 3 and bool((xp.amax(rgb, 1) - xp.amin(rgb, 1) > 1 / 510).any()):
         warnings.warn(
             "target is a colour image: its luminance is used and its colours replaced",
             UserWarning,
