@@ -61,6 +61,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..utils.filters import box_sum
 from ..utils.parallel import FASTMATH, run_chunked
 from ..utils.simd import sqdiff, sqdiff_rows, sqdiff_rows_i8
 from ._border import reflect1
@@ -749,9 +750,7 @@ def _patch_errors(energy: np.ndarray, p: int) -> np.ndarray:
     r = p // 2
     b, h, w = energy.shape
     ep = _rows(energy[:, None], r, np.float64)  # (B, H + 2r, W + 2r), reflect-padded
-    cs = np.zeros((b, h + 2 * r + 1, w + 2 * r + 1))
-    np.cumsum(np.cumsum(ep, 1), 2, out=cs[:, 1:, 1:])
-    box = cs[:, p:, p:] - cs[:, :-p, p:] - cs[:, p:, :-p] + cs[:, :-p, :-p]
+    box = box_sum(ep, p)[:, r : r + h, r : r + w]  # the windows inside the padded map
     return np.sqrt(np.maximum(box, 0.0)).reshape(b, h * w)
 
 
