@@ -268,8 +268,9 @@ def vote_arrays(
                     float(np_dtype(inv_t)), weights)  # fmt: skip
     wk = v.shape[2]
     kyx = np.empty((*indices.shape, 2), dtype=np.int32)
-    kyx[..., 0] = np.where(indices >= 0, indices // wk, -1)
-    kyx[..., 1] = indices - (indices // wk) * wk
+    ky = indices // wk
+    kyx[..., 0] = np.where(indices >= 0, ky, -1)
+    kyx[..., 1] = indices - ky * wk
     args = (v, indices, kyx, raw, weights, tiny,
             np.ascontiguousarray(bs, dtype=np.int64), np.ascontiguousarray(ys, dtype=np.int64),
             np.ascontiguousarray(xs, dtype=np.int64), radius, np_dtype(inv_t), uniform, out,
