@@ -193,15 +193,14 @@ def _cg(u, v, c, g, lam, sigma, iters, tol):
     arrays in, numpy arrays out (no torch).
     """
     if isinstance(u, np.ndarray):
-        f64 = (np.float64,)
-        out, vn, cn, gn = (np.array(a, dtype=f64[0]) for a in (u, v, c, g))
+        out, vn, cn, gn = (np.asarray(a, dtype=np.float64) for a in (u, v, c, g))
     elif not (NUMBA_CG and u.device.type == "cpu"):
         return _cg_torch(u, v, c, g, lam, sigma, iters, tol)
     else:
         import torch
 
-        out, vn, cn, gn = (a.detach().to("cpu", torch.float64).numpy().copy()
-                           for a in (u, v, c, g))  # fmt: skip
+        out, vn, cn, gn = (a.detach().to("cpu", torch.float64).numpy() for a in (u, v, c, g))
+    out = out.copy()  # the solve updates it in place
     wxn, wyn = _weights(gn, sigma)
     inv = _inv_diagonal(cn, wxn, wyn, lam)
     for i in range(out.shape[0]):
