@@ -334,3 +334,10 @@ def test_propagate_numpy_equals_torch():
                   min_size=16)  # fmt: skip
     assert isinstance(a, np.ndarray) and a.dtype == np.float64
     np.testing.assert_allclose(a, b.numpy(), rtol=0, atol=1e-9)
+
+
+def test_resize_array_names_a_bad_mode():
+    from psal.editing.upscale import resize_array
+
+    with pytest.raises(ValueError, match="mode must be 'bicubic' or 'bilinear', got 'nearest'"):
+        resize_array(np.zeros((1, 1, 4, 4), np.float32), (8, 8), mode="nearest")

@@ -249,6 +249,8 @@ def resize_array(x: np.ndarray, size: tuple[int, int], mode: str = "bicubic") ->
     antialias=shrink)`` to float rounding (sums in float64), for float32 and float64;
     ``mode`` ``"bicubic"`` or ``"bilinear"``.
     """
+    if mode not in ("bicubic", "bilinear"):
+        raise ValueError(f"mode must be 'bicubic' or 'bilinear', got {mode!r}")
     h, w = x.shape[-2:]
     size = (int(size[0]), int(size[1]))
     if (h, w) == size:
