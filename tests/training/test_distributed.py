@@ -25,9 +25,10 @@ def test_torchrun_two_processes(photo_folder, tmp_path):
     ]  # fmt: skip
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
-    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    # faulthandler: a rank killed by a signal prints where each of its threads was
+    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-6000:])
     # rank 0 alone printed and saved
     assert proc.stdout.count("trained 2 steps") == 1
     _, meta, state = load_checkpoint(out)
