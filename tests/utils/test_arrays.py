@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from psal.utils import arrays as A
@@ -51,3 +52,20 @@ def test_lean_numba_start_hides_scipy_linalg_and_cffi_and_kernels_still_run():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=300)  # fmt: skip
     assert out.stdout.split() == ["True", "False", "True", "6.0", "[]"]
+
+
+def test_lean_numba_start_still_hides_scipy_linalg_when_cffi_is_already_imported():
+    """Pillow before 10.1 imports cffi (when installed): the lean start keeps hiding SciPy."""
+    pytest.importorskip("cffi")
+    code = (
+        "import sys, cffi\n"
+        "from psal.utils.parallel import start_numba_lean\n"
+        "first = start_numba_lean()\n"
+        "import numpy as np\n"
+        "from psal.utils.filters import box_sum\n"
+        "out = box_sum(np.ones((1, 6, 6)), 3)\n"
+        "print(first, float(out.max()), 'scipy.linalg' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300)  # fmt: skip
+    assert out.stdout.split() == ["True", "9.0", "False"]

@@ -245,7 +245,7 @@ def test_16_bit_colour_png_round_trip_keeps_16_bits(work, capsys):
                      "-o", work / "out.png", "-q")  # fmt: skip
     assert code == 0 and err == "", err
     out = Image.open(work / "out.png")
-    assert out.tile[0].args == "RGB;16B"  # written at 16 bits
+    assert out.tile[0][3] == "RGB;16B"  # written at 16 bits (the tile's raw mode)
     deep = full_depth(load_image(work / "out.png"))
     known = np.asarray(Image.open(work / "mask.png")) == 0
     assert deep.dtype == np.uint16 and np.array_equal(deep[known], rgb16[known])

@@ -71,7 +71,7 @@ class StreamSampler(Sampler):
         j = position * self.world_size + self.rank
         epoch, offset = divmod(j, self.num_samples)
         index = int(self._permutation(epoch)[offset])
-        seed = int(np.random.SeedSequence([self.seed, j]).generate_state(1, np.uint64)[0] >> 1)
+        seed = int(np.random.SeedSequence([self.seed, j]).generate_state(1, np.uint64)[0]) >> 1
         return index, seed
 
     def keys(self, start: int, count: int) -> list[tuple[int, int]]:

@@ -126,18 +126,21 @@ def start_numba_lean() -> bool:
 
     For a short-lived process that runs psal's kernels only (``psal inpaint``): numba
     then never supports ``np.dot`` / ``np.linalg`` or cffi calls in kernels compiled
-    by this process, which psal's kernels do not use. Does nothing (and returns False)
-    if numba's target is already set up, or if SciPy or cffi is already imported
-    (something in the process may need them; ``import numba`` itself imports the
-    ``scipy`` package, which is cheap, to check its version).
+    by this process, which psal's kernels do not use. Only the modules not imported yet
+    are hidden: one that is already there (Pillow before 10.1 imports cffi when it is
+    installed) is something in the process may use, and numba supports it as usual.
+    Does nothing (and returns False) if numba's target is already set up, or if both
+    are imported (``import numba`` itself imports the ``scipy`` package, which is
+    cheap, to check its version).
     """
     # numba.np.arraymath is imported by the set-up (it checks for SciPy's BLAS)
     done = "numba.np.arraymath" in sys.modules
-    if done or any(n in sys.modules for n in NUMBA_OPTIONAL_IMPORTS):
+    hidden = tuple(n for n in NUMBA_OPTIONAL_IMPORTS if n not in sys.modules)
+    if done or not hidden:
         return False
     from numba.core.registry import cpu_target
 
-    hide = _Hide(NUMBA_OPTIONAL_IMPORTS)
+    hide = _Hide(hidden)
     sys.meta_path.insert(0, hide)
     try:
         cpu_target.target_context.refresh()
