@@ -276,7 +276,8 @@ def save_flow_visualization(
         >>> with tempfile.TemporaryDirectory() as d:
         ...     p = save_flow_visualization(img, flow, os.path.join(d, "flow.png"))
         ...     from PIL import Image
-        ...     Image.open(p).size
+        ...     with Image.open(p) as im:
+        ...         im.size
         (32, 16)
     """
     from PIL import Image

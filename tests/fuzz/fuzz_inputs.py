@@ -122,6 +122,9 @@ def encode(image: Image.Image | bytes, fmt: str) -> bytes:
     kwargs = {"lossless": True} if fmt == "webp" else {}
     if image.mode == "PT":  # pragma: no cover - make_image never returns it
         raise AssertionError
+    if image.mode == "I" and fmt == "png":
+        # Pillow 13 writes no mode I PNG (12 wrote 16 bits); a PNG holds 16 bits at most
+        image = Image.fromarray(np.clip(np.asarray(image), 0, 65535).astype(np.uint16))
     transparency = image.info.get("transparency")
     if transparency is not None and fmt in ("png", "gif"):
         kwargs["transparency"] = transparency

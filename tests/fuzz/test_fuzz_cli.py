@@ -125,7 +125,8 @@ def test_fuzz_inpaint(capsys, image, mask, opts, dilate_by, threshold, mask_size
         name, data, _ = image
         src = write(tmp, name, data)
         try:
-            w, h = Image.open(src).size
+            with Image.open(src) as im:
+                w, h = im.size
         except Exception:
             w, h = 8, 8
         w, h = min(max(w, 1), 64), min(max(h, 1), 64)
