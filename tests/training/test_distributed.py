@@ -45,3 +45,31 @@ def test_torchrun_two_processes(photo_folder, tmp_path):
         "step_00000001.safetensors",
         "step_00000002.safetensors",
     ]
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_cleanup_waits_for_the_others_only_after_a_normal_end(monkeypatch, wait):
+    """After an error a barrier could hang (the others sit in another collective)."""
+    from psal.training import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    distributed.cleanup(wait=wait)
+    assert calls == (["barrier", "destroy"] if wait else ["destroy"])
+
+
+def test_a_failed_barrier_still_leaves_the_group(monkeypatch):
+    from psal.training import distributed
+
+    calls = []
+
+    def barrier():
+        raise RuntimeError("connection closed by peer")
+
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "barrier", barrier)
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    distributed.cleanup()
+    assert calls == ["destroy"]

@@ -189,12 +189,14 @@ def _train(args: argparse.Namespace) -> int:
         resolve_device(config.device)  # clear error for a missing device
     trainer = Trainer(config, resume=resume)
     start = trainer.step
+    ended = False
     try:
         results = trainer.fit()
+        ended = True
     except TrainingDiverged as err:
         raise CLIError(str(err)) from err
     finally:
-        trainer.close()
+        trainer.close(wait=ended)  # after an error, leave without waiting for the others
     if trainer.info.is_main:
         if trainer.step == start:
             print(

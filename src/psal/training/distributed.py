@@ -83,20 +83,26 @@ def setup(device: str = "auto", timeout_s: float = 1800.0) -> tuple[DistInfo, to
     return info, dev
 
 
-def cleanup() -> None:
-    """Leave the process group (if any), once every rank has reached this point.
+def cleanup(wait: bool = True) -> None:
+    """Leave the process group (if any).
 
-    The barrier keeps a rank from tearing down its gloo pairs while a peer's last
-    collective (the checkpoint's gather) may still be moving data over them: leaving
-    without it aborted a rank now and then (``terminate called without an active
-    exception``, SIGABRT) on a loaded machine. A barrier that fails (a peer already
-    gone) does not keep this rank from leaving.
+    Args:
+        wait: first wait until every rank is here (after a run that ended normally).
+            The barrier keeps a rank from tearing down its gloo pairs while a peer's
+            last collective (the checkpoint's gather) may still be moving data over
+            them: leaving without it aborted a rank now and then (``terminate called
+            without an active exception``, SIGABRT) on a loaded machine. After an
+            error, ``wait=False``: the other ranks may be inside another collective,
+            and a barrier would hang until the group's timeout instead of failing
+            fast. A barrier that fails (a peer already gone) does not keep this rank
+            from leaving.
     """
     if dist.is_available() and dist.is_initialized():
-        try:
-            dist.barrier()
-        except RuntimeError:
-            pass
+        if wait:
+            try:
+                dist.barrier()
+            except RuntimeError:
+                pass
         dist.destroy_process_group()
 
 

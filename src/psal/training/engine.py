@@ -170,10 +170,14 @@ class Trainer:
             self.monitor.validation(results, self.step, self.task.summary(results))
         return results
 
-    def close(self) -> None:
-        """Close the TensorBoard writer and leave the process group."""
+    def close(self, wait: bool = True) -> None:
+        """Close the TensorBoard writer and leave the process group.
+
+        ``wait=False`` after an error: leave without waiting for the other ranks
+        (:func:`psal.training.distributed.cleanup`).
+        """
         self.monitor.close()
-        distributed.cleanup()
+        distributed.cleanup(wait=wait)
 
     # ----------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
