@@ -492,6 +492,50 @@ def test_numba_projection_bound_is_off_for_incoherent_features():
     assert qpr.shape[2] == kpr.shape[2] == 0
 
 
+@pytest.mark.parametrize("rank", [0, 1, 2, 4, 5, 16])
+def test_numba_projection_basis_is_orthonormal_for_any_channel_rank(rank):
+    """Dead or dependent channels (cov of low rank): the basis columns stay orthonormal
+    (or zero), else the projection distance could exceed the patch distance."""
+    from psal.patchmatch import cpu_numba
+
+    rng = np.random.default_rng(rank)
+    a = rng.normal(size=(16, rank)) * np.logspace(0, -3, rank)
+    cov = a @ a.T * 1e4
+    v = cpu_numba._leading_subspace(cov, 5, cpu_numba.SUBSPACE_ITERS)
+    g = v.T @ v
+    assert np.abs(g - np.diag(np.diag(g))).max() < 1e-9
+    assert np.all((np.abs(np.diag(g) - 1) < 1e-9) | (np.diag(g) == 0))
+    assert np.all(np.diag(g)[: min(rank, 5)] > 0.5)  # the directions cov has are kept
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numba_projection_bound_holds_on_low_rank_features(dtype, monkeypatch):
+    """16 channels mixed from 3 smooth fields (rank 3-4 < the 5 channel directions kept):
+    in float64 the basis had two equal columns and the 'bound' reached 2x the distance."""
+    from psal.patchmatch import cpu_numba
+
+    mix = torch.rand(16, 3, generator=torch.Generator().manual_seed(2))
+    q = (torch.einsum("ij,bjhw->bihw", mix, smooth(2, 3, 20, 18, seed=40)) * 9).to(dtype)
+    k = (torch.einsum("ij,bjhw->bihw", mix, smooth(2, 3, 17, 21, seed=41)) * 9).to(dtype)
+    k[1, 3] *= 40
+    acc = np.float64 if dtype == torch.float64 else np.float32
+    qpr, kpr = cpu_numba._projections(q.numpy(), k.numpy(), 3, acc)
+    assert qpr.shape[2] > 0
+    ind = torch.randint(0, 17 * 21, (1, 1, 20, 18), generator=torch.Generator().manual_seed(5))
+    for b in range(2):
+        d = patch_distance(q[b : b + 1].double(), k[b : b + 1].double(), ind, 3).reshape(-1)
+        lb = ((qpr[b].astype(np.float64) - kpr[b, ind.reshape(-1).numpy()]) ** 2).sum(1)
+        assert np.all(lb * cpu_numba._LB_SAFETY <= d.numpy() + 1e-6)
+    # and the search with the bound finds what it finds without any bound
+    res = {}
+    for dims in (cpu_numba.PROJ_DIMS, 0):
+        monkeypatch.setattr(cpu_numba, "PROJ_DIMS", dims)
+        monkeypatch.setattr(cpu_numba, "QUANTISE", dims > 0)
+        res[dims] = psal.patchmatch(q, k, k=3, iters=6, backend="numba", seed=3)
+    a, b = res.values()
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.distances, b.distances)
+
+
 def test_numba_bound_does_not_change_exactness():
     from psal.patchmatch import cpu_numba
 

@@ -617,6 +617,31 @@ def _leading_subspace(cov, m, iters):  # pragma: no cover (compiled)
             for i in range(c):
                 w[i, j] = w[i, j] / nrm if nrm > 1e-150 else 0.0
         v, w = w, v
+    # Orthonormal for sure: when cov has fewer than m non-zero directions (dead or
+    # linearly dependent channels), the last columns are normalised rounding noise that
+    # one Gram-Schmidt pass leaves far from orthogonal (a column could equal an earlier
+    # one, and the projection distance then exceed the patch distance: the bound would
+    # reject candidates the search needs). Two passes against the kept columns; a column
+    # with almost nothing left (a direction cov does not have) is dropped (set to 0):
+    # zero columns keep the projection a contraction.
+    for j in range(m):
+        before = 0.0
+        for i in range(c):
+            before += v[i, j] * v[i, j]
+        for _ in range(2):
+            for jj in range(j):
+                d = 0.0
+                for i in range(c):
+                    d += v[i, jj] * v[i, j]
+                for i in range(c):
+                    v[i, j] -= d * v[i, jj]
+        nrm = 0.0
+        for i in range(c):
+            nrm += v[i, j] * v[i, j]
+        keep = nrm > 1e-12 * before and nrm > 1e-300
+        nrm = np.sqrt(nrm)
+        for i in range(c):
+            v[i, j] = v[i, j] / nrm if keep else 0.0
     return v
 
 
