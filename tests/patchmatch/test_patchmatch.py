@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -536,6 +538,25 @@ def test_numba_projection_bound_holds_on_low_rank_features(dtype, monkeypatch):
     assert torch.equal(a.indices, b.indices) and torch.equal(a.distances, b.distances)
 
 
+def test_numba_projection_bound_on_features_far_from_zero(monkeypatch):
+    """float32 features ~2e7 with spreads of 500-6000 (a case a fuzz run found, stored in
+    data/far_from_zero.npz): the projections were v.x - v.mu, two large numbers cancelling,
+    with errors beyond the bound's slack; 9% of the k-lists then differed from the
+    bound-free search's."""
+    from psal.patchmatch import cpu_numba
+
+    data = np.load(Path(__file__).parent / "data" / "far_from_zero.npz")
+    q, k = torch.from_numpy(data["query"]), torch.from_numpy(data["key"])
+    assert q.dtype == torch.float32 and q.shape == (2, 8, 22, 4) and k.shape == (2, 8, 24, 10)
+    res = {}
+    for dims in (cpu_numba.PROJ_DIMS, 0):
+        monkeypatch.setattr(cpu_numba, "PROJ_DIMS", dims)
+        monkeypatch.setattr(cpu_numba, "QUANTISE", dims > 0)
+        res[dims] = psal.patchmatch(q, k, k=2, patch_size=1, iters=3, backend="numba", seed=731)
+    a, b = res.values()
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.distances, b.distances)
+
+
 def test_numba_bound_does_not_change_exactness():
     from psal.patchmatch import cpu_numba
 
@@ -661,3 +682,15 @@ def test_numba_bound_keeps_near_duplicate_patches(monkeypatch):
     a, b = out.values()
     assert torch.equal(a.indices, b.indices)
     assert torch.equal(a.distances, b.distances)
+
+
+def test_numba_search_refuses_more_neighbours_than_valid_keys():
+    """Internal callers too: the random start would never find k distinct keys (it hung)."""
+    from psal.patchmatch import cpu_numba
+
+    q = np.random.default_rng(0).random((1, 4, 10, 12), dtype=np.float32)
+    key_ok = np.zeros((1, 1, 5, 3), dtype=bool)
+    key_ok[0, 0, 0, :2] = True
+    with pytest.raises(ValueError, match="k=3 is more than the 2 valid key positions"):
+        cpu_numba.search_arrays(q, q[:, :, :5, :3].copy(), k=3, patch_size=1, iters=2,
+                                query_valid=None, key_ok=key_ok, seed=0, init=None)  # fmt: skip

@@ -682,16 +682,17 @@ def _project_tasks(x, v, mu, r, out, t0, t1):  # pragma: no cover (compiled)
         bi, y = t // h, t % h
         for j in range(m):
             dst = out[bi, j, y + r, r : r + w]  # uninitialised: written before it is read
-            shift = 0.0
-            for ch in range(c):
-                shift += mu[ch] * v[ch, j]
             for i in range(w):
-                dst[i] = -shift
+                dst[i] = 0
             for ch in range(c):
                 vj = v[ch, j]
+                mc = mu[ch]
                 src = x[bi, ch, y]
                 for i in range(w):
-                    dst[i] += vj * src[i]
+                    # centred value by value: v.x - v.mu in float32 cancelled catastrophically
+                    # for features far from zero (values ~1e3 times their spread: errors
+                    # above the bound's 1e-4 slack, and candidates wrongly rejected)
+                    dst[i] += vj * (src[i] - mc)
 
 
 @njit(nogil=True, cache=True)
@@ -892,6 +893,9 @@ def search_arrays(
     else:
         valid_np = np.ascontiguousarray(key_ok.reshape(b, hk * wk), dtype=np.uint8)
     counts = valid_np.sum(1).astype(np.int64)
+    if int(counts.min()) < k:  # the random initialisation would never find k distinct keys
+        raise ValueError(f"k={k} is more than the {int(counts.min())} valid key positions of "
+                         "a batch element")  # fmt: skip
     vlist = np.zeros((b, max(1, int(counts.max()))), dtype=np.int64)
     for bi in range(b):
         pos = np.flatnonzero(valid_np[bi])
