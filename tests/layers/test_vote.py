@@ -146,3 +146,21 @@ def test_torch_path_accumulates_half_precision_in_float32(dtype):
         out, covered = _vote_torch(key.to(dtype), f.indices, f.distances, 1, t, bs, ys, xs)
         assert out.dtype == dtype and bool(covered.all())
         torch.testing.assert_close(out.float(), ref, atol=2e-2 * 300, rtol=1e-2)
+
+
+@pytest.mark.parametrize("aggregation_radius", [0, 1])
+def test_torch_vote_keeps_float32_weights_exact_for_large_distances(aggregation_radius):
+    """Distances ~1e6 that differ by a few units, T = 0.01: -d / T rounded to float32 ulps
+    of 8 made weight ratios e^8 instead of e^6; the torch path now shifts by the smallest
+    distance first, as the compiled one does, and both match a float64 vote."""
+    g = torch.Generator().manual_seed(3)
+    value = torch.rand(2, 3, 9, 8, generator=g)
+    idx = torch.randint(0, 9 * 8, (2, 3, 7, 6), generator=g)
+    d = 1e6 + torch.rand(2, 3, 7, 6, generator=g) * 0.05  # float32 steps of 1/16 at 1e6
+    bs, ys, xs = (t.reshape(-1) for t in torch.meshgrid(
+        torch.arange(2), torch.arange(7), torch.arange(6), indexing="ij"))  # fmt: skip
+    ref, _ = _vote_torch(value.double(), idx, d.double(), aggregation_radius, 0.01, bs, ys, xs)
+    for fn in (_vote_torch, _vote_numba):
+        out, covered = fn(value, idx, d, aggregation_radius, 0.01, bs, ys, xs)
+        assert bool(covered.all())
+        torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)

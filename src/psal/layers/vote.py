@@ -49,6 +49,14 @@ def _vote_torch(value, indices, distances, r, temperature, bs, ys, xs):
     iflat = indices.permute(1, 0, 2, 3).reshape(kk, b * hq * wq)
     dflat = distances.permute(1, 0, 2, 3).reshape(kk, b * hq * wq).to(acc)
     uniform = temperature == float("inf")
+    if not uniform:
+        # shift by each batch element's smallest distance before dividing by T, as the
+        # compiled vote does: -d / T first, with d ~1e6 and T ~1e-2, rounded the logits'
+        # differences by several units in float32 (weights off by factors of e^2)
+        finite = (iflat >= 0) & torch.isfinite(dflat)
+        dmin = torch.where(finite, dflat, torch.inf).view(kk, b, hq * wq).amin(dim=(0, 2))
+        dmin = torch.where(torch.isfinite(dmin), dmin, 0.0)
+        dflat = dflat - dmin.repeat_interleave(hq * wq).unsqueeze(0)
     neg_inf = torch.tensor(float("-inf"), dtype=acc, device=value.device)
     m = torch.full((n,), float("-inf"), dtype=acc, device=value.device)
     num = torch.zeros(cv, n, dtype=acc, device=value.device)
