@@ -256,3 +256,26 @@ def test_unsupported_inputs_take_the_reference_path(monkeypatch):
     monkeypatch.setattr(fused, "aggregate_cpu", lambda *a: called.append(a))
     out, _ = aggregate(q.bfloat16(), k.bfloat16(), v.bfloat16(), idx, 3, 1.0, "center")
     assert out.dtype == torch.bfloat16 and not called
+
+
+@pytest.mark.parametrize("aggregation", ["patch", "center"])
+def test_torch_aggregation_keeps_float32_logits_exact_for_large_distances(monkeypatch, aggregation):
+    """The differentiable torch aggregation (the GPU path), given the search's distances:
+    ~1e6, differing by a few hundredths (exact in float32: steps of 1/16), T = 0.01.
+    -d / T in float32 was rounded to ulps of 8 (weights off by up to e^2); shifted by the
+    smallest distance first, the float32 output matches the float64 one."""
+    from psal.layers import _aggregate
+
+    monkeypatch.setattr(_aggregate, "FUSED", False)
+    g = torch.Generator().manual_seed(4)
+    key = torch.rand(1, 4, 10, 9, generator=g)
+    query = torch.rand(1, 4, 8, 7, generator=g)
+    value = torch.rand(1, 2, 10, 9, generator=g)
+    idx = torch.randint(0, 90, (1, 3, 8, 7), generator=g)
+    d = 1e6 + torch.randint(0, 2, (1, 3, 8, 7), generator=g) / 16.0  # float32-exact
+    ref, _ = _aggregate.aggregate(query.double(), key.double(), value.double(), idx, 3, 0.01,
+                                  aggregation, distances=d.double())  # fmt: skip
+    out, covered = _aggregate.aggregate(query, key, value, idx, 3, 0.01, aggregation,
+                                        distances=d)  # fmt: skip
+    assert bool(covered.all())
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
