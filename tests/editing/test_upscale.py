@@ -236,3 +236,18 @@ def test_resize_taps_never_read_past_the_input():
                 np.testing.assert_allclose(
                     w.sum(1), 1.0, atol=1e-6 if mode == "bilinear" else 1e-12
                 )
+
+
+def test_cross_scale_vote_keeps_float32_weights_exact_for_large_distances():
+    """Distances ~1e6 that differ by sixteenths, T = 0.01: both paths formed -d / T in
+    float32 (steps of 8) and were off the float64 vote by up to 5e-3; now 2e-7."""
+    xs = importlib.import_module("psal.editing._xscale")
+    rng = np.random.default_rng(0)
+    value = torch.from_numpy(rng.random((1, 3, 12, 10))).float()
+    idx = torch.from_numpy(rng.integers(0, 6 * 5, (1, 3, 12, 10)))
+    dist = (1e6 + torch.from_numpy(rng.integers(0, 3, (1, 3, 12, 10))) / 16.0).float()
+    ref = xs._xvote_torch(value.double(), idx, dist.double(), 2, 1, 5, 0.01)
+    fast = xs.cross_scale_vote_arrays(value.numpy(), idx.numpy(), dist.numpy(), 2, 3, 5, 0.01)
+    for out in (xs._xvote_torch(value, idx, dist, 2, 1, 5, 0.01), torch.from_numpy(fast)):
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)

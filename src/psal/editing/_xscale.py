@@ -50,7 +50,7 @@ def _xvote_kernel(value, idx, dist, s, r, wd, inv_t, uniform, out, lo, hi):
                 for yp in range(max(yc - r, 0), min(yc + r + 1, h)):
                     for xp in range(max(xc - r, 0), min(xc + r + 1, w)):
                         for j in range(kk):
-                            lg = -dist[j, yp, xp] * inv_t
+                            lg = -np.float64(dist[j, yp, xp]) * inv_t
                             if lg > m:
                                 m = lg
             den = 0.0
@@ -73,7 +73,7 @@ def _xvote_kernel(value, idx, dist, s, r, wd, inv_t, uniform, out, lo, hi):
                             px = -px
                         if px >= w:
                             px = max(2 * (w - 1) - px, 0)
-                        e = 1.0 if uniform else np.exp(-dist[j, yp, xp] * inv_t - m)
+                        e = 1.0 if uniform else np.exp(-np.float64(dist[j, yp, xp]) * inv_t - m)
                         den += e
                         for ch in range(c):
                             out[yy, xx, ch] += e * value[py, px, ch]
@@ -97,7 +97,12 @@ def _xvote_torch(value, idx, dist, s, r, wd, temperature):
     acc = torch.float64 if value.dtype == torch.float64 else torch.float32
     vflat = value[0].reshape(c, h * w).to(acc)
     uniform = temperature == float("inf")
-    logits = torch.zeros_like(dist[0], dtype=acc) if uniform else -dist[0].to(acc) / temperature
+    if uniform:
+        logits = torch.zeros_like(dist[0], dtype=acc)
+    else:  # shifted by the smallest distance before dividing (float32 logits of d ~1e6
+        # at small T otherwise round away the distances' differences)
+        d = dist[0].to(acc)
+        logits = -(d - d.amin()) / temperature
     # the largest logit among each output pixel's proposals (LR grid, then repeated)
     lmax = logits.amax(0, keepdim=True)[None]
     lmax = _window_max(lmax, r)[0, 0]
@@ -182,7 +187,9 @@ def cross_scale_vote_arrays(
     dist = np.ascontiguousarray(distances[0], dtype=acc)
     h, w, c = v.shape
     out = np.empty((scale * h, scale * w, c), dtype=acc)
-    inv_t = acc(0.0 if uniform else 1.0 / float(temperature))
+    # logits in float64: -d / T of float32 distances ~1e6 at T ~1e-2 rounds (steps of 8)
+    # past the distances' differences
+    inv_t = 0.0 if uniform else 1.0 / float(temperature)
     args = (v, idx, dist, scale, r, key_width, inv_t, uniform, out)
     run_chunked(_xvote_kernel, scale * h, *args, min_parallel=_PARALLEL_MIN_ROWS)
     return out.transpose(2, 0, 1)[None]
