@@ -603,19 +603,7 @@ def _leading_subspace(cov, m, iters):  # pragma: no cover (compiled)
                 for k in range(c):
                     t += cov[i, k] * v[k, j]
                 w[i, j] = t
-        for j in range(m):
-            for jj in range(j):
-                d = 0.0
-                for i in range(c):
-                    d += w[i, jj] * w[i, j]
-                for i in range(c):
-                    w[i, j] -= d * w[i, jj]
-            nrm = 0.0
-            for i in range(c):
-                nrm += w[i, j] * w[i, j]
-            nrm = np.sqrt(nrm)
-            for i in range(c):
-                w[i, j] = w[i, j] / nrm if nrm > 1e-150 else 0.0
+        _gram_schmidt(w, 1, 0.0)
         v, w = w, v
     # Orthonormal for sure: when cov has fewer than m non-zero directions (dead or
     # linearly dependent channels), the last columns are normalised rounding noise that
@@ -624,11 +612,24 @@ def _leading_subspace(cov, m, iters):  # pragma: no cover (compiled)
     # reject candidates the search needs). Two passes against the kept columns; a column
     # with almost nothing left (a direction cov does not have) is dropped (set to 0):
     # zero columns keep the projection a contraction.
+    _gram_schmidt(v, 2, 1e-12)
+    return v
+
+
+@njit(inline="always", cache=True)
+def _gram_schmidt(v, passes, rel):  # pragma: no cover (compiled)
+    """Orthonormalise the columns of ``v`` (C, m) in place, in order.
+
+    Each column is orthogonalised ``passes`` times against the columns before it, then
+    normalised; one whose squared norm fell to ``rel`` times its squared norm before (or
+    to 1e-300) is set to 0.
+    """
+    c, m = v.shape
     for j in range(m):
         before = 0.0
         for i in range(c):
             before += v[i, j] * v[i, j]
-        for _ in range(2):
+        for _ in range(passes):
             for jj in range(j):
                 d = 0.0
                 for i in range(c):
@@ -638,11 +639,10 @@ def _leading_subspace(cov, m, iters):  # pragma: no cover (compiled)
         nrm = 0.0
         for i in range(c):
             nrm += v[i, j] * v[i, j]
-        keep = nrm > 1e-12 * before and nrm > 1e-300
+        keep = nrm > rel * before and nrm > 1e-300
         nrm = np.sqrt(nrm)
         for i in range(c):
             v[i, j] = v[i, j] / nrm if keep else 0.0
-    return v
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
