@@ -99,10 +99,10 @@ def _xvote_torch(value, idx, dist, s, r, wd, temperature):
     uniform = temperature == float("inf")
     if uniform:
         logits = torch.zeros_like(dist[0], dtype=acc)
-    else:  # shifted by the smallest distance before dividing (float32 logits of d ~1e6
-        # at small T otherwise round away the distances' differences)
-        d = dist[0].to(acc)
-        logits = -(d - d.amin()) / temperature
+    else:
+        from ..layers.vote import shift_by_smallest
+
+        logits = -shift_by_smallest(dist.to(acc))[0] / temperature
     # the largest logit among each output pixel's proposals (LR grid, then repeated)
     lmax = logits.amax(0, keepdim=True)[None]
     lmax = _window_max(lmax, r)[0, 0]

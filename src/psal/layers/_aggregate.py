@@ -11,6 +11,7 @@ from numba import njit
 
 from ..patchmatch.distance import patch_distance, reflect1, reflect_index
 from ..utils.parallel import FASTMATH, channel_blocks, num_threads, run_chunked
+from .vote import shift_by_smallest
 
 
 def _shift(x: torch.Tensor, dy: int, dx: int, fill: float | int) -> torch.Tensor:
@@ -316,13 +317,7 @@ def aggregate(
     dist = dist.masked_fill(~valid, 0)
     if isinstance(temperature, torch.Tensor):
         temperature = temperature.to(dist.dtype)
-    # shifted by each batch element's smallest distance (detached: the softmax of a row
-    # ignores a constant, so outputs and gradients are unchanged) before dividing by T:
-    # -d / T alone, with d ~1e6 and T ~1e-2 in float32, rounded the logits by units
-    with torch.no_grad():
-        low = dist.masked_fill(~valid, float("inf")).amin(dim=(1, 2, 3), keepdim=True)
-        low = torch.where(torch.isfinite(low), low, 0.0)
-    logits = (-(dist - low) / temperature).masked_fill(~valid, float("-inf"))
+    logits = (-shift_by_smallest(dist, valid) / temperature).masked_fill(~valid, float("-inf"))
     oy, ox = y0 - cy0, x0 - cx0
     if aggregation == "center":
         pos = idx.clamp_min(0)

@@ -35,6 +35,28 @@ __all__ = ["vote", "vote_arrays"]
 PARALLEL_MIN = 16384
 
 
+def shift_by_smallest(d: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``d`` less each batch element's smallest finite ``valid`` entry (0 if none).
+
+    Softmax weights are then ``exp(-shifted / T)``: a row of a softmax ignores a
+    constant, and the shift is detached, so outputs and gradients are those of
+    ``exp(-d / T)``. Dividing first, ``-d / T`` of float32 distances ~1e6 at T ~1e-2
+    is ~1e8, rounded in steps of 8, past the distances' differences (weights off by
+    factors up to e²). Used by the torch paths of the votes and of the aggregation.
+
+    Args:
+        d: (B, ...) distances.
+        valid: bool, broadcastable to ``d``: the entries that count; None: all.
+    """
+    import torch
+
+    with torch.no_grad():
+        ok = torch.isfinite(d) if valid is None else valid & torch.isfinite(d)
+        low = torch.where(ok, d, torch.inf).amin(dim=tuple(range(1, d.ndim)), keepdim=True)
+        low = torch.where(torch.isfinite(low), low, 0.0)
+    return d - low
+
+
 def _vote_torch(value, indices, distances, r, temperature, bs, ys, xs):
     """Vectorised PyTorch voting (any device): a running softmax over the offsets."""
     import torch
@@ -47,16 +69,11 @@ def _vote_torch(value, indices, distances, r, temperature, bs, ys, xs):
     acc = torch.float64 if value.dtype == torch.float64 else torch.float32
     vflat = value.permute(1, 0, 2, 3).reshape(cv, b * hk * wk)
     iflat = indices.permute(1, 0, 2, 3).reshape(kk, b * hq * wq)
-    dflat = distances.permute(1, 0, 2, 3).reshape(kk, b * hq * wq).to(acc)
     uniform = temperature == float("inf")
-    if not uniform:
-        # shift by each batch element's smallest distance before dividing by T, as the
-        # compiled vote does: -d / T first, with d ~1e6 and T ~1e-2, rounded the logits'
-        # differences by several units in float32 (weights off by factors of e^2)
-        finite = (iflat >= 0) & torch.isfinite(dflat)
-        dmin = torch.where(finite, dflat, torch.inf).view(kk, b, hq * wq).amin(dim=(0, 2))
-        dmin = torch.where(torch.isfinite(dmin), dmin, 0.0)
-        dflat = dflat - dmin.repeat_interleave(hq * wq).unsqueeze(0)
+    distances = distances.to(acc)
+    if not uniform:  # as the compiled vote does
+        distances = shift_by_smallest(distances, indices >= 0)
+    dflat = distances.permute(1, 0, 2, 3).reshape(kk, b * hq * wq)
     neg_inf = torch.tensor(float("-inf"), dtype=acc, device=value.device)
     m = torch.full((n,), float("-inf"), dtype=acc, device=value.device)
     num = torch.zeros(cv, n, dtype=acc, device=value.device)
