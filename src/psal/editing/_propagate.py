@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
-from ..utils.arrays import Array, dtype_name, full, namespace
+from ..utils.arrays import Array, copy, dtype_name, full, namespace
 from ..utils.parallel import FASTMATH
 
 if TYPE_CHECKING:
@@ -279,12 +279,8 @@ def propagate(
         u2 = propagate(v2, c2, g2, smoothness=smoothness, sigma=sigma, iters=iters,
                        tol=tol, min_size=min_size)  # fmt: skip
         u = _up2(u2, h, w)
-    elif isinstance(values, np.ndarray):
-        total = confidence.sum((2, 3), keepdims=True).clip(1e-12)
-        u = (values * confidence).sum((2, 3), keepdims=True) / total
-        u = np.broadcast_to(u, values.shape).copy()
     else:
-        total = confidence.sum((2, 3), keepdim=True).clamp_min(1e-12)
-        u = (values * confidence).sum((2, 3), keepdim=True) / total
-        u = u.expand_as(values).clone()
+        total = confidence.sum((2, 3))[..., None, None].clip(1e-12)
+        u = (values * confidence).sum((2, 3))[..., None, None] / total
+        u = copy(namespace(u).broadcast_to(u, values.shape))
     return _cg(u, values, confidence, guide, smoothness, sigma, iters, tol)

@@ -261,8 +261,7 @@ def _match_scales(
     # weighted variance of the proposed colours: high where look-alike patches disagree
     var = (voted[:, 2:] - chroma * chroma).clip(0).sum(1)[:, None]
     err = sum(w[:, i : i + 1] * astype(e, y) for i, e in enumerate(errors)) if errors else None
-    d_min = d.min(1)[:, None] if isinstance(d, np.ndarray) else d.amin(1, keepdim=True)
-    return chroma, d_min, var, t, err
+    return chroma, namespace(d).amin(d, 1)[:, None], var, t, err
 
 
 @keyword_only(2, (), {"iters": "pm_iters"})
