@@ -35,6 +35,13 @@ def test_each_operation_gives_the_same_on_both():
     assert np.array_equal(A.arange(x, 5), A.arange(t, 5).numpy())
 
 
+def _fresh_words(code: str) -> list[str]:
+    """What ``code`` prints in a fresh Python process (numba set up there first), split."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300)  # fmt: skip
+    return out.stdout.split()
+
+
 def test_lean_numba_start_hides_scipy_linalg_and_cffi_and_kernels_still_run():
     code = (
         "import sys\n"
@@ -49,9 +56,7 @@ def test_lean_numba_start_hides_scipy_linalg_and_cffi_and_kernels_still_run():
         "print(first, start_numba_lean(), bool(cov.all()), float(out.sum()),\n"
         "      [n for n in ('scipy.linalg', 'cffi') if n in sys.modules])\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=300)  # fmt: skip
-    assert out.stdout.split() == ["True", "False", "True", "6.0", "[]"]
+    assert _fresh_words(code) == ["True", "False", "True", "6.0", "[]"]
 
 
 def test_lean_numba_start_still_hides_scipy_linalg_when_cffi_is_already_imported():
@@ -66,6 +71,4 @@ def test_lean_numba_start_still_hides_scipy_linalg_when_cffi_is_already_imported
         "out = box_sum(np.ones((1, 6, 6)), 3)\n"
         "print(first, float(out.max()), 'scipy.linalg' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=300)  # fmt: skip
-    assert out.stdout.split() == ["True", "9.0", "False"]
+    assert _fresh_words(code) == ["True", "9.0", "False"]
