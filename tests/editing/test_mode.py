@@ -78,3 +78,22 @@ def test_uncovered_pixels():
     idx[:] = -1
     out, covered = mode_vote(value, idx, dist, 3, (torch.tensor([2]), torch.tensor([2])))
     assert not covered.any() and torch.isnan(out).all()
+
+
+def test_mean_shift_weights_of_large_distances_in_float32():
+    """Distances far above T: the weights come from differences to the best distance.
+
+    With d ~ 1e5 and T = 0.1, ``-d / T`` in float32 is ~1e6 with a rounding step of
+    0.06, so differences of such logits would carry exponent errors of several
+    hundredths; the kernel forms ``(d_best - d) / T`` in float64 from the float32
+    distances (exact there) instead. The float32 result must match the float64
+    computation on the same float32 distances.
+    """
+    value, idx, dist = _field(3)
+    dist = (1e5 + dist).float()  # the spread stays 0-5, the level is far from zero
+    ys = torch.tensor([1, 4, 8, 3])
+    xs = torch.tensor([2, 5, 10, 6])
+    kw = dict(iters=2, temperature=0.1, bandwidth=0.3)
+    ref, _ = mode_vote(value, idx, dist.double(), 5, (ys, xs), **kw)
+    out, _ = mode_vote(value.float(), idx, dist, 5, (ys, xs), **kw)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=0)

@@ -39,7 +39,10 @@ def _mode_kernel(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters, out
     p = 2 * r + 1
     cap = p * p * kk
     vals = np.empty((cap, cv), dtype=value.dtype)
-    logit = np.empty(cap, dtype=value.dtype)
+    # each proposal's distance in float64 (exact for float32 distances): the weights
+    # are exp((d_best - d) / T), formed from the difference, so a level far from zero
+    # does not cancel digits (as -d / T in float32 would: ~0.06 at d / T ~ 1e6)
+    dprop = np.empty(cap)
     m = np.empty(cv, dtype=value.dtype)
     acc = np.empty(cv, dtype=value.dtype)
     for n in range(lo, hi):
@@ -71,7 +74,7 @@ def _mode_kernel(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters, out
                     if iters > 0:  # winner-takes-all needs only the best one's value
                         for c in range(cv):
                             vals[cnt, c] = value[0, py, px, c]
-                        logit[cnt] = -d * inv_t
+                        dprop[cnt] = d
                     cnt += 1
         if cnt == 0:
             for c in range(cv):
@@ -86,7 +89,7 @@ def _mode_kernel(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters, out
                 for c in range(cv):
                     t = vals[i, c] - m[c]
                     d2 += t * t
-                w = np.exp(logit[i] - logit[ib] - d2 * inv_h2)
+                w = np.exp((dprop[ib] - dprop[i]) * inv_t - d2 * inv_h2)
                 den += w
                 for c in range(cv):
                     acc[c] += w * vals[i, c]
