@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import random
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -98,11 +99,18 @@ def check_seed(seed: object, name: str = "seed") -> int:
 
 
 def resolve_seed(seed: object, name: str = "seed") -> int:
-    """``seed`` checked by :func:`check_seed`, or a fresh one from torch's generator if None."""
-    if seed is None:
-        import torch
+    """``seed`` checked by :func:`check_seed`, or a fresh one if None.
 
-        return int(torch.randint(0, 2**31 - 1, (1,)).item())
+    A fresh seed comes from torch's generator when torch is imported (so that
+    ``torch.manual_seed`` makes a run repeat), else from the operating system: a
+    numpy-only caller never seeded torch, and importing it only to draw a number would
+    cost more than a second.
+    """
+    if seed is None:
+        tmod = sys.modules.get("torch")
+        if tmod is not None:
+            return int(tmod.randint(0, 2**31 - 1, (1,)).item())
+        return random.SystemRandom().randrange(2**31 - 1)
     return check_seed(seed, name)
 
 

@@ -189,9 +189,21 @@ def test_inpaint_on_numpy_imports_no_torch():
         "img = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)\n"
         "m = np.zeros((40, 50), bool); m[10:20, 15:30] = True\n"
         "out = psal.inpaint(img, m, seed=0)\n"
+        "out = psal.inpaint(img, m)\n"  # a fresh seed too (not from torch's generator)
         "print(out.shape, 'torch' in sys.modules)\n"
     )
     assert _fresh(code) == "(40, 50, 3) False"
+
+
+def test_a_fresh_seed_follows_torch_manual_seed_once_torch_is_imported():
+    import torch
+
+    from psal._checks import resolve_seed
+
+    torch.manual_seed(5)
+    a = resolve_seed(None)
+    torch.manual_seed(5)
+    assert resolve_seed(None) == a and 0 <= a < 2**31 - 1
 
 
 def test_inpaint_command_imports_no_torch_scipy_linalg_or_cffi(tmp_path):

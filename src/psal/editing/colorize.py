@@ -330,7 +330,8 @@ def colorize(
             PatchMatch per scale instead of two, about a third less time; the
             confidence is then distance and disagreement only).
         trust: confidence of a consistent vote (the others have at most 1).
-        seed: makes the result reproducible (None: drawn from torch's generator).
+        seed: makes the result reproducible (None: a fresh seed, from
+            torch's generator if torch is imported: ``torch.manual_seed`` repeats it).
         device: torch device for the work (default: the target's, or CPU).
         backend: PatchMatch backend.
         progress: called as ``progress(done, total)`` after each PatchMatch search

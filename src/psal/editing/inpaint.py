@@ -488,7 +488,8 @@ def inpaint(
         source_mask: where content may be copied from, True / white = allowed (the
             "sampling area" of photo editors), same size and rules as ``mask``; None:
             anywhere outside the hole.
-        seed: makes the result reproducible (None: drawn from torch's generator).
+        seed: makes the result reproducible (None: a fresh seed, from
+            torch's generator if torch is imported: ``torch.manual_seed`` repeats it).
         device: torch device for the work (default: the input's, or CPU).
         backend: PatchMatch backend (see :mod:`psal.patchmatch.backends`).
         progress: called as ``progress(done, total)`` after each iteration.

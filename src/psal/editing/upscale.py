@@ -390,7 +390,8 @@ def upscale(
             and cut without blending (tested: no seam), so that the working memory
             follows a tile (plus the input, and the output in its own dtype), not the
             image. None: ``TILE // scale`` (768 pixels at x2).
-        seed: makes the result reproducible (None: drawn from torch's generator).
+        seed: makes the result reproducible (None: a fresh seed, from
+            torch's generator if torch is imported: ``torch.manual_seed`` repeats it).
         device: torch device for the work (default: the input's, or CPU).
         backend: PatchMatch backend.
         progress: called as ``progress(done, total)`` after each tile.
