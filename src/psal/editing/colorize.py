@@ -123,9 +123,9 @@ def _resize(x: Array, scale: float) -> Array:
         from .upscale import resize_array
 
         return resize_array(x, size, mode="bilinear")
-    import torch.nn.functional as F
+    from ..utils.resample import interpolate
 
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+    return interpolate(x, size, mode="bilinear", antialias=scale < 1)
 
 
 def _std(x: Array, floor: float) -> Array:

@@ -96,12 +96,12 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return resize_array(x, size)
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    import torch.nn.functional as F
+    from ..utils.resample import interpolate
 
     shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
     if x.device.type not in ("cpu", "cuda"):  # antialias is implemented on CPU and CUDA
         shrink = False
-    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=shrink)
+    return interpolate(x, size, mode="bicubic", antialias=shrink)
 
 
 def _cubic(x: np.ndarray, a: float) -> np.ndarray:

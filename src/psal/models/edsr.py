@@ -45,6 +45,7 @@ from torch import nn
 
 from .._checks import check_choice, check_float_tensor, check_int
 from ..layers.registry import build_attention
+from ..utils.resample import interpolate
 from .registry import register_model
 
 __all__ = ["ATTENTIONS", "EDSRPSAL", "GUIDES", "edsr_psal"]
@@ -133,8 +134,8 @@ class _CrossScale(nn.Module):
         """The global part: (B, C, H, W) -> (B, s*s*emb, H, W), still on the coarse grid."""
         h, w = f.shape[-2:]
         s = self.s
-        small = F.interpolate(f, size=(h // s, w // s), mode="bicubic", align_corners=False,
-                              antialias=f.device.type in ("cpu", "cuda"))  # fmt: skip
+        small = interpolate(f, (h // s, w // s), mode="bicubic",
+                            antialias=f.device.type in ("cpu", "cuda"))  # fmt: skip
         value = F.pixel_unshuffle(self.v(f), s)  # (B, s*s*emb, H/s, W/s): the larger patches
         out, _ = self.block(self.q(f), self.k(small), value)
         return out.to(f.dtype)
@@ -187,8 +188,7 @@ class _ImageGuide(nn.Module):
         h, w = x.shape[-2:]
         s = self.s
         aa = x.device.type in ("cpu", "cuda")
-        small = F.interpolate(x, size=(h // s, w // s), mode="bicubic", align_corners=False,
-                              antialias=aa)  # fmt: skip
+        small = interpolate(x, (h // s, w // s), mode="bicubic", antialias=aa)
         detail = x - F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
         value = F.pixel_unshuffle(detail, s)  # (B, 3*s*s, H/s, W/s): the larger patches
         c = self.log_scale.exp()

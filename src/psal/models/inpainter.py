@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_float_tensor, check_int, check_mask
+from ..utils.resample import interpolate
 from .io import load_weights
 from .registry import create_model
 
@@ -148,7 +149,7 @@ class Inpainter(nn.Module):
         if self.max_size and max(h, w) > self.max_size:
             f = self.max_size / max(h, w)
             sh, sw = max(1, round(h * f)), max(1, round(w * f))
-            xs = F.interpolate(x, (sh, sw), mode="bilinear", antialias=True, align_corners=False)
+            xs = interpolate(x, (sh, sw), mode="bilinear", antialias=True)
             ms = F.interpolate(m.float(), (sh, sw), mode="area") > 0
             pred = self._run(xs, ms)
             pred = F.interpolate(pred, (h, w), mode="bicubic", align_corners=False).clamp(0, 1)
