@@ -440,3 +440,20 @@ def test_top_level_help_is_the_same_shallow_and_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120)  # fmt: skip
     assert out.stdout.strip().splitlines()[-1] == "0 False"
+
+
+@pytest.mark.parametrize("command", ["inpaint", "colorize", "upscale"])
+@pytest.mark.parametrize("content", [b"", b"\x10" + bytes(7) + b'{"a":1}', b"not a checkpoint"])
+def test_an_unreadable_checkpoint_is_one_line_naming_the_flag(files, capsys, command, content):
+    bad = files["dir"] / "bad.safetensors"
+    bad.write_bytes(content)
+    out = files["dir"] / "out.png"
+    args = {
+        "inpaint": ["inpaint", files["rgb.png"], "--mask", files["mask.png"]],
+        "colorize": ["colorize", files["gray.png"], "--reference", files["rgb.png"]],
+        "upscale": ["upscale", files["rgb.png"], "--scale", "2"],
+    }[command]
+    code, err = _run(capsys, *args, "--checkpoint", bad, "-o", out)
+    assert code != 0
+    assert _error_line(err).startswith("psal: error: --checkpoint: ")
+    assert _outputs(files["dir"]) == set()

@@ -14,11 +14,14 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from .._checks import SEED_LIMIT
 from ._common import CLIError, add_device_arg, add_seed_arg, resolve_device
+
+T = TypeVar("T")
 
 #: Default ``--dilate``: 1 removes the halo of anti-aliased outlines, which the
 #: gradient-domain fill would otherwise spread into the hole (+2.4 dB on the object
@@ -192,7 +195,9 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
 
         from ..models import Inpainter
 
-        model = Inpainter.from_checkpoint(args.checkpoint, device=device)
+        model = _network(
+            "--checkpoint", lambda: Inpainter.from_checkpoint(args.checkpoint, device=device)
+        )
         torch.manual_seed(args.seed)  # PSAL attention layers draw PatchMatch seeds from it
         out = model.inpaint(full_depth(image), mask)
     else:
@@ -321,9 +326,11 @@ def _colorize(args: argparse.Namespace) -> int:
         from ..models import Colorizer
 
         if args.model:
-            net = Colorizer.from_pretrained(args.model, device=device)
+            net = _network("--model", lambda: Colorizer.from_pretrained(args.model, device=device))
         else:
-            net = Colorizer.from_checkpoint(args.checkpoint, device=device)
+            net = _network(
+                "--checkpoint", lambda: Colorizer.from_checkpoint(args.checkpoint, device=device)
+            )
         work = lambda bar: net.colorize(  # noqa: E731
             full_depth(target), full_depth(reference), seed=args.seed, progress=bar
         )
@@ -369,14 +376,8 @@ def _upscale(args: argparse.Namespace) -> int:
             _check_model_name(args.model, "upscale")
         flag, what = (("--checkpoint", args.checkpoint) if args.model is None
                       else ("--model", args.model))  # fmt: skip
-        try:
-            if args.model is None:
-                net = Upscaler.from_checkpoint(args.checkpoint, device=device,
-                                               ensemble=args.ensemble)  # fmt: skip
-            else:
-                net = Upscaler.from_pretrained(args.model, device=device, ensemble=args.ensemble)
-        except (FileNotFoundError, ValueError) as err:
-            raise CLIError(f"{flag}: {err}") from None
+        load = Upscaler.from_checkpoint if args.model is None else Upscaler.from_pretrained
+        net = _network(flag, lambda: load(what, device=device, ensemble=args.ensemble))
         if net.scale != scale:
             verb = "was trained for" if args.model is None else "enlarges"
             raise CLIError(f"--scale is {scale} but {flag} {what} {verb} x{net.scale}")
@@ -411,6 +412,14 @@ def _pretrained_names(task: str = "upscale") -> list[str]:
     from ..weights import COLORIZERS, UPSCALERS
 
     return sorted(UPSCALERS if task == "upscale" else COLORIZERS)
+
+
+def _network(flag: str, load: Callable[[], T]) -> T:
+    """``load()``, its unreadable-file or wrong-checkpoint errors named after ``flag``."""
+    try:
+        return load()
+    except (FileNotFoundError, ValueError) as err:
+        raise CLIError(f"{flag}: {err}") from None
 
 
 def _check_model_name(name: str, task: str) -> None:
