@@ -323,3 +323,20 @@ def test_dense_attention_is_accurate_with_a_large_common_offset(offset):
     out = patch_attention(x, x, x, temperature=0.1)
     ref = patch_attention(x.double(), x.double(), x.double(), temperature=0.1)
     torch.testing.assert_close(out.double(), ref, atol=1e-3, rtol=1e-6)
+
+
+@pytest.mark.parametrize("grow", [0, 1])
+def test_a_hole_that_leaves_too_few_sources_is_named(grow):
+    x = torch.rand(2, 3, 6, 6)
+    hole = torch.zeros(2, 1, 6, 6, dtype=torch.bool)
+    hole[1, :, 1:, :] = True  # element 1: one row of pixels left, no 3x3 patch outside
+    hole[1, :, :, 5 - grow :] = True
+    with pytest.raises(ValueError, match=r"^hole leaves no key patch outside the hole in batch "
+                                         r"element 1: a 3x3 patch"):  # fmt: skip
+        psal.ps_attention(x, x, x, k=2, patch_size=3, hole=hole)
+    hole[1] = False
+    hole[1, :, 2:, :] = True  # rows 0-1 known: the 6 patches centred on row 0 (the map's
+    # outside is not hole)
+    with pytest.raises(ValueError, match=r"only 6 key patches \(k=7\)"):
+        psal.ps_attention(x, x, x, k=7, patch_size=3, hole=hole)
+    psal.ps_attention(x, x, x, k=6, patch_size=3, hole=hole)  # enough

@@ -214,6 +214,7 @@ def ps_attention(
             )
         hole = check_mask(hole, "hole", b, hq, wq, query.device)
         key_valid = ~hole
+        _check_sources(hole, patch_size, k)
         if aggregation == "patch":
             query_valid = ~valid_key_positions(hole, patch_size)  # patches touching the hole
         else:
@@ -242,6 +243,19 @@ def ps_attention(
         out = _masked_output(query, key, value, field, hole, patch_size, temperature,
                              aggregation)  # fmt: skip
     return (out, field) if return_field else out
+
+
+def _check_sources(hole: torch.Tensor, patch_size: int, k: int) -> None:
+    """Every batch element needs ``k`` key patches outside the hole: errors in its terms."""
+    counts = valid_key_positions(hole, patch_size).flatten(1).sum(1).tolist()
+    for b, n in enumerate(counts):
+        if n < k:
+            what = "no key patch" if n == 0 else f"only {n} key patches (k={k})"
+            raise ValueError(
+                f"hole leaves {what} outside the hole in batch element {b}: a "
+                f"{patch_size}x{patch_size} patch that touches the hole cannot be a source "
+                f"(use a smaller hole, patch_size or k)"
+            )
 
 
 def _voted_output(value, field, hole, patch_size, temperature, aggregation):
