@@ -512,6 +512,13 @@ def test_old_spellings_warn_and_agree():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert contextual_attention(x, x, value=v1).shape == (2, 1, 8, 9)
+        # ... or by position, when the call names hole or return_field (new keywords),
+        # or when its values are not all 0 and 1 (an old float mask is)
+        ref = contextual_attention(x, x, value=v1, hole=mask)
+        assert torch.equal(contextual_attention(x, x, v1, hole=mask), ref)
+        out1, off1 = contextual_attention(x, x, v1, return_field=True)
+        assert torch.equal(out1, contextual_attention(x, x, value=v1)) and off1.shape[1] == 2
+        assert torch.equal(contextual_attention(x, x, v1), contextual_attention(x, x, value=v1))
 
 
 @pytest.mark.parametrize(

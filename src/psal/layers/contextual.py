@@ -112,15 +112,25 @@ def _diagonal_fuse(scores: torch.Tensor, k: int) -> torch.Tensor:
 _OPTIONS = ("patch_size", "stride", "rate", "fuse_k", "softmax_scale", "fuse")
 
 
+def _binary(t: torch.Tensor) -> bool:
+    """True if every value of ``t`` is 0 or 1 (an old float mask, not a value map)."""
+    with torch.no_grad():
+        return bool(((t == 0) | (t == 1)).all())
+
+
 def _legacy_call(name: str, args: tuple, kwargs: dict) -> tuple[tuple, dict, bool]:
     """Translate the old spelling ``(foreground, background, mask, *options)``.
 
     Old calls are recognised by: a keyword ``foreground`` / ``background`` / ``mask``,
-    only two positional tensors, a bool or one-channel third positional argument (the
-    old mask; a one-channel *value* must then be passed as ``value=``), or options given
-    by position. They return ``(output, offsets)`` as before, with a DeprecationWarning.
+    only two positional tensors, a third positional argument that can only be the old
+    mask (bool, or one channel of 0s and 1s where the key has several), or options
+    given by position. They return ``(output, offsets)`` as before, with a
+    DeprecationWarning. In a call that names ``hole`` or ``return_field`` (keywords the
+    old spelling did not have) a third positional tensor is the value, whatever its
+    channels.
     """
     kwargs = dict(kwargs)
+    new_style = "hole" in kwargs or "return_field" in kwargs
     legacy = any(n in kwargs for n in ("foreground", "background", "mask"))
     for old, new in (("foreground", "query"), ("background", "key"), ("mask", "hole")):
         if old in kwargs:
@@ -134,11 +144,12 @@ def _legacy_call(name: str, args: tuple, kwargs: dict) -> tuple[tuple, dict, boo
         third = args[n_tensors] if given else None
         key = args[1] if n_tensors == 2 else kwargs.get("key")
         old_mask = third is None or (
-            isinstance(third, torch.Tensor)
+            not new_style
+            and isinstance(third, torch.Tensor)
             and (
                 third.dtype == torch.bool
                 or (third.dim() == 4 and third.shape[1] == 1 and isinstance(key, torch.Tensor)
-                    and key.dim() == 4 and key.shape[1] != 1)
+                    and key.dim() == 4 and key.shape[1] != 1 and _binary(third))
             )
         )  # fmt: skip
         if old_mask:
