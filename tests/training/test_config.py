@@ -59,6 +59,16 @@ def test_bad_overrides_and_keys():
         apply_overrides(TrainConfig(), ["tensorboard=maybe"])
     with pytest.raises(ValueError, match=r"optim.betas must be a list of 2"):
         apply_overrides(TrainConfig(), ["optim.betas=0.5"])
+    with pytest.raises(ValueError, match=r"^model must be a table/object, got '3'"):
+        apply_overrides(TrainConfig(), ["model=3"])
+
+
+def test_a_network_option_one_level_too_high_gets_a_hint():
+    from psal.training.tasks.upscale.task import UpscaleConfig
+
+    with pytest.raises(ValueError, match=r"'model.width' \(did you mean model.kwargs.width\?\)"):
+        apply_overrides(UpscaleConfig(), ["model.width=8"])
+    assert apply_overrides(UpscaleConfig(), ["model.kwargs.width=8"]).model.kwargs["width"] == 8
 
 
 def test_roundtrip_and_files(tmp_path):

@@ -189,7 +189,8 @@ def config_from_dict(
 
         base = InpaintConfig()
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'} must be a table/object, got {data!r}", prefix)
+        key = prefix.rstrip(".") or None
+        raise ConfigError(f"{key or 'config'} must be a table/object, got {data!r}", key)
     if not prefix:
         data = _apply_aliases(data, getattr(type(base), "ALIASES", {}))
     fields = _fields(type(base))
@@ -198,7 +199,10 @@ def config_from_dict(
         name = f"{prefix}{key}"
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise ConfigError(f"unknown config key {name!r}; known keys here: {known}", name)
+            hint = ""
+            if isinstance(getattr(base, "kwargs", None), dict) and key in base.kwargs:
+                hint = f" (did you mean {prefix}kwargs.{key}?)"
+            raise ConfigError(f"unknown config key {name!r}{hint}; known keys here: {known}", name)
         tp = fields[key]
         if _is_dataclass_type(tp):
             changes[key] = config_from_dict(value, getattr(base, key), f"{name}.", _from_text)
