@@ -82,3 +82,14 @@ def test_wrong_task_checkpoint_and_no_pairs(colour_run, photo_folder, tmp_path, 
     assert code == 1
     assert "no pairs" in _one_error_line(capsys)
     assert not out.exists() or not any(out.rglob("*.safetensors"))
+
+
+def test_eval_the_shipped_colorizer_by_name(photo_folder, tmp_path, capsys):
+    js = tmp_path / "m.json"
+    code = main(["eval", "colorize", "--model", "psal-w8", "--data", str(photo_folder),
+                 "--limit", "2", "--device", "cpu", "--json", str(js)])  # fmt: skip
+    assert code == 0
+    assert "psal-w8" in capsys.readouterr().out  # the table's row
+    report = json.loads(js.read_text())
+    assert report["model"] == "psal-w8" and report["metrics"]["pairs"] == 2
+    assert np.isfinite(report["metrics"]["chroma_psnr"])

@@ -96,3 +96,22 @@ def test_guide_option_and_runs_stored_before_it(folder, tmp_path):
     }
     kw = UpscaleTask.config_class().model.kwargs  # new runs
     assert kw["guide"] == "image" and kw["guide_gate"] is True
+
+
+def test_eval_a_shipped_network_by_name(folder, tmp_path, capsys):
+    js = tmp_path / "eval.json"
+    code = main(["eval", "upscale", "--model", "edsr-x2", "--data", str(folder / "sub"),
+                 "--limit", "1", "--json", str(js)])  # fmt: skip
+    assert code == 0
+    report = json.loads(js.read_text())
+    assert report["model"] == "edsr-x2" and "checkpoint" not in report
+    assert report["scale"] == 2 and report["images"] == 1
+    capsys.readouterr()
+    assert main(["eval", "upscale", "--data", str(folder)]) == 1
+    assert "--checkpoint (or --model" in capsys.readouterr().err
+    both = ["eval", "upscale", "--model", "edsr-x2", "--checkpoint", "x", "--data", str(folder)]
+    assert main(both) == 1
+    assert "give one" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: not a shipped name
+        main(["eval", "upscale", "--model", "nope", "--data", str(folder)])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err

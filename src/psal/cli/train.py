@@ -15,6 +15,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -56,7 +57,10 @@ def _field_type(config_class: type, key: str) -> Any:
     return args[0] if args else cls
 
 
-def _add_options(parser: argparse.ArgumentParser, table: Any, config_class: type) -> None:
+def _add_options(
+    parser: argparse.ArgumentParser, table: Any, config_class: type, optional: tuple[str, ...] = ()
+) -> None:
+    """One flag per option of ``table`` (``optional``: keys not required here after all)."""
     from ..training.config import get_key
 
     defaults = config_class()
@@ -75,7 +79,7 @@ def _add_options(parser: argparse.ArgumentParser, table: Any, config_class: type
             type=kind if kind in (int, float) else str,
             choices=opt.allowed(),
             help=text,
-            required=opt.required,
+            required=opt.required and opt.key not in optional,
             default=None,  # None: keep the config's value
         )
 
@@ -91,6 +95,7 @@ def register(subparsers: argparse._SubParsersAction, shallow: bool = False) -> N
         subparsers.add_parser("eval", help=EVAL_HELP)
         return
     from ..training.tasks import get_task, list_tasks
+    from ..weights import PRETRAINED
 
     fmt = argparse.RawDescriptionHelpFormatter
     train = subparsers.add_parser("train", help=TRAIN_HELP)
@@ -130,7 +135,13 @@ def register(subparsers: argparse._SubParsersAction, shallow: bool = False) -> N
             epilog=f"examples:\n{task.eval_examples}\n\n{COMMON_EPILOG}",
             formatter_class=fmt,
         )
-        _add_options(e, task.eval_options, task.eval_config_class)
+        shipped = sorted(PRETRAINED.get(name, {}))
+        _add_options(e, task.eval_options, task.eval_config_class,
+                     optional=("checkpoint",) if shipped else ())  # fmt: skip
+        if shipped:
+            e.add_argument("--model", choices=shipped, metavar="NAME",
+                           help="evaluate a network shipped with psal instead of --checkpoint: "
+                           + ", ".join(shipped))  # fmt: skip
         e.add_argument("--json", help="write the metrics to this JSON file")
         e.set_defaults(func=_eval, task_class=task)
 
@@ -220,14 +231,29 @@ def _eval(args: argparse.Namespace) -> int:
 
     task = args.task_class
     config = dataclasses.replace(task.eval_config_class(), **_flag_values(args, task.eval_options))
+    model = getattr(args, "model", None)
+    if model is not None and config.checkpoint:
+        raise CLIError("--model and --checkpoint both choose a network: give one")
+    if model is None and not config.checkpoint:
+        raise CLIError("--checkpoint (or --model, a network shipped with psal) is required")
     if config.device != "auto":
         resolve_device(config.device)
     if args.json:  # before the evaluation, not after it
         from ..utils.atomic import check_writable
 
         check_writable(args.json, "--json")
-    report = task.evaluate(config, progress=sys.stderr.isatty())
-    print(format_table(report.get("rows") or {Path(config.checkpoint).name: report["metrics"]}))
+    with contextlib.ExitStack() as stack:
+        if model is not None:
+            from importlib import resources
+
+            from ..weights import pretrained_file
+
+            path = stack.enter_context(resources.as_file(pretrained_file(task.name, model)))
+            config = dataclasses.replace(config, checkpoint=str(path))
+        report = task.evaluate(config, progress=sys.stderr.isatty())
+    label = model or Path(config.checkpoint).name
+    print(format_table(report.get("rows") or {label: report["metrics"]}))
     if args.json:
-        write_json(args.json, {"checkpoint": config.checkpoint, "data": config.data, **report})
+        source = {"model": model} if model is not None else {"checkpoint": config.checkpoint}
+        write_json(args.json, {**source, "data": config.data, **report})
     return 0

@@ -13,13 +13,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-__all__ = ["COLORIZERS", "UPSCALERS", "colorizer_file", "upscaler_file"]
+__all__ = ["COLORIZERS", "PRETRAINED", "UPSCALERS", "colorizer_file", "pretrained_file",
+           "upscaler_file"]  # fmt: skip
 
 #: Pretrained super-resolution networks: name -> file in this folder.
 UPSCALERS: dict[str, str] = {"edsr-x2": "upscale_x2.safetensors"}
 
 #: Pretrained reference-guided colorizers: name -> file in this folder.
 COLORIZERS: dict[str, str] = {"psal-w8": "colorize_psal_w8.safetensors"}
+
+#: The tables above by training task (``psal train TASK`` / ``psal eval TASK``).
+PRETRAINED: dict[str, dict[str, str]] = {"upscale": UPSCALERS, "colorize": COLORIZERS}
 
 
 def _file(table: dict[str, str], what: str, name: str) -> Traversable:
@@ -47,3 +51,14 @@ def colorizer_file(name: str) -> Traversable:
         ValueError: ``name`` is not one of :data:`COLORIZERS` (the message lists them).
     """
     return _file(COLORIZERS, "colorizers", name)
+
+
+def pretrained_file(task: str, name: str) -> Traversable:
+    """The weights file of the pretrained network ``name`` of training task ``task``.
+
+    Raises:
+        ValueError: no such task or name in :data:`PRETRAINED` (the message lists them).
+    """
+    if task not in PRETRAINED:
+        raise ValueError(f"no pretrained networks ship for task {task!r}")
+    return _file(PRETRAINED[task], f"{task} networks", name)

@@ -134,6 +134,7 @@ class ColorizeTask(Task):
     eval_examples = """\
   psal eval colorize --checkpoint runs/col --data val_photos/
   psal eval colorize --checkpoint runs/col --data val_videos/ --pairs video --json m.json
+  psal eval colorize --model psal-w8 --data val_photos/      # the network shipped with psal
 
 Chroma PSNR (Cb, Cr, 8-bit scale), PSNR and SSIM of the RGB result, colourfulness of the
 result and of the truth, on fixed pairs (--pair-seed)."""

@@ -214,7 +214,10 @@ class UpscaleTask(Task):
         "  psal train upscale --data photos/ --out runs/sr --scale 2 --steps 20000\n"
         "  psal train upscale --data photos/ --out runs/sr-none --attention none\n"
     )
-    eval_examples = "  psal eval upscale --checkpoint runs/sr --data val/ --json sr.json\n"
+    eval_examples = (
+        "  psal eval upscale --checkpoint runs/sr --data val/ --json sr.json\n"
+        "  psal eval upscale --model edsr-x2 --data val/      # the network shipped with psal\n"
+    )
     config_class = UpscaleConfig
     options = UPSCALE_OPTIONS
     eval_config_class = UpscaleEvalConfig
