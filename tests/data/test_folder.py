@@ -119,10 +119,34 @@ def test_integer_and_float_images_are_scaled():
     assert out[..., 2].tolist() == [[0, 64], [128, 255]]
 
 
-def test_corrupt_image_error_names_the_file(folder):
+def test_an_image_that_cannot_be_decoded_is_replaced_by_the_next(folder):
     data = (folder / "x.png").read_bytes()
     (folder / "x.png").write_bytes(data[: len(data) // 2])
-    ds = InpaintingFolder(list_images(folder), 32, fixed=True)
+    files = list_images(folder)
+    ds = InpaintingFolder(files, 32, fixed=True)
     index = ds.files.index(folder / "x.png")
-    with pytest.raises(OSError, match=r"cannot read image .*x\.png"):
-        ds[index]
+    nxt = InpaintingFolder(files, 32, fixed=True)._item((index + 1) % len(files))
+    with pytest.warns(UserWarning, match=r"cannot read image .*x\.png.*another image"):
+        item = ds[index]
+    assert torch.equal(item["image"], nxt["image"])  # the next file's pixels
+    train = InpaintingFolder(files, 32)
+    with pytest.raises(IndexError):
+        train[(len(files), 0)]
+    # every file truncated: the first error
+    for f in files:
+        f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(OSError, match=r"cannot read image"):
+        InpaintingFolder(files, 32, fixed=True)[0]
+
+
+def test_readable_images_skips_files_without_a_header(folder):
+    from psal.data import readable_images
+
+    files = list_images(folder)
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.webp").write_text("hello")
+    with pytest.warns(UserWarning, match=r"--data: 2 unreadable image file\(s\) skipped"):
+        kept = readable_images(list_images(folder), "--data")
+    assert kept == files
+    with pytest.raises(ValueError, match=r"--data: none of the 2 image files can be read"):
+        readable_images([folder / "empty.png", folder / "text.webp"], "--data")

@@ -134,19 +134,32 @@ def test_refuses_a_run_folder_without_resume(photo_folder, run_copy, capsys):
         Trainer(cfg)
 
 
-def test_corrupt_image_with_loader_workers_is_one_line(photo_folder, tmp_path, capsys):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_unreadable_images_are_skipped_and_named(photo_folder, tmp_path, capfd, workers):
     data = tmp_path / "data"
     shutil.copytree(photo_folder, data)
     good = (data / "a.png").read_bytes()
-    (data / "a.png").write_bytes(good[: len(good) // 2])  # truncated PNG
+    (data / "a.png").write_bytes(good[: len(good) // 2])  # truncated PNG: found when decoded
+    (data / "empty.png").write_bytes(b"")  # no header: found before training
+    (data / "notes.jpg").write_text("not an image")
     out = tmp_path / "run"
     # batch 4 = every image, so the first batch (read by a worker process) holds it
-    args = ["--steps", "1", "--num-workers", "2", "--batch-size", "4"]
-    assert _train(data, out, *args, overrides=["data.val_fraction=0"]) == 1
+    args = ["--steps", "1", "--num-workers", str(workers), "--batch-size", "4"]
+    assert _train(data, out, *args, overrides=["data.val_fraction=0"]) == 0
+    err = capfd.readouterr().err
+    assert "2 unreadable image file(s) skipped" in err and "empty.png" in err, err
+    assert f"cannot read image {str(data / 'a.png')!r}" in err, err
+    assert "another image takes its place" in err and "Traceback" not in err
+
+
+def test_no_readable_image_is_one_line(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.png").write_bytes(b"")
+    (data / "b.jpg").write_text("no")
+    assert _train(data, tmp_path / "run") == 1
     err = _one_error_line(capsys)
-    assert err.startswith(f"psal: error: cannot read image {str(data / 'a.png')!r}"), err
-    assert "DataLoader" not in err
-    assert not out.exists()  # failed at the first step: no config.json, no logs
+    assert "none of the 2 image files can be read" in err and "--data" in err, err
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .._checks import check_choice, check_int
-from .folder import _load_rgb, list_images
+from .folder import _load_rgb, list_images, readable_images, skip_unreadable
 
 __all__ = ["PAIR_KINDS", "ColorizationPairs", "PairSource", "find_pair_sources", "split_sources"]
 
@@ -48,8 +48,13 @@ class PairSource:
     frames: tuple[Path, ...]
 
 
-def find_pair_sources(root: str | os.PathLike[str], kind: str = "auto") -> list[PairSource]:
+def find_pair_sources(
+    root: str | os.PathLike[str], kind: str = "auto", name: str = "data.path (--data)"
+) -> list[PairSource]:
     """The photos or sequences under ``root`` (see the module docstring).
+
+    Files Pillow cannot open are skipped with a warning naming them (``name``: the
+    setting that gave ``root``, for the messages); see :func:`readable_images`.
 
     Raises:
         FileNotFoundError: ``root`` is not a folder.
@@ -57,7 +62,7 @@ def find_pair_sources(root: str | os.PathLike[str], kind: str = "auto") -> list[
     """
     kind = check_choice(kind, "kind", PAIR_KINDS)
     root = Path(root)
-    files = list_images(root)
+    files = readable_images(list_images(root), name)  # unreadable ones skipped, named
     groups: dict[Path, list[Path]] = {}
     for f in files:
         groups.setdefault(f.parent, []).append(f)
@@ -195,6 +200,13 @@ class ColorizationPairs(Dataset):
         return target.crop((x0, y0, x0 + size, y0 + size)), reference
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The pair of ``key`` as tensors.
+
+        A frame that cannot be decoded: see :func:`~psal.data.folder.skip_unreadable`.
+        """
+        return skip_unreadable(self._item, key, len(self.index))
+
+    def _item(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         from ..utils.color import rgb_to_luma_chroma
 
         target, reference = self.pair(key)

@@ -18,8 +18,10 @@ an integer index is enough: the crop is centred and the mask seed is derived fro
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -29,10 +31,19 @@ from torch.utils.data import Dataset
 from .._checks import check_choice, check_int
 from .masks import MaskGenerator
 
-__all__ = ["IMAGE_EXTENSIONS", "InpaintingFolder", "list_images", "split_files"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "InpaintingFolder",
+    "UnreadableImageError",
+    "list_images",
+    "readable_images",
+    "skip_unreadable",
+    "split_files",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 RESIZE_MODES = ("crop", "resize")
+T = TypeVar("T")
 
 
 def list_images(root: str | os.PathLike[str]) -> list[Path]:
@@ -54,6 +65,44 @@ def list_images(root: str | os.PathLike[str]) -> list[Path]:
             f"{', '.join(IMAGE_EXTENSIONS)})"
         )
     return files
+
+
+def readable_images(files: Sequence[str | os.PathLike[str]], name: str = "data.path") -> list[Path]:
+    """The files whose header Pillow reads (nothing is decoded); the others are skipped.
+
+    An empty, corrupt or foreign file with an image extension would otherwise stop a
+    training run when a loader first draws it. Skipped files are named (the first
+    three) in one ``UserWarning``. A file whose header is sound but whose data is
+    truncated still fails when it is decoded, with an error naming it.
+
+    Raises:
+        ValueError: no file is readable (the message names ``name`` and one reason).
+    """
+    kept, bad = [], []
+    for f in files:
+        f = Path(f)
+        try:
+            with Image.open(f) as im:
+                w, h = im.size
+            if w < 1 or h < 1:
+                raise ValueError(f"{w}x{h} pixels")
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            bad.append((f, err))
+            continue
+        kept.append(f)
+    if not kept:
+        f, err = bad[0]
+        raise ValueError(
+            f"{name}: none of the {len(bad)} image files can be read (e.g. {str(f)!r}: {err})"
+        )
+    if bad:
+        shown = ", ".join(repr(str(f)) for f, _ in bad[:3]) + (", ..." if len(bad) > 3 else "")
+        warnings.warn(
+            f"{name}: {len(bad)} unreadable image file(s) skipped: {shown}",
+            UserWarning,
+            stacklevel=2,
+        )
+    return kept
 
 
 def split_files(
@@ -92,13 +141,59 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+class UnreadableImageError(OSError):
+    """An image file that cannot be decoded; ``path`` is the file."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: object) -> None:
+        super().__init__(f"cannot read image {str(path)!r}: {reason}")
+        self.path = Path(path)
+
+
 def _load_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
             return _to_rgb(im)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         # Truncated or corrupt files raise OSError, SyntaxError or ValueError in PIL.
-        raise OSError(f"cannot read image {str(path)!r}: {err}") from err
+        raise UnreadableImageError(path, err) from err
+
+
+#: Files already reported by :func:`skip_unreadable` (in this process).
+_REPORTED: set[Path] = set()
+
+
+def skip_unreadable(item: Callable[[Any], T], key: int | tuple[int, int], n: int) -> T:
+    """``item(key)``, or, if its image cannot be decoded, the item of the next index.
+
+    :func:`readable_images` reads headers only, so a file truncated after its header
+    is found when a loader first decodes it, possibly hours into a run. Instead of
+    stopping the run, the sample takes the next index's image (with the key's own seed:
+    deterministic, so a resumed run repeats it) and the file is named in one
+    ``UserWarning`` per process. If no image can be decoded, the first error is raised.
+    An index out of range still raises ``IndexError``.
+    """
+    try:
+        return item(key)
+    except UnreadableImageError as err:
+        first = err
+    pair = isinstance(key, tuple | list)
+    index = int(key[0]) if pair else int(key)
+    errors = [first]
+    for step in range(1, n):
+        j = (index + step) % n
+        try:
+            out = item((j, key[1]) if pair else j)
+        except UnreadableImageError as err:
+            errors.append(err)
+            continue
+        break
+    else:
+        raise first
+    for err in errors:
+        if err.path not in _REPORTED:
+            _REPORTED.add(err.path)
+            warnings.warn(f"{err}; another image takes its place", UserWarning, stacklevel=3)
+    return out
 
 
 class InpaintingFolder(Dataset):
@@ -163,6 +258,9 @@ class InpaintingFolder(Dataset):
         return np.asarray(im, dtype=np.float32) / 255.0
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        return skip_unreadable(self._item, key, len(self.files))
+
+    def _item(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         if isinstance(key, tuple | list):
             index, seed = int(key[0]), int(key[1])
             rng = np.random.default_rng([seed])

@@ -27,7 +27,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .._checks import check_int
-from .folder import _load_rgb
+from .folder import _load_rgb, skip_unreadable
 
 __all__ = ["SuperResolutionFolder", "degrade", "usable_images"]
 
@@ -106,6 +106,9 @@ class SuperResolutionFolder(Dataset):
         return len(self.files)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        return skip_unreadable(self._item, key, len(self.files))
+
+    def _item(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         if isinstance(key, tuple | list):
             index, seed = int(key[0]), int(key[1])
             rng = None if self.fixed else np.random.default_rng([seed])

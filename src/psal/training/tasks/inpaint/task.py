@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ...._deprecation import keyword_only
-from ....data import InpaintingFolder, MaskGenerator, list_images, split_files
+from ....data import InpaintingFolder, MaskGenerator, list_images, readable_images, split_files
 from ....models import Inpainter, create_model
 from ....models import losses as L
 from ...runtime import Runtime
@@ -183,7 +183,7 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
     def _build_data(self) -> None:
         d, seed = self.config.data, self.config.seed
         self.masks = MaskGenerator(d.masks, d.image_size, d.hole_size, d.max_delta)
-        files = list_images(d.path)
+        files = readable_images(list_images(d.path), "data.path (--data)")
         train_files, val_files = split_files(files, d.val_fraction, d.val_max, seed=seed)
         self.train_set = InpaintingFolder(train_files, d.image_size, self.masks, d.resize)
         self.val_set = (
@@ -392,7 +392,7 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
         model = cls.load_inference(config.checkpoint, device=device)
         size = config.image_size if config.image_size is not None else model.training_size
         dataset = InpaintingFolder(
-            list_images(config.data),
+            readable_images(list_images(config.data), "--data"),
             size,
             MaskGenerator(config.masks, size),
             config.resize,

@@ -31,7 +31,14 @@ import torch
 import torch.nn.functional as F
 
 from .... import metrics
-from ....data import SuperResolutionFolder, degrade, list_images, split_files, usable_images
+from ....data import (
+    SuperResolutionFolder,
+    degrade,
+    list_images,
+    readable_images,
+    split_files,
+    usable_images,
+)
 from ....data.folder import _load_rgb
 from ....models import Upscaler, create_model
 from ...config import (
@@ -260,7 +267,9 @@ class UpscaleTask(Task):
         d = config.data
         if not d.path:
             raise ValueError("data.path (--data) must name a folder of images")
-        files, skipped = usable_images(list_images(d.path), d.patch * d.scale, "data.path (--data)")
+        name = "data.path (--data)"
+        files = readable_images(list_images(d.path), name)
+        files, skipped = usable_images(files, d.patch * d.scale, name)
         if skipped:
             print(f"psal: warning: {skipped} image(s) smaller than the {d.patch * d.scale}"
                   " HR crop skipped", file=sys.stderr)  # fmt: skip
@@ -358,7 +367,7 @@ class UpscaleTask(Task):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         model = cls.load_inference(config.checkpoint, device=device)
         s = model.scale
-        files = list_images(config.data)[: config.limit]
+        files = readable_images(list_images(config.data), "--data")[: config.limit]
         methods: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"network": model}
         if config.baselines:
             methods["bicubic"] = lambda lr: F.interpolate(
