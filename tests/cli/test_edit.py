@@ -374,6 +374,50 @@ def test_inpaint_folder_errors(tmp_path, capsys):
     assert code == 1 and "is a folder" in _error_line(err)
 
 
+def test_upscale_folder_and_its_failures(tmp_path, capsys):
+    images, _, _ = _folder(tmp_path)
+    (images / "bad.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    code, err = _run(capsys, "upscale", images, "--scale", "2", "-o", out, "-q")
+    assert code == 1
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines[0].startswith("psal: error: bad.png: ") and "1 of 4 images failed" in lines[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg", "c.png"]
+    for name in ("a.png", "b.jpg", "c.png"):
+        assert Image.open(out / name).size == (80, 64)
+    a = np.asarray(Image.open(out / "a.png"))
+    single = tmp_path / "a_x2.png"  # the same result as the command on one file
+    assert _run(capsys, "upscale", images / "a.png", "--scale", "2", "-o", single)[0] == 0
+    assert np.array_equal(np.asarray(Image.open(single)), a)
+
+
+def test_colorize_folder_with_one_reference_or_paired_ones(tmp_path, capsys):
+    images, _, _ = _folder(tmp_path)
+    gray = tmp_path / "gray"
+    gray.mkdir()
+    for p in images.iterdir():
+        Image.open(p).convert("L").save(gray / p.name)
+    out = tmp_path / "out"
+    code, err = _run(capsys, "colorize", gray, "--reference", images / "a.png", "-o", out, "-q")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg", "c.png"]
+    assert Image.open(out / "b.jpg").mode == "RGB"
+    # a folder of references, paired by name: b's own colours come back closer
+    paired = tmp_path / "paired"
+    code, err = _run(capsys, "colorize", gray, "--reference", images, "-o", paired, "-q")
+    assert code == 0, err
+    truth = np.asarray(Image.open(images / "c.png"), dtype=float)
+    one = np.abs(np.asarray(Image.open(out / "c.png"), dtype=float) - truth).mean()
+    own = np.abs(np.asarray(Image.open(paired / "c.png"), dtype=float) - truth).mean()
+    assert own < one
+    (images / "c.png").unlink()
+    code, err = _run(capsys, "colorize", gray, "--reference", images, "-o", tmp_path / "o3", "-q")
+    assert code == 1 and "no reference named c.* in the folder" in err
+    code, err = _run(capsys, "colorize", gray / "a.png", "--reference", images, "-o",
+                     tmp_path / "x.png")  # fmt: skip
+    assert code == 1 and "is a folder" in _error_line(err)
+
+
 def test_inpaint_source_mask(files, capsys):
     d = files["dir"]
     source = np.zeros((40, 56), np.uint8)

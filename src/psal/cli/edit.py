@@ -50,6 +50,7 @@ examples:
   psal colorize gray.png --reference ref.png --patch-size 7 --seed 1 -o out.webp
   psal colorize gray.png --reference ref.png --checkpoint runs/col -o out.png
   psal colorize gray.png --reference ref.png --model psal-w8 -o out.png
+  psal colorize frames/ --reference key_frame.jpg -o coloured/   # a folder, one reference
 
 The target's luminance is kept exactly; only the colour comes from the reference.
 """
@@ -61,6 +62,7 @@ examples:
   psal upscale photo.png --scale 2 --checkpoint runs/sr -o photo_x2.png
   psal upscale photo.png --scale 2 --model edsr-x2 -o photo_x2.png   # shipped network
   psal upscale photo.png --model edsr-x2 --ensemble -o photo_x2.png  # 8x slower, better
+  psal upscale photos/ --scale 2 -o photos_x2/                        # a whole folder
 """
 
 
@@ -219,45 +221,43 @@ def _pair(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _inpaint_folder(args, device) -> int:
-    """``psal inpaint DIR --mask MASKDIR|MASK -o OUTDIR``: every image, one bar, a summary."""
-    from tqdm import tqdm
-
-    from ..utils.image import SAVE_FORMATS
-
-    folder, out_dir = Path(args.image), Path(args.output)
+def _folder_images(folder: Path, output: str, name: str) -> tuple[list[Path], Path]:
+    """The images of a folder argument and the output folder, checked before any work."""
+    out_dir = Path(output)
     images = sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     )
     if not images:
-        raise CLIError(f"IMAGE: the folder {folder} holds no image file "
+        raise CLIError(f"{name}: the folder {folder} holds no image file "
                        f"({', '.join(IMAGE_SUFFIXES)})")  # fmt: skip
     if out_dir.exists() and not out_dir.is_dir():
         raise CLIError(f"--output {out_dir}: is a file; a folder of images needs an output folder")
     if out_dir.exists() and _same_file(str(out_dir), str(folder)):
         raise CLIError(f"--output {out_dir}: is the input folder; the inputs would be overwritten")
-    masks, sources = Path(args.mask), args.source_mask and Path(args.source_mask)
-    for flag, p in (("--mask", masks), ("--source-mask", sources)):
-        if p and not p.exists():
-            raise CLIError(f"{flag}: no such file or folder: {p}")
+    return images, out_dir
+
+
+def _each_image(images: list[Path], out_dir: Path, what: str, quiet: bool,
+                one: Callable[[Path, Path], None]) -> int:  # fmt: skip
+    """``one(image, output file)`` for every image: one bar, the failures summed up.
+
+    A failing image does not stop the others; its one-line reason is printed after the
+    bar, and the exit status is 1 if any failed. An output keeps its image's name (its
+    format, or ``.png`` where psal cannot write that format).
+    """
+    from tqdm import tqdm
+
+    from ..utils.image import SAVE_FORMATS
+
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = []
-    bar = tqdm(images, desc="inpaint", unit="image", disable=True if args.quiet else None,
-               leave=False, file=sys.stderr)  # fmt: skip
+    bar = tqdm(images, desc=what, unit="image", disable=True if quiet else None, leave=False,
+               file=sys.stderr)  # fmt: skip
     for path in bar:
+        name = path.name if path.suffix.lower() in SAVE_FORMATS else path.stem + ".png"
         try:
-            mask = _pair(masks, path.stem) if masks.is_dir() else masks
-            if mask is None:
-                raise CLIError(f"no mask named {path.stem}.* in the mask folder {masks}")
-            source = sources
-            if sources and sources.is_dir():
-                source = _pair(sources, path.stem)
-                if source is None:
-                    raise CLIError(f"no source mask named {path.stem}.* in {sources}")
-            name = path.name if path.suffix.lower() in SAVE_FORMATS else path.stem + ".png"
-            _inpaint_file(args, str(path), str(mask), source and str(source),
-                          str(out_dir / name), device, None)  # fmt: skip
-        except (CLIError, ValueError, TypeError, OSError, RuntimeError) as err:
+            one(path, out_dir / name)
+        except (CLIError, ValueError, TypeError, OSError, RuntimeError, MemoryError) as err:
             from ._common import error_line
 
             failed.append((path.name, error_line(err)))
@@ -269,6 +269,33 @@ def _inpaint_folder(args, device) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     return 0
+
+
+def _paired(given: Path | None, image: Path, what: str) -> Path | None:
+    """``given`` itself, or, for a folder, its file named like ``image`` (else an error)."""
+    if given is None or not given.is_dir():
+        return given
+    found = _pair(given, image.stem)
+    if found is None:
+        raise CLIError(f"no {what} named {image.stem}.* in the folder {given}")
+    return found
+
+
+def _inpaint_folder(args, device) -> int:
+    """``psal inpaint DIR --mask MASKDIR|MASK -o OUTDIR``: every image, one bar, a summary."""
+    images, out_dir = _folder_images(Path(args.image), args.output, "IMAGE")
+    masks, sources = Path(args.mask), args.source_mask and Path(args.source_mask)
+    for flag, p in (("--mask", masks), ("--source-mask", sources)):
+        if p and not p.exists():
+            raise CLIError(f"{flag}: no such file or folder: {p}")
+
+    def one(path: Path, out: Path) -> None:
+        mask = _paired(masks, path, "mask")
+        source = _paired(sources or None, path, "source mask")
+        _inpaint_file(args, str(path), str(mask), source and str(source), str(out), device,
+                      None)  # fmt: skip
+
+    return _each_image(images, out_dir, "inpaint", args.quiet, one)
 
 
 def _patch_device(args: argparse.Namespace, network: bool):
@@ -302,26 +329,13 @@ def _inpaint(args: argparse.Namespace) -> int:
 
 
 def _colorize(args: argparse.Namespace) -> int:
-
-    from ..editing import colorize
-    from ..utils.convert import check_values
-    from ..utils.image import load_image, result_mode, save_image
-    from ..utils.io import full_depth
-
     _check_options(args)
     if args.model is not None:  # before any file is read
         if args.checkpoint:
             raise CLIError("--model and --checkpoint both choose a network: give one")
         _check_model_name(args.model, "colorize")
     device = _patch_device(args, network=bool(args.checkpoint or args.model))
-    target = load_image(args.target, "TARGET", max_pixels=args.max_pixels)
-    reference = load_image(args.reference, "--reference", max_pixels=args.max_pixels)
-    check_values(target, f"TARGET {args.target}", unit_float=True)
-    check_values(reference, f"--reference {args.reference}")
-    mode = "RGBA" if result_mode(target) in ("LA", "RGBA") else "RGB"
-    if isinstance(full_depth(target), np.ndarray):  # a 16-bit colour PNG: kept at 16 bits
-        mode += ";16"
-    _check_output(args.output, mode, target.size)
+    net = None
     if args.checkpoint or args.model:
         from ..models import Colorizer
 
@@ -331,6 +345,41 @@ def _colorize(args: argparse.Namespace) -> int:
             net = _network(
                 "--checkpoint", lambda: Colorizer.from_checkpoint(args.checkpoint, device=device)
             )
+    refs = Path(args.reference)
+    if Path(args.target).is_dir():
+        images, out_dir = _folder_images(Path(args.target), args.output, "TARGET")
+        if not refs.exists():
+            raise CLIError(f"--reference: no such file or folder: {refs}")
+
+        def one(path: Path, out: Path) -> None:
+            ref = _paired(refs, path, "reference")
+            _colorize_file(args, str(path), str(ref), str(out), device, net, True)
+
+        return _each_image(images, out_dir, "colorize", args.quiet, one)
+    if refs.is_dir():
+        raise CLIError(f"--reference {refs} is a folder: give a folder of targets as TARGET "
+                       "to pair them by file name")  # fmt: skip
+    _colorize_file(args, args.target, args.reference, args.output, device, net, args.quiet)
+    return 0
+
+
+def _colorize_file(args, target_path: str, reference_path: str, output: str, device, net,
+                   quiet: bool) -> None:  # fmt: skip
+    """Colour one file into ``output`` (atomically); ``net``: a network, or None."""
+    from ..editing import colorize
+    from ..utils.convert import check_values
+    from ..utils.image import load_image, result_mode, save_image
+    from ..utils.io import full_depth
+
+    target = load_image(target_path, "TARGET", max_pixels=args.max_pixels)
+    reference = load_image(reference_path, "--reference", max_pixels=args.max_pixels)
+    check_values(target, f"TARGET {target_path}", unit_float=True)
+    check_values(reference, f"--reference {reference_path}")
+    mode = "RGBA" if result_mode(target) in ("LA", "RGBA") else "RGB"
+    if isinstance(full_depth(target), np.ndarray):  # a 16-bit colour PNG: kept at 16 bits
+        mode += ";16"
+    _check_output(output, mode, target.size)
+    if net is not None:
         work = lambda bar: net.colorize(  # noqa: E731
             full_depth(target), full_depth(reference), seed=args.seed, progress=bar
         )
@@ -340,13 +389,12 @@ def _colorize(args: argparse.Namespace) -> int:
             seed=args.seed, device=device, progress=bar,
         )  # fmt: skip
     try:
-        out = _run(work, "colorize", args.quiet)
+        out = _run(work, "colorize", quiet)
     except MemoryError:
         raise CLIError(
             "colorize: out of memory (try a smaller --k or --patch-size, or smaller images)"
         ) from None
-    save_image(out, args.output, icc_profile=_icc(target, mode))
-    return 0
+    save_image(out, output, icc_profile=_icc(target, mode))
 
 
 def _upscale(args: argparse.Namespace) -> int:
@@ -382,18 +430,26 @@ def _upscale(args: argparse.Namespace) -> int:
             verb = "was trained for" if args.model is None else "enlarges"
             raise CLIError(f"--scale is {scale} but {flag} {what} {verb} x{net.scale}")
         upscale = net.upscale
-    image = load_image(args.image, "IMAGE", max_pixels=args.max_pixels)
-    check_values(image, f"IMAGE {args.image}")
-    mode = output_mode(image)
-    _check_output(args.output, mode, (image.size[0] * scale, image.size[1] * scale))
-    out = _run(
-        lambda bar: upscale(
-            full_depth(image), scale, patch_size=args.patch_size, seed=args.seed, device=device,
-            progress=bar,
-        ),
-        "upscale", args.quiet,
-    )  # fmt: skip
-    save_image(out, args.output, icc_profile=_icc(image, mode))
+
+    def one(path: str, output: str, quiet: bool) -> None:
+        image = load_image(path, "IMAGE", max_pixels=args.max_pixels)
+        check_values(image, f"IMAGE {path}")
+        mode = output_mode(image)
+        _check_output(output, mode, (image.size[0] * scale, image.size[1] * scale))
+        out = _run(
+            lambda bar: upscale(
+                full_depth(image), scale, patch_size=args.patch_size, seed=args.seed,
+                device=device, progress=bar,
+            ),
+            "upscale", quiet,
+        )  # fmt: skip
+        save_image(out, output, icc_profile=_icc(image, mode))
+
+    if Path(args.image).is_dir():
+        images, out_dir = _folder_images(Path(args.image), args.output, "IMAGE")
+        return _each_image(images, out_dir, "upscale", args.quiet,
+                           lambda p, o: one(str(p), str(o), True))  # fmt: skip
+    one(args.image, args.output, args.quiet)
     return 0
 
 
@@ -406,6 +462,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="refuse input images above N pixels, before decoding them "
                    "(default: $PSAL_MAX_PIXELS, else 8192*8192)")  # fmt: skip
+
+
+def _folder_output_help(p: argparse.ArgumentParser, name: str) -> None:
+    for action in p._actions:
+        if action.dest == "output":
+            action.help = f"output file (.png, .jpg, .webp); an output folder for a folder {name}"
 
 
 def _pretrained_names(task: str = "upscale") -> list[str]:
@@ -452,9 +514,8 @@ def register(subparsers: argparse._SubParsersAction, shallow: bool = False) -> N
                    help="where content may be copied from (white = allowed); a file or, for "
                    "a folder IMAGE, a folder paired by file name")  # fmt: skip
     _common(p)
+    _folder_output_help(p, "IMAGE")
     for action in p._actions:
-        if action.dest == "output":
-            action.help = "output file (.png, .jpg, .webp); an output folder for a folder IMAGE"
         if action.dest == "device":
             action.help = ("auto (default): the patch-based fill on the CPU, a --checkpoint "
                            "network on CUDA if available; or cpu, cuda, cuda:N, mps")  # fmt: skip
@@ -477,9 +538,13 @@ def register(subparsers: argparse._SubParsersAction, shallow: bool = False) -> N
         epilog=COLORIZE_EXAMPLES,
         formatter_class=fmt,
     )
-    p.add_argument("target", metavar="TARGET", help="grayscale photo to colour")
-    p.add_argument("-r", "--reference", required=True, help="colour photo to take colours from")
+    p.add_argument("target", metavar="TARGET",
+                   help="grayscale photo to colour, or a folder of them")  # fmt: skip
+    p.add_argument("-r", "--reference", required=True,
+                   help="colour photo to take colours from; for a folder TARGET, one photo for "
+                   "all or a folder paired by file name")  # fmt: skip
     _common(p)
+    _folder_output_help(p, "TARGET")
     p.add_argument("--patch-size", type=int, default=9, help="odd patch side (default: 9)")
     p.add_argument("--k", type=int, default=2,
                    help="reference patches averaged, 1 to 32 (default: 2)")  # fmt: skip
@@ -500,9 +565,10 @@ def register(subparsers: argparse._SubParsersAction, shallow: bool = False) -> N
         epilog=UPSCALE_EXAMPLES,
         formatter_class=fmt,
     )
-    p.add_argument("image", metavar="IMAGE", help="photo to enlarge")
+    p.add_argument("image", metavar="IMAGE", help="photo to enlarge, or a folder of them")
     p.add_argument("-s", "--scale", default="2", help="2, 3 or 4 (default: 2)")
     _common(p)
+    _folder_output_help(p, "IMAGE")
     p.add_argument("--patch-size", type=int, default=3,
                    help="odd patch side, in input pixels (default: 3)")  # fmt: skip
     p.add_argument("--checkpoint", default=None, metavar="RUN",
