@@ -10,6 +10,7 @@ suffix; the output keeps the input's size (or the scaled size) and mode.
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import sys
 from collections.abc import Callable
@@ -195,11 +196,7 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
             raise CLIError("--source-mask works with the patch-based fill, not --checkpoint")
         import torch
 
-        from ..models import Inpainter
-
-        model = _network(
-            "--checkpoint", lambda: Inpainter.from_checkpoint(args.checkpoint, device=device)
-        )
+        model = _inpainter(args.checkpoint, device)
         torch.manual_seed(args.seed)  # PSAL attention layers draw PatchMatch seeds from it
         out = model.inpaint(full_depth(image), mask)
     else:
@@ -210,6 +207,14 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
         out = inpaint(full_depth(image), mask, patch_size=args.patch_size, seed=args.seed,
                       device=device, source_mask=source, progress=bar)  # fmt: skip
     save_image(out, output, icc_profile=icc, exif=exif)
+
+
+@functools.lru_cache(maxsize=1)
+def _inpainter(checkpoint: str, device):
+    """The learned inpainter of ``--checkpoint``, loaded once for a folder of images."""
+    from ..models import Inpainter
+
+    return _network("--checkpoint", lambda: Inpainter.from_checkpoint(checkpoint, device=device))
 
 
 def _pair(folder: Path, stem: str) -> Path | None:
