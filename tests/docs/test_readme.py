@@ -1,4 +1,5 @@
-"""The README's first Python example runs as written (from the repository root)."""
+"""The README's first Python example runs as written (from the repository root), and
+every ``psal`` command the README, the docs and the commands' ``--help`` show parses."""
 
 import os
 import re
@@ -26,3 +27,53 @@ def test_readme_commands_name_existing_examples():
     for path in re.findall(r"examples/[\w./]+", text):
         assert (ROOT / path.rstrip(".")).exists(), path
     assert os.path.exists(ROOT / ".ci" / "run")
+
+
+def _documented_commands():
+    """Every ``psal ...`` command line of the README's and docs' shell blocks."""
+    import shlex
+
+    from psal.cli import edit
+    from psal.training.tasks import get_task, list_tasks
+
+    sources = [(md.name, md.read_text())
+               for md in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]]  # fmt: skip
+    # the examples of the commands' --help, as one more "document" each
+    helps = [edit.INPAINT_EXAMPLES, edit.COLORIZE_EXAMPLES, edit.UPSCALE_EXAMPLES]
+    for name in list_tasks():
+        task = get_task(name)
+        helps += [task.train_examples, task.eval_examples or ""]
+    sources += [(f"--help of psal {i}", f"```bash\n{h}\n```") for i, h in enumerate(helps)]
+    found = []
+    for where, doc in sources:
+        for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", doc, flags=re.S):
+            text = block.replace("\\\n", " ")
+            for line in text.splitlines():
+                line = line.split(" #")[0].strip()
+                line = re.sub(r"^torchrun .*?\$\(which psal\)", "psal", line)
+                if not line.startswith("psal ") or "<" in line or "|" in line:
+                    continue
+                argv = shlex.split(line)[1:]
+                found.append((where, ["inpaint" if a == "TASK" else a for a in argv]))
+    return found
+
+
+def test_documented_commands_parse():
+    """The commands the docs show are accepted by the CLI's parser (flags, choices)."""
+    from psal.cli import build_parser
+
+    commands = _documented_commands()
+    assert len(commands) > 60 and any(w.startswith("--help") for w, _ in commands)
+    bad = []
+    for where, argv in commands:
+        if "--help" in argv or "-h" in argv or argv[:1] in (["--version"], []):
+            continue
+        parser = build_parser(argv)
+        try:
+            _, extra = parser.parse_known_args(argv)
+        except SystemExit:  # argparse refused it (its message is in the captured stderr)
+            bad.append(f"{where}: psal {' '.join(argv)}")
+            continue
+        if any("=" not in e or e.startswith("-") for e in extra):
+            bad.append(f"{where}: psal {' '.join(argv)}: unknown {extra}")
+    assert not bad, "\n".join(bad)
