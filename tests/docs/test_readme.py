@@ -77,3 +77,39 @@ def test_documented_commands_parse():
         if any("=" not in e or e.startswith("-") for e in extra):
             bad.append(f"{where}: psal {' '.join(argv)}: unknown {extra}")
     assert not bad, "\n".join(bad)
+
+
+def test_documented_python_compiles_and_its_names_exist():
+    """Every Python block of the README and docs is valid Python, its imports import,
+    and every ``psal.name`` it uses exists (renamed API is caught here)."""
+    import ast
+    import importlib
+
+    import psal
+
+    bad = []
+    for md in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in re.findall(r"```python\n(.*?)```", md.read_text(), flags=re.S):
+            try:
+                tree = ast.parse(block)
+            except SyntaxError as err:
+                bad.append(f"{md.name}: {err}")
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    try:
+                        exec(ast.unparse(node), {})
+                    except Exception as err:  # any failure is the finding
+                        bad.append(f"{md.name}: {ast.unparse(node)}: {err}")
+            for name in set(re.findall(r"\bpsal\.([A-Za-z_][\w.]*)", block)):
+                obj = psal
+                for part in name.split("."):
+                    if hasattr(obj, part):
+                        obj = getattr(obj, part)
+                        continue
+                    try:
+                        obj = importlib.import_module(f"{obj.__name__}.{part}")
+                    except ImportError:
+                        bad.append(f"{md.name}: psal.{name}")
+                        break
+    assert not bad, "\n".join(bad)
