@@ -101,6 +101,7 @@ def attend(
         (B, Cv, Hq, Wq).
 
     Example:
+        >>> import psal
         >>> q = torch.rand(1, 4, 8, 8); v = torch.rand(1, 2, 8, 8)
         >>> idx = psal.patchmatch(q, q, k=2, seed=0).indices
         >>> attend(q, q, v, idx).shape

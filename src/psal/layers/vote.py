@@ -335,6 +335,7 @@ def vote(
         False where no searched patch proposes anything; ``out`` is 0 there.
 
     Example:
+        >>> import psal, torch
         >>> img = torch.rand(1, 3, 32, 32)
         >>> f = psal.patchmatch(img, img, k=2, patch_size=5, seed=0)
         >>> out, covered = vote(img, f.indices, f.distances, 5, float("inf"))
