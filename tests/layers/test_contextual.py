@@ -512,13 +512,20 @@ def test_old_spellings_warn_and_agree():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert contextual_attention(x, x, value=v1).shape == (2, 1, 8, 9)
-        # ... or by position, when the call names hole or return_field (new keywords),
-        # or when its values are not all 0 and 1 (an old float mask is)
+        # ... or by position when the call names hole or return_field (new keywords)
         ref = contextual_attention(x, x, value=v1, hole=mask)
         assert torch.equal(contextual_attention(x, x, v1, hole=mask), ref)
         out1, off1 = contextual_attention(x, x, v1, return_field=True)
         assert torch.equal(out1, contextual_attention(x, x, value=v1)) and off1.shape[1] == 2
-        assert torch.equal(contextual_attention(x, x, v1), contextual_attention(x, x, value=v1))
+    # without them a one-channel third tensor is the old mask (the rule reads shapes and
+    # dtypes, so the result's kind never depends on the values) ...
+    for third in ((v1 > 0.5).float(), torch.zeros_like(v1)):
+        with pytest.warns(DeprecationWarning, match="deprecated"):
+            out, _ = contextual_attention(x, x, third)
+        assert out.shape == x.shape
+    # ... and one that cannot be a mask says how to pass a one-channel value
+    with pytest.raises(TypeError, match=r"read as the old mask.*value=\.\.\."):
+        contextual_attention(x, x, v1)
 
 
 @pytest.mark.parametrize(

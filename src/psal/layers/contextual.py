@@ -112,8 +112,8 @@ def _diagonal_fuse(scores: torch.Tensor, k: int) -> torch.Tensor:
 _OPTIONS = ("patch_size", "stride", "rate", "fuse_k", "softmax_scale", "fuse")
 
 
-def _binary(t: torch.Tensor) -> bool:
-    """True if every value of ``t`` is 0 or 1 (an old float mask, not a value map)."""
+def _zeros_and_ones(t: torch.Tensor) -> bool:
+    """For the error message only: does an inferred old mask look like one?"""
     with torch.no_grad():
         return bool(((t == 0) | (t == 1)).all())
 
@@ -122,12 +122,12 @@ def _legacy_call(name: str, args: tuple, kwargs: dict) -> tuple[tuple, dict, boo
     """Translate the old spelling ``(foreground, background, mask, *options)``.
 
     Old calls are recognised by: a keyword ``foreground`` / ``background`` / ``mask``,
-    only two positional tensors, a third positional argument that can only be the old
-    mask (bool, or one channel of 0s and 1s where the key has several), or options
-    given by position. They return ``(output, offsets)`` as before, with a
-    DeprecationWarning. In a call that names ``hole`` or ``return_field`` (keywords the
-    old spelling did not have) a third positional tensor is the value, whatever its
-    channels.
+    only two positional tensors, a bool or one-channel third positional argument (the
+    old mask; a one-channel *value* must then be passed as ``value=``), or options given
+    by position. They return ``(output, offsets)`` as before, with a DeprecationWarning.
+    The rule reads dtypes and shapes only, never values. In a call that names ``hole``
+    or ``return_field`` (keywords the old spelling did not have) a third positional
+    tensor is the value, whatever its channels.
     """
     kwargs = dict(kwargs)
     new_style = "hole" in kwargs or "return_field" in kwargs
@@ -149,7 +149,7 @@ def _legacy_call(name: str, args: tuple, kwargs: dict) -> tuple[tuple, dict, boo
             and (
                 third.dtype == torch.bool
                 or (third.dim() == 4 and third.shape[1] == 1 and isinstance(key, torch.Tensor)
-                    and key.dim() == 4 and key.shape[1] != 1 and _binary(third))
+                    and key.dim() == 4 and key.shape[1] != 1)
             )
         )  # fmt: skip
         if old_mask:
@@ -157,6 +157,13 @@ def _legacy_call(name: str, args: tuple, kwargs: dict) -> tuple[tuple, dict, boo
             if given:
                 if "hole" in kwargs:
                     raise TypeError(f"{name}() got multiple values for 'hole'")
+                if third.dtype != torch.bool and not _zeros_and_ones(third):
+                    raise TypeError(
+                        f"{name}(): a one-channel third argument is read as the old mask "
+                        "(deprecated spelling), but it holds values other than 0 and 1; "
+                        "pass a one-channel value as value=... (or name hole= or "
+                        "return_field=)"
+                    )
                 kwargs["hole"] = args.pop(n_tensors)
             kwargs["value"] = args[1] if n_tensors == 2 else kwargs.get("key")
     n_fixed = n_tensors + ("value" not in kwargs)
