@@ -418,6 +418,31 @@ def test_colorize_folder_with_one_reference_or_paired_ones(tmp_path, capsys):
     assert code == 1 and "is a folder" in _error_line(err)
 
 
+def test_folder_runs_refuse_what_would_lose_files(tmp_path, capsys):
+    images, masks, _ = _folder(tmp_path)
+    # two inputs written under one name (a.bmp is written as a.png)
+    Image.open(images / "a.png").save(images / "a.bmp")
+    out = tmp_path / "out"
+    code, err = _run(capsys, "upscale", images, "-o", out)
+    assert code == 1 and "a.bmp and a.png would both be written as" in _error_line(err), err
+    assert not out.exists()
+    (images / "a.bmp").unlink()
+    # the output folder is an input folder of another argument
+    code, err = _run(capsys, "inpaint", images, "--mask", masks, "-o", masks)
+    assert code == 1 and "is the --mask folder" in _error_line(err)
+    gray = tmp_path / "gray"
+    gray.mkdir()
+    Image.open(images / "a.png").convert("L").save(gray / "a.png")
+    code, err = _run(capsys, "colorize", gray, "--reference", images, "-o", images)
+    assert code == 1 and "is the --reference folder" in _error_line(err)
+    # a bad network fails once, before any work or output folder
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"junk")
+    code, err = _run(capsys, "inpaint", images, "--mask", masks, "-o", out, "--checkpoint", bad)
+    assert code == 1 and _error_line(err).startswith("psal: error: --checkpoint: ")
+    assert not out.exists()
+
+
 def test_inpaint_source_mask(files, capsys):
     d = files["dir"]
     source = np.zeros((40, 56), np.uint8)

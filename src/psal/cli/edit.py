@@ -10,7 +10,6 @@ suffix; the output keeps the input's size (or the scaled size) and mode.
 from __future__ import annotations
 
 import argparse
-import functools
 import shutil
 import sys
 from collections.abc import Callable
@@ -158,8 +157,8 @@ def _load_mask_for(path: str, image, args, name: str):
 
 
 def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None,
-                  output: str, device, bar) -> None:  # fmt: skip
-    """Inpaint one file into ``output`` (atomically)."""
+                  output: str, device, bar, model=None) -> None:  # fmt: skip
+    """Inpaint one file into ``output`` (atomically); ``model``: the learned inpainter."""
     from ..editing._pyramid import dilate
     from ..utils.convert import check_values
     from ..utils.image import file_format, load_image, save_format, save_image
@@ -191,12 +190,9 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
         return
     if mask.all():
         raise CLIError("the mask covers the whole image: there is no known pixel to copy from")
-    if args.checkpoint is not None:
-        if source is not None:
-            raise CLIError("--source-mask works with the patch-based fill, not --checkpoint")
+    if model is not None:
         import torch
 
-        model = _inpainter(args.checkpoint, device)
         torch.manual_seed(args.seed)  # PSAL attention layers draw PatchMatch seeds from it
         out = model.inpaint(full_depth(image), mask)
     else:
@@ -209,12 +205,17 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
     save_image(out, output, icc_profile=icc, exif=exif)
 
 
-@functools.lru_cache(maxsize=1)
-def _inpainter(checkpoint: str, device):
-    """The learned inpainter of ``--checkpoint``, loaded once for a folder of images."""
+def _inpainter(args, device):
+    """The learned inpainter of ``--checkpoint`` (None without one), loaded before any work."""
+    if args.checkpoint is None:
+        return None
+    if args.source_mask is not None:
+        raise CLIError("--source-mask works with the patch-based fill, not --checkpoint")
     from ..models import Inpainter
 
-    return _network("--checkpoint", lambda: Inpainter.from_checkpoint(checkpoint, device=device))
+    return _network(
+        "--checkpoint", lambda: Inpainter.from_checkpoint(args.checkpoint, device=device)
+    )
 
 
 def _pair(folder: Path, stem: str) -> Path | None:
@@ -226,8 +227,25 @@ def _pair(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _folder_images(folder: Path, output: str, name: str) -> tuple[list[Path], Path]:
-    """The images of a folder argument and the output folder, checked before any work."""
+def _output_name(path: Path) -> str:
+    """An output's file name in a folder run.
+
+    The input's name, or its stem with ``.png`` where psal cannot write its format.
+    """
+    from ..utils.image import SAVE_FORMATS
+
+    return path.name if path.suffix.lower() in SAVE_FORMATS else path.stem + ".png"
+
+
+def _folder_images(
+    folder: Path, output: str, name: str, inputs: dict[str, object] | None = None
+) -> tuple[list[Path], Path]:
+    """The images of a folder argument and the output folder, checked before any work.
+
+    ``inputs``: the other arguments that may name folders (``--mask``, ``--reference``,
+    ...): the output folder must not be one of them either. Two images that would be
+    written under one name (``a.png`` and ``a.bmp``, written as ``.png``) are refused.
+    """
     out_dir = Path(output)
     images = sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
@@ -237,8 +255,19 @@ def _folder_images(folder: Path, output: str, name: str) -> tuple[list[Path], Pa
                        f"({', '.join(IMAGE_SUFFIXES)})")  # fmt: skip
     if out_dir.exists() and not out_dir.is_dir():
         raise CLIError(f"--output {out_dir}: is a file; a folder of images needs an output folder")
-    if out_dir.exists() and _same_file(str(out_dir), str(folder)):
-        raise CLIError(f"--output {out_dir}: is the input folder; the inputs would be overwritten")
+    if out_dir.exists():
+        others = {name: folder, **(inputs or {})}
+        for flag, given in others.items():
+            if given is not None and Path(given).is_dir() and _same_file(str(out_dir), str(given)):
+                raise CLIError(f"--output {out_dir}: is the {flag} folder; its files would be "
+                               "overwritten")  # fmt: skip
+    seen: dict[str, Path] = {}
+    for path in images:
+        key = _output_name(path).lower()  # case-insensitive file systems too
+        if key in seen:
+            raise CLIError(f"{name}: {seen[key].name} and {path.name} would both be written as "
+                           f"{_output_name(path)}; rename one")  # fmt: skip
+        seen[key] = path
     return images, out_dir
 
 
@@ -252,16 +281,13 @@ def _each_image(images: list[Path], out_dir: Path, what: str, quiet: bool,
     """
     from tqdm import tqdm
 
-    from ..utils.image import SAVE_FORMATS
-
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = []
     bar = tqdm(images, desc=what, unit="image", disable=True if quiet else None, leave=False,
                file=sys.stderr)  # fmt: skip
     for path in bar:
-        name = path.name if path.suffix.lower() in SAVE_FORMATS else path.stem + ".png"
         try:
-            one(path, out_dir / name)
+            one(path, out_dir / _output_name(path))
         except (CLIError, ValueError, TypeError, OSError, RuntimeError, MemoryError) as err:
             from ._common import error_line
 
@@ -288,17 +314,23 @@ def _paired(given: Path | None, image: Path, what: str) -> Path | None:
 
 def _inpaint_folder(args, device) -> int:
     """``psal inpaint DIR --mask MASKDIR|MASK -o OUTDIR``: every image, one bar, a summary."""
-    images, out_dir = _folder_images(Path(args.image), args.output, "IMAGE")
+    images, out_dir = _folder_images(
+        Path(args.image),
+        args.output,
+        "IMAGE",
+        {"--mask": args.mask, "--source-mask": args.source_mask},
+    )
     masks, sources = Path(args.mask), args.source_mask and Path(args.source_mask)
     for flag, p in (("--mask", masks), ("--source-mask", sources)):
         if p and not p.exists():
             raise CLIError(f"{flag}: no such file or folder: {p}")
+    model = _inpainter(args, device)  # once for the folder
 
     def one(path: Path, out: Path) -> None:
         mask = _paired(masks, path, "mask")
         source = _paired(sources or None, path, "source mask")
         _inpaint_file(args, str(path), str(mask), source and str(source), str(out), device,
-                      None)  # fmt: skip
+                      None, model)  # fmt: skip
 
     return _each_image(images, out_dir, "inpaint", args.quiet, one)
 
@@ -328,8 +360,9 @@ def _inpaint(args: argparse.Namespace) -> int:
         if value is not None and Path(value).is_dir():
             raise CLIError(f"{flag} {value} is a folder: give a folder of images as IMAGE "
                            "to pair them by file name")  # fmt: skip
+    model = _inpainter(args, device)
     _run(lambda bar: _inpaint_file(args, args.image, args.mask, args.source_mask, args.output,
-                                   device, bar), "inpaint", args.quiet)  # fmt: skip
+                                   device, bar, model), "inpaint", args.quiet)  # fmt: skip
     return 0
 
 
@@ -352,7 +385,9 @@ def _colorize(args: argparse.Namespace) -> int:
             )
     refs = Path(args.reference)
     if Path(args.target).is_dir():
-        images, out_dir = _folder_images(Path(args.target), args.output, "TARGET")
+        images, out_dir = _folder_images(
+            Path(args.target), args.output, "TARGET", {"--reference": args.reference}
+        )
         if not refs.exists():
             raise CLIError(f"--reference: no such file or folder: {refs}")
 
