@@ -150,3 +150,34 @@ def test_readable_images_skips_files_without_a_header(folder):
     assert kept == files
     with pytest.raises(ValueError, match=r"--data: none of the 2 image files can be read"):
         readable_images([folder / "empty.png", folder / "text.webp"], "--data")
+
+
+def test_a_system_error_is_not_skipped_as_an_unreadable_image(folder):
+    files = list_images(folder)
+    ds = InpaintingFolder(files, 32, fixed=True)
+    files[0].unlink()  # gone after the scan: an error of the system, not of the file
+    with pytest.raises(FileNotFoundError, match=r"cannot read image"):
+        ds[0]
+
+
+def test_readable_images_of_nothing_is_a_value_error():
+    from psal.data import readable_images
+
+    with pytest.raises(ValueError, match=r"--data: no image files given"):
+        readable_images([], "--data")
+
+
+def test_an_unreadable_frame_keeps_a_video_folder_a_video(tmp_path):
+    from psal.data import find_pair_sources
+
+    for seq in ("s1", "s2", "s3"):
+        (tmp_path / seq).mkdir()
+        for i in range(2):
+            Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / seq / f"{i}.png")
+    (tmp_path / "s2" / "1.png").write_bytes(b"")
+    with pytest.warns(UserWarning) as record:
+        sources = find_pair_sources(tmp_path)
+    messages = " | ".join(str(r.message) for r in record)
+    assert "1 unreadable image file(s) skipped" in messages
+    assert "fewer than two readable frames" in messages
+    assert [len(s.frames) for s in sources] == [2, 2]  # still frame pairs, s2 left out

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,15 +63,27 @@ def find_pair_sources(
     """
     kind = check_choice(kind, "kind", PAIR_KINDS)
     root = Path(root)
-    files = readable_images(list_images(root), name)  # unreadable ones skipped, named
-    groups: dict[Path, list[Path]] = {}
-    for f in files:
-        groups.setdefault(f.parent, []).append(f)
-    if kind == "auto":
+    listed = list_images(root)
+    if kind == "auto":  # from every file: an unreadable frame must not change the kind
+        groups: dict[Path, list[Path]] = {}
+        for f in listed:
+            groups.setdefault(f.parent, []).append(f)
         video = all(parent != root and len(g) >= 2 for parent, g in groups.items())
         kind = "video" if video else "photos"
+    files = readable_images(listed, name)  # unreadable ones skipped, named
     if kind == "photos":
         return [PairSource((f,)) for f in files]
+    groups = {}
+    for f in files:
+        groups.setdefault(f.parent, []).append(f)
+    short = [p for p, g in groups.items() if len(g) < 2]
+    if short and len(short) < len(groups):
+        warnings.warn(
+            f"{name}: {len(short)} sequence folder(s) with fewer than two readable frames "
+            f"skipped (e.g. {str(short[0])!r})",
+            UserWarning,
+            stacklevel=2,
+        )
     seqs = [PairSource(tuple(sorted(g))) for _, g in sorted(groups.items()) if len(g) >= 2]
     if not seqs:
         raise ValueError(

@@ -90,6 +90,8 @@ def readable_images(files: Sequence[str | os.PathLike[str]], name: str = "data.p
             bad.append((f, err))
             continue
         kept.append(f)
+    if not bad and not kept:
+        raise ValueError(f"{name}: no image files given")
     if not kept:
         f, err = bad[0]
         raise ValueError(
@@ -153,8 +155,12 @@ def _load_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
             return _to_rgb(im)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        # Truncated or corrupt files raise OSError, SyntaxError or ValueError in PIL.
+    except OSError as err:
+        if err.errno is not None:  # the system's (missing, permission, I/O): not the file's
+            raise OSError(err.errno, f"cannot read image {str(path)!r}: {err.strerror}") from err
+        raise UnreadableImageError(path, err) from err  # Pillow: truncated, corrupt
+    except (SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        # Corrupt files also raise SyntaxError or ValueError in PIL.
         raise UnreadableImageError(path, err) from err
 
 
@@ -167,10 +173,13 @@ def skip_unreadable(item: Callable[[Any], T], key: int | tuple[int, int], n: int
 
     :func:`readable_images` reads headers only, so a file truncated after its header
     is found when a loader first decodes it, possibly hours into a run. Instead of
-    stopping the run, the sample takes the next index's image (with the key's own seed:
-    deterministic, so a resumed run repeats it) and the file is named in one
+    stopping the run, the sample takes the next index's image (for an ``(index, seed)``
+    key with the key's own seed; for a plain index, fixed mode, the next index's item:
+    deterministic either way, so a resumed run repeats it) and the file is named in one
     ``UserWarning`` per process. If no image can be decoded, the first error is raised.
-    An index out of range still raises ``IndexError``.
+    Only decoding failures (:class:`UnreadableImageError`) are skipped: an error of the
+    system (a missing file, a permission, an I/O error) stops the run as before. An
+    index out of range still raises ``IndexError``.
     """
     try:
         return item(key)
