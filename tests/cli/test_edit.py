@@ -418,6 +418,26 @@ def test_colorize_folder_with_one_reference_or_paired_ones(tmp_path, capsys):
     assert code == 1 and "is a folder" in _error_line(err)
 
 
+def test_upscale_folder_writes_png_where_the_format_is_too_small(tmp_path, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (4, 8200, 3), dtype=np.uint8)).save(
+        d / "long.webp", lossless=True
+    )  # x2: 16400 pixels wide, WebP holds 16383
+    Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(
+        d / "small.webp", lossless=True
+    )
+    out = tmp_path / "out"
+    code, err = _run(capsys, "upscale", d, "-o", out, "-q")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["long.png", "small.webp"]
+    assert "long.webp: the x2 result is too large for its format; written as long.png" in err
+    # one file: the user chose the name, so the same case is an error
+    code, err = _run(capsys, "upscale", d / "long.webp", "-o", tmp_path / "x.webp")
+    assert code == 1 and "x.webp" not in {p.name for p in tmp_path.iterdir()}
+
+
 def test_folder_runs_refuse_what_would_lose_files(tmp_path, capsys):
     images, masks, _ = _folder(tmp_path)
     # two inputs written under one name (a.bmp is written as a.png)

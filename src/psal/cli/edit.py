@@ -471,11 +471,23 @@ def _upscale(args: argparse.Namespace) -> int:
             raise CLIError(f"--scale is {scale} but {flag} {what} {verb} x{net.scale}")
         upscale = net.upscale
 
-    def one(path: str, output: str, quiet: bool) -> None:
+    def one(path: str, output: str, quiet: bool, taken: set[str] | None = None) -> None:
         image = load_image(path, "IMAGE", max_pixels=args.max_pixels)
         check_values(image, f"IMAGE {path}")
         mode = output_mode(image)
-        _check_output(output, mode, (image.size[0] * scale, image.size[1] * scale))
+        size = (image.size[0] * scale, image.size[1] * scale)
+        try:
+            _check_output(output, mode, size)
+        except ValueError:
+            # in a folder run the name was chosen for the user: an enlarged WebP or JPEG
+            # beyond its format's side limit is written as PNG, unless that name is taken
+            png = str(Path(output).with_suffix(".png"))
+            if taken is None or Path(png).name.lower() in taken:
+                raise
+            _check_output(png, mode, size)
+            _warn(f"{Path(path).name}: the x{scale} result is too large for its format; "
+                  f"written as {Path(png).name}")  # fmt: skip
+            output = png
         out = _run(
             lambda bar: upscale(
                 full_depth(image), scale, patch_size=args.patch_size, seed=args.seed,
@@ -487,8 +499,9 @@ def _upscale(args: argparse.Namespace) -> int:
 
     if Path(args.image).is_dir():
         images, out_dir = _folder_images(Path(args.image), args.output, "IMAGE")
+        taken = {_output_name(p).lower() for p in images}
         return _each_image(images, out_dir, "upscale", args.quiet,
-                           lambda p, o: one(str(p), str(o), True))  # fmt: skip
+                           lambda p, o: one(str(p), str(o), True, taken))  # fmt: skip
     one(args.image, args.output, args.quiet)
     return 0
 
