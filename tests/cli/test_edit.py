@@ -455,6 +455,14 @@ def test_folder_runs_refuse_what_would_lose_files(tmp_path, capsys):
     Image.open(images / "a.png").convert("L").save(gray / "a.png")
     code, err = _run(capsys, "colorize", gray, "--reference", images, "-o", images)
     assert code == 1 and "is the --reference folder" in _error_line(err)
+    # a single --reference file that one output would overwrite (a key frame kept in out/)
+    keyed = tmp_path / "keyed"
+    keyed.mkdir()
+    Image.open(images / "a.png").save(keyed / "a.png")
+    before = (keyed / "a.png").read_bytes()
+    code, err = _run(capsys, "colorize", gray, "--reference", keyed / "a.png", "-o", keyed)
+    assert code == 1 and "would overwrite the --reference file" in _error_line(err)
+    assert (keyed / "a.png").read_bytes() == before
     # a bad network fails once, before any work or output folder
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"junk")

@@ -10,6 +10,7 @@ suffix; the output keeps the input's size (or the scaled size) and mode.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -127,10 +128,18 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file or folder.
+
+    Compared as files when both exist (bind mounts and case-insensitive file systems
+    included), else as resolved paths.
+    """
     try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:  # pragma: no cover
-        return False
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet)
+        try:
+            return Path(a).resolve() == Path(b).resolve()
+        except OSError:  # pragma: no cover
+            return False
 
 
 def _run(work: Callable[[Callable[[int, int], None]], object], desc: str, quiet: bool):
@@ -242,9 +251,11 @@ def _folder_images(
 ) -> tuple[list[Path], Path]:
     """The images of a folder argument and the output folder, checked before any work.
 
-    ``inputs``: the other arguments that may name folders (``--mask``, ``--reference``,
-    ...): the output folder must not be one of them either. Two images that would be
-    written under one name (``a.png`` and ``a.bmp``, written as ``.png``) are refused.
+    ``inputs``: the other arguments that name files or folders (``--mask``,
+    ``--reference``, ...): the output folder must not be one of those folders, and no
+    output may be one of those files. Two images that would be written under one name
+    (``a.png`` and ``a.bmp``, written as ``.png``; names differing in case only, on
+    macOS and Windows) are refused.
     """
     out_dir = Path(output)
     images = sorted(
@@ -255,19 +266,28 @@ def _folder_images(
                        f"({', '.join(IMAGE_SUFFIXES)})")  # fmt: skip
     if out_dir.exists() and not out_dir.is_dir():
         raise CLIError(f"--output {out_dir}: is a file; a folder of images needs an output folder")
+    others = {name: folder, **(inputs or {})}
     if out_dir.exists():
-        others = {name: folder, **(inputs or {})}
         for flag, given in others.items():
             if given is not None and Path(given).is_dir() and _same_file(str(out_dir), str(given)):
                 raise CLIError(f"--output {out_dir}: is the {flag} folder; its files would be "
                                "overwritten")  # fmt: skip
+    fold = sys.platform in ("darwin", "win32")  # their usual file systems ignore case
     seen: dict[str, Path] = {}
     for path in images:
-        key = _output_name(path).lower()  # case-insensitive file systems too
+        key = _output_name(path).lower() if fold else _output_name(path)
         if key in seen:
             raise CLIError(f"{name}: {seen[key].name} and {path.name} would both be written as "
                            f"{_output_name(path)}; rename one")  # fmt: skip
         seen[key] = path
+        for flag, given in others.items():  # an input file among the outputs
+            if (
+                given is not None
+                and Path(given).is_file()
+                and _same_file(str(out_dir / _output_name(path)), str(given))
+            ):
+                raise CLIError(f"--output {out_dir}: {_output_name(path)} would overwrite the "
+                               f"{flag} file {given}")  # fmt: skip
     return images, out_dir
 
 

@@ -86,9 +86,13 @@ def find_pair_sources(
         )
     seqs = [PairSource(tuple(sorted(g))) for _, g in sorted(groups.items()) if len(g) >= 2]
     if not seqs:
+        skipped = len(listed) - len(files)
+        why = "none sharing a folder" + (
+            f" once {skipped} unreadable file(s) are left out" if skipped else ""
+        )
         raise ValueError(
-            f"no pairs under {str(root)!r}: video pairs need folders holding two frames or "
-            f"more (found {len(files)} image(s), none sharing a folder); use photo pairs "
+            f"no pairs under {str(root)!r}: video pairs need folders holding two readable "
+            f"frames or more (found {len(files)} readable image(s), {why}); use photo pairs "
             "for single photos"
         )
     return seqs

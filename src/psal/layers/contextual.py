@@ -288,6 +288,10 @@ def contextual_attention(
         key: (B, C, Hk, Wk) float features matched against (the reference's background);
             same B, C, dtype and device as ``query``. In DeepFill, query = key = value.
         value: (B, Cv, Hk, Wk) features pasted (the reference pastes the background).
+            A one-channel value given by position, in a call that names neither
+            ``hole=`` nor ``return_field=``, is read as the deprecated spelling's mask
+            (``(foreground, background, mask)``; a TypeError if it holds values other
+            than 0 and 1): pass it as ``value=``, or name ``hole=``.
         hole: optional (B, 1, H, W) hole mask of the key, bool or float/int holding only
             0 and 1; True / 1 = hole (self-attention: query and key of one size). A
             (1, 1, H, W) mask is used for every sample. None: every key patch is valid.
