@@ -363,6 +363,20 @@ def _gradient_domain(
     return image
 
 
+def _within_range(filled: Array, x: Array, hole: Array) -> Array:
+    """``filled`` clipped to [min(0, known), max(1, known)].
+
+    The gradient-domain step can overshoot past the values it is built from (e.g.
+    -0.03 on a float photo in [0, 1], which a later ``* 255`` as uint8 wraps to a
+    bright speck). Integer images were clipped to [0, 1] by the conversion back anyway,
+    so their results do not change; known pixels lie in the range and stay exact.
+    """
+    known = x[0][:, ~hole[0, 0]]
+    lo = min(0.0, float(known.min()))
+    hi = max(1.0, float(known.max()))
+    return namespace(filled).clip(filled, lo, hi)
+
+
 def _size_of(image: ImageLike) -> tuple[int, int] | None:
     """(H, W) of an image without converting it (None for what to_tensor will refuse)."""
     from PIL import Image
@@ -661,5 +675,5 @@ def _inpaint_all(
                 seed=seed + i, backend=backend, progress=progress, done=done, total_ref=total,
             )  # fmt: skip
             # a copy of x changed at the hole pixels only: known pixels are exact
-            outs.append(filled)
+            outs.append(_within_range(filled, x[i : i + 1], hole[i : i + 1]))
     return back(outs[0] if b == 1 else concat(outs, 0))
