@@ -267,7 +267,7 @@ def test_zero_one_png_mask(files, capsys):
         (["--mask-threshold", "1.5"], "--mask-threshold must be in (0, 1), got 1.5"),
         (["--patch-size", "4"], "--patch-size must be a positive odd integer, got 4"),
         (["--seed", "-1"], "--seed must be in [0, 2**63), got -1"),
-        (["-o", "{dir}/folder.png"], "is a directory"),
+        (["-o", "{dir}/folder.png"], "is a folder; give a file name"),
         (["-o", "{rgb.png}/x.png"], "is a file, not a directory"),
     ],
 )
@@ -469,6 +469,37 @@ def test_folder_runs_refuse_what_would_lose_files(tmp_path, capsys):
     code, err = _run(capsys, "inpaint", images, "--mask", masks, "-o", out, "--checkpoint", bad)
     assert code == 1 and _error_line(err).startswith("psal: error: --checkpoint: ")
     assert not out.exists()
+
+
+def test_an_output_never_overwrites_another_input_of_the_command(files, capsys):
+    d = files["dir"]
+    mask_before = files["mask.png"].read_bytes()
+    code, err = _run(capsys, "inpaint", files["rgb.png"], "--mask", files["mask.png"], "-o",
+                     files["mask.png"])  # fmt: skip
+    assert code == 1 and "is the --mask file" in _error_line(err)
+    assert files["mask.png"].read_bytes() == mask_before
+    ref_before = files["rgb.png"].read_bytes()
+    code, err = _run(capsys, "colorize", files["gray.png"], "--reference", files["rgb.png"],
+                     "-o", files["rgb.png"])  # fmt: skip
+    assert code == 1 and "is the --reference file" in _error_line(err)
+    assert files["rgb.png"].read_bytes() == ref_before
+    # an existing folder as the output of one image
+    folder = d / "outdir"
+    folder.mkdir()
+    code, err = _run(capsys, "upscale", files["rgb.png"], "-o", folder)
+    assert code == 1 and "is a folder; give a file name" in _error_line(err)
+
+
+def test_a_folder_run_needs_a_folder_name_and_leaves_none_when_all_fail(tmp_path, capsys):
+    images, _, _ = _folder(tmp_path)
+    code, err = _run(capsys, "upscale", images, "-o", tmp_path / "single.jpg")
+    assert code == 1 and "names an image file" in _error_line(err)
+    assert not (tmp_path / "single.jpg").exists()
+    full = tmp_path / "full.png"
+    Image.fromarray(np.full((32, 40), 255, np.uint8)).save(full)  # no known pixel: fails
+    out = tmp_path / "none"
+    code, err = _run(capsys, "inpaint", images, "--mask", full, "-o", out, "-q")
+    assert code == 1 and "all 3 images failed" in err and not out.exists()
 
 
 def test_inpaint_source_mask(files, capsys):

@@ -90,10 +90,21 @@ def _warn(message: str) -> None:
     print(f"psal: warning: {message}", file=sys.stderr)
 
 
-def _check_output(path: str, mode: str, size: tuple[int, int] | None = None) -> None:
-    """Fail before any work if the output path or type is bad or cannot hold the image."""
+def _check_output(path: str, mode: str, size: tuple[int, int] | None = None,
+                  inputs: dict[str, str | None] | None = None) -> None:  # fmt: skip
+    """Fail before any work if the output path or type is bad or cannot hold the image.
+
+    ``inputs``: other files the command reads (``--mask``, ``--reference``, ...), which
+    the output must not overwrite (the edited image itself may be, as an edit in place).
+    """
     from ..utils.image import check_savable
 
+    if Path(path).is_dir():
+        raise CLIError(f"--output {path}: is a folder; give a file name (a folder of images "
+                       "as input writes into an output folder)")  # fmt: skip
+    for flag, given in (inputs or {}).items():
+        if given is not None and _same_file(path, given):
+            raise CLIError(f"--output {path}: is the {flag} file; it would be overwritten")
     check_savable(mode, path, size)
 
 
@@ -176,7 +187,8 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
     image = load_image(image_path, "IMAGE", max_pixels=args.max_pixels)
     check_values(image, f"IMAGE {image_path}")
     mode = output_mode(image)  # RGB;16 for 16-bit colour PNGs, edited at full depth
-    _check_output(output, mode, image.size)
+    _check_output(output, mode, image.size,
+                  {"--mask": mask_path, "--source-mask": source_path})  # fmt: skip
     mask = _load_mask_for(mask_path, image, args, "--mask")
     mask = dilate(mask[None, None], args.dilate)[0, 0]
     source = None
@@ -266,6 +278,9 @@ def _folder_images(
                        f"({', '.join(IMAGE_SUFFIXES)})")  # fmt: skip
     if out_dir.exists() and not out_dir.is_dir():
         raise CLIError(f"--output {out_dir}: is a file; a folder of images needs an output folder")
+    if not out_dir.exists() and out_dir.suffix.lower() in IMAGE_SUFFIXES:
+        raise CLIError(f"--output {out_dir}: names an image file; a folder of images needs an "
+                       "output folder")  # fmt: skip
     others = {name: folder, **(inputs or {})}
     if out_dir.exists():
         for flag, given in others.items():
@@ -301,6 +316,7 @@ def _each_image(images: list[Path], out_dir: Path, what: str, quiet: bool,
     """
     from tqdm import tqdm
 
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = []
     bar = tqdm(images, desc=what, unit="image", disable=True if quiet else None, leave=False,
@@ -315,6 +331,11 @@ def _each_image(images: list[Path], out_dir: Path, what: str, quiet: bool,
     bar.close()
     for name, why in failed:
         print(f"psal: error: {name}: {why}", file=sys.stderr)
+    if len(failed) == len(images):
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # nothing was written: leave no empty folder behind
+        print(f"psal: all {len(images)} images failed", file=sys.stderr)
+        return 1
     if failed:
         print(f"psal: {len(failed)} of {len(images)} images failed; the others are in {out_dir}",
               file=sys.stderr)  # fmt: skip
@@ -438,7 +459,7 @@ def _colorize_file(args, target_path: str, reference_path: str, output: str, dev
     mode = "RGBA" if result_mode(target) in ("LA", "RGBA") else "RGB"
     if isinstance(full_depth(target), np.ndarray):  # a 16-bit colour PNG: kept at 16 bits
         mode += ";16"
-    _check_output(output, mode, target.size)
+    _check_output(output, mode, target.size, {"--reference": reference_path})
     if net is not None:
         work = lambda bar: net.colorize(  # noqa: E731
             full_depth(target), full_depth(reference), seed=args.seed, progress=bar
