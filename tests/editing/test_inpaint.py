@@ -394,3 +394,11 @@ def test_a_float_fill_stays_in_the_range_of_the_image():
     t = torch.from_numpy(a).permute(2, 0, 1)
     out = inpaint(t, torch.from_numpy(m), seed=0)
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_a_transposed_layout_gets_a_hint():
+    m = np.zeros((64, 64), bool)
+    m[5:9, 5:9] = True
+    for img in (np.zeros((3, 64, 64), np.uint8), torch.zeros(64, 64, 3)):
+        with pytest.raises(ValueError, match=r"is the image's layout right\? numpy arrays are"):
+            inpaint(img, m)

@@ -242,9 +242,13 @@ def _kind_error(mask: object, name: str) -> TypeError:
 def _check_size(m, height: int, width: int, batch: int, name: str) -> None:
     """A (B, 1, H, W) mask (array or tensor) must have the image's size and batch."""
     if tuple(m.shape[-2:]) != (height, width):
+        hint = ""
+        if min(height, width) <= 4 and max(m.shape[-2:]) > 4:  # channels read as a side
+            hint = (" (is the image's layout right? numpy arrays are (H, W) or (H, W, C), "
+                    "tensors (C, H, W) or (B, C, H, W))")  # fmt: skip
         raise ValueError(
             f"{name} has size {m.shape[-1]}x{m.shape[-2]} (WxH) but the image is "
-            f"{width}x{height}; they must match"
+            f"{width}x{height}; they must match{hint}"
         )
     if m.shape[0] not in (1, batch):
         raise ValueError(f"{name} has batch size {m.shape[0]} but the image has {batch}")
