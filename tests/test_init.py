@@ -21,3 +21,11 @@ def test_import_is_lazy_and_every_public_name_resolves():
     res = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": SRC},
                          capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0, res.stderr
+
+
+def test_the_version_is_the_package_metadata_one():
+    from importlib.metadata import version
+
+    import psal
+
+    assert psal.__version__ == version("psal")

@@ -16,7 +16,7 @@ Layers of the package, each importing only from those below it:
 Every sub-module is imported on first use.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 from ._lazy import lazy_exports
 
