@@ -483,6 +483,14 @@ def test_an_output_never_overwrites_another_input_of_the_command(files, capsys):
                      "-o", files["rgb.png"])  # fmt: skip
     assert code == 1 and "is the --reference file" in _error_line(err)
     assert files["rgb.png"].read_bytes() == ref_before
+    # an image that is its own mask (its transparent part, erased) is edited in place
+    rgba = np.asarray(Image.open(files["rgb.png"]).convert("RGBA")).copy()
+    rgba[12:24, 20:34, 3] = 0
+    erased = d / "erased.png"
+    Image.fromarray(rgba).save(erased)
+    code, err = _run(capsys, "inpaint", erased, "--mask", erased, "-o", erased, "-q")
+    assert code == 0, err
+    assert np.asarray(Image.open(erased))[12:24, 20:34, 3].min() > 0  # filled
     # an existing folder as the output of one image
     folder = d / "outdir"
     folder.mkdir()
@@ -497,9 +505,13 @@ def test_a_folder_run_needs_a_folder_name_and_leaves_none_when_all_fail(tmp_path
     assert not (tmp_path / "single.jpg").exists()
     full = tmp_path / "full.png"
     Image.fromarray(np.full((32, 40), 255, np.uint8)).save(full)  # no known pixel: fails
-    out = tmp_path / "none"
+    out = tmp_path / "none" / "a" / "b"  # three folders made for the run, all removed
     code, err = _run(capsys, "inpaint", images, "--mask", full, "-o", out, "-q")
-    assert code == 1 and "all 3 images failed" in err and not out.exists()
+    assert code == 1 and "all 3 images failed" in err and not (tmp_path / "none").exists()
+    kept = tmp_path / "kept"  # a folder the user had is kept
+    kept.mkdir()
+    code, err = _run(capsys, "inpaint", images, "--mask", full, "-o", kept, "-q")
+    assert code == 1 and kept.is_dir()
 
 
 def test_inpaint_source_mask(files, capsys):

@@ -10,6 +10,7 @@ suffix; the output keeps the input's size (or the scaled size) and mode.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -99,7 +100,7 @@ def _check_output(path: str, mode: str, size: tuple[int, int] | None = None,
     """
     from ..utils.image import check_savable
 
-    if Path(path).is_dir():
+    if os.path.isdir(path):  # (Path.is_dir raises on a name too long: check_savable says it)
         raise CLIError(f"--output {path}: is a folder; give a file name (a folder of images "
                        "as input writes into an output folder)")  # fmt: skip
     for flag, given in (inputs or {}).items():
@@ -187,8 +188,10 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
     image = load_image(image_path, "IMAGE", max_pixels=args.max_pixels)
     check_values(image, f"IMAGE {image_path}")
     mode = output_mode(image)  # RGB;16 for 16-bit colour PNGs, edited at full depth
-    _check_output(output, mode, image.size,
-                  {"--mask": mask_path, "--source-mask": source_path})  # fmt: skip
+    # an image that is its own mask (an erased region) may still be edited in place
+    others = {f: p for f, p in (("--mask", mask_path), ("--source-mask", source_path))
+              if p is not None and not _same_file(p, image_path)}  # fmt: skip
+    _check_output(output, mode, image.size, others)
     mask = _load_mask_for(mask_path, image, args, "--mask")
     mask = dilate(mask[None, None], args.dilate)[0, 0]
     source = None
@@ -316,6 +319,9 @@ def _each_image(images: list[Path], out_dir: Path, what: str, quiet: bool,
     """
     from tqdm import tqdm
 
+    top = out_dir  # the outermost folder this run creates, if any
+    while not top.parent.exists():
+        top = top.parent
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = []
@@ -332,8 +338,14 @@ def _each_image(images: list[Path], out_dir: Path, what: str, quiet: bool,
     for name, why in failed:
         print(f"psal: error: {name}: {why}", file=sys.stderr)
     if len(failed) == len(images):
-        if created and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # nothing was written: leave no empty folder behind
+        if created:  # nothing was written: leave none of the folders made for it
+            folder = out_dir
+            with contextlib.suppress(OSError):  # not empty (another process): keep it
+                while True:
+                    folder.rmdir()
+                    if folder == top:
+                        break
+                    folder = folder.parent
         print(f"psal: all {len(images)} images failed", file=sys.stderr)
         return 1
     if failed:
@@ -459,7 +471,8 @@ def _colorize_file(args, target_path: str, reference_path: str, output: str, dev
     mode = "RGBA" if result_mode(target) in ("LA", "RGBA") else "RGB"
     if isinstance(full_depth(target), np.ndarray):  # a 16-bit colour PNG: kept at 16 bits
         mode += ";16"
-    _check_output(output, mode, target.size, {"--reference": reference_path})
+    same = _same_file(reference_path, target_path)
+    _check_output(output, mode, target.size, {"--reference": None if same else reference_path})
     if net is not None:
         work = lambda bar: net.colorize(  # noqa: E731
             full_depth(target), full_depth(reference), seed=args.seed, progress=bar
