@@ -374,7 +374,7 @@ def _within_range(filled: Array, x: Array, hole: Array) -> Array:
     known = x[0][:, ~hole[0, 0]]
     lo = min(0.0, float(known.min()))
     hi = max(1.0, float(known.max()))
-    return namespace(filled).clip(filled, lo, hi)
+    return namespace(filled).clip(filled, lo, hi, out=filled)  # in place: a fresh copy
 
 
 def _size_of(image: ImageLike) -> tuple[int, int] | None:
