@@ -244,6 +244,17 @@ def test_uploads_are_checked(tmp_path):
         ValueError, match=r"the photo is 0.0\d+ MB, above this server's limit of 0.01 MB"
     ):
         actions.open_upload(tmp_path / "big.png", "the photo", limits)
+    # the server's own result (a PNG, larger than the JPEG it came from): pixels only
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("padding", "x" * 20000)  # 20 kB in a 40x40 image
+    Image.new("RGB", (40, 40)).save(tmp_path / "result.png", pnginfo=info)
+    assert (tmp_path / "result.png").stat().st_size > 0.01e6
+    with pytest.raises(ValueError, match=r"above this server's limit of 0\.01 MB"):
+        actions.open_upload(tmp_path / "result.png", "the result", limits)
+    again = actions.open_upload(tmp_path / "result.png", "the result", limits, check_bytes=False)
+    assert again.size == (40, 40)
     Image.new("L", (50, 50)).save(tmp_path / "wide.png")  # small file, 2500 pixels
     with pytest.raises(ValueError, match=r"50x50 = 0.0025 megapixels, above .* 0.002 megapixels"):
         actions.open_upload(tmp_path / "wide.png", "the photo", limits)

@@ -169,7 +169,12 @@ def _pixels_error(what: str, w: int, h: int, limit: float) -> ValueError:
 
 
 def open_upload(
-    path: str | os.PathLike[str] | None, what: str, limits: Limits, *, unit_float: bool = False
+    path: str | os.PathLike[str] | None,
+    what: str,
+    limits: Limits,
+    *,
+    unit_float: bool = False,
+    check_bytes: bool = True,
 ) -> Image.Image:
     """Read an uploaded image as the command line reads an input file, within the limits.
 
@@ -179,6 +184,9 @@ def open_upload(
         limits: the server's limits.
         unit_float: float images must hold values in [0, 1] (colorize's target, as
             ``psal colorize`` checks it).
+        check_bytes: apply the upload limit in MB (False for the server's own results:
+            a PNG result of a JPEG photo is several times its size; the pixel limit
+            still applies).
 
     Returns:
         The image (EXIF orientation applied, mode kept), loaded.
@@ -192,7 +200,7 @@ def open_upload(
     if path is None or str(path) == "":
         raise ValueError(f"{what}: no image given; open or drop a photo first")
     size = Path(path).stat().st_size if Path(path).is_file() else 0
-    if size > limits.max_upload_mb * 1e6:
+    if check_bytes and size > limits.max_upload_mb * 1e6:
         raise ValueError(
             f"{what} is {size / 1e6:.3g} MB, above this server's limit of "
             f"{limits.max_upload_mb:g} MB (psal app --max-upload-mb)"

@@ -201,7 +201,7 @@ def build_app(
     def edit_again(last: str | None):
         if not last:
             raise ValueError("there is no result yet: paint and Run first")
-        image = actions.open_upload(last, "the result", limits)
+        image = actions.open_upload(last, "the result", limits, check_bytes=False)
         shown = actions.display_copy(image)
         editor = {"background": shown, "layers": [], "composite": shown}
         return last, editor, dict(editor)
@@ -294,6 +294,10 @@ def build_app(
                          api_name="open_photo")  # fmt: skip
             photo.clear(lambda: (None, None, None, None), None,
                         [editor, result, download, source_editor], api_name=False)  # fmt: skip
+            # a new or cleared photo forgets the previous result ("Edit the result" would
+            # bring the old photo's result back)
+            for event in (photo.upload, photo.clear):
+                event(lambda: None, None, last, api_name=False, queue=False)
             use_source.change(lambda on: gr.update(visible=bool(on)), use_source,
                               source_editor, api_name=False, queue=False)  # fmt: skip
             run.click(inpaint,
