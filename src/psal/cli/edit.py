@@ -578,9 +578,9 @@ def _folder_output_help(p: argparse.ArgumentParser, name: str) -> None:
 
 
 def _pretrained_names(task: str = "upscale") -> list[str]:
-    from ..weights import COLORIZERS, UPSCALERS
+    from ..weights import PRETRAINED
 
-    return sorted(UPSCALERS if task == "upscale" else COLORIZERS)
+    return sorted(PRETRAINED[task])
 
 
 def _network(flag: str, load: Callable[[], T]) -> T:
