@@ -296,3 +296,62 @@ def test_cli_does_not_import_the_web_code():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"}, check=True)  # fmt: skip
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_16_bit_colour_photos_are_edited_at_full_depth_as_the_cli_does(tmp_path, capsys):
+    from psal.utils.image import load_image, save_image
+    from psal.utils.io import full_depth
+
+    rgb16 = np.random.default_rng(3).integers(0, 65536, (40, 48, 3)).astype(np.uint16)
+    save_image(rgb16, tmp_path / "deep.png")
+    image = actions.open_upload(tmp_path / "deep.png", "the photo", Limits())
+    hole = np.zeros((40, 48), bool)
+    hole[10:25, 12:30] = True
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    out = actions.run_inpaint(image, hole, patch_size=5, seed=2)
+    assert isinstance(out, np.ndarray) and out.dtype == np.uint16  # not cut to 8 bits
+    assert np.array_equal(out[~hole], rgb16[~hole])
+    code = main(["inpaint", str(tmp_path / "deep.png"), "-m", str(tmp_path / "mask.png"),
+                 "--patch-size", "5", "--seed", "2", "--dilate", "0", "-q",
+                 "-o", str(tmp_path / "cli.png")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    folder = actions.ResultFolder(tmp_path / "r")
+    png = folder.save(out, "deep_inpainted")
+    assert Image.open(png).tile[0][3] == "RGB;16B"
+    assert np.array_equal(full_depth(load_image(png)), full_depth(load_image(tmp_path / "cli.png")))
+    with pytest.raises(ValueError, match=r"JPEG cannot hold this RGB;16 image.*download it as PNG"):
+        folder.save(out, "deep", "JPEG")
+    up = actions.run_upscale(image, 2, patch_size=5, seed=0)
+    assert isinstance(up, np.ndarray) and up.shape == (80, 96, 3) and up.dtype == np.uint16
+    ref = _photo(40, 48, seed=1)
+    with pytest.warns(UserWarning, match="luminance is used"):
+        coloured = actions.run_colorize(image, ref, patch_size=5, seed=0)
+    assert isinstance(coloured, np.ndarray) and coloured.dtype == np.uint16
+    assert actions.result_file_mode(coloured) == "RGB;16"
+
+
+def test_results_keep_exif_and_are_not_renamed_twice(tmp_path):
+    exif = Image.Exif()
+    exif[0x013B] = "someone"  # Artist
+    folder = actions.ResultFolder(tmp_path / "r")
+    for fmt in actions.DOWNLOAD_FORMATS:
+        path = folder.save(_photo(), "a", fmt, exif=exif.tobytes())
+        assert Image.open(path).getexif().get(0x013B) == "someone", fmt
+    # "Edit the result": the result of a result keeps one suffix
+    assert actions.result_stem("/t/00001/cat_inpainted.png", "inpainted") == "cat_inpainted"
+    assert actions.result_stem("/t/_inpainted.png", "inpainted") == "_inpainted_inpainted"
+    assert actions.result_stem("/t/cat_x2.png", "x2") == "cat_x2"
+
+
+def test_old_results_are_pruned(tmp_path):
+    import os
+    import time
+
+    folder = actions.ResultFolder(tmp_path / "r", keep_s=60)
+    old = folder.save(_photo(), "old")
+    day_ago = time.time() - 86400
+    os.utime(old.parent, (day_ago, day_ago))
+    new = folder.save(_photo(), "new")  # saving prunes
+    assert not old.parent.exists() and new.is_file()
+    assert folder.prune(now=time.time() + 30) == 0 and new.is_file()
+    assert folder.prune(now=time.time() + 120) == 1 and not new.exists()

@@ -172,6 +172,7 @@ def test_colorize_and_upscale(client, tmp_path):
 
 def test_errors_for_bad_uploads_and_inputs(client, server, files):
     d, _, _ = files
+    start = len(server.output)  # the console lines of this test only
     (d / "notes.png").write_bytes(b"this is not an image")
     msg = _error(client, _file(d / "notes.png"), _editor(d / "photo.png", d / "stroke.png"),
                  "patch-based", 7, 0, 0, "PNG", api_name="/inpaint")  # fmt: skip
@@ -205,6 +206,14 @@ def test_errors_for_bad_uploads_and_inputs(client, server, files):
         client.predict(_file(d / "blob.png"), "x2", "patch-based", 7, 0, "PNG",
                        api_name="/upscale")  # fmt: skip
     assert server.proc.poll() is None  # still serving
+    # a person's mistake is one line in the server's console, not a traceback
+    from app_helpers import wait_until
+
+    wait_until(lambda: "psal app: Inpaint: nothing is painted" in server.output[start:], 10,
+               "the console line")  # fmt: skip
+    console = server.output[start:]
+    assert "cannot read notes.png as an image" in console
+    assert "Traceback" not in console, console[-3000:]
 
 
 def test_one_job_at_a_time(tmp_path):
@@ -226,16 +235,38 @@ def test_edit_the_result_again(client, files):
     _, first = client.predict(_file(d / "photo.png"), _editor(d / "photo.png", d / "stroke.png"),
                               "patch-based", 7, 0, 1, "PNG", api_name="/inpaint")  # fmt: skip
     photo_path, editor, source = client.predict(api_name="/edit_result")  # the last result
+    assert Path(photo_path).name == "photo_inpainted.png"
     assert np.array_equal(np.asarray(Image.open(photo_path)), np.asarray(Image.open(first)))
     assert editor["layers"] == [] and Image.open(editor["background"]).size == im.size
     assert source["layers"] == [] and Image.open(source["background"]).size == im.size
     # the next run starts from the result, as `psal inpaint` on the first output would
     _, second = client.predict(_file(photo_path), _editor(photo_path, d / "black.png"),
                                "patch-based", 7, 0, 1, "PNG", api_name="/inpaint")  # fmt: skip
+    assert Path(second).name == "photo_inpainted.png"  # not photo_inpainted_inpainted
     hole2 = np.zeros((72, 96), bool)
     hole2[50:58, 70:85] = True
     want = psal.inpaint(Image.open(first), hole2, seed=1)
     assert np.array_equal(np.asarray(Image.open(second)), np.asarray(want))
+
+
+def test_inpaint_keeps_exif_and_16_bits(client, files):
+    d, im, _ = files
+    exif = Image.Exif()
+    exif[0x013B] = "someone"  # Artist
+    im.save(d / "photo.jpg", quality=95, exif=exif.tobytes())
+    for fmt in ("PNG", "JPEG"):
+        _, download = client.predict(
+            _file(d / "photo.jpg"), _editor(d / "photo.jpg", d / "stroke.png"),
+            "patch-based", 5, 0, 0, fmt, api_name="/inpaint",
+        )  # fmt: skip
+        assert Image.open(download).getexif().get(0x013B) == "someone", fmt
+    deep = np.random.default_rng(1).integers(0, 65536, (72, 96, 3)).astype(np.uint16)
+    save_image(deep, d / "deep.png")
+    _, download = client.predict(
+        _file(d / "deep.png"), _editor(d / "deep.png", d / "stroke.png"),
+        "patch-based", 5, 0, 0, "PNG", api_name="/inpaint",
+    )  # fmt: skip
+    assert Image.open(download).tile[0][3] == "RGB;16B"  # not cut to 8 bits
 
 
 def test_jpeg_of_an_image_with_alpha_falls_back_to_png(client, tmp_path):

@@ -340,7 +340,9 @@ def run_inpaint(
             patch-based method only.
 
     Returns:
-        The result, same size and mode as the command line writes.
+        The result, same size and mode as the command line writes: a PIL image, or a
+        uint16 ``(H, W, 3 or 4)`` array for a 16-bit colour PNG (edited at full depth,
+        as ``psal inpaint`` does; :meth:`ResultFolder.save` writes it to a 16-bit PNG).
 
     Raises:
         ValueError: an empty or whole-image hole, a source region that leaves nothing
@@ -348,6 +350,7 @@ def run_inpaint(
     """
     from ..editing import inpaint
     from ..editing._pyramid import dilate as grow
+    from ..utils.io import full_depth
 
     patch_size = _check_patch(patch_size)
     seed = check_seed(seed)
@@ -373,14 +376,14 @@ def run_inpaint(
             )
         model = _learned(models, "inpaint")
         torch.manual_seed(seed)  # as the CLI: PSAL layers draw PatchMatch seeds from it
-        return model.inpaint(image, hole)
+        return model.inpaint(full_depth(image), hole)
     if source is not None and not np.any(source):
         raise ValueError(
             "the region to copy from is empty: paint where the fill may copy from "
             "(or untick 'Copy only from a region')"
         )
     try:
-        return inpaint(image, hole, patch_size=patch_size, seed=seed, device=device,
+        return inpaint(full_depth(image), hole, patch_size=patch_size, seed=seed, device=device,
                        source_mask=source, progress=progress)  # fmt: skip
     except ValueError as err:
         if source is None or not str(err).startswith("source_mask"):
@@ -404,18 +407,23 @@ def run_colorize(
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
 ) -> Image.Image:
-    """Colour ``target`` from ``reference`` as ``psal colorize`` does."""
+    """Colour ``target`` from ``reference`` as ``psal colorize`` does.
+
+    16-bit colour PNGs are coloured at full depth, as the command line does (the result
+    is then a uint16 array; see :func:`run_inpaint`).
+    """
     from ..editing import colorize
+    from ..utils.io import full_depth
 
     patch_size = _check_patch(patch_size)
     seed = check_seed(seed)
     if _is_learned(method):
         # as ``psal colorize --checkpoint``: the seed seeds PatchMatch in psal attention
         return _learned(models, "colorize").colorize(
-            target, reference, seed=seed, progress=progress
+            full_depth(target), full_depth(reference), seed=seed, progress=progress
         )
-    return colorize(target, reference, patch_size=patch_size, k=int(k), seed=seed,
-                    device=device, progress=progress)  # fmt: skip
+    return colorize(full_depth(target), full_depth(reference), patch_size=patch_size,
+                    k=int(k), seed=seed, device=device, progress=progress)  # fmt: skip
 
 
 def parse_scale(scale: int | str) -> int:
@@ -446,8 +454,13 @@ def run_upscale(
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
 ) -> Image.Image:
-    """Enlarge ``image`` as ``psal upscale --scale SCALE`` does."""
+    """Enlarge ``image`` as ``psal upscale --scale SCALE`` does.
+
+    16-bit colour PNGs are enlarged at full depth, as the command line does (the result
+    is then a uint16 array; see :func:`run_inpaint`).
+    """
     from ..editing import upscale
+    from ..utils.io import full_depth
 
     factor = parse_scale(scale)
     patch_size = _check_patch(patch_size)
@@ -459,9 +472,9 @@ def run_upscale(
                 f"the scale is x{factor} but the learned model {models['upscale'][0]} was "
                 f"trained for x{net.scale}: choose x{net.scale} or the patch-based method"
             )
-        return net.upscale(image, factor, patch_size=patch_size, seed=seed, device=device,
-                           progress=progress)  # fmt: skip
-    return upscale(image, factor, patch_size=patch_size, seed=seed, device=device,
+        return net.upscale(full_depth(image), factor, patch_size=patch_size, seed=seed,
+                           device=device, progress=progress)  # fmt: skip
+    return upscale(full_depth(image), factor, patch_size=patch_size, seed=seed, device=device,
                    progress=progress)  # fmt: skip
 
 
@@ -476,39 +489,100 @@ def _learned(models: dict[str, tuple[str, Any]] | None, task: str) -> Any:
 # -- results ------------------------------------------------------------------------
 
 
-class ResultFolder:
-    """Writes results (PNG, and JPEG on request) into the app's temporary folder."""
+#: Results older than this (seconds) are removed as new ones are written: a server left
+#: running for weeks does not fill the disk (Gradio's own cache is pruned alike, see
+#: :func:`psal.app.ui.build_app`).
+KEEP_RESULTS_S = 24 * 3600
 
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
+
+class ResultFolder:
+    """Writes results (PNG, and JPEG on request) into the app's temporary folder.
+
+    Each result gets a folder of its own; folders older than ``keep_s`` seconds are
+    removed whenever a result is saved.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], keep_s: float = KEEP_RESULTS_S) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.keep_s = float(keep_s)
         self._count = itertools.count()
         self._lock = threading.Lock()
 
+    def prune(self, now: float | None = None) -> int:
+        """Remove the result folders last written more than ``keep_s`` ago; their count."""
+        import shutil
+        import time
+
+        limit = (time.time() if now is None else now) - self.keep_s
+        removed = 0
+        for entry in self.folder.iterdir():
+            try:
+                if entry.is_dir() and entry.stat().st_mtime < limit:
+                    shutil.rmtree(entry)
+                    removed += 1
+            except OSError:  # removed meanwhile, or busy: the next save tries again
+                continue
+        return removed
+
     def save(
-        self, image: Image.Image, stem: str, fmt: str = "PNG", icc: bytes | None = None
+        self,
+        image: Image.Image | np.ndarray,
+        stem: str,
+        fmt: str = "PNG",
+        icc: bytes | None = None,
+        exif: bytes | None = None,
     ) -> Path:
-        """Save ``image`` in full resolution as ``fmt`` (``PNG`` or ``JPEG``)."""
+        """Save ``image`` in full resolution as ``fmt`` (``PNG`` or ``JPEG``).
+
+        Args:
+            image: a result of ``run_*`` (a PIL image, or the uint16 array of a 16-bit
+                colour result).
+            stem: the file name without suffix.
+            fmt: a key of :data:`DOWNLOAD_FORMATS`.
+            icc: the ICC profile to embed (the input's, where it describes the result).
+            exif: the EXIF block to keep (the input's; orientation already applied).
+
+        Raises:
+            ValueError: an unknown format, or a JPEG of an image it cannot hold (alpha,
+                more than 8 bits): the message says to download it as PNG.
+        """
         from ..utils.image import save_image
 
         if fmt not in DOWNLOAD_FORMATS:
             raise ValueError(f"format must be one of {', '.join(DOWNLOAD_FORMATS)}, got {fmt!r}")
+        mode = result_file_mode(image)
+        if fmt == "JPEG" and mode not in ("L", "RGB", "CMYK"):
+            if mode in ("I;16", "I", "F") or mode.endswith(";16") or "A" in mode:
+                what = "alpha" if "A" in mode else "bit depth"
+                raise ValueError(
+                    f"JPEG cannot hold this {mode} image without loss of its {what}; "
+                    f"download it as PNG"
+                )
         with self._lock:
             n = next(self._count)
-        folder = self.folder / f"{n:05d}"
-        path = folder / f"{stem}{DOWNLOAD_FORMATS[fmt]}"
-        if fmt == "JPEG" and image.mode not in ("L", "RGB", "CMYK"):
-            if image.mode in ("I;16", "I", "F") or "A" in image.mode:
-                raise ValueError(
-                    f"JPEG cannot hold this {image.mode} image without loss of its "
-                    f"{'alpha' if 'A' in image.mode else 'bit depth'}; download it as PNG"
-                )
-        save_image(image, path, icc_profile=icc)
+            self.prune()
+        path = self.folder / f"{n:05d}" / f"{stem}{DOWNLOAD_FORMATS[fmt]}"
+        save_image(image, path, icc_profile=icc, exif=exif)
         return path
 
 
+def result_file_mode(image: Image.Image | np.ndarray) -> str:
+    """The mode of a result: ``image.mode``, or ``RGB;16`` / ``RGBA;16`` for a uint16 array."""
+    if isinstance(image, np.ndarray):
+        channels = image.shape[2] if image.ndim == 3 else 1
+        return ("RGBA" if channels == 4 else "RGB") + (";16" if image.dtype == np.uint16 else "")
+    return image.mode
+
+
 def result_stem(name: str | os.PathLike[str] | None, suffix: str) -> str:
-    """``photo_inpainted`` from ``/tmp/.../photo.jpg`` and ``"inpainted"``."""
+    """``photo_inpainted`` from ``/tmp/.../photo.jpg`` and ``"inpainted"``.
+
+    A name that already ends with the suffix keeps it once: a result edited again
+    ("Edit the result") is ``photo_inpainted``, not ``photo_inpainted_inpainted``.
+    """
     stem = Path(str(name)).stem if name else "image"
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:60] or "image"
+    if stem.endswith(f"_{suffix}") and len(stem) > len(suffix) + 1:
+        return stem
     return f"{stem}_{suffix}"

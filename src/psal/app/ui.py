@@ -28,6 +28,7 @@ This module imports gradio; :mod:`psal.app.actions` holds everything else.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,11 +65,10 @@ def photo_input(**kwargs: Any) -> gr.Image:
             return gradio_preprocess(payload)
         except (OSError, ValueError, SyntaxError) as err:  # UnidentifiedImageError: OSError
             name = getattr(payload, "orig_name", None) or "the upload"
-            raise gr.Error(
-                f"{box.label or 'image'}: cannot read {name} as an image (PNG, JPEG or "
-                f"WebP expected): {type(err).__name__}",
-                title="Not an image",
-            ) from None
+            msg = (f"{box.label or 'image'}: cannot read {name} as an image (PNG, JPEG or "
+                   f"WebP expected): {type(err).__name__}")  # fmt: skip
+            print(f"psal app: {msg}", file=sys.stderr, flush=True)
+            raise gr.Error(msg, title="Not an image", print_exception=False) from None
 
     box.preprocess = preprocess
     return box
@@ -92,7 +92,11 @@ def _user_errors(what: str) -> Callable:
             except gr.Error:
                 raise
             except (ValueError, TypeError, OSError) as err:
-                raise gr.Error(str(err), title=f"{what}: cannot do that") from None
+                # the person's mistake: one line in the server's console, not a traceback
+                print(f"psal app: {what}: {err}", file=sys.stderr, flush=True)
+                raise gr.Error(
+                    str(err), title=f"{what}: cannot do that", print_exception=False
+                ) from None
             except (RuntimeError, MemoryError) as err:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else ""
                 msg = f"{type(err).__name__}: {first}" if first else type(err).__name__
@@ -126,7 +130,7 @@ def _method_radio(task: str, models: dict[str, tuple[str, Any]]) -> gr.Radio:
 def _icc(image, out) -> bytes | None:
     from ..cli.edit import _icc as cli_icc
 
-    return cli_icc(image, out.mode)
+    return cli_icc(image, actions.result_file_mode(out))
 
 
 def build_app(
@@ -152,15 +156,20 @@ def build_app(
     device = torch.device(device)
     out = ResultFolder(results)
 
-    def save_both(image, result, name: str, suffix: str, fmt: str) -> tuple[str, str]:
-        """The result as PNG (shown, edited again) and in the download format."""
+    def save_both(image, result, name: str, suffix: str, fmt: str,
+                  exif: bytes | None = None) -> tuple[str, str]:  # fmt: skip
+        """The result as PNG (shown, edited again) and in the download format.
+
+        ``exif``: the input's EXIF block to keep (inpainting keeps it, as ``psal
+        inpaint`` does).
+        """
         icc = _icc(image, result)
         stem = actions.result_stem(name, suffix)
-        png = out.save(result, stem, "PNG", icc)
+        png = out.save(result, stem, "PNG", icc, exif)
         download = png
         if fmt != "PNG":
             try:
-                download = out.save(result, stem, fmt, icc)
+                download = out.save(result, stem, fmt, icc, exif)
             except ValueError as err:  # e.g. JPEG of an image with alpha: keep the work
                 gr.Warning(f"{err}; the download is a PNG", title="Download as PNG")
         return str(png), str(download)
@@ -194,7 +203,8 @@ def build_app(
             models=models, device=device, progress=_progress_callback(progress, "inpainting"),
             source=source,
         )  # fmt: skip
-        png, download = save_both(image, result, photo, "inpainted", fmt)
+        png, download = save_both(image, result, photo, "inpainted", fmt,
+                                  exif=image.info.get("exif"))  # fmt: skip
         return (photo, png), download, png
 
     @_user_errors("Edit the result")
@@ -243,7 +253,10 @@ def build_app(
         f"{limits.max_megapixels:g} megapixels; one job runs at a time, others wait in line."
     )
 
-    with gr.Blocks(title="psal", analytics_enabled=False) as demo:
+    # uploads in Gradio's cache are pruned like the results: every hour, those older
+    # than actions.KEEP_RESULTS_S
+    prune = (3600, actions.KEEP_RESULTS_S)
+    with gr.Blocks(title="psal", analytics_enabled=False, delete_cache=prune) as demo:
         gr.Markdown("## psal: remove objects, colorize, upscale\n" + limit_note)
         with gr.Tab("Inpaint (remove objects)", elem_id="tab-inpaint"):
             with gr.Row():
