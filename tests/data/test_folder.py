@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -181,3 +183,21 @@ def test_an_unreadable_frame_keeps_a_video_folder_a_video(tmp_path):
     assert "1 unreadable image file(s) skipped" in messages
     assert "fewer than two readable frames" in messages
     assert [len(s.frames) for s in sources] == [2, 2]  # still frame pairs, s2 left out
+
+
+def test_readable_images_decodes_when_asked_and_stops_at_the_limit(folder):
+    from psal.data import readable_images
+
+    files = list_images(folder)
+    data = (folder / "x.png").read_bytes()
+    (folder / "x.png").write_bytes(data[: len(data) // 2])  # the header reads, the data not
+    rest = [f for f in files if f.name != "x.png"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: the header is sound
+        assert readable_images(files, "--data") == files
+    with pytest.warns(UserWarning, match=r"1 unreadable image file\(s\) skipped: .*x\.png"):
+        assert readable_images(files, "--data", decode=True) == rest
+    first = files.index(folder / "x.png")
+    with pytest.warns(UserWarning, match=r"1 unreadable"):
+        kept = readable_images(files, "--data", decode=True, limit=first + 1)
+    assert kept == files[:first] + files[first + 1 : first + 2]

@@ -115,3 +115,17 @@ def test_eval_a_shipped_network_by_name(folder, tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: not a shipped name
         main(["eval", "upscale", "--model", "nope", "--data", str(folder)])
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_eval_skips_a_truncated_image_before_any_work(folder, tmp_path, capsys):
+    # its header reads, its data does not: named and skipped up front, not met
+    # half-way through the table
+    good = (folder / "sub" / "coffee.png").read_bytes()
+    (folder / "sub" / "broken.png").write_bytes(good[: len(good) // 2])
+    js = tmp_path / "eval.json"
+    code = main(["eval", "upscale", "--model", "edsr-x2", "--data", str(folder / "sub"),
+                 "--json", str(js)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "1 unreadable image file(s) skipped" in err and "broken.png" in err, err
+    assert json.loads(js.read_text())["images"] == 2

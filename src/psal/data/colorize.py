@@ -50,12 +50,17 @@ class PairSource:
 
 
 def find_pair_sources(
-    root: str | os.PathLike[str], kind: str = "auto", name: str = "data.path (--data)"
+    root: str | os.PathLike[str],
+    kind: str = "auto",
+    name: str = "data.path (--data)",
+    *,
+    decode: bool = False,
 ) -> list[PairSource]:
     """The photos or sequences under ``root`` (see the module docstring).
 
     Files Pillow cannot open are skipped with a warning naming them (``name``: the
-    setting that gave ``root``, for the messages); see :func:`readable_images`.
+    setting that gave ``root``, for the messages); see :func:`readable_images`, which
+    ``decode`` is passed to (True: truncated files are skipped too; evaluation).
 
     Raises:
         FileNotFoundError: ``root`` is not a folder.
@@ -70,7 +75,7 @@ def find_pair_sources(
             groups.setdefault(f.parent, []).append(f)
         video = all(parent != root and len(g) >= 2 for parent, g in groups.items())
         kind = "video" if video else "photos"
-    files = readable_images(listed, name)  # unreadable ones skipped, named
+    files = readable_images(listed, name, decode=decode)  # unreadable ones skipped, named
     if kind == "photos":
         return [PairSource((f,)) for f in files]
     groups = {}

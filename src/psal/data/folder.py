@@ -67,25 +67,46 @@ def list_images(root: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
-def readable_images(files: Sequence[str | os.PathLike[str]], name: str = "data.path") -> list[Path]:
+def readable_images(
+    files: Sequence[str | os.PathLike[str]],
+    name: str = "data.path",
+    *,
+    decode: bool = False,
+    limit: int | None = None,
+) -> list[Path]:
     """The files whose header Pillow reads (nothing is decoded); the others are skipped.
 
     An empty, corrupt or foreign file with an image extension would otherwise stop a
     training run when a loader first draws it. Skipped files are named (the first
     three) in one ``UserWarning``. A file whose header is sound but whose data is
-    truncated still fails when it is decoded, with an error naming it.
+    truncated still fails when it is decoded, with an error naming it, unless
+    ``decode`` is set.
+
+    Args:
+        files: the candidate files, in order.
+        name: the setting that gave them, for the messages.
+        decode: decode each file whole as well, so that a truncated or damaged file is
+            skipped here too (what an evaluation wants: it scores a fixed set, and
+            would otherwise stop at such a file after part of the work).
+        limit: stop once this many readable files are found (the first ones in order).
 
     Raises:
         ValueError: no file is readable (the message names ``name`` and one reason).
     """
     kept, bad = [], []
     for f in files:
+        if limit is not None and len(kept) >= limit:
+            break
         f = Path(f)
         try:
             with Image.open(f) as im:
                 w, h = im.size
-            if w < 1 or h < 1:
-                raise ValueError(f"{w}x{h} pixels")
+                if w < 1 or h < 1:
+                    raise ValueError(f"{w}x{h} pixels")
+                if decode:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                        im.load()
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             bad.append((f, err))
             continue

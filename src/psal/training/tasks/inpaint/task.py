@@ -392,7 +392,8 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
         model = cls.load_inference(config.checkpoint, device=device)
         size = config.image_size if config.image_size is not None else model.training_size
         dataset = InpaintingFolder(
-            readable_images(list_images(config.data), "--data"),
+            # decoded whole: a truncated file is skipped (named), not met half-way
+            readable_images(list_images(config.data), "--data", decode=True, limit=config.limit),
             size,
             MaskGenerator(config.masks, size),
             config.resize,

@@ -367,7 +367,10 @@ class UpscaleTask(Task):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         model = cls.load_inference(config.checkpoint, device=device)
         s = model.scale
-        files = readable_images(list_images(config.data), "--data")[: config.limit]
+        # decoded whole: a truncated file is skipped (named) before any work, not met
+        # half-way through the table
+        files = readable_images(list_images(config.data), "--data", decode=True,
+                                limit=config.limit)  # fmt: skip
         methods: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"network": model}
         if config.baselines:
             methods["bicubic"] = lambda lr: F.interpolate(
