@@ -234,11 +234,20 @@ def test_edit_the_result_again(client, files):
     d, im, _ = files
     _, first = client.predict(_file(d / "photo.png"), _editor(d / "photo.png", d / "stroke.png"),
                               "patch-based", 7, 0, 1, "PNG", api_name="/inpaint")  # fmt: skip
-    photo_path, editor, source = client.predict(api_name="/edit_result")  # the last result
+    photo_path, editor, source = client.predict(None, api_name="/edit_result")  # the last result
     assert Path(photo_path).name == "photo_inpainted.png"
     assert np.array_equal(np.asarray(Image.open(photo_path)), np.asarray(Image.open(first)))
     assert editor["layers"] == [] and Image.open(editor["background"]).size == im.size
     assert source["layers"] == [] and Image.open(source["background"]).size == im.size
+    # a painted region to copy from stays painted for the next object
+    region = _stroke(72, 96, (0, 72, 70, 96), rgb=(0, 200, 80))
+    region.save(d / "region.png")
+    _, _, source = client.predict(_editor(d / "photo.png", d / "region.png"),
+                                  api_name="/edit_result")  # fmt: skip
+    assert len(source["layers"]) == 1
+    kept = Image.open(source["layers"][0]["path"] if isinstance(source["layers"][0], dict)
+                      else source["layers"][0])  # fmt: skip
+    assert np.array_equal(np.asarray(kept)[..., 3] > 0, np.asarray(region)[..., 3] > 0)
     # the next run starts from the result, as `psal inpaint` on the first output would
     _, second = client.predict(_file(photo_path), _editor(photo_path, d / "black.png"),
                                "patch-based", 7, 0, 1, "PNG", api_name="/inpaint")  # fmt: skip

@@ -208,13 +208,16 @@ def build_app(
         return (photo, png), download, png
 
     @_user_errors("Edit the result")
-    def edit_again(last: str | None):
+    def edit_again(last: str | None, source_editor=None):
         if not last:
             raise ValueError("there is no result yet: paint and Run first")
         image = actions.open_upload(last, "the result", limits, check_bytes=False)
         shown = actions.display_copy(image)
         editor = {"background": shown, "layers": [], "composite": shown}
-        return last, editor, dict(editor)
+        # the region to copy from is the same photo's region: it stays painted
+        kept = [layer for layer in (source_editor or {}).get("layers") or []
+                if layer is not None and layer.size == image.size]  # fmt: skip
+        return last, editor, {"background": shown, "layers": kept, "composite": shown}
 
     # ---- colorize, upscale ------------------------------------------------------
 
@@ -316,7 +319,8 @@ def build_app(
             run.click(inpaint,
                       [photo, editor, method, patch, dilate, seed, fmt, use_source, source_editor],
                       [result, download, last], api_name="inpaint", **queued)  # fmt: skip
-            again.click(edit_again, last, [photo, editor, source_editor], api_name="edit_result")
+            again.click(edit_again, [last, source_editor], [photo, editor, source_editor],
+                        api_name="edit_result")  # fmt: skip
 
         with gr.Tab("Colorize", elem_id="tab-colorize"):
             with gr.Row():
