@@ -1,6 +1,7 @@
 """Two CPU processes with the gloo backend, started by torchrun, train together."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +17,14 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 def test_torchrun_two_processes(photo_folder, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(photo_folder, data)
+    (data / "empty.png").write_bytes(b"")  # skipped, and named once (not once per rank)
     out = tmp_path / "run"
-    overrides = tiny_overrides(photo_folder, out, steps=2, save_every=1, **{"data.val_fraction": 0})
+    overrides = tiny_overrides(data, out, steps=2, save_every=1, **{"data.val_fraction": 0})
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "psal", "train", "inpaint", "--data", str(photo_folder), "--out", str(out),
+        "-m", "psal", "train", "inpaint", "--data", str(data), "--out", str(out),
         "--device", "cpu", *overrides,
     ]  # fmt: skip
     env = dict(os.environ)
@@ -31,6 +35,7 @@ def test_torchrun_two_processes(photo_folder, tmp_path):
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-6000:])
     # rank 0 alone printed and saved
     assert proc.stdout.count("trained 2 steps") == 1
+    assert proc.stderr.count("1 unreadable image file(s) skipped") == 1, proc.stderr[-3000:]
     _, meta, state = load_checkpoint(out)
     assert state["world_size"] == 2 and meta["step"] == 2
     ranks = state["ranks"]

@@ -102,7 +102,9 @@ Minimal example (a single network trained with L1; see :mod:`.inpaint` for a GAN
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -153,6 +155,22 @@ class Task:
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
+
+    @contextlib.contextmanager
+    def scanning_data(self) -> Iterator[bool]:
+        """Around the scan of the data folder; yields whether this rank reports.
+
+        Every rank scans the same files, so what the scan finds (unreadable files
+        skipped, images too small) is reported once, by rank 0: on the other ranks its
+        warnings are silenced, and the task prints its own notes only where the
+        yielded value is True.
+        """
+        if self.runtime.info.is_main:
+            yield True
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield False
 
     # ------------------------------------------------------------- config
     @classmethod

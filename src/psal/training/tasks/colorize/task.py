@@ -157,7 +157,8 @@ result and of the truth, on fixed pairs (--pair-seed)."""
         if size < low:
             self.options.fail("data.image_size", f">= {low} for this network", size)
         d = config.data
-        sources = find_pair_sources(d.path, d.pairs)
+        with self.scanning_data():  # skipped files named once, not by every rank
+            sources = find_pair_sources(d.path, d.pairs)
         train, val = split_sources(sources, d.val_fraction, d.val_max, seed=config.seed)
         self.train_set = ColorizationPairs(train, d.image_size, d.max_gap)
         self.val_set = (

@@ -183,7 +183,8 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
     def _build_data(self) -> None:
         d, seed = self.config.data, self.config.seed
         self.masks = MaskGenerator(d.masks, d.image_size, d.hole_size, d.max_delta)
-        files = readable_images(list_images(d.path), "data.path (--data)")
+        with self.scanning_data():  # skipped files named once, not by every rank
+            files = readable_images(list_images(d.path), "data.path (--data)")
         train_files, val_files = split_files(files, d.val_fraction, d.val_max, seed=seed)
         self.train_set = InpaintingFolder(train_files, d.image_size, self.masks, d.resize)
         self.val_set = (

@@ -268,9 +268,10 @@ class UpscaleTask(Task):
         if not d.path:
             raise ValueError("data.path (--data) must name a folder of images")
         name = "data.path (--data)"
-        files = readable_images(list_images(d.path), name)
-        files, skipped = usable_images(files, d.patch * d.scale, name)
-        if skipped:
+        with self.scanning_data() as reports:  # skipped files named once, not by every rank
+            files = readable_images(list_images(d.path), name)
+            files, skipped = usable_images(files, d.patch * d.scale, name)
+        if skipped and reports:
             print(f"psal: warning: {skipped} image(s) smaller than the {d.patch * d.scale}"
                   " HR crop skipped", file=sys.stderr)  # fmt: skip
         train, val = split_files(files, d.val_fraction, d.val_max, seed=config.seed)
