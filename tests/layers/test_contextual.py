@@ -526,6 +526,13 @@ def test_old_spellings_warn_and_agree():
     # ... and one that cannot be a mask says how to pass a one-channel value
     with pytest.raises(TypeError, match=r"read as the old mask.*value=\.\.\."):
         contextual_attention(x, x, v1)
+    # two tensors with a keyword of the new spelling: the value is missing (not the old
+    # spelling's tuple)
+    for kw in ({"hole": mask}, {"return_field": True}):
+        with pytest.raises(TypeError, match=r"missing its value.*\(query, key, value, hole"):
+            contextual_attention(x, x, **kw)
+        with pytest.raises(TypeError, match=r"missing its value"):
+            ContextualAttention(3, 1, 1)(x, x, **kw)
 
 
 @pytest.mark.parametrize(

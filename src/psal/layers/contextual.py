@@ -129,7 +129,8 @@ def _legacy_call(name: str, args: tuple, kwargs: dict) -> tuple[tuple, dict, boo
     by position. They return ``(output, offsets)`` as before, with a DeprecationWarning.
     The rule reads dtypes and shapes only, never values. In a call that names ``hole``
     or ``return_field`` (keywords the old spelling did not have) a third positional
-    tensor is the value, whatever its channels.
+    tensor is the value, whatever its channels, and a call with two tensors lacks its
+    value (a TypeError, not the old spelling's tuple).
     """
     kwargs = dict(kwargs)
     new_style = "hole" in kwargs or "return_field" in kwargs
@@ -145,8 +146,16 @@ def _legacy_call(name: str, args: tuple, kwargs: dict) -> tuple[tuple, dict, boo
         given = len(args) > n_tensors
         third = args[n_tensors] if given else None
         key = args[1] if n_tensors == 2 else kwargs.get("key")
-        old_mask = third is None or (
-            not new_style
+        # two tensors and no value: the old (foreground, background) call, unless a
+        # keyword of the new spelling says otherwise (then ``value`` is missing)
+        if third is None and new_style:
+            raise TypeError(
+                f"{name}() missing its value: call it as (query, key, value, hole=...); "
+                "in DeepFill's self-attention the value is the key again"
+            )
+        old_mask = (third is None and not new_style) or (
+            third is not None
+            and not new_style
             and isinstance(third, torch.Tensor)
             and (
                 third.dtype == torch.bool
