@@ -224,6 +224,9 @@ def test_one_job_at_a_time(tmp_path):
     fns = {f.api_name: f for f in demo.fns.values()}
     runs = [fns[name] for name in ("inpaint", "colorize", "upscale")]
     assert {(f.concurrency_limit, f.concurrency_id) for f in runs} == {(1, DEVICE_QUEUE)}
+    # a failed run leaves the previous result shown ("full" would cover it; seen in
+    # Chromium: the result and its download stay, with an "Error" badge)
+    assert {f.show_progress for f in runs} == {"minimal"}
     assert demo._queue.max_size == 64
     import psal.app.ui as ui
 

@@ -248,7 +248,10 @@ def build_app(
         png, download = save_both(image, result, photo, f"x{factor}", fmt)
         return png, download
 
-    queued = {"concurrency_limit": 1, "concurrency_id": DEVICE_QUEUE}
+    # one job at a time; progress shown as a bar over the outputs ("minimal"), so that
+    # a failed run leaves the previous result and its download on the page with an
+    # "Error" badge ("full" covers them until the next run succeeds)
+    queued = {"concurrency_limit": 1, "concurrency_id": DEVICE_QUEUE, "show_progress": "minimal"}
     photo_box = {"type": "filepath", "image_mode": None, "sources": ["upload", "clipboard"],
                  "format": "png"}  # fmt: skip
     limit_note = (
