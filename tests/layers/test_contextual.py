@@ -532,7 +532,7 @@ def test_old_spellings_warn_and_agree():
         with pytest.raises(TypeError, match=r"missing its value.*\(query, key, value, hole"):
             contextual_attention(x, x, **kw)
         with pytest.raises(TypeError, match=r"missing its value"):
-            ContextualAttention(3, 1, 1)(x, x, **kw)
+            ContextualAttention(patch_size=3, stride=1, rate=1)(x, x, **kw)
 
 
 @pytest.mark.parametrize(
