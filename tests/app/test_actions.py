@@ -338,9 +338,48 @@ def test_results_keep_exif_and_are_not_renamed_twice(tmp_path):
         path = folder.save(_photo(), "a", fmt, exif=exif.tobytes())
         assert Image.open(path).getexif().get(0x013B) == "someone", fmt
     # "Edit the result": the result of a result keeps one suffix
-    assert actions.result_stem("/t/00001/cat_inpainted.png", "inpainted") == "cat_inpainted"
-    assert actions.result_stem("/t/_inpainted.png", "inpainted") == "_inpainted_inpainted"
-    assert actions.result_stem("/t/cat_x2.png", "x2") == "cat_x2"
+    stem = actions.result_stem
+    assert stem("/t/00001/cat_inpainted.png", "inpainted", once=True) == "cat_inpainted"
+    assert stem("/t/_inpainted.png", "inpainted", once=True) == "_inpainted_inpainted"
+    assert stem("/t/cat_x2.png", "x2") == "cat_x2_x2"  # four times the photo
+
+
+def test_the_exif_thumbnail_of_a_photo_is_not_kept(tmp_path):
+    # phones embed a small copy of the photo in EXIF (IFD1): it would still show what an
+    # inpainting removed
+    import struct
+
+    from PIL import ExifTags
+
+    def ifd(entries, next_offset):
+        out = struct.pack(">H", len(entries))
+        for tag, kind, count, value in entries:
+            out += struct.pack(">HHI", tag, kind, count) + value
+        return out + struct.pack(">I", next_offset)
+
+    buf = __import__("io").BytesIO()
+    Image.new("RGB", (16, 16), (255, 0, 0)).save(buf, "JPEG")
+    thumb = buf.getvalue()
+    ifd0 = ifd([(0x013B, 2, 8, struct.pack(">I", 26))], 34)  # Artist, then IFD1 at 34
+    ifd1 = ifd(
+        [(0x0201, 4, 1, struct.pack(">I", 64)), (0x0202, 4, 1, struct.pack(">I", len(thumb)))], 0
+    )
+    tiff = b"MM\x00*" + struct.pack(">I", 8) + ifd0 + b"someone\x00" + ifd1 + thumb
+    _photo().save(tmp_path / "phone.jpg", exif=b"Exif\x00\x00" + tiff)
+    image = actions.open_upload(tmp_path / "phone.jpg", "the photo", Limits())
+    assert dict(image.getexif().get_ifd(ExifTags.IFD.IFD1))  # the input has its thumbnail
+    hole = np.zeros((48, 64), bool)
+    hole[10:30, 10:30] = True
+    out = actions.run_inpaint(image, hole, patch_size=5)
+    folder = actions.ResultFolder(tmp_path / "r")
+    for fmt in actions.DOWNLOAD_FORMATS:
+        path = folder.save(out, "x", fmt, exif=image.info["exif"])
+        kept = Image.open(path).getexif()
+        assert kept.get(0x013B) == "someone" and not dict(kept.get_ifd(ExifTags.IFD.IFD1)), fmt
+        assert thumb[100:140] not in path.read_bytes(), fmt
+    deep = np.zeros((8, 8, 3), np.uint16)  # 16-bit PNGs keep the EXIF too
+    path = folder.save(deep, "deep", exif=image.info["exif"])
+    assert Image.open(path).getexif().get(0x013B) == "someone"
 
 
 def test_old_results_are_pruned(tmp_path):
@@ -355,3 +394,12 @@ def test_old_results_are_pruned(tmp_path):
     assert not old.parent.exists() and new.is_file()
     assert folder.prune(now=time.time() + 30) == 0 and new.is_file()
     assert folder.prune(now=time.time() + 120) == 1 and not new.exists()
+    # only its own numbered folders: never another folder it finds there
+    (tmp_path / "r" / "my_project").mkdir()
+    os.utime(tmp_path / "r" / "my_project", (day_ago, day_ago))
+    assert folder.prune() == 0 and (tmp_path / "r" / "my_project").is_dir()
+    # the folder removed behind its back (a temp cleaner): made again
+    import shutil
+
+    shutil.rmtree(tmp_path / "r")
+    assert folder.save(_photo(), "again").is_file()

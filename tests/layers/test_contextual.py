@@ -533,6 +533,17 @@ def test_old_spellings_warn_and_agree():
             contextual_attention(x, x, **kw)
         with pytest.raises(TypeError, match=r"missing its value"):
             ContextualAttention(patch_size=3, stride=1, rate=1)(x, x, **kw)
+    # ... but an old keyword makes it the old call, which may name the new ones too
+    old_calls = [
+        lambda: contextual_attention(x, x, mask=mask, rate=1, return_field=True),
+        lambda: contextual_attention(foreground=x, background=x, hole=mask, rate=1),
+        lambda: ContextualAttention(rate=1)(x, x, mask=mask, return_field=True),
+    ]
+    ref = contextual_attention(x, x, x, hole=mask, rate=1, return_field=True)
+    for call in old_calls:
+        with pytest.warns(DeprecationWarning, match="deprecated"):
+            got = call()
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
 
 
 @pytest.mark.parametrize(

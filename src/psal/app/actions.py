@@ -510,13 +510,23 @@ class ResultFolder:
         self._lock = threading.Lock()
 
     def prune(self, now: float | None = None) -> int:
-        """Remove the result folders last written more than ``keep_s`` ago; their count."""
+        """Remove the result folders last written more than ``keep_s`` ago; their count.
+
+        Only the numbered folders :meth:`save` makes are touched, never anything else
+        that the folder holds.
+        """
         import shutil
         import time
 
         limit = (time.time() if now is None else now) - self.keep_s
         removed = 0
-        for entry in self.folder.iterdir():
+        try:
+            entries = list(self.folder.iterdir())
+        except OSError:  # the folder is gone (save makes it again) or unreadable
+            return 0
+        for entry in entries:
+            if not (entry.name.isdigit() and len(entry.name) >= 5):
+                continue
             try:
                 if entry.is_dir() and entry.stat().st_mtime < limit:
                     shutil.rmtree(entry)
@@ -560,9 +570,13 @@ class ResultFolder:
                     f"download it as PNG"
                 )
         with self._lock:
-            n = next(self._count)
             self.prune()
-        path = self.folder / f"{n:05d}" / f"{stem}{DOWNLOAD_FORMATS[fmt]}"
+            n = next(self._count)
+            while (self.folder / f"{n:05d}").exists():  # a folder used before: never reused
+                n = next(self._count)
+            folder = self.folder / f"{n:05d}"
+            folder.mkdir(parents=True)  # the results folder too, if it was removed
+        path = folder / f"{stem}{DOWNLOAD_FORMATS[fmt]}"
         save_image(image, path, icc_profile=icc, exif=exif)
         return path
 
@@ -575,14 +589,16 @@ def result_file_mode(image: Image.Image | np.ndarray) -> str:
     return image.mode
 
 
-def result_stem(name: str | os.PathLike[str] | None, suffix: str) -> str:
+def result_stem(name: str | os.PathLike[str] | None, suffix: str, *, once: bool = False) -> str:
     """``photo_inpainted`` from ``/tmp/.../photo.jpg`` and ``"inpainted"``.
 
-    A name that already ends with the suffix keeps it once: a result edited again
-    ("Edit the result") is ``photo_inpainted``, not ``photo_inpainted_inpainted``.
+    With ``once``, a name that already ends with the suffix keeps it once: a result
+    inpainted again ("Edit the result") is ``photo_inpainted``, not
+    ``photo_inpainted_inpainted``. (Not for upscaling: ``photo_x2`` enlarged x2 again
+    is ``photo_x2_x2``, four times the photo.)
     """
     stem = Path(str(name)).stem if name else "image"
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:60] or "image"
-    if stem.endswith(f"_{suffix}") and len(stem) > len(suffix) + 1:
+    if once and stem.endswith(f"_{suffix}") and len(stem) > len(suffix) + 1:
         return stem
     return f"{stem}_{suffix}"

@@ -164,7 +164,7 @@ def build_app(
         inpaint`` does).
         """
         icc = _icc(image, result)
-        stem = actions.result_stem(name, suffix)
+        stem = actions.result_stem(name, suffix, once=suffix == "inpainted")
         png = out.save(result, stem, "PNG", icc, exif)
         download = png
         if fmt != "PNG":

@@ -148,14 +148,13 @@ def _legacy_call(name: str, args: tuple, kwargs: dict) -> tuple[tuple, dict, boo
         key = args[1] if n_tensors == 2 else kwargs.get("key")
         # two tensors and no value: the old (foreground, background) call, unless a
         # keyword of the new spelling says otherwise (then ``value`` is missing)
-        if third is None and new_style:
+        if third is None and new_style and not legacy:  # (old keywords: the old call)
             raise TypeError(
                 f"{name}() missing its value: call it as (query, key, value, hole=...); "
                 "in DeepFill's self-attention the value is the key again"
             )
-        old_mask = (third is None and not new_style) or (
-            third is not None
-            and not new_style
+        old_mask = third is None or (
+            not new_style
             and isinstance(third, torch.Tensor)
             and (
                 third.dtype == torch.bool

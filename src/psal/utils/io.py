@@ -345,8 +345,36 @@ def file_format(path: str | os.PathLike[str]) -> str | None:
         return None
 
 
-def png16_bytes(arr: np.ndarray, icc_profile: bytes | None = None) -> bytes:
-    """A 16-bit RGB or RGBA PNG of a uint16 (H, W, 3 or 4) array (filter "up", zlib)."""
+def edited_exif(exif: bytes | None) -> bytes | None:
+    """The EXIF block to keep in an edited image: the input's, without its previews.
+
+    Cameras and phones embed a small copy of the photo in the EXIF block (the
+    thumbnail of IFD1, and often a preview inside the maker's note); kept as they are,
+    they would still show what an inpainting removed. Pillow re-writes the block
+    without IFD1 (the main IFD, the Exif and GPS IFDs stay: camera, date, place) and the
+    maker's note (tag 0x927C) is dropped. A block Pillow cannot parse is dropped whole.
+    """
+    if not exif:
+        return None
+    try:
+        block = Image.Exif()
+        block.load(exif)
+        sub = block.get_ifd(0x8769)  # the Exif IFD
+        sub.pop(0x927C, None)  # the maker's note
+        out = block.tobytes()
+    except Exception:  # any damaged block: nothing is better than a wrong one
+        return None
+    return out if len(out) > 8 else None
+
+
+def png16_bytes(
+    arr: np.ndarray, icc_profile: bytes | None = None, exif: bytes | None = None
+) -> bytes:
+    """A 16-bit RGB or RGBA PNG of a uint16 (H, W, 3 or 4) array (filter "up", zlib).
+
+    ``exif``: an EXIF block (with or without the 6-byte ``Exif`` header of JPEG
+    files), written as the PNG's ``eXIf`` chunk.
+    """
     h, w, c = arr.shape
 
     def chunk(tag: bytes, data: bytes) -> bytes:
@@ -361,6 +389,8 @@ def png16_bytes(arr: np.ndarray, icc_profile: bytes | None = None) -> bytes:
     out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
     if icc_profile:
         out += chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile))
+    if exif:
+        out += chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
     return out + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b"")
 
 
@@ -385,12 +415,13 @@ def save_image(
         ValueError: unsupported suffix or a mode the format cannot hold.
         OSError: the file cannot be written (nothing is left behind).
     """
+    exif = edited_exif(exif)
     if isinstance(image, np.ndarray) and image.dtype == np.uint16 and image.ndim == 3:
         if image.shape[2] in (3, 4):  # 16-bit colour: Pillow cannot write it
             mode = "RGB;16" if image.shape[2] == 3 else "RGBA;16"
             check_savable(mode, path, (image.shape[1], image.shape[0]))
             with atomic_path(path) as tmp:
-                tmp.write_bytes(png16_bytes(image, icc_profile))
+                tmp.write_bytes(png16_bytes(image, icc_profile, exif))
             return
     if isinstance(image, np.ndarray):
         image = array_to_pil(image)
@@ -416,6 +447,7 @@ def save_image(
     if icc_profile and fmt in ("PNG", "JPEG", "WEBP"):
         kwargs["icc_profile"] = icc_profile
     if exif and fmt in ("PNG", "JPEG", "WEBP"):
-        kwargs["exif"] = exif  # the input's EXIF (orientation already applied and reset)
+        # the input's EXIF (orientation already applied and reset; previews dropped)
+        kwargs["exif"] = exif
     with atomic_path(path) as tmp:
         image.save(tmp, format=fmt, **kwargs)
