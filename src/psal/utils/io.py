@@ -27,6 +27,7 @@ __all__ = [
     "SAVE_FORMATS",
     "array_to_pil",
     "check_savable",
+    "edited_exif",
     "file_format",
     "full_depth",
     "load_image",
