@@ -233,7 +233,7 @@ def test_one_job_at_a_time(tmp_path):
     assert not Path(ui.__file__).with_suffix(".pyi").exists()  # nothing written beside it
 
 
-def test_edit_the_result_again(client, files):
+def test_edit_the_result_again(client, server, files):
     d, im, _ = files
     _, first = client.predict(_file(d / "photo.png"), _editor(d / "photo.png", d / "stroke.png"),
                               "patch-based", 7, 0, 1, "PNG", api_name="/inpaint")  # fmt: skip
@@ -259,6 +259,11 @@ def test_edit_the_result_again(client, files):
     hole2[50:58, 70:85] = True
     want = psal.inpaint(Image.open(first), hole2, seed=1)
     assert np.array_equal(np.asarray(Image.open(second)), np.asarray(want))
+    # the server's copy pruned (a page left open for a day): the message says why
+    for old in server.tmp.glob("psal-app-*/results/*/photo_inpainted.png"):
+        old.unlink()
+    msg = _error(client, None, api_name="/edit_result")
+    assert "no longer on the server (results are kept for 24 hours)" in msg, msg
 
 
 def test_inpaint_keeps_exif_and_16_bits(client, files):

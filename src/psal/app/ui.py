@@ -211,6 +211,12 @@ def build_app(
     def edit_again(last: str | None, source_editor=None):
         if not last:
             raise ValueError("there is no result yet: paint and Run first")
+        if not Path(last).is_file():
+            hours = actions.KEEP_RESULTS_S / 3600
+            raise ValueError(
+                f"the last result is no longer on the server (results are kept for "
+                f"{hours:g} hours): open the photo again and Run"
+            )
         image = actions.open_upload(last, "the result", limits, check_bytes=False)
         shown = actions.display_copy(image)
         editor = {"background": shown, "layers": [], "composite": shown}
