@@ -49,6 +49,14 @@ class PairSource:
     frames: tuple[Path, ...]
 
 
+def _by_folder(files: Sequence[Path]) -> dict[Path, list[Path]]:
+    """``files`` grouped by the folder that holds them, in order."""
+    groups: dict[Path, list[Path]] = {}
+    for f in files:
+        groups.setdefault(f.parent, []).append(f)
+    return groups
+
+
 def find_pair_sources(
     root: str | os.PathLike[str],
     kind: str = "auto",
@@ -70,17 +78,13 @@ def find_pair_sources(
     root = Path(root)
     listed = list_images(root)
     if kind == "auto":  # from every file: an unreadable frame must not change the kind
-        groups: dict[Path, list[Path]] = {}
-        for f in listed:
-            groups.setdefault(f.parent, []).append(f)
+        groups = _by_folder(listed)
         video = all(parent != root and len(g) >= 2 for parent, g in groups.items())
         kind = "video" if video else "photos"
     files = readable_images(listed, name, decode=decode)  # unreadable ones skipped, named
     if kind == "photos":
         return [PairSource((f,)) for f in files]
-    groups = {}
-    for f in files:
-        groups.setdefault(f.parent, []).append(f)
+    groups = _by_folder(files)
     short = [p for p, g in groups.items() if len(g) < 2]
     if short and len(short) < len(groups):
         warnings.warn(

@@ -215,9 +215,10 @@ def ps_attention(
             )
         hole = check_mask(hole, "hole", b, hq, wq, query.device)
         key_valid = ~hole
-        _check_sources(hole, patch_size, k)
+        sources = valid_key_positions(hole, patch_size)  # patches clear of the hole
+        _check_sources(sources, patch_size, k)
         if aggregation == "patch":
-            query_valid = ~valid_key_positions(hole, patch_size)  # patches touching the hole
+            query_valid = ~sources  # patches touching the hole
         else:
             query_valid = hole
     field = patchmatch(
@@ -246,9 +247,13 @@ def ps_attention(
     return (out, field) if return_field else out
 
 
-def _check_sources(hole: torch.Tensor, patch_size: int, k: int) -> None:
-    """Every batch element needs ``k`` key patches outside the hole: errors in its terms."""
-    counts = valid_key_positions(hole, patch_size).flatten(1).sum(1).tolist()
+def _check_sources(sources: torch.Tensor, patch_size: int, k: int) -> None:
+    """Every batch element needs ``k`` key patches outside the hole: errors in its terms.
+
+    ``sources``: :func:`valid_key_positions` of the hole (B, 1, H, W), True = a patch
+    clear of the hole.
+    """
+    counts = sources.flatten(1).sum(1).tolist()
     for b, n in enumerate(counts):
         if n < k:
             what = "no key patch" if n == 0 else f"only {n} key patches (k={k})"
