@@ -77,3 +77,38 @@ def test_split_keeps_sequences_whole(tmp_path):
     assert len(val) == 1 and len(train) == 4
     assert not {f for s in train for f in s.frames} & {f for s in val for f in s.frames}
     assert split_sources(sources, 0.2, 10, seed=0) == (train, val)
+
+
+@pytest.mark.parametrize("kind", ["photos", "video"])
+def test_limit_reads_only_the_files_its_samples_need(tmp_path, kind, monkeypatch):
+    """``limit`` gives the first samples of the unlimited list without opening the rest."""
+    import warnings
+
+    from psal.data import folder
+
+    if kind == "video":
+        _frames(tmp_path, n_seq=4, n_frames=3)
+        (tmp_path / "videos" / "seq0" / "0001.jpg").write_bytes(b"not a jpeg")  # 2 frames left
+        broken_later = tmp_path / "videos" / "seq3" / "0000.jpg"
+    else:
+        for i in range(6):
+            Image.new("RGB", (20, 20), (40 * i, 0, 0)).save(tmp_path / f"p{i}.png")
+        (tmp_path / "p1.png").write_bytes(b"not a png")
+        broken_later = tmp_path / "p5.png"
+    with pytest.warns(UserWarning, match="1 unreadable"):
+        whole = find_pair_sources(tmp_path, kind)
+    broken_later.write_bytes(b"")  # after the limit: must not be opened, nor named
+    opened = []
+    real_open = folder.Image.open
+    monkeypatch.setattr(folder.Image, "open", lambda f, *a: opened.append(f) or real_open(f, *a))
+    with pytest.warns(UserWarning, match="1 unreadable") as caught:
+        warnings.simplefilter("always")
+        limited = find_pair_sources(tmp_path, kind, decode=True, limit=4)
+    assert len(caught) == 1 and "p5" not in str(caught[0].message)
+    samples = [f for s in limited for f in s.frames]
+    assert len(samples) >= 4 and limited == whole[: len(limited)]
+    assert broken_later not in map(type(broken_later), opened)
+    n = 4 if kind == "photos" else 5  # photos: the first 4; video: seq0 (2) and seq1 (3)
+    assert len(samples) == n
+    with pytest.raises(ValueError, match="limit"):
+        find_pair_sources(tmp_path, kind, limit=0)

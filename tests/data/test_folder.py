@@ -201,3 +201,21 @@ def test_readable_images_decodes_when_asked_and_stops_at_the_limit(folder):
     with pytest.warns(UserWarning, match=r"1 unreadable"):
         kept = readable_images(files, "--data", decode=True, limit=first + 1)
     assert kept == files[:first] + files[first + 1 : first + 2]
+
+
+def test_readable_images_min_side_leaves_small_files_out_before_the_limit(tmp_path):
+    from psal.data import readable_images
+
+    sizes = [(4, 30), (30, 30), (30, 5), (12, 12)]
+    files = []
+    for i, (w, h) in enumerate(sizes):
+        files.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (w, h)).save(files[-1])
+    with pytest.warns(UserWarning, match=r"1 image\(s\) smaller than 10 pixels a side"):
+        assert readable_images(files, "--data", limit=1, min_side=10) == [files[1]]
+    with pytest.warns(UserWarning, match=r"2 image\(s\) smaller"):
+        assert readable_images(files, "--data", min_side=10) == [files[1], files[3]]
+    with pytest.raises(ValueError, match="--data: all 2 readable images are smaller than 6"):
+        readable_images([files[0], files[2]], "--data", min_side=6)
+    with pytest.raises(ValueError, match="min_side"):
+        readable_images(files, "--data", min_side=0)

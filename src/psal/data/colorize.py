@@ -35,7 +35,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .._checks import check_choice, check_int
-from .folder import _load_rgb, list_images, readable_images, skip_unreadable
+from .folder import (
+    _load_rgb,
+    _report_readable,
+    _sort_readable,
+    list_images,
+    readable_images,
+    skip_unreadable,
+)
 
 __all__ = ["PAIR_KINDS", "ColorizationPairs", "PairSource", "find_pair_sources", "split_sources"]
 
@@ -63,12 +70,16 @@ def find_pair_sources(
     name: str = "data.path (--data)",
     *,
     decode: bool = False,
+    limit: int | None = None,
 ) -> list[PairSource]:
     """The photos or sequences under ``root`` (see the module docstring).
 
     Files Pillow cannot open are skipped with a warning naming them (``name``: the
     setting that gave ``root``, for the messages); see :func:`readable_images`, which
     ``decode`` is passed to (True: truncated files are skipped too; evaluation).
+    ``limit``: stop once the sources hold ``limit`` samples (one per frame, so the
+    first ``limit`` samples of :class:`ColorizationPairs` are the same as without it);
+    only the files needed are read, which matters with ``decode`` on a large folder.
 
     Raises:
         FileNotFoundError: ``root`` is not a folder.
@@ -81,9 +92,24 @@ def find_pair_sources(
         groups = _by_folder(listed)
         video = all(parent != root and len(g) >= 2 for parent, g in groups.items())
         kind = "video" if video else "photos"
-    files = readable_images(listed, name, decode=decode)  # unreadable ones skipped, named
+    if limit is not None:
+        limit = check_int(limit, "limit", 1)
     if kind == "photos":
+        files = readable_images(listed, name, decode=decode, limit=limit)
         return [PairSource((f,)) for f in files]
+    if limit is None:
+        files = readable_images(listed, name, decode=decode)  # unreadable ones skipped, named
+    else:  # whole sequences, in the order of the samples, until they hold `limit` frames
+        files, bad, held = [], [], 0
+        for _, group in sorted(_by_folder(listed).items()):
+            if held >= limit:
+                break
+            kept, skipped, _ = _sort_readable(group, decode)
+            files += kept
+            bad += skipped
+            held += len(kept) if len(kept) >= 2 else 0
+        files = _report_readable(files, bad, name)
+        listed = files + [f for f, _ in bad]  # what was looked at, for the message below
     groups = _by_folder(files)
     short = [p for p, g in groups.items() if len(g) < 2]
     if short and len(short) < len(groups):

@@ -73,6 +73,7 @@ def readable_images(
     *,
     decode: bool = False,
     limit: int | None = None,
+    min_side: int = 1,
 ) -> list[Path]:
     """The files whose header Pillow reads (nothing is decoded); the others are skipped.
 
@@ -89,11 +90,39 @@ def readable_images(
             skipped here too (what an evaluation wants: it scores a fixed set, and
             would otherwise stop at such a file after part of the work).
         limit: stop once this many readable files are found (the first ones in order).
+        min_side: leave out the files with a side below this many pixels too (from the
+            header, before decoding), counted in a warning of their own.
 
     Raises:
-        ValueError: no file is readable (the message names ``name`` and one reason).
+        ValueError: no file is readable, or none of them has ``min_side`` pixels a side
+            (the message names ``name`` and one reason).
     """
-    kept, bad = [], []
+    min_side = check_int(min_side, "min_side", 1)
+    kept, bad, small = _sort_readable(files, decode, limit, min_side)
+    if small:
+        if not kept:
+            raise ValueError(
+                f"{name}: all {len(small)} readable images are smaller than {min_side} "
+                f"pixels a side (e.g. {str(small[0])!r})"
+            )
+        warnings.warn(
+            f"{name}: {len(small)} image(s) smaller than {min_side} pixels a side skipped",
+            UserWarning,
+            stacklevel=2,
+        )
+    return _report_readable(kept, bad, name)
+
+
+def _sort_readable(
+    files: Sequence[str | os.PathLike[str]],
+    decode: bool,
+    limit: int | None = None,
+    min_side: int = 1,
+) -> tuple[list[Path], list[tuple[Path, Exception]], list[Path]]:
+    """(readable, [(unreadable, why)], too small) of ``files``; see :func:`readable_images`."""
+    kept: list[Path] = []
+    bad: list[tuple[Path, Exception]] = []
+    small: list[Path] = []
     for f in files:
         if limit is not None and len(kept) >= limit:
             break
@@ -103,6 +132,9 @@ def readable_images(
                 w, h = im.size
                 if w < 1 or h < 1:
                     raise ValueError(f"{w}x{h} pixels")
+                if min(w, h) < min_side:
+                    small.append(f)
+                    continue
                 if decode:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -111,6 +143,13 @@ def readable_images(
             bad.append((f, err))
             continue
         kept.append(f)
+    return kept, bad, small
+
+
+def _report_readable(
+    kept: list[Path], bad: list[tuple[Path, Exception]], name: str, stacklevel: int = 3
+) -> list[Path]:
+    """``kept``, after one warning naming the ``bad`` files, or the error if none is kept."""
     if not bad and not kept:
         raise ValueError(f"{name}: no image files given")
     if not kept:
@@ -123,7 +162,7 @@ def readable_images(
         warnings.warn(
             f"{name}: {len(bad)} unreadable image file(s) skipped: {shown}",
             UserWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
     return kept
 

@@ -261,7 +261,7 @@ result and of the truth, on fixed pairs (--pair-seed)."""
         if size is None:
             size = int(load_weights(config.checkpoint, task="colorize")[1].get("image_size", 128))
         dataset = ColorizationPairs(
-            find_pair_sources(config.data, config.pairs, "--data", decode=True),
+            find_pair_sources(config.data, config.pairs, "--data", decode=True, limit=config.limit),
             size,
             config.max_gap,
             fixed=True,

@@ -369,9 +369,10 @@ class UpscaleTask(Task):
         model = cls.load_inference(config.checkpoint, device=device)
         s = model.scale
         # decoded whole: a truncated file is skipped (named) before any work, not met
-        # half-way through the table
+        # half-way through the table; images too small to score are skipped (counted)
+        # before they take a place under --limit
         files = readable_images(list_images(config.data), "--data", decode=True,
-                                limit=config.limit)  # fmt: skip
+                                limit=config.limit, min_side=4 * s)  # fmt: skip
         methods: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"network": model}
         if config.baselines:
             methods["bicubic"] = lambda lr: F.interpolate(
@@ -383,9 +384,7 @@ class UpscaleTask(Task):
         for path in files:
             im = _load_rgb(path)
             w, h = im.size
-            w, h = w - w % s, h - h % s
-            if min(w, h) < 4 * s:
-                continue
+            w, h = w - w % s, h - h % s  # each side >= 4 s (min_side above)
             hr = torch.frombuffer(bytearray(im.crop((0, 0, w, h)).tobytes()), dtype=torch.uint8)
             hr = hr.view(h, w, 3).permute(2, 0, 1)[None].float() / 255
             lr = (degrade(hr, s).clamp(0, 1) * 255).round() / 255  # an 8-bit LR file
@@ -400,8 +399,6 @@ class UpscaleTask(Task):
             n += 1
             if progress:
                 print(f"\r{n}/{len(files)} images", end="", file=sys.stderr)
-        if n == 0:
-            raise ValueError(f"data: no image of {config.data!r} is at least {4 * s} pixels a side")
         rows = {m: {k: v / n for k, v in d.items()} for m, d in sums.items()}
         if math.isfinite(rows["network"]["y_psnr"]) and "bicubic" in rows:
             rows["network"]["gain_vs_bicubic"] = (
