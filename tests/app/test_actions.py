@@ -224,6 +224,14 @@ def test_bad_options_and_holes():
                         ({"source": hole & False}, "region to copy from is empty")]:  # fmt: skip
         with pytest.raises(ValueError, match=msg):
             actions.run_inpaint(img, hole, **kwargs)
+    small = _photo(5, 6)  # a patch larger than the photo: the slider's words, what to do
+    msg = r"the patch size \(7\) is larger than the photo \(6x5 pixels\): .* at most 5"
+    with pytest.raises(ValueError, match=msg):
+        actions.run_inpaint(small, np.pad(np.ones((1, 1), bool), ((2, 2), (2, 3))), patch_size=7)
+    with pytest.raises(ValueError, match=msg):
+        actions.run_upscale(small, 2, patch_size=7)
+    with pytest.raises(ValueError, match=r"larger than the reference \(6x5 pixels\)"):
+        actions.run_colorize(img, small, patch_size=7)
     with pytest.raises(ValueError, match="scale must be one of 2, 3, 4"):
         actions.run_upscale(img, 5)
     with pytest.raises(ValueError, match="no learned upscale model"):

@@ -290,6 +290,23 @@ def test_upscale_tiny_image(files, capsys):
     assert Image.open(out).size == (8, 8)
 
 
+@pytest.mark.parametrize("command", ["inpaint", "colorize", "upscale"])
+def test_a_patch_larger_than_the_image_names_the_flag(files, capsys, command):
+    # the library's message names its keyword (patch_size=7); the command names its flag
+    tiny = files["dir"] / "tiny.png"
+    Image.fromarray(np.full((5, 6, 3), 90, np.uint8)).save(tiny)
+    mask = files["dir"] / "tiny_mask.png"
+    Image.fromarray(np.pad(np.full((1, 1), 255, np.uint8), ((2, 2), (2, 3)))).save(mask)
+    extra = {"inpaint": ["-m", mask], "colorize": ["--reference", files["rgb.png"]],
+             "upscale": ["--scale", "2"]}[command]  # fmt: skip
+    out = files["dir"] / "out.png"
+    code, err = _run(capsys, command, tiny, *extra, "--patch-size", "7", "-o", out)
+    assert code == 1
+    assert _error_line(err) == "psal: error: " + (f"--patch-size 7 is larger than {'TARGET' if command == 'colorize' else 'IMAGE'} "
+                                f"{tiny} (6x5 pixels): give a --patch-size of at most 5")  # fmt: skip
+    assert not out.exists()
+
+
 def test_help_has_examples(capsys):
     for cmd in ("inpaint", "colorize", "upscale"):
         with pytest.raises(SystemExit) as exc:

@@ -303,6 +303,17 @@ def _check_patch(patch_size: Any) -> int:
     return p
 
 
+def _check_patch_fits(patch_size: int, *images: tuple[str, Image.Image]) -> None:
+    """The patch against each ``(name, image)``'s sides, in the app's words (its slider)."""
+    for name, image in images:
+        w, h = image.size
+        if patch_size > min(w, h):
+            raise ValueError(
+                f"the patch size ({patch_size}) is larger than {name} ({w}x{h} pixels): "
+                f"choose a patch size of at most {min(w, h) - 1 + min(w, h) % 2}"
+            )
+
+
 def _is_learned(method: str) -> bool:
     """Whether ``method`` names the learned model; a ValueError for anything but the two."""
     if method not in (PATCH_METHOD, LEARNED_METHOD):
@@ -382,6 +393,7 @@ def run_inpaint(
             "the region to copy from is empty: paint where the fill may copy from "
             "(or untick 'Copy only from a region')"
         )
+    _check_patch_fits(patch_size, ("the photo", image))
     try:
         return inpaint(full_depth(image), hole, patch_size=patch_size, seed=seed, device=device,
                        source_mask=source, progress=progress)  # fmt: skip
@@ -422,6 +434,7 @@ def run_colorize(
         return _learned(models, "colorize").colorize(
             full_depth(target), full_depth(reference), seed=seed, progress=progress
         )
+    _check_patch_fits(patch_size, ("the photo to colour", target), ("the reference", reference))
     return colorize(full_depth(target), full_depth(reference), patch_size=patch_size,
                     k=int(k), seed=seed, device=device, progress=progress)  # fmt: skip
 
@@ -474,6 +487,7 @@ def run_upscale(
             )
         return net.upscale(full_depth(image), factor, patch_size=patch_size, seed=seed,
                            device=device, progress=progress)  # fmt: skip
+    _check_patch_fits(patch_size, ("the photo", image))
     return upscale(full_depth(image), factor, patch_size=patch_size, seed=seed, device=device,
                    progress=progress)  # fmt: skip
 

@@ -16,7 +16,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -119,6 +119,21 @@ def _icc(image, out_mode: str) -> bytes | None:
     same = (result_mode(image) in _GRAY_MODES) == (out_mode in _GRAY_MODES)
     converted = image.mode != result_mode(image) and image.mode not in ("P", "PA")
     return None if converted or not same else image.info.get("icc_profile")
+
+
+def _check_patch_fits(patch_size: int, *images: tuple[str, Any]) -> None:
+    """``--patch-size`` against the sides of ``(name, image)`` pairs (patch-based methods).
+
+    The library says ``patch_size=7 is larger than ...`` (its keyword); on the command
+    line the flag is named instead, with what to do.
+    """
+    for name, image in images:
+        w, h = image.size
+        if patch_size > min(w, h):
+            raise CLIError(
+                f"--patch-size {patch_size} is larger than {name} ({w}x{h} pixels): "
+                f"give a --patch-size of at most {min(w, h) - 1 + min(w, h) % 2}"
+            )
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -224,6 +239,7 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
 
         if source is not None and not source.any():
             raise CLIError("--source-mask is empty: it leaves nothing to copy from")
+        _check_patch_fits(args.patch_size, (f"IMAGE {image_path}", image))
         out = inpaint(full_depth(image), mask, patch_size=args.patch_size, seed=args.seed,
                       device=device, source_mask=source, progress=bar)  # fmt: skip
     save_image(out, output, icc_profile=icc, exif=exif)
@@ -478,6 +494,8 @@ def _colorize_file(args, target_path: str, reference_path: str, output: str, dev
             full_depth(target), full_depth(reference), seed=args.seed, progress=bar
         )
     else:
+        _check_patch_fits(args.patch_size, (f"TARGET {target_path}", target),
+                          (f"--reference {reference_path}", reference))  # fmt: skip
         work = lambda bar: colorize(  # noqa: E731
             full_depth(target), full_depth(reference), patch_size=args.patch_size, k=args.k,
             seed=args.seed, device=device, progress=bar,
@@ -528,6 +546,8 @@ def _upscale(args: argparse.Namespace) -> int:
     def one(path: str, output: str, quiet: bool, taken: set[str] | None = None) -> None:
         image = load_image(path, "IMAGE", max_pixels=args.max_pixels)
         check_values(image, f"IMAGE {path}")
+        if not network:
+            _check_patch_fits(args.patch_size, (f"IMAGE {path}", image))
         mode = output_mode(image)
         size = (image.size[0] * scale, image.size[1] * scale)
         try:
