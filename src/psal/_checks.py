@@ -186,6 +186,28 @@ def check_same_device(tensors: dict[str, torch.Tensor]) -> torch.device:
     return device
 
 
+def check_not_transformed(what: str, *tensors: object) -> None:
+    """Refuse tensors of a ``torch.func`` transform (``grad``, ``vmap``, ``jacrev``...).
+
+    psal's compiled kernels read tensor memory directly; the wrapped tensors of those
+    transforms have none ("Cannot access data pointer of Tensor that doesn't have
+    storage", from deep inside). Plain autograd (``.backward()``,
+    ``torch.autograd.grad``) is what psal supports.
+    """
+    import torch
+
+    wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    if wrapped is None:
+        return
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and wrapped(t):
+            raise RuntimeError(
+                f"{what} does not support torch.func transforms (grad, vmap, jacrev, "
+                "...): its compiled kernels need plain tensors; use tensor.backward() or "
+                "torch.autograd.grad, and a loop over the batch instead of vmap"
+            )
+
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from numba import njit
 
-from ..patchmatch.distance import patch_distance, reflect1, reflect_index
+from .._autograd import first_order_only
+from ..patchmatch.distance import _patch_distance, reflect1, reflect_index
 from ..utils.parallel import FASTMATH, channel_blocks, num_threads, run_chunked
 from .vote import shift_by_smallest
 
@@ -111,6 +112,7 @@ class _GatherLogits(torch.autograd.Function):
         return flat.gather(1, src)
 
     @staticmethod
+    @first_order_only("psal attention (the softmax's gather)")
     def backward(ctx, grad):  # type: ignore[override]
         (src,) = ctx.saved_tensors
         out = torch.zeros(grad.shape[0], ctx.m, dtype=grad.dtype)
@@ -237,6 +239,7 @@ class _WeightedGather(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only("psal attention (the weighted gather of values)")
     def backward(ctx, grad):  # type: ignore[override]
         value, pos, weight = ctx.saved_tensors
         b, cv, _ = value.shape
@@ -313,7 +316,7 @@ def aggregate(
     # a finite placeholder before dividing, so a learnable temperature never sees inf*0
     window_c = (cy0, cy1, cx0, cx1)
     known = None if distances is None else distances[..., cy0:cy1, cx0:cx1]
-    dist = patch_distance(query, key, idx, patch_size, window=window_c, known=known)
+    dist = _patch_distance(query, key, idx, patch_size, window_c, known)
     dist = dist.masked_fill(~valid, 0)
     if isinstance(temperature, torch.Tensor):
         temperature = temperature.to(dist.dtype)

@@ -29,8 +29,8 @@ import math
 import numpy as np
 import torch
 from numba import njit
-from torch.autograd.function import once_differentiable
 
+from .._autograd import first_order_only
 from ..patchmatch.cpu_numba import _rows
 from ..patchmatch.distance import reflect1
 from ..utils.parallel import FASTMATH, channel_blocks, num_threads, run_chunked
@@ -441,7 +441,7 @@ class _FusedAggregate(torch.autograd.Function):
         return out, covered
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("psal attention (the fused CPU aggregation)")
     def backward(ctx, grad_out, _grad_covered):  # type: ignore[override]
         geo, bufs, pos, wgt = ctx.geo, ctx.bufs, ctx.pos, ctx.wgt
         iq, ik, iv = geo.roles

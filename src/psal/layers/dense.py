@@ -99,8 +99,8 @@ def patch_attention(
         >>> patch_attention(x, x, x, patch_size=3, temperature=0.1).shape
         torch.Size([1, 3, 16, 16])
     """
-    _check_qkv(query, key, value)
     patch_size = check_patch_size(patch_size)
+    _check_qkv(query, key, value, patch_size=patch_size)
     check_choice(aggregation, "aggregation", AGGREGATIONS)
     temperature = _check_temperature(temperature)
     if k is not None:
@@ -111,12 +111,6 @@ def patch_attention(
         )  # fmt: skip
     b, _, hq, wq = query.shape
     hk, wk = key.shape[-2:]
-    for name, t in (("query", query), ("key", key)):
-        if patch_size > min(t.shape[-2:]):
-            raise ValueError(
-                f"patch_size={patch_size} is larger than {name}, whose spatial size is "
-                f"{t.shape[-2]}x{t.shape[-1]}"
-            )
     key_ok = torch.ones(b, hk * wk, dtype=torch.bool, device=query.device)
     if hole is not None:
         if query.shape[-2:] != key.shape[-2:]:
@@ -161,7 +155,7 @@ class PatchAttention(nn.Module):
     Args:
         k: None for all key patches, or the number of exact nearest neighbours.
         patch_size: odd patch side.
-        temperature: softmax temperature T > 0.
+        temperature: softmax temperature T > 0 (``float("inf")``: plain average).
         aggregation: ``"center"`` or ``"patch"``.
 
     Shape:
@@ -187,7 +181,10 @@ class PatchAttention(nn.Module):
         super().__init__()
         self.k = None if k is None else check_int(k, "k", minimum=1)
         self.patch_size = check_patch_size(patch_size)
-        self.temperature = check_positive_float(temperature, "temperature")
+        if isinstance(temperature, (int, float)) and temperature == float("inf"):
+            self.temperature = float("inf")  # the plain average, as patch_attention takes
+        else:
+            self.temperature = check_positive_float(temperature, "temperature")
         self.aggregation = check_choice(aggregation, "aggregation", AGGREGATIONS)
 
     @property

@@ -13,6 +13,7 @@ from .._checks import (
     check_indices,
     check_int,
     check_mask,
+    check_not_transformed,
     check_patch_size,
     check_positive_float,
     check_same_device,
@@ -29,8 +30,19 @@ __all__ = ["PSAttention", "attend", "ps_attention"]
 AGGREGATIONS = ("center", "patch")
 
 
-def _check_qkv(query: object, key: object, value: object, *, same_dtype: bool = True) -> None:
-    """Float (B, C, H, W) query/key, (B, Cv, Hk, Wk) value on one device (one dtype)."""
+def _check_qkv(
+    query: object,
+    key: object,
+    value: object,
+    *,
+    same_dtype: bool = True,
+    patch_size: int | None = None,
+) -> None:
+    """Float (B, C, H, W) query/key, (B, Cv, Hk, Wk) value on one device (one dtype).
+
+    B, C and Cv >= 1; with ``patch_size``, query and key at least a patch on each side
+    (the kernels reflect borders once: a larger patch would read outside the maps).
+    """
     q = check_float_tensor(query, "query", ndim=4)
     k = check_float_tensor(key, "key", ndim=4)
     v = check_float_tensor(value, "value", ndim=4)
@@ -53,6 +65,17 @@ def _check_qkv(query: object, key: object, value: object, *, same_dtype: bool = 
             f"value must have the key's spatial size {tuple(k.shape[-2:])}, got "
             f"{tuple(v.shape[-2:])}"
         )
+    for name, t in (("query", q), ("value", v)):
+        if t.shape[0] < 1 or t.shape[1] < 1:
+            raise ValueError(f"{name} must have B >= 1 and C >= 1, got shape {tuple(t.shape)}")
+    if patch_size is not None:
+        for name, t in (("query", q), ("key", k)):
+            h, w = t.shape[-2:]
+            if patch_size > min(h, w):
+                raise ValueError(
+                    f"patch_size={patch_size} is larger than {name}, whose spatial size is "
+                    f"{h}x{w}; use patch_size <= min(H, W)"
+                )
 
 
 def _check_temperature(temperature: object) -> float | torch.Tensor:
@@ -107,8 +130,9 @@ def attend(
         >>> attend(q, q, v, idx).shape
         torch.Size([1, 2, 8, 8])
     """
-    _check_qkv(query, key, value)
     patch_size = check_patch_size(patch_size)
+    _check_qkv(query, key, value, patch_size=patch_size)
+    check_not_transformed("psal.attend", query, key, value, temperature)
     check_choice(aggregation, "aggregation", AGGREGATIONS)
     temperature = _check_temperature(temperature)
     check_tensor(indices, "indices", ndim=4)
@@ -200,9 +224,10 @@ def ps_attention(
         torch.Size([2, 8, 32, 32])
         >>> out.sum().backward()
     """
-    _check_qkv(query, key, value)
-    k = check_int(k, "k", minimum=1)
     patch_size = check_patch_size(patch_size)
+    _check_qkv(query, key, value, patch_size=patch_size)
+    check_not_transformed("psal.ps_attention", query, key, value, temperature)
+    k = check_int(k, "k", minimum=1)
     check_choice(aggregation, "aggregation", AGGREGATIONS)
     temperature = _check_temperature(temperature)
     b, _, hq, wq = query.shape
@@ -299,10 +324,11 @@ class PSAttention(nn.Module):
         k: neighbours per pixel.
         patch_size: odd patch side.
         iters: PatchMatch iterations per forward.
-        temperature: initial softmax temperature T > 0.
+        temperature: initial softmax temperature T > 0; ``float("inf")``: the plain
+            average of the neighbours (as in :func:`ps_attention`; not learnable).
         aggregation: ``"center"`` or ``"patch"``.
         learnable_temperature: learn ``log T`` as a parameter.
-        backend: PatchMatch backend (``"auto"`` picks by device).
+        backend: PatchMatch backend (``"auto"`` picks by device), checked here.
 
     Shape:
         - query: (B, C, Hq, Wq), key: (B, C, Hk, Wk), value: (B, Cv, Hk, Wk)
@@ -338,8 +364,13 @@ class PSAttention(nn.Module):
         self.patch_size = check_patch_size(patch_size)
         self.iters = check_int(iters, "iters", minimum=0)
         self.aggregation = check_choice(aggregation, "aggregation", AGGREGATIONS)
-        self.backend = backend
-        t = check_positive_float(temperature, "temperature")
+        from ..patchmatch.backends import _check_name
+
+        self.backend = _check_name(backend)
+        inf = isinstance(temperature, (int, float)) and temperature == float("inf")
+        if inf and learnable_temperature:
+            raise ValueError("temperature=inf (a plain average) cannot be learnable")
+        t = float("inf") if inf else check_positive_float(temperature, "temperature")
         if learnable_temperature:
             self.log_temperature = nn.Parameter(torch.tensor(math.log(t)))
         else:

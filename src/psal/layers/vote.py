@@ -183,6 +183,27 @@ def _pixel_vote(value, kyx, src, b, y, x, r, mode, inv_t, m, acc):  # pragma: no
     return den, seen
 
 
+def _check_vote_temperature(temperature: object) -> float:
+    """T > 0 as a float (``inf``: plain average); a one-element tensor is read as its value."""
+    import torch
+
+    if isinstance(temperature, torch.Tensor):
+        if temperature.numel() != 1:
+            raise ValueError(
+                "temperature must be a number or a one-element tensor, got shape "
+                f"{tuple(temperature.shape)}"
+            )
+        temperature = float(temperature.detach())
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number)):
+        raise TypeError(
+            f"temperature must be a number > 0 (inf for a plain average), got "
+            f"{type(temperature).__name__} {temperature!r}"
+        )
+    if not temperature > 0:  # NaN too
+        raise ValueError(f"temperature must be > 0 (inf for a plain average), got {temperature}")
+    return float(temperature)
+
+
 @njit(nogil=True, cache=True)
 def _vote_kernel(value, indices, kyx, distances, weights, tiny, bs, ys, xs, r, inv_t, uniform,
                  out, covered, lo, hi):  # fmt: skip
@@ -346,14 +367,23 @@ def vote(
 
     if aggregation not in ("patch", "center"):
         raise ValueError(f"aggregation must be 'patch' or 'center', got {aggregation!r}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0 (inf for a plain average), got {temperature}")
+    temperature = _check_vote_temperature(temperature)
     patch_size = check_patch_size(patch_size)
     check_float_tensor(value, "value")
     check_tensor(indices, "indices", ndim=4)
     check_tensor(distances, "distances", ndim=4)
     b, _, hq, wq = indices.shape
     hk, wk = value.shape[-2:]
+    if b < 1 or value.shape[1] < 1:
+        raise ValueError(
+            f"value must have B >= 1 and C >= 1, got shape {tuple(value.shape)} (indices "
+            f"{tuple(indices.shape)})"
+        )
+    if aggregation == "patch" and patch_size > min(hk, wk):
+        raise ValueError(
+            f"patch_size={patch_size} is larger than value, whose spatial size is {hk}x{wk}; "
+            "use patch_size <= min(Hk, Wk) (the key grid the neighbours were found on)"
+        )
     if indices.dtype != torch.int64:
         raise TypeError(f"indices must be int64, got {indices.dtype}")
     if indices.shape[0] != value.shape[0]:

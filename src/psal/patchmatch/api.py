@@ -11,6 +11,7 @@ from .._checks import (
     check_float_tensor,
     check_int,
     check_mask,
+    check_not_transformed,
     check_patch_size,
     check_seed,
     check_tensor,
@@ -114,6 +115,7 @@ def patchmatch(
     """
     query = check_float_tensor(query, "query", ndim=4)
     key = check_float_tensor(key, "key", ndim=4)
+    check_not_transformed("psal.patchmatch", query, key)
     if query.dtype != key.dtype:
         raise TypeError(f"query and key must share a dtype, got {query.dtype} and {key.dtype}")
     if query.device != key.device:

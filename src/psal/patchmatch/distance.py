@@ -22,6 +22,15 @@ import torch
 import torch.nn.functional as F
 from numba import njit
 
+from .._autograd import first_order_only
+from .._checks import (
+    check_float_tensor,
+    check_indices,
+    check_not_transformed,
+    check_patch_size,
+    check_same_device,
+    check_tensor,
+)
 from .._deprecation import keyword_only
 from ..utils.filters import box_sum
 from ..utils.parallel import channel_blocks, num_threads, run_chunked
@@ -194,6 +203,7 @@ class _PatchSSD(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only("psal.patchmatch.patch_distance")
     def backward(ctx, grad_out):  # type: ignore[override]
         q_pad, k_pad, gidx, valid = ctx.saved_tensors
         p = ctx.patch_size
@@ -271,6 +281,61 @@ def patch_distance(
         >>> patch_distance(q, k, idx, 3).shape
         torch.Size([1, 2, 8, 8])
     """
+    query = check_float_tensor(query, "query", ndim=4)
+    key = check_float_tensor(key, "key", ndim=4)
+    indices = check_tensor(indices, "indices", ndim=4)
+    check_same_device({"query": query, "key": key, "indices": indices})
+    check_not_transformed("psal.patchmatch.patch_distance", query, key)
+    patch_size = check_patch_size(patch_size)
+    b, c, hq, wq = query.shape
+    if b < 1 or c < 1 or key.shape[:2] != (b, c):
+        raise ValueError(
+            f"query and key must have the same B >= 1 and C >= 1, got shapes "
+            f"{tuple(query.shape)} and {tuple(key.shape)}"
+        )
+    for name, t in (("query", query), ("key", key)):
+        if patch_size > min(t.shape[-2:]):
+            raise ValueError(
+                f"patch_size={patch_size} is larger than {name}, whose spatial size is "
+                f"{t.shape[-2]}x{t.shape[-1]}; use patch_size <= min(H, W)"
+            )
+    y0, y1, x0, x1 = (0, hq, 0, wq) if window is None else (int(v) for v in window)
+    if not (0 <= y0 < y1 <= hq and 0 <= x0 < x1 <= wq):
+        raise ValueError(
+            f"window must be (y0, y1, x0, x1) with 0 <= y0 < y1 <= {hq} and "
+            f"0 <= x0 < x1 <= {wq}, got {window}"
+        )
+    if (
+        indices.dtype != torch.int64
+        or indices.shape[0] != b
+        or indices.shape[-2:]
+        != (
+            y1 - y0,
+            x1 - x0,
+        )
+    ):
+        raise ValueError(
+            f"indices must be int64 of shape (B, k, {'y1 - y0, x1 - x0' if window else 'Hq, Wq'})"
+            f" = ({b}, k, {y1 - y0}, {x1 - x0}), got {indices.dtype} {tuple(indices.shape)}"
+        )
+    check_indices(indices, key.shape[-2] * key.shape[-1])
+    if known is not None and (not isinstance(known, torch.Tensor) or known.shape != indices.shape):
+        raise ValueError(
+            f"known must be a tensor of the indices' shape {tuple(indices.shape)}, got "
+            f"{getattr(known, 'shape', type(known).__name__)}"
+        )
+    return _patch_distance(query, key, indices, patch_size, (y0, y1, x0, x1), known)
+
+
+def _patch_distance(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    indices: torch.Tensor,
+    patch_size: int,
+    window: tuple[int, int, int, int] | None = None,
+    known: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`patch_distance` without its argument checks (callers that made them)."""
     b, _, hq, wq = query.shape
     hk, wk = key.shape[-2:]
     y0, y1, x0, x1 = window if window is not None else (0, hq, 0, wq)

@@ -174,8 +174,13 @@ def _merge(idx, dist, cand, cdist, k):
     sd = all_d.gather(1, order)
     dup = torch.zeros_like(si, dtype=torch.bool)
     dup[:, 1:] = si[:, 1:] == si[:, :-1]
-    sd = sd.masked_fill(dup | (si < 0), float("inf"))
-    best, pos = sd.topk(k, dim=1, largest=False, sorted=True)
+    drop = dup | (si < 0)
+    # nearest first among the kept entries, dropped ones after them all: a lexicographic
+    # (dropped, distance) order, since a distance may itself be inf (overflow), and an
+    # inf stand-in for "dropped" would then tie with it and let a duplicate in
+    by_d = sd.argsort(dim=1, stable=True)
+    pos = by_d.gather(1, drop.gather(1, by_d).to(torch.uint8).argsort(dim=1, stable=True))[:, :k]
+    best = sd.gather(1, pos).masked_fill_(drop.gather(1, pos), float("inf"))
     return si.gather(1, pos), best
 
 
