@@ -571,6 +571,42 @@ def test_inpaint_reads_exif_orientation_and_keeps_exif_and_icc(tmp_path, capsys)
         assert res.info.get("icc_profile") == icc
 
 
+def test_upscale_and_colorize_keep_exif_and_tiff_keeps_icc(tmp_path, capsys):
+    # upscale and colorize used to drop the EXIF block that inpaint keeps; TIFF outputs
+    # dropped both; the pixel dimensions the block records follow the output
+    from PIL import ImageCms
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (24, 40, 3), dtype=np.uint8))
+    exif = photo.getexif()
+    exif[0x010F] = "PhoneMaker"
+    exif.get_ifd(0x8769)[0xA002] = 40  # PixelXDimension
+    exif.get_ifd(0x8769)[0xA003] = 24
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    photo.save(tmp_path / "photo.jpg", exif=exif.tobytes(), icc_profile=icc, quality=95)
+    photo.save(tmp_path / "photo.tif", exif=exif.tobytes(), icc_profile=icc)
+    cases = [
+        (["upscale", tmp_path / "photo.jpg", "--scale", "2"], "up.jpg", (80, 48)),
+        (["upscale", tmp_path / "photo.jpg", "--scale", "2"], "up.tif", (80, 48)),
+        (["colorize", tmp_path / "photo.jpg", "--reference", tmp_path / "photo.tif"], "c.png",
+         (40, 24)),
+    ]  # fmt: skip
+    for argv, name, size in cases:
+        out = tmp_path / name
+        code, err = _run(capsys, *argv, "-o", out)
+        assert code == 0, err
+        res = Image.open(out)
+        assert res.size == size
+        got = res.getexif()
+        assert got.get(0x010F) == "PhoneMaker", name
+        assert (got.get_ifd(0x8769).get(0xA002), got.get_ifd(0x8769).get(0xA003)) == size
+        assert res.info.get("icc_profile") == icc, name
+    out = tmp_path / "tif.tif"  # TIFF to TIFF: the profile stays (its tags are not EXIF)
+    code, err = _run(capsys, "upscale", tmp_path / "photo.tif", "--scale", "2", "-o", out)
+    assert code == 0, err
+    assert Image.open(out).info.get("icc_profile") == icc
+
+
 def test_a_command_registers_only_its_module_and_help_lists_all():
     from psal.cli import build_parser
 

@@ -198,3 +198,26 @@ def test_saved_file_permissions_follow_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_colour_key_transparency_is_read_as_the_alpha_it_stands_for(tmp_path):
+    # L or RGB with a PNG tRNS chunk: what PNG optimisers make of LA/RGBA images whose
+    # transparent pixels share one colour; it used to be dropped (photo) or ignored (mask)
+    g = np.full((6, 8), 100, np.uint8)
+    g[:2] = 0
+    Image.fromarray(g).save(tmp_path / "l.png", transparency=0)
+    im = load_image(tmp_path / "l.png")
+    assert im.mode == "L" and result_mode(im) == "LA"
+    x, spec = to_tensor(im)
+    back = from_tensor(x, spec)
+    assert back.mode == "LA"
+    assert (np.asarray(back)[..., 1] == np.where(g == 0, 0, 255)).all()
+    rgb = np.full((6, 8, 3), 100, np.uint8)
+    rgb[2:4, 3:6] = (1, 2, 3)  # the erased hole, keyed
+    Image.fromarray(rgb).save(tmp_path / "rgb.png", transparency=(1, 2, 3))
+    keyed = load_image(tmp_path / "rgb.png")
+    assert result_mode(keyed) == "RGBA"
+    hole = load_mask(tmp_path / "rgb.png", (8, 6))  # the painted rule: transparent = hole
+    want = np.zeros((6, 8), bool)
+    want[2:4, 3:6] = True
+    assert np.array_equal(hole, want)

@@ -160,8 +160,8 @@ def build_app(
                   exif: bytes | None = None) -> tuple[str, str]:  # fmt: skip
         """The result as PNG (shown, edited again) and in the download format.
 
-        ``exif``: the input's EXIF block to keep (inpainting keeps it, as ``psal
-        inpaint`` does).
+        ``exif``: the input's EXIF block to keep, as the command line does (previews
+        dropped, pixel dimensions updated: :func:`psal.utils.io.edited_exif`).
         """
         icc = _icc(image, result)
         stem = actions.result_stem(name, suffix, once=suffix == "inpainted")
@@ -237,7 +237,7 @@ def build_app(
             t, r, patch_size=patch_size, k=k, seed=seed, method=method, models=models,
             device=device, progress=_progress_callback(progress, "colorizing"),
         )  # fmt: skip
-        png, download = save_both(t, result, target, "colorized", fmt)
+        png, download = save_both(t, result, target, "colorized", fmt, exif=t.info.get("exif"))
         return png, download
 
     @_user_errors("Upscale")
@@ -251,7 +251,8 @@ def build_app(
             image, factor, patch_size=patch_size, seed=seed, method=method, models=models,
             device=device, progress=_progress_callback(progress, f"upscaling x{factor}"),
         )  # fmt: skip
-        png, download = save_both(image, result, photo, f"x{factor}", fmt)
+        png, download = save_both(image, result, photo, f"x{factor}", fmt,
+                                  exif=image.info.get("exif"))  # fmt: skip
         return png, download
 
     # one job at a time; progress shown as a bar over the outputs ("minimal"), so that

@@ -117,7 +117,11 @@ def _icc(image, out_mode: str) -> bytes | None:
     from ..utils.image import result_mode
 
     same = (result_mode(image) in _GRAY_MODES) == (out_mode in _GRAY_MODES)
-    converted = image.mode != result_mode(image) and image.mode not in ("P", "PA")
+    # a palette or a colour key (L/RGB + tRNS -> LA/RGBA) keeps the colour space
+    kept = image.mode in ("P", "PA") or result_mode(image) == {"L": "LA", "RGB": "RGBA"}.get(
+        image.mode
+    )
+    converted = image.mode != result_mode(image) and not kept
     return None if converted or not same else image.info.get("icc_profile")
 
 
@@ -506,7 +510,7 @@ def _colorize_file(args, target_path: str, reference_path: str, output: str, dev
         raise CLIError(
             "colorize: out of memory (try a smaller --k or --patch-size, or smaller images)"
         ) from None
-    save_image(out, output, icc_profile=_icc(target, mode))
+    save_image(out, output, icc_profile=_icc(target, mode), exif=target.info.get("exif"))
 
 
 def _upscale(args: argparse.Namespace) -> int:
@@ -546,8 +550,6 @@ def _upscale(args: argparse.Namespace) -> int:
     def one(path: str, output: str, quiet: bool, taken: set[str] | None = None) -> None:
         image = load_image(path, "IMAGE", max_pixels=args.max_pixels)
         check_values(image, f"IMAGE {path}")
-        if not network:
-            _check_patch_fits(args.patch_size, (f"IMAGE {path}", image))
         mode = output_mode(image)
         size = (image.size[0] * scale, image.size[1] * scale)
         try:
@@ -562,6 +564,8 @@ def _upscale(args: argparse.Namespace) -> int:
             _warn(f"{Path(path).name}: the x{scale} result is too large for its format; "
                   f"written as {Path(png).name}")  # fmt: skip
             output = png
+        if not network:
+            _check_patch_fits(args.patch_size, (f"IMAGE {path}", image))
         out = _run(
             lambda bar: upscale(
                 full_depth(image), scale, patch_size=args.patch_size, seed=args.seed,
@@ -569,7 +573,7 @@ def _upscale(args: argparse.Namespace) -> int:
             ),
             "upscale", quiet,
         )  # fmt: skip
-        save_image(out, output, icc_profile=_icc(image, mode))
+        save_image(out, output, icc_profile=_icc(image, mode), exif=image.info.get("exif"))
 
     if Path(args.image).is_dir():
         images, out_dir = _folder_images(Path(args.image), args.output, "IMAGE")

@@ -346,7 +346,7 @@ def file_format(path: str | os.PathLike[str]) -> str | None:
         return None
 
 
-def edited_exif(exif: bytes | None) -> bytes | None:
+def edited_exif(exif: bytes | None, size: tuple[int, int] | None = None) -> bytes | None:
     """The EXIF block to keep in an edited image: the input's, without its previews.
 
     Cameras and phones embed a small copy of the photo in the EXIF block (the
@@ -354,6 +354,8 @@ def edited_exif(exif: bytes | None) -> bytes | None:
     they would still show what an inpainting removed. Pillow re-writes the block
     without IFD1 (the main IFD, the Exif and GPS IFDs stay: camera, date, place) and the
     maker's note (tag 0x927C) is dropped. A block Pillow cannot parse is dropped whole.
+    ``size``: the edited image's ``(width, height)``; the pixel dimensions the block
+    records (tags 0xA002, 0xA003), if any, are set to it (an upscale changes them).
     """
     if not exif:
         return None
@@ -362,6 +364,10 @@ def edited_exif(exif: bytes | None) -> bytes | None:
         block.load(exif)
         sub = block.get_ifd(0x8769)  # the Exif IFD
         sub.pop(0x927C, None)  # the maker's note
+        if size is not None:
+            for tag, value in ((0xA002, size[0]), (0xA003, size[1])):
+                if tag in sub:
+                    sub[tag] = int(value)
         out = block.tobytes()
     except Exception:  # any damaged block: nothing is better than a wrong one
         return None
@@ -416,7 +422,8 @@ def save_image(
         ValueError: unsupported suffix or a mode the format cannot hold.
         OSError: the file cannot be written (nothing is left behind).
     """
-    exif = edited_exif(exif)
+    shape = image.shape if isinstance(image, np.ndarray) else image.size[::-1]
+    exif = edited_exif(exif, (shape[1], shape[0]))
     if isinstance(image, np.ndarray) and image.dtype == np.uint16 and image.ndim == 3:
         if image.shape[2] in (3, 4):  # 16-bit colour: Pillow cannot write it
             mode = "RGB;16" if image.shape[2] == 3 else "RGBA;16"
@@ -445,9 +452,9 @@ def save_image(
     elif fmt == "WEBP":
         # exact: keep the colour of fully transparent pixels (libwebp drops it otherwise)
         kwargs = {"lossless": True, "quality": 100, "exact": True}
-    if icc_profile and fmt in ("PNG", "JPEG", "WEBP"):
+    if icc_profile and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         kwargs["icc_profile"] = icc_profile
-    if exif and fmt in ("PNG", "JPEG", "WEBP"):
+    if exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         # the input's EXIF (orientation already applied and reset; previews dropped)
         kwargs["exif"] = exif
     with atomic_path(path) as tmp:
