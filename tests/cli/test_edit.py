@@ -531,6 +531,49 @@ def test_a_folder_run_needs_a_folder_name_and_leaves_none_when_all_fail(tmp_path
     assert code == 1 and kept.is_dir()
 
 
+def test_folder_runs_skip_hidden_files_and_a_mask_among_the_photos(tmp_path, capsys):
+    images, masks, _ = _folder(tmp_path)
+    (images / "._a.png").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    (images / ".b.tmp.png").write_bytes(b"")  # what a killed run may leave
+    Image.open(masks / "a.png").save(images / "mask.png")  # one mask kept with the photos
+    out = tmp_path / "out"
+    code, err = _run(capsys, "inpaint", images, "--mask", images / "mask.png", "-o", out, "-q")
+    assert code == 0, err
+    assert "mask.png is the --mask file; it is not edited" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg", "c.png"]
+    code, err = _run(capsys, "upscale", images, "-o", tmp_path / "up", "-q")
+    assert code == 0, err  # mask.png is an image like any other here
+    assert sorted(p.name for p in (tmp_path / "up").iterdir()) == [
+        "a.png", "b.jpg", "c.png", "mask.png"]  # fmt: skip
+
+
+def test_an_interrupted_folder_run_leaves_no_empty_folder(tmp_path, monkeypatch):
+    from psal.cli import edit
+
+    images, _, _ = _folder(tmp_path)
+    out = tmp_path / "new" / "out"
+    calls = []
+
+    def one(path, output):
+        calls.append(path)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        edit._each_image(sorted(images.iterdir()), out, "upscale", True, one)
+    assert calls and not (tmp_path / "new").exists()
+
+    def first_then_stop(path, output):  # one output written: its folder stays
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(path)
+        Image.open(path).save(output)
+
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        edit._each_image(sorted(images.iterdir()), out, "upscale", True, first_then_stop)
+    assert [p.name for p in out.iterdir()] == ["a.png"]
+
+
 def test_inpaint_source_mask(files, capsys):
     d = files["dir"]
     source = np.zeros((40, 56), np.uint8)

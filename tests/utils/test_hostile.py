@@ -276,6 +276,10 @@ def test_16_bit_gray_alpha_png_says_it_is_read_at_8_bits(work, capsys):
                      "-o", work / "out.png", "-q")  # fmt: skip
     assert code == 0, err
     assert err.count("psal: warning: IMAGE:") == 1 and "16-bit gray+alpha PNG" in err, err
+    out = Image.open(work / "out.png")  # gray stays gray (it came back RGBA)
+    assert out.mode == "LA"
+    known = ~np.asarray(Image.open(work / "mask.png")).astype(bool)
+    assert np.array_equal(np.asarray(out)[..., 0][known], (la16[..., 0] >> 8)[known])
     gray16 = la16[..., 0]
     (work / "g16.png").write_bytes(png_bytes(gray16, 16, 0))
     with warnings.catch_warnings():
@@ -415,3 +419,43 @@ def test_webp_keeps_the_colour_of_transparent_known_pixels(work, capsys):
     assert code == 0, err
     known = np.asarray(Image.open(work / "mask.png")) == 0
     assert np.array_equal(np.asarray(Image.open(work / "out.webp"))[known], rgba[known])
+
+
+def test_16_bit_colour_tiff_says_it_is_read_at_8_bits(work, capsys):
+    tifffile = pytest.importorskip("tifffile")
+    rgb16 = np.random.default_rng(7).integers(0, 65536, (24, 32, 3)).astype(np.uint16)
+    tifffile.imwrite(work / "rgb16.tif", rgb16)
+    code, err = _cli(capsys, "upscale", work / "rgb16.tif", "-o", work / "up.tif", "-q")
+    assert code == 0, err
+    assert err.count("psal: warning: IMAGE:") == 1 and "16-bit colour TIFF" in err, err
+
+
+def test_animations_say_only_the_first_frame_is_edited_and_are_not_overwritten(work, capsys):
+    rng = np.random.default_rng(8)
+    frames = [Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(work / "anim.webp", save_all=True, append_images=frames[1:], lossless=True)
+    code, err = _cli(capsys, "upscale", work / "anim.webp", "-o", work / "up.webp", "-q")
+    assert code == 0, err
+    assert "holds 3 frames" in err and "only the first is read" in err, err
+    before = (work / "anim.webp").read_bytes()
+    code, err = _cli(capsys, "inpaint", work / "anim.webp", "--mask", work / "mask.png",
+                     "-o", work / "anim.webp", "-q")  # fmt: skip
+    assert code == 1 and "would lose the others" in err, err
+    assert (work / "anim.webp").read_bytes() == before
+
+
+def test_a_16_bit_gray_target_is_coloured_into_a_16_bit_png(work, capsys):
+    rng = np.random.default_rng(9)
+    gray16 = np.add.outer(np.arange(24), np.arange(32)) * 1000 + rng.integers(0, 900, (24, 32))
+    Image.fromarray(gray16.astype(np.uint16)).save(work / "g16.png")
+    code, err = _cli(capsys, "colorize", work / "g16.png", "--reference", work / "img.png",
+                     "-o", work / "c.png", "-q")  # fmt: skip
+    assert code == 0, err
+    out = full_depth(load_image(work / "c.png"))
+    assert isinstance(out, np.ndarray) and out.dtype == np.uint16 and out.shape == (24, 32, 3)
+    luma = out.astype(float) @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(luma - gray16).max() <= 1.0  # the 16-bit luma kept (16-bit rounding)
+    code, err = _cli(capsys, "colorize", work / "g16.png", "--reference", work / "img.png",
+                     "-o", work / "c.jpg", "-q")  # fmt: skip
+    assert code == 0, err  # an 8-bit format: 8 bits, as before
+    assert Image.open(work / "c.jpg").mode == "RGB"

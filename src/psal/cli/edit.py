@@ -125,6 +125,18 @@ def _icc(image, out_mode: str) -> bytes | None:
     return None if converted or not same else image.info.get("icc_profile")
 
 
+def _check_not_flattened(image: Any, path: str, output: str, name: str) -> None:
+    """Refuse to write over an animation or multi-page file with its first frame only."""
+    from ..utils.io import FRAMES_KEY
+
+    frames = image.info.get(FRAMES_KEY)
+    if frames and _same_file(path, output):
+        raise CLIError(
+            f"{name} {path} holds {frames} frames and only the first is edited: writing "
+            "the result over it would lose the others; give another --output"
+        )
+
+
 def _check_patch_fits(patch_size: int, *images: tuple[str, Any]) -> None:
     """``--patch-size`` against the sides of ``(name, image)`` pairs (patch-based methods).
 
@@ -206,6 +218,7 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
 
     image = load_image(image_path, "IMAGE", max_pixels=args.max_pixels)
     check_values(image, f"IMAGE {image_path}")
+    _check_not_flattened(image, image_path, output, "IMAGE")
     mode = output_mode(image)  # RGB;16 for 16-bit colour PNGs, edited at full depth
     # an image that is its own mask (an erased region) may still be edited in place
     others = {f: p for f, p in (("--mask", mask_path), ("--source-mask", source_path))
@@ -293,9 +306,20 @@ def _folder_images(
     macOS and Windows) are refused.
     """
     out_dir = Path(output)
-    images = sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    # hidden files (macOS's ._NAME resource forks, a killed run's .NAME.tmp files) are
+    # not images of the folder, nor is a mask file kept among the photos (a --reference
+    # among video frames is one of them: the key frame, coloured too)
+    named = {f: g for f, g in (inputs or {}).items()
+             if f in ("--mask", "--source-mask") and g and Path(g).is_file()}  # fmt: skip
+    images = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        flag = next((f for f, g in named.items() if _same_file(str(p), str(g))), None)
+        if flag is not None:
+            _warn(f"{p.name} is the {flag} file; it is not edited as one of the images")
+            continue
+        images.append(p)
     if not images:
         raise CLIError(f"{name}: the folder {folder} holds no image file "
                        f"({', '.join(IMAGE_SUFFIXES)})")  # fmt: skip
@@ -344,28 +368,39 @@ def _each_image(images: list[Path], out_dir: Path, what: str, quiet: bool,
         top = top.parent
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+
+    def remove_created() -> None:
+        """Leave none of the folders made for this run if nothing was written in them."""
+        if not created:
+            return
+        folder = out_dir
+        with contextlib.suppress(OSError):  # not empty (written, another process): kept
+            while True:
+                folder.rmdir()
+                if folder == top:
+                    break
+                folder = folder.parent
+
     failed = []
     bar = tqdm(images, desc=what, unit="image", disable=True if quiet else None, leave=False,
                file=sys.stderr)  # fmt: skip
-    for path in bar:
-        try:
-            one(path, out_dir / _output_name(path))
-        except (CLIError, ValueError, TypeError, OSError, RuntimeError, MemoryError) as err:
-            from ._common import error_line
+    try:
+        for path in bar:
+            try:
+                one(path, out_dir / _output_name(path))
+            except (CLIError, ValueError, TypeError, OSError, RuntimeError, MemoryError) as err:
+                from ._common import error_line
 
-            failed.append((path.name, error_line(err)))
+                failed.append((path.name, error_line(err)))
+    except BaseException:  # Ctrl-C, SIGTERM: the folders made for no output go too
+        bar.close()
+        remove_created()
+        raise
     bar.close()
     for name, why in failed:
         print(f"psal: error: {name}: {why}", file=sys.stderr)
     if len(failed) == len(images):
-        if created:  # nothing was written: leave none of the folders made for it
-            folder = out_dir
-            with contextlib.suppress(OSError):  # not empty (another process): keep it
-                while True:
-                    folder.rmdir()
-                    if folder == top:
-                        break
-                    folder = folder.parent
+        remove_created()
         print(f"psal: all {len(images)} images failed", file=sys.stderr)
         return 1
     if failed:
@@ -481,27 +516,33 @@ def _colorize_file(args, target_path: str, reference_path: str, output: str, dev
     """Colour one file into ``output`` (atomically); ``net``: a network, or None."""
     from ..editing import colorize
     from ..utils.convert import check_values
-    from ..utils.image import load_image, result_mode, save_image
+    from ..utils.image import load_image, result_mode, save_format, save_image
     from ..utils.io import full_depth
 
     target = load_image(target_path, "TARGET", max_pixels=args.max_pixels)
     reference = load_image(reference_path, "--reference", max_pixels=args.max_pixels)
     check_values(target, f"TARGET {target_path}", unit_float=True)
     check_values(reference, f"--reference {reference_path}")
+    _check_not_flattened(target, target_path, output, "TARGET")
     mode = "RGBA" if result_mode(target) in ("LA", "RGBA") else "RGB"
-    if isinstance(full_depth(target), np.ndarray):  # a 16-bit colour PNG: kept at 16 bits
+    source = full_depth(target)
+    if isinstance(source, np.ndarray):  # a 16-bit colour PNG: kept at 16 bits
+        mode += ";16"
+    elif target.mode in ("I;16", "I") and save_format(output) == "PNG":
+        # a 16-bit gray target coloured into a 16-bit colour PNG (an 8-bit format: 8 bits)
+        source = np.asarray(target).astype(np.uint16)
         mode += ";16"
     same = _same_file(reference_path, target_path)
     _check_output(output, mode, target.size, {"--reference": None if same else reference_path})
     if net is not None:
         work = lambda bar: net.colorize(  # noqa: E731
-            full_depth(target), full_depth(reference), seed=args.seed, progress=bar
+            source, full_depth(reference), seed=args.seed, progress=bar
         )
     else:
         _check_patch_fits(args.patch_size, (f"TARGET {target_path}", target),
                           (f"--reference {reference_path}", reference))  # fmt: skip
         work = lambda bar: colorize(  # noqa: E731
-            full_depth(target), full_depth(reference), patch_size=args.patch_size, k=args.k,
+            source, full_depth(reference), patch_size=args.patch_size, k=args.k,
             seed=args.seed, device=device, progress=bar,
         )  # fmt: skip
     try:
@@ -550,6 +591,7 @@ def _upscale(args: argparse.Namespace) -> int:
     def one(path: str, output: str, quiet: bool, taken: set[str] | None = None) -> None:
         image = load_image(path, "IMAGE", max_pixels=args.max_pixels)
         check_values(image, f"IMAGE {path}")
+        _check_not_flattened(image, path, output, "IMAGE")
         mode = output_mode(image)
         size = (image.size[0] * scale, image.size[1] * scale)
         try:

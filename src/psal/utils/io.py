@@ -114,6 +114,21 @@ _DEEP_LOW = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L"}
 DEEP_KEY = "psal.full_depth"
 
 
+#: Key of ``Image.info`` under which :func:`load_image` records the number of frames of
+#: an animation or multi-page file (only the first is read), so that a command can
+#: refuse to overwrite such a file in place.
+FRAMES_KEY = "psal.frames"
+
+
+def _deep_tiff(im: Image.Image) -> bool:
+    """Whether ``im`` is a TIFF of 16-bit colour samples (Pillow reads them at 8 bits)."""
+    if im.format != "TIFF" or im.mode not in ("RGB", "RGBA"):
+        return False
+    bits = getattr(im, "tag_v2", {}).get(258)  # BitsPerSample
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    return any(isinstance(b, int) and b > 8 for b in bits)
+
+
 def _open(path: Path) -> Image.Image:
     """``Image.open`` without Pillow's bomb limit (psal's own limit is checked instead)."""
     pillow_limit = Image.MAX_IMAGE_PIXELS
@@ -216,6 +231,21 @@ def load_image(
                 UserWarning,
                 stacklevel=user_stacklevel(),
             )
+        elif _deep_tiff(im):  # Pillow opens 16-bit colour TIFFs as 8-bit RGB(A)
+            warnings.warn(
+                f"{name}: {p} is a 16-bit colour TIFF; it is read and edited at 8 bits per "
+                "channel (save it as a 16-bit PNG to edit it at full depth)",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
+        frames = int(getattr(im, "n_frames", 1) or 1)
+        if frames > 1 and im.format != "MPO":  # MPO: a camera JPEG and its previews
+            warnings.warn(
+                f"{name}: {p} holds {frames} frames (an animation or a multi-page file); "
+                "only the first is read, and the result holds that frame only",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
         try:
             tile = im.tile[0] if im.tile else None
             im.load()
@@ -230,6 +260,12 @@ def load_image(
         except Exception as err:  # corrupt data or EXIF: Pillow raises many kinds
             raise ValueError(f"{name}: cannot read {p}: {_reason(err)}") from None
         out.info.update({k: v for k, v in im.info.items() if k == "icc_profile"})
+        if frames > 1 and im.format != "MPO":
+            out.info[FRAMES_KEY] = frames
+    if rawmode == "LA;16B" and out.mode == "RGBA":  # gray stays gray (R = G = B here)
+        la = out.convert("LA")
+        la.info.update(out.info)
+        out = la
     return out
 
 
