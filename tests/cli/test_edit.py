@@ -574,6 +574,30 @@ def test_an_interrupted_folder_run_leaves_no_empty_folder(tmp_path, monkeypatch)
     assert [p.name for p in out.iterdir()] == ["a.png"]
 
 
+def test_library_messages_name_the_flags(files, capsys):
+    d = files["dir"]
+    source = np.zeros((40, 56), np.uint8)
+    source[30:32, 2:4] = 255  # no whole patch inside
+    Image.fromarray(source).save(d / "tiny_source.png")
+    code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", files["mask.png"],
+                     "--source-mask", d / "tiny_source.png", "-o", d / "out.png")  # fmt: skip
+    assert code == 1
+    assert _error_line(err).startswith("psal: error: --source-mask leaves no 7x7 patch"), err
+    code, err = _run(capsys, "colorize", files["gray.png"], "--reference", files["rgb.png"],
+                     "--k", "100", "-o", d / "out.png")  # fmt: skip
+    assert code == 1 and "--k must be at most 32" in _error_line(err)
+
+
+def test_folder_warnings_name_their_image(tmp_path, capsys):
+    images, _, _ = _folder(tmp_path)  # colour targets: each warns, named
+    ref = tmp_path / "ref.png"
+    Image.open(images / "a.png").save(ref)
+    code, err = _run(capsys, "colorize", images, "--reference", ref, "-o", tmp_path / "o", "-q")
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if "colour image" in ln]
+    assert [ln.split(":")[2].strip() for ln in lines] == ["a.png", "b.jpg", "c.png"], err
+
+
 def test_inpaint_source_mask(files, capsys):
     d = files["dir"]
     source = np.zeros((40, 56), np.uint8)

@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -137,6 +138,16 @@ def _check_not_flattened(image: Any, path: str, output: str, name: str) -> None:
         )
 
 
+_FLAGS = {"source_mask": "--source-mask", "patch_size": "--patch-size"}
+
+
+def _flag_names(message: str) -> str:
+    """A library message with its keyword names (``source_mask``) as the flags."""
+    import re
+
+    return re.sub(r"\b(" + "|".join(_FLAGS) + r")\b", lambda m: _FLAGS[m.group(1)], message)
+
+
 def _check_patch_fits(patch_size: int, *images: tuple[str, Any]) -> None:
     """``--patch-size`` against the sides of ``(name, image)`` pairs (patch-based methods).
 
@@ -164,6 +175,12 @@ def _check_options(args: argparse.Namespace) -> None:
         raise CLIError(f"--mask-threshold must be in (0, 1), got {t}")
     if getattr(args, "k", 1) < 1:
         raise CLIError(f"--k must be >= 1, got {args.k}")
+    if hasattr(args, "k"):
+        from ..editing.colorize import MAX_K
+
+        if args.k > MAX_K:
+            raise CLIError(f"--k must be at most {MAX_K} (reference patches averaged), "
+                           f"got {args.k}")  # fmt: skip
     if getattr(args, "max_pixels", None) is not None and args.max_pixels < 1:
         raise CLIError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     if not 0 <= args.seed < SEED_LIMIT:
@@ -257,8 +274,11 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
         if source is not None and not source.any():
             raise CLIError("--source-mask is empty: it leaves nothing to copy from")
         _check_patch_fits(args.patch_size, (f"IMAGE {image_path}", image))
-        out = inpaint(full_depth(image), mask, patch_size=args.patch_size, seed=args.seed,
-                      device=device, source_mask=source, progress=bar)  # fmt: skip
+        try:
+            out = inpaint(full_depth(image), mask, patch_size=args.patch_size, seed=args.seed,
+                          device=device, source_mask=source, progress=bar)  # fmt: skip
+        except ValueError as err:  # the library names its keywords; the command its flags
+            raise CLIError(_flag_names(str(err))) from None
     save_image(out, output, icc_profile=icc, exif=exif)
 
 
@@ -387,7 +407,14 @@ def _each_image(images: list[Path], out_dir: Path, what: str, quiet: bool,
     try:
         for path in bar:
             try:
-                one(path, out_dir / _output_name(path))
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    try:
+                        one(path, out_dir / _output_name(path))
+                    finally:  # each image's warnings, named (once per image, not per run)
+                        for w in caught:
+                            text = " ".join(str(w.message).split())
+                            _warn(text if path.name in text else f"{path.name}: {text}")
             except (CLIError, ValueError, TypeError, OSError, RuntimeError, MemoryError) as err:
                 from ._common import error_line
 

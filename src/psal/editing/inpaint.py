@@ -151,15 +151,16 @@ def _build_pyramid(
 ) -> list[_Level]:
     pyramid = [_Level(image, hole, patch_size, forbid)]
     if pyramid[0].n_valid < k:
+        few = f"no {patch_size}x{patch_size} patch" if k == 1 else (
+            f"fewer than k={k} {patch_size}x{patch_size} patches")  # fmt: skip
         if has_source:
             raise ValueError(
-                f"source_mask leaves fewer than k={k} {patch_size}x{patch_size} patches "
-                f"inside the source area and outside the hole: nothing to copy from "
-                f"(allow a larger source area)"
+                f"source_mask leaves {few} inside the source area and outside the hole: "
+                "nothing to copy from (allow a larger source area)"
             )
         raise ValueError(
-            f"the mask leaves fewer than k={k} {patch_size}x{patch_size} patches entirely "
-            f"outside the hole: nothing to copy from (use a smaller patch_size or mask)"
+            f"the mask leaves {few} entirely outside the hole: nothing to copy from (use a "
+            "smaller patch_size or mask)"
         )
     target = max(2, patch_size // 2)
     while levels is None or len(pyramid) <= levels:
