@@ -168,6 +168,15 @@ def test_colorize_and_upscale(client, tmp_path):
     want = psal.upscale(small, 2, patch_size=5, seed=3)
     assert Image.open(download).size == (60, 48)
     assert np.array_equal(np.asarray(Image.open(download)), np.asarray(want))
+    # the page's defaults are the command line's (its upscale slider once said 7, not 3)
+    result, download = client.predict(_file(tmp_path / "small.png"), api_name="/upscale")
+    assert np.array_equal(
+        np.asarray(Image.open(download)), np.asarray(psal.upscale(small, 2, seed=0))
+    )
+    result, download = client.predict(_file(tmp_path / "gray.png"), _file(tmp_path / "ref.jpg"),
+                                      api_name="/colorize")  # fmt: skip
+    want = psal.colorize(gray, ref_read, seed=0)  # the seed: --seed 0, as the page
+    assert np.array_equal(np.asarray(Image.open(download)), np.asarray(want))
 
 
 def test_errors_for_bad_uploads_and_inputs(client, server, files):

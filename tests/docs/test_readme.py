@@ -50,7 +50,7 @@ def _documented_commands():
             text = block.replace("\\\n", " ")
             for line in text.splitlines():
                 line = line.split(" #")[0].strip()
-                line = re.sub(r"^torchrun .*?\$\(which psal\)", "psal", line)
+                line = re.sub(r"^torchrun .*?-m psal ", "psal ", line)
                 if not line.startswith("psal ") or "<" in line or "|" in line:
                     continue
                 argv = shlex.split(line)[1:]

@@ -460,7 +460,7 @@ def run_upscale(
     image: Image.Image,
     scale: int | str,
     *,
-    patch_size: int = 7,
+    patch_size: int = 3,
     seed: int = 0,
     method: str = PATCH_METHOD,
     models: dict[str, tuple[str, Any]] | None = None,

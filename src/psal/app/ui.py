@@ -359,7 +359,8 @@ def build_app(
             with gr.Row():
                 u_method = _method_radio("upscale", models)
                 u_scale = gr.Radio(["x2", "x3", "x4"], value="x2", label="Scale")
-                u_patch = gr.Slider(3, 15, value=7, step=2, label="Patch size")
+                # psal upscale's default (7 is inpainting's): the same image as the CLI
+                u_patch = gr.Slider(3, 15, value=3, step=2, label="Patch size")
                 u_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                 u_fmt = gr.Radio(list(actions.DOWNLOAD_FORMATS), value="PNG", label="Download as")
             u_run = gr.Button("Upscale", variant="primary", elem_id="upscale-run")

@@ -470,6 +470,14 @@ def _inpaint_folder(args, device) -> int:
     return _each_image(images, out_dir, "inpaint", args.quiet, one)
 
 
+def _device_help(p: argparse.ArgumentParser, what: str, network: str) -> None:
+    """``--device``'s help as :func:`_patch_device` resolves it (not the generic text)."""
+    for action in p._actions:
+        if action.dest == "device":
+            action.help = (f"auto (default): the patch-based {what} on the CPU, {network} on "
+                           "CUDA if available; or cpu, cuda, cuda:N, mps")  # fmt: skip
+
+
 def _patch_device(args: argparse.Namespace, network: bool):
     """The device of ``psal inpaint`` / ``colorize`` / ``upscale``: CPU for ``auto``, no network.
 
@@ -715,10 +723,7 @@ def register(subparsers: argparse._SubParsersAction, shallow: bool = False) -> N
                    "a folder IMAGE, a folder paired by file name")  # fmt: skip
     _common(p)
     _folder_output_help(p, "IMAGE")
-    for action in p._actions:
-        if action.dest == "device":
-            action.help = ("auto (default): the patch-based fill on the CPU, a --checkpoint "
-                           "network on CUDA if available; or cpu, cuda, cuda:N, mps")  # fmt: skip
+    _device_help(p, "fill", "a --checkpoint network")
     p.add_argument("--patch-size", type=int, default=7, help="odd patch side (default: 7)")
     p.add_argument("--dilate", type=int, default=DILATE_DEFAULT,
                    help=f"grow the hole by N pixels (default: {DILATE_DEFAULT}, for soft, "
@@ -745,6 +750,7 @@ def register(subparsers: argparse._SubParsersAction, shallow: bool = False) -> N
                    "all or a folder paired by file name")  # fmt: skip
     _common(p)
     _folder_output_help(p, "TARGET")
+    _device_help(p, "colorization", "a --model or --checkpoint network")
     p.add_argument("--patch-size", type=int, default=9, help="odd patch side (default: 9)")
     p.add_argument("--k", type=int, default=2,
                    help="reference patches averaged, 1 to 32 (default: 2)")  # fmt: skip
@@ -769,6 +775,7 @@ def register(subparsers: argparse._SubParsersAction, shallow: bool = False) -> N
     p.add_argument("-s", "--scale", default="2", help="2, 3 or 4 (default: 2)")
     _common(p)
     _folder_output_help(p, "IMAGE")
+    _device_help(p, "upscaling", "a --model or --checkpoint network")
     p.add_argument("--patch-size", type=int, default=3,
                    help="odd patch side, in input pixels (default: 3)")  # fmt: skip
     p.add_argument("--checkpoint", default=None, metavar="RUN",

@@ -8,7 +8,7 @@ Examples::
 
     psal train inpaint --data photos/ --out runs/ca --steps 100000
     psal train inpaint --resume --out runs/ca            # continue after a kill
-    torchrun --nproc_per_node 2 $(which psal) train inpaint --data photos/ --out runs/ddp
+    torchrun --nproc_per_node 2 -m psal train inpaint --data photos/ --out runs/ddp
     psal eval inpaint --checkpoint runs/ca --data val_photos/ --json metrics.json
 """
 

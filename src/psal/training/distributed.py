@@ -1,6 +1,6 @@
 """Distributed training helpers: torchrun environment, process group, rank-0 duties.
 
-``torchrun --nproc_per_node N $(which psal) train inpaint ...`` starts N processes with
+``torchrun --nproc_per_node N -m psal train inpaint ...`` starts N processes with
 ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` in their environment; :func:`setup` reads
 them, joins the process group (NCCL on CUDA, gloo on CPU) and picks the device
 (``cuda:LOCAL_RANK``). Without those variables it is a single process and nothing is

@@ -80,7 +80,7 @@ class InpaintTask(Task):
   psal train inpaint --data photos/ --config small.json optim.n_critic=2
   psal train inpaint --resume --out runs/ca              # continue after a kill
   psal train inpaint --resume runs/ca/checkpoints/step_00010000.safetensors --steps 200000
-  torchrun --nproc_per_node 2 $(which psal) train inpaint --data photos/ --out runs/ddp
+  torchrun --nproc_per_node 2 -m psal train inpaint --data photos/ --out runs/ddp
 
 --image-size must be a multiple of 4 (with psal attention, at least 4 x its patch size)."""
     eval_examples = """\
