@@ -219,3 +219,11 @@ def test_readable_images_min_side_leaves_small_files_out_before_the_limit(tmp_pa
         readable_images([files[0], files[2]], "--data", min_side=6)
     with pytest.raises(ValueError, match="min_side"):
         readable_images(files, "--data", min_side=0)
+
+
+def test_list_images_leaves_hidden_files_and_folders_out(tmp_path):
+    for rel in ["a.png", "._a.png", ".hidden/b.png", "sub/c.png", "sub/.ipynb_checkpoints/c.png"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / rel, format="PNG")
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == [
+        "a.png", "sub/c.png"]  # fmt: skip

@@ -254,3 +254,32 @@ def test_overrides_may_sit_between_options(photo_folder, tmp_path, capsys):
         main(["train", "inpaint", "--data", str(photo_folder), "--bogus", "model.width=8"])
     assert info.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(photo_folder, tmp_path, capsys):
+    # it used to be found after the first training step, as a bare OS error
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert _train(photo_folder, afile) == 1
+    assert "out (--out)" in _one_error_line(capsys) and afile.read_text() == "x"
+    assert _train(photo_folder, afile / "run") == 1
+    assert "is a file, not a folder" in _one_error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # no probe left
+
+
+def test_after_sigterm_only_the_dead_workers_report_is_dropped(monkeypatch):
+    # a SIGTERM to the process group kills the data workers too; torch's report of it
+    # came twenty lines after "psal: terminated"
+    import sys
+    from types import SimpleNamespace
+
+    from psal.cli._common import _quiet_data_workers
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    _quiet_data_workers()
+    dead = RuntimeError("DataLoader worker (pid 7) is killed by signal: Terminated. ")
+    sys.unraisablehook(SimpleNamespace(exc_value=dead))
+    other = SimpleNamespace(exc_value=ValueError("something else"))
+    sys.unraisablehook(other)
+    assert seen == [other]

@@ -93,3 +93,29 @@ def test_eval_the_shipped_colorizer_by_name(photo_folder, tmp_path, capsys):
     report = json.loads(js.read_text())
     assert report["model"] == "psal-w8" and report["metrics"]["pairs"] == 2
     assert np.isfinite(report["metrics"]["chroma_psnr"])
+
+
+def test_colorize_metrics_leave_out_infinite_psnrs():
+    # an exactly coloured pair (a white frame) has an infinite PSNR: it used to count as
+    # 0 in the sum and 1 in the divisor, halving the mean
+    from types import SimpleNamespace
+
+    import torch
+
+    from psal.training.tasks.colorize.task import colorize_metrics
+
+    class _Pairs(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            g = torch.Generator().manual_seed(i)
+            chroma = torch.zeros(2, 16, 16) if i == 0 else 0.1 * torch.rand(2, 16, 16, generator=g)
+            return {"y": torch.full((1, 16, 16), 0.5), "chroma": chroma,
+                    "reference": torch.rand(3, 16, 16, generator=g)}  # fmt: skip
+
+    gray = lambda y, ref: SimpleNamespace(chroma=torch.zeros(y.shape[0], 2, *y.shape[2:]))  # noqa: E731
+    both = colorize_metrics(gray, _Pairs(), "cpu", batch_size=1)
+    second = colorize_metrics(gray, torch.utils.data.Subset(_Pairs(), [1]), "cpu")
+    assert both["pairs"] == 2.0
+    assert both["chroma_psnr"] == pytest.approx(second["chroma_psnr"])  # the finite one only

@@ -96,3 +96,36 @@ def test_a_task_of_the_documented_interface_trains_and_resumes_exactly(tmp_path)
     assert set(state["schedulers"]) == {"net"} and state["format_version"] == 2
     with pytest.raises(ValueError, match="trained for task 'toy_denoise', not 'inpaint'"):
         load_checkpoint(tmp_path / "b", task="inpaint")
+
+
+def test_settings_changed_on_resume_take_effect_and_moments_are_kept(tmp_path):
+    # optim.lr on resume used to be overridden by the checkpoint's optimiser and schedule
+    # (the run's config.json said the new value): the advice after a divergence
+    # ("lower optim.lr and resume") did nothing
+    first = Trainer(_config(tmp_path / "r"))
+    first.fit(until=3)
+    saved = first.task.optimizers["net"].state_dict()["state"]
+    cfg = _config(tmp_path / "r")
+    cfg.optim.lr, cfg.optim.betas = 1e-3, (0.8, 0.99)
+    resumed = Trainer(cfg, resume=tmp_path / "r")
+    opt, sched = resumed.task.optimizers["net"], resumed.task.schedulers["net"]
+    factor = sched.lr_lambdas[0](3)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * factor)
+    assert opt.param_groups[0]["betas"] == (0.8, 0.99) and sched.base_lrs == [1e-3]
+    for i, s in opt.state_dict()["state"].items():  # Adam's moments: the checkpoint's
+        assert torch.equal(s["exp_avg"], saved[i]["exp_avg"])
+    resumed.fit()
+    assert resumed.task.validate()["lr"] == 0.0
+    same = Trainer(_config(tmp_path / "r"), resume=tmp_path / "r")  # unchanged: as saved
+    assert same.task.optimizers["net"].param_groups[0]["lr"] == 0.0
+
+
+def test_resume_after_switching_mixed_precision(tmp_path):
+    # a run saved without a gradient scaler resumed with one (optim.amp=fp16), or the
+    # reverse, used to stop on torch's "The source state dict is empty"
+    first = Trainer(_config(tmp_path / "m"))
+    first.fit(until=2)
+    cfg = _config(tmp_path / "m")
+    cfg.optim.amp = "fp16"
+    resumed = Trainer(cfg, resume=tmp_path / "m")
+    assert resumed.step == 2

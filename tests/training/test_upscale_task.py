@@ -148,3 +148,32 @@ def test_eval_limit_counts_scored_images_and_names_the_small_ones(folder, tmp_pa
     code = main(["eval", "upscale", "--model", "edsr-x2", "--data", str(only_tiny)])
     err = capsys.readouterr().err
     assert code == 1 and "--data: all 1 readable images are smaller than 8 pixels" in err, err
+
+
+def test_eval_means_leave_out_what_a_flat_image_cannot_score(folder, tmp_path, capsys):
+    # a flat image upscales exactly (infinite PSNR) and has no gradient to match: its
+    # values used to turn the means into inf / -inf and a gradient ratio of 5e5
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "coffee.png").write_bytes((folder / "sub" / "coffee.png").read_bytes())
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(flat / "gray.png")
+    js = tmp_path / "eval.json"
+    code = main(["eval", "upscale", "--model", "edsr-x2", "--data", str(flat),
+                 "--json", str(js)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(js.read_text())
+    assert report["images"] == 2
+    for name, row in report["rows"].items():  # coffee's scores: finite, plausible
+        assert 5 < row["y_psnr"] < 60 and 5 < row["rgb_psnr"] < 60, (name, row)
+        assert 0 < row["grad_ratio"] < 3, (name, row)
+    assert isinstance(report["metrics"]["gain_vs_bicubic"], float)
+
+
+def test_model_settings_that_the_network_refuses_are_named(folder, tmp_path, capsys):
+    for override, needle in (("model.kwargs.widht=3", "unexpected keyword argument 'widht'"),
+                             ("model.name=deepfill_v1", "model.name='deepfill_v1'")):  # fmt: skip
+        out = tmp_path / "run"
+        assert _train(folder, out, override) == 1
+        err = capsys.readouterr().err.strip().splitlines()[-1]  # after the tiny.png warning
+        assert err.startswith("psal: error: model (model.name=") and needle in err, err
+        assert not out.exists()

@@ -10,7 +10,7 @@ import argparse
 import os
 import re
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..utils.atomic import Terminated
 
@@ -52,6 +52,27 @@ def error_line(err: BaseException) -> str:
     return lines[0]
 
 
+def _quiet_data_workers() -> None:
+    """Drop the data loader's complaint that its workers died, after a SIGTERM.
+
+    A SIGTERM sent to the whole process group (Slurm's ``scancel``, ``kill -TERM
+    -PGID``) stops the data loader's worker processes too; when the loader is then
+    collected, torch reports "DataLoader worker (pid N) is killed by signal:
+    Terminated" as an ignored exception, twenty lines after ``psal: terminated``. That
+    is the expected end of the run, so that one report is dropped; any other ignored
+    exception still prints.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        text = str(getattr(unraisable, "exc_value", ""))
+        if "DataLoader worker" in text and "killed by signal" in text:
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run ``args.func(args)``; turn expected errors into ``psal: error: ...`` + status 1.
 
@@ -61,6 +82,7 @@ def run_command(args: argparse.Namespace) -> int:
         status = args.func(args)
     except Terminated:
         print("psal: terminated", file=sys.stderr)
+        _quiet_data_workers()
         raise
     except KeyboardInterrupt:
         if _debug():

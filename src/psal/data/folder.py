@@ -49,6 +49,9 @@ T = TypeVar("T")
 def list_images(root: str | os.PathLike[str]) -> list[Path]:
     """All images under ``root`` (recursively), sorted by path.
 
+    Hidden files and folders (a name starting with ``.``: macOS's ``._NAME`` resource
+    forks, ``.ipynb_checkpoints`` copies, a killed run's temporary files) are left out.
+
     Raises:
         FileNotFoundError: ``root`` is not a folder.
         ValueError: no image in it.
@@ -57,7 +60,11 @@ def list_images(root: str | os.PathLike[str]) -> list[Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {str(root)!r} does not exist or is not a folder")
     files = sorted(
-        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and p.is_file()
     )
     if not files:
         raise ValueError(

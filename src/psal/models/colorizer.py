@@ -327,11 +327,12 @@ class Colorizer(nn.Module):
             ValueError: not a psal checkpoint, or one of another task (the message names
                 both tasks).
         """
+        from ..utils.convert import check_device  # ValueError, not AssertionError
         from .io import load_weights
         from .registry import create_model
 
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        auto = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = check_device(device) or auto
         states, meta = load_weights(path, device="cpu", task="colorize")
         spec = meta.get("network")
         if not isinstance(spec, dict) or "name" not in spec or "network" not in states:

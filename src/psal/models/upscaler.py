@@ -82,8 +82,10 @@ class Upscaler(nn.Module):
         Raises:
             ValueError: not a psal checkpoint, or one trained for another task.
         """
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        from ..utils.convert import check_device  # ValueError, not AssertionError
+
+        auto = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = check_device(device) or auto
         states, meta = load_weights(path, device="cpu", task=TASK)
         spec = meta.get("network")
         if not isinstance(spec, dict) or "name" not in spec or "net" not in states:

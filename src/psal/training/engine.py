@@ -270,12 +270,26 @@ class Trainer:
             ) from err
 
     def _load_state(self, state: dict[str, Any]) -> None:
+        # The optimizers' moments and the schedules' step come from the checkpoint; their
+        # settings (optim.lr, betas, ...) from this run's config, so that an override on
+        # resume (optim.lr=..., what a divergence asks for) takes effect. Unchanged
+        # settings give back exactly the values the checkpoint holds.
+        fresh = {
+            k: [{n: v for n, v in g.items() if n != "params"} for g in opt.param_groups]
+            for k, opt in self.task.optimizers.items()
+        }
         for k, opt in self.task.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
+            for group, settings in zip(opt.param_groups, fresh[k]):
+                group.update(settings)
         for k, sched in self.task.schedulers.items():
             sched.load_state_dict(state.get("schedulers", {})[k])
+            _reapply_schedule(sched)
         for k, scaler in self.runtime.scalers.items():
-            scaler.load_state_dict(state["scalers"][k])
+            saved = state["scalers"][k]
+            if not saved or not scaler.is_enabled():
+                continue  # the run switched optim.amp: a fresh scaler (nothing to carry)
+            scaler.load_state_dict(saved)
         self.step = int(state["step"])
         self.runtime.skipped_steps = int(state.get("skipped_steps", 0))
         ranks, world = state["ranks"], int(state["world_size"])
@@ -310,6 +324,22 @@ class Trainer:
         task_class = get_task(meta["task"])
         data = task_class.upgrade_config(meta["config"], int(meta["format_version"]))
         return config_from_dict(data, task_class.config_class())
+
+
+def _reapply_schedule(sched: Any) -> None:
+    """Set a loaded schedule's base rates from its optimizer's (this run's) settings.
+
+    ``load_state_dict`` restores the checkpoint's ``base_lrs``; the optimizer's groups
+    hold this run's ``initial_lr`` (set when the schedule was made from the config).
+    For :class:`~torch.optim.lr_scheduler.LambdaLR` (every psal schedule) the current
+    rate is recomputed as the schedule computes it, ``base * factor(step)``.
+    """
+    groups = sched.optimizer.param_groups
+    sched.base_lrs = [g.get("initial_lr", g["lr"]) for g in groups]
+    if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+        for g, base, factor in zip(groups, sched.base_lrs, sched.lr_lambdas):
+            g["lr"] = base * factor(sched.last_epoch)
+        sched._last_lr = [g["lr"] for g in groups]
 
 
 def _first_line(err: Exception, short: bool = True) -> str:

@@ -138,11 +138,39 @@ class OptionTable:
         if config.limit is not None:
             self.integer(config, "limit", 1)
 
+    def _check_writable_folder(self, key: str, path: str) -> None:
+        """A folder that is, or can be made, writable: checked before any work.
+
+        The run folder is made after the first step; a path that is a file, or under
+        one, or on a read-only or forbidden place, would stop the run there with a bare
+        OS error. Nothing is created here.
+        """
+        import os
+        import tempfile
+        from pathlib import Path
+
+        p = Path(path).expanduser()
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"{self.key_name(key)} {path}: is a file, not a folder", key)
+        probe = p
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise ConfigError(f"{self.key_name(key)} {path}: {probe} is a file, not a folder", key)
+        try:  # os.access says yes to root on places that refuse it (/sys, /proc)
+            os.rmdir(tempfile.mkdtemp(prefix=".psal-probe-", dir=probe))
+        except OSError as err:
+            raise ConfigError(
+                f"{self.key_name(key)} {path}: cannot write in {probe} ({err.strerror or err})",
+                key,
+            ) from None
+
     def check_base(self, config: Any) -> None:
         """The checks of the shared settings (:class:`~.schema.BaseConfig`)."""
         self.check_choices(config)
         if not isinstance(config.out, str) or not config.out.strip():
             self.fail("out", "a folder path", config.out)
+        self._check_writable_folder("out", config.out)
         if not isinstance(config.data.path, str) or not config.data.path:
             self.fail("data.path", "a folder of training images", config.data.path)
         if not isinstance(config.model.name, str) or not config.model.name:

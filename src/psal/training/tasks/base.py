@@ -111,12 +111,30 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..config import BASE_OPTIONS, BaseConfig, OptionTable
+from ..config import BASE_OPTIONS, BaseConfig, ConfigError, OptionTable
 from ..runtime import Runtime
 
-__all__ = ["Task"]
+__all__ = ["Task", "build_model"]
 
 Batch = dict[str, torch.Tensor]
+
+
+def build_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    """:func:`psal.models.create_model` of the config's ``model``, its errors named.
+
+    A misspelt or out-of-range keyword (``model.kwargs.widht=3``), or the network of
+    another task (``model.name=deepfill_v1`` for upscaling), fails in the network's
+    constructor with a message that names no config key; here it is re-raised as a
+    :class:`~psal.training.config.ConfigError` naming ``model.name`` and ``model.kwargs``.
+    """
+    from ...models import create_model
+
+    try:
+        return create_model(name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"model (model.name={name!r}, model.kwargs={kwargs!r}): {err}", "model.kwargs"
+        ) from err
 
 
 class Task:

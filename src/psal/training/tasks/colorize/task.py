@@ -27,16 +27,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Subset
 
 from ....data.colorize import ColorizationPairs, find_pair_sources, split_sources
 from ....metrics import psnr, ssim
-from ....models import Colorizer, create_model
+from ....models import Colorizer
 from ....utils.color import luma_chroma_to_rgb
 from ...optim import make_scheduler
 from ...runtime import Runtime
 from .. import register_task
-from ..base import Task
+from ..base import Task, build_model
 from .config import (
     COLORIZE_OPTIONS,
     EVAL_OPTIONS,
@@ -79,8 +78,13 @@ def colorize_metrics(
     device: torch.device | str,
     limit: int | None = None,
     batch_size: int = 4,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Mean chroma PSNR, RGB PSNR and SSIM, colourfulness (and the truth's) over pairs.
+
+    Each mean is over the pairs where the value is finite (a pair coloured exactly, e.g.
+    a blown-out white frame, has an infinite PSNR: left out of that mean, not counted
+    as a zero), as :func:`psal.training.evaluate.mean_metrics` does for every task.
 
     Args:
         model: ``model(y, reference)`` returning an object with ``chroma`` (B, 2, H, W).
@@ -88,31 +92,28 @@ def colorize_metrics(
         device: where the batches go.
         limit: only the first ``limit`` pairs.
         batch_size: pairs per batch.
+        progress: a progress bar on stderr.
     """
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    loader = DataLoader(Subset(dataset, range(n)), batch_size=batch_size, shuffle=False)
-    sums: dict[str, float] = {}
-    count = 0
-    for batch in loader:
+    from ...evaluate import mean_metrics
+
+    def batch_metrics(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         y = batch["y"].to(device)
         truth_c = batch["chroma"].to(device)
         ref = batch["reference"].to(device)
         chroma = model(y, ref).chroma.float()
         rgb = luma_chroma_to_rgb(y, chroma).clamp(0, 1)
         truth = luma_chroma_to_rgb(y, truth_c).clamp(0, 1)
-        values = {
+        return {
             "chroma_psnr": psnr(chroma * 255, truth_c * 255, data_range=255),
             "psnr": psnr(rgb, truth),
             "ssim": ssim(rgb, truth),
             "colourfulness": colourfulness(rgb),
             "truth_colourfulness": colourfulness(truth),
         }
-        for key, v in values.items():
-            v = v[torch.isfinite(v)]
-            sums[key] = sums.get(key, 0.0) + float(v.sum())
-        count += y.shape[0]
-    out = {k: v / max(count, 1) for k, v in sums.items()}
-    out["pairs"] = float(count)
+
+    out = mean_metrics(batch_metrics, dataset, batch_size=batch_size, limit=limit,
+                       progress=progress)  # fmt: skip
+    out["pairs"] = float(out.pop("images"))
     return out
 
 
@@ -151,7 +152,7 @@ result and of the truth, on fixed pairs (--pair-seed)."""
 
     def __init__(self, config: ColorizeConfig, runtime: Runtime) -> None:
         super().__init__(config, runtime)
-        net = create_model(config.model.name, **config.model.kwargs)
+        net = build_model(config.model.name, config.model.kwargs)
         low = int(getattr(net, "min_size", 1))
         size = config.data.image_size
         if size < low:
@@ -268,7 +269,8 @@ result and of the truth, on fixed pairs (--pair-seed)."""
             pair_seed=config.pair_seed,
         )
         torch.manual_seed(config.seed)
-        metrics = colorize_metrics(model, dataset, device, limit=config.limit)
+        metrics = colorize_metrics(model, dataset, device, limit=config.limit,
+                                   progress=progress)  # fmt: skip
         return {
             "image_size": size,
             "pairs": config.pairs,

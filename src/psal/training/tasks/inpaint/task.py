@@ -35,7 +35,7 @@ from ....models import Inpainter, create_model
 from ....models import losses as L
 from ...runtime import Runtime
 from .. import register_task
-from ..base import Task
+from ..base import Task, build_model
 from .config import (
     EVAL_OPTIONS,
     INPAINT_OPTIONS,
@@ -136,7 +136,7 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
     # -------------------------------------------------------------- building
     def _build_generator(self) -> nn.Module:
         cfg = self.config
-        generator = create_model(cfg.model.name, **cfg.model.kwargs)
+        generator = build_model(cfg.model.name, cfg.model.kwargs)
         size = cfg.data.image_size
         multiple = int(getattr(generator, "size_multiple", 1))
         low = int(getattr(generator, "min_size", 1))

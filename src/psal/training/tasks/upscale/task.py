@@ -40,7 +40,7 @@ from ....data import (
     usable_images,
 )
 from ....data.folder import _load_rgb
-from ....models import Upscaler, create_model
+from ....models import Upscaler
 from ...config import (
     BASE_OPTIONS,
     BaseConfig,
@@ -53,7 +53,7 @@ from ...config import (
 from ...optim import make_scheduler
 from ...runtime import Runtime
 from .. import register_task
-from ..base import Task
+from ..base import Task, build_model
 
 __all__ = ["UpscaleConfig", "UpscaleEvalConfig", "UpscaleTask", "sr_metrics"]
 
@@ -202,11 +202,12 @@ def sr_metrics(out: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, flo
     s = scale
     o, h = out[..., s:-s, s:-s].double(), hr[..., s:-s, s:-s].double()
     yo, yh = _y(o), _y(h)
+    truth = float(_grad_energy(yh))  # 0 on a flat image: the ratio is undefined (NaN)
     return {
         "y_psnr": float(metrics.psnr(yo, yh)),
         "y_ssim": float(metrics.ssim(yo, yh)),
         "rgb_psnr": float(metrics.psnr(o, h)),
-        "grad_ratio": float(_grad_energy(yo) / _grad_energy(yh).clamp_min(1e-12)),
+        "grad_ratio": float(_grad_energy(yo)) / truth if truth > 1e-12 else math.nan,
     }
 
 
@@ -277,7 +278,7 @@ class UpscaleTask(Task):
         train, val = split_files(files, d.val_fraction, d.val_max, seed=config.seed)
         self.train_set = SuperResolutionFolder(train, d.scale, d.patch)
         self.val_set = SuperResolutionFolder(val, d.scale, d.patch, fixed=True) if val else None
-        self.net = create_model(config.model.name, **self._net_kwargs()).to(runtime.device)
+        self.net = build_model(config.model.name, self._net_kwargs()).to(runtime.device)
         self.networks = {"net": self.net}
         self.net_train = runtime.wrap(self.net)
         o = config.optim
@@ -380,6 +381,7 @@ class UpscaleTask(Task):
             )
             methods["psal.upscale"] = lambda lr: psal_upscale(lr, s, seed=config.seed)
         sums: dict[str, dict[str, float]] = {m: {} for m in methods}
+        counts: dict[str, dict[str, int]] = {m: {} for m in methods}  # finite values
         n = 0
         for path in files:
             im = _load_rgb(path)
@@ -395,12 +397,21 @@ class UpscaleTask(Task):
                 scores = sr_metrics(out, hr, s)
                 scores["seconds"] = time.perf_counter() - t0
                 for k, v in scores.items():
-                    sums[name][k] = sums[name].get(k, 0.0) + v
+                    if math.isfinite(v):  # an exact result (a flat image) has an infinite PSNR
+                        sums[name][k] = sums[name].get(k, 0.0) + v
+                        counts[name][k] = counts[name].get(k, 0) + 1
             n += 1
             if progress:
                 print(f"\r{n}/{len(files)} images", end="", file=sys.stderr)
-        rows = {m: {k: v / n for k, v in d.items()} for m, d in sums.items()}
-        if math.isfinite(rows["network"]["y_psnr"]) and "bicubic" in rows:
+        if progress:
+            print(file=sys.stderr)  # the table starts on a line of its own
+        rows = {m: {k: sums[m][k] / c for k, c in counts[m].items()} for m in methods}
+        for m in methods:  # a metric finite on no image: NaN (none scored), not missing
+            for k in scores:
+                rows[m].setdefault(k, math.nan)
+        if "bicubic" in rows and all(
+            math.isfinite(rows[m]["y_psnr"]) for m in ("network", "bicubic")
+        ):
             rows["network"]["gain_vs_bicubic"] = (
                 rows["network"]["y_psnr"] - rows["bicubic"]["y_psnr"]
             )
