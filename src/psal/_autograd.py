@@ -20,25 +20,31 @@ import torch
 __all__ = ["first_order_only"]
 
 
-def first_order_only(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def first_order_only(
+    what: str, compiled: Callable[..., bool] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a ``backward`` staticmethod: a clear error under double backward.
 
     The autograd engine runs ``backward`` in grad mode only when the graph of the
-    gradient is being built (``create_graph=True``); that is refused with a
-    RuntimeError naming ``what``. Otherwise ``backward`` runs under ``no_grad``.
+    gradient is being built (``create_graph=True``). ``compiled(ctx, *grads)`` says
+    whether this call takes the compiled branch (None: always); if it does, double
+    backward is refused with a RuntimeError naming ``what``. A pure-torch branch (other
+    devices and dtypes) runs as it is, so its gradient keeps its graph and double
+    backward stays exact there.
     """
 
     def decorate(backward: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(backward)
         def wrapper(ctx: Any, *grads: Any) -> Any:
-            if torch.is_grad_enabled():
+            if torch.is_grad_enabled() and (compiled is None or compiled(ctx, *grads)):
                 raise RuntimeError(
-                    f"{what} cannot be differentiated twice: its backward pass is "
-                    "first-order only, so torch.autograd.grad(..., create_graph=True) "
-                    "(e.g. a gradient penalty through this layer) is not supported"
+                    f"{what} cannot be differentiated twice on this device and dtype: its "
+                    "compiled backward pass is first-order only, so "
+                    "torch.autograd.grad(..., create_graph=True) (e.g. a gradient penalty "
+                    "through this layer) is not supported here (the pure-torch path of "
+                    "other devices supports it)"
                 )
-            with torch.no_grad():
-                return backward(ctx, *grads)
+            return backward(ctx, *grads)
 
         return wrapper
 

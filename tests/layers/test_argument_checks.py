@@ -120,6 +120,21 @@ def test_double_backward_is_refused_not_silently_wrong():
         torch.autograd.grad(d, x, create_graph=True)
 
 
+def test_double_backward_stays_exact_on_the_pure_torch_path(monkeypatch):
+    # the path of CUDA and other dtypes: its backward is differentiable, and a gradient
+    # penalty through it must keep working
+    import psal.layers._aggregate as aggregate
+    import psal.patchmatch.distance as distance
+
+    for module, flag in ((aggregate, "FUSED"), (aggregate, "NUMBA_BACKWARD"),
+                         (aggregate, "NUMBA_FORWARD"), (distance, "NUMBA_BACKWARD")):  # fmt: skip
+        monkeypatch.setattr(module, flag, False)
+    x = torch.randn(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    idx = psal.patchmatch(x, x, k=2, seed=0, backend="exact").indices
+    assert torch.autograd.gradgradcheck(lambda z: psal.attend(z, z, z, idx, temperature=2.0), (x,))
+    assert torch.autograd.gradgradcheck(lambda z: patch_distance(z, z, idx, 3), (x,))
+
+
 def test_torch_func_transforms_are_refused_by_name():
     x = torch.randn(1, 2, 6, 6, dtype=torch.float64)
     with pytest.raises(RuntimeError, match=r"psal\.ps_attention does not support torch\.func"):

@@ -177,3 +177,12 @@ def test_model_settings_that_the_network_refuses_are_named(folder, tmp_path, cap
         err = capsys.readouterr().err.strip().splitlines()[-1]  # after the tiny.png warning
         assert err.startswith("psal: error: model (model.name=") and needle in err, err
         assert not out.exists()
+
+
+def test_validation_means_leave_out_infinite_values():
+    import math
+
+    from psal.training.tasks.upscale.task import _finite_mean
+
+    assert _finite_mean([30.0, math.inf, 40.0]) == 35.0  # a flat crop: exact, infinite PSNR
+    assert math.isnan(_finite_mean([math.inf]))

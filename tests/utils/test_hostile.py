@@ -19,7 +19,7 @@ from PIL import Image
 
 import psal
 from psal.cli import main
-from psal.utils.image import load_image, load_mask, pixel_limit, to_mask, to_tensor
+from psal.utils.image import load_image, load_mask, pixel_limit, save_image, to_mask, to_tensor
 from psal.utils.io import full_depth
 
 
@@ -459,3 +459,48 @@ def test_a_16_bit_gray_target_is_coloured_into_a_16_bit_png(work, capsys):
                      "-o", work / "c.jpg", "-q")  # fmt: skip
     assert code == 0, err  # an 8-bit format: 8 bits, as before
     assert Image.open(work / "c.jpg").mode == "RGB"
+
+
+def test_multi_page_files_with_a_damaged_later_page_read_their_first(work, capsys):
+    import io
+
+    rng = np.random.default_rng(10)
+    frames = [Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    (work / "trunc.gif").write_bytes(buf.getvalue()[: int(len(buf.getvalue()) * 0.55)])
+    with pytest.warns(UserWarning, match="several frames, not all readable"):
+        im = load_image(work / "trunc.gif", "IMAGE")
+    assert im.size == (16, 16)
+
+
+def test_exif_layout_tags_of_the_input_do_not_shape_a_tiff_output(work, capsys):
+    # some phones copy ImageWidth/ImageLength into EXIF; Pillow's TIFF writer let them
+    # replace the output's own: a scrambled TIFF, or "codec configuration error"
+    rng = np.random.default_rng(11)
+    photo = Image.fromarray(rng.integers(0, 255, (24, 40, 3), dtype=np.uint8))
+    exif = photo.getexif()
+    exif[0x0100], exif[0x0101], exif[0x010F] = 40, 24, "PhoneMaker"
+    exif[0x0112] = 6  # displayed upright: 24 wide, 40 high
+    photo.save(work / "phone.jpg", exif=exif.tobytes(), quality=95)
+    mask = np.zeros((40, 24), np.uint8)
+    mask[10:20, 6:14] = 255
+    Image.fromarray(mask).save(work / "pmask.png")
+    code, err = _cli(capsys, "inpaint", work / "phone.jpg", "-m", work / "pmask.png",
+                     "-o", work / "out.tif", "-q")  # fmt: skip
+    assert code == 0, err
+    code, err = _cli(capsys, "inpaint", work / "phone.jpg", "-m", work / "pmask.png",
+                     "-o", work / "out.png", "-q")  # fmt: skip
+    assert code == 0, err
+    tif, png = Image.open(work / "out.tif"), Image.open(work / "out.png")
+    assert tif.size == png.size == (24, 40)
+    assert np.array_equal(np.asarray(tif), np.asarray(png))
+    assert tif.getexif().get(0x010F) == "PhoneMaker"
+    code, err = _cli(capsys, "upscale", work / "phone.jpg", "-o", work / "up.tif", "-q")
+    assert code == 0, err
+    assert Image.open(work / "up.tif").size == (48, 80)
+
+
+def test_save_image_names_a_bad_array():
+    with pytest.raises(ValueError, match="shape"):
+        save_image(np.zeros(5, np.uint8), "never_written.png")

@@ -206,17 +206,23 @@ def test_a_colour_key_transparency_is_read_as_the_alpha_it_stands_for(tmp_path):
     g = np.full((6, 8), 100, np.uint8)
     g[:2] = 0
     Image.fromarray(g).save(tmp_path / "l.png", transparency=0)
-    im = load_image(tmp_path / "l.png")
-    assert im.mode == "L" and result_mode(im) == "LA"
+    im = load_image(tmp_path / "l.png")  # the file's key read as the alpha it stands for
+    assert im.mode == "LA" and result_mode(im) == "LA"
     x, spec = to_tensor(im)
     back = from_tensor(x, spec)
     assert back.mode == "LA"
     assert (np.asarray(back)[..., 1] == np.where(g == 0, 0, 255)).all()
+    # a PIL image converted in Python keeps a stale key in info (P -> RGB): not applied
+    pal = Image.fromarray(np.stack([g] * 3, -1)).convert("P")
+    pal.info["transparency"] = 0
+    rgb_in_python = pal.convert("RGB")
+    assert rgb_in_python.info.get("transparency") is not None
+    assert result_mode(rgb_in_python) == "RGB"
     rgb = np.full((6, 8, 3), 100, np.uint8)
     rgb[2:4, 3:6] = (1, 2, 3)  # the erased hole, keyed
     Image.fromarray(rgb).save(tmp_path / "rgb.png", transparency=(1, 2, 3))
     keyed = load_image(tmp_path / "rgb.png")
-    assert result_mode(keyed) == "RGBA"
+    assert keyed.mode == result_mode(keyed) == "RGBA"
     hole = load_mask(tmp_path / "rgb.png", (8, 6))  # the painted rule: transparent = hole
     want = np.zeros((6, 8), bool)
     want[2:4, 3:6] = True

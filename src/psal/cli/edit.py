@@ -118,11 +118,7 @@ def _icc(image, out_mode: str) -> bytes | None:
     from ..utils.image import result_mode
 
     same = (result_mode(image) in _GRAY_MODES) == (out_mode in _GRAY_MODES)
-    # a palette or a colour key (L/RGB + tRNS -> LA/RGBA) keeps the colour space
-    kept = image.mode in ("P", "PA") or result_mode(image) == {"L": "LA", "RGB": "RGBA"}.get(
-        image.mode
-    )
-    converted = image.mode != result_mode(image) and not kept
+    converted = image.mode != result_mode(image) and image.mode not in ("P", "PA")
     return None if converted or not same else image.info.get("icc_profile")
 
 

@@ -210,6 +210,17 @@ def _gather_backward_numba(value, pos, weight, grad, need_v=True, need_w=True):
     return grad_v.permute(0, 2, 1), grad_w.to(weight.dtype)
 
 
+def _numba_backward(value, pos, weight, grad) -> bool:
+    """Whether :class:`_WeightedGather`'s backward takes its compiled branch."""
+    return (
+        NUMBA_BACKWARD
+        and value.device.type == "cpu"
+        and value.dtype in (torch.float32, torch.float64)
+        and weight.dtype == value.dtype
+        and grad.dtype == value.dtype
+    )
+
+
 class _WeightedGather(torch.autograd.Function):
     """``out[b, :, n] = sum_p weight[b, p, n] * value[b, :, pos[b, p, n]]``.
 
@@ -239,18 +250,15 @@ class _WeightedGather(torch.autograd.Function):
         return out
 
     @staticmethod
-    @first_order_only("psal attention (the weighted gather of values)")
+    @first_order_only(
+        "psal attention (the weighted gather of values)",
+        lambda ctx, grad: _numba_backward(*ctx.saved_tensors, grad),
+    )
     def backward(ctx, grad):  # type: ignore[override]
         value, pos, weight = ctx.saved_tensors
         b, cv, _ = value.shape
         n = pos.shape[2]
-        if (
-            NUMBA_BACKWARD
-            and value.device.type == "cpu"
-            and value.dtype in (torch.float32, torch.float64)
-            and weight.dtype == value.dtype
-            and grad.dtype == value.dtype
-        ):
+        if _numba_backward(value, pos, weight, grad):
             need_v, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
             gv, gw = _gather_backward_numba(value.detach(), pos, weight.detach(), grad, need_v,
                                             need_w)  # fmt: skip

@@ -168,6 +168,16 @@ def _ssd_backward_numba(q_pad, k_pad, gidx, g2, p):
     return grad_q.permute(0, 3, 1, 2), grad_k.view(b, hkp, wkp, c).permute(0, 3, 1, 2)
 
 
+def _numba_ssd(q_pad: torch.Tensor, k_pad: torch.Tensor) -> bool:
+    """Whether :class:`_PatchSSD`'s backward takes its compiled branch."""
+    return (
+        NUMBA_BACKWARD
+        and q_pad.device.type == "cpu"
+        and q_pad.dtype in (torch.float32, torch.float64)
+        and k_pad.dtype == q_pad.dtype
+    )
+
+
 class _PatchSSD(torch.autograd.Function):
     """SSD between query patches and their gathered key patches.
 
@@ -203,7 +213,9 @@ class _PatchSSD(torch.autograd.Function):
         return out
 
     @staticmethod
-    @first_order_only("psal.patchmatch.patch_distance")
+    @first_order_only(
+        "psal.patchmatch.patch_distance", lambda ctx, grad: _numba_ssd(*ctx.saved_tensors[:2])
+    )
     def backward(ctx, grad_out):  # type: ignore[override]
         q_pad, k_pad, gidx, valid = ctx.saved_tensors
         p = ctx.patch_size
@@ -211,12 +223,7 @@ class _PatchSSD(torch.autograd.Function):
         b, kk, hq, wq = gidx.shape
         wkp = k_pad.shape[-1]
         need_q, need_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        if (
-            NUMBA_BACKWARD
-            and q_pad.device.type == "cpu"
-            and q_pad.dtype in (torch.float32, torch.float64)
-            and k_pad.dtype == q_pad.dtype
-        ):
+        if _numba_ssd(q_pad, k_pad):
             g2 = (2 * grad_out).masked_fill(~valid, 0)
             gq, gk = _ssd_backward_numba(q_pad.detach(), k_pad.detach(), gidx, g2, p)
             return (gq if need_q else None), (gk if need_k else None), *([None] * 6)

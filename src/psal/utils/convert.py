@@ -127,27 +127,10 @@ _I16_MODES = ("I;16B", "I;16L", "I;16N")
 I_MAX = 65535
 
 
-def _colour_key(image: Image.Image) -> str | None:
-    """``LA`` / ``RGBA`` for an ``L`` / ``RGB`` image with a colour-key transparency.
-
-    A PNG ``tRNS`` chunk on a gray or colour image (what PNG optimisers make of an
-    ``LA``/``RGBA`` photo whose transparent pixels share one colour) marks the pixels of
-    one value transparent; Pillow keeps the mode and puts the key in ``info``. Read as
-    the alpha band it stands for, so that it is neither lost in the result nor ignored
-    in a mask.
-    """
-    if image.mode in ("L", "RGB") and image.info.get("transparency") is not None:
-        return "LA" if image.mode == "L" else "RGBA"
-    return None
-
-
 def _pil_to_array(image: Image.Image, name: str = "image") -> tuple[np.ndarray, str]:
     mode = image.mode
     if mode in _I16_MODES:
         return np.asarray(image).astype(np.uint16), "I;16"
-    keyed = _colour_key(image)
-    if keyed is not None:
-        return np.asarray(image.convert(keyed)), keyed
     if mode not in _PIL_MODES:
         # "A" in the mode name is not enough: LAB's A band is a colour axis
         alpha = mode in _ALPHA_MODES or "transparency" in image.info
@@ -256,9 +239,6 @@ def result_mode(image: Image.Image) -> str:
     """
     if not isinstance(image, Image.Image):
         raise TypeError(f"image must be a PIL image, got {type(image).__name__}")
-    keyed = _colour_key(image)
-    if keyed is not None:
-        return keyed
     if image.mode in _PIL_MODES:
         return image.mode
     if image.mode in _I16_MODES:

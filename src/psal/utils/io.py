@@ -8,6 +8,7 @@ Masks are read with :func:`load_mask` by the rule of :mod:`psal.utils.masks`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import warnings
@@ -118,6 +119,24 @@ DEEP_KEY = "psal.full_depth"
 #: an animation or multi-page file (only the first is read), so that a command can
 #: refuse to overwrite such a file in place.
 FRAMES_KEY = "psal.frames"
+
+
+def _colour_key(image: Image.Image) -> Image.Image | None:
+    """An ``L`` / ``RGB`` file image with a colour-key transparency, as ``LA`` / ``RGBA``.
+
+    A PNG ``tRNS`` chunk on a gray or colour image (what PNG optimisers make of an
+    ``LA``/``RGBA`` photo whose transparent pixels share one colour) marks the pixels of
+    one value transparent; Pillow keeps the mode and puts the key in ``info``. Read as
+    the alpha band it stands for, so that it is neither lost in the result nor ignored
+    in a mask. Only files: a PIL image converted in Python (``P`` to ``RGB``) keeps a
+    stale key in ``info`` that its user did not mean.
+    """
+    key = image.info.get("transparency")
+    if key is None:
+        return None
+    out = image.convert("LA" if image.mode == "L" else "RGBA")
+    out.info.update({k: v for k, v in image.info.items() if k != "transparency"})
+    return out
 
 
 def _deep_tiff(im: Image.Image) -> bool:
@@ -238,10 +257,16 @@ def load_image(
                 UserWarning,
                 stacklevel=user_stacklevel(),
             )
-        frames = int(getattr(im, "n_frames", 1) or 1)
-        if frames > 1 and im.format != "MPO":  # MPO: a camera JPEG and its previews
+        try:  # counting frames reads every frame's header: a damaged later one fails
+            frames = int(getattr(im, "n_frames", 1) or 1)
+        except Exception:  # Pillow raises many kinds
+            frames = -1  # more than one (a later one is damaged): the first is read
+        with contextlib.suppress(Exception):
+            im.seek(0)
+        if frames != 1 and im.format != "MPO":  # MPO: a camera JPEG and its previews
+            count = f"{frames} frames" if frames > 1 else "several frames, not all readable,"
             warnings.warn(
-                f"{name}: {p} holds {frames} frames (an animation or a multi-page file); "
+                f"{name}: {p} holds {count} (an animation or a multi-page file); "
                 "only the first is read, and the result holds that frame only",
                 UserWarning,
                 stacklevel=user_stacklevel(),
@@ -260,8 +285,12 @@ def load_image(
         except Exception as err:  # corrupt data or EXIF: Pillow raises many kinds
             raise ValueError(f"{name}: cannot read {p}: {_reason(err)}") from None
         out.info.update({k: v for k, v in im.info.items() if k == "icc_profile"})
-        if frames > 1 and im.format != "MPO":
-            out.info[FRAMES_KEY] = frames
+        if out.mode in ("L", "RGB") and rawmode not in _DEEP_LOW:
+            keyed = _colour_key(out)
+            if keyed is not None:
+                out = keyed
+        if frames != 1 and im.format != "MPO":
+            out.info[FRAMES_KEY] = frames if frames > 1 else "several"
     if rawmode == "LA;16B" and out.mode == "RGBA":  # gray stays gray (R = G = B here)
         la = out.convert("LA")
         la.info.update(out.info)
@@ -382,6 +411,14 @@ def file_format(path: str | os.PathLike[str]) -> str | None:
         return None
 
 
+#: Tags of the main IFD that describe a file's pixel layout (size, samples, strips,
+#: tiles, compression...), which some cameras copy into EXIF. They are the input
+#: file's, not the output's, and Pillow's TIFF writer lets EXIF tags replace its own:
+#: kept, they wrote a TIFF of the input's geometry (scrambled pixels, or an error).
+_LAYOUT_TAGS = (256, 257, 258, 259, 262, 273, 277, 278, 279, 284, 317, 322, 323, 324, 325,
+                338, 339, 530, 531, 532)  # fmt: skip
+
+
 def edited_exif(exif: bytes | None, size: tuple[int, int] | None = None) -> bytes | None:
     """The EXIF block to keep in an edited image: the input's, without its previews.
 
@@ -389,7 +426,9 @@ def edited_exif(exif: bytes | None, size: tuple[int, int] | None = None) -> byte
     thumbnail of IFD1, and often a preview inside the maker's note); kept as they are,
     they would still show what an inpainting removed. Pillow re-writes the block
     without IFD1 (the main IFD, the Exif and GPS IFDs stay: camera, date, place) and the
-    maker's note (tag 0x927C) is dropped. A block Pillow cannot parse is dropped whole.
+    maker's note (tag 0x927C) is dropped, and so are the main IFD's layout tags
+    (``_LAYOUT_TAGS``: image width and length, samples, strips...), which describe the
+    input file. A block Pillow cannot parse is dropped whole.
     ``size``: the edited image's ``(width, height)``; the pixel dimensions the block
     records (tags 0xA002, 0xA003), if any, are set to it (an upscale changes them).
     """
@@ -400,6 +439,8 @@ def edited_exif(exif: bytes | None, size: tuple[int, int] | None = None) -> byte
         block.load(exif)
         sub = block.get_ifd(0x8769)  # the Exif IFD
         sub.pop(0x927C, None)  # the maker's note
+        for tag in _LAYOUT_TAGS:  # the input file's layout (a TIFF writer would use it)
+            block.pop(tag, None)
         if size is not None:
             for tag, value in ((0xA002, size[0]), (0xA003, size[1])):
                 if tag in sub:
@@ -459,7 +500,7 @@ def save_image(
         OSError: the file cannot be written (nothing is left behind).
     """
     shape = image.shape if isinstance(image, np.ndarray) else image.size[::-1]
-    exif = edited_exif(exif, (shape[1], shape[0]))
+    exif = edited_exif(exif, (shape[1], shape[0]) if len(shape) >= 2 else None)
     if isinstance(image, np.ndarray) and image.dtype == np.uint16 and image.ndim == 3:
         if image.shape[2] in (3, 4):  # 16-bit colour: Pillow cannot write it
             mode = "RGB;16" if image.shape[2] == 3 else "RGBA;16"

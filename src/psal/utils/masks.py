@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from .._checks import user_stacklevel
-from .convert import _ALPHA_MODES, _I16_MODES, ImageLike, _colour_key
+from .convert import _ALPHA_MODES, _I16_MODES, ImageLike
 
 if TYPE_CHECKING:
     import torch
@@ -106,9 +106,6 @@ def _pil_mask(image: Image.Image, threshold: float, name: str = "mask") -> np.nd
     mode = image.mode
     if mode == "I":  # 32-bit integers, read as 16-bit data (as 16-bit PNGs once opened)
         return _reduce_mask_array(np.asarray(image), threshold, name, full=65535.0)
-    keyed = _colour_key(image)  # a colour-key transparency: the alpha band it stands for
-    if keyed is not None:
-        return _reduce_mask_array(np.asarray(image.convert(keyed)), threshold, name)
     if mode in ("1", "I;16", "F", "L", "LA", "RGB", "RGBA") or mode in _I16_MODES:
         arr = np.asarray(image)
         arr = arr.astype(np.uint16) if mode.startswith("I;16") else arr

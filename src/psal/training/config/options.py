@@ -149,7 +149,7 @@ class OptionTable:
         import tempfile
         from pathlib import Path
 
-        p = Path(path).expanduser()
+        p = Path(path)  # as the engine uses it (a quoted "~" is a folder named "~")
         if p.exists() and not p.is_dir():
             raise ConfigError(f"{self.key_name(key)} {path}: is a file, not a folder", key)
         probe = p
