@@ -175,13 +175,12 @@ def _merge(idx, dist, cand, cdist, k):
     dup = torch.zeros_like(si, dtype=torch.bool)
     dup[:, 1:] = si[:, 1:] == si[:, :-1]
     drop = dup | (si < 0)
-    # nearest first among the kept entries, dropped ones after them all: a lexicographic
-    # (dropped, distance) order, since a distance may itself be inf (overflow), and an
-    # inf stand-in for "dropped" would then tie with it and let a duplicate in
-    by_d = sd.argsort(dim=1, stable=True)
-    pos = by_d.gather(1, drop.gather(1, by_d).to(torch.uint8).argsort(dim=1, stable=True))[:, :k]
-    best = sd.gather(1, pos).masked_fill_(drop.gather(1, pos), float("inf"))
-    return si.gather(1, pos), best
+    # dropped entries rank after every kept one: a kept distance may itself be inf (an
+    # overflow), so kept ones are ranked at most at the largest finite value and the
+    # dropped ones at inf (an inf stand-in alone would tie and let a duplicate in)
+    rank = sd.clamp_max(torch.finfo(sd.dtype).max).masked_fill_(drop, float("inf"))
+    _, pos = rank.topk(k, dim=1, largest=False, sorted=True)
+    return si.gather(1, pos), sd.gather(1, pos).masked_fill_(drop.gather(1, pos), float("inf"))
 
 
 def _initial(pb: _Problem, k: int, init: torch.Tensor | None) -> torch.Tensor:
