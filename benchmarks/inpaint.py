@@ -233,6 +233,9 @@ def main(argv=None) -> int:
         help="extra psal.inpaint settings, e.g. k=2 vote=mean",
     )
     args = p.parse_args(argv)
+    if "rect128" in args.holes and min(args.size) <= 128:
+        p.error(f"--size {args.size[0]} {args.size[1]}: the rect128 hole needs both sides "
+                "above 128 (or leave it out: --holes brush object)")  # fmt: skip
     if args.tuning:
         args.photos, args.textures = list(TUNING), []  # textures load by name too
     if args.quick:

@@ -136,7 +136,9 @@ def ssim(
     entirely inside the image are used ("valid" filtering), which matches
     ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False)``. With ``mask``, the SSIM map is averaged over the
-    masked window centres.
+    masked window centres; since only windows entirely inside the image have a
+    centre, an image whose masked pixels all lie within ``window_size // 2`` pixels of
+    its border gets NaN, as an empty mask does (left out of psal's finite-only means).
 
     Args:
         x: (B, C, H, W) float, H and W >= ``window_size``.
@@ -144,8 +146,8 @@ def ssim(
         data_range: the span of the values (1 for [0, 1] images).
         window_size: odd side of the gaussian window.
         sigma: standard deviation of the window.
-        k1: stability constant, ``C1 = (k1 * data_range)²``.
-        k2: stability constant, ``C2 = (k2 * data_range)²``.
+        k1: stability constant, ``C1 = (k1 * data_range)²``, > 0.
+        k2: stability constant, ``C2 = (k2 * data_range)²``, > 0.
         mask: optional (B, 1, H, W) bool.
         reduction: ``"none"`` (shape (B,)) or ``"mean"``.
 
@@ -156,6 +158,7 @@ def ssim(
     """
     x, y = _check_pair(x, y)
     data_range = check_positive_float(data_range, "data_range")
+    k1, k2 = check_positive_float(k1, "k1"), check_positive_float(k2, "k2")
     window_size = check_int(window_size, "window_size", minimum=1)
     if window_size % 2 == 0:
         raise ValueError(f"window_size must be odd, got {window_size}")

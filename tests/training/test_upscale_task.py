@@ -132,22 +132,23 @@ def test_eval_skips_a_truncated_image_before_any_work(folder, tmp_path, capsys):
 
 
 def test_eval_limit_counts_scored_images_and_names_the_small_ones(folder, tmp_path, capsys):
-    # a 6x6 image (below 4 x scale a side) comes first: it used to take the only place
-    # under --limit 1 silently, and the table was then refused as empty
-    Image.fromarray(np.zeros((6, 6, 3), np.uint8)).save(folder / "a_tiny.png")
+    # a 14x14 image comes first: too small to score at x2 (SSIM's 11-pixel window after
+    # 2 pixels shaved at each border); it used to take the only place under --limit 1
+    # silently, or stop the whole evaluation with SSIM's error
+    Image.fromarray(np.zeros((14, 14, 3), np.uint8)).save(folder / "a_tiny.png")
     js = tmp_path / "eval.json"
     code = main(["eval", "upscale", "--model", "edsr-x2", "--data", str(folder),
                  "--limit", "1", "--json", str(js)])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 0, err
     assert json.loads(js.read_text())["images"] == 1
-    assert "1 image(s) smaller than 8 pixels a side skipped" in err, err
+    assert "1 image(s) smaller than 15 pixels a side skipped" in err, err
     only_tiny = tmp_path / "tiny_only"
     only_tiny.mkdir()
     (only_tiny / "tiny.png").write_bytes((folder / "a_tiny.png").read_bytes())
     code = main(["eval", "upscale", "--model", "edsr-x2", "--data", str(only_tiny)])
     err = capsys.readouterr().err
-    assert code == 1 and "--data: all 1 readable images are smaller than 8 pixels" in err, err
+    assert code == 1 and "--data: all 1 readable images are smaller than 15 pixels" in err, err
 
 
 def test_eval_means_leave_out_what_a_flat_image_cannot_score(folder, tmp_path, capsys):

@@ -328,8 +328,7 @@ class Colorizer(nn.Module):
                 both tasks).
         """
         from ..utils.convert import check_device  # ValueError, not AssertionError
-        from .io import load_weights
-        from .registry import create_model
+        from .io import build_network, load_weights
 
         auto = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         device = check_device(device) or auto
@@ -337,8 +336,9 @@ class Colorizer(nn.Module):
         spec = meta.get("network")
         if not isinstance(spec, dict) or "name" not in spec or "network" not in states:
             raise ValueError(f"{meta.get('path', path)!s} holds no colorizer description")
-        net = create_model(spec["name"], **dict(spec.get("kwargs", {})))
-        net.load_state_dict(states["network"])
+        net = build_network(
+            meta, spec["name"], spec.get("kwargs", {}), states["network"], "network"
+        )
         return cls(net).to(torch.device(device))
 
     @classmethod
@@ -398,17 +398,22 @@ class Colorizer(nn.Module):
         ref, _ = to_tensor(reference, "reference", device=self.device)
         check_reference(ref)
         warn_colour_target(x)
-        torch.manual_seed(resolve_seed(seed))
-        outs = []
-        for i in range(x.shape[0]):
-            xi = x[i : i + 1]
-            y = xi[:, :1] if xi.shape[1] <= 2 else luma(xi[:, :3])
-            chroma = self(y.float(), ref[:, :3].float()).chroma.to(y.dtype)
-            rgb = luma_chroma_to_rgb(y, chroma)
-            if xi.shape[1] in (2, 4):
-                rgb = torch.cat([rgb, xi[:, -1:]], 1)
-            outs.append(rgb)
-            if progress is not None:
-                progress(i + 1, x.shape[0])
+        seed = resolve_seed(seed)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
+            # PSAL attention draws PatchMatch seeds from torch's generator: seeded here,
+            # and the caller's generator is left as it was
+            torch.manual_seed(seed)
+            outs = []
+            for i in range(x.shape[0]):
+                xi = x[i : i + 1]
+                y = xi[:, :1] if xi.shape[1] <= 2 else luma(xi[:, :3])
+                chroma = self(y.float(), ref[:, :3].float()).chroma.to(y.dtype)
+                rgb = luma_chroma_to_rgb(y, chroma)
+                if xi.shape[1] in (2, 4):
+                    rgb = torch.cat([rgb, xi[:, -1:]], 1)
+                outs.append(rgb)
+                if progress is not None:
+                    progress(i + 1, x.shape[0])
         out = torch.cat(outs, 0)
         return from_tensor(out, spec.with_channels(out.shape[1]))

@@ -32,8 +32,7 @@ from torch import nn
 
 from .._checks import check_float_tensor, check_int, check_mask
 from ..utils.resample import interpolate
-from .io import load_weights
-from .registry import create_model
+from .io import build_network, load_weights
 
 __all__ = ["Inpainter"]
 
@@ -99,12 +98,16 @@ class Inpainter(nn.Module):
         spec = meta.get("generator")
         if not isinstance(spec, dict) or "name" not in spec or "generator" not in states:
             raise ValueError(f"{meta.get('path', path)!s} holds no generator description")
-        kwargs_g = dict(spec.get("kwargs", {}))
+        kwargs_g = spec.get("kwargs", {})
+        kwargs_g = dict(kwargs_g) if isinstance(kwargs_g, dict) else kwargs_g
         if meta.get("format_version") == 1 and spec["name"] == "deepfill_v1":
             kwargs_g.setdefault("stage2_dilated", "legacy")  # trained by psal < 0.2
-        generator = create_model(spec["name"], **kwargs_g)
-        generator.load_state_dict(states["generator"])
-        kwargs.setdefault("training_size", int(meta.get("image_size", 256)))
+        generator = build_network(meta, spec["name"], kwargs_g, states["generator"], "generator")
+        size = meta.get("image_size", 256)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"{meta.get('path', path)!s}: image_size must be a positive "
+                             f"integer, got {size!r}")  # fmt: skip
+        kwargs.setdefault("training_size", size)
         return cls(generator, **kwargs).to(device)
 
     @property

@@ -58,6 +58,11 @@ def save_weights(
     """
     flat: dict[str, torch.Tensor] = {}
     for prefix, state in states.items():
+        if not isinstance(prefix, str) or not prefix or "." in prefix:
+            raise ValueError(
+                f"states: prefix {prefix!r} must be a non-empty name without '.' (the file "
+                "joins prefix and key with '.', and reading splits at the first one)"
+            )
         for key, value in state.items():
             flat[f"{prefix}.{key}"] = value.detach().to("cpu").contiguous().clone()
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
@@ -123,6 +128,9 @@ def load_weights(
         FileNotFoundError: see :func:`resolve_weights_file`.
         ValueError: not a psal checkpoint, a newer format, or another task's checkpoint.
     """
+    from ..utils.convert import check_device
+
+    device = check_device(device) or torch.device("cpu")  # a bad device is not a bad file
     file = resolve_weights_file(path)
     try:
         with safe_open(str(file), framework="pt", device=str(device)) as f:
@@ -160,3 +168,30 @@ def load_weights(
         states.setdefault(prefix, {})[rest] = value
     meta["path"] = str(file)
     return states, meta
+
+
+def build_network(
+    meta: dict[str, Any], name: Any, kwargs: Any, state: dict[str, torch.Tensor], what: str
+) -> torch.nn.Module:
+    """The network a checkpoint describes (``name``, ``kwargs``) with its ``state`` loaded.
+
+    A description that does not build (an unknown keyword, kwargs that are not a dict)
+    or weights that do not fit it (missing keys, other shapes) are one ``ValueError``
+    naming the file and ``what`` it describes, not torch's many-line report.
+    """
+    from .registry import create_model
+
+    where = meta.get("path", "the checkpoint")
+    try:
+        if not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs must be a dict, got {type(kwargs).__name__}")
+        net = create_model(name, **kwargs)
+        net.load_state_dict(state)
+    except (TypeError, ValueError, KeyError, RuntimeError) as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()] or [repr(err)]
+        first = " ".join(lines[:2])  # torch's first line only says "Error(s) in loading"
+        raise ValueError(
+            f"checkpoint {str(where)!r}: its {what} weights do not match its description "
+            f"({name!r}: {first[:300]})"
+        ) from err
+    return net

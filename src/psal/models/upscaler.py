@@ -30,8 +30,7 @@ from torch import nn
 from ..utils.image import ImageLike, from_tensor, to_tensor
 from ..utils.progress import ProgressCallback
 from ..weights import UPSCALERS, upscaler_file
-from .io import load_weights
-from .registry import create_model
+from .io import build_network, load_weights
 
 __all__ = ["PRETRAINED", "TASK", "Upscaler"]
 
@@ -90,8 +89,7 @@ class Upscaler(nn.Module):
         spec = meta.get("network")
         if not isinstance(spec, dict) or "name" not in spec or "net" not in states:
             raise ValueError(f"{meta.get('path', path)!s} holds no network description")
-        net = create_model(spec["name"], **dict(spec.get("kwargs", {})))
-        net.load_state_dict(states["net"])
+        net = build_network(meta, spec["name"], spec.get("kwargs", {}), states["net"], "network")
         return cls(net, ensemble=ensemble).to(torch.device(device))
 
     @classmethod
@@ -120,6 +118,11 @@ class Upscaler(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> (B, 3, scale*H, scale*W) clipped to [0, 1]."""
+        from .._checks import check_float_tensor
+
+        check_float_tensor(x, "x", ndim=4)  # uint8 would be read as 0..255, all white
+        if x.shape[0] < 1 or x.shape[1] != 3:
+            raise ValueError(f"x must have shape (B >= 1, 3, H, W), got {tuple(x.shape)}")
         enlarge = getattr(self.network, "enlarge", self.network)
         x = x.to(self.device, torch.float32)
         if not self.ensemble:
@@ -175,8 +178,22 @@ class Upscaler(nn.Module):
             raise TypeError(f"upscale() got unexpected keyword arguments {sorted(unknown)}")
         from .._checks import resolve_seed
 
-        torch.manual_seed(resolve_seed(seed))  # PSAL attention draws PatchMatch seeds from it
         x, spec = to_tensor(image, "image")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:  # the network was trained on [0, 1]: it would clip the rest
+            raise ValueError(
+                f"image values must lie in [0, 1] (the full range of its dtype), got "
+                f"values in [{lo:.4g}, {hi:.4g}]"
+            )
+        seed = resolve_seed(seed)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
+            # PSAL attention draws PatchMatch seeds from torch's generator: seeded here,
+            # and the caller's generator is left as it was
+            torch.manual_seed(seed)
+            return self._upscale(x, spec, progress)
+
+    def _upscale(self, x: torch.Tensor, spec: Any, progress: ProgressCallback | None) -> Any:
         b, c, h, w = x.shape
         outs = []
         for i in range(b):

@@ -190,6 +190,11 @@ def _grad_energy(x: torch.Tensor) -> torch.Tensor:
     return x.diff(dim=-1).pow(2).mean((1, 2, 3)) + x.diff(dim=-2).pow(2).mean((1, 2, 3))
 
 
+#: Smallest side the evaluation scores, before the ``scale`` pixels shaved at each
+#: border: SSIM's 11-pixel window.
+_MIN_EVAL_SIDE = 11
+
+
 def _finite_mean(values: list[float]) -> float:
     """Mean of the finite ``values`` (NaN if none is)."""
     finite = [v for v in values if math.isfinite(v)]
@@ -378,7 +383,7 @@ class UpscaleTask(Task):
         # half-way through the table; images too small to score are skipped (counted)
         # before they take a place under --limit
         files = readable_images(list_images(config.data), "--data", decode=True,
-                                limit=config.limit, min_side=4 * s)  # fmt: skip
+                                limit=config.limit, min_side=_MIN_EVAL_SIDE + 2 * s)  # fmt: skip
         methods: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"network": model}
         if config.baselines:
             methods["bicubic"] = lambda lr: F.interpolate(
@@ -391,7 +396,7 @@ class UpscaleTask(Task):
         for path in files:
             im = _load_rgb(path)
             w, h = im.size
-            w, h = w - w % s, h - h % s  # each side >= 4 s (min_side above)
+            w, h = w - w % s, h - h % s  # each side >= 11 + 2 s (min_side above)
             hr = torch.frombuffer(bytearray(im.crop((0, 0, w, h)).tobytes()), dtype=torch.uint8)
             hr = hr.view(h, w, 3).permute(2, 0, 1)[None].float() / 255
             lr = (degrade(hr, s).clamp(0, 1) * 255).round() / 255  # an 8-bit LR file
