@@ -652,6 +652,7 @@ def test_upscale_and_colorize_keep_exif_and_tiff_keeps_icc(tmp_path, capsys):
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     photo.save(tmp_path / "photo.jpg", exif=exif.tobytes(), icc_profile=icc, quality=95)
     photo.save(tmp_path / "photo.tif", exif=exif.tobytes(), icc_profile=icc)
+    written_sub = Image.open(tmp_path / "photo.jpg").getexif().get_ifd(0x8769)
     cases = [
         (["upscale", tmp_path / "photo.jpg", "--scale", "2"], "up.jpg", (80, 48)),
         (["upscale", tmp_path / "photo.jpg", "--scale", "2"], "up.tif", (80, 48)),
@@ -666,7 +667,8 @@ def test_upscale_and_colorize_keep_exif_and_tiff_keeps_icc(tmp_path, capsys):
         assert res.size == size
         got = res.getexif()
         assert got.get(0x010F) == "PhoneMaker", name
-        assert (got.get_ifd(0x8769).get(0xA002), got.get_ifd(0x8769).get(0xA003)) == size
+        if written_sub:  # Pillow < 10.1 writes no Exif sub-IFD from getexif() edits
+            assert (got.get_ifd(0x8769).get(0xA002), got.get_ifd(0x8769).get(0xA003)) == size
         assert res.info.get("icc_profile") == icc, name
     out = tmp_path / "tif.tif"  # TIFF to TIFF: the profile stays (its tags are not EXIF)
     code, err = _run(capsys, "upscale", tmp_path / "photo.tif", "--scale", "2", "-o", out)

@@ -65,7 +65,7 @@ def _shipped():
 
 
 def test_save_weights_refuses_a_prefix_it_could_not_read_back(tmp_path):
-    with pytest.raises(ValueError, match="prefix 'critic.global' must be a non-empty name"):
+    with pytest.raises(ValueError, match=r"prefix 'critic\.global' must be a non-empty name"):
         save_weights(tmp_path / "w.safetensors", {"critic.global": {"w": torch.zeros(2)}}, {})
     assert not (tmp_path / "w.safetensors").exists()
 
