@@ -336,6 +336,17 @@ def test_16_bit_colour_photos_are_edited_at_full_depth_as_the_cli_does(tmp_path,
         coloured = actions.run_colorize(image, ref, patch_size=5, seed=0)
     assert isinstance(coloured, np.ndarray) and coloured.dtype == np.uint16
     assert actions.result_file_mode(coloured) == "RGB;16"
+    # a 16-bit gray photo is coloured at 16 bits too, the CLI's PNG bit for bit
+    gray16 = (rgb16.astype(float) @ [0.299, 0.587, 0.114]).astype(np.uint16)
+    Image.fromarray(gray16).save(tmp_path / "gray16.png")
+    ref.save(tmp_path / "ref.png")
+    target = actions.open_upload(tmp_path / "gray16.png", "the photo", Limits())
+    coloured = actions.run_colorize(target, ref, patch_size=5, seed=0)
+    assert isinstance(coloured, np.ndarray) and coloured.dtype == np.uint16
+    code = main(["colorize", str(tmp_path / "gray16.png"), "-r", str(tmp_path / "ref.png"),
+                 "--patch-size", "5", "--seed", "0", "-q", "-o", str(tmp_path / "c.png")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert np.array_equal(coloured, full_depth(load_image(tmp_path / "c.png")))
 
 
 def test_results_keep_exif_and_are_not_renamed_twice(tmp_path):
@@ -411,3 +422,24 @@ def test_old_results_are_pruned(tmp_path):
 
     shutil.rmtree(tmp_path / "r")
     assert folder.save(_photo(), "again").is_file()
+
+
+def test_warnings_of_a_run_are_shown_on_the_page(monkeypatch, capsys):
+    # an animation's first frame only, a colour photo given to colour: the command line
+    # says so, the page said nothing (the server's console only)
+    import warnings
+
+    pytest.importorskip("gradio")
+    from psal.app import ui
+
+    shown = []
+    monkeypatch.setattr(ui.gr, "Warning", lambda text, title=None: shown.append((title, text)))
+
+    @ui._user_errors("Colorize")
+    def handler():
+        warnings.warn("target is a colour image: its luminance is used", UserWarning, stacklevel=2)
+        return 1
+
+    assert handler() == 1
+    assert shown == [("Colorize", "target is a colour image: its luminance is used")]
+    assert "psal app: Colorize: warning: target is a colour image" in capsys.readouterr().err

@@ -190,6 +190,9 @@ def test_errors_for_bad_uploads_and_inputs(client, server, files):
     msg = _error(client, _file(d / "photo.png"), _editor(d / "photo.png"), "patch-based", 7, 0,
                  0, "PNG", api_name="/inpaint")  # fmt: skip
     assert "nothing is painted" in msg, msg
+    msg = _error(client, _file(d / "photo.png"), _editor(d / "photo.png", d / "stroke.png"),
+                 "patch-based", 5, 0, -5, "PNG", api_name="/inpaint")  # fmt: skip
+    assert "seed must be an integer in [0, 2**63), got -5" in msg, msg
 
     # above --max-megapixels (1.5): a 1300x1200 image of few bytes
     Image.new("RGB", (1300, 1200), (90, 90, 90)).save(d / "huge.png")

@@ -422,20 +422,24 @@ def run_colorize(
     """Colour ``target`` from ``reference`` as ``psal colorize`` does.
 
     16-bit colour PNGs are coloured at full depth, as the command line does (the result
-    is then a uint16 array; see :func:`run_inpaint`).
+    is then a uint16 array; see :func:`run_inpaint`), and so are 16-bit gray photos (a
+    16-bit colour PNG, as ``psal colorize`` writes for a PNG output).
     """
     from ..editing import colorize
     from ..utils.io import full_depth
 
     patch_size = _check_patch(patch_size)
     seed = check_seed(seed)
+    source = full_depth(target)
+    if not isinstance(source, np.ndarray) and target.mode in ("I;16", "I"):
+        source = np.asarray(target).astype(np.uint16)  # 16-bit gray: coloured at 16 bits
     if _is_learned(method):
         # as ``psal colorize --checkpoint``: the seed seeds PatchMatch in psal attention
         return _learned(models, "colorize").colorize(
-            full_depth(target), full_depth(reference), seed=seed, progress=progress
+            source, full_depth(reference), seed=seed, progress=progress
         )
     _check_patch_fits(patch_size, ("the photo to colour", target), ("the reference", reference))
-    return colorize(full_depth(target), full_depth(reference), patch_size=patch_size,
+    return colorize(source, full_depth(reference), patch_size=patch_size,
                     k=int(k), seed=seed, device=device, progress=progress)  # fmt: skip
 
 

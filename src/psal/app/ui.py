@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,16 @@ def _user_errors(what: str) -> Callable:
         @functools.wraps(fn)
         def run(*args, **kwargs):
             try:
-                return fn(*args, **kwargs)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    try:
+                        return fn(*args, **kwargs)
+                    finally:  # what the command line says as a warning, the page shows
+                        for w in caught:
+                            if issubclass(w.category, UserWarning):
+                                text = " ".join(str(w.message).split())
+                                print(f"psal app: {what}: warning: {text}", file=sys.stderr)
+                                gr.Warning(text, title=what)
             except gr.Error:
                 raise
             except (ValueError, TypeError, OSError) as err:
@@ -281,7 +291,9 @@ def build_app(
                                       elem_id="inpaint-patch")  # fmt: skip
                     dilate = gr.Slider(0, 25, value=0, step=1, label="Grow the mask (pixels)",
                                        elem_id="inpaint-dilate")  # fmt: skip
-                    seed = gr.Number(0, precision=0, minimum=0, label="Seed",
+                    # no minimum=: psal's check names the seed in one line (Gradio's
+                    # said "Value -5 is less than minimum value 0" with a traceback)
+                    seed = gr.Number(0, precision=0, label="Seed",
                                      elem_id="inpaint-seed")  # fmt: skip
                     use_source = gr.Checkbox(
                         False, label="Copy only from a region (paint it below)",
@@ -344,7 +356,7 @@ def build_app(
                 c_method = _method_radio("colorize", models)
                 c_patch = gr.Slider(3, 15, value=9, step=2, label="Patch size")
                 c_k = gr.Slider(1, 8, value=2, step=1, label="Reference patches averaged (k)")
-                c_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+                c_seed = gr.Number(0, precision=0, label="Seed")
                 c_fmt = gr.Radio(list(actions.DOWNLOAD_FORMATS), value="PNG", label="Download as")
             c_run = gr.Button("Colorize", variant="primary", elem_id="colorize-run")
             c_download = gr.File(label="Download (full resolution)")
@@ -361,7 +373,7 @@ def build_app(
                 u_scale = gr.Radio(["x2", "x3", "x4"], value="x2", label="Scale")
                 # psal upscale's default (7 is inpainting's): the same image as the CLI
                 u_patch = gr.Slider(3, 15, value=3, step=2, label="Patch size")
-                u_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+                u_seed = gr.Number(0, precision=0, label="Seed")
                 u_fmt = gr.Radio(list(actions.DOWNLOAD_FORMATS), value="PNG", label="Download as")
             u_run = gr.Button("Upscale", variant="primary", elem_id="upscale-run")
             u_download = gr.File(label="Download (full resolution)")
