@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import datetime
 import gc
@@ -151,3 +152,23 @@ def peak_end(device: torch.device, base: int) -> int:
         return max(torch.cuda.max_memory_allocated(device) - base, 0)
     hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # reset by clear_refs as well
     return max(hwm * 1024 - base, 0)
+
+
+def quick_defaults(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    argv: Sequence[str] | None,
+    **values: object,
+) -> None:
+    """Set ``--quick``'s ``values`` on ``args``, except those the command line gave.
+
+    ``--quick --steps 2`` runs 2 steps: an option given explicitly wins over the quick
+    preset (it used to be overridden silently).
+    """
+    import sys
+
+    given = list(sys.argv[1:] if argv is None else argv)
+    for dest, value in values.items():
+        flags = next((a.option_strings for a in parser._actions if a.dest == dest), [])
+        if not any(g == f or g.startswith(f + "=") for g in given for f in flags):
+            setattr(args, dest, value)

@@ -42,7 +42,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="5 rounds")
     p.add_argument("--out", help="write PREFIX.json (rows and environment)")
     args = p.parse_args(argv)
-    rounds = 5 if args.quick else args.rounds
+    rounds = args.rounds
+    if args.quick:  # --rounds given on the command line wins over the preset
+        from _common import quick_defaults
+
+        quick_defaults(p, args, argv, rounds=5)
+        rounds = args.rounds
 
     import numba
 

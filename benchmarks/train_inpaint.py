@@ -147,8 +147,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="20 steps at 32 px, one data set")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
-    if args.quick:
-        args.steps, args.size, args.datasets, args.mask_seeds = 20, 32, ["textures"], 1
+    if args.quick:  # options given on the command line win over the preset
+        from _common import quick_defaults
+
+        quick_defaults(p, args, argv, steps=20, size=32, datasets=["textures"], mask_seeds=1)
     return args
 
 

@@ -304,8 +304,10 @@ def main(argv=None) -> int:
     p.add_argument("--save", default=None, metavar="DIR", help="write the trained networks")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    if args.quick:
-        args.budget = 30
+    if args.quick:  # --budget given on the command line wins over the preset
+        from _common import quick_defaults
+
+        quick_defaults(p, args, argv, budget=30)
     import numba
 
     import psal
