@@ -73,3 +73,13 @@ def test_save_weights_refuses_a_prefix_it_could_not_read_back(tmp_path):
 def test_load_weights_names_a_bad_device_not_the_file():
     with pytest.raises(ValueError, match="device must be 'cpu'"):
         load_weights(_shipped(), device="bogus")
+
+
+def test_inpainter_context_is_checked_when_made():
+    # "a" failed later with "'>=' not supported", inf at inpaint() with an OverflowError
+    g = psal.models.create_model("deepfill_v1", width=4, attention="none")
+    with pytest.raises(TypeError, match="context must be a number"):
+        psal.models.Inpainter(g, context="a")
+    with pytest.raises(ValueError, match="context must be a finite number >= 0, got inf"):
+        psal.models.Inpainter(g, context=float("inf"))
+    assert psal.models.Inpainter(g, context=0).context == 0.0

@@ -72,8 +72,10 @@ class Inpainter(nn.Module):
         if max_size is None:
             max_size = 2 * self.training_size
         self.max_size = check_int(max_size, "max_size", 0)
-        if not context >= 0:
-            raise ValueError(f"context must be >= 0, got {context}")
+        if isinstance(context, bool) or not isinstance(context, (int, float)):
+            raise TypeError(f"context must be a number >= 0, got {context!r}")
+        if not 0 <= context < float("inf"):
+            raise ValueError(f"context must be a finite number >= 0, got {context}")
         self.context = float(context)
         self.size_multiple = int(getattr(generator, "size_multiple", 1))
         self.min_size = int(getattr(generator, "min_size", 1))
