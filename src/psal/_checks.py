@@ -167,6 +167,19 @@ def check_mask(
     return m
 
 
+def check_patch_fits(name: str, t: torch.Tensor, patch_size: int) -> None:
+    """Refuse a ``patch_size`` larger than ``t``'s spatial size (its last two dims).
+
+    The kernels reflect borders once: a larger patch would read outside the map.
+    """
+    h, w = t.shape[-2:]
+    if patch_size > h or patch_size > w:
+        raise ValueError(
+            f"patch_size={patch_size} is larger than {name}, whose spatial size is "
+            f"{h}x{w}; use patch_size <= min(H, W)"
+        )
+
+
 def check_indices(indices: torch.Tensor, n_keys: int, name: str = "indices") -> None:
     """Check that flat key positions lie in ``[-1, n_keys)`` (-1 = not searched)."""
     if indices.numel() and (int(indices.min()) < -1 or int(indices.max()) >= n_keys):

@@ -27,6 +27,9 @@ __all__ = ["l1", "l2", "psnr", "ssim", "total_variation"]
 
 REDUCTIONS = ("none", "mean")
 
+#: Side of :func:`ssim`'s default gaussian window: the smallest image it scores.
+SSIM_WINDOW = 11
+
 
 def _check_pair(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
     x = check_float_tensor(x, "x", ndim=4)
@@ -122,7 +125,7 @@ def ssim(
     x: torch.Tensor,
     y: torch.Tensor,
     data_range: float = 1.0,
-    window_size: int = 11,
+    window_size: int = SSIM_WINDOW,
     sigma: float = 1.5,
     k1: float = 0.01,
     k2: float = 0.03,

@@ -14,6 +14,7 @@ from .._checks import (
     check_int,
     check_mask,
     check_not_transformed,
+    check_patch_fits,
     check_patch_size,
     check_positive_float,
     check_same_device,
@@ -69,13 +70,8 @@ def _check_qkv(
         if t.shape[0] < 1 or t.shape[1] < 1:
             raise ValueError(f"{name} must have B >= 1 and C >= 1, got shape {tuple(t.shape)}")
     if patch_size is not None:
-        for name, t in (("query", q), ("key", k)):
-            h, w = t.shape[-2:]
-            if patch_size > min(h, w):
-                raise ValueError(
-                    f"patch_size={patch_size} is larger than {name}, whose spatial size is "
-                    f"{h}x{w}; use patch_size <= min(H, W)"
-                )
+        check_patch_fits("query", q, patch_size)
+        check_patch_fits("key", k, patch_size)
 
 
 def _check_temperature(temperature: object) -> float | torch.Tensor:

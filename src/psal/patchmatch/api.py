@@ -12,6 +12,7 @@ from .._checks import (
     check_int,
     check_mask,
     check_not_transformed,
+    check_patch_fits,
     check_patch_size,
     check_seed,
     check_tensor,
@@ -36,15 +37,6 @@ class PatchMatchResult(NamedTuple):
 
     indices: torch.Tensor
     distances: torch.Tensor
-
-
-def _spatial_check(name: str, t: torch.Tensor, patch_size: int) -> None:
-    h, w = t.shape[-2:]
-    if patch_size > h or patch_size > w:
-        raise ValueError(
-            f"patch_size={patch_size} is larger than {name}, whose spatial size is "
-            f"{h}x{w}; use patch_size <= min(H, W)"
-        )
 
 
 def patchmatch(
@@ -131,8 +123,8 @@ def patchmatch(
     k = check_int(k, "k", minimum=1)
     patch_size = check_patch_size(patch_size)
     iters = check_int(iters, "iters", minimum=0)
-    _spatial_check("key", key, patch_size)
-    _spatial_check("query", query, patch_size)
+    check_patch_fits("key", key, patch_size)
+    check_patch_fits("query", query, patch_size)
     if seed is not None:
         seed = check_seed(seed)
     name = resolve_backend(backend, query.device)

@@ -27,6 +27,7 @@ from .._checks import (
     check_float_tensor,
     check_indices,
     check_not_transformed,
+    check_patch_fits,
     check_patch_size,
     check_same_device,
     check_tensor,
@@ -300,27 +301,17 @@ def patch_distance(
             f"query and key must have the same B >= 1 and C >= 1, got shapes "
             f"{tuple(query.shape)} and {tuple(key.shape)}"
         )
-    for name, t in (("query", query), ("key", key)):
-        if patch_size > min(t.shape[-2:]):
-            raise ValueError(
-                f"patch_size={patch_size} is larger than {name}, whose spatial size is "
-                f"{t.shape[-2]}x{t.shape[-1]}; use patch_size <= min(H, W)"
-            )
+    check_patch_fits("query", query, patch_size)
+    check_patch_fits("key", key, patch_size)
     y0, y1, x0, x1 = (0, hq, 0, wq) if window is None else (int(v) for v in window)
     if not (0 <= y0 < y1 <= hq and 0 <= x0 < x1 <= wq):
         raise ValueError(
             f"window must be (y0, y1, x0, x1) with 0 <= y0 < y1 <= {hq} and "
             f"0 <= x0 < x1 <= {wq}, got {window}"
         )
-    if (
-        indices.dtype != torch.int64
-        or indices.shape[0] != b
-        or indices.shape[-2:]
-        != (
-            y1 - y0,
-            x1 - x0,
-        )
-    ):
+    if indices.dtype != torch.int64 or indices.shape[0] != b or indices.shape[-2:] != (
+        y1 - y0, x1 - x0
+    ):  # fmt: skip
         raise ValueError(
             f"indices must be int64 of shape (B, k, {'y1 - y0, x1 - x0' if window else 'Hq, Wq'})"
             f" = ({b}, k, {y1 - y0}, {x1 - x0}), got {indices.dtype} {tuple(indices.shape)}"

@@ -190,11 +190,6 @@ def _grad_energy(x: torch.Tensor) -> torch.Tensor:
     return x.diff(dim=-1).pow(2).mean((1, 2, 3)) + x.diff(dim=-2).pow(2).mean((1, 2, 3))
 
 
-#: Smallest side the evaluation scores, before the ``scale`` pixels shaved at each
-#: border: SSIM's 11-pixel window.
-_MIN_EVAL_SIDE = 11
-
-
 def _finite_mean(values: list[float]) -> float:
     """Mean of the finite ``values`` (NaN if none is)."""
     finite = [v for v in values if math.isfinite(v)]
@@ -382,8 +377,9 @@ class UpscaleTask(Task):
         # decoded whole: a truncated file is skipped (named) before any work, not met
         # half-way through the table; images too small to score are skipped (counted)
         # before they take a place under --limit
+        smallest = metrics.SSIM_WINDOW + 2 * s  # SSIM's window after the shave
         files = readable_images(list_images(config.data), "--data", decode=True,
-                                limit=config.limit, min_side=_MIN_EVAL_SIDE + 2 * s)  # fmt: skip
+                                limit=config.limit, min_side=smallest)  # fmt: skip
         methods: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"network": model}
         if config.baselines:
             methods["bicubic"] = lambda lr: F.interpolate(
