@@ -164,3 +164,80 @@ def test_paint_a_source_region_in_a_browser(request, tmp_path):
     fill = out[changed]
     # filled from the red source region, not from the green around the hole
     assert (fill[:, 0] > fill[:, 1]).mean() > 0.95, fill.mean(0)
+
+
+@pytest.mark.slow
+def test_edit_the_result_and_paint_again_in_a_browser(request, tmp_path):
+    """Paint, Run, "Edit the result", paint again a few seconds later, Run: both are removed.
+
+    With Gradio 6.31 the editor kept the "processing" cover of the event that gave it the
+    result (once its strokes were a few seconds old): the cover took the pointer, the second
+    stroke never reached the canvas and Run said "nothing is painted". Those events now
+    show no progress (``new_photo`` in ``psal.app.ui``).
+    """
+    sync_api = need("playwright.sync_api")
+    _need_chromium()
+    server = request.getfixturevalue("server")
+    h, w = 300, 400
+    src = photo(h, w)
+    src.save(tmp_path / "photo.png")
+
+    def stroke(page, canvas, y):  # across the middle third, at a fraction y of the height
+        box = canvas.bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] * y
+        page.mouse.move(cx - 60, cy)
+        page.mouse.down()
+        for i in range(1, 9):
+            page.mouse.move(cx - 60 + 15 * i, cy)
+        page.mouse.up()
+
+    def run(page, previous: str | None) -> bytes:
+        page.locator("#inpaint-run").click()
+        link = page.locator("#inpaint-download a[href]")
+        toast = page.locator(".toast-body")
+
+        def done() -> bool:
+            new = link.count() > 0 and link.first.get_attribute("href") != previous
+            return new or toast.count() > 0
+
+        wait_until(done, 180, "the result")
+        assert toast.count() == 0, f"the page shows an error: {toast.first.inner_text()}"
+        href = link.first.get_attribute("href")
+        url = href if "://" in href else server.url + href.lstrip("/")
+        return href, page.request.get(url).body()
+
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1440})
+            page.set_default_timeout(60_000)
+            page.goto(server.url)
+            page.locator("#inpaint-photo input[type=file]").set_input_files(tmp_path / "photo.png")
+            canvas = page.locator("#inpaint-editor canvas").first
+            canvas.wait_for(state="visible")
+            wait_until(lambda: _shows_a_photo(canvas), 90, "the photo in the editor")
+            stroke(page, canvas, 0.5)
+            page.wait_for_timeout(500)
+            href, first = run(page, None)
+            page.wait_for_timeout(4000)  # the failure needed strokes a few seconds old
+            page.locator("#inpaint-again").click()
+            cover = page.locator("#inpaint-editor .wrap.full")
+            wait_until(lambda: cover.count() == 0 or not cover.first.is_visible(), 30,
+                       "the editor without a progress cover")  # fmt: skip
+            wait_until(lambda: _shows_a_photo(canvas), 90, "the result in the editor")
+            page.wait_for_timeout(1000)
+            stroke(page, canvas, 0.25)
+            page.wait_for_timeout(500)
+            _, second = run(page, href)
+        finally:
+            browser.close()
+    one = np.asarray(Image.open(io.BytesIO(first)).convert("RGB"))
+    two = np.asarray(Image.open(io.BytesIO(second)).convert("RGB"))
+    assert one.shape == two.shape == (h, w, 3)
+    changed = (two != one).any(-1)  # the second edit starts from the first result
+    ys, xs = np.nonzero(changed)
+    assert len(ys) > 100, "the second stroke changed (almost) nothing"
+    # the second stroke was painted a quarter down the canvas, which shows the photo whole
+    assert abs(ys.mean() - h / 4) < 0.1 * h and abs(xs.mean() - w / 2) < 0.15 * w
+    assert not changed[h // 2 :].any(), "the second run changed the first stroke's half"
+    assert (one != np.asarray(src)).any(-1)[h // 2 - 3 : h // 2 + 3].any()  # the first worked

@@ -269,6 +269,13 @@ def build_app(
     # a failed run leaves the previous result and its download on the page with an
     # "Error" badge ("full" covers them until the next run succeeds)
     queued = {"concurrency_limit": 1, "concurrency_id": DEVICE_QUEUE, "show_progress": "minimal"}
+    # Events that give the editors a photo show no progress. Gradio 6.31's page leaves an
+    # editor that has been painted on with the "processing" cover of such an event after
+    # its new photo arrives (seen in Chromium, every time once the strokes are a few
+    # seconds old); the cover takes the pointer, so no later stroke reaches the canvas
+    # and Run said "nothing is painted". These events take a fraction of a second.
+    # Test: tests/app/test_browser.py::test_edit_the_result_and_paint_again_in_a_browser
+    new_photo = {"show_progress": "hidden"}
     photo_box = {"type": "filepath", "image_mode": None, "sources": ["upload", "clipboard"],
                  "format": "png"}  # fmt: skip
     limit_note = (
@@ -329,9 +336,10 @@ def build_app(
                                   elem_id="inpaint-again")  # fmt: skip
             last = gr.State(None)
             photo.upload(open_photo, photo, [editor, result, download, source_editor],
-                         api_name="open_photo")  # fmt: skip
+                         api_name="open_photo", **new_photo)  # fmt: skip
             photo.clear(lambda: (None, None, None, None), None,
-                        [editor, result, download, source_editor], api_name=False)  # fmt: skip
+                        [editor, result, download, source_editor], api_name=False,
+                        **new_photo)  # fmt: skip
             # a new or cleared photo forgets the previous result ("Edit the result" would
             # bring the old photo's result back)
             for event in (photo.upload, photo.clear):
@@ -342,7 +350,7 @@ def build_app(
                       [photo, editor, method, patch, dilate, seed, fmt, use_source, source_editor],
                       [result, download, last], api_name="inpaint", **queued)  # fmt: skip
             again.click(edit_again, [last, source_editor], [photo, editor, source_editor],
-                        api_name="edit_result")  # fmt: skip
+                        api_name="edit_result", **new_photo)  # fmt: skip
 
         with gr.Tab("Colorize", elem_id="tab-colorize"):
             with gr.Row():
