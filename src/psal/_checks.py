@@ -12,7 +12,7 @@ import os
 import random
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -178,6 +178,24 @@ def check_patch_fits(name: str, t: torch.Tensor, patch_size: int) -> None:
             f"patch_size={patch_size} is larger than {name}, whose spatial size is "
             f"{h}x{w}; use patch_size <= min(H, W)"
         )
+
+
+def patch_misfit(
+    patch_size: int, images: Sequence[tuple[str, Any]]
+) -> tuple[str, int, int, int] | None:
+    """The first of ``(name, image)`` pairs (``image.size`` = (W, H)) too small for the patch.
+
+    Returns:
+        ``(name, w, h, largest)``, ``largest`` being the largest odd patch size that fits
+        it; None when the patch fits every image. The command line and the web app word
+        the error each in their own terms (a flag, a slider).
+    """
+    for name, image in images:
+        w, h = image.size
+        side = min(w, h)
+        if patch_size > side:
+            return name, w, h, side - 1 + side % 2
+    return None
 
 
 def check_indices(indices: torch.Tensor, n_keys: int, name: str = "indices") -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .._checks import SEED_LIMIT
+from .._checks import SEED_LIMIT, patch_misfit
 
 Progress = Callable[[int, int], None]
 
@@ -305,13 +305,13 @@ def _check_patch(patch_size: Any) -> int:
 
 def _check_patch_fits(patch_size: int, *images: tuple[str, Image.Image]) -> None:
     """The patch against each ``(name, image)``'s sides, in the app's words (its slider)."""
-    for name, image in images:
-        w, h = image.size
-        if patch_size > min(w, h):
-            raise ValueError(
-                f"the patch size ({patch_size}) is larger than {name} ({w}x{h} pixels): "
-                f"choose a patch size of at most {min(w, h) - 1 + min(w, h) % 2}"
-            )
+    misfit = patch_misfit(patch_size, images)
+    if misfit:
+        name, w, h, largest = misfit
+        raise ValueError(
+            f"the patch size ({patch_size}) is larger than {name} ({w}x{h} pixels): "
+            f"choose a patch size of at most {largest}"
+        )
 
 
 def _is_learned(method: str) -> bool:

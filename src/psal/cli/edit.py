@@ -150,13 +150,15 @@ def _check_patch_fits(patch_size: int, *images: tuple[str, Any]) -> None:
     The library says ``patch_size=7 is larger than ...`` (its keyword); on the command
     line the flag is named instead, with what to do.
     """
-    for name, image in images:
-        w, h = image.size
-        if patch_size > min(w, h):
-            raise CLIError(
-                f"--patch-size {patch_size} is larger than {name} ({w}x{h} pixels): "
-                f"give a --patch-size of at most {min(w, h) - 1 + min(w, h) % 2}"
-            )
+    from .._checks import patch_misfit
+
+    misfit = patch_misfit(patch_size, images)
+    if misfit:
+        name, w, h, largest = misfit
+        raise CLIError(
+            f"--patch-size {patch_size} is larger than {name} ({w}x{h} pixels): "
+            f"give a --patch-size of at most {largest}"
+        )
 
 
 def _check_options(args: argparse.Namespace) -> None:
