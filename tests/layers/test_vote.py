@@ -130,6 +130,24 @@ def test_bad_fields_are_rejected_not_read_out_of_bounds():
         vote(v, idx, d, 1, 1.0, pixels=(one, one, torch.zeros(2, dtype=torch.long)))
 
 
+def test_pixels_must_be_integer_tensors():
+    v = torch.rand(1, 2, 4, 4)
+    idx = torch.zeros(1, 1, 4, 4, dtype=torch.long)
+    d = torch.zeros(1, 1, 4, 4)
+    zero, one = torch.zeros(1, dtype=torch.long), torch.ones(1, dtype=torch.long)
+    with pytest.raises(TypeError, match=r"pixels must be three integer tensors.*float32"):
+        vote(v, idx, d, 1, 1.0, pixels=(zero, one.float() + 0.7, one))  # used to read y=1
+    with pytest.raises(TypeError, match=r"pixels must be three integer tensors.*bool"):
+        vote(v, idx, d, 1, 1.0, pixels=(zero, one, one.bool()))
+    with pytest.raises(TypeError, match=r"pixels must be three integer tensors.*list"):
+        vote(v, idx, d, 1, 1.0, pixels=(zero, [1], one))
+    with pytest.raises(TypeError, match="pixels must be a tuple"):
+        vote(v, idx, d, 1, 1.0, pixels=one)
+    out32, _ = vote(v, idx, d, 1, 1.0, pixels=(zero.int(), one.int(), one.int()))
+    out64, _ = vote(v, idx, d, 1, 1.0, pixels=(zero, one, one))
+    assert torch.equal(out32, out64)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_torch_path_accumulates_half_precision_in_float32(dtype):
     # distances above float16's range (65504) and a sharp softmax must not break the

@@ -86,6 +86,61 @@ def test_exact_is_exact_for_features_with_a_large_common_offset(offset):
     torch.testing.assert_close(res.distances[0].double(), ref_d, rtol=1e-4, atol=1e-5)
 
 
+def _two_far_clusters():
+    g = torch.Generator().manual_seed(0)
+    sign = torch.where(torch.rand(1, 1, 16, 16, generator=g) < 0.5, 1.0, -1.0)
+    key = 1000.0 * sign + 0.1 * torch.rand(1, 4, 16, 16, generator=g)
+    q = 1000.0 + 0.1 * torch.rand(1, 4, 6, 6, generator=g)
+    ref = torch.cdist(q.double().view(4, -1).t(), key.double().view(4, -1).t()).square()
+    return q, key, ref.topk(3, dim=1, largest=False).values.t().reshape(1, 3, 6, 6)
+
+
+def test_exact_ranks_features_in_two_far_clusters_exactly():
+    # keys in two clusters at +-1000: centring removes no offset, and a float32 score
+    # |k|^2 - 2 q.k (~1e6, rounding ~0.06) cannot rank distances of ~1e-3; the true
+    # nearest used to fall outside the k + 8 candidates re-scored exactly
+    q, key, ref_d = _two_far_clusters()
+    res = psal.patchmatch(q, key, k=3, patch_size=1, backend="exact")
+    torch.testing.assert_close(res.distances.double(), ref_d, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(res.distances, patch_distance(q, key, res.indices, 1))
+
+
+@pytest.mark.parametrize("budget", [2**10, 2**14])
+def test_exact_float64_ranking_in_small_blocks(monkeypatch, budget):
+    # the float64 re-ranking converts the keys a block at a time (a running top list)
+    from psal.patchmatch import exact
+
+    q, key, ref_d = _two_far_clusters()
+    monkeypatch.setattr(exact, "MAX_CHUNK_BYTES", budget)
+    res = psal.patchmatch(q, key, k=3, patch_size=1, backend="exact")
+    torch.testing.assert_close(res.distances.double(), ref_d, rtol=1e-5, atol=1e-9)
+
+
+def test_exact_ranks_in_float64_under_reduced_matmul_precision():
+    from psal.patchmatch import exact
+
+    q, key, ref_d = _two_far_clusters()
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")  # float32 products may use bfloat16
+        assert not exact._float32_gemm_is_exact_rounding(q.device)
+        res = psal.patchmatch(q, key, k=3, patch_size=1, backend="exact")
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert exact._float32_gemm_is_exact_rounding(q.device)
+    torch.testing.assert_close(res.distances.double(), ref_d, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("p", [1, 3])
+def test_exact_float32_equals_float64_search(p):
+    # the float32 search returns the neighbours of the float64 search (up to ties)
+    q = smooth(2, 5, 9, 11, seed=50) * 300 - 40
+    k = smooth(2, 5, 10, 8, seed=51) * 300 - 40
+    a = psal.patchmatch(q, k, k=4, patch_size=p, backend="exact")
+    b = psal.patchmatch(q.double(), k.double(), k=4, patch_size=p, backend="exact")
+    torch.testing.assert_close(a.distances.double(), b.distances, rtol=1e-5, atol=1e-4)
+
+
 def test_valid_key_positions_is_the_touching_rule():
     mask = torch.zeros(1, 1, 6, 7, dtype=torch.bool)
     mask[0, 0, 0, 3] = True  # a hole pixel on the top border
@@ -189,6 +244,43 @@ def test_batch_elements_are_independent(backend):
     b = psal.patchmatch(q2, k2, k=2, iters=3, backend=backend, seed=3)
     assert torch.equal(a.indices[0], b.indices[0])
     assert torch.equal(a.distances[0], b.distances[0])
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_batch_element_depends_only_on_its_own_inputs_and_index(backend):
+    # element b's field is a function of (seed, b, its own inputs): other elements'
+    # content, query_valid, key_valid and init change nothing (the torch backend used
+    # to draw every element's random numbers from one shared generator)
+    q = smooth(2, 3, 12, 13, seed=16)
+    k = smooth(2, 3, 11, 12, seed=17)
+    qv = torch.ones(2, 1, 12, 13, dtype=torch.bool)
+    kv = torch.ones(2, 1, 11, 12, dtype=torch.bool)
+    init = torch.randint(0, 11 * 12, (2, 3, 12, 13), generator=torch.Generator().manual_seed(1))
+    q2, k2, qv2, kv2, init2 = q.clone(), k.clone(), qv.clone(), kv.clone(), init.clone()
+    q2[1], k2[1] = torch.rand_like(q2[1]), torch.rand_like(k2[1])
+    qv2[1, 0, 3:9, 2:7] = False
+    kv2[1, 0, :4] = False
+    init2[1] = 0  # every entry a repeat: all repaired
+    for use_init in (False, True):
+        args = {"k": 3, "iters": 3, "backend": backend, "seed": 5}
+        a = psal.patchmatch(q, k, query_valid=qv, key_valid=kv,
+                            init=init if use_init else None, **args)  # fmt: skip
+        b = psal.patchmatch(q2, k2, query_valid=qv2, key_valid=kv2,
+                            init=init2 if use_init else None, **args)  # fmt: skip
+        assert torch.equal(a.indices[0], b.indices[0])
+        assert torch.equal(a.distances[0], b.distances[0])
+        # and the other way round: element 1 does not depend on element 0
+        c = psal.patchmatch(torch.stack([q2[1], q[1]]), torch.stack([k2[1], k[1]]),
+                            query_valid=torch.stack([qv2[1], qv[1]]),
+                            key_valid=torch.stack([kv2[1], kv[1]]),
+                            init=torch.stack([init2[1], init[1]]) if use_init else None,
+                            **args)  # fmt: skip
+        assert torch.equal(a.indices[1], c.indices[1])
+        assert torch.equal(a.distances[1], c.distances[1])
+        # a batch of one gives element 0 of the batch
+        d = psal.patchmatch(q[:1], k[:1], query_valid=qv[:1], key_valid=kv[:1],
+                            init=init[:1] if use_init else None, **args)  # fmt: skip
+        assert torch.equal(a.indices[:1], d.indices)
 
 
 @pytest.mark.parametrize("backend", ALL)
@@ -342,6 +434,27 @@ def test_runs_on_device(device, backend):
     assert res.indices.device == q.device and res.distances.device == q.device
 
 
+def test_torch_backend_draws_are_the_same_on_every_device(device):
+    # the counter-based hash is integer arithmetic: one seed, one field of draws anywhere
+    from psal.patchmatch import torch_backend as tb
+
+    x = torch.arange(0, 2**32, 2**32 // 4099, dtype=torch.long)
+    ref = [tb._hash32_int(int(v)) for v in x]
+    assert tb._hash32(x.to(device)).cpu().tolist() == ref
+    assert len(set(ref)) == len(ref)  # a bijection
+
+
+def test_torch_backend_batch_elements_are_independent_on_device(device):
+    q = smooth(2, 3, 10, 11, seed=18).to(device)
+    qv = torch.ones(2, 1, 10, 11, dtype=torch.bool, device=device)
+    q2, qv2 = q.clone(), qv.clone()
+    q2[1] = q2[1].flip(-1)
+    qv2[1, 0, 2:7] = False
+    a = psal.patchmatch(q, q, k=2, iters=2, backend="torch", seed=9, query_valid=qv)
+    b = psal.patchmatch(q2, q2, k=2, iters=2, backend="torch", seed=9, query_valid=qv2)
+    assert torch.equal(a.indices[0], b.indices[0])
+
+
 def test_auto_backend_by_device_and_overrides(monkeypatch):
     from psal.patchmatch import backends
 
@@ -432,6 +545,25 @@ def test_patch_distance_gradcheck():
     torch.autograd.gradcheck(
         lambda a, b: patch_distance(a, b, idx, 3).masked_fill(idx < 0, 0), (q, k)
     )
+
+
+def test_patch_distance_rejects_bad_window_and_known():
+    q, k = torch.rand(1, 2, 6, 7), torch.rand(1, 2, 6, 7)
+    idx = torch.zeros(1, 2, 3, 4, dtype=torch.long)
+    ok = patch_distance(q, k, idx, 3, window=(1, 4, 2, 6))
+    assert ok.shape == (1, 2, 3, 4)
+    with pytest.raises(TypeError, match=r"window must be four integers.*float"):
+        patch_distance(q, k, idx, 3, window=(1.5, 4, 2, 6))  # used to truncate to 1
+    with pytest.raises(ValueError, match=r"window must be four integers \(y0, y1, x0, x1\).*3"):
+        patch_distance(q, k, idx, 3, window=(1, 4, 2))
+    with pytest.raises(TypeError, match="window must be four integers"):
+        patch_distance(q, k, idx, 3, window=5)
+    assert torch.equal(patch_distance(q, k, idx, 3, window=torch.tensor([1, 4, 2, 6])), ok)
+    with pytest.raises(TypeError, match=r"known must be a floating-point tensor.*int64"):
+        patch_distance(q, k, idx, 3, window=(1, 4, 2, 6), known=torch.zeros_like(idx))
+    with pytest.raises(TypeError, match=r"known must be a floating-point tensor.*bool"):
+        patch_distance(q, k, idx, 3, window=(1, 4, 2, 6), known=idx == 0)
+    assert torch.equal(patch_distance(q, k, idx, 3, window=(1, 4, 2, 6), known=ok), ok)
 
 
 def test_patch_distance_matches_autograd_of_plain_formula():

@@ -347,8 +347,8 @@ def vote(
         patch_size: odd patch side of the search (sets the proposals of ``"patch"``).
         temperature: T > 0; ``float("inf")`` gives the plain average of the proposals.
         aggregation: ``"patch"`` (every covering patch proposes) or ``"center"``.
-        pixels: optional ``(b, y, x)``, three (N,) int64 tensors: compute only these
-            query pixels.
+        pixels: optional ``(b, y, x)``, three (N,) integer tensors (int64 or any other
+            integer dtype): compute only these query pixels.
 
     Returns:
         ``(out, covered)``: without ``pixels``, out (B, Cv, Hq, Wq) and covered
@@ -403,8 +403,22 @@ def vote(
         bs, rem = grid // (hq * wq), grid % (hq * wq)
         ys, xs = rem // wq, rem % wq
     else:
+        if not isinstance(pixels, (tuple, list)):
+            raise TypeError(
+                f"pixels must be a tuple (b, y, x) of three integer tensors, got "
+                f"{type(pixels).__name__}"
+            )
         if len(pixels) != 3:
             raise ValueError(f"pixels must be three tensors (b, y, x), got {len(pixels)}")
+        for name, coord in zip("byx", pixels):
+            if not isinstance(coord, torch.Tensor) or coord.is_floating_point() or (
+                coord.is_complex() or coord.dtype == torch.bool
+            ):  # fmt: skip
+                got = coord.dtype if isinstance(coord, torch.Tensor) else type(coord).__name__
+                raise TypeError(
+                    f"pixels must be three integer tensors (b, y, x) (float coordinates "
+                    f"would be truncated), got {got} for {name}"
+                )
         bs, ys, xs = (p.to(indices.device, torch.int64).reshape(-1) for p in pixels)
         if not bs.numel() == ys.numel() == xs.numel():
             raise ValueError(

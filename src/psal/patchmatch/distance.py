@@ -18,6 +18,8 @@ window, so they are covered too). :func:`valid_key_positions` computes it.
 
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn.functional as F
 from numba import njit
@@ -273,11 +275,12 @@ def patch_distance(
             (unsearched pixels) give ``inf`` and no gradient. With ``window``, (B, k,
             y1 - y0, x1 - x0).
         patch_size: odd p, at most each spatial size.
-        window: optional ``(y0, y1, x0, x1)``: the indices are for these query rows and
-            columns only (patches still read the query around them).
-        known: optional distances already computed for these indices (by
-            :func:`psal.patchmatch`): returned as they are, and only the backward pass is
-            computed. They must be the distances of these inputs.
+        window: optional ``(y0, y1, x0, x1)``, four integers: the indices are for these
+            query rows and columns only (patches still read the query around them).
+        known: optional floating-point distances already computed for these indices
+            (by :func:`psal.patchmatch`), of the indices' shape: returned as they are,
+            and only the backward pass is computed. They must be the distances of these
+            inputs.
 
     Returns:
         (B, k, Hq, Wq) distances (or the window's size), float32 (float64 if an input is
@@ -303,7 +306,7 @@ def patch_distance(
         )
     check_patch_fits("query", query, patch_size)
     check_patch_fits("key", key, patch_size)
-    y0, y1, x0, x1 = (0, hq, 0, wq) if window is None else (int(v) for v in window)
+    y0, y1, x0, x1 = (0, hq, 0, wq) if window is None else _check_window(window)
     if not (0 <= y0 < y1 <= hq and 0 <= x0 < x1 <= wq):
         raise ValueError(
             f"window must be (y0, y1, x0, x1) with 0 <= y0 < y1 <= {hq} and "
@@ -317,12 +320,41 @@ def patch_distance(
             f" = ({b}, k, {y1 - y0}, {x1 - x0}), got {indices.dtype} {tuple(indices.shape)}"
         )
     check_indices(indices, key.shape[-2] * key.shape[-1])
-    if known is not None and (not isinstance(known, torch.Tensor) or known.shape != indices.shape):
+    if known is not None and (not isinstance(known, torch.Tensor) or not known.is_floating_point()):
+        raise TypeError(
+            f"known must be a floating-point tensor of distances, got "
+            f"{known.dtype if isinstance(known, torch.Tensor) else type(known).__name__}"
+        )
+    if known is not None and known.shape != indices.shape:
         raise ValueError(
             f"known must be a tensor of the indices' shape {tuple(indices.shape)}, got "
             f"{getattr(known, 'shape', type(known).__name__)}"
         )
     return _patch_distance(query, key, indices, patch_size, (y0, y1, x0, x1), known)
+
+
+def _check_window(window) -> tuple[int, int, int, int]:
+    """``window`` as four ints ``(y0, y1, x0, x1)``; floats are refused, not truncated."""
+    try:
+        values = tuple(window)
+    except TypeError:
+        raise TypeError(
+            f"window must be four integers (y0, y1, x0, x1), got {type(window).__name__}"
+        ) from None
+    if len(values) != 4:
+        raise ValueError(
+            f"window must be four integers (y0, y1, x0, x1), got {len(values)} values: {window}"
+        )
+    out = []
+    for v in values:
+        try:
+            out.append(operator.index(v))  # ints, numpy ints, integer 0-d tensors
+        except TypeError:
+            got = v.dtype if isinstance(v, torch.Tensor) else type(v).__name__
+            raise TypeError(
+                f"window must be four integers (y0, y1, x0, x1), got {got} in {window}"
+            ) from None
+    return out[0], out[1], out[2], out[3]
 
 
 def _patch_distance(

@@ -14,7 +14,12 @@ All searched pixels are updated in parallel from the field of the previous step
 Distances are computed on channels-last, reflect-padded copies of the inputs with one
 row gather per patch offset; searched pixels are processed in chunks so that the
 candidate buffers stay under ``MAX_CHUNK_BYTES``. Random numbers come from a
-``torch.Generator`` on the input's device seeded with ``seed``.
+counter-based hash of (seed, pixel, step, draw), with the numba backend's global pixel
+index ``(b * Hq + y) * Wq + x``: a batch element's field depends on the seed, its index
+and its own inputs only (not on the other elements' content, masks or ``init``, nor on
+the chunking), and every draw is computed where it is used, on any device. (One
+exception: whether patches are cached, ``PATCH_CACHE_BYTES``, depends on the batch's
+total size, and the two ways of summing a distance may differ in the last bit.)
 
 For accelerators: the 16 propagation shifts and the random-search radii are each one
 batched tensor operation, and nothing in the iteration loop waits for the device (on
@@ -41,6 +46,33 @@ COMPACT_PAIRS: bool | None = None
 #: Propagation step lengths (the published code's 1, 2, 4, 8).
 STEPS = (1, 2, 4, 8)
 _DIRS = ((0, 1), (0, -1), (1, 0), (-1, 0))
+#: Hash steps: the initialisation, its duplicate repairs, the fallback, the iterations.
+_STEP_INIT, _STEP_REPAIR, _STEP_FALLBACK, _STEP_ITER = 0, 1, 31, 32
+_REPAIR_ROUNDS = 16
+_M32 = 0xFFFFFFFF
+_GOLDEN32 = 0x9E3779B9
+
+
+def _hash32(h: torch.Tensor) -> torch.Tensor:
+    """A bijective 32-bit integer hash (Wellons' lowbias32) on int64 values in [0, 2^32).
+
+    Both multipliers are below 2^31, so no int64 product overflows; ``h`` is overwritten.
+    """
+    h ^= h >> 16
+    h.mul_(0x21F0AAAD).bitwise_and_(_M32)
+    h ^= h >> 15
+    h.mul_(0x735A2D97).bitwise_and_(_M32)
+    h ^= h >> 15
+    return h
+
+
+def _hash32_int(h: int) -> int:
+    """:func:`_hash32` of a Python int in [0, 2^32)."""
+    h ^= h >> 16
+    h = (h * 0x21F0AAAD) & _M32
+    h ^= h >> 15
+    h = (h * 0x735A2D97) & _M32
+    return h ^ (h >> 15)
 
 
 def _rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -51,7 +83,7 @@ def _rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 class _Problem:
     """Padded inputs, searched pixels and helpers shared by the steps of one search."""
 
-    def __init__(self, query, key, patch_size, query_mask, valid, generator):
+    def __init__(self, query, key, patch_size, query_mask, valid, seed):
         acc = torch.float64 if query.dtype == torch.float64 else torch.float32
         self.device = query.device
         self.p = patch_size
@@ -82,7 +114,11 @@ class _Problem:
         # per-batch sorted list of valid key positions, padded: (B, max count)
         order = torch.argsort((~self.valid).to(torch.int8), dim=1, stable=True)
         self.vlist = order[:, : int(self.counts.max())]
-        self.gen = generator
+        # per searched pixel, a 32-bit key of (seed, global pixel index): the random
+        # streams of a pixel depend on nothing else
+        seed &= 2**64 - 1
+        skey = _hash32_int(_hash32_int(seed & _M32) ^ (seed >> 32))
+        self.pix_key = _hash32(_hash32(self.act & _M32) ^ skey) ^ (self.act >> 32)
         offs = [(dy, dx) for dy in range(patch_size) for dx in range(patch_size)]
         self.q_off = [dy * self.wqp + dx for dy, dx in offs]
         self.k_off = [dy * self.wkp + dx for dy, dx in offs]
@@ -102,15 +138,27 @@ class _Problem:
     def chunk_size(self, m: int) -> int:
         return max(1, MAX_CHUNK_BYTES // (m * self.c_eff * self.elem * 2))
 
-    def random_valid(self, sel: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    def random_bits(self, sel, step: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """Random 32-bit integers (int64 in [0, 2^32)) for searched pixels ``sel``.
+
+        ``sel``: a slice or 1-D long tensor of searched pixels; returns (n, *shape). Entry
+        ``[i, j...]`` is a hash of (seed, pixel, ``step``, flat draw number ``j``).
+        """
+        row = _hash32(self.pix_key[sel] ^ _hash32_int(step))  # (n,)
+        m = 1
+        for s in shape:
+            m *= s
+        draw = torch.arange(m, device=self.device).mul_(_GOLDEN32)
+        return _hash32((row.unsqueeze(1) + draw).bitwise_and_(_M32)).view(-1, *shape)
+
+    def random_valid(self, sel: torch.Tensor, step: int, shape: tuple[int, ...]) -> torch.Tensor:
         """Uniform valid key positions for searched pixels ``sel`` (1-D long).
 
         Returns (len(sel), *shape).
         """
         ab = self.ab[sel].view(-1, *([1] * len(shape)))
         cnt = self.counts[ab]
-        u = torch.rand((sel.numel(), *shape), generator=self.gen, device=self.device)
-        r = (u * cnt).long().minimum(cnt - 1)
+        r = (self.random_bits(sel, step, shape) * cnt) >> 32  # uniform in [0, cnt)
         return self.vlist.reshape(-1)[ab * self.vlist.shape[1] + r]
 
     def distances(
@@ -189,14 +237,14 @@ def _initial(pb: _Problem, k: int, init: torch.Tensor | None) -> torch.Tensor:
     nk = pb.hk * pb.wk
     allsel = torch.arange(na, device=pb.device)
     if init is None:
-        f = pb.random_valid(allsel, (k,))
+        f = pb.random_valid(allsel, _STEP_INIT, (k,))
         bad = torch.zeros(na, k, dtype=torch.bool, device=pb.device)
     else:
         f = init.permute(0, 2, 3, 1).reshape(-1, k)[pb.act].clone()
         bad = (f < 0) | (f >= nk)
         f = f.clamp(0, nk - 1)
         bad |= ~pb.valid[pb.ab.unsqueeze(1).expand(na, k), f]
-    for _ in range(16):
+    for rnd in range(_REPAIR_ROUNDS):
         srt, order = f.sort(1)
         dup_sorted = torch.zeros_like(bad)
         dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
@@ -205,7 +253,7 @@ def _initial(pb: _Problem, k: int, init: torch.Tensor | None) -> torch.Tensor:
         if not bool(bad.any()):
             return f
         rows = bad.any(1).nonzero().squeeze(1)
-        fresh = pb.random_valid(rows, (k,))
+        fresh = pb.random_valid(rows, _STEP_REPAIR + rnd, (k,))
         f[rows] = torch.where(bad[rows], fresh, f[rows])
         bad = torch.zeros_like(bad)
     # rare (few valid keys): consecutive entries of the valid list from a random start
@@ -213,8 +261,7 @@ def _initial(pb: _Problem, k: int, init: torch.Tensor | None) -> torch.Tensor:
     rows = ((srt[:, 1:] == srt[:, :-1]).any(1)).nonzero().squeeze(1)
     if rows.numel():
         cnt = pb.counts[pb.ab[rows]].unsqueeze(1)
-        u = torch.rand(rows.numel(), 1, generator=pb.gen, device=pb.device)
-        start = (u * cnt).long()
+        start = (pb.random_bits(rows, _STEP_FALLBACK, (1,)) * cnt) >> 32
         pos = (start + torch.arange(k, device=pb.device)) % cnt
         f[rows] = pb.vlist[pb.ab[rows]].gather(1, pos)
     return f
@@ -234,9 +281,7 @@ def search(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Vectorised PatchMatch; see :func:`psal.patchmatch.patchmatch` for the contract."""
     device = query.device
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    pb = _Problem(query, key, patch_size, query_mask, valid, gen)
+    pb = _Problem(query, key, patch_size, query_mask, valid, seed)
     b, hq, wq, hk, wk = pb.b, pb.hq, pb.wq, pb.hk, pb.wk
     na = pb.act.numel()
     idx = _initial(pb, k, init)
@@ -260,7 +305,7 @@ def search(
     sdx = torch.tensor([s[1] for s in shifts], device=device)
     n_rand = len(levels) * k
     lev = torch.tensor(levels, device=device).view(1, -1, 1)
-    for _ in range(iters):
+    for it in range(iters):
         # --- propagation from the field at the start of the step
         full[pb.act] = idx
         step_c = pb.chunk_size(n_prop)
@@ -299,9 +344,9 @@ def search(
             hi_y = (cy.unsqueeze(1) + lev).clamp_max(hk - 1)
             lo_x = (cx.unsqueeze(1) - lev).clamp_min(0)
             hi_x = (cx.unsqueeze(1) + lev).clamp_max(wk - 1)
-            u = torch.rand((cur.shape[0], len(levels), k, 2), generator=gen, device=device)
-            ry = lo_y + (u[..., 0] * (hi_y - lo_y + 1)).long().clamp_max(hi_y - lo_y)
-            rx = lo_x + (u[..., 1] * (hi_x - lo_x + 1)).long().clamp_max(hi_x - lo_x)
+            u = pb.random_bits(sel, _STEP_ITER + it, (len(levels), k, 2))
+            ry = lo_y + ((u[..., 0] * (hi_y - lo_y + 1)) >> 32)  # uniform in [lo, hi]
+            rx = lo_x + ((u[..., 1] * (hi_x - lo_x + 1)) >> 32)
             cands = [(ry * wk + rx).reshape(cur.shape[0], -1)]
             cand = torch.cat(cands, 1)
             new_idx[sel], new_dist[sel] = _merge(
