@@ -11,7 +11,7 @@ import numbers
 import os
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -130,6 +130,20 @@ def check_positive_float(value: object, name: str) -> float:
     if not value > 0 or value != value or value == float("inf"):
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
     return value
+
+
+def check_progress(progress: object, name: str = "progress") -> Callable[[int, int], None] | None:
+    """Check a progress callback: None, or a callable taking ``(done, total)``.
+
+    Checked before any work: a wrong value would otherwise fail after the first unit of
+    it, as "'int' object is not callable".
+    """
+    if progress is not None and not callable(progress):
+        raise TypeError(
+            f"{name} must be a callable progress(done, total) or None, got {progress!r} "
+            f"({type(progress).__name__})"
+        )
+    return progress
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:

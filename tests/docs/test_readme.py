@@ -113,3 +113,15 @@ def test_documented_python_compiles_and_its_names_exist():
                         bad.append(f"{md.name}: psal.{name}")
                         break
     assert not bad, "\n".join(bad)
+
+
+def test_upscale_doc_python_api_runs(monkeypatch, tmp_path, one_thread):
+    """docs/upscale.md's API example is self-contained and runs as written (tiny images:
+    one thread is faster)."""
+    text = (ROOT / "docs" / "upscale.md").read_text()
+    block = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    monkeypatch.chdir(tmp_path)  # reads no file of the repository
+    env = {}
+    exec(compile(block, "docs/upscale.md", "exec"), env)
+    h, w = env["photo"].shape[:2]
+    assert env["big"].shape == (2 * h, 2 * w, 3)

@@ -289,3 +289,56 @@ def test_progress_reports_each_search_and_ends_at_the_total():
         progress=lambda d, t: calls.append((d, t)),
     )
     assert calls == [(1, 2), (2, 2)]
+
+
+def _saturated_pair(dtype=np.float64):
+    """A float gray target and its reference of pure R, G, B, C, M, Y, K, W pixels.
+
+    The gamut step puts such colours exactly on the RGB cube's faces, where rounding
+    gave 1.0000000000000002 and -1e-17 before the result was clipped.
+    """
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 2, (32, 32, 3)).astype(dtype)
+    return (ref @ np.array([0.299, 0.587, 0.114])).astype(dtype), ref
+
+
+@pytest.mark.parametrize("kind", ["float32", "float64", "tensor", "pil"])
+def test_a_float_target_outside_0_1_is_refused(kind):
+    gray, ref = _saturated_pair()
+    target = gray * 255  # 0..255 in a float: was coloured gray, silently
+    if kind == "tensor":
+        target = torch.from_numpy(target)[None]
+    elif kind == "pil":
+        target = Image.fromarray(target.astype(np.float32))
+    else:
+        target = target.astype(kind)
+    with pytest.raises(ValueError, match=r"target is a float image .*must be in \[0, 1\]"):
+        colorize(target, ref, seed=0)
+    with pytest.raises(ValueError, match=r"target .*\[-0\.5, 1\]"):
+        colorize(gray - 0.5 * (gray == 0), ref, seed=0)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+def test_a_float_reference_outside_0_1_is_refused(kind):
+    gray, ref = _saturated_pair()
+    for bad in (ref * 255, ref - 0.25):  # was a gray, or an oversaturated, result
+        if kind == "tensor":
+            bad = torch.from_numpy(bad).permute(2, 0, 1)
+        with pytest.raises(ValueError, match=r"reference is a float image .*\[0, 1\]"):
+            colorize(gray, bad, seed=0)
+
+
+@pytest.mark.parametrize("kind", ["float32", "float64", "tensor32", "tensor64"])
+def test_a_float_result_lies_within_0_1(kind):
+    gray, ref = _saturated_pair(np.float32 if kind.endswith("32") else np.float64)
+    if kind.startswith("tensor"):
+        gray, ref = torch.from_numpy(gray)[None], torch.from_numpy(ref).permute(2, 0, 1)
+    out = colorize(gray, ref, seed=0)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0  # was 1.0000000000000002
+    assert float(out.max()) == 1.0  # (white stays white)
+
+
+def test_progress_must_be_a_callable():
+    gray, ref = _saturated_pair()
+    with pytest.raises(TypeError, match=r"progress must be a callable .* or None, got 3"):
+        colorize(gray, ref, progress=3)

@@ -402,3 +402,17 @@ def test_a_transposed_layout_gets_a_hint():
     for img in (np.zeros((3, 64, 64), np.uint8), torch.zeros(64, 64, 3)):
         with pytest.raises(ValueError, match=r"is the image's layout right\? numpy arrays are"):
             inpaint(img, m)
+
+
+def test_progress_must_be_a_callable(stripes):
+    with pytest.raises(TypeError, match=r"progress must be a callable .* or None, got 3"):
+        inpaint(stripes(), _rect(48, 64, 18, 30, 26, 38), progress=3)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+def test_a_bad_mask_threshold_is_named_as_the_argument(kind, stripes):
+    img = stripes()
+    if kind == "tensor":
+        img = torch.from_numpy(img).permute(2, 0, 1)
+    with pytest.raises(ValueError, match=r"^mask_threshold must be in \(0, 1\), got 2"):
+        inpaint(img, _rect(48, 64, 18, 30, 26, 38), mask_threshold=2)

@@ -251,3 +251,10 @@ def test_cross_scale_vote_keeps_float32_weights_exact_for_large_distances():
     for out in (xs._xvote_torch(value, idx, dist, 2, 1, 5, 0.01), torch.from_numpy(fast)):
         assert out.dtype == torch.float32
         torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", [None, "edsr-x2"])
+def test_progress_must_be_a_callable(model):
+    img = np.zeros((12, 12, 3), np.uint8)
+    with pytest.raises(TypeError, match=r"progress must be a callable .* or None, got 3"):
+        upscale(img, 2, model=model, progress=3)

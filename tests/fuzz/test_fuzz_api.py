@@ -180,3 +180,6 @@ def test_fuzz_api_colorize(target, reference, kind):
         assert out.shape[-2:] == (h, w) and out.dtype == image.dtype
     else:
         assert out.shape[:2] == (h, w) and out.dtype == target.dtype
+    if target.dtype.kind == "f" and not isinstance(out, Image.Image):
+        values = np.asarray(out, dtype=np.float64)
+        assert values.min() >= 0.0 and values.max() <= 1.0, "float result left [0, 1]"

@@ -167,3 +167,46 @@ def test_shipped_weights_load_colour_and_keep_luma():
     for name in PRETRAINED.values():
         size = (root / "src" / "psal" / "weights" / name).stat().st_size
         assert 0 < size < 5 * 2**20
+
+
+@pytest.fixture(scope="module")
+def tiny_colorizer():
+    torch.manual_seed(0)
+    net = GuidedColorizer(width=4, value_width=2)
+    torch.nn.init.normal_(net.head.weight, std=0.1)
+    return Colorizer(net)
+
+
+def _saturated_pair(dtype=np.float64):
+    """A float gray target and its reference of pure R, G, B, C, M, Y, K, W pixels."""
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 2, (32, 32, 3)).astype(dtype)
+    return (ref @ np.array([0.299, 0.587, 0.114])).astype(dtype), ref
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+def test_colorize_refuses_floats_outside_0_1(kind, tiny_colorizer):
+    gray, ref = _saturated_pair()
+    wrap = (lambda a: torch.from_numpy(a)) if kind == "tensor" else (lambda a: a)
+    with pytest.raises(ValueError, match=r"target is a float image .*must be in \[0, 1\]"):
+        tiny_colorizer.colorize(wrap(gray * 255), wrap(ref), seed=0)  # was a gray result
+    bad_ref = wrap(ref * 255)
+    if kind == "tensor":
+        bad_ref = bad_ref.permute(2, 0, 1)
+    with pytest.raises(ValueError, match=r"reference is a float image .*\[0, 1\]"):
+        tiny_colorizer.colorize(wrap(gray), bad_ref, seed=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_colorize_float_result_lies_within_0_1(dtype):
+    gray, ref = _saturated_pair(dtype)
+    net = Colorizer.from_pretrained("psal-w8", device="cpu")
+    out = net.colorize(gray, ref, seed=0)
+    assert out.dtype == dtype
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0  # was 1.0000000000000002
+
+
+def test_colorize_progress_must_be_a_callable(tiny_colorizer):
+    gray, ref = _saturated_pair()
+    with pytest.raises(TypeError, match=r"progress must be a callable .* or None, got 3"):
+        tiny_colorizer.colorize(gray, ref, progress=3)

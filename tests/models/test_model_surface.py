@@ -83,3 +83,8 @@ def test_inpainter_context_is_checked_when_made():
     with pytest.raises(ValueError, match="context must be a finite number >= 0, got inf"):
         psal.models.Inpainter(g, context=float("inf"))
     assert psal.models.Inpainter(g, context=0).context == 0.0
+
+
+def test_upscaler_progress_must_be_a_callable(upscaler):
+    with pytest.raises(TypeError, match=r"progress must be a callable .* or None, got 3"):
+        upscaler.upscale(np.zeros((12, 12, 3), np.uint8), progress=3)

@@ -227,3 +227,14 @@ def test_a_colour_key_transparency_is_read_as_the_alpha_it_stands_for(tmp_path):
     want = np.zeros((6, 8), bool)
     want[2:4, 3:6] = True
     assert np.array_equal(hole, want)
+
+
+def test_a_bad_threshold_names_the_callers_argument():
+    m = np.zeros((2, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"^threshold must be in \(0, 1\), got 2"):
+        to_mask(m, 2, 3, threshold=2)
+    for mask in (m, torch.from_numpy(m)):  # psal.inpaint's keyword is mask_threshold
+        with pytest.raises(ValueError, match=r"^mask_threshold must be in \(0, 1\), got 0"):
+            to_mask(mask, 2, 3, threshold=0, threshold_name="mask_threshold")
+    with pytest.raises(TypeError, match=r"^mask_threshold must be a number in \(0, 1\), got '0.5'"):
+        to_mask(m, 2, 3, threshold="0.5", threshold_name="mask_threshold")

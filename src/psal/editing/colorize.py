@@ -46,7 +46,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
+from .._checks import (
+    check_int,
+    check_patch_size,
+    check_positive_float,
+    check_progress,
+    resolve_seed,
+)
 from .._deprecation import keyword_only
 from ..patchmatch.backends import compiled_cpu
 from ..utils.arrays import Array, arange, astype, concat, is_tensor, namespace
@@ -293,8 +299,10 @@ def colorize(
     Args:
         target: the grayscale image to colour: numpy ``(H, W)`` / ``(H, W, 1|2)``, PIL
             ``L`` / ``LA``, tensor ``(1, H, W)``; a colour image is used through its
-            luminance. An alpha channel is kept.
-        reference: a colour image (3 or 4 channels), any size (at least ``patch_size``).
+            luminance. An alpha channel is kept. Float images must be in [0, 1]
+            (integer types use their full range).
+        reference: a colour image (3 or 4 channels), any size (at least ``patch_size``);
+            floats in [0, 1], as ``target``.
         patch_size: odd side of the matched patches (and of the voting window: larger
             patches give smoother, more coherent colour; 9 scored best in
             ``benchmarks/colorize.py`` among 5, 7, 9, 11).
@@ -335,19 +343,20 @@ def colorize(
         device: torch device for the work (default: the target's, or CPU).
         backend: PatchMatch backend.
         progress: called as ``progress(done, total)`` after each PatchMatch search
-            and after each image's propagation.
+            and after each image's propagation; None: no reports.
 
     Returns:
         The coloured image, same kind and dtype as ``target``, with 3 channels (4 with
         alpha): a PIL ``L`` image gives ``RGB``, ``LA`` gives ``RGBA``, a numpy
-        ``(H, W)`` array gives ``(H, W, 3)``. Its luminance (BT.601 luma) equals the
-        target's exactly in floating point, and to within rounding (half a level) for
-        integer types.
+        ``(H, W)`` array gives ``(H, W, 3)``; floats in [0, 1]. Its luminance (BT.601
+        luma) equals the target's to float rounding in floating point, and to within
+        rounding (half a level) for integer types.
 
     Raises:
-        ValueError: a reference without colour channels, or smaller than a patch; an
-            option out of range (``k`` above :data:`MAX_K`, ...).
-        TypeError: unsupported input types.
+        ValueError: a reference without colour channels, or smaller than a patch; a
+            float ``target`` or ``reference`` with values outside [0, 1]; an option
+            out of range (``k`` above :data:`MAX_K`, ...).
+        TypeError: unsupported input types; a ``progress`` that is not callable.
 
     Example:
         >>> import numpy as np, psal
@@ -382,6 +391,7 @@ def colorize(
     floor = float(floor)
     if not 0 <= floor <= 1:
         raise ValueError(f"floor must be in [0, 1], got {floor}")
+    progress = check_progress(progress)
     use_np = not is_tensor(target) and not is_tensor(reference) and compiled_cpu(device, backend)
     if use_np:
         x, spec = to_array(target, "target")
@@ -391,10 +401,11 @@ def colorize(
 
         x, spec = to_tensor(target, "target", device=device)
         ref, _ = to_tensor(reference, "reference", device=x.device)
-    if spec.kind == "pil" and spec.mode == "F":  # the RGB result holds 8 bits of [0, 1]
-        check_unit_float(np.asarray(target), "target")
-    ref = astype(ref, x)
+    # a float target outside [0, 1] would come back gray (its luma leaves the gamut);
+    # integer types lie in [0, 1] once divided by their full range, and pass
+    check_unit_float(x, "target")
     check_reference(ref)
+    ref = astype(ref, x)
     hr, wr = ref.shape[-2:]
     if patch_size > min(hr, wr) or patch_size > min(x.shape[-2:]):
         raise ValueError(
@@ -442,7 +453,8 @@ def colorize(
                     ok = xp.exp(-((err / consistency) ** 2))
                     conf = conf * (1 - ok) + trust * ok
                 chroma = propagate_values(chroma, conf, y, smoothness=smoothness, sigma=edge)
-            rgb = luma_chroma_to_rgb(y, chroma)
+            # in the gamut to rounding (1 + 2e-16, -1e-8): clipped into [0, 1] exactly
+            rgb = luma_chroma_to_rgb(y, chroma).clip(0, 1)
             if xi.shape[1] in (2, 4):  # keep alpha
                 rgb = concat([rgb, xi[:, -1:]], 1)
             outs.append(rgb)

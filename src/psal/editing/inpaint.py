@@ -47,7 +47,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
+from .._checks import (
+    check_int,
+    check_patch_size,
+    check_positive_float,
+    check_progress,
+    resolve_seed,
+)
 from ..layers.vote import vote_arrays
 from ..patchmatch.backends import compiled_cpu
 from ..utils.arrays import Array, astype, concat, contiguous, copy, is_tensor, namespace, nonzero
@@ -497,7 +503,8 @@ def inpaint(
         temperature: T of the mean vote's weights ``exp(-d / T)``. The default,
             ``float("inf")``, averages all proposals plainly; None sets T at each step
             from the distances as Wexler et al. (twice their 75th percentile).
-        mask_threshold: fraction of the mask's full range above which a pixel is a hole.
+        mask_threshold: fraction of the mask's full range above which a pixel is a hole,
+            in (0, 1).
         dilate_mask: grow the hole by this many pixels (a square; helps anti-aliased
             object outlines and shadows). Costs the same whatever the radius.
         source_mask: where content may be copied from, True / white = allowed (the
@@ -507,7 +514,8 @@ def inpaint(
             torch's generator if torch is imported: ``torch.manual_seed`` repeats it).
         device: torch device for the work (default: the input's, or CPU).
         backend: PatchMatch backend (see :mod:`psal.patchmatch.backends`).
-        progress: called as ``progress(done, total)`` after each iteration.
+        progress: called as ``progress(done, total)`` after each iteration; None: no
+            reports.
 
     Returns:
         The completed image, of the same kind, size, dtype and mode as ``image``. With an
@@ -516,8 +524,8 @@ def inpaint(
     Raises:
         ValueError: mask and image sizes differ; the mask covers the whole image (or
             leaves no patch outside the hole), or ``source_mask`` leaves no patch to copy
-            from; bad settings.
-        TypeError: unsupported image or mask type.
+            from; bad settings (named by their keyword: ``mask_threshold``, ...).
+        TypeError: unsupported image or mask type; a ``progress`` that is not callable.
 
     Example:
         >>> import numpy as np, psal
@@ -541,6 +549,7 @@ def inpaint(
         texture_weight = check_positive_float(texture_weight, "texture_weight")
     if temperature is not None and temperature != float("inf"):
         temperature = check_positive_float(temperature, "temperature")
+    progress = check_progress(progress)
     hw = _size_of(image)
     if hw is None:
         _to_work(image, device, False)  # raises the error that names what was expected
@@ -592,10 +601,12 @@ def _mask(mask: ImageLike, h: int, w: int, b: int, threshold: float, name: str,
     """The (B, 1, H, W) bool mask: a numpy array for the numpy path, else a tensor."""
     warn = name == "mask"  # white in a source mask is the allowed area, not a hole
     if use_np and not is_tensor(mask):
-        return to_mask_array(mask, h, w, threshold=threshold, name=name, warn=warn)
+        return to_mask_array(mask, h, w, threshold=threshold, name=name, warn=warn,
+                             threshold_name="mask_threshold")  # fmt: skip
     from ..utils.masks import to_mask
 
-    m = to_mask(mask, h, w, batch=b, threshold=threshold, name=name, warn=warn)
+    m = to_mask(mask, h, w, batch=b, threshold=threshold, name=name, warn=warn,
+                threshold_name="mask_threshold")  # fmt: skip
     return m.numpy() if use_np else m
 
 

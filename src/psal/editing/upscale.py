@@ -47,7 +47,13 @@ import numpy as np
 from numba import njit
 from PIL import Image
 
-from .._checks import check_int, check_patch_size, check_positive_float, resolve_seed
+from .._checks import (
+    check_int,
+    check_patch_size,
+    check_positive_float,
+    check_progress,
+    resolve_seed,
+)
 from .._deprecation import keyword_only
 from ..utils.arrays import is_tensor, namespace
 from ..utils.color import luma
@@ -394,7 +400,7 @@ def upscale(
             torch's generator if torch is imported: ``torch.manual_seed`` repeats it).
         device: torch device for the work (default: the input's, or CPU).
         backend: PatchMatch backend.
-        progress: called as ``progress(done, total)`` after each tile.
+        progress: called as ``progress(done, total)`` after each tile; None: no reports.
         model: None (training-free, the default) or a pretrained network's name, e.g.
             ``"edsr-x2"``; its scale must be ``scale``.
         ensemble: with ``model``, average the network over the 8 flips/rotations of
@@ -408,6 +414,7 @@ def upscale(
     Raises:
         ValueError: a scale other than 2, 3, 4, or an image smaller than a patch; an
             unknown ``model``, or one trained for another scale.
+        TypeError: a ``progress`` that is not callable.
 
     Example:
         >>> import numpy as np, psal
@@ -418,6 +425,7 @@ def upscale(
     scale = check_scale(scale)
     if not isinstance(ensemble, bool):
         raise TypeError(f"ensemble must be True or False, got {ensemble!r}")
+    progress = check_progress(progress)
     if model is not None:
         return _upscale_with_model(image, scale, model, seed, device, progress, ensemble)
     if ensemble:

@@ -40,6 +40,7 @@ from torch import nn
 from .._checks import check_int
 from ..layers.registry import build_attention
 from ..utils.color import rgb_to_luma_chroma
+from ..utils.progress import ProgressCallback
 from ..weights import COLORIZERS, colorizer_file
 from .registry import register_model
 
@@ -375,27 +376,38 @@ class Colorizer(nn.Module):
         reference: Any,
         *,
         seed: int | None = None,
-        progress: Any = None,
+        progress: ProgressCallback | None = None,
     ) -> Any:
         """Colour ``target`` from ``reference``, as :func:`psal.colorize` does.
 
         Args:
             target: grayscale image (numpy, PIL or tensor; see :func:`psal.colorize`); a
-                colour image is used through its luminance (with a warning).
-            reference: colour image (3 or 4 channels), any size.
+                colour image is used through its luminance (with a warning). Float
+                images must be in [0, 1].
+            reference: colour image (3 or 4 channels), any size; floats in [0, 1].
             seed: seeds PatchMatch in psal attention (None: torch's generator).
-            progress: called as ``progress(done, total)``.
+            progress: called as ``progress(done, total)`` after each image; None: no
+                reports.
 
         Returns:
             The coloured image, same kind and dtype as ``target``, 3 channels (4 with
-            alpha); its luma equals the target's (to rounding for integer types).
+            alpha), floats in [0, 1]; its luma equals the target's (to rounding for
+            integer types).
+
+        Raises:
+            ValueError: a reference without colour channels; a float ``target`` or
+                ``reference`` with values outside [0, 1].
+            TypeError: unsupported input types; a ``progress`` that is not callable.
         """
-        from .._checks import resolve_seed
+        from .._checks import check_progress, resolve_seed
         from ..utils.color import check_reference, luma, luma_chroma_to_rgb, warn_colour_target
+        from ..utils.convert import check_unit_float
         from ..utils.image import from_tensor, to_tensor
 
+        progress = check_progress(progress)
         x, spec = to_tensor(target, "target", device=self.device)
         ref, _ = to_tensor(reference, "reference", device=self.device)
+        check_unit_float(x, "target")  # as psal.colorize: floats outside [0, 1] come out gray
         check_reference(ref)
         warn_colour_target(x)
         seed = resolve_seed(seed)
@@ -409,7 +421,8 @@ class Colorizer(nn.Module):
                 xi = x[i : i + 1]
                 y = xi[:, :1] if xi.shape[1] <= 2 else luma(xi[:, :3])
                 chroma = self(y.float(), ref[:, :3].float()).chroma.to(y.dtype)
-                rgb = luma_chroma_to_rgb(y, chroma)
+                # in the gamut to rounding (1 + 2e-16, -1e-8): clipped into [0, 1] exactly
+                rgb = luma_chroma_to_rgb(y, chroma).clamp(0, 1)
                 if xi.shape[1] in (2, 4):
                     rgb = torch.cat([rgb, xi[:, -1:]], 1)
                 outs.append(rgb)

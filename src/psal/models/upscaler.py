@@ -155,7 +155,8 @@ class Upscaler(nn.Module):
             seed: seeds PatchMatch in psal attention, as :meth:`Colorizer.colorize` does
                 (None: torch's generator); the same seed gives the same result.
             device: ignored (the network's device is used; move it with ``.to``).
-            progress: called as ``progress(done, total)`` after each image.
+            progress: called as ``progress(done, total)`` after each image; None: no
+                reports.
             **options: :func:`psal.upscale`'s other search options (``patch_size``,
                 ``k``, ...) are accepted and ignored: the network has none.
 
@@ -163,7 +164,8 @@ class Upscaler(nn.Module):
             The enlarged image, same kind, dtype and mode as ``image``.
 
         Raises:
-            ValueError: ``scale`` is not the network's.
+            ValueError: ``scale`` is not the network's; values outside [0, 1].
+            TypeError: an unknown option; a ``progress`` that is not callable.
         """
         from ..editing.upscale import check_scale
 
@@ -176,8 +178,9 @@ class Upscaler(nn.Module):
         unknown = set(options) - known
         if unknown:
             raise TypeError(f"upscale() got unexpected keyword arguments {sorted(unknown)}")
-        from .._checks import resolve_seed
+        from .._checks import check_progress, resolve_seed
 
+        progress = check_progress(progress)
         x, spec = to_tensor(image, "image")
         lo, hi = float(x.min()), float(x.max())
         if lo < 0 or hi > 1:  # the network was trained on [0, 1]: it would clip the rest

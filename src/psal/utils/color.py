@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .._checks import user_stacklevel
 from .arrays import concat, namespace
+from .convert import check_unit_float
 
 if TYPE_CHECKING:
     import torch
@@ -69,10 +70,14 @@ def luma_chroma_to_rgb(y: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
 
 
 def check_reference(reference: torch.Tensor) -> None:
-    """Check a colorization's reference: one (1, 3|4, Hr, Wr) colour image.
+    """Check a colorization's reference: one (1, 3|4, Hr, Wr) colour image in [0, 1].
+
+    ``reference`` as :func:`psal.utils.convert.to_tensor` (or ``to_array``) gives it: a
+    tensor or a numpy array, integer types already divided by their full range.
 
     Raises:
-        ValueError: a reference without colour, or a batch of references.
+        ValueError: a reference without colour, a batch of references, or a float
+            reference with values outside [0, 1] (a gray or oversaturated result).
     """
     if reference.shape[1] < 3:
         raise ValueError(
@@ -81,6 +86,7 @@ def check_reference(reference: torch.Tensor) -> None:
         )
     if reference.shape[0] != 1:
         raise ValueError(f"reference must be a single image, got a batch of {reference.shape[0]}")
+    check_unit_float(reference, "reference")
 
 
 def warn_colour_target(target: torch.Tensor) -> None:

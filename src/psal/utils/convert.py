@@ -21,6 +21,7 @@ Supported inputs:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
@@ -39,6 +40,7 @@ __all__ = [
     "ImageLike",
     "ImageSpec",
     "check_device",
+    "check_unit_float",
     "check_values",
     "from_array",
     "from_tensor",
@@ -162,17 +164,31 @@ def check_values(image: Image.Image, name: str = "image", *, unit_float: bool = 
         check_unit_float(np.asarray(image), name, unit_float)
 
 
-def check_unit_float(arr: np.ndarray, name: str, unit: bool = True) -> None:
-    """Refuse NaN / Inf in a float image, and values outside [0, 1] when ``unit``."""
-    if arr.size == 0:
-        return
-    if not np.isfinite(arr).all():
+def check_unit_float(arr: np.ndarray | torch.Tensor, name: str, unit: bool = True) -> None:
+    """Refuse NaN / Inf in a float image, and values outside [0, 1] when ``unit``.
+
+    ``arr``: a numpy array or a tensor (any shape), as given or as :func:`to_array` /
+    :func:`to_tensor` convert it (integer types then lie in [0, 1] and always pass).
+
+    Raises:
+        ValueError: naming ``name`` and the range of values found.
+    """
+    if is_tensor(arr):
+        import torch
+
+        if arr.numel() == 0:
+            return
+        lo, hi = (float(v) for v in torch.aminmax(arr.detach().reshape(-1)))
+    else:
+        if arr.size == 0:
+            return
+        lo, hi = float(arr.min()), float(arr.max())  # NaN propagates; Inf is an end
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name} contains NaN or Inf values")
-    if unit and (float(arr.min()) < 0.0 or float(arr.max()) > 1.0):
+    if unit and (lo < 0.0 or hi > 1.0):
         raise ValueError(
-            f"{name} is a float image with values in [{float(arr.min()):g}, "
-            f"{float(arr.max()):g}]; this result is written at 8 bits from values in "
-            "[0, 1]: rescale it first"
+            f"{name} is a float image with values in [{lo:g}, {hi:g}]; float images must "
+            "be in [0, 1] (1 = full intensity): rescale it first (e.g. divide by 255)"
         )
 
 

@@ -26,6 +26,7 @@ Bool masks are used as they are. Float masks must be finite; complex masks are r
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import TYPE_CHECKING
 
@@ -126,6 +127,7 @@ def to_mask(
     device: torch.device | str | None = None,
     name: str = "mask",
     warn: bool = True,
+    threshold_name: str = "threshold",
 ) -> torch.Tensor:
     """Turn a mask given as numpy, PIL or tensor into a (B, 1, H, W) bool tensor.
 
@@ -145,11 +147,14 @@ def to_mask(
         name: argument name for error messages.
         warn: warn when True covers most of the image (off for masks where True is
             not a hole, such as a source mask's allowed area).
+        threshold_name: the caller's name of ``threshold``, for error messages (e.g.
+            ``"mask_threshold"`` for :func:`psal.inpaint`).
 
     Raises:
-        TypeError: unsupported kind or dtype (complex, object, ...).
+        TypeError: unsupported kind or dtype (complex, object, ...); a ``threshold``
+            that is not a number.
         ValueError: wrong size (the message gives the mask's and the image's sizes),
-            NaN / Inf, negative integers.
+            NaN / Inf, negative integers; a ``threshold`` outside (0, 1).
 
     Warns:
         UserWarning: the hole covers more than half the image (:data:`MOSTLY_HOLE`).
@@ -163,10 +168,11 @@ def to_mask(
     import torch
 
     if isinstance(mask, (Image.Image, np.ndarray)):
-        m = to_mask_array(mask, height, width, threshold=threshold, name=name, warn=warn)
+        m = to_mask_array(mask, height, width, threshold=threshold, name=name, warn=warn,
+                          threshold_name=threshold_name)  # fmt: skip
         m = torch.from_numpy(m)
         return m.expand(batch, 1, height, width).to(device=device or "cpu").contiguous()
-    _check_threshold(threshold)
+    threshold = _check_threshold(threshold, threshold_name)
     if isinstance(mask, torch.Tensor):
         t = mask.detach()
         if t.dim() == 2:
@@ -210,12 +216,14 @@ def to_mask_array(
     threshold: float = 0.5,
     name: str = "mask",
     warn: bool = True,
+    threshold_name: str = "threshold",
 ) -> np.ndarray:
     """:func:`to_mask` for a numpy or PIL mask, without torch: (1, 1, H, W) bool array.
 
-    The same rule, checks, errors and warning as :func:`to_mask` (which calls it).
+    The same rule, arguments, checks, errors and warning as :func:`to_mask` (which
+    calls it).
     """
-    _check_threshold(threshold)
+    threshold = _check_threshold(threshold, threshold_name)
     if isinstance(mask, Image.Image):
         m = _pil_mask(mask, threshold, name)[None, None]
     elif isinstance(mask, np.ndarray):
@@ -228,9 +236,15 @@ def to_mask_array(
     return np.ascontiguousarray(m)
 
 
-def _check_threshold(threshold: float) -> None:
+def _check_threshold(threshold: object, name: str) -> float:
+    """``threshold`` as a float in (0, 1); errors name it ``name`` (the caller's keyword)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise TypeError(
+            f"{name} must be a number in (0, 1), got {threshold!r} ({type(threshold).__name__})"
+        )
     if not 0.0 < float(threshold) < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        raise ValueError(f"{name} must be in (0, 1), got {threshold}")
+    return float(threshold)
 
 
 def _kind_error(mask: object, name: str) -> TypeError:
