@@ -102,9 +102,10 @@ def test_learned_inpaint_equals_the_cli(tmp_path, capsys):
     from psal.models import DeepFillV1, save_weights
 
     torch.manual_seed(1)
-    net = DeepFillV1(width=4, attention="none")
+    kwargs = {"width": 4, "attention": "psal", "attention_options": {"k": 2}}  # seeds matter
+    net = DeepFillV1(**kwargs)
     ckpt = tmp_path / "w.safetensors"
-    spec = {"name": "deepfill_v1", "kwargs": {"width": 4, "attention": "none"}}
+    spec = {"name": "deepfill_v1", "kwargs": kwargs}
     save_weights(ckpt, {"generator": net.state_dict()}, {"generator": spec, "image_size": 32})
     models = actions.load_models({"inpaint": str(ckpt)}, torch.device("cpu"))
     assert models["inpaint"][0] == "w.safetensors"

@@ -171,8 +171,9 @@ def test_checkpoint_uses_learned_inpainter(files, capsys, monkeypatch):
             calls["load"] = (str(path), str(device))
             return cls()
 
-        def inpaint(self, image, mask):
+        def inpaint(self, image, mask, **kwargs):
             calls["mask"] = mask.sum()
+            calls["kwargs"] = kwargs
             arr = np.asarray(image).copy()
             arr[mask] = 0
             return Image.fromarray(arr)
@@ -183,6 +184,7 @@ def test_checkpoint_uses_learned_inpainter(files, capsys, monkeypatch):
                      "--checkpoint", "w.safetensors", "--device", "cpu", "--dilate", "0")  # fmt: skip
     assert code == 0, err
     assert calls["load"] == ("w.safetensors", "cpu") and calls["mask"] == 12 * 14
+    assert calls["kwargs"]["seed"] == 0 and callable(calls["kwargs"]["progress"])
     assert (np.asarray(Image.open(out))[12:24, 20:34] == 0).all()
 
 
@@ -203,8 +205,16 @@ def psal_checkpoint(tmp_path):
 
 
 def test_checkpoint_seed_and_dilate_are_used(files, capsys, psal_checkpoint):
+    import torch
+
+    from psal.models import Inpainter
+
     d = files["dir"]
     outs = {}
+    torch.manual_seed(11)
+    Inpainter.from_checkpoint(psal_checkpoint, device="cpu")  # draws its initial weights
+    expected = torch.random.get_rng_state()
+    torch.manual_seed(11)
     for name, extra in {
         "a": ["--seed", "3"], "b": ["--seed", "3"], "c": ["--seed", "4"],
         "dil": ["--seed", "3", "--dilate", "2"],
@@ -212,6 +222,8 @@ def test_checkpoint_seed_and_dilate_are_used(files, capsys, psal_checkpoint):
         code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", files["mask.png"], "-o",
                          d / f"out_{name}.png", "--checkpoint", psal_checkpoint, *extra)  # fmt: skip
         assert code == 0, err
+        if name == "a":  # the seed goes to the inpainter: torch's generator is not reseeded
+            assert torch.equal(torch.random.get_rng_state(), expected)
         outs[name] = np.asarray(Image.open(d / f"out_{name}.png")).astype(int)
     assert np.array_equal(outs["a"], outs["b"])  # repeatable with a seed
     assert not np.array_equal(outs["a"], outs["c"])
@@ -363,7 +375,8 @@ def test_inpaint_folder_pairs_masks_and_reports_what_failed(tmp_path, capsys):
     code, err = _run(capsys, "inpaint", images, "--mask", masks, "-o", out, "--dilate", "0")
     assert code == 1
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert lines[0].startswith("psal: error: c.png: no mask named c.") and "masks" in lines[0]
+    assert lines[0].startswith("psal: error: c.png: --mask: no mask named c.")
+    assert "masks" in lines[0]
     assert "1 of 3 images failed" in lines[-1]
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]  # nothing else, no tmp
     a_in, a_out = np.asarray(Image.open(images / "a.png")), np.asarray(Image.open(out / "a.png"))
@@ -719,3 +732,40 @@ def test_an_unreadable_checkpoint_is_one_line_naming_the_flag(files, capsys, com
     assert code != 0
     assert _error_line(err).startswith("psal: error: --checkpoint: ")
     assert _outputs(files["dir"]) == set()
+
+
+def test_a_checkpoint_with_non_finite_weights_is_one_line_naming_the_flag(files, capsys, tmp_path):
+    import torch
+
+    from psal.models import DeepFillV1, save_weights
+
+    kwargs = {"width": 4, "attention": "none"}
+    state = DeepFillV1(**kwargs).state_dict()
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = torch.full_like(state[key], float("nan"))
+    bad = tmp_path / "nan.safetensors"
+    save_weights(bad, {"generator": state},
+                 {"generator": {"name": "deepfill_v1", "kwargs": kwargs}, "image_size": 32})  # fmt: skip
+    code, err = _run(capsys, "inpaint", files["rgb.png"], "--mask", files["mask.png"],
+                     "--checkpoint", bad, "-o", files["dir"] / "out.png")  # fmt: skip
+    assert code == 1
+    line = _error_line(err)
+    assert line.startswith("psal: error: --checkpoint: ") and "nan.safetensors" in line
+    assert f"generator.{key}" in line and "NaN or inf" in line
+    assert _outputs(files["dir"]) == set()
+
+
+@pytest.mark.parametrize("flag", ["--mask", "--source-mask"])
+@pytest.mark.parametrize("problem", ["missing", "not an image"])
+def test_mask_file_errors_name_their_flag(files, capsys, flag, problem):
+    path = files["dir"] / "nomask.png"
+    if problem == "not an image":
+        path.write_text("hello")
+    given = {"--mask": files["mask.png"], "--source-mask": None, flag: path}
+    args = [a for f, v in given.items() if v is not None for a in (f, v)]
+    code, err = _run(capsys, "inpaint", files["rgb.png"], *args, "-o", files["dir"] / "out.png")
+    assert code == 1
+    line = _error_line(err)
+    assert line.startswith(f"psal: error: {flag}: "), line
+    assert "mask: " not in line.removeprefix(f"psal: error: {flag}: ")  # the flag once
+    assert str(path) in line

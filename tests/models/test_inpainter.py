@@ -154,7 +154,8 @@ def test_inpaint_input_errors(inpainter):
         inpainter.inpaint(img + 2, np.ones((20, 20), bool))
     with pytest.raises(TypeError, match="image must be a numpy array, a PIL image or a torch"):
         inpainter.inpaint([[0]], np.ones((20, 20), bool))
-    no_hole = inpainter.inpaint(img, np.zeros((20, 20), bool))
+    with pytest.warns(UserWarning, match="empty"):
+        no_hole = inpainter.inpaint(img, np.zeros((20, 20), bool))
     assert np.array_equal(no_hole, img)
 
 
@@ -189,3 +190,73 @@ def test_from_checkpoint_rejects_foreign_files(tmp_path):
         Inpainter.from_checkpoint(tmp_path / "missing.safetensors")
     with pytest.raises(FileNotFoundError, match="without checkpoints"):
         Inpainter.from_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("max_size", [0, 24], ids=["full_size", "downscaled"])
+def test_hole_content_does_not_leak_into_the_fill(max_size):
+    # a hole at the bottom-right corner of a 45x45 image: padding to a multiple of 4
+    # and the antialiased downscale both reach the hole's pixels
+    torch.manual_seed(0)
+    net = Inpainter(DeepFillV1(width=4, attention="none"), training_size=16, max_size=max_size)
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(1, 3, 45, 45, generator=g)
+    hole = torch.zeros(1, 1, 45, 45, dtype=torch.bool)
+    hole[..., 30:, 30:] = True
+    b = torch.where(hole, torch.rand(1, 3, 45, 45, generator=g), a)  # differs in the hole only
+    assert torch.equal(net(a, hole), net(b, hole))
+    np_hole = hole[0, 0].numpy()
+    img_a, img_b = (np.ascontiguousarray(x[0].permute(1, 2, 0).numpy()) for x in (a, b))
+    assert np.array_equal(net.inpaint(img_a, np_hole), net.inpaint(img_b, np_hole))
+
+
+@pytest.mark.filterwarnings("ignore:mask. the hole covers")
+def test_inpaint_refuses_a_whole_image_mask_and_warns_on_an_empty_one(inpainter):
+    img = np.random.default_rng(0).random((20, 24, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="the mask covers the whole image"):
+        inpainter.inpaint(img, np.ones((20, 24), bool))
+    batch = torch.from_numpy(img).permute(2, 0, 1)[None].repeat(2, 1, 1, 1)
+    masks = torch.zeros(2, 1, 20, 24, dtype=torch.bool)
+    masks[0, :, 2:6, 2:6] = True
+    masks[1] = True  # one sample with no known pixel
+    with pytest.raises(ValueError, match="the mask covers the whole image"):
+        inpainter.inpaint(batch, masks)
+    with pytest.warns(UserWarning, match="the mask is empty; the image is returned unchanged"):
+        out = inpainter.inpaint(img, np.zeros((20, 24), bool))
+    assert np.array_equal(out, img)
+
+
+def test_inpaint_names_a_bad_mask_threshold(inpainter):
+    img = np.zeros((20, 24, 3), np.float32)
+    with pytest.raises(ValueError, match="mask_threshold"):
+        inpainter.inpaint(img, np.ones((20, 24), np.float32), mask_threshold=2)
+
+
+def test_inpaint_seed_repeats_and_leaves_the_global_generator_alone():
+    torch.manual_seed(0)
+    net = Inpainter(DeepFillV1(width=4, attention="psal", attention_options={"k": 2}),
+                    training_size=32)  # fmt: skip
+    img = np.random.default_rng(0).random((40, 44, 3)).astype(np.float32)
+    hole = _hole(40, 44)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    out = net.inpaint(img, hole, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.manual_seed(999)  # the seed alone decides the result
+    assert np.array_equal(net.inpaint(img, hole, seed=5), out)
+    with pytest.raises(ValueError, match="seed must be"):
+        net.inpaint(img, hole, seed=-1)
+
+
+def test_inpaint_progress(inpainter):
+    img = np.random.default_rng(0).random((20, 24, 3)).astype(np.float32)
+    hole = np.zeros((20, 24), bool)
+    hole[4:10, 5:12] = True
+    calls = []
+    inpainter.inpaint(img, hole, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 1)]
+    batch = torch.from_numpy(img).permute(2, 0, 1)[None].repeat(3, 1, 1, 1)
+    calls.clear()
+    inpainter.inpaint(batch, torch.from_numpy(hole), progress=lambda *a: calls.append(a))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    with pytest.raises(TypeError, match="progress"):
+        inpainter.inpaint(img, hole, progress=5)

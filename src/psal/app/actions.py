@@ -386,8 +386,7 @@ def run_inpaint(
                 "a region to copy from works with the patch-based method, not the learned one"
             )
         model = _learned(models, "inpaint")
-        torch.manual_seed(seed)  # as the CLI: PSAL layers draw PatchMatch seeds from it
-        return model.inpaint(full_depth(image), hole)
+        return model.inpaint(full_depth(image), hole, seed=seed)  # as the CLI
     if source is not None and not np.any(source):
         raise ValueError(
             "the region to copy from is empty: paint where the fill may copy from "

@@ -213,14 +213,26 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
 
 def _load_mask_for(path: str, image, args, name: str):
+    """The mask file ``path`` for ``image``; its errors name the flag ``name`` (``--mask``).
+
+    The library's messages call the file ``mask`` (``mask: no such file: ...``, ``mask
+    m.png is 56x30 ...``): that word becomes the flag.
+    """
     from ..utils.image import load_mask
 
     try:
         return load_mask(path, size=image.size, threshold=args.mask_threshold,
                          max_pixels=args.max_pixels)  # fmt: skip
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         text = str(err)
-        raise ValueError(text if text.startswith(name) else f"{name}: {text}") from None
+        if not text.startswith(name):
+            for word in ("mask: ", "mask "):
+                if text.startswith(word):
+                    text = f"{name}{word[4:]}{text[len(word) :]}"
+                    break
+            else:
+                text = f"{name}: {text}"
+        raise type(err)(text) from None
 
 
 def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None,
@@ -262,10 +274,7 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
     if mask.all():
         raise CLIError("the mask covers the whole image: there is no known pixel to copy from")
     if model is not None:
-        import torch
-
-        torch.manual_seed(args.seed)  # PSAL attention layers draw PatchMatch seeds from it
-        out = model.inpaint(full_depth(image), mask)
+        out = model.inpaint(full_depth(image), mask, seed=args.seed, progress=bar)
     else:
         from ..editing.inpaint import inpaint
 
@@ -435,13 +444,16 @@ def _each_image(images: list[Path], out_dir: Path, what: str, quiet: bool,
     return 0
 
 
-def _paired(given: Path | None, image: Path, what: str) -> Path | None:
-    """``given`` itself, or, for a folder, its file named like ``image`` (else an error)."""
+def _paired(given: Path | None, image: Path, what: str, flag: str) -> Path | None:
+    """``given`` itself, or, for a folder, its file named like ``image`` (else an error).
+
+    The error names the option ``flag`` that gave the folder (``--mask``).
+    """
     if given is None or not given.is_dir():
         return given
     found = _pair(given, image.stem)
     if found is None:
-        raise CLIError(f"no {what} named {image.stem}.* in the folder {given}")
+        raise CLIError(f"{flag}: no {what} named {image.stem}.* in the folder {given}")
     return found
 
 
@@ -460,8 +472,8 @@ def _inpaint_folder(args, device) -> int:
     model = _inpainter(args, device)  # once for the folder
 
     def one(path: Path, out: Path) -> None:
-        mask = _paired(masks, path, "mask")
-        source = _paired(sources or None, path, "source mask")
+        mask = _paired(masks, path, "mask", "--mask")
+        source = _paired(sources or None, path, "source mask", "--source-mask")
         _inpaint_file(args, str(path), str(mask), source and str(source), str(out), device,
                       None, model)  # fmt: skip
 
@@ -533,7 +545,7 @@ def _colorize(args: argparse.Namespace) -> int:
             raise CLIError(f"--reference: no such file or folder: {refs}")
 
         def one(path: Path, out: Path) -> None:
-            ref = _paired(refs, path, "reference")
+            ref = _paired(refs, path, "reference", "--reference")
             _colorize_file(args, str(path), str(ref), str(out), device, net, True)
 
         return _each_image(images, out_dir, "colorize", args.quiet, one)

@@ -7,6 +7,8 @@
 - sizes: images are reflect-padded to a multiple of the generator's stride (4) and
   cropped back;
 - known pixels: copied from the input, bit for bit;
+- hole pixels: never seen by the network, whatever they hold (zeroed before the padding,
+  left out of the downscale's averages), so the fill depends on the known pixels only;
 - **large images**: a network trained at 256x256 with holes of about 128x128 sees a
   receptive field and a hole-to-context ratio of that scale. For a single image
   (:meth:`Inpainter.inpaint`), psal therefore (1) crops the hole's bounding box enlarged
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_float_tensor, check_int, check_mask
+from ..utils.progress import ProgressCallback
 from ..utils.resample import interpolate
 from .io import build_network, load_weights
 
@@ -123,12 +127,14 @@ class Inpainter(nn.Module):
         m_, low = self.size_multiple, self.min_size
         ph = max(math.ceil(h / m_) * m_, math.ceil(low / m_) * m_) - h
         pw = max(math.ceil(w / m_) * m_, math.ceil(low / m_) * m_) - w
-        x = images * 2 - 1
+        # the hole is zeroed before padding: the padding copies pixels next to the border,
+        # and those of a hole there would otherwise reach the network as known pixels
+        x = (images * 2 - 1).masked_fill(masks, 0)
         hole = masks
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
-            hole = F.pad(masks, (0, pw, 0, ph), value=False)
+            hole = F.pad(masks.float(), (0, pw, 0, ph), mode=mode) > 0.5  # mirrored holes
         out = self.generator(x, hole).completed
         return ((out[..., :h, :w].float() + 1) / 2).clamp(0, 1)
 
@@ -154,8 +160,14 @@ class Inpainter(nn.Module):
         if self.max_size and max(h, w) > self.max_size:
             f = self.max_size / max(h, w)
             sh, sw = max(1, round(h * f)), max(1, round(w * f))
-            xs = interpolate(x, (sh, sw), mode="bilinear", antialias=True)
-            ms = F.interpolate(m.float(), (sh, sw), mode="area") > 0
+            # the known pixels alone, averaged (normalised convolution): the antialiasing
+            # filter reaches beyond each low-res pixel, and would mix the hole's own
+            # content (what is to be removed) into the known pixels around it
+            known = (~m).float()
+            xs = interpolate(x * known, (sh, sw), mode="bilinear", antialias=True)
+            weight = interpolate(known, (sh, sw), mode="bilinear", antialias=True)
+            xs = (xs / weight.clamp_min(1e-6)).clamp(0, 1)
+            ms = (F.interpolate(m.float(), (sh, sw), mode="area") > 0) | (weight < 1e-6)
             pred = self._run(xs, ms)
             pred = F.interpolate(pred, (h, w), mode="bicubic", align_corners=False).clamp(0, 1)
         else:
@@ -175,7 +187,15 @@ class Inpainter(nn.Module):
         left = int(np.clip(round((x0 + x1 - side_w) / 2), 0, w - side_w))
         return top, top + side_h, left, left + side_w
 
-    def inpaint(self, image: Any, mask: Any, *, mask_threshold: float = 0.5) -> Any:
+    def inpaint(
+        self,
+        image: Any,
+        mask: Any,
+        *,
+        mask_threshold: float = 0.5,
+        seed: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Any:
         """Inpaint an image; returns the same kind, dtype, mode and size as ``image``.
 
         Takes the inputs of :func:`psal.inpaint` (see :mod:`psal.utils.image`): a numpy
@@ -190,15 +210,31 @@ class Inpainter(nn.Module):
             mask: the hole (True / white = hole), read by :func:`psal.utils.image.to_mask`
                 with ``mask_threshold`` (the same rule as :func:`psal.inpaint`).
             mask_threshold: fraction of the full range above which a mask pixel is hole.
+            seed: seeds the PatchMatch searches of psal attention layers, so that the
+                result repeats; torch's global generator is left as it was (None: a
+                fresh seed drawn from it, so ``torch.manual_seed`` repeats a run).
+            progress: called as ``progress(done, total)`` after each image of the batch.
 
         Returns:
             The inpainted image; pixels outside the hole are the input's, bit for bit.
+            With an empty mask, a copy of ``image`` (and a warning).
+
+        Raises:
+            ValueError: the mask covers the whole image (of any sample), a mask of
+                another size, values outside [0, 1], a bad ``seed``.
+            TypeError: an unsupported image or mask type, a ``progress`` that is not
+                callable.
         """
+        from .._checks import check_progress, resolve_seed
         from ..utils.image import from_tensor, to_mask, to_tensor
 
+        progress = check_progress(progress)
+        seed = resolve_seed(seed)
         x, spec = to_tensor(image, "image", device="cpu")
         b, c, h, w = x.shape
-        hole = to_mask(mask, h, w, batch=b, threshold=mask_threshold)
+        hole = to_mask(
+            mask, h, w, batch=b, threshold=mask_threshold, threshold_name="mask_threshold"
+        )
         colour = 3 if c >= 3 else 1  # the channels the network fills (alpha is kept)
         known = x[:, :colour]
         lo, hi = float(known.min()), float(known.max())
@@ -207,17 +243,32 @@ class Inpainter(nn.Module):
                 f"image values must lie in [0, 1] (the full range of its dtype), got "
                 f"values in [{lo:.4g}, {hi:.4g}]"
             )
+        if not bool(hole.any()):
+            warnings.warn(
+                "inpaint: the mask is empty; the image is returned unchanged", stacklevel=2
+            )
+        if any(bool(hole[i].all()) for i in range(b)):
+            raise ValueError(
+                "the mask covers the whole image: there is no known pixel to copy from"
+            )
         out = x.clone()
-        for i in range(b):
-            sample_hole = hole[i, 0].numpy()
-            if not sample_hole.any():
-                continue
-            top, bottom, left, right = self._window(sample_hole)
-            rgb = known[i : i + 1, :, top:bottom, left:right].expand(-1, 3, -1, -1)
-            m = hole[i : i + 1, :, top:bottom, left:right]
-            pred = self.forward(rgb.to(self.device), m.to(self.device)).cpu()
-            if colour == 1:
-                pred = pred.mean(1, keepdim=True)
-            window = out[i : i + 1, :colour, top:bottom, left:right]
-            window.copy_(torch.where(m, pred.to(out.dtype), window))
+        dev = self.device
+        devices = [dev] if dev.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=dev.type):
+            # psal attention layers draw PatchMatch seeds from torch's generator: seeded
+            # here, and the caller's generator is left as it was
+            torch.manual_seed(seed)
+            for i in range(b):
+                sample_hole = hole[i, 0].numpy()
+                if sample_hole.any():
+                    top, bottom, left, right = self._window(sample_hole)
+                    rgb = known[i : i + 1, :, top:bottom, left:right].expand(-1, 3, -1, -1)
+                    m = hole[i : i + 1, :, top:bottom, left:right]
+                    pred = self.forward(rgb.to(dev), m.to(dev)).cpu()
+                    if colour == 1:
+                        pred = pred.mean(1, keepdim=True)
+                    window = out[i : i + 1, :colour, top:bottom, left:right]
+                    window.copy_(torch.where(m, pred.to(out.dtype), window))
+                if progress is not None:
+                    progress(i + 1, b)
         return from_tensor(out, spec)

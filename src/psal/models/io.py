@@ -126,7 +126,8 @@ def load_weights(
 
     Raises:
         FileNotFoundError: see :func:`resolve_weights_file`.
-        ValueError: not a psal checkpoint, a newer format, or another task's checkpoint.
+        ValueError: not a psal checkpoint, a newer format, another task's checkpoint, or
+            a floating-point tensor holding NaN or inf (named, with the file).
     """
     from ..utils.convert import check_device
 
@@ -164,6 +165,11 @@ def load_weights(
         )
     states: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(
+                f"checkpoint {str(file)!r}: tensor {key!r} holds NaN or inf values; the "
+                "weights are unusable (a damaged file, or a diverged training run)"
+            )
         prefix, _, rest = key.partition(".")
         states.setdefault(prefix, {})[rest] = value
     meta["path"] = str(file)

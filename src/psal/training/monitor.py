@@ -1,7 +1,9 @@
 """What a run shows and logs on rank 0: progress bar, steps per second, TensorBoard.
 
 Nothing is written before the first step has completed: :meth:`Monitor.start` then
-writes ``config.json`` and opens the TensorBoard writer (``out/tensorboard``).
+writes ``config.json`` and opens the TensorBoard writer (``out/tensorboard``). A resumed
+run purges what an earlier one logged after the step it resumes from (TensorBoard's
+``purge_step``), so that the steps it logs again are shown once.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Monitor:
         self.writer: Any = None
         self.bar: Any = None
         self._clock = (time.perf_counter(), 0)
+        self._first_step = 0  # the step the run starts (or resumes) from
 
     @property
     def images(self) -> bool:
@@ -57,21 +60,30 @@ class Monitor:
         return self._writer_class is not None
 
     def open_bar(self, step: int, end: int) -> None:
-        """Start the progress bar at ``step`` of ``end``."""
+        """Start the progress bar at ``step`` of ``end`` (the step the run resumes from)."""
         self._clock = (time.perf_counter(), step)
+        if self.writer is None:
+            self._first_step = step
         if self.progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=end, initial=step, desc="train", unit="step", file=sys.stderr)
 
     def start(self) -> None:
-        """After the first completed step: write ``config.json``, open TensorBoard."""
+        """After the first completed step: write ``config.json``, open TensorBoard.
+
+        Events an earlier run logged after the step this one started from (given to
+        :meth:`open_bar`: the checkpoint's step) are purged: that run stopped after
+        them, and this one logs those steps again.
+        """
         if not self.enabled:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(self.out / "config.json", self.config)
         if self._writer_class is not None and self.writer is None:
-            self.writer = self._writer_class(str(self.out / "tensorboard"))
+            self.writer = self._writer_class(
+                str(self.out / "tensorboard"), purge_step=self._first_step + 1
+            )
 
     def advance(self) -> None:
         """One step done."""
