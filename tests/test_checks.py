@@ -30,3 +30,21 @@ def test_check_progress_names_the_argument_and_what_it_takes(bad):
         TypeError, match=rf"^callback must be .* or None, got {re.escape(repr(bad))}"
     ):
         check_progress(bad, "callback")
+
+
+def test_check_module_dtype_names_the_argument_and_both_dtypes():
+    import torch
+
+    from psal._checks import check_module_dtype
+
+    net = torch.nn.Conv2d(3, 4, 3)
+    check_module_dtype(torch.rand(1, 3, 8, 8), "x", net)  # float32 in, float32 weights
+    with pytest.raises(
+        TypeError,
+        match=r"^x has dtype torch\.float16 but Conv2d's parameters are torch\.float32",
+    ):
+        check_module_dtype(torch.rand(1, 3, 8, 8).half(), "x", net)
+    # mixed precision: autocast casts the inputs of each operation itself
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        check_module_dtype(torch.rand(1, 3, 8, 8).half(), "x", net)
+    check_module_dtype(torch.rand(1, 3, 8, 8).half(), "x", torch.nn.ReLU())  # no weights

@@ -55,6 +55,53 @@ def check_float_tensor(x: object, name: str, ndim: int | None = 4) -> torch.Tens
     return x
 
 
+def module_dtype(module: torch.nn.Module) -> torch.dtype | None:
+    """The dtype of ``module``'s first floating-point parameter (None: it has none)."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
+def check_module_dtype(x: torch.Tensor, name: str, module: torch.nn.Module) -> None:
+    """Refuse a tensor whose dtype differs from ``module``'s parameters.
+
+    Without this, a float16 image given to a float32 network fails deep inside the first
+    convolution ("Input type (c10::Half) and bias type (float) should be the same").
+    Under :func:`torch.autocast` (mixed precision) the dtypes may differ: autocast casts
+    the inputs of each operation itself.
+    """
+    import torch
+
+    dtype = module_dtype(module)
+    if dtype is None or x.dtype == dtype:
+        return
+    try:
+        autocast = torch.is_autocast_enabled(x.device.type)
+    except TypeError:  # torch < 2.4: no device_type argument
+        autocast = (
+            torch.is_autocast_cpu_enabled()
+            if x.device.type == "cpu"
+            else torch.is_autocast_enabled()
+        )
+    if autocast:
+        return
+    raise TypeError(
+        f"{name} has dtype {x.dtype} but {type(module).__name__}'s parameters are {dtype}; "
+        f"convert it ({name}.to({dtype})) or the network (.to({x.dtype})), or run under "
+        "torch.autocast"
+    )
+
+
+def check_channels(x: torch.Tensor, name: str, channels: int) -> None:
+    """Refuse a (B, C, H, W) tensor ``x`` whose C is not ``channels``."""
+    if x.shape[1] != channels:
+        raise ValueError(
+            f"{name} must have {channels} channels (B, {channels}, H, W), got shape "
+            f"{tuple(x.shape)}"
+        )
+
+
 def check_finite(x: torch.Tensor | np.ndarray, name: str) -> None:
     """Raise ``ValueError`` if ``x`` (a tensor or a numpy array) holds NaN or Inf."""
     import numpy as np

@@ -36,14 +36,15 @@ def test_inpaint_formats_and_modes(files, capsys, src):
     out = files["dir"] / f"out{Path(src).suffix}"
     code, err = _run(capsys, "inpaint", files[src], "--mask", files["mask.png"], "-o", out)
     assert code == 0, err
-    a, b = Image.open(files[src]), Image.open(out)
-    assert b.size == a.size and b.mode == a.mode
+    with Image.open(files[src]) as a, Image.open(out) as b:
+        assert b.size == a.size and b.mode == a.mode
+        a, b = np.asarray(a), np.asarray(b)
     m = np.asarray(Image.open(files["mask.png"])) > 127
     grown = np.pad(m, 1)  # --dilate 1 by default: the hole grows by one pixel (3x3)
     grown = np.max([grown[i : i + m.shape[0], j : j + m.shape[1]] for i in range(3)
                     for j in range(3)], axis=0)  # fmt: skip
     if src.endswith((".png", ".webp")):  # lossless: known pixels exactly kept
-        assert np.array_equal(np.asarray(b)[~grown], np.asarray(a)[~grown])
+        assert np.array_equal(b[~grown], a[~grown])
     assert _outputs(files["dir"]) == {out.name}
 
 
@@ -52,7 +53,8 @@ def test_inpaint_format_change_and_dilate(files, capsys):
     code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", files["mask.png"], "-o", out,
                      "--dilate", "2", "--seed", "3", "--patch-size", "5")  # fmt: skip
     assert code == 0, err
-    assert Image.open(out).format == "WEBP"
+    with Image.open(out) as im:
+        assert im.format == "WEBP"
 
 
 def test_colorize_and_upscale(files, capsys):
@@ -61,13 +63,14 @@ def test_colorize_and_upscale(files, capsys):
         capsys, "colorize", files["gray.png"], "--reference", files["rgb.png"], "-o", out
     )
     assert code == 0, err
-    assert Image.open(out).mode == "RGB" and Image.open(out).size == (56, 40)
+    with Image.open(out) as im:
+        assert im.mode == "RGB" and im.size == (56, 40)
     for scale in ("2", "3"):
         out = files["dir"] / f"out_u{scale}.png"
         code, err = _run(capsys, "upscale", files["rgba.png"], "--scale", scale, "-o", out)
         assert code == 0, err
-        im = Image.open(out)
-        assert im.mode == "RGBA" and im.size == (56 * int(scale), 40 * int(scale))
+        with Image.open(out) as im:
+            assert im.mode == "RGBA" and im.size == (56 * int(scale), 40 * int(scale))
 
 
 def test_colorize_with_shipped_model(files, capsys):
@@ -106,7 +109,7 @@ def test_empty_mask_writes_input_unchanged_with_warning(files, capsys):
         (["upscale", "{rgb.png}", "--scale", "5"], "--scale"),
         (["upscale", "{rgb.png}", "--scale", "2.5"], "--scale"),
         (["colorize", "{gray.png}", "--reference", "{gray.png}"], "colour"),
-        (["colorize", "{gray.png}", "--reference", "{rgb.png}", "--k", "100000"], "at most 32"),
+        (["colorize", "{gray.png}", "--reference", "{rgb.png}", "--k", "100000"], "[1, 32]"),
         (["colorize", "{gray.png}", "--reference", "{rgb.png}", "--model", "nope"], "psal-w8"),
         (
             [
@@ -242,7 +245,8 @@ def test_other_modes_are_written_as_rgb(files, capsys, command, mode):
     extra = ["-m", files["mask.png"]] if command == "inpaint" else ["--scale", "2"]
     code, err = _run(capsys, command, path, *extra, "-o", out, "--patch-size", "5")
     assert code == 0, err
-    assert Image.open(out).mode == "RGB"
+    with Image.open(out) as im:
+        assert im.mode == "RGB"
 
 
 def test_empty_mask_of_a_palette_image_is_written_as_rgb(files, capsys):
@@ -252,7 +256,8 @@ def test_empty_mask_of_a_palette_image_is_written_as_rgb(files, capsys):
         code, err = _run(capsys, "inpaint", src, "-m", files["empty.png"], "-o",
                          files["dir"] / out)  # fmt: skip
         assert code == 0 and "empty" in err
-        assert Image.open(files["dir"] / out).mode == "RGB"
+        with Image.open(files["dir"] / out) as im:
+            assert im.mode == "RGB"
 
 
 def test_zero_one_png_mask(files, capsys):
@@ -299,7 +304,8 @@ def test_upscale_tiny_image(files, capsys):
     code, err = _run(capsys, "upscale", files["dir"] / "t.png", "--scale", "4", "--patch-size",
                      "1", "-o", out)  # fmt: skip
     assert code == 0, err
-    assert Image.open(out).size == (8, 8)
+    with Image.open(out) as im:
+        assert im.size == (8, 8)
 
 
 @pytest.mark.parametrize("command", ["inpaint", "colorize", "upscale"])
@@ -337,7 +343,8 @@ def test_python_m_psal_subprocess(files):
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
-    assert Image.open(out).size == (112, 80) and Image.open(out).mode == "L"
+    with Image.open(out) as im:
+        assert im.size == (112, 80) and im.mode == "L"
     bad = subprocess.run(
         [sys.executable, "-m", "psal", "inpaint", str(files["rgb.png"]), "-m",
          str(files["full.png"]), "-o", str(files["dir"] / "out2.png")],
@@ -414,7 +421,8 @@ def test_upscale_folder_and_its_failures(tmp_path, capsys):
     assert lines[0].startswith("psal: error: bad.png: ") and "1 of 4 images failed" in lines[-1]
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg", "c.png"]
     for name in ("a.png", "b.jpg", "c.png"):
-        assert Image.open(out / name).size == (80, 64)
+        with Image.open(out / name) as im:
+            assert im.size == (80, 64)
     a = np.asarray(Image.open(out / "a.png"))
     single = tmp_path / "a_x2.png"  # the same result as the command on one file
     assert _run(capsys, "upscale", images / "a.png", "--scale", "2", "-o", single)[0] == 0
@@ -431,7 +439,8 @@ def test_colorize_folder_with_one_reference_or_paired_ones(tmp_path, capsys):
     code, err = _run(capsys, "colorize", gray, "--reference", images / "a.png", "-o", out, "-q")
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg", "c.png"]
-    assert Image.open(out / "b.jpg").mode == "RGB"
+    with Image.open(out / "b.jpg") as im:
+        assert im.mode == "RGB"
     # a folder of references, paired by name: b's own colours come back closer
     paired = tmp_path / "paired"
     code, err = _run(capsys, "colorize", gray, "--reference", images, "-o", paired, "-q")
@@ -598,7 +607,17 @@ def test_library_messages_name_the_flags(files, capsys):
     assert _error_line(err).startswith("psal: error: --source-mask leaves no 7x7 patch"), err
     code, err = _run(capsys, "colorize", files["gray.png"], "--reference", files["rgb.png"],
                      "--k", "100", "-o", d / "out.png")  # fmt: skip
-    assert code == 1 and "--k must be at most 32" in _error_line(err)
+    assert code == 1 and "--k must be in [1, 32]" in _error_line(err)
+
+
+@pytest.mark.parametrize("k", ["0", "-3", "33", "100000"])
+def test_k_out_of_range_gives_both_bounds(files, capsys, k):
+    code, err = _run(capsys, "colorize", files["gray.png"], "--reference", files["rgb.png"],
+                     "--k", k, "-o", files["dir"] / "out.png")  # fmt: skip
+    assert code == 1
+    assert _error_line(err) == (
+        f"psal: error: --k must be in [1, 32] (reference patches averaged), got {k}"
+    )
 
 
 def test_folder_warnings_name_their_image(tmp_path, capsys):
@@ -644,11 +663,11 @@ def test_inpaint_reads_exif_orientation_and_keeps_exif_and_icc(tmp_path, capsys)
         code, err = _run(capsys, "inpaint", tmp_path / "phone.jpg", "-m", tmp_path / "mask.png",
                          "-o", out)  # fmt: skip
         assert code == 0, err
-        res = Image.open(out)
-        assert res.size == (24, 40)
-        assert res.getexif().get(0x010F) == "PhoneMaker"
-        assert res.getexif().get(0x0112, 1) == 1  # already upright: not rotated twice
-        assert res.info.get("icc_profile") == icc
+        with Image.open(out) as res:
+            assert res.size == (24, 40)
+            assert res.getexif().get(0x010F) == "PhoneMaker"
+            assert res.getexif().get(0x0112, 1) == 1  # already upright: not rotated twice
+            assert res.info.get("icc_profile") == icc
 
 
 def test_upscale_and_colorize_keep_exif_and_tiff_keeps_icc(tmp_path, capsys):
@@ -665,7 +684,8 @@ def test_upscale_and_colorize_keep_exif_and_tiff_keeps_icc(tmp_path, capsys):
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     photo.save(tmp_path / "photo.jpg", exif=exif.tobytes(), icc_profile=icc, quality=95)
     photo.save(tmp_path / "photo.tif", exif=exif.tobytes(), icc_profile=icc)
-    written_sub = Image.open(tmp_path / "photo.jpg").getexif().get_ifd(0x8769)
+    with Image.open(tmp_path / "photo.jpg") as im:
+        written_sub = dict(im.getexif().get_ifd(0x8769))
     cases = [
         (["upscale", tmp_path / "photo.jpg", "--scale", "2"], "up.jpg", (80, 48)),
         (["upscale", tmp_path / "photo.jpg", "--scale", "2"], "up.tif", (80, 48)),
@@ -676,17 +696,19 @@ def test_upscale_and_colorize_keep_exif_and_tiff_keeps_icc(tmp_path, capsys):
         out = tmp_path / name
         code, err = _run(capsys, *argv, "-o", out)
         assert code == 0, err
-        res = Image.open(out)
-        assert res.size == size
-        got = res.getexif()
-        assert got.get(0x010F) == "PhoneMaker", name
-        if written_sub:  # Pillow < 10.1 writes no Exif sub-IFD from getexif() edits
-            assert (got.get_ifd(0x8769).get(0xA002), got.get_ifd(0x8769).get(0xA003)) == size
-        assert res.info.get("icc_profile") == icc, name
+        with Image.open(out) as res:
+            assert res.size == size
+            got = res.getexif()
+            assert got.get(0x010F) == "PhoneMaker", name
+            if written_sub:  # Pillow < 10.1 writes no Exif sub-IFD from getexif() edits
+                sub = got.get_ifd(0x8769)
+                assert (sub.get(0xA002), sub.get(0xA003)) == size
+            assert res.info.get("icc_profile") == icc, name
     out = tmp_path / "tif.tif"  # TIFF to TIFF: the profile stays (its tags are not EXIF)
     code, err = _run(capsys, "upscale", tmp_path / "photo.tif", "--scale", "2", "-o", out)
     assert code == 0, err
-    assert Image.open(out).info.get("icc_profile") == icc
+    with Image.open(out) as im:
+        assert im.info.get("icc_profile") == icc
 
 
 def test_a_command_registers_only_its_module_and_help_lists_all():

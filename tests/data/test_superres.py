@@ -39,6 +39,25 @@ def test_small_images_skipped_with_a_count_or_refused(tmp_path):
         usable_images(files, 64)
 
 
+def test_usable_images_skips_unreadable_files_in_the_same_pass(tmp_path):
+    big = _write(tmp_path, "big.png", 40, 40)
+    small = _write(tmp_path, "small.png", 20, 40)
+    (tmp_path / "empty.png").write_bytes(b"")
+    files = [tmp_path / "empty.png", big, small]
+    with pytest.warns(UserWarning, match=r"^data\.path: 1 unreadable image file\(s\) skipped"):
+        assert usable_images(files, 32) == ([big], 1)
+    # none readable: that error first; none large enough: counted among the readable
+    with pytest.raises(ValueError, match="none of the 1 image files can be read"):
+        usable_images(files[:1], 8)
+    with (
+        pytest.warns(UserWarning, match="unreadable"),
+        pytest.raises(
+            ValueError, match=r"^data\.path: all 2 images are smaller than the 64x64 HR crop"
+        ),
+    ):
+        usable_images(files, 64)
+
+
 def test_empty_folder(tmp_path):
     with pytest.raises(ValueError, match="no image found"):
         list_images(tmp_path)

@@ -210,3 +210,26 @@ def test_colorize_progress_must_be_a_callable(tiny_colorizer):
     gray, ref = _saturated_pair()
     with pytest.raises(TypeError, match=r"progress must be a callable .* or None, got 3"):
         tiny_colorizer.colorize(gray, ref, progress=3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64, torch.uint8])
+def test_network_names_an_input_of_another_dtype(dtype):
+    net = GuidedColorizer(width=4)
+    y, ref = torch.rand(1, 1, 16, 16), torch.rand(1, 3, 16, 16)
+    want = "float32" if dtype != torch.uint8 else "floating-point tensor"
+    with pytest.raises(TypeError, match=rf"^y (has dtype|must be a) .*{want}"):
+        net(y.to(dtype), ref)
+    with pytest.raises(TypeError, match=rf"^reference (has dtype|must be a) .*{want}"):
+        net(y, ref.to(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_wrapper_forward_takes_any_float_dtype(dtype):
+    torch.manual_seed(0)
+    net = Colorizer(GuidedColorizer(width=4, attention="none"))
+    y, ref = torch.rand(1, 1, 16, 16), torch.rand(1, 3, 16, 16)
+    out = net(y.to(dtype), ref.to(dtype))
+    assert out.chroma.dtype == dtype and out.attended.dtype == dtype
+    torch.testing.assert_close(out.chroma.float(), net(y, ref).chroma, atol=1e-2, rtol=0)
+    with pytest.raises(TypeError, match=r"^y must be a floating-point tensor"):
+        net((y * 255).to(torch.uint8), ref)

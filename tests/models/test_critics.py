@@ -40,3 +40,29 @@ def test_wgan_critic_is_per_sample():
     x = torch.rand(4, 3, 16, 16)
     full = c(x)
     torch.testing.assert_close(full[2:], c(x[2:]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_critics_name_the_input_of_another_dtype(dtype):
+    wgan, sn = WGANCritic(16, width=4), SNPatchGANCritic(width=4)
+    x, m = torch.rand(2, 3, 16, 16), torch.zeros(2, 1, 16, 16, dtype=torch.bool)
+    with pytest.raises(TypeError, match=rf"^x has dtype {dtype} but WGANCritic's parameters "
+                                        r"are torch\.float32"):  # fmt: skip
+        wgan(x.to(dtype))
+    with pytest.raises(TypeError, match=rf"^image has dtype {dtype} but SNPatchGANCritic"):
+        sn(x.to(dtype), m)
+    # under autocast (mixed-precision training) other dtypes are the norm
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert wgan(x.bfloat16()).shape == (2,)
+        assert sn(x.bfloat16(), m).shape == (2, 4 * 4)
+
+
+def test_critics_name_the_input_of_another_channel_count():
+    x, m = torch.rand(2, 4, 16, 16), torch.zeros(2, 1, 16, 16, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"^x must have 3 channels \(B, 3, H, W\), got shape "
+                                         r"\(2, 4, 16, 16\)"):  # fmt: skip
+        WGANCritic(16, width=4)(x)
+    with pytest.raises(ValueError, match=r"^image must have 3 channels .*\(2, 4, 16, 16\)"):
+        SNPatchGANCritic(width=4)(x, m)
+    assert WGANCritic(16, width=4, in_channels=4)(x).shape == (2,)
+    assert SNPatchGANCritic(width=4, in_channels=4)(x, m).shape == (2, 16)

@@ -215,3 +215,14 @@ def test_parameter_count_per_layer_is_the_references():
     assert sum(p.numel() for p in legacy.parameters()) == 3_739_878
     with pytest.raises(ValueError, match="stage2_dilated must be one of"):
         DeepFillV1(width=4, stage2_dilated="v3")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_image_of_another_dtype_is_named(dtype):
+    net = DeepFillV1(width=4, attention="none")
+    img, mask = _batch()
+    with pytest.raises(TypeError, match=rf"^image has dtype {dtype} but DeepFillV1's "
+                                        r"parameters are torch\.float32"):  # fmt: skip
+        net(img.to(dtype), mask)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net(img.bfloat16(), mask).completed.shape == img.shape

@@ -216,3 +216,24 @@ def test_guide_blocks_given_beforehand_equal_the_search_and_turn_with_the_image(
         plain.guide_blocks(x)
     with pytest.raises(ValueError, match="no image guide"):
         plain(x, guide=d)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_network_names_an_input_of_another_dtype(dtype):
+    net = EDSRPSAL(scale=2, width=4, blocks=1, attention="none", guide="image")
+    x = torch.rand(1, 3, 8, 8)
+    match = rf"^x has dtype {dtype} but EDSRPSAL's parameters are torch\.float32"
+    for call in (net, net.enlarge, net.guide_blocks):
+        with pytest.raises(TypeError, match=match):
+            call(x.to(dtype))
+    with pytest.raises(TypeError, match=rf"^guide has dtype {dtype}"):
+        net(x, guide=net.guide_blocks(x).to(dtype))
+
+
+def test_upscaler_runs_the_network_in_its_own_dtype():
+    torch.manual_seed(0)
+    net = EDSRPSAL(scale=2, width=4, blocks=1, attention="none").double()
+    x = torch.rand(1, 3, 8, 8)
+    out = Upscaler(net)(x)
+    assert out.shape == (1, 3, 16, 16)
+    torch.testing.assert_close(out, net(x.double()).clamp(0, 1))

@@ -260,3 +260,15 @@ def test_inpaint_progress(inpainter):
     assert calls == [(1, 3), (2, 3), (3, 3)]
     with pytest.raises(TypeError, match="progress"):
         inpainter.inpaint(img, hole, progress=5)
+
+
+def test_forward_runs_the_generator_in_its_own_dtype():
+    torch.manual_seed(0)
+    gen = DeepFillV1(width=4, attention="none")
+    images = torch.rand(1, 3, 20, 24)
+    masks = torch.zeros(1, 1, 20, 24, dtype=torch.bool)
+    masks[..., 4:12, 6:14] = True
+    want = Inpainter(gen, training_size=32)(images, masks)
+    out = Inpainter(gen.double(), training_size=32)(images, masks)
+    assert out.dtype == images.dtype
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=0)

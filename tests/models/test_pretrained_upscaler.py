@@ -81,7 +81,8 @@ def test_cli_model(tmp_path, capsys):
     out = tmp_path / "out.png"
     code, err = _run(capsys, "upscale", src, "--model", "edsr-x2", "-o", out)
     assert code == 0, err
-    assert Image.open(out).size == (64, 48)
+    with Image.open(out) as im:
+        assert im.size == (64, 48)
     expected = Upscaler.from_pretrained("edsr-x2", device="cpu").upscale(_photo(), 2)
     np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
     for argv, match in (

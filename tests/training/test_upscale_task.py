@@ -187,3 +187,28 @@ def test_validation_means_leave_out_infinite_values():
 
     assert _finite_mean([30.0, math.inf, 40.0]) == 35.0  # a flat crop: exact, infinite PSNR
     assert math.isnan(_finite_mean([math.inf]))
+
+
+def test_data_scan_reads_each_header_once(folder, monkeypatch, capsys):
+    import PIL.Image
+
+    from psal.training.runtime import Runtime
+    from psal.training.tasks.upscale import UpscaleTask
+
+    (folder / "empty.png").write_bytes(b"")  # unreadable: skipped and named
+    opened = []
+    real_open = PIL.Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        opened.append(str(fp))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", counting_open)
+    cfg = UpscaleTask.config_class()
+    cfg.data.path, cfg.data.patch = str(folder), 12
+    cfg.model.kwargs.update(width=4, blocks=1)
+    with pytest.warns(UserWarning, match=r"1 unreadable image file\(s\) skipped: .*empty\.png"):
+        task = UpscaleTask(cfg, Runtime("cpu"))
+    assert sorted(opened) == sorted(set(opened)) and len(opened) == 5, opened
+    assert "1 image(s) smaller than the 24 HR crop skipped" in capsys.readouterr().err
+    assert len(task.train_set) + len(task.val_set or []) == 3

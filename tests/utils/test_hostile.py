@@ -167,9 +167,11 @@ def test_mode_i_beyond_16_bits_is_refused_before_work(work, capsys):
     big = _mode_i(np.arange(24 * 32).reshape(24, 32) * 1000)  # up to 767000
     mask = np.zeros((24, 32), bool)
     mask[4:8, 4:8] = True
+    with Image.open(work / "img.png") as im:
+        ref = im.copy()
     for call in (
         lambda: psal.inpaint(big, mask),
-        lambda: psal.colorize(big, Image.open(work / "img.png")),
+        lambda: psal.colorize(big, ref),
         lambda: psal.upscale(big, 2),
     ):
         with pytest.raises(ValueError, match=r"mode I\) with values in \[0, 767000\]"):
@@ -238,14 +240,33 @@ def _with_orientation(png: bytes, orientation: int) -> bytes:
     return png[:at] + chunk + png[at:]
 
 
+def test_16_bit_colour_png_leaves_no_file_open(tmp_path):
+    # the low bytes are read by a second Image.open; an animated PNG (acTL chunk) keeps
+    # its file open after load(), and that second file was left for the collector
+    import gc
+
+    rgb16 = np.random.default_rng(4).integers(0, 65536, (6, 8, 3))
+    png = png_bytes(rgb16, 16, 2)
+    actl = b"acTL" + struct.pack(">II", 1, 0)  # one frame, played forever
+    at = png.index(b"IDAT") - 4
+    png = png[:at] + struct.pack(">I", 8) + actl + struct.pack(">I", zlib.crc32(actl)) + png[at:]
+    (tmp_path / "anim16.png").write_bytes(png)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        deep = full_depth(load_image(tmp_path / "anim16.png"))
+        gc.collect()
+    assert np.array_equal(deep, rgb16)
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
 def test_16_bit_colour_png_round_trip_keeps_16_bits(work, capsys):
     rgb16 = np.random.default_rng(3).integers(0, 65536, (24, 32, 3))
     (work / "rgb16.png").write_bytes(png_bytes(rgb16, 16, 2))
     code, err = _cli(capsys, "inpaint", work / "rgb16.png", "--mask", work / "mask.png",
                      "-o", work / "out.png", "-q")  # fmt: skip
     assert code == 0 and err == "", err
-    out = Image.open(work / "out.png")
-    assert out.tile[0][3] == "RGB;16B"  # written at 16 bits (the tile's raw mode)
+    with Image.open(work / "out.png") as out:
+        assert out.tile[0][3] == "RGB;16B"  # written at 16 bits (the tile's raw mode)
     deep = full_depth(load_image(work / "out.png"))
     known = np.asarray(Image.open(work / "mask.png")) == 0
     assert deep.dtype == np.uint16 and np.array_equal(deep[known], rgb16[known])
@@ -458,7 +479,8 @@ def test_a_16_bit_gray_target_is_coloured_into_a_16_bit_png(work, capsys):
     code, err = _cli(capsys, "colorize", work / "g16.png", "--reference", work / "img.png",
                      "-o", work / "c.jpg", "-q")  # fmt: skip
     assert code == 0, err  # an 8-bit format: 8 bits, as before
-    assert Image.open(work / "c.jpg").mode == "RGB"
+    with Image.open(work / "c.jpg") as im:
+        assert im.mode == "RGB"
 
 
 def test_multi_page_files_with_a_damaged_later_page_read_their_first(work, capsys):
@@ -498,7 +520,8 @@ def test_exif_layout_tags_of_the_input_do_not_shape_a_tiff_output(work, capsys):
     assert tif.getexif().get(0x010F) == "PhoneMaker"
     code, err = _cli(capsys, "upscale", work / "phone.jpg", "-o", work / "up.tif", "-q")
     assert code == 0, err
-    assert Image.open(work / "up.tif").size == (48, 80)
+    with Image.open(work / "up.tif") as im:
+        assert im.size == (48, 80)
 
 
 def test_save_image_names_a_bad_array():

@@ -171,13 +171,11 @@ def _check_options(args: argparse.Namespace) -> None:
     t = getattr(args, "mask_threshold", 0.5)
     if not 0.0 < t < 1.0:
         raise CLIError(f"--mask-threshold must be in (0, 1), got {t}")
-    if getattr(args, "k", 1) < 1:
-        raise CLIError(f"--k must be >= 1, got {args.k}")
     if hasattr(args, "k"):
         from ..editing.colorize import MAX_K
 
-        if args.k > MAX_K:
-            raise CLIError(f"--k must be at most {MAX_K} (reference patches averaged), "
+        if not 1 <= args.k <= MAX_K:
+            raise CLIError(f"--k must be in [1, {MAX_K}] (reference patches averaged), "
                            f"got {args.k}")  # fmt: skip
     if getattr(args, "max_pixels", None) is not None and args.max_pixels < 1:
         raise CLIError(f"--max-pixels must be >= 1, got {args.max_pixels}")

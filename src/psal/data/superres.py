@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset
 
 from .._checks import check_int
-from .folder import _load_rgb, skip_unreadable
+from .folder import _load_rgb, _report_readable, _sort_readable, skip_unreadable
 
 __all__ = ["SuperResolutionFolder", "degrade", "usable_images"]
 
@@ -45,32 +44,30 @@ def degrade(hr: torch.Tensor, scale: int) -> torch.Tensor:
                          align_corners=False, antialias=True)  # fmt: skip
 
 
-def _size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise OSError(f"cannot read image {str(path)!r}: {err}") from err
-
-
 def usable_images(
     files: Sequence[str | os.PathLike[str]], min_side: int, name: str = "data.path"
 ) -> tuple[list[Path], int]:
-    """The files whose both sides are at least ``min_side`` (read from their headers).
+    """The files whose both sides are at least ``min_side``, each header read once.
+
+    Unreadable files are skipped and named in one ``UserWarning``, as
+    :func:`psal.data.readable_images` does, in the same pass over the headers.
 
     Returns:
-        ``(kept, skipped)``.
+        ``(kept, skipped)``, ``skipped`` the number of readable images too small.
 
     Raises:
-        ValueError: none is large enough (the message names ``name`` and the sizes).
+        ValueError: no file is readable, or none of them is large enough (the message
+            names ``name`` and the sizes).
     """
-    kept = [Path(f) for f in files if min(_size(Path(f))) >= min_side]
+    min_side = check_int(min_side, "min_side", 1)
+    kept, bad, small = _sort_readable(files, decode=False, min_side=min_side)
+    readable = _report_readable(kept + small, bad, name)  # unreadable: named, or the error
     if not kept:
         raise ValueError(
-            f"{name}: all {len(files)} images are smaller than the {min_side}x{min_side} "
+            f"{name}: all {len(readable)} images are smaller than the {min_side}x{min_side} "
             "HR crop (patch size x scale); use smaller crops or larger images"
         )
-    return kept, len(files) - len(kept)
+    return kept, len(small)
 
 
 class SuperResolutionFolder(Dataset):

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_int
+from .._checks import check_float_tensor, check_int, check_module_dtype, module_dtype
 from ..layers.registry import build_attention
 from ..utils.color import rgb_to_luma_chroma
 from ..utils.progress import ProgressCallback
@@ -190,11 +190,23 @@ class GuidedColorizer(nn.Module):
     def forward(
         self, y: torch.Tensor, reference: torch.Tensor, return_flow: bool = False
     ) -> ColorizeOutput:
-        """Predict the chroma of ``y`` (B, 1, H, W) from ``reference`` (B, 3, Hr, Wr)."""
+        """Predict the chroma of ``y`` (B, 1, H, W) from ``reference`` (B, 3, Hr, Wr).
+
+        Both are floats in [0, 1] of the network's parameter dtype (any dtype under
+        :func:`torch.autocast`).
+
+        Raises:
+            TypeError: a non-float input, or one of another dtype than the network's.
+            ValueError: wrong shapes, batch sizes that differ, images too small.
+        """
+        check_float_tensor(y, "y", ndim=None)
+        check_float_tensor(reference, "reference", ndim=None)
         if y.ndim != 4 or y.shape[1] != 1:
             raise ValueError(f"y must be (B, 1, H, W), got {tuple(y.shape)}")
         if reference.ndim != 4 or reference.shape[1] != 3:
             raise ValueError(f"reference must be (B, 3, Hr, Wr), got {tuple(reference.shape)}")
+        check_module_dtype(y, "y", self)
+        check_module_dtype(reference, "reference", self)
         if y.shape[0] != reference.shape[0]:
             raise ValueError(
                 f"y and reference must have the same batch size, got {y.shape[0]} and "
@@ -366,9 +378,23 @@ class Colorizer(nn.Module):
     def forward(
         self, y: torch.Tensor, reference: torch.Tensor, return_flow: bool = False
     ) -> ColorizeOutput:
-        """The network on (B, 1, H, W) luma and (B, 3, Hr, Wr) RGB, without gradients."""
+        """The network on (B, 1, H, W) luma and (B, 3, Hr, Wr) RGB, without gradients.
+
+        Float inputs of another dtype than the network's parameters are converted to it,
+        and the outputs back to ``y``'s dtype.
+        """
+        check_float_tensor(y, "y", ndim=None)
+        check_float_tensor(reference, "reference", ndim=None)
+        dtype = module_dtype(self.network) or y.dtype
         with torch.no_grad():
-            return self.network(y, reference, return_flow=return_flow)
+            out = self.network(y.to(dtype), reference.to(dtype), return_flow=return_flow)
+        if y.dtype == dtype:  # nothing converted (under autocast, its dtypes are kept)
+            return out
+        return ColorizeOutput(
+            chroma=out.chroma.to(y.dtype),
+            attended=out.attended.to(y.dtype),
+            flow=None if out.flow is None else out.flow.to(y.dtype),
+        )
 
     def colorize(
         self,

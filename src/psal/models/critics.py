@@ -21,7 +21,13 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from .._checks import check_float_tensor, check_int, check_mask
+from .._checks import (
+    check_channels,
+    check_float_tensor,
+    check_int,
+    check_mask,
+    check_module_dtype,
+)
 from .registry import register_model
 
 __all__ = ["SNPatchGANCritic", "WGANCritic"]
@@ -39,7 +45,8 @@ class WGANCritic(nn.Module):
         dtype: parameter dtype.
 
     Shape:
-        - input: (B, in_channels, input_size, input_size)
+        - input: (B, in_channels, input_size, input_size), the parameters' dtype (any
+          under :func:`torch.autocast`).
         - output: (B,) scores.
 
     Example:
@@ -60,9 +67,10 @@ class WGANCritic(nn.Module):
         super().__init__()
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.input_size = check_int(input_size, "input_size", 1)
+        self.in_channels = check_int(in_channels, "in_channels", 1)
         width = check_int(width, "width", 1)
         layers: list[nn.Module] = []
-        cin, side = in_channels, self.input_size
+        cin, side = self.in_channels, self.input_size
         for mult in multipliers:
             layers += [nn.Conv2d(cin, width * mult, 5, 2, 2, **factory), nn.LeakyReLU(0.2)]
             cin, side = width * mult, math.ceil(side / 2)
@@ -72,6 +80,8 @@ class WGANCritic(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores, one per image."""
         check_float_tensor(x, "x", ndim=4)
+        check_channels(x, "x", self.in_channels)
+        check_module_dtype(x, "x", self)
         if x.shape[-2:] != (self.input_size, self.input_size):
             raise ValueError(
                 f"this critic is built for {self.input_size}x{self.input_size} inputs, got "
@@ -90,7 +100,8 @@ class SNPatchGANCritic(nn.Module):
         dtype: parameter dtype.
 
     Shape:
-        - image: (B, in_channels, H, W); mask: (B, 1, H, W) bool, True = hole.
+        - image: (B, in_channels, H, W), the parameters' dtype (any under
+          :func:`torch.autocast`); mask: (B, 1, H, W) bool, True = hole.
         - output: (B, N) scores, N the pixels of the final feature map
           (``ceil(H / 64) * ceil(W / 64)``) times 256/64 * width channels.
 
@@ -110,8 +121,9 @@ class SNPatchGANCritic(nn.Module):
         super().__init__()
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         width = check_int(width, "width", 1)
+        self.in_channels = check_int(in_channels, "in_channels", 1)
         layers: list[nn.Module] = []
-        cin = in_channels + 1
+        cin = self.in_channels + 1
         for mult in (1, 2, 4, 4, 4, 4):
             conv = nn.Conv2d(cin, width * mult, 5, 2, 2, **factory)
             layers += [spectral_norm(conv), nn.LeakyReLU(0.2)]
@@ -121,6 +133,8 @@ class SNPatchGANCritic(nn.Module):
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Scores, (B, N)."""
         check_float_tensor(image, "image", ndim=4)
+        check_channels(image, "image", self.in_channels)
+        check_module_dtype(image, "image", self)
         b, _, h, w = image.shape
         m = check_mask(mask, "mask", b, h, w, image.device).to(image.dtype)
         return self.features(torch.cat([image, m], 1)).flatten(1)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_float_tensor, check_int, check_mask
+from .._checks import check_float_tensor, check_int, check_mask, check_module_dtype
 from .._deprecation import keyword_only, warn_deprecated
 from ..layers.registry import build_attention
 from .registry import register_model
@@ -208,7 +208,8 @@ class DeepFillV1(nn.Module):
         dtype: parameter dtype.
 
     Shape:
-        - image: (B, 3, H, W) float in [-1, 1], H and W multiples of 4.
+        - image: (B, 3, H, W) float in [-1, 1], H and W multiples of 4, the parameters'
+          dtype (any under :func:`torch.autocast`).
         - mask: (B, 1, H, W) bool (or 0/1), True = hole; each sample its own.
         - output: :class:`InpaintOutput` ``(coarse, refined, completed, field)``; ``field``
           only with ``return_field=True`` (keyword-only; ``return_flow=`` is its
@@ -285,6 +286,7 @@ class DeepFillV1(nn.Module):
         b, c, h, w = image.shape
         if c != 3:
             raise ValueError(f"image must be (B, 3, H, W), got shape {tuple(image.shape)}")
+        check_module_dtype(image, "image", self)
         m_ = self.size_multiple
         if h % m_ or w % m_ or min(h, w) < self.min_size:
             raise ValueError(

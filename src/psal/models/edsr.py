@@ -32,7 +32,8 @@ style cross-scale branch.
 
 Shapes: ``forward(x)``: x (B, 3, H, W) float in [0, 1] -> (B, 3, s*H, s*W) (not
 clipped). Any H, W >= 1; inputs are reflect-padded to a multiple of the cross-scale
-factor and the output cropped back.
+factor and the output cropped back. ``x`` has the parameters' dtype (any under
+:func:`torch.autocast`; :class:`psal.models.Upscaler` converts).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_float_tensor, check_int
+from .._checks import check_choice, check_float_tensor, check_int, check_module_dtype
 from ..layers.registry import build_attention
 from ..utils.resample import interpolate
 from .registry import register_model
@@ -359,6 +360,7 @@ class EDSRPSAL(nn.Module):
         x = check_float_tensor(x, "x", ndim=4)
         if x.shape[1] != 3:
             raise ValueError(f"x must have 3 channels (RGB), got shape {tuple(x.shape)}")
+        check_module_dtype(x, "x", self)
         h, w = x.shape[-2:]
         ph, pw = (-h) % self.xs, (-w) % self.xs
         if ph or pw:
@@ -384,6 +386,7 @@ class EDSRPSAL(nn.Module):
 
         Raises:
             ValueError: the network has no image guide, or H, W are not multiples of xs.
+            TypeError: ``x`` is not of the parameters' dtype (outside autocast).
         """
         if self.guide is None:
             raise ValueError("guide_blocks needs a network with guide='image' or 'both'")
@@ -391,6 +394,7 @@ class EDSRPSAL(nn.Module):
         if x.shape[1] != 3 or x.shape[-2] % self.xs or x.shape[-1] % self.xs:
             raise ValueError(f"x must be (B, 3, H, W) with H and W multiples of {self.xs}, "
                              f"got shape {tuple(x.shape)}")  # fmt: skip
+        check_module_dtype(x, "x", self)
         return F.pixel_shuffle(self.guide.attend(x), self.xs)
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
@@ -407,6 +411,7 @@ class EDSRPSAL(nn.Module):
             if self.guide is None:
                 raise ValueError("guide is given but the network has no image guide")
             guide = check_float_tensor(guide, "guide", ndim=4)
+            check_module_dtype(guide, "guide", self)
             want = (x.shape[0], 3, self.xs * h, self.xs * w)
             if tuple(guide.shape) != want or h % self.xs or w % self.xs:
                 raise ValueError(f"guide must be (B, 3, {self.xs}H, {self.xs}W) for x of shape "

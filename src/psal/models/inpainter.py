@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_float_tensor, check_int, check_mask
+from .._checks import check_float_tensor, check_int, check_mask, module_dtype
 from ..utils.progress import ProgressCallback
 from ..utils.resample import interpolate
 from .io import build_network, load_weights
@@ -135,7 +135,8 @@ class Inpainter(nn.Module):
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
             hole = F.pad(masks.float(), (0, pw, 0, ph), mode=mode) > 0.5  # mirrored holes
-        out = self.generator(x, hole).completed
+        dtype = module_dtype(self.generator) or x.dtype  # run in the generator's dtype
+        out = self.generator(x.to(dtype), hole).completed
         return ((out[..., :h, :w].float() + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
@@ -143,7 +144,8 @@ class Inpainter(nn.Module):
         """Inpaint a batch, every image with its own mask.
 
         Args:
-            images: (B, 3, H, W) float in [0, 1], any H and W.
+            images: (B, 3, H, W) float in [0, 1], any H and W and float dtype (the
+                generator runs in its own).
             masks: (B, 1, H, W) bool (or 0/1), True = hole.
 
         Returns:

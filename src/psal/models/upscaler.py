@@ -117,14 +117,18 @@ class Upscaler(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) float in [0, 1] -> (B, 3, scale*H, scale*W) clipped to [0, 1]."""
-        from .._checks import check_float_tensor
+        """(B, 3, H, W) float in [0, 1] -> (B, 3, scale*H, scale*W) clipped to [0, 1].
+
+        Any float dtype: ``x`` is converted to the network's parameter dtype, which is
+        the output's.
+        """
+        from .._checks import check_float_tensor, module_dtype
 
         check_float_tensor(x, "x", ndim=4)  # uint8 would be read as 0..255, all white
         if x.shape[0] < 1 or x.shape[1] != 3:
             raise ValueError(f"x must have shape (B >= 1, 3, H, W), got {tuple(x.shape)}")
         enlarge = getattr(self.network, "enlarge", self.network)
-        x = x.to(self.device, torch.float32)
+        x = x.to(self.device, module_dtype(self.network) or torch.float32)  # the network's
         if not self.ensemble:
             return enlarge(x).clamp(0, 1)
         total = None

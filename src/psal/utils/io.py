@@ -168,11 +168,12 @@ def _low_bytes(path: Path, tile: Any) -> Image.Image:
     each pair, which for big-endian PNG data is the low byte. The unfiltering and the
     interlacing are Pillow's, so every PNG Pillow reads is read alike.
     """
-    low = _open(path)
     args = _DEEP_LOW[tile.args if hasattr(tile, "args") else tile[3]]
-    low.tile = [tile._replace(args=args) if hasattr(tile, "_replace") else (*tile[:3], args)]
-    low.load()
-    return low
+    # closed here: load() leaves an animated PNG's file open, and a failed load any file
+    with _open(path) as low:
+        low.tile = [tile._replace(args=args) if hasattr(tile, "_replace") else (*tile[:3], args)]
+        low.load()
+        return low.copy()
 
 
 def full_depth(image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:

@@ -276,8 +276,8 @@ class UpscaleTask(Task):
             raise ValueError("data.path (--data) must name a folder of images")
         name = "data.path (--data)"
         with self.scanning_data() as reports:  # skipped files named once, not by every rank
-            files = readable_images(list_images(d.path), name)
-            files, skipped = usable_images(files, d.patch * d.scale, name)
+            # one pass over the headers: unreadable files named, small ones counted
+            files, skipped = usable_images(list_images(d.path), d.patch * d.scale, name)
         if skipped and reports:
             print(f"psal: warning: {skipped} image(s) smaller than the {d.patch * d.scale}"
                   " HR crop skipped", file=sys.stderr)  # fmt: skip
