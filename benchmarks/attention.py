@@ -47,8 +47,10 @@ scores (``sdpa``, ``contextual``) when their estimated peak (a measured multiple
 score-matrix bytes) exceeds ``--mem-limit``, and every dense layer beyond ``--dense-max``
 (matching resolution: ``contextual`` matches at S / rate), where the time, extrapolated
 as (H·W)² from the largest size measured, is prohibitive. The table says which and why.
-On CUDA, ``sdpa`` is not pre-skipped (PyTorch may pick a memory-efficient kernel there);
-an out-of-memory error is caught and reported.
+PSAttention and the ``conv3x3`` yardstick are never skipped. On CUDA, ``sdpa`` is not
+pre-skipped (PyTorch may pick a memory-efficient kernel there); an out-of-memory error is
+caught and reported. A case whose process dies is reported as failed, with its exit
+code, and the script then exits with status 1.
 
 Prints a Markdown table, then PSAttention's speed-up and memory ratio against each dense
 layer at the sizes where both ran. With ``--out PREFIX`` also writes ``PREFIX.csv``,
@@ -294,7 +296,7 @@ def skip_reason(layer, size, batch, device, args, measured) -> tuple[str | None,
     ``measured``: {layer: (pixels, fwd+bwd seconds)} of the largest size run so far; the
     dense layers' time is extrapolated as (H·W)².
     """
-    if layer.startswith("psal"):
+    if layer not in DENSE:  # PSAttention and the conv3x3 yardstick always run
         return None, None
     est_time = None
     if layer in measured:
@@ -456,6 +458,17 @@ def resolve_settings(ap: argparse.ArgumentParser, args: argparse.Namespace) -> t
         args.sizes = [32, 64, 128, 256, 512] + ([1024, 2048] if device.type == "cuda" else [])
     if min(args.sizes) < 16:
         ap.error(f"--sizes must be >= 16, got {min(args.sizes)}")
+    for name in ("repeats", "batch"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not args.temperature > 0:
+        ap.error(f"--temperature must be > 0, got {args.temperature}")
+    if not args.slow >= 0:
+        ap.error(f"--slow must be >= 0, got {args.slow}")
+    if args.mem_limit is not None and not args.mem_limit > 0:
+        ap.error(f"--mem-limit must be > 0, got {args.mem_limit}")
+    if args.dense_max is not None and args.dense_max < 1:
+        ap.error(f"--dense-max must be >= 1, got {args.dense_max}")
     if args.mem_limit is None:
         args.mem_limit = 8.0
         if device.type == "cuda":
@@ -551,13 +564,14 @@ def measure_case(
     return row
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
+    """Run (or, with --from-json, re-print) the benchmark; 1 if a case's process died."""
     ap, args = parse_args(argv)
     if args.from_json:
         with open(args.from_json) as fh:
             saved = json.load(fh)
         report(saved["rows"], saved["environment"], saved["args"], args.out)
-        return
+        return 0
     device = resolve_settings(ap, args)
     env = describe_run(device, args)
     rows = []
@@ -569,6 +583,11 @@ def main(argv=None) -> None:
     print()
     print(f"environment: loadavg_start={env['loadavg_start']}, loadavg_end={env['loadavg_end']}")
     report(rows, env, vars(args), args.out)
+    died = [r for r in rows if r["status"] == "failed" and r["note"].startswith("process died")]
+    if died:
+        print(f"\n{len(died)} case(s) died: " + ", ".join(
+            f"{r['layer']} {r['size']}²" for r in died), file=sys.stderr)  # fmt: skip
+    return 1 if died else 0
 
 
 def ratio_rows(rows: list[dict]) -> list[dict]:
@@ -635,4 +654,4 @@ def report(rows: list[dict], env: dict, settings: dict, out: str | None) -> None
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -172,6 +172,19 @@ def figure(panels, path: str, scale: float) -> None:
     print(f"figure written to {path}")
 
 
+def parse_checkpoints(p: argparse.ArgumentParser, values: list[str]) -> dict[str, str]:
+    """``--checkpoint NAME=RUN ...`` as ``{NAME: RUN}``; ``p.error`` on a malformed one."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, run = value.partition("=")
+        if not sep or not name or not run:
+            p.error(f"--checkpoint expects NAME=RUN (e.g. net=runs/col), got {value!r}")
+        if name in out:
+            p.error(f"--checkpoint: the name {name!r} is given twice")
+        out[name] = run
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -179,7 +192,9 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small images, held-out photos only")
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"))
     p.add_argument("--threads", type=int, default=1, help="torch and numba threads")
-    p.add_argument("--checkpoint", nargs="*", default=[], metavar="NAME=RUN")
+    p.add_argument("--checkpoint", nargs="*", default=[], metavar="NAME=RUN",
+                   help="a trained colorizer to score too, under the name NAME "
+                        "(e.g. net=runs/col)")  # fmt: skip
     p.add_argument(
         "--ablation",
         action="store_true",
@@ -188,10 +203,15 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None)
     args = p.parse_args(argv)
+    checkpoints = parse_checkpoints(p, args.checkpoint)
+    if args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.size is not None and min(args.size) < 16:
+        p.error(f"--size H W must both be >= 16, got {args.size[0]} {args.size[1]}")
     C.set_threads(args.threads)
     size = tuple(args.size or ((192, 256) if args.quick else (360, 480)))
     photos = HELD_OUT if args.quick else HELD_OUT + TUNING
-    fns = methods(dict(c.split("=", 1) for c in args.checkpoint), args.ablation)
+    fns = methods(checkpoints, args.ablation)
     fns["new default"](np.zeros((32, 32), np.uint8), np.zeros((32, 32, 3), np.uint8))  # warm
     records, panels = score(photos, size, fns)
     summarise(records, HELD_OUT, f"Held-out pairs ({size[0]}x{size[1]})")

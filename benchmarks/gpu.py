@@ -42,6 +42,7 @@ from _common import (
     peak_end,
     peak_start,
     print_table,
+    quick_defaults,
     skimage_photo,
     timeit,
 )
@@ -163,9 +164,8 @@ def main(argv=None) -> list[dict]:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("gpu.py: no CUDA device: nothing to time (try --device cpu --quick)")
         return []
-    if args.quick:
-        args.sizes = args.sizes or [32, 64]
-        args.repeats, args.sample, args.width = 1, 256, 4
+    if args.quick:  # an option given on the command line wins over the preset
+        quick_defaults(ap, args, argv, sizes=[32, 64], repeats=1, sample=256, width=4)
     sizes = args.sizes or [256, 512, 1024, 2048]
     env = environment(device)
     env["load"] = "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())

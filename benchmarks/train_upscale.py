@@ -245,6 +245,38 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, base / 1024, tu
 """
 
 
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject bad option values up front (``p.error``: usage, the option, exit status 2)."""
+    if not (math.isfinite(args.budget) and args.budget > 0):
+        p.error(f"--budget must be a positive number of CPU seconds, got {args.budget:g}")
+    if args.steps is not None and args.steps < 1:
+        p.error(f"--steps must be >= 1, got {args.steps}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        p.error(f"--lr must be > 0, got {args.lr:g}")
+    minimum = {"width": 1, "blocks": 0, "batch": 1, "threads": 1, "search_channels": 1,
+               "psal_k": 1, "guide_k": 1, "pm_iters": 0, "guide_iters": 0}  # fmt: skip
+    for name, least in minimum.items():
+        if getattr(args, name) < least:
+            p.error(f"--{name.replace('_', '-')} must be >= {least}, got {getattr(args, name)}")
+    from psal.models.edsr import ATTENTIONS
+
+    bad = [a for a in args.attentions if a not in ATTENTIONS]
+    if bad:
+        p.error(f"--attentions: {', '.join(bad)} not among {', '.join(ATTENTIONS)}")
+    for scale in sorted(set(args.scales)):  # the cross-scale search: 3x3 patches at 1/xs
+        xs = 2 if scale == 4 else scale
+        if args.patch < 2 * xs + 1:
+            p.error(f"--patch must be >= {2 * xs + 1} at x{scale} (the cross-scale search needs "
+                    f"3x3 patches on the LR crop shrunk {xs}x), got {args.patch}")  # fmt: skip
+    exclude = TUNE_PHOTOS + TUNE_SELF_SIMILAR if args.split == "tune" else ()
+    side = max(min(_image(n).shape[:2]) for n in TRAIN if n not in exclude)
+    largest = side // max(args.scales)
+    if args.patch > largest:
+        p.error(f"--patch {args.patch} at x{max(args.scales)} needs HR crops of "
+                f"{args.patch * max(args.scales)} pixels; the largest training image "
+                f"allows --patch <= {largest}")  # fmt: skip
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -257,7 +289,7 @@ def main(argv=None) -> int:
         default=None,
         help="train exactly this many steps instead (equal steps, reproducible)",
     )
-    p.add_argument("--scales", type=int, nargs="+", default=[2])
+    p.add_argument("--scales", type=int, nargs="+", default=[2], choices=(2, 3, 4))
     # dense attention is opt-in: at the 128x128 LR held-out crops of x2 its in-scale block
     # holds 16384^2 scores (1 GiB a copy); at 1024x1024 it would need 4 TiB
     p.add_argument("--attentions", nargs="+", default=["psal", "none"])
@@ -308,6 +340,7 @@ def main(argv=None) -> int:
         from _common import quick_defaults
 
         quick_defaults(p, args, argv, budget=30)
+    check_args(p, args)
     import numba
 
     import psal

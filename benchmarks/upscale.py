@@ -1,9 +1,13 @@
 """Upscaling benchmark: psal.upscale against bicubic interpolation (and nearest).
 
 scikit-image photos (512x680) are downscaled x2, x3, x4, then restored to 512x680; the
-restorations are compared with the originals: PSNR and SSIM on RGB, a border of
+restorations are compared with the originals: PSNR and SSIM on RGB and the
+gradient-energy ratio (mean squared finite differences of the luma, output over
+original: 1 = as sharp, lower = blurrier; PSNR alone rewards blur), a border of
 ``scale`` pixels left out (the originals are cropped to sides divisible by the scale,
-e.g. 510x678 for x3, so that the restored grids align exactly). Two downscaling kernels:
+e.g. 510x678 for x3, so that the restored grids align exactly). Times: wall and process
+CPU seconds (all threads), the median of ``--repeats`` runs after one untimed warm-up
+call of each method per scale, at the real size. Two downscaling kernels:
 
 * ``bicubic``: Pillow's antialiased bicubic resize, the model psal.upscale assumes;
 * ``gaussian``: scikit-image's ``rescale(..., anti_aliasing=True)`` (Gaussian blur then
@@ -14,6 +18,7 @@ last stage alone (Irani & Peleg, with the same iterations), so that what the
 self-examples add is seen apart from what back-projection adds.
 
     PYTHONPATH=src python benchmarks/upscale.py [--json out.json] [--figure fig.png]
+    PYTHONPATH=src python benchmarks/upscale.py --previous [--quick]
 """
 
 from __future__ import annotations
@@ -49,9 +54,9 @@ def _back_projection_only(lr: np.ndarray, size: tuple[int, int], iters: int) -> 
     return np.rint(out[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
 
 
-def _metrics(out: np.ndarray, hr: np.ndarray, border: int) -> tuple[float, float]:
+def _metrics(out: np.ndarray, hr: np.ndarray, border: int) -> tuple[float, float, float]:
     a, b = out[border:-border, border:-border], hr[border:-border, border:-border]
-    return C.psnr(a, b), C.ssim(a, b)
+    return C.psnr(a, b), C.ssim(a, b), C.gradient_energy_ratio(a, b)
 
 
 def _parse(argv) -> argparse.Namespace:
@@ -68,12 +73,21 @@ def _parse(argv) -> argparse.Namespace:
         action="store_true",
         help="also run the previous psal.upscale (benchmarks/_upscale_v0.py)",
     )
-    p.add_argument("--quick", action="store_true", help="2 photos, x2, bicubic kernel")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per case (median; default 3)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 photos, x2, bicubic kernel, 1 timed run (options given explicitly win)",
+    )
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None)
     args = p.parse_args(argv)
     if args.quick:
-        args.photos, args.scales, args.kernels = args.photos[:2], [2], ["bicubic"]
+        from _common import quick_defaults
+
+        quick_defaults(
+            p, args, argv, photos=list(C.PHOTOS[:2]), scales=[2], kernels=["bicubic"], repeats=1
+        )
     return args
 
 
@@ -97,14 +111,18 @@ def _methods(previous: bool) -> dict:
         methods["previous psal.upscale"] = lambda lr, s, hw: _fit(
             _upscale_v0.upscale(lr, s, seed=0), hw
         )
-    upscale(np.zeros((40, 40, 3), np.uint8) + 100, 2, seed=0)  # warm-up (compilation)
     return methods
 
 
 def _measure(args: argparse.Namespace, methods: dict) -> tuple[list[dict], tuple | None]:
-    """Run every method on every (kernel, scale, photo); one record per run."""
+    """Run every method on every (kernel, scale, photo); one record per case and method.
+
+    Each method is called once untimed on the first case of each scale (compilation,
+    caches, at the real size), then ``args.repeats`` times per case: median wall and
+    CPU seconds; the metrics are those of the first timed run's output.
+    """
     h, w = args.size
-    records, fig = [], None
+    records, fig, warm = [], None, set()
     for kernel in args.kernels:
         for scale in args.scales:
             for name in args.photos:
@@ -113,10 +131,15 @@ def _measure(args: argparse.Namespace, methods: dict) -> tuple[list[dict], tuple
                 lr = _degrade(hr, scale, kernel)
                 outs = {}
                 for mname, fn in methods.items():
-                    with C.Timer() as t:
-                        out = fn(lr, scale, hr.shape[:2])
+                    if (mname, scale) not in warm:
+                        fn(lr, scale, hr.shape[:2])
+                        warm.add((mname, scale))
+                    out, wall, cpu = C.timed_runs(
+                        lambda fn=fn, lr=lr, scale=scale, hr=hr: fn(lr, scale, hr.shape[:2]),
+                        args.repeats,
+                    )
                     outs[mname] = out
-                    ps, ss = _metrics(out, hr, scale)
+                    ps, ss, ge = _metrics(out, hr, scale)
                     records.append(
                         {
                             "kernel": kernel,
@@ -125,7 +148,9 @@ def _measure(args: argparse.Namespace, methods: dict) -> tuple[list[dict], tuple
                             "method": mname,
                             "psnr": ps,
                             "ssim": ss,
-                            "seconds": t.seconds,
+                            "grad_energy": ge,
+                            "seconds": wall,
+                            "cpu_seconds": cpu,
                         }
                     )
                 if fig is None and kernel == "bicubic" and scale == 4:
@@ -134,7 +159,8 @@ def _measure(args: argparse.Namespace, methods: dict) -> tuple[list[dict], tuple
 
 
 def _summary_rows(args: argparse.Namespace, methods: dict, records: list[dict]) -> list[list]:
-    """Mean PSNR, SSIM, gain over bicubic and time per (kernel, scale, method)."""
+    """Means of PSNR, SSIM, gain over bicubic, gradient-energy ratio, wall and CPU
+    seconds (each a per-case median) per (kernel, scale, method)."""
     rows = []
     for kernel in args.kernels:
         for scale in args.scales:
@@ -158,7 +184,9 @@ def _summary_rows(args: argparse.Namespace, methods: dict, records: list[dict]) 
                         ps,
                         float(np.mean([r["ssim"] for r in runs])),
                         f"{ps - base:+.2f}",
+                        float(np.mean([r["grad_energy"] for r in runs])),
                         float(np.mean([r["seconds"] for r in runs])),
+                        float(np.mean([r["cpu_seconds"] for r in runs])),
                     ]
                 )
     return rows
@@ -201,9 +229,20 @@ def main(argv=None) -> int:
     records, fig = _measure(args, methods)
     h, w = args.size
     C.print_table(
-        ["downscaling", "scale", "method", "PSNR (dB)", "SSIM", "dB vs bicubic", "time (s)"],
+        [
+            "downscaling",
+            "scale",
+            "method",
+            "PSNR (dB)",
+            "SSIM",
+            "dB vs bicubic",
+            "grad-energy ratio",
+            "time (s)",
+            "CPU s",
+        ],
         _summary_rows(args, methods, records),
-        f"Mean over {len(args.photos)} photos ({h}x{w} originals)",
+        f"Mean over {len(args.photos)} photos ({h}x{w} originals); times: median of "
+        f"{args.repeats} warm run(s) per case, {args.threads} thread(s)",
     )
     if args.json:
         C.write_json(args.json, {"settings": vars(args) | {"size": [h, w]}, "records": records})
