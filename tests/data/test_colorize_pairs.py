@@ -21,7 +21,8 @@ def _frames(root, n_seq=2, n_frames=4, size=(40, 48)):
 
 def test_video_pairs_are_two_frames_of_one_sequence(tmp_path):
     _frames(tmp_path)
-    sources = find_pair_sources(tmp_path)  # auto: every image lies in a frame folder
+    with pytest.warns(UserWarning, match="read as video sequences"):
+        sources = find_pair_sources(tmp_path)  # auto: every image lies in a frame folder
     assert len(sources) == 2 and all(len(s.frames) == 4 for s in sources)
     ds = ColorizationPairs(sources, 32, max_gap=2)
     assert len(ds) == 8
@@ -73,10 +74,10 @@ def test_no_pairs_is_a_clear_error(tmp_path):
 def test_split_keeps_sequences_whole(tmp_path):
     _frames(tmp_path, n_seq=5)
     sources = find_pair_sources(tmp_path, "video")
-    train, val = split_sources(sources, 0.2, 10, seed=0)
-    assert len(val) == 1 and len(train) == 4
+    train, val = split_sources(sources, 0.2, 10, root=tmp_path)
+    assert val and len(train) + len(val) == 5
     assert not {f for s in train for f in s.frames} & {f for s in val for f in s.frames}
-    assert split_sources(sources, 0.2, 10, seed=0) == (train, val)
+    assert split_sources(sources, 0.2, 10, root=tmp_path) == (train, val)
 
 
 @pytest.mark.parametrize("kind", ["photos", "video"])
@@ -112,3 +113,33 @@ def test_limit_reads_only_the_files_its_samples_need(tmp_path, kind, monkeypatch
     assert len(samples) == n
     with pytest.raises(ValueError, match="limit"):
         find_pair_sources(tmp_path, kind, limit=0)
+
+
+def test_split_keeps_each_source_where_it_was_when_sources_come_and_go():
+    from pathlib import Path
+
+    from psal.data import PairSource
+
+    def seq(i, n=3):
+        return PairSource(tuple(Path(f"v/seq{i:03d}/{t}.jpg") for t in range(n)))
+
+    sources = [seq(i) for i in range(60)]
+    train, val = split_sources(sources, 0.1, 100)
+    side = {s.frames[0].parent: "val" for s in val} | {s.frames[0].parent: "train" for s in train}
+    for changed in ([*sources, seq(60)], sources[1:], [seq(0, 5), *sources[1:]]):
+        t2, v2 = split_sources(changed, 0.1, 100)
+        assert all(side.get(s.frames[0].parent, "val") == "val" for s in v2)
+        assert all(side.get(s.frames[0].parent, "train") == "train" for s in t2)
+    assert val and len(split_sources([seq(i) for i in range(1, 60)], 0.1, 100)[1]) >= len(val) - 1
+
+
+def test_auto_says_when_it_reads_folders_as_sequences(tmp_path):
+    for animal in ("cats", "dogs"):
+        (tmp_path / animal).mkdir()
+        for i in range(3):
+            Image.new("RGB", (20, 20), (80 * i, 0, 0)).save(tmp_path / animal / f"{i}.jpg")
+    with pytest.warns(UserWarning, match=r"2 folders of frames.*video sequences.*photos"):
+        assert len(find_pair_sources(tmp_path)) == 2
+    Image.new("RGB", (20, 20)).save(tmp_path / "lone.jpg")
+    with pytest.warns(UserWarning, match=r"single photos.*video"):
+        assert len(find_pair_sources(tmp_path)) == 7

@@ -1,4 +1,6 @@
+import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,12 +38,15 @@ def test_list_images_errors(tmp_path):
         list_images(tmp_path)
 
 
-def test_split_is_seeded_and_disjoint(folder):
+def test_split_is_fixed_and_disjoint(folder):
     files = list_images(folder)
-    train, val = split_files(files, val_fraction=0.4, seed=3)
-    assert len(val) == 2 and len(train) == 3
+    train, val = split_files(files, val_fraction=0.4, root=folder)
+    assert 1 <= len(val) <= 4 and len(train) + len(val) == 5
     assert set(train).isdisjoint(val) and set(train) | set(val) == set(files)
-    assert split_files(files, 0.4, seed=3) == (train, val)
+    assert split_files(files, 0.4, root=folder) == (train, val)
+    assert split_files(files, 0.4, root=folder, salt="other") != (train, val)
+    assert split_files(files, 0.99, root=folder)[0]  # training is never empty
+    assert split_files(files, 0.0) == (files, [])
     assert split_files(files[:1], 0.5) == (files[:1], [])
     assert len(split_files(files, 0.9, val_max=1)[1]) == 1
 
@@ -227,3 +232,94 @@ def test_list_images_leaves_hidden_files_and_folders_out(tmp_path):
         Image.new("RGB", (4, 4)).save(tmp_path / rel, format="PNG")
     assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == [
         "a.png", "sub/c.png"]  # fmt: skip
+
+
+def _names(files, root):
+    return [p.relative_to(root).as_posix() for p in files]
+
+
+def _membership(train, val):
+    return {**{f: "train" for f in train}, **{f: "val" for f in val}}
+
+
+def test_split_keeps_every_file_where_it_was_when_files_come_and_go():
+    files = [Path(f"img{i:03d}.png") for i in range(100)]
+    before = _membership(*split_files(files, 0.05, 200))
+    assert 1 <= list(before.values()).count("val") <= 15
+    for changed in ([*files, Path("img100.png")], files[1:], files[:40] + files[41:]):
+        after = _membership(*split_files(changed, 0.05, 200))
+        assert all(after[f] == before[f] for f in changed if f in before)
+
+
+def test_split_is_by_path_relative_to_root_in_any_process(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import psal
+
+    rel = [Path(f"s{i % 3}/img{i:03d}.png") for i in range(60)]
+    a, b = tmp_path / "a", tmp_path / "elsewhere" / "b"
+    train, val = split_files([a / r for r in rel], 0.2, 200, root=a)
+    code = (
+        "import sys, json; from pathlib import Path; from psal.data import split_files\n"
+        "rel = json.loads(sys.argv[2]); root = Path(sys.argv[1])\n"
+        "tr, va = split_files([root / r for r in rel], 0.2, 200, root=root)\n"
+        "print(json.dumps([p.relative_to(root).as_posix() for p in va]))"
+    )
+    src = str(Path(psal.__file__).parents[1])  # the psal under test, not an installed one
+    for hashseed in ("1", "2"):
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(b), json.dumps([r.as_posix() for r in rel])],
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": hashseed, "PYTHONPATH": src},
+        )  # fmt: skip
+        assert json.loads(out.stdout) == _names(val, a)
+    assert val and set(train).isdisjoint(val)
+
+
+def test_split_counts_the_listed_files_so_filters_only_drop(tmp_path):
+    listed = [tmp_path / f"img{i:03d}.png" for i in range(50)]
+    train, val = split_files(listed, 0.5, 4, root=tmp_path)  # the cap binds
+    assert len(val) == 4
+    kept = listed[::2]  # e.g. the images large enough for x4
+    t2, v2 = split_files(kept, 0.5, 4, root=tmp_path, listed=listed)
+    assert set(v2) == set(val) & set(kept) and set(t2) == set(train) & set(kept)
+    with pytest.raises(ValueError, match="listed"):
+        split_files(listed, 0.5, 4, root=tmp_path, listed=kept)
+
+
+def test_list_images_follows_linked_folders_once(tmp_path):
+    ext = tmp_path / "ext"
+    (ext / "deep").mkdir(parents=True)
+    for rel in ("a.png", "deep/b.png"):
+        Image.new("RGB", (4, 4)).save(ext / rel)
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "set1").symlink_to(ext, target_is_directory=True)
+    (ext / "deep" / "loop").symlink_to(ext, target_is_directory=True)  # a cycle
+    assert _names(list_images(links), links) == ["set1/a.png", "set1/deep/b.png"]
+
+
+def test_list_images_names_folders_it_cannot_read(tmp_path, monkeypatch):
+    for rel in ("a.png", "locked/b.png", "open/c.png"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / rel)
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.warns(UserWarning, match=r"1 folder\(s\) could not be read.*locked"):
+        assert _names(list_images(tmp_path), tmp_path) == ["a.png", "open/c.png"]
+
+
+def test_list_images_lists_a_linked_file_once(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.png").symlink_to(tmp_path / "a.png")
+    assert _names(list_images(tmp_path), tmp_path) == ["a.png"]

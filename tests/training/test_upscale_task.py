@@ -212,3 +212,35 @@ def test_data_scan_reads_each_header_once(folder, monkeypatch, capsys):
     assert sorted(opened) == sorted(set(opened)) and len(opened) == 5, opened
     assert "1 image(s) smaller than the 24 HR crop skipped" in capsys.readouterr().err
     assert len(task.train_set) + len(task.val_set or []) == 3
+
+
+def test_validation_split_is_fixed_by_the_files_not_the_run(tmp_path):
+    """Seeds, scales (size filters) and unreadable files do not mix train and val."""
+    from psal.training.runtime import Runtime
+    from psal.training.tasks.upscale import UpscaleTask
+
+    rng = np.random.default_rng(0)
+    for i in range(40):  # half of them too small for x4's 48-pixel HR crop
+        side = 64 if i % 2 else 32
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), np.uint8)).save(
+            tmp_path / f"img{i:02d}.png"
+        )
+
+    def split(seed=0, scale=2, val_max=200):
+        cfg = UpscaleTask.config_class()
+        cfg.data.path, cfg.data.patch, cfg.data.scale, cfg.seed = str(tmp_path), 12, scale, seed
+        cfg.data.val_fraction, cfg.data.val_max = 0.25, val_max
+        cfg.model.kwargs.update(width=4, blocks=1)
+        task = UpscaleTask(cfg, Runtime("cpu"))
+        return set(task.train_set.files), set(task.val_set.files if task.val_set else [])
+
+    train, val = split()
+    assert val and split(seed=1) == (train, val)
+    for val_max in (200, 3):  # with and without the cap on the validation size
+        t2, v2 = split(val_max=val_max)
+        t4, v4 = split(scale=4, val_max=val_max)
+        assert not (t2 & v4) and not (t4 & v2)
+    victim = sorted(train)[0]
+    victim.write_bytes(b"")
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert split() == (train - {victim}, val)

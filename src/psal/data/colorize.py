@@ -13,7 +13,12 @@ Two kinds of folder, both searched recursively (:func:`find_pair_sources`):
   to 30% of the side), perspective (corners moved by up to 12%) and a horizontal flip
   half of the time. Training needs no video.
 - ``"auto"``: ``"video"`` if every image lies in a folder holding two images or more
-  below ``DIR`` (not in ``DIR`` itself), else ``"photos"``.
+  below ``DIR`` (not in ``DIR`` itself), else ``"photos"``. A folder of photos per
+  class (``cats/``, ``dogs/``) looks like that too, so the choice is said in a
+  ``UserWarning`` (for ``"photos"``, only when some folders could have been sequences).
+
+The validation split (:func:`split_sources`) holds out whole sources, by a hash of
+their path: see :func:`psal.data.split_files`.
 
 Samples are drawn from the key ``(index, seed)`` (as :class:`psal.data.InpaintingFolder`),
 so a resumed run continues the stream exactly; ``fixed=True`` (validation) derives the
@@ -36,12 +41,15 @@ from torch.utils.data import Dataset
 
 from .._checks import check_choice, check_int
 from .folder import (
+    SPLIT_SALT,
     _load_rgb,
     _report_readable,
     _sort_readable,
     list_images,
     readable_images,
     skip_unreadable,
+    split_key,
+    validation_keys,
 )
 
 __all__ = ["PAIR_KINDS", "ColorizationPairs", "PairSource", "find_pair_sources", "split_sources"]
@@ -62,6 +70,37 @@ def _by_folder(files: Sequence[Path]) -> dict[Path, list[Path]]:
     for f in files:
         groups.setdefault(f.parent, []).append(f)
     return groups
+
+
+def _auto_kind(listed: list[Path], root: Path) -> str:
+    """The kind ``"auto"`` reads ``listed`` as, said in a ``UserWarning`` when it matters.
+
+    Folders of photos (``cats/``, ``dogs/``) look like frame folders: reading them as
+    sequences pairs unrelated photos, so the choice is named with the way out. Photos
+    in ``root`` itself or alone in their folder are said only when some folders could
+    have been sequences.
+    """
+    groups = _by_folder(listed)
+    seqs = sum(parent != root and len(g) >= 2 for parent, g in groups.items())
+    if seqs == len(groups):
+        warnings.warn(
+            f"pairs 'auto': {seqs} folders of frames under {str(root)!r} read as video "
+            "sequences (every image shares a sub-folder with others; each pair is two "
+            "images of one folder); use --pairs photos (kind='photos') if they are not",
+            UserWarning,
+            stacklevel=3,
+        )
+        return "video"
+    if seqs:
+        alone = sum(len(g) for parent, g in groups.items() if parent == root or len(g) < 2)
+        warnings.warn(
+            f"pairs 'auto': {len(listed)} images under {str(root)!r} read as single photos "
+            f"({alone} of them lie alone in a folder or in the data folder itself); use "
+            "--pairs video (kind='video') for frame folders",
+            UserWarning,
+            stacklevel=3,
+        )
+    return "photos"
 
 
 def find_pair_sources(
@@ -89,9 +128,7 @@ def find_pair_sources(
     root = Path(root)
     listed = list_images(root)
     if kind == "auto":  # from every file: an unreadable frame must not change the kind
-        groups = _by_folder(listed)
-        video = all(parent != root and len(g) >= 2 for parent, g in groups.items())
-        kind = "video" if video else "photos"
+        kind = _auto_kind(listed, root)
     if limit is not None:
         limit = check_int(limit, "limit", 1)
     if kind == "photos":
@@ -134,17 +171,33 @@ def find_pair_sources(
 
 
 def split_sources(
-    sources: Sequence[PairSource], val_fraction: float, val_max: int, seed: int = 0
+    sources: Sequence[PairSource],
+    val_fraction: float,
+    val_max: int,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    salt: str = SPLIT_SALT,
 ) -> tuple[list[PairSource], list[PairSource]]:
-    """Split sources (whole sequences, never frames of one) into (train, validation)."""
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    n = len(sources)
-    n_val = 0
-    if val_fraction > 0 and n >= 2:
-        n_val = min(max(1, round(n * val_fraction)), check_int(val_max, "val_max", 0), n - 1)
-    order = np.random.default_rng(seed).permutation(n)
-    return [sources[i] for i in sorted(order[n_val:])], [sources[i] for i in sorted(order[:n_val])]
+    """Split sources into (train, validation), each in its order in ``sources``.
+
+    Whole sequences go to one part, never frames of one. The rule is
+    :func:`psal.data.split_files`'s, each source named by its path relative to ``root``:
+    a photo by its file, a sequence by its folder (so adding frames to a sequence does
+    not move it). The limits (at least one, at most ``val_max``) count the sources
+    given, after unreadable files are left out.
+    """
+    keys = [_source_key(s, root) for s in sources]
+    held = validation_keys(keys, val_fraction, val_max, salt)
+    train = [s for s, k in zip(sources, keys, strict=True) if k not in held]
+    val = [s for s, k in zip(sources, keys, strict=True) if k in held]
+    return train, val
+
+
+def _source_key(source: PairSource, root: str | os.PathLike[str] | None) -> str:
+    """A photo's file or a sequence's folder (ending in ``/``), relative to ``root``."""
+    if len(source.frames) == 1:
+        return split_key(source.frames[0], root)
+    return split_key(source.frames[0].parent, root) + "/"
 
 
 def _cover(im: Image.Image, size: int) -> Image.Image:

@@ -17,6 +17,7 @@ an integer index is enough: the crop is centred and the mask seed is derived fro
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,11 +40,15 @@ __all__ = [
     "readable_images",
     "skip_unreadable",
     "split_files",
+    "split_key",
+    "validation_keys",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 RESIZE_MODES = ("crop", "resize")
 T = TypeVar("T")
+#: Salt of the validation split's hash (see :func:`split_files`): another salt, another split.
+SPLIT_SALT = "psal-validation-1"
 
 
 def list_images(root: str | os.PathLike[str]) -> list[Path]:
@@ -51,6 +56,11 @@ def list_images(root: str | os.PathLike[str]) -> list[Path]:
 
     Hidden files and folders (a name starting with ``.``: macOS's ``._NAME`` resource
     forks, ``.ipynb_checkpoints`` copies, a killed run's temporary files) are left out.
+    Linked folders are followed (each real folder once, so a link to a folder above
+    it does not loop), and a file reached by several paths (a link to another file of
+    the folder, two links to one folder) is listed once, under the first of its paths
+    in sorted order: the same image never lands in both the training and the
+    validation part. Folders that cannot be read are named in one ``UserWarning``.
 
     Raises:
         FileNotFoundError: ``root`` is not a folder.
@@ -59,13 +69,42 @@ def list_images(root: str | os.PathLike[str]) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {str(root)!r} does not exist or is not a folder")
-    files = sorted(
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        and p.is_file()
-    )
+    unreadable: list[str] = []
+    visited: set[str] = set()
+    found: list[tuple[Path, str]] = []  # (path, real path)
+
+    # top-down with sorted sub-folders: the walk meets paths in sorted order, so the
+    # first path of a real folder is its smallest one
+    def note(err: OSError) -> None:  # a folder os.walk cannot read
+        unreadable.append(str(err.filename))
+
+    for top, dirs, names in os.walk(root, followlinks=True, onerror=note):
+        real = os.path.realpath(top)
+        if real in visited:
+            dirs[:] = []
+            continue
+        visited.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for n in names:
+            if not n.startswith(".") and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS:
+                p = os.path.join(top, n)  # resolved only if a link: one lstat, not one a part
+                found.append(
+                    (Path(p), os.path.realpath(p) if os.path.islink(p) else os.path.join(real, n))
+                )
+    if unreadable:
+        shown = ", ".join(map(repr, unreadable[:3])) + (", ..." if len(unreadable) > 3 else "")
+        warnings.warn(
+            f"{len(unreadable)} folder(s) could not be read under {str(root)!r}, their images "
+            f"left out: {shown}",
+            UserWarning,
+            stacklevel=2,
+        )
+    files: list[Path] = []
+    seen: set[str] = set()
+    for f, real in sorted(found):
+        if real not in seen and f.is_file():  # not a broken link, nor a folder named x.png
+            seen.add(real)
+            files.append(f)
     if not files:
         raise ValueError(
             f"no image found under {str(root)!r} (searched recursively for "
@@ -174,24 +213,95 @@ def _report_readable(
     return kept
 
 
-def split_files(
-    files: Sequence[Path], val_fraction: float = 0.05, val_max: int = 100, seed: int = 0
-) -> tuple[list[Path], list[Path]]:
-    """Split files into (train, validation) with a seeded shuffle.
+def split_key(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str:
+    """The name a file is split by: its path relative to ``root``, in POSIX form.
 
-    The validation part holds ``round(len(files) * val_fraction)`` files, at least 1
-    when ``val_fraction > 0`` and there are two files or more, at most ``val_max``;
-    the training part is never empty.
+    Without ``root``, the path as given. A path outside ``root`` is an error naming it.
     """
-    n = len(files)
+    path = Path(path)
+    if root is not None:
+        try:
+            path = path.relative_to(root)
+        except ValueError:
+            raise ValueError(f"root: {str(path)!r} is not under {str(root)!r}") from None
+    return path.as_posix()
+
+
+def _split_hash(key: str, salt: str) -> int:
+    """A 64-bit hash of ``key``, the same in every process (not Python's ``hash``)."""
+    data = f"{salt}\0{key}".encode("utf-8", "surrogateescape")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def validation_keys(
+    keys: Sequence[str], val_fraction: float, val_max: int, salt: str = SPLIT_SALT
+) -> set[str]:
+    """The keys of ``keys`` held out for validation (the rule of :func:`split_files`)."""
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    n_val = 0
-    if val_fraction > 0 and n >= 2:
-        n_val = min(max(1, round(n * val_fraction)), check_int(val_max, "val_max", 0), n - 1)
-    order = np.random.default_rng(seed).permutation(n)
-    val = sorted(files[i] for i in order[:n_val])
-    train = sorted(files[i] for i in order[n_val:])
+    val_max = check_int(val_max, "val_max", 0)
+    unique = set(keys)
+    if val_fraction == 0 or len(unique) < 2:
+        return set()
+    hashed = sorted((_split_hash(k, salt), k) for k in unique)
+    below = sum(h < val_fraction * 2.0**64 for h, _ in hashed)
+    n_val = min(max(1, below), val_max, len(unique) - 1)
+    return {k for _, k in hashed[:n_val]}
+
+
+def split_files(
+    files: Sequence[Path],
+    val_fraction: float = 0.05,
+    val_max: int = 100,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    listed: Sequence[Path] | None = None,
+    salt: str = SPLIT_SALT,
+) -> tuple[list[Path], list[Path]]:
+    """Split files into (train, validation) by a hash of each file's path.
+
+    A file is a validation file when the 64-bit BLAKE2b hash of ``salt`` and its path
+    relative to ``root`` (:func:`split_key`), read as a fraction of 2**64, is below
+    ``val_fraction``. The split therefore depends on no seed and on no other file:
+    runs with different seeds or scales share it, and adding, removing or leaving out a
+    file moves no other file between the parts. Two limits depend on the count: there
+    is at least one validation file when ``val_fraction > 0`` and there are two files
+    or more, at most ``val_max`` and never all of them; the files of smallest hash are
+    the ones kept. Only when a limit binds (tiny folders, or more than ``val_max``
+    files below the fraction) can an added or removed file move the one at the edge.
+
+    Args:
+        files: the files to split (each under ``root`` if given).
+        val_fraction: fraction of the files held out, in [0, 1).
+        val_max: at most this many validation files.
+        root: the data folder: files are named by their path relative to it, so the
+            split survives moving the folder.
+        listed: every file of the folder before any filter (unreadable files, images
+            too small for a crop); ``files`` must be among them. The limits count
+            these, so the filters only drop files from either part: runs whose filters
+            differ (x2 and x4 crops) never train on each other's validation files.
+            Default: ``files``.
+        salt: changes the split (a different hold-out for the same folder).
+
+    If the filters leave validation files but no training file, every file trains and
+    there is no validation (with a ``UserWarning``).
+    """
+    keys = [split_key(f, root) for f in files]
+    pool = keys if listed is None else [split_key(f, root) for f in listed]
+    if listed is not None and not set(keys) <= set(pool):
+        extra = next(k for k in keys if k not in set(pool))
+        raise ValueError(f"listed: must hold every file of files, not {extra!r}")
+    held = validation_keys(pool, val_fraction, val_max, salt)
+    train = sorted(f for f, k in zip(files, keys, strict=True) if k not in held)
+    val = sorted(f for f, k in zip(files, keys, strict=True) if k in held)
+    if val and not train:
+        warnings.warn(
+            f"no training file left once the {len(val)} validation file(s) are held out: "
+            "training on every file, without validation",
+            UserWarning,
+            stacklevel=2,
+        )
+        return val, []
     return train, val
 
 

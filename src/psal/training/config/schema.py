@@ -33,7 +33,9 @@ class DataConfig:
 
     Attributes:
         path: folder of images (searched recursively).
-        val_fraction: fraction of the images held out for validation.
+        val_fraction: fraction of the images held out for validation, chosen by a
+            hash of each file's path relative to ``path``, not by ``seed``
+            (:func:`psal.data.split_files`).
         val_max: at most this many validation images.
         num_workers: data loader processes per training process.
     """

@@ -160,7 +160,8 @@ result and of the truth, on fixed pairs (--pair-seed)."""
         d = config.data
         with self.scanning_data():  # skipped files named once, not by every rank
             sources = find_pair_sources(d.path, d.pairs)
-        train, val = split_sources(sources, d.val_fraction, d.val_max, seed=config.seed)
+            # by a hash of each photo's or sequence's path: the same split for any seed
+            train, val = split_sources(sources, d.val_fraction, d.val_max, root=d.path)
         self.train_set = ColorizationPairs(train, d.image_size, d.max_gap)
         self.val_set = (
             ColorizationPairs(val, d.image_size, d.max_gap, fixed=True, pair_seed=d.pair_seed)

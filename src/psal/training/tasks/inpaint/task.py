@@ -181,11 +181,15 @@ network's own randomness (PatchMatch in psal attention), so an evaluation repeat
             )
 
     def _build_data(self) -> None:
-        d, seed = self.config.data, self.config.seed
+        d = self.config.data
         self.masks = MaskGenerator(d.masks, d.image_size, d.hole_size, d.max_delta)
         with self.scanning_data():  # skipped files named once, not by every rank
-            files = readable_images(list_images(d.path), "data.path (--data)")
-        train_files, val_files = split_files(files, d.val_fraction, d.val_max, seed=seed)
+            listed = list_images(d.path)
+            files = readable_images(listed, "data.path (--data)")
+            # by a hash of each path: the same split whatever the seed or unreadable files
+            train_files, val_files = split_files(
+                files, d.val_fraction, d.val_max, root=d.path, listed=listed
+            )
         self.train_set = InpaintingFolder(train_files, d.image_size, self.masks, d.resize)
         self.val_set = (
             InpaintingFolder(val_files, d.image_size, self.masks, d.resize, fixed=True)

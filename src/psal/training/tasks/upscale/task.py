@@ -277,11 +277,14 @@ class UpscaleTask(Task):
         name = "data.path (--data)"
         with self.scanning_data() as reports:  # skipped files named once, not by every rank
             # one pass over the headers: unreadable files named, small ones counted
-            files, skipped = usable_images(list_images(d.path), d.patch * d.scale, name)
+            listed = list_images(d.path)
+            files, skipped = usable_images(listed, d.patch * d.scale, name)
+            # by a hash of each path, counted before the size filter: x2 and x4 runs
+            # (and any seed) hold out the same images
+            train, val = split_files(files, d.val_fraction, d.val_max, root=d.path, listed=listed)
         if skipped and reports:
             print(f"psal: warning: {skipped} image(s) smaller than the {d.patch * d.scale}"
                   " HR crop skipped", file=sys.stderr)  # fmt: skip
-        train, val = split_files(files, d.val_fraction, d.val_max, seed=config.seed)
         self.train_set = SuperResolutionFolder(train, d.scale, d.patch)
         self.val_set = SuperResolutionFolder(val, d.scale, d.patch, fixed=True) if val else None
         self.net = build_model(config.model.name, self._net_kwargs()).to(runtime.device)
