@@ -17,7 +17,8 @@ new default (three scales; votes whose forward-backward check passes kept, the o
 propagated edge-aware), and any trained
 network given with ``--checkpoint NAME=RUN``. Scores on the 8-bit scale: chroma PSNR
 (Cb, Cr of BT.601 YCbCr), RGB PSNR, and the colourfulness of Hasler and Suesstrunk
-(the truth's is printed beside it); time and peak memory per image.
+(the truth's is printed beside it); time (wall, median of ``--repeats`` warm runs,
+every method called once, untimed, on the first pair first) and peak memory per image.
 
     PYTHONPATH=src python benchmarks/colorize.py [--quick] [--json out.json] [--figure fig.png]
 """
@@ -102,18 +103,22 @@ def methods(checkpoints: dict[str, str], ablation: bool = False) -> dict:
     return out
 
 
-def score(photos, size, fns) -> tuple[list[dict], list]:
+def score(photos, size, fns, repeats: int = 1) -> tuple[list[dict], list]:
     records, panels = [], []
     dev = torch.device("cpu")
+    warm = False
     for photo in photos:
         for kind, (target, ref) in make_pairs(photo, size).items():
             truth = _ycc(target)
             gray = np.clip(np.rint(truth[..., 0]), 0, 255).astype(np.uint8)
+            if not warm:  # compilation and first-call caches are not a method's time
+                for fn in fns.values():
+                    fn(gray, ref)
+                warm = True
             outs = {}
             for mname, fn in fns.items():
                 base = _common.peak_start(dev)
-                with C.Timer() as t:
-                    out = fn(gray, ref)
+                out, seconds, _ = C.timed_runs(lambda fn=fn, g=gray, r=ref: fn(g, r), repeats)
                 peak = _common.peak_end(dev, base)
                 outs[mname] = out
                 got = _ycc(out)
@@ -124,7 +129,7 @@ def score(photos, size, fns) -> tuple[list[dict], list]:
                     "colourfulness": colourfulness(out),
                     "truth_colourfulness": colourfulness(target),
                     "luma_max_error": float(np.abs(got[..., 0] - gray).max()),
-                    "seconds": t.seconds, "peak_mb": peak / 2**20,
+                    "seconds": seconds, "peak_mb": peak / 2**20,
                 })  # fmt: skip
             panels.append((f"{photo} {kind}", gray, ref, outs, target))
     return records, panels
@@ -192,6 +197,12 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small images, held-out photos only")
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"))
     p.add_argument("--threads", type=int, default=1, help="torch and numba threads")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed runs per pair and method, median (default 3; 1 with --quick)",
+    )
     p.add_argument("--checkpoint", nargs="*", default=[], metavar="NAME=RUN",
                    help="a trained colorizer to score too, under the name NAME "
                         "(e.g. net=runs/col)")  # fmt: skip
@@ -206,17 +217,20 @@ def main(argv=None) -> int:
     checkpoints = parse_checkpoints(p, args.checkpoint)
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.repeats is not None and args.repeats < 1:
+        p.error(f"--repeats must be >= 1, got {args.repeats}")
+    repeats = args.repeats or (1 if args.quick else 3)
     if args.size is not None and min(args.size) < 16:
         p.error(f"--size H W must both be >= 16, got {args.size[0]} {args.size[1]}")
     C.set_threads(args.threads)
     size = tuple(args.size or ((192, 256) if args.quick else (360, 480)))
     photos = HELD_OUT if args.quick else HELD_OUT + TUNING
     fns = methods(checkpoints, args.ablation)
-    fns["new default"](np.zeros((32, 32), np.uint8), np.zeros((32, 32, 3), np.uint8))  # warm
-    records, panels = score(photos, size, fns)
-    summarise(records, HELD_OUT, f"Held-out pairs ({size[0]}x{size[1]})")
+    records, panels = score(photos, size, fns, repeats)
+    when = f"time: median of {repeats} warm run(s)"
+    summarise(records, HELD_OUT, f"Held-out pairs ({size[0]}x{size[1]}; {when})")
     if not args.quick:
-        summarise(records, TUNING, f"Tuning pairs ({size[0]}x{size[1]})")
+        summarise(records, TUNING, f"Tuning pairs ({size[0]}x{size[1]}; {when})")
     if args.json:
         C.write_json(args.json, {"settings": {"size": size}, "records": records})
     if args.figure:

@@ -8,7 +8,8 @@ variant trains (L1, Adam, cosine learning rate over the budget) on random LR cro
 ``--steps`` steps), on ``--threads`` threads (torch and numba; 1 by default, the
 fairest CPU-time comparison and what a shared machine allows); then every method
 enlarges the held-out images (8-bit LR made by antialiased bicubic downscaling) and is
-scored: Y-PSNR and SSIM (``scale`` pixels shaved), gradient-energy ratio, seconds.
+scored: Y-PSNR and SSIM (``scale`` pixels shaved), gradient-energy ratio, seconds
+(wall, median of 3 warm runs per image after one untimed call).
 ``--memory`` also measures psal inference's peak memory at a 1024x1024 input (a
 subprocess, RSS). ``--save DIR`` writes each trained network as a psal checkpoint
 (``DIR/upscale_x{scale}_{attention}.safetensors``, readable by
@@ -209,23 +210,36 @@ def train(
     return net.eval(), steps, time.process_time() - t0
 
 
-def score(methods: dict, names: tuple[str, ...], scale: int) -> dict:
+def score(methods: dict, names: tuple[str, ...], scale: int, repeats: int = 3) -> dict:
+    """Metrics of every method on the ``names`` crops, and its time: the median of
+    ``repeats`` warm runs per image (each method is called once, untimed, on the first
+    image first: numba compilation and first-call caches are not its time)."""
+    import statistics
+
     from psal.data import degrade
     from psal.training.tasks.upscale import sr_metrics
 
+    def run(fn, lr):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return fn(lr)
+
     rows = {m: [] for m in methods}
-    for name in names:
+    for i, name in enumerate(names):
         im = _image(name)[:256, :256]
         h, w = im.shape[0] - im.shape[0] % scale, im.shape[1] - im.shape[1] % scale
         hr = _t(im[:h, :w])
         lr = (degrade(hr, scale).clamp(0, 1) * 255).round() / 255
         for m, fn in methods.items():
-            torch.manual_seed(0)
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                out = fn(lr)
+            if i == 0:
+                run(fn, lr)  # warm-up, untimed
+            times = []
+            for _ in range(max(1, repeats)):
+                t0 = time.perf_counter()
+                out = run(fn, lr)
+                times.append(time.perf_counter() - t0)
             r = sr_metrics(out, hr, scale)
-            r["seconds"] = time.perf_counter() - t0
+            r["seconds"] = statistics.median(times)
             rows[m].append(r)
     out = {m: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for m, rs in rows.items()}
     for m, rs in rows.items():  # per image too (Y-PSNR), to see where a difference comes from
@@ -400,7 +414,8 @@ def main(argv=None) -> int:
             rows = score(methods, names, scale)
             res[split] = rows
             base = rows["bicubic"]["y_psnr"]
-            print(f"\nx{scale}, held-out {split} ({', '.join(names)})")
+            kind = "tuning split" if split.startswith("tune") else "held-out"
+            print(f"\nx{scale}, {kind} {split} ({', '.join(names)})")
             print(
                 f"{'method':14s} {'Y-PSNR':>7s} {'vs bic':>7s} {'SSIM':>7s} {'grad':>6s} {'s':>6s}"
             )
