@@ -44,6 +44,24 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
+def keep_torch_threads() -> None:
+    """Start numba's threading layer now, keeping torch's thread count as it is.
+
+    numba's OpenMP layer, when it starts (at the first psal kernel, e.g. the first PSAL
+    search of a run), sets the OpenMP thread count that torch shares to numba's own
+    (all cores): ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` was then silently
+    undone in the middle of the first step, and the float results of convolutions
+    changed with it, so that a run resumed in a fresh process (whose first step is a
+    later one) no longer matched an unbroken run bit for bit.
+    """
+    from ..utils.parallel import num_threads
+
+    threads = torch.get_num_threads()
+    num_threads()  # starts numba's threading layer (once per process)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 class Runtime:
     """Device, process group, mixed precision and the optimisation step of a run.
 
@@ -62,6 +80,7 @@ class Runtime:
     """
 
     def __init__(self, device: str = "auto", amp: str = "auto", grad_clip: float = 0.0) -> None:
+        keep_torch_threads()
         self.info, self.device = distributed.setup(device)
         self.amp_dtype = amp_dtype(amp, self.device)
         self.grad_clip = float(grad_clip)
