@@ -1,6 +1,7 @@
 """The engine with a task written against the documented interface (no inpainting):
 one network, L1 loss, a learning-rate schedule; exact resume of the schedule too."""
 
+import warnings
 from dataclasses import dataclass, field
 
 import pytest
@@ -107,7 +108,8 @@ def test_settings_changed_on_resume_take_effect_and_moments_are_kept(tmp_path):
     saved = first.task.optimizers["net"].state_dict()["state"]
     cfg = _config(tmp_path / "r")
     cfg.optim.lr, cfg.optim.betas = 1e-3, (0.8, 0.99)
-    resumed = Trainer(cfg, resume=tmp_path / "r")
+    with pytest.warns(RuntimeWarning, match=r"optim.betas .*; optim.lr 0.01 -> 0.001\)"):
+        resumed = Trainer(cfg, resume=tmp_path / "r")
     opt, sched = resumed.task.optimizers["net"], resumed.task.schedulers["net"]
     factor = sched.lr_lambdas[0](3)
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * factor)
@@ -116,7 +118,8 @@ def test_settings_changed_on_resume_take_effect_and_moments_are_kept(tmp_path):
         assert torch.equal(s["exp_avg"], saved[i]["exp_avg"])
     resumed.fit()
     assert resumed.task.validate()["lr"] == 0.0
-    same = Trainer(_config(tmp_path / "r"), resume=tmp_path / "r")  # unchanged: as saved
+    with pytest.warns(RuntimeWarning, match="optim.lr 0.001 -> 0.01"):  # back to 0.01
+        same = Trainer(_config(tmp_path / "r"), resume=tmp_path / "r")
     assert same.task.optimizers["net"].param_groups[0]["lr"] == 0.0
 
 
@@ -127,5 +130,22 @@ def test_resume_after_switching_mixed_precision(tmp_path):
     first.fit(until=2)
     cfg = _config(tmp_path / "m")
     cfg.optim.amp = "fp16"
-    resumed = Trainer(cfg, resume=tmp_path / "m")
+    with pytest.warns(RuntimeWarning, match="optim.amp 'auto' -> 'fp16'"):
+        resumed = Trainer(cfg, resume=tmp_path / "m")
     assert resumed.step == 2
+
+
+def test_settings_changed_on_resume_are_named(tmp_path):
+    """A resume with another seed (data order, crops) or batch size continued silently."""
+    first = Trainer(_config(tmp_path / "s"))
+    first.fit(until=2)
+    with pytest.warns(RuntimeWarning) as record:
+        Trainer(_config(tmp_path / "s", seed=4, batch_size=3), resume=tmp_path / "s")
+    message = str(record[0].message)
+    assert "batch_size (--batch-size) 2 -> 3; seed (--seed) 3 -> 4" in message
+    assert "step_00000002.safetensors" in message and "from step 2 on" in message
+    # the same settings, or only where and how often it reports: nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(_config(tmp_path / "s"), resume=tmp_path / "s")
+        Trainer(_config(tmp_path / "s", log_every=1, keep_checkpoints=1), resume=tmp_path / "s")

@@ -268,6 +268,15 @@ class Trainer:
                 f"({type(err).__name__}: {_first_line(err, short=False)}); resume from an "
                 "earlier checkpoint"
             ) from err
+        changed = _setting_differences(meta, self)
+        if changed and self.info.is_main:
+            warnings.warn(
+                f"resume: settings differ from those of {where!r} ({changed}); they apply "
+                f"from step {self.step} on, so the run no longer continues as the "
+                "checkpoint's would",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _load_state(self, state: dict[str, Any]) -> None:
         # The optimizers' moments and the schedules' step come from the checkpoint; their
@@ -347,6 +356,45 @@ def _first_line(err: Exception, short: bool = True) -> str:
     if not lines:
         return type(err).__name__
     return lines[1] if short and len(lines) > 1 else lines[0]
+
+
+#: Settings that do not change what is trained (where and how often it is reported).
+BOOKKEEPING_KEYS = frozenset(
+    {"out", "device", "progress", "tensorboard", "log_every", "image_every", "val_every",
+     "save_every", "keep_checkpoints", "data.num_workers"}
+)  # fmt: skip
+
+
+def _setting_differences(meta: dict[str, Any], trainer: Trainer) -> str:
+    """The settings of the run that differ from the checkpoint's, ``key old -> new``.
+
+    Bookkeeping keys are left out, and ``steps`` when no schedule depends on it.
+    """
+    task = trainer.task
+    try:
+        stored = task.upgrade_config(meta.get("config"), int(meta.get("format_version", 2)))
+        old_config = config_from_dict(stored, task.config_class())
+    except (ValueError, TypeError, AttributeError):
+        return ""
+    skip = set(BOOKKEEPING_KEYS)
+    if not task.schedulers or trainer.config.optim.scheduler == "none":
+        skip.add("steps")
+    old, new = _flat(config_to_dict(old_config)), _flat(config_to_dict(trainer.config))
+    return "; ".join(
+        f"{task.options.key_name(k)} {old.get(k)!r} -> {new.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if k not in skip and old.get(k) != new.get(k)
+    )
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in (d or {}).items():
+        if isinstance(v, dict) and k != "attention_options":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _model_differences(meta: dict[str, Any], trainer: Trainer) -> str:
