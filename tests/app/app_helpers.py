@@ -62,7 +62,8 @@ class Server:
         self.pid = self.proc.pid
         self.lines: list[str] = []
         self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         if not self._ready.wait(120) or self.proc.poll() is not None:
             self.stop()
             raise RuntimeError("psal app did not start:\n" + self.output)
@@ -86,6 +87,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.kill(self.pid, signal.SIGKILL)
                 self.proc.wait(10)
+        self._reader.join(10)  # the pipe's end reached: its last lines are in self.lines
+        if not self._reader.is_alive():
+            self.proc.stdout.close()
         return self.proc.returncode
 
 
@@ -108,3 +112,19 @@ def wait_until(check, timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def header(path):
+    """What the tests read of an image file, with the file closed again: ``size``,
+    ``mode``, ``format``, ``rawmode`` (the first tile's, e.g. ``RGB;16B``) and ``exif``
+    (a dict of the base IFD's tags)."""
+    from types import SimpleNamespace
+
+    with Image.open(path) as im:
+        return SimpleNamespace(
+            size=im.size,
+            mode=im.mode,
+            format=im.format,
+            rawmode=im.tile[0][3] if im.tile else None,
+            exif=dict(im.getexif()),
+        )

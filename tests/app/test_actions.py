@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from app_helpers import header
 from PIL import Image
 
 import psal
@@ -280,11 +281,11 @@ def test_results_keep_mode_and_refuse_lossy_jpeg(tmp_path):
     folder = actions.ResultFolder(tmp_path / "r")
     rgba = Image.new("RGBA", (8, 8), (1, 2, 3, 4))
     png = folder.save(rgba, actions.result_stem("/x/my photo.jpg", "inpainted"))
-    assert png.name == "my_photo_inpainted.png" and Image.open(png).mode == "RGBA"
+    assert png.name == "my_photo_inpainted.png" and header(png).mode == "RGBA"
     with pytest.raises(ValueError, match=r"JPEG cannot hold this RGBA image.*download it as PNG"):
         folder.save(rgba, "a", "JPEG")
     jpg = folder.save(Image.new("RGB", (8, 8)), "a", "JPEG")
-    assert Image.open(jpg).format == "JPEG" and jpg.parent != png.parent
+    assert header(jpg).format == "JPEG" and jpg.parent != png.parent
     assert actions.display_copy(Image.new("I;16", (4, 4), 65535)).getpixel((0, 0)) == 255
 
 
@@ -326,7 +327,7 @@ def test_16_bit_colour_photos_are_edited_at_full_depth_as_the_cli_does(tmp_path,
     assert code == 0, capsys.readouterr().err
     folder = actions.ResultFolder(tmp_path / "r")
     png = folder.save(out, "deep_inpainted")
-    assert Image.open(png).tile[0][3] == "RGB;16B"
+    assert header(png).rawmode == "RGB;16B"
     assert np.array_equal(full_depth(load_image(png)), full_depth(load_image(tmp_path / "cli.png")))
     with pytest.raises(ValueError, match=r"JPEG cannot hold this RGB;16 image.*download it as PNG"):
         folder.save(out, "deep", "JPEG")
@@ -356,7 +357,7 @@ def test_results_keep_exif_and_are_not_renamed_twice(tmp_path):
     folder = actions.ResultFolder(tmp_path / "r")
     for fmt in actions.DOWNLOAD_FORMATS:
         path = folder.save(_photo(), "a", fmt, exif=exif.tobytes())
-        assert Image.open(path).getexif().get(0x013B) == "someone", fmt
+        assert header(path).exif.get(0x013B) == "someone", fmt
     # "Edit the result": the result of a result keeps one suffix
     stem = actions.result_stem
     assert stem("/t/00001/cat_inpainted.png", "inpainted", once=True) == "cat_inpainted"
@@ -394,12 +395,14 @@ def test_the_exif_thumbnail_of_a_photo_is_not_kept(tmp_path):
     folder = actions.ResultFolder(tmp_path / "r")
     for fmt in actions.DOWNLOAD_FORMATS:
         path = folder.save(out, "x", fmt, exif=image.info["exif"])
-        kept = Image.open(path).getexif()
-        assert kept.get(0x013B) == "someone" and not dict(kept.get_ifd(ExifTags.IFD.IFD1)), fmt
+        with Image.open(path) as saved:
+            kept = saved.getexif()
+            assert kept.get(0x013B) == "someone", fmt
+            assert not dict(kept.get_ifd(ExifTags.IFD.IFD1)), fmt
         assert thumb[100:140] not in path.read_bytes(), fmt
     deep = np.zeros((8, 8, 3), np.uint16)  # 16-bit PNGs keep the EXIF too
     path = folder.save(deep, "deep", exif=image.info["exif"])
-    assert Image.open(path).getexif().get(0x013B) == "someone"
+    assert header(path).exif.get(0x013B) == "someone"
 
 
 def test_old_results_are_pruned(tmp_path):
