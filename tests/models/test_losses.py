@@ -122,3 +122,43 @@ def test_nearest_known_pixel_discount_worked_by_hand():
     assert float(L.discounted_l1(pred, target, m2, 0.5)) == pytest.approx(
         float(w2.sum()) / int(m2.sum())
     )
+
+
+class _SquareCritic(torch.nn.Module):
+    """``D(x) = sum(w x²)`` per sample: its gradient ``2 w x`` depends on the interpolate."""
+
+    def __init__(self, dtype):
+        super().__init__()
+        self.w = torch.nn.Parameter(
+            torch.linspace(0.5, 2.0, 3 * 5 * 5, dtype=dtype).view(1, 3, 5, 5)
+        )
+
+    def forward(self, x):
+        if x.dtype != self.w.dtype:
+            raise TypeError(f"x is {x.dtype}, the critic {self.w.dtype}")
+        return (self.w * x * x).flatten(1).sum(1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradient_penalty_per_sample_interpolates_in_the_critics_dtype(dtype):
+    # a float64 critic used to receive float32 interpolates (a dtype error naming 'x')
+    critic = _SquareCritic(dtype)
+    g = torch.Generator().manual_seed(1)
+    real = torch.rand(3, 3, 5, 5, generator=g, dtype=dtype)
+    fake = torch.rand(3, 3, 5, 5, generator=g, dtype=dtype)
+    mask = torch.zeros(3, 1, 5, 5, dtype=torch.bool)
+    mask[..., 1:4, 0:3] = True
+    torch.manual_seed(7)
+    gp = L.gradient_penalty(critic, real, fake, mask)
+    assert gp.dtype == dtype
+    # independently: the same per-sample alpha, x̂, the analytic gradient 2 w x̂, its
+    # norm per sample over (C, H, W) in the hole, then mean((norm - 1)²)
+    torch.manual_seed(7)
+    alpha = torch.rand(3, 1, 1, 1).to(dtype)
+    x = alpha * real + (1 - alpha) * fake
+    grad = 2 * critic.w.detach() * x * mask
+    norms = grad.flatten(1).norm(dim=1)
+    assert len(set(norms.tolist())) == 3  # one interpolate per sample, not one for all
+    torch.testing.assert_close(gp.detach(), ((norms - 1) ** 2).mean())
+    gp.backward()
+    assert critic.w.grad is not None and critic.w.grad.dtype == dtype

@@ -214,6 +214,17 @@ def hinge_generator_loss(fake: torch.Tensor) -> torch.Tensor:
     return -fake.float().mean()
 
 
+def _penalty_dtype(
+    critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor
+) -> torch.dtype:
+    """The dtype the critic takes outside autocast: its parameters', else >= float32."""
+    if isinstance(critic, torch.nn.Module):
+        for p in critic.parameters():
+            if p.is_floating_point():
+                return p.dtype
+    return torch.promote_types(torch.promote_types(real.dtype, fake.dtype), torch.float32)
+
+
 def gradient_penalty(
     critic: Callable[[torch.Tensor], torch.Tensor],
     real: torch.Tensor,
@@ -222,10 +233,12 @@ def gradient_penalty(
 ) -> torch.Tensor:
     """WGAN-GP gradient penalty ``mean((||∇D(x̂) ⊙ mask||₂ - 1)²)``.
 
-    ``x̂ = α real + (1 - α) fake`` with one ``α ~ U(0, 1)`` per sample, drawn from
-    torch's generator on the inputs' device. The penalty is computed in float32 with
-    autocast disabled and keeps its graph (``create_graph=True``), so its gradient
-    reaches the critic's parameters.
+    ``x̂ = α real + (1 - α) fake`` with one ``α ~ U(0, 1)`` per sample, drawn (in
+    float32) from torch's generator on the inputs' device. The penalty is computed with
+    autocast disabled, in the dtype of the critic's parameters (a critic that is not
+    a module with floating-point parameters: float32, or float64 for float64 inputs),
+    and keeps its graph (``create_graph=True``), so its
+    gradient reaches the critic's parameters.
 
     Args:
         critic: maps (B, C, H, W) images to scores.
@@ -242,12 +255,14 @@ def gradient_penalty(
             f"real and fake must have the same shape, got {tuple(real.shape)} and "
             f"{tuple(fake.shape)}"
         )
+    dtype = _penalty_dtype(critic, real, fake)
     with torch.autocast(device_type=real.device.type, enabled=False):
-        alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
-        x = (alpha * real.detach().float() + (1 - alpha) * fake.detach().float()).requires_grad_()
+        alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device).to(dtype)
+        x = alpha * real.detach().to(dtype) + (1 - alpha) * fake.detach().to(dtype)
+        x.requires_grad_()
         scores = critic(x)
-        (grad,) = torch.autograd.grad(scores.float().sum(), x, create_graph=True)
+        (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
         if mask is not None:
-            grad = grad * mask.float()
+            grad = grad * mask.to(dtype)
         norm = grad.flatten(1).pow(2).sum(1).add(1e-12).sqrt()
         return (norm - 1.0).pow(2).mean()
