@@ -60,7 +60,7 @@ def test_killed_and_resumed_run_matches_an_unbroken_one(task, photos, tmp_path):
     assert a.keys() == b.keys() and a
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    assert resumed.stream.digest == straight.stream.digest
+    assert resumed.stream.digest == straight.stream.digest != ""
     # a different seed gives different weights: the comparison above can fail
     other = Trainer(_config(task, photos, tmp_path / "c", seed=7))
     other.fit()
