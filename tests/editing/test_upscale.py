@@ -258,3 +258,54 @@ def test_progress_must_be_a_callable(model):
     img = np.zeros((12, 12, 3), np.uint8)
     with pytest.raises(TypeError, match=r"progress must be a callable .* or None, got 3"):
         upscale(img, 2, model=model, progress=3)
+
+
+def _cutout(h=48, w=48, hidden=0):
+    """A yellow disc with a 1.5-pixel soft edge on a transparent background whose
+    (invisible) colour is ``hidden``."""
+    yy, xx = np.mgrid[:h, :w]
+    r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2)
+    alpha = np.clip((h / 3 - r) * 255 / 1.5, 0, 255).astype(np.uint8)
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[:] = hidden
+    rgb[alpha > 0] = (250, 220, 40)
+    return np.dstack([rgb, alpha])
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_transparent_colour_does_not_bleed_into_the_outline(scale):
+    # The colour under fully transparent pixels is invisible; enlarging the colour
+    # channels on their own mixed it into the visible edge: a black fringe around a
+    # yellow cut-out (min visible R was 0 at x2). Premultiplied, the visible result
+    # does not depend on it, and no visible pixel is darker than the disc.
+    outs = [upscale(_cutout(hidden=v), scale, seed=0).astype(float) for v in (0, 255)]
+    for out in outs:
+        visible = out[..., 3] >= 8
+        assert out[visible][:, :3].min(0).tolist() == [250.0, 220.0, 40.0]
+
+    def over_gray(x):
+        a = x[..., 3:] / 255
+        return x[..., :3] * a + 128 * (1 - a)
+
+    assert np.abs(over_gray(outs[0]) - over_gray(outs[1])).max() <= 1.0
+    # the same alpha either way, and the hidden colour stays where nothing shows
+    assert np.array_equal(outs[0][..., 3], outs[1][..., 3])
+    assert (outs[1][:10, :10] == [255, 255, 255, 0]).all()
+
+
+def test_opaque_alpha_changes_nothing():
+    # an RGBA image that is opaque everywhere is enlarged exactly as its RGB
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 255, (20, 22, 3), dtype=np.uint8)
+    rgba = np.dstack([rgb, np.full((20, 22), 255, np.uint8)])
+    assert np.array_equal(upscale(rgba, 2, seed=3)[..., :3], upscale(rgb, 2, seed=3))
+
+
+def test_transparent_tensor_path_matches_numpy():
+    img = _cutout(24, 24)
+    a = upscale(img, 2, seed=0)
+    t = upscale(torch.from_numpy(img).permute(2, 0, 1).float() / 255, 2, seed=0, backend="torch")
+    t8 = (t.permute(1, 2, 0).numpy() * 255).round()
+    assert t8.shape == a.shape
+    visible = a[..., 3] >= 8
+    assert t8[visible][:, :3].min(0).tolist() == [250.0, 220.0, 40.0]

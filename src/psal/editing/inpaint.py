@@ -61,6 +61,7 @@ from ..utils.convert import ImageLike, from_array, to_array
 from ..utils.filters import box_sum
 from ..utils.masks import to_mask_array
 from ..utils.progress import ProgressCallback
+from ._alpha import has_transparency, premultiply, unpremultiply
 from ._mode import mode_vote
 from ._poisson import poisson_fill
 from ._pyramid import (
@@ -461,8 +462,10 @@ def inpaint(
     """Fill the masked region of an image from the rest of it (object removal).
 
     Multi-scale PatchMatch completion in the manner of Wexler et al. (2007) and Newson
-    et al. (2014); see the module docstring. Every channel (alpha included) is filled;
-    outside the hole the image is returned bit for bit. Only a window around the hole
+    et al. (2014); see the module docstring. Every channel (alpha included) is filled
+    (a partly transparent image in premultiplied alpha: the colour hidden under
+    transparent pixels does not reach the fill); outside the hole the image is
+    returned bit for bit. Only a window around the hole
     is read and searched (see :data:`CONTEXT_MIN`), so a small hole in a huge photo
     costs little time and memory.
 
@@ -679,13 +682,20 @@ def _inpaint_all(
             if not bool(hole[i].any()):
                 outs.append(x[i : i + 1])
                 continue
+            xi = x[i : i + 1]
+            # a partly transparent image is filled in premultiplied alpha (the colour
+            # hidden under transparent pixels must not reach the visible fill)
+            clear = has_transparency(xi)
             filled = _inpaint_one(
-                x[i : i + 1], hole[i : i + 1], forbid[i : i + 1], source is not None,
+                premultiply(xi) if clear else xi, hole[i : i + 1], forbid[i : i + 1],
+                source is not None,
                 vote_best=vote == "best", texture_weight=texture_weight,
                 gradient_domain=gradient_domain, patch_size=patch_size,
                 k=k, levels=levels, em_iters=em_iters, pm_iters=pm_iters, temperature=temperature,
                 seed=seed + i, backend=backend, progress=progress, done=done, total_ref=total,
             )  # fmt: skip
+            if clear:  # straight colour again; the known pixels as they were
+                filled = namespace(xi).where(hole[i : i + 1], unpremultiply(filled), xi)
             # a copy of x changed at the hole pixels only: known pixels are exact
-            outs.append(_within_range(filled, x[i : i + 1], hole[i : i + 1]))
+            outs.append(_within_range(filled, xi, hole[i : i + 1]))
     return back(outs[0] if b == 1 else concat(outs, 0))
