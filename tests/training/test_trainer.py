@@ -251,8 +251,12 @@ def test_mixed_precision_path_on_cpu(photo_folder, tmp_path):
         Trainer(_config(photo_folder, tmp_path, **{"optim.amp": "int8"}))
 
 
-def test_non_finite_gradients_skip_the_update(photo_folder, tmp_path):
-    trainer = Trainer(_config(photo_folder, tmp_path, **{"optim.grad_clip": 10.0}))
+@pytest.mark.parametrize("clip", [10.0, 0.0])
+def test_non_finite_gradients_skip_the_update(photo_folder, tmp_path, clip):
+    # clip 0 with amp off (the CPU defaults): the norm was not taken and a NaN gradient
+    # reached the weights (the run then stopped on a NaN loss at the next step)
+    trainer = Trainer(_config(photo_folder, tmp_path, **{"optim.grad_clip": clip}))
+    assert trainer.runtime.amp_dtype is None
     params = list(trainer.task.generator.parameters())
     rt = trainer.runtime
     before = [p.detach().clone() for p in params]

@@ -112,9 +112,10 @@ class Runtime:
     def step(self, loss: torch.Tensor, optimizer: str, name: str = "loss") -> float | None:
         """Backward, unscale, clip, step the optimiser ``optimizer``; returns the grad norm.
 
-        The gradient norm is computed with mixed precision or clipping: an update with a
-        non-finite gradient is skipped (the float16 scaler does it itself; for the other
-        modes it is done here) and counted in :attr:`skipped_steps`.
+        The gradient norm (before clipping) is computed at every update: an update with
+        a non-finite gradient is skipped (the float16 scaler does it itself; for the
+        other modes it is done here) and counted in :attr:`skipped_steps`. Returns None
+        when the update was skipped for a non-finite loss.
 
         Raises:
             TrainingDiverged: ``loss`` is NaN or infinite (in float16 training: for
@@ -136,12 +137,12 @@ class Runtime:
         self._nonfinite_streak = 0
         scaler.scale(loss).backward()
         params = [p for group in opt.param_groups for p in group["params"]]
-        norm = None
-        if self.grad_clip > 0 or self.amp_dtype is not None:
-            scaler.unscale_(opt)
-            limit = self.grad_clip if self.grad_clip > 0 else math.inf
-            norm = float(nn.utils.clip_grad_norm_(params, limit))
-        if norm is not None and not math.isfinite(norm):
+        # the norm is always taken (an infinite limit scales by exactly 1): without
+        # clipping or mixed precision a NaN gradient used to reach the weights
+        scaler.unscale_(opt)
+        limit = self.grad_clip if self.grad_clip > 0 else math.inf
+        norm = float(nn.utils.clip_grad_norm_(params, limit))
+        if not math.isfinite(norm):
             self.skipped_steps += 1
             if not scaler.is_enabled():
                 opt.zero_grad(set_to_none=True)
