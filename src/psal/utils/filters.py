@@ -21,20 +21,25 @@ def box_sum(x: Array, size: int) -> Array:
             ``box_sum(mask, p) > 0`` is a ``p x p`` dilation), floating inputs in
             float64 (differences of running sums lose no precision that matters) and
             returned in their dtype.
-        size: odd window side >= 1.
+        size: odd window side >= 1 (a window larger than the map costs no more than
+            one that just covers it).
 
     Returns:
         (..., H, W): int64 for integer/bool inputs, ``x.dtype`` for floating ones.
     """
     if size < 1 or size % 2 == 0:
         raise ValueError(f"size must be an odd integer >= 1, got {size}")
-    r = size // 2
+    h, w = x.shape[-2:]
+    # rows (columns) farther than the map's height (width) add zeros only: a window
+    # larger than the map is cut to it, so the work and memory stay O(H W) (a window of
+    # 2 * 10**6 + 1 padded a 64x64 map to 4e12 values)
+    ry, rx = min(size // 2, max(h - 1, 0)), min(size // 2, max(w - 1, 0))
     name = dtype_name(x)
     floating = name.startswith(("float", "bfloat"))
-    s = pad2d(astype(x, "float64" if floating else "int64"), (r + 1, r, r + 1, r))
+    s = pad2d(astype(x, "float64" if floating else "int64"), (rx + 1, rx, ry + 1, ry))
     # (a leading zero for the differences)
     s = s.cumsum(-1)
-    s = s[..., size:] - s[..., :-size]
+    s = s[..., 2 * rx + 1 :] - s[..., : -(2 * rx + 1)]
     s = s.cumsum(-2)
-    s = s[..., size:, :] - s[..., :-size, :]
+    s = s[..., 2 * ry + 1 :, :] - s[..., : -(2 * ry + 1), :]
     return astype(s, name) if floating else s
