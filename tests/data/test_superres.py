@@ -74,3 +74,55 @@ def test_degrade_is_pillows_antialiased_bicubic_inside():
     assert np.abs(ours - pil)[4:-4, 4:-4].max() < 1.0  # rounding of Pillow's 8-bit output
     with pytest.raises(ValueError, match="multiples"):
         degrade(t[..., :127], 2)
+
+
+def _keys(x, a=-0.5):
+    x = np.abs(x)
+    near = (a + 2) * x**3 - (a + 3) * x**2 + 1
+    far = a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
+    return np.where(x <= 1, near, np.where(x < 2, far, 0.0))
+
+
+def _imresize_weights(n_in, scale, matlab):
+    """(n_in // scale, n_in) weights of MATLAB's imresize(x, 1/scale, 'bicubic').
+
+    Pixel centres aligned (``u = (i + 0.5) * scale - 0.5``), Keys' kernel with a = -0.5
+    stretched by ``scale``; outside the image MATLAB reflects (edge pixel repeated),
+    the other convention (Pillow's, PyTorch's) drops the weights and renormalises.
+    """
+    w = np.zeros((n_in // scale, n_in))
+    for i in range(n_in // scale):
+        u = (i + 0.5) * scale - 0.5
+        taps = np.arange(int(np.floor(u - 2 * scale)), int(np.ceil(u + 2 * scale)) + 1)
+        k = _keys((u - taps) / scale)
+        if matlab:
+            t = np.mod(taps, 2 * n_in)
+            np.add.at(w[i], np.where(t >= n_in, 2 * n_in - 1 - t, t), k / k.sum())
+        else:
+            inside = (taps >= 0) & (taps < n_in)
+            w[i, taps[inside]] = k[inside] / k[inside].sum()
+    return w
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("lr_size", [(3, 1), (1, 3), (5, 2), (1, 1), (7, 9)])
+def test_degrade_is_imresize_with_renormalised_borders(scale, lr_size):
+    """Against the documented filter computed here, narrow results included (PyTorch's
+    own antialiased resize is wrong for one-pixel-wide ones); MATLAB's reflection gives
+    the same values once 2 LR pixels from the border."""
+    g = torch.Generator().manual_seed(scale)
+    hr = torch.rand(1, 3, lr_size[0] * scale, lr_size[1] * scale, generator=g, dtype=torch.float64)
+    ours = degrade(hr, scale)[0].numpy()
+    for matlab in (False, True):
+        wh = _imresize_weights(hr.shape[-2], scale, matlab)
+        ww = _imresize_weights(hr.shape[-1], scale, matlab)
+        ref = np.einsum("ih,chw,jw->cij", wh, hr[0].numpy(), ww)
+        inner = ref[:, 2:-2, 2:-2] if matlab else ref
+        got = ours[:, 2:-2, 2:-2] if matlab else ours
+        np.testing.assert_allclose(got, inner, atol=1e-6, err_msg=f"matlab={matlab}")
+
+
+@pytest.mark.parametrize("scale", [0, -2, 2.0, True, "2"])
+def test_degrade_names_a_bad_scale(scale):
+    with pytest.raises((TypeError, ValueError), match="scale"):
+        degrade(torch.rand(1, 3, 8, 8), scale)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .._checks import check_int
@@ -34,14 +33,18 @@ __all__ = ["SuperResolutionFolder", "degrade", "usable_images"]
 def degrade(hr: torch.Tensor, scale: int) -> torch.Tensor:
     """Antialiased bicubic downscaling of a (B, C, H, W) float image by ``scale``.
 
-    H and W must be multiples of ``scale``; the result is (B, C, H/scale, W/scale),
-    not clipped nor quantised.
+    H and W must be multiples of ``scale`` (an integer >= 1); the result is (B, C,
+    H/scale, W/scale), not clipped nor quantised. (Through
+    :func:`psal.utils.resample.interpolate`: PyTorch's own antialiased resize is wrong
+    for a one-pixel-wide result, e.g. a 6x2 image at x2.)
     """
+    from ..utils.resample import interpolate
+
+    scale = check_int(scale, "scale", 1)
     h, w = hr.shape[-2:]
     if h % scale or w % scale:
         raise ValueError(f"hr sides must be multiples of scale {scale}, got {h}x{w}")
-    return F.interpolate(hr, size=(h // scale, w // scale), mode="bicubic",
-                         align_corners=False, antialias=True)  # fmt: skip
+    return interpolate(hr, (h // scale, w // scale), mode="bicubic", antialias=True)
 
 
 def usable_images(
