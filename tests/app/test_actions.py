@@ -59,6 +59,22 @@ def test_mask_is_scaled_to_the_photo(tmp_path):
         actions.mask_from_layers([Image.new("RGB", (4, 4))], (4, 4))
 
 
+def test_a_layer_without_an_image_is_no_hole():
+    # the editor can send a layer it has no image for as None: nothing is painted on it
+    # (it was an AttributeError, shown on the page as an unexplained "Error")
+    hole = actions.mask_from_layers([None, _layer(8, 10, (1, 3, 2, 5))], (10, 8))
+    assert hole.sum() == 6 and hole[1:3, 2:5].all()
+    assert not actions.mask_from_layers([None], (10, 8)).any()
+
+
+@pytest.mark.parametrize("k", [2.5, 0, 33, "two", None, True, "3"])
+def test_colorize_k_is_checked_not_truncated(k):
+    # k = 2.5 from the API was run as k = 2 without a word
+    target, ref = _photo(16, 16, seed=1).convert("L"), _photo(16, 16, seed=2)
+    with pytest.raises(ValueError, match=r"^k \(reference patches averaged\) must be an integer"):
+        actions.run_colorize(target, ref, patch_size=3, k=k)
+
+
 def test_inpaint_equals_the_cli(tmp_path, capsys):
     img = _photo()
     img.save(tmp_path / "in.png")

@@ -250,7 +250,8 @@ def mask_from_layers(
     holds a scaled copy) are scaled to it first, so the mask always has the photo's size.
 
     Args:
-        layers: RGBA images (PIL, ``(H, W, 4)`` uint8 arrays, or file paths).
+        layers: RGBA images (PIL, ``(H, W, 4)`` uint8 arrays, or file paths); None
+            entries (a layer without an image) are skipped.
         size: the photo's ``(width, height)`` (PIL order).
 
     Returns:
@@ -262,6 +263,8 @@ def mask_from_layers(
     w, h = size
     hole = np.zeros((h, w), dtype=bool)
     for i, layer in enumerate(layers):
+        if layer is None:  # a layer the editor sent no image for: nothing painted on it
+            continue
         if isinstance(layer, (str, os.PathLike)):
             with Image.open(layer) as im:
                 layer = im.copy()
@@ -301,6 +304,21 @@ def _check_patch(patch_size: Any) -> int:
     if p != patch_size or p < 1 or p % 2 == 0:
         raise ValueError(f"patch size must be a positive odd integer, got {patch_size!r}")
     return p
+
+
+def _check_k(k: Any) -> int:
+    """The colorizer's ``k`` as an int in [1, MAX_K], or a ValueError naming it."""
+    from ..editing.colorize import MAX_K
+
+    try:
+        value = int(k)
+    except (TypeError, ValueError):
+        value = -1
+    if isinstance(k, bool) or value != k or not 1 <= value <= MAX_K:
+        raise ValueError(
+            f"k (reference patches averaged) must be an integer in [1, {MAX_K}], got {k!r}"
+        )
+    return value
 
 
 def _check_patch_fits(patch_size: int, *images: tuple[str, Image.Image]) -> None:
@@ -428,6 +446,7 @@ def run_colorize(
     from ..utils.io import full_depth
 
     patch_size = _check_patch(patch_size)
+    k = _check_k(k)
     seed = check_seed(seed)
     source = full_depth(target)
     if not isinstance(source, np.ndarray) and target.mode in ("I;16", "I"):
@@ -439,7 +458,7 @@ def run_colorize(
         )
     _check_patch_fits(patch_size, ("the photo to colour", target), ("the reference", reference))
     return colorize(source, full_depth(reference), patch_size=patch_size,
-                    k=int(k), seed=seed, device=device, progress=progress)  # fmt: skip
+                    k=k, seed=seed, device=device, progress=progress)  # fmt: skip
 
 
 def parse_scale(scale: int | str) -> int:
