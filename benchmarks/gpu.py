@@ -4,7 +4,9 @@ For each map side S (default 256, 512, 1024, 2048; 64-channel features of a fixe
 CNN applied to a scikit-image photo, k=3, patch 3, 5 iterations):
 
 * ``engine``: ``psal.patchmatch`` of the features against another photo's, per backend
-  (``torch`` on the device; ``numba`` on the CPU up to ``--numba-max``). Quality: the
+  (``torch`` on the device; ``torch-64MB`` the same with the CPU's chunk budget, up to
+  ``--small-chunks-max``, to see what larger chunks gain on the device; ``numba`` on the
+  CPU up to ``--numba-max``). Quality: the
   mean nearest distance found over the exact one (``dist ratio``, 1.000 is perfect) and
   the exact nearest neighbour's recall, on a fixed sample of ``--sample`` query pixels
   searched exactly on the device.
@@ -76,22 +78,35 @@ def engine_rows(size, device, args) -> list[dict]:
     ex = psal.patchmatch(q, k, k=K, patch_size=PATCH, backend="exact", query_valid=qmask)
     ex_d = ex.distances[0, 0].reshape(-1)[sel].double()
     ex_i = ex.indices[0, 0].reshape(-1)[sel]
+    from psal.patchmatch import torch_backend
+
     rows = []
-    for backend in ("torch", "numba"):
+    for name in ("torch", "torch-64MB", "numba"):
+        backend = name.split("-")[0]
         if backend == "numba" and size > args.numba_max:
+            continue
+        if name == "torch-64MB" and (device.type == "cpu" or size > args.small_chunks_max):
             continue
         dev = torch.device("cpu") if backend == "numba" else device
         qq, kk = q.to(dev), k.to(dev)
+        # torch-64MB: the accelerator with the CPU's chunk budget, to see what the larger
+        # accelerator chunks (torch_backend.ACCEL_CHUNK_BYTES) gain
+        chunks = torch_backend.MAX_CHUNK_BYTES if name == "torch-64MB" else None
 
-        def run(qq=qq, kk=kk, backend=backend):
-            return psal.patchmatch(qq, kk, k=K, patch_size=PATCH, iters=ITERS, seed=0,
-                                   backend=backend)  # fmt: skip
+        def run(qq=qq, kk=kk, backend=backend, chunks=chunks):
+            saved = torch_backend.ACCEL_CHUNK_BYTES
+            torch_backend.ACCEL_CHUNK_BYTES = chunks if chunks is not None else saved
+            try:
+                return psal.patchmatch(qq, kk, k=K, patch_size=PATCH, iters=ITERS, seed=0,
+                                       backend=backend)  # fmt: skip
+            finally:
+                torch_backend.ACCEL_CHUNK_BYTES = saved
 
         t, peak = measure(run, dev, args.repeats)
         res = run()
         d = res.distances[0, 0].reshape(-1).to(device)[sel].double()
         i = res.indices[:, :, :, :].reshape(K, -1).to(device)[:, sel]
-        rows.append({"bench": "engine", "size": f"{size}²", "backend": backend,
+        rows.append({"bench": "engine", "size": f"{size}²", "backend": name,
                      "time (s)": f"{t:.3f}", "peak MB": f"{peak / 2**20:.0f}",
                      "dist ratio": f"{float(d.mean() / ex_d.mean()):.3f}",
                      "NN recall": f"{float((i == ex_i).any(0).double().mean()):.3f}"})  # fmt: skip
@@ -156,6 +171,12 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sample", type=int, default=4096, help="query pixels searched exactly")
     ap.add_argument("--numba-max", type=int, default=512, help="largest size for numba (CPU)")
+    ap.add_argument(
+        "--small-chunks-max",
+        type=int,
+        default=1024,
+        help="largest size for the torch-64MB row (the CPU's chunk budget)",
+    )
     ap.add_argument("--width", type=int, default=32, help="DeepFill base width")
     ap.add_argument("--budget", type=float, default=270.0,
                     help="seconds; no case starts after this (the table still prints)")  # fmt: skip

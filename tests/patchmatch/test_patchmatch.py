@@ -786,6 +786,38 @@ def test_torch_backend_sync_free_path_gives_the_same_result(monkeypatch):
     torch.testing.assert_close(out[True].distances, out[False].distances)
 
 
+def test_torch_backend_chunk_budget_per_device(monkeypatch):
+    """The CPU keeps cache-sized chunks; accelerators get larger ones (fewer launches per
+    step): a sixteenth of the free memory, clamped, or ACCEL_CHUNK_BYTES when set."""
+    from psal.patchmatch import torch_backend as tb
+
+    assert tb.chunk_budget(torch.device("cpu")) == tb.MAX_CHUNK_BYTES
+    cuda = torch.device("cuda", 0)
+    for free, want in ((80 * 2**30, 2**30), (8 * 2**30, 2**29), (2**20, tb.MAX_CHUNK_BYTES)):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d=None, f=free: (f, 2 * f))
+        assert tb.chunk_budget(cuda) == want
+    assert tb.chunk_budget(torch.device("mps")) == tb.MAX_CHUNK_BYTES  # cannot say: the CPU's
+    monkeypatch.setattr(tb, "ACCEL_CHUNK_BYTES", 123456)
+    assert tb.chunk_budget(cuda) == 123456
+    assert tb.chunk_budget(torch.device("cpu")) == tb.MAX_CHUNK_BYTES
+
+
+def test_torch_backend_result_does_not_depend_on_the_chunking(monkeypatch):
+    """Chunks of one pixel and one chunk for everything give the same field."""
+    from psal.patchmatch import torch_backend as tb
+
+    q = smooth(2, 3, 14, 12, seed=42)
+    k = smooth(2, 3, 13, 15, seed=43)
+    qmask = torch.rand(2, 1, 14, 12, generator=torch.Generator().manual_seed(1)) > 0.3
+    out = {}
+    for budget in (1, 2**30):
+        monkeypatch.setattr(tb, "MAX_CHUNK_BYTES", budget)
+        out[budget] = psal.patchmatch(q, k, k=3, iters=3, backend="torch", seed=5,
+                                      query_valid=qmask)  # fmt: skip
+    assert torch.equal(out[1].indices, out[2**30].indices)
+    torch.testing.assert_close(out[1].distances, out[2**30].distances)
+
+
 def test_numba_bound_keeps_near_duplicate_patches(monkeypatch):
     """Self-search on ReLU features, whose zero regions repeat (k-th distances ~1e-16):
     the projection bound's float rounding is absolute, so below LB_FLOOR of the patch

@@ -13,7 +13,8 @@ All searched pixels are updated in parallel from the field of the previous step
 
 Distances are computed on channels-last, reflect-padded copies of the inputs with one
 row gather per patch offset; searched pixels are processed in chunks so that the
-candidate buffers stay under ``MAX_CHUNK_BYTES``. Random numbers come from a
+candidate buffers stay under ``MAX_CHUNK_BYTES`` (larger on accelerators:
+``ACCEL_CHUNK_BYTES``). Random numbers come from a
 counter-based hash of (seed, pixel, step, draw), with the numba backend's global pixel
 index ``(b * Hq + y) * Wq + x``: a batch element's field depends on the seed, its index
 and its own inputs only (not on the other elements' content, masks or ``init``, nor on
@@ -34,8 +35,14 @@ import torch
 
 from .distance import pad_reflect, unfold_patches
 
-#: Upper bound for one chunk's candidate feature buffer, in bytes.
+#: Upper bound for one chunk's candidate feature buffer on the CPU, in bytes.
 MAX_CHUNK_BYTES = 64 * 2**20
+#: The same on accelerators, where each chunk costs a few dozen kernel launches per
+#: step whatever its size (64 MB is ~2,700 pixels of a 1024² map at 64 channels: ~380
+#: chunks per propagation step). None: a sixteenth of the device's free memory at the
+#: start of the search, between ``MAX_CHUNK_BYTES`` and 1 GiB. Results do not depend
+#: on the chunking.
+ACCEL_CHUNK_BYTES: int | None = None
 #: Whole patches of key and searched query pixels are unfolded once when they fit in
 #: this many bytes (one gather of C*p*p values per candidate); otherwise each patch
 #: offset is gathered separately (C values per gather, no extra memory).
@@ -73,6 +80,27 @@ def _hash32_int(h: int) -> int:
     h ^= h >> 15
     h = (h * 0x735A2D97) & _M32
     return h ^ (h >> 15)
+
+
+def chunk_budget(device: torch.device) -> int:
+    """Bytes of candidate buffers per chunk on ``device``.
+
+    ``MAX_CHUNK_BYTES`` on the CPU, ``ACCEL_CHUNK_BYTES`` (or its free-memory rule)
+    elsewhere.
+    """
+    if device.type == "cpu":
+        return MAX_CHUNK_BYTES
+    if ACCEL_CHUNK_BYTES is not None:
+        return ACCEL_CHUNK_BYTES
+    free = None
+    if device.type == "cuda":
+        try:
+            free = torch.cuda.mem_get_info(device)[0]
+        except RuntimeError:  # pragma: no cover (a device that cannot say)
+            free = None
+    if free is None:
+        return MAX_CHUNK_BYTES
+    return int(min(2**30, max(MAX_CHUNK_BYTES, free // 16)))
 
 
 def _rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -134,9 +162,10 @@ class _Problem:
             self.c_eff = d
         else:
             self.c_eff = c
+        self.chunk_bytes = chunk_budget(self.device)
 
     def chunk_size(self, m: int) -> int:
-        return max(1, MAX_CHUNK_BYTES // (m * self.c_eff * self.elem * 2))
+        return max(1, self.chunk_bytes // (m * self.c_eff * self.elem * 2))
 
     def random_bits(self, sel, step: int, shape: tuple[int, ...]) -> torch.Tensor:
         """Random 32-bit integers (int64 in [0, 2^32)) for searched pixels ``sel``.
