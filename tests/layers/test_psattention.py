@@ -310,6 +310,33 @@ def test_half_precision_backward(dtype, layer, aggregation):
     torch.testing.assert_close(grads[1], grads[0], atol=0.1, rtol=0.05)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+def test_half_precision_training_path_rounds_once(dtype, aggregation):
+    # The training path (gradients needed) summed a pixel's k * p^2 weighted values, and
+    # scattered the value gradient, in float16 / bfloat16: errors of several units of
+    # the dtype's precision, growing with the proposals, where the inference path (and a
+    # float32 accumulation) rounds once. Output and value gradient must be within one
+    # eps (relative) of the float64 result on the same half-precision inputs.
+    g = torch.Generator().manual_seed(0)
+    q = torch.rand(2, 8, 10, 9, generator=g).to(dtype)
+    k = (torch.rand(2, 8, 10, 9, generator=g) * 0.7 + 0.1).to(dtype)
+    v = (torch.rand(2, 4, 10, 9, generator=g) + 0.5).to(dtype)
+    kw = dict(k=8, patch_size=5, iters=0, temperature=2.0, aggregation=aggregation,
+              backend="exact")  # fmt: skip
+    vd = v.double().requires_grad_()
+    ref = ps_attention(q.double(), k.double(), vd, **kw)
+    w = torch.rand(ref.shape, generator=g, dtype=torch.float64)
+    (gv_ref,) = torch.autograd.grad((ref * w).sum(), vd)
+    vh = v.clone().requires_grad_()
+    out = ps_attention(q, k, vh, **kw)
+    (gv,) = torch.autograd.grad((out.double() * w).sum(), vh)
+    assert out.dtype == gv.dtype == dtype
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(out.double(), ref.detach(), rtol=eps, atol=0)
+    torch.testing.assert_close(gv.double(), gv_ref, rtol=eps, atol=0)
+
+
 def test_output_is_a_new_tensor_even_without_hole_pixels():
     x = torch.rand(1, 2, 8, 8, requires_grad=True)
     out = ps_attention(x, x, x, k=2, hole=torch.zeros(1, 1, 8, 8, dtype=torch.bool), seed=0)

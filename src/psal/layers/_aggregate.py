@@ -121,6 +121,11 @@ class _GatherLogits(torch.autograd.Function):
         return out, None
 
 
+def _accumulate(value: torch.Tensor) -> torch.dtype:
+    """The dtype the torch weighted gather sums in: float32 at least (float64 stays)."""
+    return torch.promote_types(value.dtype, torch.float32)
+
+
 def _use_numba(value: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor) -> bool:
     return (
         value.device.type == "cpu"
@@ -233,7 +238,11 @@ class _WeightedGather(torch.autograd.Function):
     :func:`_gather_backward_w_kernel`, :func:`_gather_backward_v_kernel`).
     On CPU the forward is one compiled channels-last pass over the P proposals of each
     pixel on the thread pool (:func:`_gather_forward_kernel`), with no (B, Cv, N)
-    expanded index or gathered copy per proposal.
+    expanded index or gathered copy per proposal. Elsewhere (other devices, float16 /
+    bfloat16) the sums run in float32 at least (:func:`_accumulate`): the output comes
+    back in that dtype, for the caller to round once, and the value gradient is rounded
+    once to the value's dtype (summed in float16, a pixel's k·p² proposals were off by
+    several units of its precision).
     """
 
     @staticmethod
@@ -243,11 +252,12 @@ class _WeightedGather(torch.autograd.Function):
             return _gather_forward_numba(value.detach(), pos, weight.detach())
         b, cv, _ = value.shape
         n = pos.shape[2]
-        out = value.new_zeros(b, cv, n)
+        acc = _accumulate(value)
+        out = torch.zeros(b, cv, n, dtype=acc, device=value.device)
         for p in range(pos.shape[1]):
             idx = pos[:, p : p + 1].expand(b, cv, n)
-            out.addcmul_(value.gather(2, idx), weight[:, p : p + 1])
-        return out
+            out.addcmul_(value.gather(2, idx).to(acc), weight[:, p : p + 1].to(acc))
+        return out  # in ``acc``: the caller rounds to the value's dtype once
 
     @staticmethod
     @first_order_only(
@@ -263,15 +273,17 @@ class _WeightedGather(torch.autograd.Function):
             gv, gw = _gather_backward_numba(value.detach(), pos, weight.detach(), grad, need_v,
                                             need_w)  # fmt: skip
             return (gv if need_v else None), None, (gw if need_w else None)
-        grad_v = torch.zeros_like(value) if ctx.needs_input_grad[0] else None
+        acc = _accumulate(value)
+        grad = grad.to(acc)
+        grad_v = torch.zeros_like(value, dtype=acc) if ctx.needs_input_grad[0] else None
         grad_w = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
         for p in range(pos.shape[1]):
             idx = pos[:, p : p + 1].expand(b, cv, n)
             if grad_w is not None:
-                grad_w[:, p] = (value.gather(2, idx) * grad).sum(1)
+                grad_w[:, p] = (value.gather(2, idx).to(acc) * grad).sum(1)
             if grad_v is not None:
-                grad_v.scatter_add_(2, idx, (grad * weight[:, p : p + 1]).to(grad_v.dtype))
-        return grad_v, None, grad_w
+                grad_v.scatter_add_(2, idx, grad * weight[:, p : p + 1].to(acc))
+        return (None if grad_v is None else grad_v.to(value.dtype)), None, grad_w
 
 
 def aggregate(
