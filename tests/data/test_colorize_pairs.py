@@ -143,3 +143,38 @@ def test_auto_says_when_it_reads_folders_as_sequences(tmp_path):
     Image.new("RGB", (20, 20)).save(tmp_path / "lone.jpg")
     with pytest.warns(UserWarning, match=r"single photos.*video"):
         assert len(find_pair_sources(tmp_path)) == 7
+
+
+@pytest.mark.parametrize("photo", [(48, 48), (72, 48), (160, 120)])
+def test_photo_references_show_mostly_the_photo_not_its_mirror(photo):
+    """Near the border a warped window lay mostly outside the photo: for a photo the
+    size of the crop, 19% of the references were more than half mirrored padding (up to
+    62%). Now at least two thirds of every reference show the photo itself."""
+    from psal.data.colorize import MIN_INSIDE, _crop, _reference_quad, _warped_window
+
+    w, h = photo
+    size, pad = 48, 200
+    pixels = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mirrored = Image.fromarray(np.pad(pixels, ((pad, pad), (pad, pad), (0, 0)), "symmetric"))
+    inside = Image.fromarray(np.pad(np.full((h, w), 255, np.uint8), pad))  # the photo: 255
+    shares = []
+    for seed in range(200):
+        r = np.random.default_rng(seed)
+        box = _crop(Image.new("L", photo), size, r)
+        got = _warped_window(Image.fromarray(pixels), box, size, r)
+        r = np.random.default_rng(seed)  # the same draws again, for the window alone
+        _crop(Image.new("L", photo), size, r)
+        quad = [c + pad for c in _reference_quad(box, size, photo, r)]
+        flip = r.random() < 0.5
+        # the share of the window in the photo, measured by Pillow's own transform
+        seen = inside.transform((size, size), Image.Transform.QUAD, quad, Image.Resampling.NEAREST)
+        shares.append((np.asarray(seen) > 0).mean())
+        # the reference is that window of the mirror-extended photo, flipped or not
+        want = mirrored.transform(
+            (size, size), Image.Transform.QUAD, quad, Image.Resampling.BILINEAR
+        )
+        if flip:
+            want = want.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        assert np.abs(np.asarray(got, int) - np.asarray(want, int)).max() <= 1
+    assert MIN_INSIDE >= 2 / 3 and min(shares) >= MIN_INSIDE - 0.01
+    assert np.mean(shares) < 0.99  # the warps still reach beyond the border

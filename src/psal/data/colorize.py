@@ -11,7 +11,9 @@ Two kinds of folder, both searched recursively (:func:`find_pair_sources`):
 - ``"photos"``: single photos; the reference is a strong random geometric transform of
   the same photo: a window of random scale (0.6-1.5x), rotation (up to 35°), offset (up
   to 30% of the side), perspective (corners moved by up to 12%) and a horizontal flip
-  half of the time. Training needs no video.
+  half of the time, the photo mirrored beyond its border. Near the border the window is
+  drawn back towards the target's crop until at least two thirds of it show the photo
+  itself (:data:`MIN_INSIDE`). Training needs no video.
 - ``"auto"``: ``"video"`` if every image lies in a folder holding two images or more
   below ``DIR`` (not in ``DIR`` itself), else ``"photos"``. A folder of photos per
   class (``cats/``, ``dogs/``) looks like that too, so the choice is said in a
@@ -215,10 +217,36 @@ def _crop(im: Image.Image, size: int, rng: np.random.Generator | None) -> tuple[
     return int(rng.integers(0, im.width - size + 1)), int(rng.integers(0, im.height - size + 1))
 
 
-def _warped_window(
-    im: Image.Image, box: tuple[int, int], size: int, rng: np.random.Generator
-) -> Image.Image:
-    """The reference of a photo: a randomly scaled, rotated, offset, skewed window."""
+#: Least share of a photo pair's reference that shows the photo itself; the rest shows
+#: its mirror image beyond the border (see :func:`_reference_quad`).
+MIN_INSIDE = 2 / 3
+
+
+def _window_points(corners: Sequence[float], n: int) -> np.ndarray:
+    """(n, n, 2) photo coordinates of an ``n x n`` QUAD window's pixel centres.
+
+    Pillow's QUAD transform maps an output pixel centre ``(u, v)`` (in [0, 1]) to the
+    bilinear blend of the four corners (upper left, lower left, lower right, upper right).
+    """
+    c = np.asarray(corners, dtype=np.float64).reshape(4, 2)
+    t = (np.arange(n) + 0.5) / n
+    u, v = t[None, :, None], t[:, None, None]
+    return (1 - u) * (1 - v) * c[0] + (1 - u) * v * c[1] + u * v * c[2] + u * (1 - v) * c[3]
+
+
+def _reference_quad(
+    box: tuple[int, int], size: int, photo: tuple[int, int], rng: np.random.Generator
+) -> list[float]:
+    """The window a photo's reference is cut from: 8 corner coordinates, in the photo.
+
+    Random scale (0.6-1.5), rotation (up to 35 degrees), offset (up to 30% of the side)
+    and perspective (corners moved by up to 12%) around the target's crop ``box`` (top
+    left corner, side ``size``). Near the photo's border such a window can lie mostly
+    outside it (a reference of mirrored padding, up to 62% of it for a photo the size of
+    the crop); the window is then drawn back towards the crop, by the smallest step of
+    a tenth that leaves :data:`MIN_INSIDE` of it in the photo (the crop itself lies
+    inside). The random draws are the same either way.
+    """
     x0, y0 = box
     cx = x0 + size / 2 + rng.uniform(-0.3, 0.3) * size
     cy = y0 + size / 2 + rng.uniform(-0.3, 0.3) * size
@@ -230,11 +258,50 @@ def _warped_window(
         jx, jy = rng.uniform(-0.12, 0.12, 2) * 2 * half
         px, py = ux * half + jx, uy * half + jy
         corners += [cx + ca * px - sa * py, cy + sa * px + ca * py]
-    # outside the photo the transform would give black: warp a mirror-padded copy
-    pad = size
-    padded = Image.fromarray(np.pad(np.asarray(im), ((pad, pad), (pad, pad), (0, 0)), "symmetric"))
-    corners = [c + pad for c in corners]
-    out = padded.transform((size, size), Image.Transform.QUAD, corners, Image.Resampling.BILINEAR)
+    crop = [x0, y0, x0, y0 + size, x0 + size, y0 + size, x0 + size, y0]
+    # the windows between the crop (t = 0) and the drawn one (t = 1) are blends of the
+    # two, and so are their pixels: the share inside for every step at once
+    width, height = photo
+
+    def share(p: np.ndarray) -> np.ndarray:
+        inside = (p[..., 0] >= 0) & (p[..., 0] < width) & (p[..., 1] >= 0) & (p[..., 1] < height)
+        return inside.mean((-2, -1))
+
+    drawn = _window_points(corners, size)
+    if share(drawn) >= MIN_INSIDE:  # most windows
+        return corners
+    steps = np.arange(9, -1, -1)[:, None, None, None] / 10
+    base = _window_points(crop, size)
+    t = float(steps[int(np.argmax(share(base + steps * (drawn - base)) >= MIN_INSIDE)), 0, 0, 0])
+    return [b + t * (c - b) for b, c in zip(crop, corners, strict=True)]  # t = 0: the crop
+
+
+def _mirror_index(i: np.ndarray, n: int) -> np.ndarray:
+    """Indices ``i`` (any integers) into ``0..n-1``, reflected at the borders (edge kept)."""
+    i = np.mod(i, 2 * n)
+    return np.where(i >= n, 2 * n - 1 - i, i)
+
+
+def _warped_window(
+    im: Image.Image, box: tuple[int, int], size: int, rng: np.random.Generator
+) -> Image.Image:
+    """The reference of a photo: a randomly scaled, rotated, offset, skewed window.
+
+    The window is :func:`_reference_quad`'s, flipped left-right half of the time.
+    Outside the photo the transform would give black: the photo is mirrored there (only
+    the part of the mirror-extended photo under the window is made, so a large photo
+    costs no more than a small one).
+    """
+    corners = _reference_quad(box, size, im.size, rng)
+    xs, ys = corners[0::2], corners[1::2]
+    left, top = math.floor(min(xs)) - 2, math.floor(min(ys)) - 2  # bilinear taps
+    right, bottom = math.ceil(max(xs)) + 2, math.ceil(max(ys)) + 2
+    arr = np.asarray(im)
+    rows = _mirror_index(np.arange(top, bottom), im.height)
+    cols = _mirror_index(np.arange(left, right), im.width)
+    region = Image.fromarray(np.ascontiguousarray(arr[rows[:, None], cols[None, :]]))
+    shifted = [c - o for c, o in zip(corners, [left, top] * 4, strict=True)]
+    out = region.transform((size, size), Image.Transform.QUAD, shifted, Image.Resampling.BILINEAR)
     if rng.random() < 0.5:
         out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return out
