@@ -10,6 +10,7 @@ import torch
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from psal.training import format_table
 from psal.training.tasks.colorize.task import colorize_metrics, colourfulness
 from psal.training.tasks.upscale.task import sr_metrics
 from psal.utils.color import rgb_to_luma_chroma
@@ -78,4 +79,6 @@ def test_colorize_metrics_mean_over_pairs_of_8_bit_chroma_psnr():
         data_range=255,
     )
     assert abs(out["chroma_psnr"] - pooled) > 1  # the two means differ: it is not pooled
-    assert out["pairs"] == 2
+    assert out["pairs"] == 2 and isinstance(out["pairs"], int)
+    table = format_table({"run": out}).splitlines()
+    assert table[0].split()[-1] == "pairs" and table[2].split()[-1] == "2"  # not 2.0000

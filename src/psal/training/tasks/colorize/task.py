@@ -82,6 +82,9 @@ def colorize_metrics(
 ) -> dict[str, float]:
     """Mean chroma PSNR, RGB PSNR and SSIM, colourfulness (and the truth's) over pairs.
 
+    Each value is computed per pair, then averaged over the pairs; ``pairs`` (an int)
+    is the number of pairs scored.
+
     Each mean is over the pairs where the value is finite (a pair coloured exactly, e.g.
     a blown-out white frame, has an infinite PSNR: left out of that mean, not counted
     as a zero), as :func:`psal.training.evaluate.mean_metrics` does for every task.
@@ -113,7 +116,7 @@ def colorize_metrics(
 
     out = mean_metrics(batch_metrics, dataset, batch_size=batch_size, limit=limit,
                        progress=progress)  # fmt: skip
-    out["pairs"] = float(out.pop("images"))
+    out["pairs"] = out.pop("images")  # a count (an int: the table printed "4.0000")
     return out
 
 
