@@ -178,3 +178,20 @@ def test_photo_references_show_mostly_the_photo_not_its_mirror(photo):
         assert np.abs(np.asarray(got, int) - np.asarray(want, int)).max() <= 1
     assert MIN_INSIDE >= 2 / 3 and min(shares) >= MIN_INSIDE - 0.01
     assert np.mean(shares) < 0.99  # the warps still reach beyond the border
+
+
+def test_pairs_refuse_an_index_out_of_range_negative_ones_too(tmp_path):
+    # a negative index gave the sample counted from the end, as a list would
+    from skimage import data
+
+    for i in range(3):
+        Image.fromarray(data.astronaut()[::8, ::8]).save(tmp_path / f"{i}.png")
+    sources = find_pair_sources(tmp_path, "photos")
+    ds = ColorizationPairs(sources, 32)
+    fixed = ColorizationPairs(sources, 32, fixed=True)
+    for key in [(-1, 5), (3, 5)]:
+        with pytest.raises(IndexError, match=f"index {key[0]} out of range for 3 samples"):
+            ds[key]
+    with pytest.raises(IndexError, match="index -3 out of range"):
+        fixed[-3]
+    assert torch.equal(ds[[2, 5]]["y"], ds[(2, 5)]["y"])  # a key as a list, as the others

@@ -70,3 +70,11 @@ def test_bad_arguments():
         random_box(np.random.default_rng(0), 16, 32)
     with pytest.raises(ValueError, match="max_delta"):
         MaskGenerator("rect", 64, max_delta=-1)
+
+
+@pytest.mark.parametrize("hole_size", [0, -4, (0, 0)])
+def test_a_zero_or_negative_hole_size_is_refused_not_replaced_by_the_default(hole_size):
+    # hole_size=0 was taken as "not given" and silently became image_size // 2
+    with pytest.raises(ValueError, match="hole_size"):
+        MaskGenerator("rect", 64, hole_size=hole_size)
+    assert MaskGenerator("rect", 64, hole_size=None).hole_size == (32, 32)

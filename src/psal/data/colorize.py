@@ -345,16 +345,19 @@ class ColorizationPairs(Dataset):
 
     def pair(self, key: int | tuple[int, int]) -> tuple[Image.Image, Image.Image]:
         """The (target, reference) RGB crops of a sample key."""
-        if isinstance(key, tuple):
+        if isinstance(key, tuple | list):
             index, seed = key
         else:
             index, seed = key, None
+        index = int(index)
+        if not 0 <= index < len(self.index):  # not a negative index from the end
+            raise IndexError(f"index {index} out of range for {len(self.index)} samples")
         if seed is None:
             if not self.fixed:
                 raise TypeError("a training ColorizationPairs takes (index, seed) keys")
-            seed = int(np.random.SeedSequence([self.pair_seed, int(index)]).generate_state(1)[0])
+            seed = int(np.random.SeedSequence([self.pair_seed, index]).generate_state(1)[0])
         rng = np.random.default_rng(seed)
-        src_i, t = self.index[int(index)]
+        src_i, t = self.index[index]
         frames = self.sources[src_i].frames
         size = self.image_size
         target = _cover(_load_rgb(frames[t]), size)

@@ -184,7 +184,7 @@ class MaskGenerator:
         self.kind = check_choice(kind, "kind", MASK_KINDS)
         self.image_size = _size2(image_size, "image_size")
         h, w = self.image_size
-        self.hole_size = _size2(hole_size, "hole_size") if hole_size else (h // 2, w // 2)
+        self.hole_size = (h // 2, w // 2) if hole_size is None else _size2(hole_size, "hole_size")
         if self.hole_size[0] > h or self.hole_size[1] > w or min(self.hole_size) < 1:
             raise ValueError(
                 f"hole_size {self.hole_size} must fit in image_size {self.image_size} and be >= 1"
