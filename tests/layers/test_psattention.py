@@ -106,6 +106,23 @@ def test_module_equals_function(aggregation):
 
 
 @pytest.mark.parametrize("aggregation", ["center", "patch"])
+@pytest.mark.parametrize("temperature", [0.2, 0.01, 3.7])
+def test_module_uses_the_temperature_it_was_given(aggregation, temperature):
+    # A fixed temperature was kept as a float32 log T and used as exp(log T): 0.2 became
+    # 0.19999998807907104, so the module's float64 output was not the function's.
+    g = torch.Generator().manual_seed(1)
+    q = torch.rand(2, 4, 10, 9, generator=g, dtype=torch.float64)
+    k = torch.rand(2, 4, 8, 11, generator=g, dtype=torch.float64)
+    v = torch.rand(2, 3, 8, 11, generator=g, dtype=torch.float64)
+    layer = PSAttention(k=5, temperature=temperature, aggregation=aggregation)
+    assert float(layer.temperature) == temperature
+    kw = dict(k=5, temperature=temperature, aggregation=aggregation, seed=2)
+    for grad in (False, True):
+        qq = q.clone().requires_grad_(grad)
+        assert torch.equal(layer(qq, k, v, seed=2), ps_attention(qq, k, v, **kw))
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
 def test_psattention_with_many_iterations_approaches_exact_topk(aggregation):
     g = torch.Generator().manual_seed(0)
     x = torch.nn.functional.interpolate(

@@ -369,13 +369,18 @@ class PSAttention(nn.Module):
         t = float("inf") if inf else check_positive_float(temperature, "temperature")
         if learnable_temperature:
             self.log_temperature = nn.Parameter(torch.tensor(math.log(t)))
-        else:
-            self.register_buffer("log_temperature", torch.tensor(math.log(t)), persistent=False)
+        else:  # used as the float t itself (a float32 exp(log t) is not t)
+            log_t = torch.tensor(math.log(t), dtype=torch.float64)
+            self.register_buffer("log_temperature", log_t, persistent=False)
+        self._fixed_temperature = None if learnable_temperature else t
         self.learnable_temperature = learnable_temperature
 
     @property
     def temperature(self) -> torch.Tensor:
-        """The current temperature T = exp(log T)."""
+        """The current temperature T = exp(log T) (the given T when not learnable)."""
+        if self._fixed_temperature is not None:
+            return torch.tensor(self._fixed_temperature, dtype=torch.float64,
+                                device=self.log_temperature.device)  # fmt: skip
         return self.log_temperature.exp()
 
     @keyword_only(4, ("hole", "return_field", "seed"), {"mask": "hole"})
@@ -390,7 +395,7 @@ class PSAttention(nn.Module):
         seed: int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, PatchMatchResult]:
         """Attend; see :func:`ps_attention`."""
-        t = self.temperature if self.learnable_temperature else float(self.temperature.detach())
+        t = self.temperature if self._fixed_temperature is None else self._fixed_temperature
         return ps_attention(
             query,
             key,
