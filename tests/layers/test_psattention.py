@@ -255,6 +255,20 @@ def test_bad_input(call, exc, match):
         call(q, k, v)
 
 
+@pytest.mark.parametrize("k", [None, 3])
+@pytest.mark.parametrize("bad", ["query", "key"])
+def test_dense_attention_refuses_non_finite_query_and_key(k, bad):
+    # with k=3 (the exact search) a NaN query was refused, with k=None (all key
+    # patches) it came back as a NaN output without a word
+    x = {"query": torch.rand(1, 2, 6, 6), "key": torch.rand(1, 2, 6, 6)}
+    x[bad][0, 0, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match=f"{bad} contains NaN or Inf"):
+        patch_attention(x["query"], x["key"], torch.rand(1, 1, 6, 6), k=k)
+    x[bad][0, 0, 2, 3] = float("inf")
+    with pytest.raises(ValueError, match=f"{bad} contains NaN or Inf"):
+        PatchAttention(k=k)(x["query"], x["key"], torch.rand(1, 1, 6, 6))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_mismatched_devices_are_rejected():
     q = torch.rand(1, 3, 8, 8)

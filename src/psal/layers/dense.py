@@ -6,7 +6,14 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .._checks import check_choice, check_int, check_mask, check_patch_size, check_positive_float
+from .._checks import (
+    check_choice,
+    check_finite,
+    check_int,
+    check_mask,
+    check_patch_size,
+    check_positive_float,
+)
 from .._deprecation import keyword_only, warn_deprecated
 from ..patchmatch.distance import center_pair, reflect_index, unfold_patches, valid_key_positions
 from .psattention import AGGREGATIONS, _check_qkv, _check_temperature, ps_attention
@@ -109,6 +116,8 @@ def patch_attention(
             query, key, value, k=k, patch_size=patch_size, iters=0,
             temperature=temperature, aggregation=aggregation, hole=hole, backend="exact",
         )  # fmt: skip
+    for name, t in (("query", query), ("key", key)):  # as the search refuses them for k
+        check_finite(t, name)
     b, _, hq, wq = query.shape
     hk, wk = key.shape[-2:]
     key_ok = torch.ones(b, hk * wk, dtype=torch.bool, device=query.device)
