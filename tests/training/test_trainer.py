@@ -269,3 +269,13 @@ def test_non_finite_gradients_skip_the_update(photo_folder, tmp_path, clip):
     loss = params[2].sum()
     assert np.isfinite(rt.step(loss, "generator"))
     assert rt.skipped_steps == 1 and not torch.equal(before[2], params[2])
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("optim.scheduler", "cosine"), ("optim.warmup_steps", 10)]
+)
+def test_a_schedule_inpaint_does_not_make_is_refused(photo_folder, tmp_path, key, value):
+    # inpaint trains at constant rates; a schedule or warm-up asked for was ignored
+    with pytest.raises(ValueError, match=rf"^{key} must be .* for inpaint"):
+        Trainer(_config(photo_folder, tmp_path / "s", **{key: value}))
+    assert not (tmp_path / "s").exists()

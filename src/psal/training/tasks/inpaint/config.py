@@ -202,6 +202,12 @@ def check_inpaint_config(config: InpaintConfig) -> None:
         opts.integer(config, "data.max_delta", 0)
     opts.number(config, "optim.critic_lr", 0, True)
     opts.integer(config, "optim.n_critic", 0)
+    # DeepFill trains at constant rates: the task makes no schedule, so these were ignored
+    if config.optim.scheduler != "none":
+        opts.fail("optim.scheduler", "'none' for inpaint (constant learning rates)",
+                  config.optim.scheduler)  # fmt: skip
+    if config.optim.warmup_steps != 0:
+        opts.fail("optim.warmup_steps", "0 for inpaint (no schedule)", config.optim.warmup_steps)
     loss = config.loss
     for f in dataclasses.fields(loss):
         if f.name not in ("gp_masked", "discount_gamma", "discount"):
