@@ -306,3 +306,24 @@ def test_jpeg_of_an_image_with_alpha_falls_back_to_png(client, tmp_path):
     assert download.endswith(".png") and header(download).mode == "RGBA"
     want = psal.upscale(rgba, 2, patch_size=5, seed=0)
     assert np.array_equal(np.asarray(Image.open(download)), np.asarray(want))
+
+
+def test_closing_the_terminal_stops_the_server_and_removes_its_files(tmp_path):
+    """SIGHUP (the terminal that runs ``psal app`` closed) killed the server outright,
+    leaving the temporary folder with the uploaded photos in it."""
+    import os
+    import signal
+
+    from app_helpers import Server, wait_until
+
+    need("gradio")
+    srv = Server(tmp_path)
+    try:
+        assert [p.name[:9] for p in tmp_path.iterdir()] == ["psal-app-"]
+        os.kill(srv.pid, signal.SIGHUP)
+        wait_until(lambda: srv.proc.poll() is not None, 60, "the server to stop")
+    finally:
+        code = srv.stop()
+    assert code == 0, srv.output[-3000:]
+    assert "psal app: stopped" in srv.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

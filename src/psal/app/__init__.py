@@ -26,6 +26,12 @@ from .actions import LEARNED, Limits, load_models
 
 __all__ = ["INSTALL_HINT", "LEARNED", "Limits", "serve"]
 
+#: Signals that stop the server cleanly (its temporary folder removed): Ctrl-C, kill,
+#: and the terminal closing (SIGHUP, where the system has it).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
 #: What to run when gradio is missing.
 INSTALL_HINT = 'pip install "psal[app]"'
 
@@ -51,10 +57,12 @@ def serve(
     stop: threading.Event | None = None,
     announce: Any = None,
 ) -> None:
-    """Start the page and block until Ctrl-C, SIGTERM or ``stop`` is set.
+    """Start the page and block until Ctrl-C, SIGTERM, SIGHUP or ``stop`` is set.
 
     Everything the server writes (uploads, results, Gradio's cache) goes to one
-    temporary folder, removed when the server stops. (Gradio reads that folder's name
+    temporary folder, removed when the server stops, also when the terminal that runs
+    it is closed (SIGHUP, whose default action would kill the process and leave the
+    uploaded photos behind). (Gradio reads that folder's name
     when it is first imported: call this before anything else imports gradio.)
 
     Args:
@@ -83,7 +91,7 @@ def serve(
 
         demo = build_app(device=device, models=models, limits=limits, results=folder / "results")
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 handlers[sig] = signal.signal(sig, lambda *_: stop.set())
         demo.launch(prevent_thread_lock=True, **launch_kwargs(host, port, limits))
         url = demo.local_url
@@ -98,6 +106,8 @@ def serve(
     finally:
         if demo is not None:
             demo.close()
+        # removed while the handlers still hold: a second Ctrl-C only sets ``stop``
+        shutil.rmtree(folder, ignore_errors=True)
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         for key, value in saved.items():
@@ -105,6 +115,5 @@ def serve(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        shutil.rmtree(folder, ignore_errors=True)
         if announce is None:
             print("psal app: stopped", file=sys.stderr, flush=True)
