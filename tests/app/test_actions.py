@@ -463,3 +463,16 @@ def test_warnings_of_a_run_are_shown_on_the_page(monkeypatch, capsys):
     assert handler() == 1
     assert shown == [("Colorize", "target is a colour image: its luminance is used")]
     assert "psal app: Colorize: warning: target is a colour image" in capsys.readouterr().err
+
+
+def test_display_copy_of_deep_gray_photos_is_scaled_as_psal_reads_them():
+    # a float (mode F) photo was shown binarised (convert("I") truncates [0, 1] to 0 or
+    # 1: a black canvas), and a mode I photo stretched to its own maximum, unlike the
+    # same values in I;16 (psal reads both as 16-bit data)
+    ramp = np.linspace(0, 1, 60).reshape(6, 10)
+    f = actions.display_copy(Image.fromarray(ramp.astype(np.float32)))
+    assert f.mode == "L" and np.array_equal(np.asarray(f), np.rint(ramp * 255))
+    values = (ramp * 1000).astype(np.int32)  # a dark 16-bit photo
+    i32 = np.asarray(actions.display_copy(Image.fromarray(values)))
+    i16 = np.asarray(actions.display_copy(Image.fromarray(values.astype(np.uint16))))
+    assert np.array_equal(i32, i16) and np.array_equal(i16, np.rint(values / 65535 * 255))

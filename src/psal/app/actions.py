@@ -224,13 +224,18 @@ def open_upload(
 
 
 def display_copy(image: Image.Image) -> Image.Image:
-    """An 8-bit RGB/RGBA copy of ``image`` for showing in the browser's canvas."""
+    """An 8-bit RGB/RGBA copy of ``image`` for showing in the browser's canvas.
+
+    Gray images of more than 8 bits are scaled as psal reads them: 16-bit data
+    (``I;16``, and ``I``) from 0..65535, floats (``F``) from [0, 1].
+    """
     from ..utils.image import result_mode
 
     mode = result_mode(image)
     if mode in ("I;16", "I", "F"):
-        arr = np.asarray(image.convert("I"), dtype=np.float64)
-        hi = 65535.0 if mode == "I;16" else max(float(arr.max()), 1.0)
+        # (not through convert("I"), which truncated floats to 0 or 1: a black canvas)
+        arr = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        hi = 1.0 if mode == "F" else 65535.0
         return Image.fromarray(np.clip(arr / hi * 255 + 0.5, 0, 255).astype(np.uint8), "L")
     return image.convert("RGBA" if "A" in mode else "RGB")
 
