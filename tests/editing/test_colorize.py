@@ -342,3 +342,56 @@ def test_progress_must_be_a_callable():
     gray, ref = _saturated_pair()
     with pytest.raises(TypeError, match=r"progress must be a callable .* or None, got 3"):
         colorize(gray, ref, progress=3)
+
+
+def _reference_with_clear_part(photo_u8, hidden):
+    """chelsea in colour, its left 40% erased (alpha 0) over the colour ``hidden``."""
+    ref = photo_u8("chelsea", (96, 144))
+    alpha = np.full(ref.shape[:2], 255, np.uint8)
+    ref = ref.copy()
+    ref[:, :58] = hidden
+    alpha[:, :58] = 0
+    return np.dstack([ref, alpha])
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+def test_transparent_reference_pixels_give_no_colour(photo_u8, kind):
+    # A reference with an erased (transparent) part: its hidden colour, unseen, was
+    # matched and voted like the rest; hidden black turned the cat's dark stripes and
+    # nose gray, hidden magenta tinted others (the two results differed by up to 49
+    # levels of chroma). Now only opaque reference patches give colours.
+    target = np.asarray(Image.fromarray(photo_u8("chelsea", (96, 144))).convert("L"))
+    outs = []
+    for hidden in ((0, 0, 0), (255, 0, 255)):
+        ref = _reference_with_clear_part(photo_u8, hidden)
+        if kind == "tensor":
+            t = torch.from_numpy(target.copy()).double()[None] / 255
+            r = torch.from_numpy(ref).permute(2, 0, 1).double() / 255
+            out = colorize(t, r, seed=0).permute(1, 2, 0).numpy() * 255
+        else:
+            out = colorize(target, ref, seed=0).astype(float)
+        outs.append(out)
+    assert np.abs(outs[0] - outs[1]).max() <= 1e-6
+
+
+def test_opaque_rgba_reference_is_its_rgb(photo_u8):
+    target = np.asarray(Image.fromarray(photo_u8("chelsea", (48, 64))).convert("L"))
+    ref = photo_u8("chelsea", (48, 64))
+    rgba = np.dstack([ref, np.full(ref.shape[:2], 255, np.uint8)])
+    assert np.array_equal(colorize(target, rgba, seed=1), colorize(target, ref, seed=1))
+
+
+def test_reference_without_an_opaque_patch_is_refused():
+    ref = np.full((40, 40, 4), 200, np.uint8)
+    ref[..., 3] = 0
+    ref[10:20, 10:20, 3] = 255  # 10x10 opaque: less than 9 + 4 pixels a side
+    with pytest.raises(ValueError, match="reference: its opaque part"):
+        colorize(np.zeros((30, 30), np.uint8), ref)
+
+
+def test_scales_that_leave_no_reference_patch_are_named():
+    # every scale shrank the 12x12 reference below a 9x9 patch: the error was
+    # "min() arg is an empty sequence"
+    with pytest.raises(ValueError, match=r"reference: at scales \(0\.5,\) it holds no 9x9"):
+        colorize(np.zeros((30, 30), np.uint8), np.full((12, 12, 3), 100, np.uint8),
+                 scales=(0.5,))  # fmt: skip

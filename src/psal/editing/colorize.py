@@ -66,6 +66,7 @@ from ..utils.color import (
 from ..utils.convert import ImageLike, check_unit_float, from_array, to_array
 from ..utils.filters import box_sum
 from ..utils.progress import ProgressCallback
+from ._alpha import has_transparency
 from ._propagate import propagate as propagate_values
 from ._temperature import wexler_temperature
 
@@ -142,22 +143,52 @@ def _std(x: Array, floor: float) -> Array:
 
 
 def _search(q: Array, kf: Array, *, k: int, patch_size: int, iters: int, seed: int,
-            backend: str) -> tuple[Array, Array]:  # fmt: skip
+            backend: str, key_valid: Array | None = None) -> tuple[Array, Array]:  # fmt: skip
     """``(indices, distances)`` of the k nearest patches.
 
     :func:`psal.patchmatch` on tensors, its compiled numpy entry on arrays (the caller
-    chose it).
+    chose it). ``key_valid``: (1, 1, Hk, Wk) bool, a key patch touching a False pixel
+    is never returned (None: every patch).
     """
     if isinstance(q, np.ndarray):
         from ..patchmatch.cpu_numba import search_arrays
 
+        key_ok = None if key_valid is None else box_sum(~key_valid, patch_size) == 0
         return search_arrays(q, kf, k=k, patch_size=patch_size, iters=iters, query_valid=None,
-                             key_ok=None, seed=seed, init=None)  # fmt: skip
+                             key_ok=key_ok, seed=seed, init=None)  # fmt: skip
     from ..patchmatch import patchmatch
 
     field = patchmatch(q, kf, k=k, patch_size=patch_size, iters=iters, seed=seed,
-                       backend=backend)  # fmt: skip
+                       backend=backend, key_valid=key_valid)  # fmt: skip
     return field.indices, field.distances
+
+
+def _opaque_keys(alpha: Array, window: int) -> Array:
+    """Reference pixels a key patch may cover.
+
+    Those with ``alpha >= 0.5`` over their whole feature window (their local
+    statistics read ``window // 2`` pixels around them), so that no colour or feature
+    of a transparent part of the reference is matched.
+    """
+    return box_sum(~(alpha >= 0.5), 2 * (window // 2) + 1) == 0
+
+
+def _no_opaque_patch(patch_size: int, window: int) -> ValueError:
+    """The error for a reference whose opaque part holds no patch (names ``reference``)."""
+    n = patch_size + 2 * (window // 2)
+    return ValueError(
+        f"reference: its opaque part (alpha >= 0.5) holds no {n}x{n} area to take "
+        "colours from (a transparent reference pixel is not used); give a reference "
+        "with more opaque pixels"
+    )
+
+
+def _check_opaque(alpha: Array | None, patch_size: int, window: int) -> None:
+    """Refuse, before any work, a reference whose opaque part holds no patch."""
+    if alpha is not None:
+        ok = _opaque_keys(alpha, window)
+        if not bool((box_sum(~ok, patch_size) == 0).any()):
+            raise _no_opaque_patch(patch_size, window)
 
 
 def _vote(value: Array, indices: Array, distances: Array, patch_size: int, t: float) -> Array:
@@ -223,8 +254,13 @@ def _match_scales(
     backend: str,
     consistency: bool = False,
     step: Callable[[], None] | None = None,
+    alpha: Array | None = None,
 ) -> tuple[Array, Array, Array, float, Array | None]:
     """Votes of every scale, blended per pixel by their match distances.
+
+    ``alpha``: the reference's (1, 1, H, W) alpha if it is partly transparent; its
+    transparent pixels are then neither matched nor counted in the luminance
+    statistics (their colour, black in most files, is not seen).
 
     Returns voted chroma (1, 2, H, W); nearest distance and proposals' variance (1, 1,
     H, W); the temperature T; with ``consistency``, the forward-backward error (1, 1,
@@ -234,16 +270,30 @@ def _match_scales(
     q = _features(y, window, stats_weight)
     votes, dists, temps, errors = [], [], [], []
     for j, s in enumerate(scales):
-        r = _resize(ref, s)
+        if alpha is None:
+            r = _resize(ref, s)
+        else:  # premultiplied: a visible pixel's colour takes nothing from hidden ones
+            a = _resize(alpha, s)
+            r = _resize(ref * alpha, s) / namespace(a).where(a > 1e-6, a, 1.0)
         if min(r.shape[-2:]) < patch_size:
             continue
         y_ref, chroma_ref = rgb_to_luma_chroma(r.clip(0, 1))
+        valid, y_seen = None, y_ref
+        if alpha is not None:
+            valid = _opaque_keys(a, window)
+            n_valid = int((box_sum(~valid, patch_size) == 0).sum())
+            if n_valid == 0:
+                continue
+            seen = a >= 0.5
+            y_seen = y_ref[seen]
+            y_ref = namespace(y_ref).where(seen, y_ref, y_seen.mean())  # flat, unmatched
         # Welsh et al.'s luminance remapping of the reference to the target's statistics
-        y_map = (y_ref - y_ref.mean()) * (_std(y, 0.0) / _std(y_ref, 1e-6)) + y.mean()
+        y_map = (y_ref - y_seen.mean()) * (_std(y, 0.0) / _std(y_seen, 1e-6)) + y.mean()
         kf = _features(y_map, window, stats_weight)
-        kk = min(k, r.shape[-2] * r.shape[-1])
+        kk = min(k, r.shape[-2] * r.shape[-1] if valid is None else n_valid)
         indices, distances = _search(q, kf, k=kk, patch_size=patch_size, iters=iters,
-                                     seed=seed + 7919 * j, backend=backend)  # fmt: skip
+                                     seed=seed + 7919 * j, backend=backend,
+                                     key_valid=valid)  # fmt: skip
         if step is not None:
             step()
         t = temperature if temperature is not None else wexler_temperature(distances)
@@ -257,6 +307,13 @@ def _match_scales(
             errors.append(forward_backward_error(indices[:, :1], back))
             if step is not None:
                 step()
+    if not votes:  # every scale too small, or with no opaque patch
+        if alpha is not None:
+            raise _no_opaque_patch(patch_size, window)
+        raise ValueError(
+            f"reference: at scales {scales} it holds no {patch_size}x{patch_size} patch; "
+            "give larger scales or a larger reference"
+        )
     t = min(temps)
     d = concat(dists, 1)
     # per pixel, the scales whose patches match best dominate the blend
@@ -406,12 +463,14 @@ def colorize(
     check_unit_float(x, "target")
     check_reference(ref)
     ref = astype(ref, x)
+    ref_alpha = ref[:, 3:4] if has_transparency(ref) else None  # its clear part is unseen
     hr, wr = ref.shape[-2:]
     if patch_size > min(hr, wr) or patch_size > min(x.shape[-2:]):
         raise ValueError(
             f"patch_size={patch_size} is larger than the target ({x.shape[-1]}x"
             f"{x.shape[-2]}) or the reference ({wr}x{hr})"
         )
+    _check_opaque(ref_alpha, patch_size, window)
     seed = resolve_seed(seed)
     warn_colour_target(x)
 
@@ -443,7 +502,7 @@ def colorize(
             chroma, d1, var, t, err = _match_scales(
                 y, ref[:, :3], scales, patch_size=patch_size, k=k, iters=pm_iters,
                 window=window, stats_weight=stats_weight, temperature=temperature,
-                seed=seed + i, backend=backend, consistency=check, step=step,
+                seed=seed + i, backend=backend, consistency=check, step=step, alpha=ref_alpha,
             )  # fmt: skip
             done[0] = start + per_image - 1  # scales too small for a patch were skipped
             if propagate:
