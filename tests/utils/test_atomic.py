@@ -43,6 +43,46 @@ def test_new_file_mode_follows_the_umask(tmp_path):
     assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o644
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_new_file_mode_is_found_without_setting_the_umask(tmp_path, monkeypatch):
+    # umask(0) then restore left a window in which a file made by another thread (an
+    # upload of the web app, say) got mode 0666; on Linux the umask is read from /proc
+    set_to = []
+    real = os.umask
+
+    def spy(mask):
+        set_to.append(mask)
+        return real(mask)
+
+    old = real(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", spy)
+        with atomic_path(tmp_path / "new.bin") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        real(old)
+    assert set_to == []
+    assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o640
+
+
+def test_umask_fallback_restores_the_umask(monkeypatch):
+    import builtins
+
+    from psal.utils import atomic
+
+    def no_proc(path, *args, **kwargs):
+        raise OSError("no /proc")
+
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(builtins, "open", no_proc)
+        assert atomic._umask() == 0o027
+        monkeypatch.undo()
+        assert os.umask(0o027) == 0o027
+    finally:
+        os.umask(old)
+
+
 def test_replaced_file_keeps_its_mode(tmp_path):
     dest = tmp_path / "keep.bin"
     dest.write_bytes(b"a")

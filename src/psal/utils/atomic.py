@@ -45,13 +45,35 @@ class Terminated(SystemExit):
     """
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows.
+
+    ``os.umask`` can only be read by setting it: between ``umask(0)`` and the restore,
+    a file another thread creates (an upload of the web app, a log) would get mode
+    0666 / 0777. Linux gives the value in ``/proc/self/status``; elsewhere the set and
+    restore is the only way (serialised here, at least among psal's own writers).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        umask = os.umask(0o077)  # the strictest value for the instant it is set
+        os.umask(umask)
+    return umask
+
+
 def _final_mode(dest: Path) -> int:
     try:
         return dest.stat().st_mode & 0o7777
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~_umask()
 
 
 def _tmp_prefix(dest: Path) -> str:
