@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import psal.layers.contextual as contextual_module
 from psal.layers import ContextualAttention, contextual_attention
@@ -615,3 +616,122 @@ def test_score_memory_is_estimated_and_refused(monkeypatch):
     monkeypatch.setenv("PSAL_ATTENTION_MAX_GB", "-1")
     with pytest.raises(ValueError, match="must be a number of GiB > 0"):
         contextual_attention(small, small, small)
+
+
+# ---------------------------------------------------------------------------------------
+# A second reference: the reference code's steps as tensor operations (TensorFlow's
+# 'SAME' padding, the score matrix as an image convolved with an identity kernel, the
+# reshape/transpose for the vertical pass, the mean of the mask patch == 0 rule, a
+# transposed convolution). Valid where psal and the reference agree: stride 1, sizes
+# divisible by rate, box holes whose runs are >= rate pixels.
+# ---------------------------------------------------------------------------------------
+
+
+def _same_pad(n, k, s):
+    """TensorFlow 'SAME' padding (before, after) of a length-n axis, kernel k, stride s."""
+    total = max((-(-n // s) - 1) * s + k - n, 0)
+    return total // 2, total - total // 2
+
+
+def _eye_conv(img, k):
+    """conv2d(img, eye(k), padding='SAME') of one 2-D score image."""
+    before, after = _same_pad(1, k, 1)  # stride 1: before = (k - 1) // 2
+    kernel = torch.eye(k, dtype=img.dtype).view(1, 1, k, k)
+    return F.conv2d(F.pad(img[None, None], (before, after, before, after)), kernel)[0, 0]
+
+
+def tf_steps_contextual_attention(fg, bg, hole, rate, p=3, fuse_k=3, scale=10.0):
+    b_, c, h, w = fg.shape
+    outs = []
+    for n in range(b_):
+        f = fg[n : n + 1, :, ::rate, ::rate]  # nearest downsampling of divisible sizes
+        b = bg[n : n + 1, :, ::rate, ::rate]
+        hd, wd = f.shape[-2:]
+        k2 = 2 * rate
+        top, bottom = _same_pad(h, k2, rate)
+        left, right = _same_pad(w, k2, rate)
+        raw = F.unfold(F.pad(bg[n : n + 1], (left, right, top, bottom)), k2, stride=rate)
+        n_bg = raw.shape[-1]
+        raw = raw[0].t().reshape(n_bg, c, k2, k2)
+        wts = F.unfold(b, p, padding=p // 2)[0].t().reshape(n_bg, c, p, p)
+        wts = wts / wts.flatten(1).norm(dim=1).clamp_min(1e-4).view(n_bg, 1, 1, 1)
+        y = F.conv2d(f, wts, padding=p // 2)[0].permute(1, 2, 0)  # (hd, wd, L)
+        y = _eye_conv(y.reshape(hd * wd, n_bg), fuse_k)
+        y = y.reshape(hd, wd, hd, wd).permute(1, 0, 3, 2).reshape(hd * wd, n_bg)
+        y = _eye_conv(y, fuse_k).reshape(wd, hd, wd, hd).permute(1, 0, 3, 2)
+        y = y.reshape(hd, wd, n_bg)
+        mm = torch.ones(n_bg, dtype=y.dtype)
+        if hole is not None:
+            m = hole[n : n + 1, :, ::rate, ::rate].to(y.dtype)
+            mm = (F.unfold(m, p, padding=p // 2)[0].mean(0) == 0).to(y.dtype)
+        y = torch.softmax(y * mm * scale, -1) * mm
+        out = F.conv_transpose2d(y.permute(2, 0, 1)[None], raw, stride=rate)
+        outs.append(out[:, :, top : top + h, left : left + w] / 4.0)
+    return torch.cat(outs)
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "rate", "boxes"),
+    [
+        (8, 10, 2, [(2, 6, 4, 8), (4, 8, 0, 4)]),  # the second on the bottom-left border
+        (6, 8, 2, [(0, 2, 0, 4), (2, 6, 6, 8)]),  # top border; right border
+        (7, 9, 1, [(0, 3, 6, 9), (3, 5, 2, 5)]),  # rate 1: odd sizes are divisible
+        (5, 6, 1, [(4, 5, 0, 6), (0, 5, 0, 1)]),  # a whole row; a whole column
+        (8, 8, 2, None),
+    ],
+)
+def test_matches_the_reference_steps(h, w, rate, boxes):
+    gen = torch.Generator().manual_seed(h * w + rate)
+    fg = torch.rand(2, 3, h, w, generator=gen, dtype=torch.float64)
+    bg = torch.rand(2, 3, h, w, generator=gen, dtype=torch.float64)
+    hole = None
+    if boxes is not None:
+        hole = torch.zeros(2, 1, h, w, dtype=torch.bool)
+        for n, (y0, y1, x0, x1) in enumerate(boxes):
+            hole[n, 0, y0:y1, x0:x1] = True
+    expected = tf_steps_contextual_attention(fg, bg, hole, rate)
+    out = contextual_attention(fg, bg, bg, hole=hole, rate=rate)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(("h", "w", "rate"), [(11, 9, 2), (7, 7, 1), (13, 11, 2), (16, 14, 3)])
+def test_a_hole_that_leaves_one_patch(h, w, rate):
+    # everything is hole but what one background patch needs (its 3x3 window on the
+    # downsampled grid and its 2r x 2r paste window): in the corner for sample 0, at
+    # (2, 2) of the downsampled grid for sample 1; sizes not multiples of rate
+    gen = torch.Generator().manual_seed(h + w + rate)
+    fg = torch.rand(2, 2, h, w, generator=gen, dtype=torch.float64)
+    bg = torch.rand(2, 2, h, w, generator=gen, dtype=torch.float64)
+    hole = torch.ones(2, 1, h, w, dtype=torch.bool)
+    hole[0, 0, : 2 * rate, : 2 * rate] = False
+    hole[1, 0, 1 : 4 * rate, 1 : 4 * rate] = False
+    for fuse in (True, False):
+        expected, expected_off = loop_contextual_attention(fg, bg, hole, r=rate, fuse=fuse)
+        out, off = contextual_attention(fg, bg, bg, hole=hole, rate=rate, fuse=fuse,
+                                        return_field=True)  # fmt: skip
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+        assert torch.equal(off, expected_off)
+        for n, centre in enumerate((0, 2 * rate)):  # every pixel attends that patch
+            ty, tx = block_corner_targets(off[n : n + 1], rate)
+            assert ty.unique().tolist() == [centre] and tx.unique().tolist() == [centre]
+
+
+def test_batch_elements_are_independent():
+    gen = torch.Generator().manual_seed(11)
+    x = torch.rand(2, 3, 10, 11, generator=gen, dtype=torch.float64)
+    hole = torch.zeros(2, 1, 10, 11, dtype=torch.bool)
+    hole[0, 0, 2:5, 3:6] = True
+    hole[1, 0, 6:9, 6:10] = True
+    x2 = x.clone()
+    x2[1] = torch.rand(3, 10, 11, generator=gen, dtype=torch.float64) * 5
+    hole2 = hole.clone()
+    hole2[1] = False
+    hole2[1, 0, 0:3, 0:9] = True
+    results = []
+    for xx, hh in ((x, hole), (x2, hole2)):
+        leaf = xx.clone().requires_grad_()
+        out, off = contextual_attention(leaf, leaf, leaf, hole=hh, return_field=True)
+        (g,) = torch.autograd.grad((out * out).sum(), leaf)
+        results.append((out.detach(), off, g))
+    for a, b in zip(*results):
+        assert torch.equal(a[0], b[0])
