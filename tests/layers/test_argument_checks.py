@@ -166,3 +166,26 @@ def test_layer_constructors_check_backend_and_take_an_infinite_temperature():
     assert got.shape == x.shape and bool(torch.isfinite(got).all())
     assert torch.allclose(psal.PatchAttention(temperature=float("inf"))(x, x, x),
                           psal.patch_attention(x, x, x, temperature=float("inf")))  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("-inf"), torch.tensor(-0.5)])
+@pytest.mark.parametrize("call", ["ps_attention", "patch_attention", "PSAttention",
+                                  "PatchAttention", "attend"])  # fmt: skip
+def test_a_bad_temperature_names_what_is_allowed(call, bad):
+    # float("inf") (the plain average) is a valid temperature: the message said "must
+    # be a finite number > 0"
+    x = torch.rand(1, 2, 6, 6)
+    idx = _field(x).indices
+    make = {
+        "ps_attention": lambda: psal.ps_attention(x, x, x, temperature=bad),
+        "patch_attention": lambda: psal.patch_attention(x, x, x, temperature=bad),
+        "PSAttention": lambda: psal.PSAttention(temperature=bad),
+        "PatchAttention": lambda: psal.PatchAttention(temperature=bad),
+        "attend": lambda: psal.attend(x, x, x, idx, temperature=bad),
+    }[call]
+    constructor = call[0].isupper()
+    err = TypeError if constructor and isinstance(bad, torch.Tensor) else ValueError
+    with pytest.raises(
+        err, match=r"temperature must be (a number )?> 0 \(inf for a plain average\)"
+    ):
+        make()

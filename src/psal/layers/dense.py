@@ -12,7 +12,6 @@ from .._checks import (
     check_int,
     check_mask,
     check_patch_size,
-    check_positive_float,
 )
 from .._deprecation import keyword_only, warn_deprecated
 from ..patchmatch.distance import center_pair, reflect_index, unfold_patches, valid_key_positions
@@ -190,10 +189,7 @@ class PatchAttention(nn.Module):
         super().__init__()
         self.k = None if k is None else check_int(k, "k", minimum=1)
         self.patch_size = check_patch_size(patch_size)
-        if isinstance(temperature, (int, float)) and temperature == float("inf"):
-            self.temperature = float("inf")  # the plain average, as patch_attention takes
-        else:
-            self.temperature = check_positive_float(temperature, "temperature")
+        self.temperature = _check_temperature(temperature, tensor=False)  # inf: plain average
         self.aggregation = check_choice(aggregation, "aggregation", AGGREGATIONS)
 
     @property

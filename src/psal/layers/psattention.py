@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -16,7 +17,6 @@ from .._checks import (
     check_not_transformed,
     check_patch_fits,
     check_patch_size,
-    check_positive_float,
     check_same_device,
     check_tensor,
 )
@@ -74,19 +74,30 @@ def _check_qkv(
         check_patch_fits("key", k, patch_size)
 
 
-def _check_temperature(temperature: object) -> float | torch.Tensor:
-    if isinstance(temperature, (int, float)) and temperature == float("inf"):
-        return float("inf")  # plain average of the proposals
-    if isinstance(temperature, torch.Tensor):
+_TEMPERATURE_RULE = "temperature must be > 0 (inf for a plain average)"
+
+
+def _check_temperature(temperature: object, *, tensor: bool = True) -> float | torch.Tensor:
+    """T > 0 as a float (``inf``: the plain average) or, with ``tensor``, a 0-d tensor."""
+    if tensor and isinstance(temperature, torch.Tensor):
         if temperature.numel() != 1:
             raise ValueError(
                 f"temperature must be a number or a one-element tensor, got shape "
                 f"{tuple(temperature.shape)}"
             )
-        if not bool(temperature.detach() > 0):
-            raise ValueError(f"temperature must be > 0, got {float(temperature)}")
+        if not bool(temperature.detach() > 0):  # NaN too
+            raise ValueError(f"{_TEMPERATURE_RULE}, got {float(temperature)}")
         return temperature.reshape(())
-    return check_positive_float(temperature, "temperature")
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        what = "a number or a one-element tensor" if tensor else "a number"
+        raise TypeError(
+            f"temperature must be {what} > 0 (inf for a plain average), got "
+            f"{temperature!r} ({type(temperature).__name__})"
+        )
+    value = float(temperature)
+    if not value > 0:  # NaN too
+        raise ValueError(f"{_TEMPERATURE_RULE}, got {value}")
+    return value
 
 
 @keyword_only(4, ("patch_size", "temperature", "aggregation"))
@@ -363,10 +374,9 @@ class PSAttention(nn.Module):
         from ..patchmatch.backends import _check_name
 
         self.backend = _check_name(backend)
-        inf = isinstance(temperature, (int, float)) and temperature == float("inf")
-        if inf and learnable_temperature:
+        t = _check_temperature(temperature, tensor=False)
+        if t == float("inf") and learnable_temperature:
             raise ValueError("temperature=inf (a plain average) cannot be learnable")
-        t = float("inf") if inf else check_positive_float(temperature, "temperature")
         if learnable_temperature:
             self.log_temperature = nn.Parameter(torch.tensor(math.log(t)))
         else:  # used as the float t itself (a float32 exp(log t) is not t)
