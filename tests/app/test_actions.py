@@ -476,3 +476,19 @@ def test_display_copy_of_deep_gray_photos_is_scaled_as_psal_reads_them():
     i32 = np.asarray(actions.display_copy(Image.fromarray(values)))
     i16 = np.asarray(actions.display_copy(Image.fromarray(values.astype(np.uint16))))
     assert np.array_equal(i32, i16) and np.array_equal(i16, np.rint(values / 65535 * 255))
+
+
+def test_check_image_pixels_reads_the_header_of_files_and_blobs(tmp_path):
+    import io
+
+    limits = Limits(max_megapixels=0.01)
+    path = tmp_path / "layer.png"
+    _layer(100, 101, (0, 2, 0, 2)).save(path)
+    blob = io.BytesIO()
+    _layer(100, 100, (0, 2, 0, 2)).save(blob, "PNG")
+    actions.check_image_pixels(blob.getvalue(), "a layer", limits)  # at the limit
+    actions.check_image_pixels(b"not an image", "a layer", limits)  # the decoder says so
+    with pytest.raises(ValueError, match=r"^a layer is 101x100 = 0\.0101 megapixels, above"):
+        actions.check_image_pixels(path, "a layer", limits)
+    with pytest.raises(ValueError, match="--max-megapixels"):
+        actions.check_image_pixels(path.read_bytes(), "a layer", limits)

@@ -327,3 +327,26 @@ def test_closing_the_terminal_stops_the_server_and_removes_its_files(tmp_path):
     assert code == 0, srv.output[-3000:]
     assert "psal app: stopped" in srv.output
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_editor_layers_above_the_pixel_limit_are_refused_before_decoding(tmp_path):
+    """Gradio decodes every layer the editor sends before psal sees it: a mostly
+    transparent PNG of a few KB could hold hundreds of megapixels, past both limits."""
+    gr = need("gradio")
+    from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
+
+    from psal.app.ui import build_app
+
+    demo = build_app(device="cpu", limits=Limits(max_megapixels=0.01), results=tmp_path / "r")
+    editors = [b for b in demo.blocks.values() if isinstance(b, gr.ImageEditor)]
+    assert {e.elem_id for e in editors} == {"inpaint-editor", "inpaint-source"}
+    small, big = tmp_path / "small.png", tmp_path / "big.png"
+    _stroke(100, 100, (1, 5, 1, 5)).save(small)  # 0.01 megapixels: at the limit
+    _stroke(100, 101, (1, 5, 1, 5)).save(big)
+    for editor in editors:
+        ok = editor.preprocess(EditorData(layers=[FileData(path=str(small))]))
+        assert ok["layers"][0].size == (100, 100)
+        with pytest.raises(gr.Error, match=r"a layer of the editor is 101x100 = 0\.0101 mega"):
+            editor.preprocess(EditorData(layers=[FileData(path=str(small)),
+                                                  FileData(path=str(big))]))  # fmt: skip

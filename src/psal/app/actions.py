@@ -223,6 +223,35 @@ def open_upload(
     return image
 
 
+def check_image_pixels(source: str | os.PathLike[str] | bytes, what: str, limits: Limits) -> None:
+    """Refuse, from its header, an image file (or its bytes) above the pixel limit.
+
+    For what the editor sends (its background, layers and composite): Gradio decodes
+    each of them whole before psal sees it, so a layer of many megapixels (a mostly
+    transparent PNG of a few hundred KB passes the upload limit) would take gigabytes.
+
+    Raises:
+        ValueError: above ``limits.max_megapixels`` (or a decompression bomb). A file
+            that is not an image passes: decoding it gives the message.
+    """
+    import io
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+                w, h = im.size
+    except Image.DecompressionBombError:
+        raise ValueError(
+            f"{what} has too many pixels: above this server's limit of "
+            f"{limits.max_megapixels:g} megapixels (psal app --max-megapixels)"
+        ) from None
+    except Exception:  # not an image: the decoder says so
+        return
+    if w * h > limits.max_megapixels * 1e6:
+        raise _pixels_error(what, w, h, limits.max_megapixels)
+
+
 def display_copy(image: Image.Image) -> Image.Image:
     """An 8-bit RGB/RGBA copy of ``image`` for showing in the browser's canvas.
 

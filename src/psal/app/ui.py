@@ -75,6 +75,53 @@ def photo_input(**kwargs: Any) -> gr.Image:
     return box
 
 
+def editor_input(limits: Limits, **kwargs: Any) -> gr.ImageEditor:
+    """A ``gr.ImageEditor`` whose images are held to the pixel limit before decoding.
+
+    Gradio decodes the background, every layer and the composite the page sends
+    before the handler runs; their headers are read first, and an image above
+    ``--max-megapixels`` is a one-line message (its ``preprocess`` wrapped on the
+    instance, as :func:`photo_input`).
+    """
+    editor = gr.ImageEditor(**kwargs)
+    gradio_preprocess = editor.preprocess
+
+    def preprocess(payload):
+        for part in _editor_images(editor, payload):
+            try:
+                actions.check_image_pixels(part, "a layer of the editor", limits)
+            except ValueError as err:
+                print(f"psal app: {err}", file=sys.stderr, flush=True)
+                raise gr.Error(str(err), title="Too large", print_exception=False) from None
+        return gradio_preprocess(payload)
+
+    editor.preprocess = preprocess
+    return editor
+
+
+def _editor_images(editor: gr.ImageEditor, payload: Any) -> list[str | bytes]:
+    """The files (paths) or blobs (bytes) of an editor's payload.
+
+    Its background, layers and composite, which its ``preprocess`` decodes.
+    """
+    if payload is None:
+        return []
+    if payload.id is not None:  # sent as blobs, kept by the editor until preprocessed
+        cached = editor.blob_storage.get(payload.id)
+        if cached is None:
+            return []
+        parts = [cached.background, *cached.layers, cached.composite]
+    else:
+        parts = [payload.background, *payload.layers, payload.composite]
+    found: list[str | bytes] = []
+    for part in parts:
+        if isinstance(part, (bytes, bytearray, memoryview)):
+            found.append(bytes(part))
+        elif getattr(part, "path", None):
+            found.append(part.path)
+    return found
+
+
 def _theme() -> Any:
     # system fonts only: the default theme would ask Google Fonts (no network here)
     sans = [gr.themes.Font("system-ui"), "ui-sans-serif", "sans-serif"]
@@ -311,7 +358,8 @@ def build_app(
                                    label="Download as", elem_id="inpaint-format")  # fmt: skip
                     run = gr.Button("3. Run", variant="primary", elem_id="inpaint-run")
                 with gr.Column(scale=3):
-                    editor = gr.ImageEditor(
+                    editor = editor_input(
+                        limits,
                         label="2. Paint over what to remove (brush size and eraser on the left, "
                         "undo, redo and clear top right; the mouse wheel zooms)",
                         type="pil", image_mode="RGBA", sources=(), transforms=(),
@@ -319,7 +367,8 @@ def build_app(
                         eraser=gr.Eraser(), format="png", canvas_size=(800, 600), height=620,
                         elem_id="inpaint-editor",
                     )  # fmt: skip
-                    source_editor = gr.ImageEditor(
+                    source_editor = editor_input(
+                        limits,
                         label="Paint where the fill may copy from (everything else is not "
                         "used; the hole never is)",
                         type="pil", image_mode="RGBA", sources=(), transforms=(),
