@@ -126,3 +126,36 @@ def test_degrade_is_imresize_with_renormalised_borders(scale, lr_size):
 def test_degrade_names_a_bad_scale(scale):
     with pytest.raises((TypeError, ValueError), match="scale"):
         degrade(torch.rand(1, 3, 8, 8), scale)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_lr_is_the_downscaled_hr_crop_under_every_flip_and_rotation(tmp_path, scale):
+    """Each pair is a crop of the image (any offset, odd ones included) turned by one of
+    the 8 flips/rotations, and its LR the same turn of the crop's downscale: the
+    augmentation commutes with the filter, so LR and HR stay aligned."""
+    from skimage import data
+
+    img = data.astronaut()[100:141, 150:187]  # 41x37: odd sides
+    Image.fromarray(img).save(tmp_path / "a.png")
+    p = 5 if scale < 4 else 4
+    ds = SuperResolutionFolder([tmp_path / "a.png"], scale=scale, patch=p)
+    s = p * scale
+    full = img.astype(np.float32) / 255
+    turns = [
+        lambda a, k=k, f=f: np.rot90(a[:, ::-1] if f else a, k) for f in (0, 1) for k in range(4)
+    ]
+    seen_turns, odd = set(), False
+    for seed in range(16):
+        item = ds[(0, seed)]
+        hr = item["hr"].permute(1, 2, 0).numpy()
+        found = [(t, y, x) for t, turn in enumerate(turns)
+                 for y in range(img.shape[0] - s + 1) for x in range(img.shape[1] - s + 1)
+                 if np.array_equal(turn(full[y : y + s, x : x + s]), hr)]  # fmt: skip
+        assert len(found) >= 1, seed
+        t, y, x = found[0]
+        seen_turns.add(t)
+        odd |= y % scale != 0 or x % scale != 0
+        crop = torch.from_numpy(full[y : y + s, x : x + s].copy()).permute(2, 0, 1)[None]
+        low = degrade(crop, scale)[0].clamp(0, 1).permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(item["lr"].permute(1, 2, 0).numpy(), turns[t](low), atol=1e-6)
+    assert odd and len(seen_turns) >= 6
