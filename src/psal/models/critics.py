@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -31,6 +32,43 @@ from .._checks import (
 from .registry import register_model
 
 __all__ = ["SNPatchGANCritic", "WGANCritic"]
+
+
+def _features(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``layers(x)``, with a strided convolution of a one-pixel-wide CPU input in float32.
+
+    torch's CPU bfloat16 convolution (oneDNN, torch 2.13) returns a wrong weight
+    gradient, uninitialised values (1e12, inf, NaN, or a silently wrong finite one),
+    when the input is one pixel wide and the stride is 2: the last layers of a critic
+    on small images (the local critic of holes up to 8 pixels, the SN-PatchGAN critic
+    of images up to 32) under bfloat16 autocast. Such a layer runs with autocast off
+    in float32 (float64 parameters stay float64; bfloat16 ones get a bfloat16 result):
+    outside autocast a float32 or float64 critic computes exactly what it did before.
+    """
+    for layer in layers:
+        if not (
+            isinstance(layer, nn.Conv2d)
+            and x.device.type == "cpu"
+            and x.shape[-1] == 1
+            and layer.stride[-1] > 1
+        ):
+            x = layer(x)
+            continue
+        weight, bias = layer.weight, layer.bias
+        dtype = torch.promote_types(weight.dtype, torch.float32)
+        with torch.autocast("cpu", enabled=False):
+            x = F.conv2d(
+                x.to(dtype),
+                weight.to(dtype),
+                None if bias is None else bias.to(dtype),
+                layer.stride,
+                layer.padding,
+                layer.dilation,
+                layer.groups,
+            )
+        if weight.dtype not in (torch.float32, torch.float64):
+            x = x.to(weight.dtype)
+    return x
 
 
 class WGANCritic(nn.Module):
@@ -87,7 +125,7 @@ class WGANCritic(nn.Module):
                 f"this critic is built for {self.input_size}x{self.input_size} inputs, got "
                 f"{tuple(x.shape[-2:])}"
             )
-        return self.head(self.features(x).flatten(1)).squeeze(1)
+        return self.head(_features(self.features, x).flatten(1)).squeeze(1)
 
 
 class SNPatchGANCritic(nn.Module):
@@ -137,7 +175,7 @@ class SNPatchGANCritic(nn.Module):
         check_module_dtype(image, "image", self)
         b, _, h, w = image.shape
         m = check_mask(mask, "mask", b, h, w, image.device).to(image.dtype)
-        return self.features(torch.cat([image, m], 1)).flatten(1)
+        return _features(self.features, torch.cat([image, m], 1)).flatten(1)
 
 
 @register_model("wgan_global_critic")
