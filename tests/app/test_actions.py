@@ -313,6 +313,20 @@ def test_psal_app_without_the_extra(monkeypatch, capsys):
     assert err[0].startswith("psal: error: ")
 
 
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [("no-such-host.invalid", "not an address or name this machine knows"),
+     ("999.1.1.1", "not an address or name this machine knows"),
+     ("192.0.2.1", "cannot listen on this address")],  # TEST-NET-1: not this machine's
+)  # fmt: skip
+def test_psal_app_refuses_a_host_it_cannot_listen_on(host, why, capsys):
+    # it said "Cannot find empty port in range" after a line of uvicorn's
+    pytest.importorskip("gradio")
+    assert main(["app", "--host", host, "--port", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"psal: error: --host {host}: {why}"), err
+
+
 def test_cli_does_not_import_the_web_code():
     code = (
         "import sys, psal, psal.cli; psal.cli.build_parser(); "

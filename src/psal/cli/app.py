@@ -34,12 +34,38 @@ def _positive(text: str) -> float:
     return value
 
 
+def _check_host(host: str) -> None:
+    """Refuse, before anything starts, a ``--host`` this machine cannot listen on.
+
+    (Gradio would report a name that does not resolve, or an address of another
+    machine, as "Cannot find empty port", after a line of uvicorn's own.)
+    """
+    import socket
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise CLIError(
+            f"--host {host}: not an address or name this machine knows ({reason})"
+        ) from None
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind((addr[0], 0))
+        except OSError as err:
+            raise CLIError(
+                f"--host {host}: cannot listen on this address ({err.strerror or err}); give "
+                "an address of this machine, 127.0.0.1, or 0.0.0.0 for all of them"
+            ) from None
+
+
 def _app(args: argparse.Namespace) -> int:
     from ..app import LEARNED, Limits, require_gradio, serve
 
     require_gradio()  # ImportError -> "psal: error: ... pip install "psal[app]""
     if args.port is not None and not 0 < args.port < 65536:
         raise CLIError(f"--port must be in 1..65535, got {args.port}")
+    _check_host(args.host)
     device = resolve_device(args.device)
     checkpoints = {task: getattr(args, spec.flag.lstrip("-").replace("-", "_"))
                    for task, spec in LEARNED.items()}  # fmt: skip
