@@ -1,5 +1,6 @@
 """The kernel thread pool: kept between calls, safe in forked children and when nested."""
 
+import gc
 import multiprocessing as mp
 
 import numba
@@ -59,3 +60,27 @@ def test_forked_child_gets_a_fresh_pool(two_threads):
     child.join(60)
     assert child.exitcode == 0
     assert queue.get(timeout=5) == float(np.arange(64).sum())
+
+
+def test_a_pool_handed_out_stays_usable_when_another_size_is_asked_for():
+    # numba's thread count is per thread: a thread that asked for another size shut the
+    # pool down while another thread was about to submit to it ("cannot schedule new
+    # futures after shutdown")
+    import threading
+    import weakref
+
+    first = parallel._pool(2)
+    other = threading.Thread(target=parallel._pool, args=(3,))
+    other.start()
+    other.join()
+    assert parallel._POOL_SIZE == 3
+    assert first.submit(sum, [1, 2]).result(timeout=10) == 3
+    # once no one holds it, the old pool goes, its threads with it
+    gone = weakref.ref(first)
+    threads = list(first._threads)
+    del first
+    gc.collect()
+    assert gone() is None
+    for t in threads:
+        t.join(10)
+        assert not t.is_alive()

@@ -36,13 +36,13 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
     Starting threads at every call cost ~1 ms each, a third of an inpainting call on
     a small photo. Rebuilt when the thread count changes, and dropped in a forked child
-    (data-loader workers), which inherits the pool but not its threads.
+    (data-loader workers), which inherits the pool but not its threads. The pool it
+    replaces is not shut down: another thread may be about to submit to it (numba's
+    thread count is per thread); once no one holds it, its idle threads exit.
     """
     global _POOL, _POOL_SIZE
     with _POOL_LOCK:
         if _POOL is None or _POOL_SIZE != threads:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
             _POOL = ThreadPoolExecutor(threads, thread_name_prefix="psal-kernel",
                                        initializer=_mark_worker)  # fmt: skip
             _POOL_SIZE = threads
