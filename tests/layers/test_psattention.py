@@ -383,6 +383,27 @@ def test_dense_attention_is_accurate_with_a_large_common_offset(offset):
     torch.testing.assert_close(out.double(), ref, atol=1e-3, rtol=1e-6)
 
 
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dense_temperature_gradient_is_accurate_for_large_distances(aggregation, seed):
+    # key = query + 50: distances ~1e5 differing by ~10. The float32 temperature
+    # gradient, sum g * d / T², cancelled over the raw distances: 40-60% (patch) and up to
+    # 1e8 times (center) off the float64 one; with d less each pixel's smallest, < 1%.
+    g = torch.Generator().manual_seed(seed)
+    q = torch.rand(1, 4, 12, 12, generator=g, dtype=torch.float64)
+    k = torch.rand(1, 4, 12, 12, generator=g, dtype=torch.float64) + 50.0
+    v = torch.rand(1, 3, 12, 12, generator=g, dtype=torch.float64)
+    grads = []
+    for dtype in (torch.float64, torch.float32):
+        t = torch.tensor(2.0, dtype=dtype, requires_grad=True)
+        out = patch_attention(q.to(dtype), k.to(dtype), v.to(dtype), temperature=t,
+                              aggregation=aggregation)  # fmt: skip
+        w = torch.linspace(-1, 1, out.numel(), dtype=dtype).view(out.shape)
+        (gt,) = torch.autograd.grad((out * w).sum(), t)
+        grads.append(float(gt))
+    assert abs(grads[1] - grads[0]) <= 1e-2 * abs(grads[0])
+
+
 @pytest.mark.parametrize("grow", [0, 1])
 def test_a_hole_that_leaves_too_few_sources_is_named(grow):
     x = torch.rand(2, 3, 6, 6)

@@ -35,19 +35,28 @@ def _dense_chunk(qf, kf, kn, vf, key_ok, rows, hq, wq, hk, wk, patch_size, t, ag
     y, x = rows // wq, rows % wq
     ky = torch.arange(hk, device=qf.device).view(hk, 1).expand(hk, wk).reshape(-1)
     kx = torch.arange(wk, device=qf.device).view(1, wk).expand(hk, wk).reshape(-1)
-    scores, values = [], []
+    dists, oks, values = [], [], []
     for dy, dx in offsets:
         cy, cx = y - dy, x - dx  # centre of the query patch that covers x at offset delta
         inside = (cy >= 0) & (cy < hq) & (cx >= 0) & (cx < wq)
         c = (cy.clamp(0, hq - 1) * wq + cx.clamp(0, wq - 1)).to(rows.device)
         qc = qf[:, :, c].transpose(1, 2)  # (B, n, D)
         qn = qc.square().sum(-1, keepdim=True)
-        d = (qn + kn.unsqueeze(1) - 2 * torch.bmm(qc, kf)).clamp_min(0)  # (B, n, Nk)
-        s = (-d / t).masked_fill(~key_ok.unsqueeze(1), float("-inf"))
-        s = s.masked_fill(~inside.view(1, n, 1), float("-inf"))
-        scores.append(s)
+        dists.append((qn + kn.unsqueeze(1) - 2 * torch.bmm(qc, kf)).clamp_min(0))  # (B, n, Nk)
+        oks.append(key_ok.unsqueeze(1) & inside.view(1, n, 1))
         vidx = reflect_index(ky + dy, hk) * wk + reflect_index(kx + dx, wk)
         values.append(vf[:, :, vidx])  # (B, Cv, Nk): value at n + delta
+    # Each pixel's distances less their (detached) smallest before dividing by T: the
+    # softmax ignores the constant, but -d / T of distances ~1e5 rounds in float32, and
+    # the temperature's gradient, sum g * d / T², cancels (40% off) unless d is shifted.
+    with torch.no_grad():
+        low = torch.stack([torch.where(ok, d, torch.inf).amin(-1) for d, ok in zip(dists, oks)])
+        low = low.amin(0)  # (B, n)
+        low = torch.where(torch.isfinite(low), low, torch.zeros_like(low)).unsqueeze(-1)
+    scores = []
+    for i, ok in enumerate(oks):
+        d, dists[i] = dists[i], None  # freed as its scores are made
+        scores.append((-(d - low) / t).masked_fill(~ok, float("-inf")))
     m = torch.stack([s.amax(-1) for s in scores], 0).amax(0).detach()  # (B, n)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     num = torch.zeros(b, n, vf.shape[1], dtype=qf.dtype, device=qf.device)
