@@ -236,6 +236,8 @@ def test_bad_options_and_holes():
     for kwargs, msg in [({"patch_size": 4}, "patch size must be a positive odd"),
                         ({"seed": -1}, "seed must be an integer in"),
                         ({"seed": "abc"}, "seed must be an integer"),
+                        ({"seed": True}, "seed must be an integer in"),  # not seed 1
+                        ({"patch_size": True}, "patch size must be a positive odd"),
                         ({"dilate": -2}, "dilation must be an integer >= 0"),
                         ({"method": "magic"}, "method must be"),
                         ({"source": hole}, "region to copy from leaves nothing to copy"),

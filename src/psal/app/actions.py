@@ -325,7 +325,8 @@ def check_seed(seed: Any) -> int:
         value = int(seed)
     except (TypeError, ValueError):
         raise ValueError(f"seed must be an integer, got {seed!r}") from None
-    if (value != seed and not isinstance(seed, str)) or not 0 <= value < SEED_LIMIT:
+    bad = isinstance(seed, bool) or (value != seed and not isinstance(seed, str))
+    if bad or not 0 <= value < SEED_LIMIT:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     return value
 
@@ -335,7 +336,7 @@ def _check_patch(patch_size: Any) -> int:
         p = int(patch_size)
     except (TypeError, ValueError):
         p = -1
-    if p != patch_size or p < 1 or p % 2 == 0:
+    if isinstance(patch_size, bool) or p != patch_size or p < 1 or p % 2 == 0:
         raise ValueError(f"patch size must be a positive odd integer, got {patch_size!r}")
     return p
 
