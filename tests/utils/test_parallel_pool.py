@@ -2,6 +2,9 @@
 
 import gc
 import multiprocessing as mp
+import os
+import subprocess
+import sys
 
 import numba
 import numpy as np
@@ -84,3 +87,21 @@ def test_a_pool_handed_out_stays_usable_when_another_size_is_asked_for():
     for t in threads:
         t.join(10)
         assert not t.is_alive()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to see a change")
+def test_the_first_kernel_keeps_torchs_thread_count():
+    """numba's OpenMP layer, started by psal's first kernel, used to set the thread count
+    torch shares to all cores, undoing the caller's torch.set_num_threads(1). A fresh
+    process: psal.patchmatch (the first kernel), then torch's count is still 1."""
+    code = (
+        "import torch; torch.set_num_threads(1)\n"
+        "import psal\n"
+        "x = torch.rand(1, 3, 16, 16)\n"
+        "psal.patchmatch(x, x, k=2, seed=0, backend='numba')\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)  # fmt: skip
+    assert out.stdout.split()[-1] == "1", out.stdout

@@ -52,14 +52,13 @@ def keep_torch_threads() -> None:
     (all cores): ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` was then silently
     undone in the middle of the first step, and the float results of convolutions
     changed with it, so that a run resumed in a fresh process (whose first step is a
-    later one) no longer matched an unbroken run bit for bit.
+    later one) no longer matched an unbroken run bit for bit. ``num_threads`` starts
+    the layer and puts torch's count back (for every psal entry point, not only
+    training); calling it here does it before the first step.
     """
     from ..utils.parallel import num_threads
 
-    threads = torch.get_num_threads()
-    num_threads()  # starts numba's threading layer (once per process)
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    num_threads()
 
 
 class Runtime:

@@ -62,8 +62,37 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
+_LAYER_STARTED = False
+
+
+def _start_threading_layer() -> None:
+    """Start numba's threading layer, keeping torch's thread count as it was.
+
+    numba's OpenMP layer, when it starts (the first ``numba.get_num_threads`` of a
+    process), sets the OpenMP thread count that torch shares to numba's own (all
+    cores): a ``torch.set_num_threads(n)`` or ``OMP_NUM_THREADS`` of the caller was
+    undone by the first psal kernel, and torch's results and speed changed with it.
+    torch is not imported for this (``psal inpaint`` runs without it).
+    """
+    global _LAYER_STARTED
+    with _POOL_LOCK:
+        if _LAYER_STARTED:
+            return
+        torch = sys.modules.get("torch")
+        before = torch.get_num_threads() if torch is not None else None
+        numba.get_num_threads()  # launches numba's threads, once per process
+        if before is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+        _LAYER_STARTED = True
+
+
 def num_threads() -> int:
-    """Threads the CPU kernels use (``numba.set_num_threads``; all cores by default)."""
+    """Threads the CPU kernels use (``numba.set_num_threads``; all cores by default).
+
+    The first call starts numba's threading layer without changing torch's thread count.
+    """
+    if not _LAYER_STARTED:
+        _start_threading_layer()
     return max(1, numba.get_num_threads())
 
 
