@@ -145,3 +145,44 @@ def test_fill_smooth_on_the_hole_box_equals_the_whole_image_rings():
     torch.testing.assert_close(
         fill_smooth(img, hole), _rings_reference(img, hole), atol=1e-12, rtol=0
     )
+
+
+def _known_weight_fractions(hole):
+    """Per coarse pixel, the known fraction of its [1, 3, 3, 1]² weight inside the image,
+    written out pixel by pixel (fine pixels 2c - 1 ... 2c + 2 under coarse pixel c)."""
+    import numpy as np
+
+    m = hole[0, 0].numpy()
+    h, w = m.shape
+    taps = {-1: 1.0, 0: 3.0, 1: 3.0, 2: 1.0}
+    out = np.zeros(((h + 1) // 2, (w + 1) // 2))
+    for cy in range(out.shape[0]):
+        for cx in range(out.shape[1]):
+            known = inside = 0.0
+            for dy, a in taps.items():
+                for dx, b in taps.items():
+                    y, x = 2 * cy + dy, 2 * cx + dx
+                    if 0 <= y < h and 0 <= x < w:
+                        inside += a * b
+                        known += a * b * (not m[y, x])
+            out[cy, cx] = known / inside
+    return out
+
+
+def test_downsample_known_fraction_is_of_the_weight_inside_the_image():
+    # the rule of the docs (a coarse pixel is known when that fraction of its filter
+    # weight is known) at odd sizes, tiny images and the border, where part of the
+    # filter lies outside the image: a fully known image has no coarse hole
+    import numpy as np
+
+    g = torch.Generator().manual_seed(5)
+    for h, w in ((1, 1), (1, 3), (2, 5), (3, 3), (7, 9), (8, 10), (11, 6)):
+        img = torch.rand(1, 2, h, w, generator=g, dtype=torch.float64)
+        for fraction in (0.1, 0.25, 0.6, 1.0):
+            _, hc = downsample(img, torch.zeros(1, 1, h, w, dtype=torch.bool), fraction)
+            assert not hc.any(), (h, w, fraction)
+            for _ in range(3):
+                hole = torch.rand(1, 1, h, w, generator=g) < 0.4
+                _, hc = downsample(img, hole, fraction)
+                want = _known_weight_fractions(hole) < fraction
+                assert np.array_equal(hc[0, 0].numpy(), want), (h, w, fraction)

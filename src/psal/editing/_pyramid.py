@@ -45,8 +45,8 @@ def downsample(image: Array, hole: Array, known_fraction: float = 0.25) -> tuple
         image: (1, C, H, W) float.
         hole: (1, 1, H, W) bool, True = hole.
         known_fraction: a coarse pixel is known when at least this fraction of its
-            4x4 binomial filter's weight falls on known fine pixels (its value is then
-            their weighted average, so it holds real data only).
+            4x4 binomial filter's weight inside the image falls on known fine pixels
+            (its value is then their weighted average, so it holds real data only).
 
     Returns:
         ``(image_c, hole_c)`` of size ``ceil(H/2) x ceil(W/2)``. Hole pixels of
@@ -59,8 +59,12 @@ def downsample(image: Array, hole: Array, known_fraction: float = 0.25) -> tuple
     # the 4x4 filter is separable: rows, then columns
     num = _decimate(_decimate(pad2d(image * known, pad), -1), -2)
     den = _decimate(_decimate(pad2d(known, pad), -1), -2)
+    # the filter's weight inside the image (1 away from the border; 1/4 at the last
+    # corner of an odd-sized image): the fraction is of that, as the average is, so a
+    # fully known image has no coarse hole whatever its size and ``known_fraction``
+    inside = _decimate(_decimate(pad2d(namespace(known).ones_like(known), pad), -1), -2)
     image_c = num / den.clip(1e-12)
-    hole_c = den < known_fraction
+    hole_c = den < known_fraction * inside
     return image_c, hole_c
 
 
