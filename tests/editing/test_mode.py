@@ -97,3 +97,38 @@ def test_mean_shift_weights_of_large_distances_in_float32():
     ref, _ = mode_vote(value, idx, dist.double(), 5, (ys, xs), **kw)
     out, _ = mode_vote(value.float(), idx, dist, 5, (ys, xs), **kw)
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=0)
+
+
+def test_infinite_and_nan_distances_rank_last():
+    """A patch distance that overflowed float32 (inf; psal.patchmatch returns it with a
+    valid index when the squared differences pass 3.4e38) or NaN is the worst proposal,
+    never the best: the winner is the smallest finite distance, on every path."""
+    import numpy as np
+
+    value, idx, dist = _field(4)
+    g = torch.Generator().manual_seed(4)
+    bad = torch.rand(dist.shape, generator=g) < 0.4
+    dist = dist.masked_fill(bad, float("inf"))
+    dist[0, 1, 3, 4] = float("nan")
+    ys, xs = torch.meshgrid(torch.arange(9), torch.arange(11), indexing="ij")
+    ys, xs = ys.flatten(), xs.flatten()
+    out, covered = mode_vote(value, idx, dist, 3, (ys, xs), iters=0)
+    out_np, _ = mode_vote(value.numpy(), idx.numpy(), dist.numpy(), 3, (ys.numpy(), xs.numpy()),
+                          iters=0)  # fmt: skip
+    assert covered.all()
+    checked = 0
+    for n in range(ys.numel()):
+        props = _proposals(value, idx, dist, 3, int(ys[n]), int(xs[n]))
+        finite = [t for t in props if np.isfinite(t[0])]
+        if not finite or len(finite) == len(props):
+            continue
+        best = min(finite, key=lambda t: t[0])[1]
+        torch.testing.assert_close(out[:, n], best)
+        torch.testing.assert_close(torch.from_numpy(out_np[:, n]), best)
+        checked += 1
+    assert checked > 20
+    # the PyTorch path of other devices, on the distances as mode_vote passes them
+    from psal.editing._mode import _worst_last
+
+    out_t, _ = _mode_torch(value, idx, _worst_last(dist), ys, xs, 1, 0.0, 1.0, 0)
+    torch.testing.assert_close(out_t, out)

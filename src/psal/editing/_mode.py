@@ -178,9 +178,9 @@ def mode_vote(
         return _mode_arrays(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters)
     import torch
 
-    dist = torch.nan_to_num(distances, posinf=0.0)
     if value.device.type != "cpu":
-        return _mode_torch(value, indices, dist.to(value.dtype), ys, xs, r, inv_t, inv_h2, iters)
+        dist = _worst_last(distances.to(value.dtype))
+        return _mode_torch(value, indices, dist, ys, xs, r, inv_t, inv_h2, iters)
     dt = torch.float64 if value.dtype == torch.float64 else torch.float32
     out, covered = _mode_arrays(value.detach().to(dt).numpy(), indices.numpy(),
                                 distances.numpy(), ys.numpy(), xs.numpy(), r, inv_t, inv_h2,
@@ -188,11 +188,26 @@ def mode_vote(
     return torch.from_numpy(out), torch.from_numpy(covered)
 
 
+def _worst_last(d):
+    """NaN and +inf distances as the largest finite one of their dtype.
+
+    An overflowed float32 patch distance is the worst proposal, still a proposal (a
+    pixel with only those is covered, by the first). As 0 it was the best.
+    """
+    if isinstance(d, np.ndarray):
+        big = np.finfo(d.dtype).max
+        return np.nan_to_num(d, nan=big, posinf=big)
+    import torch
+
+    big = torch.finfo(d.dtype).max
+    return torch.nan_to_num(d, nan=big, posinf=big)
+
+
 def _mode_arrays(value, indices, distances, ys, xs, r, inv_t, inv_h2, iters):
     """The compiled kernel on numpy arrays: ``(out (C, N), covered (N,))``."""
     dt = np.float64 if value.dtype == np.float64 else np.float32
     v = np.ascontiguousarray(value.transpose(0, 2, 3, 1), dtype=dt)
-    dist = np.ascontiguousarray(np.nan_to_num(distances, posinf=0.0), dtype=dt)
+    dist = _worst_last(np.ascontiguousarray(distances, dtype=dt))
     n = ys.size
     out = np.empty((n, v.shape[3]), dtype=dt)
     args = (v, np.ascontiguousarray(indices, dtype=np.int64), dist,
