@@ -72,3 +72,28 @@ def test_compiled_solve_matches_the_torch_solve(monkeypatch):
     monkeypatch.setattr(P, "NUMBA_CG", True)
     again = P.propagate(v.double(), c.double(), g.double(), iters=5, tol=0.5, min_size=8)
     torch.testing.assert_close(again, got, atol=1e-10, rtol=0)
+
+
+def test_tiny_confidence_is_not_scaled_towards_zero():
+    # u = v solves (diag(c) + λ L) u = c v for constant v and any c > 0; the starts of
+    # the pyramid (confidence-weighted means) once divided by the confidence clipped
+    # at 1e-12 and gave ~0 below it. A uniform scale of c and λ leaves u unchanged.
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    h, w = 70, 66  # two levels at min_size 32
+    g = rng.random((1, 1, h, w)) * 0.02
+    v = np.empty((1, 2, h, w))
+    v[:, 0], v[:, 1] = 0.3, -0.2
+    for scale in (1.0, 1e-14, 1e-20):
+        c = np.full((1, 1, h, w), scale)
+        for args in ((v, c, g), tuple(torch.from_numpy(a) for a in (v, c, g))):
+            out = np.asarray(propagate(*args, smoothness=50.0, sigma=0.03))
+            np.testing.assert_allclose(out, v, atol=1e-9, rtol=0, err_msg=str(scale))
+    vr = rng.standard_normal((1, 1, 12, 10))
+    cr = rng.random((1, 1, 12, 10))
+    gr = rng.random((1, 1, 12, 10))
+    kw = dict(sigma=0.3, iters=500, tol=1e-12)
+    want = propagate(vr, cr, gr, smoothness=0.7, **kw)
+    got = propagate(vr, cr * 1e-14, gr, smoothness=0.7e-14, **kw)
+    np.testing.assert_allclose(got, want, atol=1e-7, rtol=0)

@@ -242,6 +242,18 @@ def _up2(x: Array, h: int, w: int) -> Array:
     return resize_array(x, (2 * hh, 2 * ww), mode="bilinear")[..., :h, :w]
 
 
+def _weighted_mean(num: Array, den: Array) -> Array:
+    """``num / den`` where ``den > 0``, else 0: exact for any small confidence.
+
+    (Dividing by ``den.clip(1e-12)`` scaled the means of confidences below 1e-12 towards
+    0: with a uniform confidence of 1e-14 the start was 1% of the values, and the result
+    stayed there after the steps of the fine level.)
+    """
+    xp = namespace(num)
+    ok = den > 0
+    return xp.where(ok, num / xp.where(ok, den, 1.0), 0.0)
+
+
 def propagate(
     values: torch.Tensor,
     confidence: torch.Tensor,
@@ -273,14 +285,14 @@ def propagate(
     if min(h, w) >= 2 * min_size:
         # coarse level: confidence-weighted means of 2x2 blocks (pooled guide)
         c2 = _pool2(confidence)
-        v2 = _pool2(values * confidence) / c2.clip(1e-12)
+        v2 = _weighted_mean(_pool2(values * confidence), c2)
         g2 = _pool2(guide)
         # a coarse edge spans fewer pixels: keep λ per unit of area comparable
         u2 = propagate(v2, c2, g2, smoothness=smoothness, sigma=sigma, iters=iters,
                        tol=tol, min_size=min_size)  # fmt: skip
         u = _up2(u2, h, w)
     else:
-        total = confidence.sum((2, 3))[..., None, None].clip(1e-12)
-        u = (values * confidence).sum((2, 3))[..., None, None] / total
+        total = confidence.sum((2, 3))[..., None, None]
+        u = _weighted_mean((values * confidence).sum((2, 3))[..., None, None], total)
         u = copy(namespace(u).broadcast_to(u, values.shape))
     return _cg(u, values, confidence, guide, smoothness, sigma, iters, tol)
