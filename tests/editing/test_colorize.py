@@ -395,3 +395,22 @@ def test_scales_that_leave_no_reference_patch_are_named():
     with pytest.raises(ValueError, match=r"reference: at scales \(0\.5,\) it holds no 9x9"):
         colorize(np.zeros((30, 30), np.uint8), np.full((12, 12, 3), 100, np.uint8),
                  scales=(0.5,))  # fmt: skip
+
+
+def test_local_std_of_a_flat_float32_image_is_not_cancellation_noise():
+    # sqrt(E[y²] - E[y]²) of a constant: the two means rounded to float32 before the
+    # difference left up to 4e-4 of noise (the running sums alone were float64); the
+    # float32 result must be that of the float64 computation, on both paths
+    import numpy as np
+
+    from psal.editing.colorize import _local_stats
+
+    rng = np.random.default_rng(0)
+    for level in rng.random(100):
+        y = np.full((1, 1, 12, 12), level, dtype=np.float32)
+        y[..., 6:, :] = np.float32(level / 3)  # two flat halves
+        for arr in (y, torch.from_numpy(y)):
+            _, std = _local_stats(arr, 5)
+            _, ref = _local_stats(np.asarray(y, dtype=np.float64), 5)
+            assert np.asarray(std).dtype == np.float32
+            np.testing.assert_allclose(np.asarray(std), ref, atol=1e-6, rtol=1e-5)

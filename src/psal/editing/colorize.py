@@ -86,9 +86,11 @@ def _luma_of(x: Array) -> Array:
 def _box_mean(yp: Array, size: int) -> Array:
     """Means of the ``size x size`` windows lying inside ``yp`` (``avg_pool2d``, stride 1).
 
-    From running sums in float64 (:func:`psal.utils.filters.box_sum`): a local standard
-    deviation ``sqrt(E[y²] - E[y]²)`` in flat regions is then not float32 cancellation
-    noise (up to 3e-4 with ``avg_pool2d``), and both paths agree.
+    From running sums in float64 (:func:`psal.utils.filters.box_sum`), in the dtype of
+    ``yp``: :func:`_local_stats` passes float64, so that a local standard deviation
+    ``sqrt(E[y²] - E[y]²)`` in flat regions is not float32 cancellation noise (up to
+    4e-4 when the two means were rounded to float32 before the difference, as with
+    ``avg_pool2d``), and both paths agree.
     """
     r = size // 2
     h, w = yp.shape[-2:]
@@ -106,9 +108,12 @@ def _local_stats(y: Array, window: int) -> tuple[Array, Array]:
         yp = F.pad(y, (pad, pad, pad, pad), mode="reflect")
     else:
         yp = y
+    # the difference of the two means in float64: in float32 it cancels to noise
+    yp = astype(yp, "float64")
     mean = _box_mean(yp, 2 * pad + 1)
     sq = _box_mean(yp * yp, 2 * pad + 1)
-    return mean, namespace(y).sqrt((sq - mean * mean).clip(0))
+    std = namespace(y).sqrt((sq - mean * mean).clip(0))
+    return astype(mean, y), astype(std, y)
 
 
 def _features(y: Array, window: int, stats_weight: float) -> Array:
