@@ -97,3 +97,28 @@ def test_tiny_confidence_is_not_scaled_towards_zero():
     want = propagate(vr, cr, gr, smoothness=0.7, **kw)
     got = propagate(vr, cr * 1e-14, gr, smoothness=0.7e-14, **kw)
     np.testing.assert_allclose(got, want, atol=1e-7, rtol=0)
+
+
+def test_a_tiny_sigma_cuts_at_every_edge_without_nan(monkeypatch):
+    # 1 / (2 sigma²) overflowing the dtype made 0 * inf = NaN weights between equal
+    # neighbours (NaN everywhere; sigma=1e-170: ZeroDivisionError). A guide of two flat
+    # halves one apart: any sigma where exp(-1 / (2 sigma²)) underflows gives the same
+    # solve, equal pixels coupled with weight 1, the halves not at all.
+    import numpy as np
+
+    import psal.editing._propagate as P
+
+    rng = np.random.default_rng(3)
+    g = np.zeros((1, 1, 10, 12))
+    g[..., 6:] = 1.0
+    v = rng.standard_normal((1, 2, 10, 12))
+    c = rng.random((1, 1, 10, 12))
+    kw = dict(iters=400, tol=1e-12)
+    want = P.propagate(v, c, g, sigma=0.01, **kw)
+    for sigma in (1e-20, 1e-160, 1e-170):
+        np.testing.assert_allclose(P.propagate(v, c, g, sigma=sigma, **kw), want, atol=1e-9)
+    monkeypatch.setattr(P, "NUMBA_CG", False)  # the torch solve of other devices, float32
+    t = [torch.from_numpy(a).float() for a in (v, c, g)]
+    want32 = P.propagate(*t, sigma=0.01, **kw)
+    for sigma in (1e-20, 1e-170):
+        torch.testing.assert_close(P.propagate(*t, sigma=sigma, **kw), want32)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
-from ..utils.arrays import Array, copy, dtype_name, full, namespace
+from ..utils.arrays import Array, astype, copy, dtype_name, full, namespace
 from ..utils.parallel import FASTMATH
 
 if TYPE_CHECKING:
@@ -43,10 +43,18 @@ NUMBA_CG = True
 def _weights(g: Array, sigma: float) -> tuple[Array, Array]:
     """Horizontal (B, 1, H, W-1) and vertical (B, 1, H-1, W) affinities of the guide."""
     xp = namespace(g)
-    inv = 1.0 / (2 * sigma * sigma)
-    wx = xp.exp(-((g[..., :, 1:] - g[..., :, :-1]) ** 2) * inv)
-    wy = xp.exp(-((g[..., 1:, :] - g[..., :-1, :]) ** 2) * inv)
-    return wx, wy
+    two_var = 2.0 * sigma * sigma
+    inv = 1.0 / two_var if two_var > 0 else math.inf
+
+    def affinity(d: Array) -> Array:
+        d2 = d**2
+        if inv <= float(np.finfo(dtype_name(d)).max):
+            return xp.exp(-d2 * inv)
+        # 1 / (2 sigma²) overflows the dtype: equal neighbours 1, others 0 (0 * inf was
+        # NaN and spread NaN over the image)
+        return astype(d2 == 0, d)
+
+    return affinity(g[..., :, 1:] - g[..., :, :-1]), affinity(g[..., 1:, :] - g[..., :-1, :])
 
 
 def _laplacian(u: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
