@@ -94,3 +94,36 @@ def test_poisson_compiled_solve_equals_the_torch_solve(monkeypatch):
         assert out[True].dtype == dtype
         atol = 1e-9 if dtype == torch.float64 else 2e-4
         torch.testing.assert_close(out[True], out[False], atol=atol, rtol=0)
+
+
+def test_poisson_fill_equals_the_dense_solve_on_awkward_holes():
+    """Corners and borders, 1-pixel holes, disjoint holes, a hole 8 pixels deep (its
+    centre has no known pixel within several steps); gray and colour, float64 and
+    float32, tensors and numpy arrays."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(11)
+    holes = {
+        "corners": (9, 11, [(slice(0, 3), slice(0, 4)), (slice(6, None), slice(8, None))]),
+        "pixels": (8, 8, [(3, 4), (0, 0), (7, 7), (5, 1), (0, 5)]),
+        "deep": (20, 20, [(slice(2, 18), slice(2, 18))]),
+        "column": (6, 10, [(slice(0, 6), 4)]),
+    }
+    for h, w, parts in holes.values():
+        hole = torch.zeros(1, 1, h, w, dtype=torch.bool)
+        for part in parts:
+            hole[(..., *part)] = True
+        ys, xs = torch.nonzero(hole[0, 0], as_tuple=True)
+        sy = torch.randint(0, h, ys.shape, generator=g)
+        sx = torch.randint(0, w, xs.shape, generator=g)
+        for c in (1, 3):
+            for dtype, atol in ((torch.float64, 1e-9), (torch.float32, 2e-6)):
+                img = torch.rand(1, c, h, w, generator=g, dtype=dtype)
+                ref = _dense_reference(img.double(), hole, ys, xs, sy, sx)
+                tol = 1e-12 if dtype == torch.float64 else 1e-7
+                out = poisson_fill(img, hole, ys, xs, sy, sx, iters=2000, tol=tol)
+                assert out.dtype == dtype
+                torch.testing.assert_close(out.double(), ref, atol=atol, rtol=0)
+                args = (a.numpy() for a in (img, hole, ys, xs, sy, sx))
+                out_np = poisson_fill(*args, iters=2000, tol=tol)
+                np.testing.assert_allclose(out_np.astype(np.float64), ref.numpy(), atol=atol)

@@ -6,11 +6,14 @@ that is in neither source, and a piece copied from a lighter or darker place kee
 level. Here the fill keeps the *differences* of its sources instead of their values: the
 hole pixels ``f`` minimise
 
-    Σ over 4-neighbour pairs (p, q = p + e) with p in the hole of (f_p - f_q - g_pq)²,
+    Σ over 4-neighbour pairs {p, q = p + e} with at least one of them in the hole, each
+    pair once, of (f_p - f_q - g_pq)²
 
-with ``g_pq`` the difference the sources propose for that pair: ``I(s(p)) - I(s(p) + e)``
-where q is known (its value is the boundary condition), the mean of that and
-``I(s(q) - e) - I(s(q))`` where q is in the hole too. The texture inside each copied
+(a sum over every p in the hole and its 4 steps e would count each pair inside the
+hole twice: another solution), with ``g_pq`` the difference the sources propose for
+that pair: ``I(s(p)) - I(s(p) + e)`` where q is known (its value is the boundary
+condition), the mean of that and ``I(s(q) - e) - I(s(q))`` where q is in the hole too
+(source positions outside the image are clamped to it). The texture inside each copied
 piece is kept; seams and level offsets are spread smoothly over the hole. Solved by
 conjugate gradients on the hole pixels only (matrix-free), started from the
 winner-takes-all fill; tested against a dense least-squares solve.
