@@ -295,7 +295,9 @@ def propagate(
         c2 = _pool2(confidence)
         v2 = _weighted_mean(_pool2(values * confidence), c2)
         g2 = _pool2(guide)
-        # a coarse edge spans fewer pixels: keep λ per unit of area comparable
+        # the same λ: with mean-pooled confidences the coarse data term weighs a quarter
+        # as much per unit of area (the smoothness term is scale-free), so the coarse
+        # solution is smoother than the fine one; it only starts the fine solve
         u2 = propagate(v2, c2, g2, smoothness=smoothness, sigma=sigma, iters=iters,
                        tol=tol, min_size=min_size)  # fmt: skip
         u = _up2(u2, h, w)
