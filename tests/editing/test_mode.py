@@ -132,3 +132,20 @@ def test_infinite_and_nan_distances_rank_last():
 
     out_t, _ = _mode_torch(value, idx, _worst_last(dist), ys, xs, 1, 0.0, 1.0, 0)
     torch.testing.assert_close(out_t, out)
+
+
+def test_ties_go_to_the_first_proposal_on_both_paths():
+    # equal distances everywhere: the winner is the first proposal in the kernel's
+    # order (offset dy, then dx, from -r; then the k matches), on the CPU kernel and
+    # the PyTorch path alike
+    value, idx, _ = _field(5)
+    idx[0, 0, 0, 0] = 7  # every patch searched
+    dist = torch.full(idx.shape, 0.25, dtype=torch.float64)
+    ys, xs = torch.meshgrid(torch.arange(9), torch.arange(11), indexing="ij")
+    ys, xs = ys.flatten(), xs.flatten()
+    out, _ = mode_vote(value, idx, dist, 3, (ys, xs), iters=0)
+    out_t, _ = _mode_torch(value, idx, dist, ys, xs, 1, 0.0, 1.0, 0)
+    assert torch.equal(out, out_t)
+    for n in range(0, ys.numel(), 5):
+        first = _proposals(value, idx, dist, 3, int(ys[n]), int(xs[n]))[0][1]
+        assert torch.equal(out[:, n], first)
