@@ -316,11 +316,15 @@ def _inpaint_one(
             field = upsample_field(
                 field, prev.origin, prev.size, level.origin, level.touch_crop.shape[-2:], level.size
             )
-            # the upsampled matches vote the first fine estimate (plain average)
+            # the upsampled matches vote the first fine estimate (plain average). A match
+            # good at the coarse scale may put a fine patch over the hole (its coarse
+            # pixels known at a tenth of their weight): the hole holds the coarse
+            # estimate (nearest x2) when it is read, never what the input had there
+            fallback = prev_image[0][:, hy // 2, hx // 2]
+            cur[0][:, hy, hx] = fallback
             oy, ox = level.origin
             zero_d = astype(xp.zeros_like(field), cur)
             vals, covered = _vote(cur, field, zero_d, patch_size, float("inf"), hy - oy, hx - ox)
-            fallback = prev_image[0][:, hy // 2, hx // 2]  # nearest x2, at the hole only
             cur[0][:, hy, hx] = xp.where(covered, vals, fallback)
         for it in range(iters_at[lv]):
             cur, field, dist = _em_step(
