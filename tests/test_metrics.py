@@ -105,3 +105,22 @@ def test_numpy_agrees_on_masked_psnr(pair):
     m = mask[0, 0].numpy()
     mse = ((_np(x) - _np(y)) ** 2)[m].mean()
     assert ours == pytest.approx(10 * np.log10(1 / mse), abs=1e-3)
+
+
+def test_ssim_float32_on_a_bright_flat_image_matches_skimage():
+    # float32 images in [0, 255] around 200: blur(x * x) - mu² cancels ~4e4 against ~4e4,
+    # and the variance lost to rounding is larger than the true one (SSIM came out 1.0001)
+    rng = np.random.default_rng(0)
+    a = np.full((20, 20, 3), 200.0, np.float32)
+    b = a + (rng.random(a.shape) * 0.01).astype(np.float32)
+    c = np.full((20, 20, 3), 70.0, np.float32)  # and two flat images (rounding only)
+    for u, v in ((a, b), (a, c)):
+        ref = structural_similarity(
+            u.astype(np.float64), v.astype(np.float64), data_range=255.0, channel_axis=-1,
+            gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+        )  # fmt: skip
+        tu, tv = (torch.from_numpy(t).permute(2, 0, 1)[None] for t in (u, v))
+        ours = metrics.ssim(tu, tv, data_range=255.0)
+        assert ours.dtype == torch.float32
+        assert float(ours) <= 1.0
+        assert float(ours) == pytest.approx(ref, abs=1e-6)

@@ -134,6 +134,8 @@ def ssim(
 ) -> torch.Tensor:
     """Structural similarity (Wang et al. 2004) per image, averaged over channels.
 
+    Computed in float64 (returned as float32, or float64 for float64 inputs).
+
     Local statistics use a normalised gaussian window (``window_size`` 11, ``sigma``
     1.5) and population (biased) variances, as in the paper; only windows that lie
     entirely inside the image are used ("valid" filtering), which matches
@@ -172,8 +174,11 @@ def ssim(
             f"ssim needs images of at least window_size={window_size} pixels a side, got {h}x{w}"
         )
     m = _mask(mask, x)
-    work = torch.float64 if x.dtype == torch.float64 else torch.float32
-    x, y = x.to(work), y.to(work)
+    out = torch.float64 if x.dtype == torch.float64 else torch.float32
+    # local statistics in float64 whatever the input: ``blur(x * x) - mu²`` cancels, and in
+    # float32 on bright flat areas (values ~200 of 255) the rounding exceeds the variance
+    # (SSIM above 1); the result comes back in float32 (float64 for float64 inputs)
+    x, y = x.to(torch.float64), y.to(torch.float64)
     g = _gaussian_window(window_size, sigma, x)
     gx = g.view(1, 1, 1, -1).expand(c, 1, 1, window_size)
     gy = g.view(1, 1, -1, 1).expand(c, 1, window_size, 1)
@@ -192,7 +197,7 @@ def ssim(
     if m is not None:
         r = window_size // 2
         m = m[:, :, r : h - r, r : w - r]
-    return _reduce(_masked_mean(smap, m), reduction)
+    return _reduce(_masked_mean(smap, m).to(out), reduction)
 
 
 def total_variation(
