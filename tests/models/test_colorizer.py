@@ -233,3 +233,17 @@ def test_wrapper_forward_takes_any_float_dtype(dtype):
     torch.testing.assert_close(out.chroma.float(), net(y, ref).chroma, atol=1e-2, rtol=0)
     with pytest.raises(TypeError, match=r"^y must be a floating-point tensor"):
         net((y * 255).to(torch.uint8), ref)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (9, 301), (40, 7)])
+def test_colorize_takes_tiny_and_thin_targets_as_psal_colorize_does(shape):
+    # psal.colorize takes a 9x301 target; the network needs min_size (12) pixels a side,
+    # and the wrapper refused them ("target must be at least 12 pixels a side")
+    col = Colorizer.from_pretrained("psal-w8", device="cpu")
+    rng = np.random.default_rng(0)
+    gray = rng.random(shape).astype(np.float32)
+    ref = rng.random((10, 11, 3)).astype(np.float32)  # a small reference too
+    out = col.colorize(gray, ref, seed=0)
+    assert out.shape == (*shape, 3) and out.dtype == np.float32
+    y = luma(torch.from_numpy(out).permute(2, 0, 1)[None].double())[0, 0].numpy()
+    np.testing.assert_allclose(y, gray, atol=1e-6)

@@ -310,6 +310,16 @@ def _pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
+def _pad_to(x: torch.Tensor, low: int) -> torch.Tensor:
+    """``x`` padded at the bottom and right to at least ``low`` pixels a side."""
+    h, w = x.shape[-2:]
+    ph, pw = max(0, low - h), max(0, low - w)
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
 class Colorizer(nn.Module):
     """Inference wrapper of a trained colorizer: ``psal.colorize``'s inputs and outputs.
 
@@ -411,6 +421,9 @@ class Colorizer(nn.Module):
                 colour image is used through its luminance (with a warning). Float
                 images must be in [0, 1].
             reference: colour image (3 or 4 channels), any size; floats in [0, 1].
+                Images smaller than the network's ``min_size`` (12 for ``psal-w8``) on
+                a side, target or reference, are padded (mirrored) to it for the
+                network, and the result cropped back to the target's size.
             seed: seeds PatchMatch in psal attention (None: torch's generator).
             progress: called as ``progress(done, total)`` after each image; None: no
                 reports.
@@ -437,6 +450,7 @@ class Colorizer(nn.Module):
         check_reference(ref)
         warn_colour_target(x)
         seed = resolve_seed(seed)
+        low = int(getattr(self.network, "min_size", 1))
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices, device_type=self.device.type):
             # PSAL attention draws PatchMatch seeds from torch's generator: seeded here,
@@ -446,7 +460,11 @@ class Colorizer(nn.Module):
             for i in range(x.shape[0]):
                 xi = x[i : i + 1]
                 y = xi[:, :1] if xi.shape[1] <= 2 else luma(xi[:, :3])
-                chroma = self(y.float(), ref[:, :3].float()).chroma.to(y.dtype)
+                h, w = y.shape[-2:]
+                # the network needs min_size pixels a side (psal.colorize does not):
+                # smaller or thin images are padded (mirrored) and the chroma cropped back
+                yp, rp = _pad_to(y.float(), low), _pad_to(ref[:, :3].float(), low)
+                chroma = self(yp, rp).chroma[..., :h, :w].to(y.dtype)
                 # in the gamut to rounding (1 + 2e-16, -1e-8): clipped into [0, 1] exactly
                 rgb = luma_chroma_to_rgb(y, chroma).clamp(0, 1)
                 if xi.shape[1] in (2, 4):
