@@ -223,3 +223,14 @@ def test_docs_section_runs(tmp_path, monkeypatch):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["contextual_offsets.png", "patchmatch_field.png"]
     assert Image.open(tmp_path / "contextual_offsets.png").size == (96, 48)
+
+
+def test_rightward_flow_is_red_whatever_the_sign_of_its_zero_dy():
+    # dy = -0.0 (e.g. a negated field) gave atan2(+0, -u) = +pi: wheel entry 54
+    # (255, 0, 43) instead of entry 0 (red) for the same displacement
+    wheel = torch.as_tensor(make_colorwheel() / 255.0, dtype=torch.float32)
+    for dtype in (torch.float32, torch.float64):
+        flow = torch.tensor([[[0.0, -0.0]], [[3.0, 3.0]]], dtype=dtype)  # (2, 1, 2)
+        rgb = flow_to_color(flow, max_norm=3.0)
+        torch.testing.assert_close(rgb[:, 0, 0], wheel[0])
+        torch.testing.assert_close(rgb[:, 0, 1], wheel[0])

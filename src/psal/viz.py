@@ -42,7 +42,8 @@ def make_colorwheel() -> np.ndarray:
     Returns:
         (55, 3) float64 array of RGB colours in [0, 255], going red, yellow, green, cyan,
         blue, magenta and back towards red; entry ``i`` is the colour of the direction at
-        angle ``i / 55`` of a full turn (see :func:`flow_to_color` for the orientation).
+        angle ``i / 54`` of a full turn (see :func:`flow_to_color` for the orientation),
+        so entries 0 and 54 both lie next to "right", as in the Middlebury code.
 
     Example:
         >>> wheel = make_colorwheel()
@@ -109,7 +110,7 @@ def flow_to_color(flow: torch.Tensor, max_norm: float | None = None) -> torch.Te
     f = flow.to(torch.float64 if flow.dtype == torch.float64 else torch.float32)
     finite = torch.isfinite(f).all(dim=1)  # (B, H, W)
     f = torch.where(finite.unsqueeze(1), f, torch.zeros((), dtype=f.dtype, device=f.device))
-    v, u = f[:, 0], f[:, 1]
+    v, u = f[:, 0] + 0.0, f[:, 1] + 0.0  # -0.0 + 0.0 = +0.0: one colour for one direction
     length = torch.sqrt(u * u + v * v)
     if max_norm is None:
         norm = length.flatten(1).amax(dim=1).view(-1, 1, 1) if length.numel() else length
