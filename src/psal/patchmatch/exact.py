@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .distance import center_pair, unfold_patches
+from .distance import unfold_patches
 
 #: Upper bound for one chunk's score matrix and candidate buffer, in bytes.
 MAX_CHUNK_BYTES = 256 * 2**20
@@ -31,6 +31,18 @@ EXTRA_CANDIDATES = 8
 _U32 = 2.0**-24
 
 
+def _center(query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Subtract the key's per-channel mean, rounded to 12 significant bits, from both.
+
+    As :func:`psal.patchmatch.distance.center_pair` (the scores cancel less), but the
+    rounded mean leaves values of few significant bits (integers, 8-bit images) exact, so
+    equal patch distances stay equal and ties go to the lowest key index.
+    """
+    mant, expo = torch.frexp(key.mean(dim=(2, 3), keepdim=True))
+    mu = torch.ldexp(torch.round(mant * 2**12) / 2**12, expo)
+    return query - mu, key - mu
+
+
 def _float32_gemm_is_exact_rounding(device: torch.device) -> bool:
     """Whether float32 matrix products on ``device`` round like float32 (no TF32/bf16)."""
     if torch.get_float32_matmul_precision() != "highest":
@@ -38,11 +50,38 @@ def _float32_gemm_is_exact_rounding(device: torch.device) -> bool:
     return not (device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
 
 
+def _smallest(scores, top, m):
+    """Positions of the ``m`` smallest ``scores`` of each row, ascending (n, m).
+
+    ``top``: ``scores.topk(>= m, largest=False)``. Equal scores at the cut go to the
+    lowest positions (``topk`` picks among them arbitrarily), so that, with positions in
+    ascending key order, ties are won by the lowest flat key index.
+    """
+    pos = top.indices[:, :m]
+    cut = top.values[:, m - 1 : m]  # the m-th smallest score
+    # rows where keys scoring the cut were left out: choose the lowest positions there
+    # (not at an infinite cut: invalid keys, never returned)
+    tied = (((scores <= cut).sum(1) > m) & torch.isfinite(cut[:, 0])).nonzero().squeeze(1)
+    if tied.numel():
+        pos = pos.clone()
+        rows = max(1, scores.shape[0] // 8)  # memory: the int64 counts of a few rows at once
+        for t in tied.split(rows):
+            s, c = scores[t], cut[t]
+            eq = s == c
+            need = m - (s < c).sum(1, keepdim=True)
+            keep = (s < c) | (eq & (eq.cumsum(1) <= need))
+            pos[t] = keep.nonzero()[:, 1].view(-1, m)
+    return pos.sort(dim=1).values
+
+
 def _rescore(kb, kn, qc, cand, k):
-    """Direct distances of candidates ``cand`` (n, m): the k nearest, sorted."""
+    """Direct distances of candidates ``cand`` (n, m): the k nearest, sorted.
+
+    Equal distances keep the order of ``cand`` (ascending key index: the lowest wins).
+    """
     exact = (kb[cand] - qc.unsqueeze(1)).square().sum(-1)  # (n, m)
     exact = exact.masked_fill(~torch.isfinite(kn[cand]), float("inf"))
-    best, order = exact.sort(dim=1)
+    best, order = exact.sort(dim=1, stable=True)
     return cand.gather(1, order[:, :k]), best[:, :k]
 
 
@@ -62,8 +101,9 @@ def _rank64(kb, valid, qc, n_cand, block):
         ids = torch.arange(s, s + kblk.shape[0], device=kb.device).expand_as(scores)
         if best_s is not None:
             scores, ids = torch.cat([best_s, scores], 1), torch.cat([best_i, ids], 1)
-        top = scores.topk(min(n_cand, scores.shape[1]), dim=1, largest=False)
-        best_s, best_i = top.values, ids.gather(1, top.indices)
+        m = min(n_cand, scores.shape[1])
+        pos = _smallest(scores, scores.topk(m, dim=1, largest=False), m)
+        best_s, best_i = scores.gather(1, pos), ids.gather(1, pos)  # ascending ids
     return best_i
 
 
@@ -88,7 +128,7 @@ def search(
     dev = query.device
     b, _, hq, wq = query.shape
     nq = hq * wq
-    query, key = center_pair(query.to(acc), key.to(acc))  # the scores cancel less
+    query, key = _center(query.to(acc), key.to(acc))  # the scores cancel less
     qf = unfold_patches(query, patch_size)  # (B, D, Nq)
     kf = unfold_patches(key, patch_size)  # (B, D, Nk)
     d, nk = kf.shape[1], kf.shape[2]
@@ -124,8 +164,9 @@ def search(
             qc = qf[bi][:, c].t()  # (n, D)
             scores = torch.addmm(kn.unsqueeze(0), qc, kb.t(), alpha=-2.0)  # (n, Nk)
             top = scores.topk(m, dim=1, largest=False)  # sorted
+            cand = _smallest(scores, top, n_cand)
             del scores
-            cand, best = _rescore(kb, kn, qc, top.indices[:, :n_cand], k)
+            cand, best = _rescore(kb, kn, qc, cand, k)
             indices[bi][:, c] = cand.t()
             dists[bi][:, c] = best.t()
             if certify and m > n_cand:
@@ -135,7 +176,8 @@ def search(
                 qn = qc.square().sum(1).double()
                 err = gamma * (kn_max + 2 * (qn * (1 + gamma) * kn_max).sqrt())
                 dk = best[:, k - 1].double() * (1 + gamma)  # >= the true k-th distance
-                sure = (dk <= out_s + qn * (1 - gamma) - err) | left_invalid
+                # strict: a key left out at exactly d_k may have the lower index
+                sure = (dk < out_s + qn * (1 - gamma) - err) | left_invalid
                 if not bool(sure.all()):
                     redo.append(c[~sure])
         redo = torch.cat(redo) if redo else cols[:0]
