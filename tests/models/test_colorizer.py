@@ -247,3 +247,19 @@ def test_colorize_takes_tiny_and_thin_targets_as_psal_colorize_does(shape):
     assert out.shape == (*shape, 3) and out.dtype == np.float32
     y = luma(torch.from_numpy(out).permute(2, 0, 1)[None].double())[0, 0].numpy()
     np.testing.assert_allclose(y, gray, atol=1e-6)
+
+
+def test_float64_network_colours_float64_images_at_float64_precision():
+    # colorize cast the luma and reference to float32 before a float64 network
+    from psal.utils.color import luma_chroma_to_rgb
+
+    col = Colorizer.from_pretrained("psal-w8", device="cpu").double()
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(1, 1, 20, 24, dtype=torch.float64, generator=g)
+    ref = torch.rand(1, 3, 18, 18, dtype=torch.float64, generator=g)
+    out = col.colorize(y, ref, seed=0)
+    torch.manual_seed(0)  # what seed=0 does around the network
+    with torch.no_grad():
+        want = luma_chroma_to_rgb(y, col.network(y, ref).chroma).clamp(0, 1)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, want, rtol=0, atol=1e-12)

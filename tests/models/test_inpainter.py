@@ -272,3 +272,19 @@ def test_forward_runs_the_generator_in_its_own_dtype():
     out = Inpainter(gen.double(), training_size=32)(images, masks)
     assert out.dtype == images.dtype
     torch.testing.assert_close(out, want, atol=1e-5, rtol=0)
+
+
+def test_float64_generator_fills_at_float64_precision():
+    # forward cast the images to float32 and the prediction back through float32:
+    # a float64 generator's fill was float32-accurate (about 1e-7 off)
+    torch.manual_seed(0)
+    gen = DeepFillV1(width=4, attention="none").double()
+    net = Inpainter(gen, training_size=32)
+    x = torch.rand(1, 3, 24, 28, dtype=torch.float64)
+    m = torch.zeros(1, 1, 24, 28, dtype=torch.bool)
+    m[..., 5:12, 6:14] = True
+    with torch.no_grad():  # 24x28: a multiple of the stride, under max_size (no resampling)
+        want = ((gen((x * 2 - 1).masked_fill(m, 0), m).completed + 1) / 2).clamp(0, 1)
+    for out in (net(x, m), net.inpaint(x, m[0, 0].numpy(), seed=0)):
+        assert out.dtype == torch.float64
+        torch.testing.assert_close(out[m.expand_as(x)], want[m.expand_as(x)], rtol=0, atol=1e-12)

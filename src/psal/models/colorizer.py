@@ -463,7 +463,9 @@ class Colorizer(nn.Module):
                 h, w = y.shape[-2:]
                 # the network needs min_size pixels a side (psal.colorize does not):
                 # smaller or thin images are padded (mirrored) and the chroma cropped back
-                yp, rp = _pad_to(y.float(), low), _pad_to(ref[:, :3].float(), low)
+                # y and ref are float32, or float64 for float64 inputs: forward runs them
+                # in the network's dtype (a float64 network gets float64, not float32)
+                yp, rp = _pad_to(y, low), _pad_to(ref[:, :3], low)
                 chroma = self(yp, rp).chroma[..., :h, :w].to(y.dtype)
                 # in the gamut to rounding (1 + 2e-16, -1e-8): clipped into [0, 1] exactly
                 rgb = luma_chroma_to_rgb(y, chroma).clamp(0, 1)

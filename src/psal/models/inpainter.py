@@ -137,7 +137,7 @@ class Inpainter(nn.Module):
             hole = F.pad(masks.float(), (0, pw, 0, ph), mode=mode) > 0.5  # mirrored holes
         dtype = module_dtype(self.generator) or x.dtype  # run in the generator's dtype
         out = self.generator(x.to(dtype), hole).completed
-        return ((out[..., :h, :w].float() + 1) / 2).clamp(0, 1)
+        return ((out[..., :h, :w].to(images.dtype) + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -158,7 +158,10 @@ class Inpainter(nn.Module):
             raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
         hole = check_mask(masks, "masks", b, h, w, images.device)
         dev = self.device
-        x, m = images.to(dev, torch.float32), hole.to(dev)
+        # float32, or float64 when the images or the generator are (a float64 generator
+        # run on float32-rounded images would give a float32-accurate fill)
+        wide = torch.float64 in (images.dtype, module_dtype(self.generator))
+        x, m = images.to(dev, torch.float64 if wide else torch.float32), hole.to(dev)
         if self.max_size and max(h, w) > self.max_size:
             f = self.max_size / max(h, w)
             sh, sw = max(1, round(h * f)), max(1, round(w * f))
