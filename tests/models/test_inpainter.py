@@ -288,3 +288,18 @@ def test_float64_generator_fills_at_float64_precision():
     for out in (net(x, m), net.inpaint(x, m[0, 0].numpy(), seed=0)):
         assert out.dtype == torch.float64
         torch.testing.assert_close(out[m.expand_as(x)], want[m.expand_as(x)], rtol=0, atol=1e-12)
+
+
+def test_from_checkpoint_names_the_file_of_a_bad_version_1_description(tmp_path):
+    # format version 1 gets a legacy keyword added to its kwargs: a list there was an
+    # AttributeError ("'list' object has no attribute 'setdefault'"), not the file named
+    import json
+
+    from safetensors.torch import save_file
+
+    path = tmp_path / "old.safetensors"
+    spec = {"name": "deepfill_v1", "kwargs": [4]}
+    meta = {"format": "psal.inpaint/1", "generator": json.dumps(spec), "image_size": "32"}
+    save_file({"generator.w": torch.zeros(1)}, str(path), metadata=meta)
+    with pytest.raises(ValueError, match=r"old\.safetensors.*kwargs must be a dict"):
+        Inpainter.from_checkpoint(path, device="cpu")

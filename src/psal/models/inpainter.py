@@ -106,7 +106,8 @@ class Inpainter(nn.Module):
             raise ValueError(f"{meta.get('path', path)!s} holds no generator description")
         kwargs_g = spec.get("kwargs", {})
         kwargs_g = dict(kwargs_g) if isinstance(kwargs_g, dict) else kwargs_g
-        if meta.get("format_version") == 1 and spec["name"] == "deepfill_v1":
+        legacy = meta.get("format_version") == 1 and spec["name"] == "deepfill_v1"
+        if legacy and isinstance(kwargs_g, dict):  # else build_network names the file
             kwargs_g.setdefault("stage2_dilated", "legacy")  # trained by psal < 0.2
         generator = build_network(meta, spec["name"], kwargs_g, states["generator"], "generator")
         size = meta.get("image_size", 256)
