@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,11 @@ BACKENDS: dict[str, str] = {"exact": "exact", "numba": "cpu_numba", "torch": "to
 ENV_VAR = "PSAL_PATCHMATCH_BACKEND"
 
 _default: str | None = None
+#: Open :func:`use_backend` blocks, oldest first: (token, name). The newest applies; a
+#: block removes its own entry on exit, so blocks that overlap in different threads
+#: leave the process default as it was (restoring a saved value did not).
+_blocks: list[tuple[object, str | None]] = []
+_blocks_lock = threading.Lock()
 
 
 def _check_name(name: str, allow_auto: bool = True) -> str:
@@ -91,14 +97,31 @@ def set_default_backend(name: str | None) -> None:
 
 @contextlib.contextmanager
 def use_backend(name: str | None) -> Iterator[None]:
-    """Context manager form of :func:`set_default_backend`."""
-    global _default
-    previous = _default
-    set_default_backend(name)
+    """Context manager form of :func:`set_default_backend`, for the block.
+
+    While the block runs, ``backend="auto"`` resolves to ``name`` (None: the rule, as if
+    no default were set), in every thread, as :func:`set_default_backend` does; the
+    newest open block wins. On exit the block's setting is removed, whatever other
+    threads opened or closed meanwhile.
+    """
+    if name is not None:
+        _check_name(name, allow_auto=False)
+    token = object()
+    with _blocks_lock:
+        _blocks.append((token, name))
     try:
         yield
     finally:
-        _default = previous
+        with _blocks_lock:
+            _blocks[:] = [entry for entry in _blocks if entry[0] is not token]
+
+
+def _current_default() -> str | None:
+    """The name ``"auto"`` resolves to before the environment and device rule."""
+    with _blocks_lock:
+        if _blocks:
+            return _blocks[-1][1]
+    return _default
 
 
 def resolve_backend(name: str, device: torch.device | str) -> str:
@@ -109,8 +132,9 @@ def resolve_backend(name: str, device: torch.device | str) -> str:
     _check_name(name)
     if name != "auto":
         return name
-    if _default is not None:
-        return _default
+    default = _current_default()
+    if default is not None:
+        return default
     env = os.environ.get(ENV_VAR, "").strip()
     if env and env != "auto":
         if env not in BACKENDS:
