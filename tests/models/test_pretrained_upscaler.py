@@ -129,3 +129,24 @@ def test_cli_ensemble(tmp_path, capsys):
     code, err = _run(capsys, "upscale", src, "--ensemble", "-o", tmp_path / "bad.png")
     assert code == 1 and "--ensemble needs --model or --checkpoint" in err
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_ensemble_turns_every_transform_back_on_an_asymmetric_image():
+    # independent of the implementation's own loop: for a network that commutes with
+    # flips and rotations (nearest x2), each of the 8 outputs turned back is the plain
+    # output, so their mean is too; a transform inverted the wrong way breaks this
+    class Nearest(torch.nn.Module):
+        scale = 2
+
+        def __init__(self):
+            super().__init__()
+            self.gain = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest") * self.gain
+
+    x = torch.zeros(1, 3, 5, 8)
+    x[0, 0, 0, 1], x[0, 1, 3, 6], x[0, 2, 4, 0] = 1.0, 0.5, 0.25  # no symmetry at all
+    plain, ens = Upscaler(Nearest()), Upscaler(Nearest(), ensemble=True)
+    assert ens(x).shape == (1, 3, 10, 16)
+    torch.testing.assert_close(ens(x), plain(x), rtol=0, atol=1e-7)
