@@ -123,3 +123,27 @@ def test_exact_channels_last_and_non_contiguous_inputs():
     k = torch.rand(1, 8, 7, 8, generator=g)[:, ::2].transpose(2, 3)
     assert not k.is_contiguous()
     _check(q, k, 3, 3)
+
+
+@pytest.mark.parametrize("p", [1, 3, 5, 7])
+def test_valid_key_positions_is_the_clipped_window_rule(p):
+    # valid iff every pixel of the window clipped to the image is valid (brute force)
+    g = torch.Generator().manual_seed(p)
+    hole = torch.rand(2, 1, 7, 9, generator=g) > 0.85
+    got = psal.patchmatch.valid_key_positions(hole, p)
+    r = p // 2
+    for b in range(2):
+        for y in range(7):
+            for x in range(9):
+                window = hole[b, 0, max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1]
+                assert bool(got[b, 0, y, x]) == (not bool(window.any()))
+    assert psal.patchmatch.valid_key_positions(None, p) is None
+
+
+@pytest.mark.parametrize(("p", "exc"), [(4, ValueError), (0, ValueError), (3.0, TypeError)])
+def test_valid_key_positions_names_a_bad_patch_size(p, exc):
+    # the error named box_sum's "size" (fails before) or accepted 3.0
+    hole = torch.zeros(1, 1, 5, 5, dtype=torch.bool)
+    for h in (hole, None):
+        with pytest.raises(exc, match="patch_size"):
+            psal.patchmatch.valid_key_positions(h, p)

@@ -106,7 +106,11 @@ def valid_key_positions(hole: torch.Tensor | None, patch_size: int) -> torch.Ten
     Returns:
         (B, 1, H, W) bool, True = the patch centred there may be returned; None if
         ``hole`` is None.
+
+    Raises:
+        ValueError / TypeError: ``patch_size`` is not a positive odd integer.
     """
+    patch_size = check_patch_size(patch_size)
     if hole is None:
         return None
     return box_sum(hole, patch_size) == 0  # no hole pixel in the p x p window
