@@ -32,14 +32,16 @@ _U32 = 2.0**-24
 
 
 def _center(query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Subtract the key's per-channel mean, rounded to 12 significant bits, from both.
+    """Subtract, per sample and channel, the key value nearest the key's mean from both.
 
-    As :func:`psal.patchmatch.distance.center_pair` (the scores cancel less), but the
-    rounded mean leaves values of few significant bits (integers, 8-bit images) exact, so
-    equal patch distances stay equal and ties go to the lowest key index.
+    As :func:`psal.patchmatch.distance.center_pair` (the scores cancel less), but with a
+    value of the data instead of the mean, differences of values of few significant bits
+    (integers, 8-bit images, values close to it) stay exact, so equal patch distances
+    stay equal and ties go to the lowest key index.
     """
-    mant, expo = torch.frexp(key.mean(dim=(2, 3), keepdim=True))
-    mu = torch.ldexp(torch.round(mant * 2**12) / 2**12, expo)
+    flat = key.flatten(2)
+    near = (flat - flat.mean(-1, keepdim=True)).abs().argmin(-1, keepdim=True)
+    mu = flat.gather(-1, near).unsqueeze(-1)  # (B, C, 1, 1)
     return query - mu, key - mu
 
 
