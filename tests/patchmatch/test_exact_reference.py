@@ -147,3 +147,20 @@ def test_valid_key_positions_names_a_bad_patch_size(p, exc):
     for h in (hole, None):
         with pytest.raises(exc, match="patch_size"):
             psal.patchmatch.valid_key_positions(h, p)
+
+
+@pytest.mark.parametrize("budget", [2**8, 2**12])
+def test_exact_ties_in_small_chunks_and_float64_blocks(monkeypatch, budget):
+    # many chunks of query pixels, and the float64 ranking's running top list over
+    # many key blocks, keep the lowest index among equal distances
+    from psal.patchmatch import exact
+
+    monkeypatch.setattr(exact, "MAX_CHUNK_BYTES", budget)
+    q, k = _levels(2, 2, 6, 7, seed=7), _levels(2, 2, 7, 6, seed=8)
+    _check(q, k, 4, 3)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        _check(q, k, 4, 3)
+    finally:
+        torch.set_float32_matmul_precision(previous)
