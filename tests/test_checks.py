@@ -48,3 +48,29 @@ def test_check_module_dtype_names_the_argument_and_both_dtypes():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         check_module_dtype(torch.rand(1, 3, 8, 8).half(), "x", net)
     check_module_dtype(torch.rand(1, 3, 8, 8).half(), "x", torch.nn.ReLU())  # no weights
+
+
+@pytest.mark.parametrize("arg", ["query_valid", "key_valid"])
+def test_a_mask_of_the_wrong_rank_says_it_has_one_channel(arg):
+    """A 2-D mask was refused as 'must have 4 dimensions (B, C, H, W)': masks are
+    (B, 1, H, W), and the message says so."""
+    import torch
+
+    import psal
+
+    q = torch.rand(1, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"must have 4 dimensions \(B, 1, H, W\)"):
+        psal.patchmatch(q, q, **{arg: torch.ones(16, 16, dtype=torch.bool)})
+    with pytest.raises(ValueError, match=r"hole must have 4 dimensions \(B, 1, H, W\)"):
+        psal.ContextualAttention()(q, q, torch.ones(16, 16, dtype=torch.bool))
+
+
+def test_check_tensor_layouts():
+    import torch
+
+    from psal._checks import check_tensor
+
+    with pytest.raises(ValueError, match=r"x must have 4 dimensions \(B, C, H, W\), got 2"):
+        check_tensor(torch.zeros(2, 2), "x", ndim=4)
+    with pytest.raises(ValueError, match=r"x must have 5 dimensions, got 2"):
+        check_tensor(torch.zeros(2, 2), "x", ndim=5)

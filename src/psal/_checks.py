@@ -30,14 +30,21 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def check_tensor(x: object, name: str, ndim: int | None = None) -> torch.Tensor:
-    """Check that ``x`` is a tensor, optionally of ``ndim`` dimensions."""
+def check_tensor(
+    x: object, name: str, ndim: int | None = None, layout: str | None = None
+) -> torch.Tensor:
+    """Check that ``x`` is a tensor, optionally of ``ndim`` dimensions.
+
+    ``layout`` names the dimensions in the message (default: ``(B, C, H, W)`` for 4).
+    """
     import torch
 
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if ndim is not None and x.dim() != ndim:
-        layout = {4: " (B, C, H, W)", 3: " (C, H, W)", 2: " (H, W)"}.get(ndim, "")
+        if layout is None:
+            layout = {4: "(B, C, H, W)", 3: "(C, H, W)", 2: "(H, W)"}.get(ndim, "")
+        layout = f" {layout}" if layout else ""
         raise ValueError(
             f"{name} must have {ndim} dimensions{layout}, got {x.dim()} with shape {tuple(x.shape)}"
         )
@@ -210,7 +217,7 @@ def check_mask(
     """
     import torch
 
-    m = check_tensor(mask, name, ndim=4)
+    m = check_tensor(mask, name, ndim=4, layout="(B, 1, H, W)")
     expected = (batch, 1, height, width)
     if tuple(m.shape) != expected:
         raise ValueError(f"{name} must have shape {expected} (B, 1, H, W), got {tuple(m.shape)}")

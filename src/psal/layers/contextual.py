@@ -387,7 +387,7 @@ def contextual_attention(
                 f"hole is for self-attention: query and key must have the same spatial "
                 f"size, got {h}x{w} and {hk}x{wk}"
             )
-        m = check_tensor(hole, "hole", ndim=4)
+        m = check_tensor(hole, "hole", ndim=4, layout="(B, 1, H, W)")
         if m.shape[0] == 1 and bsz > 1:
             m = m.expand(bsz, *m.shape[1:])
         mask = check_mask(m, "hole", bsz, h, w, device)
