@@ -68,7 +68,10 @@ def _add_options(
         if opt.flag is None:
             continue
         default = get_key(defaults, opt.key)
+        choices = opt.allowed()
         text = opt.help
+        if choices:  # argparse checks them but a METAVAR hides them from --help
+            text += "; one of " + ", ".join(str(c) for c in choices)
         if default not in (None, ""):
             text += f" (default {default})"
         kind = _field_type(config_class, opt.key)
@@ -77,7 +80,7 @@ def _add_options(
             dest=opt.key,
             metavar=opt.flag.lstrip("-").upper().replace("-", "_"),
             type=kind if kind in (int, float) else str,
-            choices=opt.allowed(),
+            choices=choices,
             help=text,
             required=opt.required and opt.key not in optional,
             default=None,  # None: keep the config's value
