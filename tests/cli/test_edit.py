@@ -791,3 +791,16 @@ def test_mask_file_errors_name_their_flag(files, capsys, flag, problem):
     assert line.startswith(f"psal: error: {flag}: "), line
     assert "mask: " not in line.removeprefix(f"psal: error: {flag}: ")  # the flag once
     assert str(path) in line
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_output_onto_a_fifo_is_refused_and_left_alone(files, capsys):
+    """The atomic write would rename a regular file onto it (as root: onto /dev/null too)."""
+    import stat
+
+    fifo = files["dir"] / "out.png"
+    os.mkfifo(fifo)
+    code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", files["mask.png"], "-o", fifo)
+    assert code == 1
+    assert "--output" in err and "not a regular file" in err
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)

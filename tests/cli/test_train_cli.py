@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from psal.cli import build_parser, main
@@ -33,3 +36,28 @@ def test_help_lists_the_allowed_values_of_choice_options(capsys, command, task):
             continue
         listed = "one of " + ", ".join(str(c) for c in action.choices)
         assert listed in text, (action.option_strings, listed)
+
+
+def _error(capsys, *argv) -> str:
+    assert main(list(argv)) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("psal: error: "), err
+    return err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_eval_json_to_a_fifo_is_refused_and_left_alone(tmp_path, capsys):
+    """The atomic write would rename a regular file onto it (as root: onto /dev/null too)."""
+    fifo = tmp_path / "metrics.json"
+    os.mkfifo(fifo)
+    err = _error(capsys, "eval", "inpaint", "--checkpoint", str(tmp_path / "none"),
+                 "--data", str(tmp_path), "--json", str(fifo))  # fmt: skip
+    assert "--json" in err and "not a regular file" in err
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_eval_empty_json_name_is_an_error_before_the_evaluation(tmp_path, capsys):
+    """``--json ''`` used to be taken as no --json: metrics silently not written."""
+    err = _error(capsys, "eval", "inpaint", "--checkpoint", str(tmp_path / "none"),
+                 "--data", str(tmp_path), "--json", "")  # fmt: skip
+    assert "--json" in err and "file name" in err

@@ -101,6 +101,26 @@ def run_command(args: argparse.Namespace) -> int:
     return 0 if status is None else int(status)
 
 
+def check_not_special(path: str, flag: str) -> None:
+    """Refuse an output path that exists and is neither a regular file nor a folder.
+
+    Outputs are written atomically: a temporary file renamed onto ``path``. Onto
+    ``/dev/null``, a FIFO or a socket that rename would replace the special file with a
+    regular one (as root, ``/dev/null`` itself). Folders are left to the caller.
+    """
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, or a name the caller's checks report
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise CLIError(
+            f"{flag} {path}: is not a regular file (a device, FIFO or socket); "
+            "outputs are written to a new file renamed into place, which would replace it"
+        )
+
+
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
     """Add ``--device`` (``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
     parser.add_argument(

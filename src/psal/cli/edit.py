@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .._checks import SEED_LIMIT
-from ._common import CLIError, add_device_arg, add_seed_arg, resolve_device
+from ._common import CLIError, add_device_arg, add_seed_arg, check_not_special, resolve_device
 
 T = TypeVar("T")
 
@@ -104,6 +104,7 @@ def _check_output(path: str, mode: str, size: tuple[int, int] | None = None,
     if os.path.isdir(path):  # (Path.is_dir raises on a name too long: check_savable says it)
         raise CLIError(f"--output {path}: is a folder; give a file name (a folder of images "
                        "as input writes into an output folder)")  # fmt: skip
+    check_not_special(path, "--output")
     for flag, given in (inputs or {}).items():
         if given is not None and _same_file(path, given):
             raise CLIError(f"--output {path}: is the {flag} file; it would be overwritten")

@@ -23,7 +23,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from ._common import DEBUG_ENV, CLIError, resolve_device
+from ._common import DEBUG_ENV, CLIError, check_not_special, resolve_device
 
 COMMON_EPILOG = f"Set {DEBUG_ENV}=1 to see the full traceback of an error."
 TRAIN_HELP = "train a network"
@@ -241,10 +241,11 @@ def _eval(args: argparse.Namespace) -> int:
         raise CLIError("--checkpoint (or --model, a network shipped with psal) is required")
     if config.device != "auto":
         resolve_device(config.device)
-    if args.json:  # before the evaluation, not after it
+    if args.json is not None:  # before the evaluation, not after it
         from ..utils.atomic import check_writable
 
-        check_writable(args.json, "--json")
+        check_not_special(args.json, "--json")
+        check_writable(args.json, "--json")  # also refuses an empty name
     with contextlib.ExitStack() as stack:
         if model is not None:
             from importlib import resources
@@ -256,7 +257,7 @@ def _eval(args: argparse.Namespace) -> int:
         report = task.evaluate(config, progress=sys.stderr.isatty())
     label = model or Path(config.checkpoint).name
     print(format_table(report.get("rows") or {label: report["metrics"]}))
-    if args.json:
+    if args.json is not None:
         source = {"model": model} if model is not None else {"checkpoint": config.checkpoint}
         write_json(args.json, {**source, "data": config.data, **report})
     return 0
