@@ -34,8 +34,9 @@ def set_threads(n: int) -> None:
     """Use ``n`` torch and numba threads (timings then compare per core)."""
     import numba
 
-    torch.set_num_threads(n)
+    # numba first: starting its OpenMP layer resets the thread count torch shares
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(n)
 
 
 def import_pypatchmatch():

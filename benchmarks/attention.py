@@ -197,8 +197,9 @@ def _case(mode, layer, size, batch, device_name, temperature, repeats, slow, thr
     if threads:
         import numba
 
-        torch.set_num_threads(threads)
+        # numba first: starting its OpenMP layer resets the thread count torch shares
         numba.set_num_threads(threads)
+        torch.set_num_threads(threads)
     try:
         fn = make_layer(layer, temperature)
 

@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import numba
 
-    torch.set_num_threads(args.threads)
+    # numba first: starting its OpenMP layer resets the thread count torch shares
     numba.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     import psal
     import psal.layers._aggregate as agg_mod
     from attention import make_features

@@ -235,8 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     import numba
 
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    # numba first: starting its OpenMP layer resets the thread count torch shares
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(args.threads)
     env = environment(args)
     budget = (
         f"{args.steps} steps x batch {args.batch_size} at {args.size}px, width {args.width}, "
