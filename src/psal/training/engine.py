@@ -388,6 +388,7 @@ def _setting_differences(meta: dict[str, Any], trainer: Trainer) -> str:
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as ``{"a.b": value}`` (``attention_options`` kept whole)."""
     out: dict[str, Any] = {}
     for k, v in (d or {}).items():
         if isinstance(v, dict) and k != "attention_options":
@@ -399,24 +400,14 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def _model_differences(meta: dict[str, Any], trainer: Trainer) -> str:
     """Which architecture keys differ between a checkpoint's config and the run's."""
-
-    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in (d or {}).items():
-            if isinstance(v, dict) and k != "attention_options":
-                out.update(flat(v, f"{prefix}{k}."))
-            else:
-                out[f"{prefix}{k}"] = v
-        return out
-
     task, stored = trainer.task, meta.get("config")
     try:
         stored = task.upgrade_config(stored, int(meta.get("format_version", 2)))
         old_config = config_from_dict(stored, task.config_class())
     except (ValueError, TypeError, AttributeError):
         old_config = None
-    old = flat(config_to_dict(old_config)) if old_config is not None else {}
-    new = flat(config_to_dict(trainer.config))
+    old = _flat(config_to_dict(old_config)) if old_config is not None else {}
+    new = _flat(config_to_dict(trainer.config))
     diffs = [
         f"{task.options.key_name(k)} {old[k]!r} in the checkpoint, {new[k]!r} now"
         for k in sorted(new)
