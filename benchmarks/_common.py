@@ -172,3 +172,15 @@ def quick_defaults(
         flags = next((a.option_strings for a in parser._actions if a.dest == dest), [])
         if not any(g == f or g.startswith(f + "=") for g in given for f in flags):
             setattr(args, dest, value)
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` torch and numba threads (numba capped at its configured maximum).
+
+    numba first: starting its OpenMP layer resets the thread count torch shares.
+    """
+    import numba
+    import torch
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(n)

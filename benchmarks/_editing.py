@@ -32,11 +32,9 @@ def load_photo(name: str, size: tuple[int, int] = (512, 680)) -> np.ndarray:
 
 def set_threads(n: int) -> None:
     """Use ``n`` torch and numba threads (timings then compare per core)."""
-    import numba
+    from _common import set_threads as _set
 
-    # numba first: starting its OpenMP layer resets the thread count torch shares
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    torch.set_num_threads(n)
+    _set(n)
 
 
 def import_pypatchmatch():

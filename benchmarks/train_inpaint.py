@@ -232,12 +232,11 @@ def table(rows: list[dict], mask_seeds: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Train every (data set, attention) pair and print the table."""
-    import numba
 
     args = parse_args(argv)
-    # numba first: starting its OpenMP layer resets the thread count torch shares
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    torch.set_num_threads(args.threads)
+    from _common import set_threads
+
+    set_threads(args.threads)
     env = environment(args)
     budget = (
         f"{args.steps} steps x batch {args.batch_size} at {args.size}px, width {args.width}, "

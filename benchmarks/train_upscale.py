@@ -358,10 +358,9 @@ def main(argv=None) -> int:
     import numba
 
     import psal
+    from _common import set_threads
 
-    # numba first: starting its OpenMP layer resets the thread count torch shares
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()} (numba "
           f"{numba.get_num_threads()}), load {' '.join(load)}")  # fmt: skip
