@@ -178,3 +178,27 @@ def test_terminate_gracefully_restores_the_previous_handler():
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_the_python_api_refuses_a_fifo_and_leaves_it_in_place(tmp_path):
+    """Not only the CLI: a library writer renaming onto a FIFO would replace it (as
+    root, ``/dev/null`` alike) by a regular file."""
+    import torch
+
+    import psal.viz
+    from psal.utils.atomic import check_writable
+    from psal.utils.io import save_image
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"output .*pipe\.png: is not a regular file"):
+        check_writable(fifo)
+    with pytest.raises(ValueError, match="is not a regular file"), atomic_path(fifo) as tmp:
+        tmp.write_bytes(b"never")
+    with pytest.raises(ValueError, match="is not a regular file"):
+        save_image(np.zeros((4, 4, 3), np.uint8), fifo)
+    with pytest.raises(ValueError, match="is not a regular file"):
+        psal.viz.save_flow_visualization(torch.rand(1, 3, 4, 4), torch.zeros(1, 2, 4, 4), fifo)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe.png"]  # no temporary left

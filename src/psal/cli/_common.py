@@ -102,23 +102,17 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def check_not_special(path: str, flag: str) -> None:
-    """Refuse an output path that exists and is neither a regular file nor a folder.
+    """:func:`psal.utils.atomic.check_not_special` as a :class:`CLIError` naming ``flag``.
 
-    Outputs are written atomically: a temporary file renamed onto ``path``. Onto
-    ``/dev/null``, a FIFO or a socket that rename would replace the special file with a
-    regular one (as root, ``/dev/null`` itself). Folders are left to the caller.
+    Outputs are written atomically (a temporary file renamed onto ``path``), which would
+    replace a device, FIFO or socket by a regular file. Folders are left to the caller.
     """
-    import stat
+    from ..utils.atomic import check_not_special as check
 
     try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):  # missing, or a name the caller's checks report
-        return
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise CLIError(
-            f"{flag} {path}: is not a regular file (a device, FIFO or socket); "
-            "outputs are written to a new file renamed into place, which would replace it"
-        )
+        check(path, flag)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
 
 
 def add_device_arg(parser: argparse.ArgumentParser) -> None:

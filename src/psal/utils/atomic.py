@@ -7,7 +7,8 @@ unless a handler turns it into an exception: :func:`terminate_gracefully` instal
 (the ``psal`` command does, around every command) that raises :class:`Terminated`, so
 the same clean-up runs. Importing psal changes no signal handler.
 
-:func:`check_writable` checks, before any work, that a file can be created at a path.
+:func:`check_writable` checks, before any work, that a file can be created at a path
+(and :func:`check_not_special` that the path is not a device, FIFO or socket).
 """
 
 from __future__ import annotations
@@ -15,12 +16,19 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["Terminated", "atomic_path", "check_writable", "terminate_gracefully"]
+__all__ = [
+    "Terminated",
+    "atomic_path",
+    "check_not_special",
+    "check_writable",
+    "terminate_gracefully",
+]
 
 #: Characters of the destination name kept in the temporary file's name: the rest of
 #: the temporary name (dot, random part, ``.tmp`` and the suffix) must still fit in the
@@ -90,10 +98,33 @@ def _existing_folder(dest: Path) -> Path:
     return parent
 
 
+def check_not_special(path: str | os.PathLike[str], name: str = "output") -> None:
+    """Refuse a ``path`` that exists and is neither a regular file nor a folder.
+
+    :func:`atomic_path` renames a new file onto its destination. Onto ``/dev/null``, a
+    FIFO or a socket that rename would replace the special file with a regular one (as
+    root, ``/dev/null`` itself, which every other program then writes into). Missing
+    paths and folders pass (folders are :func:`check_writable`'s).
+
+    Raises:
+        ValueError: with a message that names ``name`` and the path.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, or a name other checks report
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ValueError(
+            f"{name} {os.fspath(path)}: is not a regular file (a device, FIFO or socket); "
+            "outputs are written to a new file renamed into place, which would replace it"
+        )
+
+
 def check_writable(path: str | os.PathLike[str], name: str = "output") -> None:
     """Check, before any work, that :func:`atomic_path` can create ``path``.
 
-    Checks that ``path`` is not a folder, that its name fits the file system's limit,
+    Checks that ``path`` is not a device, FIFO or socket (:func:`check_not_special`)
+    nor a folder, that its name fits the file system's limit,
     that the nearest existing folder above it is a folder, and that a file can be
     created there (a real probe, removed at once: permission bits say nothing about
     read-only mounts or root).
@@ -114,6 +145,7 @@ def check_writable(path: str | os.PathLike[str], name: str = "output") -> None:
                 f"{name} {path}: the name {part[:20]}... is {len(os.fsencode(part))} bytes "
                 f"long; this file system allows {limit}"
             )
+    check_not_special(dest, name)
     if dest.is_dir():
         raise ValueError(f"{name} {path}: is a directory; give a file name")
     parent = _existing_folder(dest)
@@ -137,13 +169,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     ``os.replace`` is atomic) and keeps the destination's suffix, so writers that pick
     a format from the extension (Pillow, safetensors) behave as for ``path``. On any
     exception (including :class:`Terminated`, see :func:`terminate_gracefully`) the
-    temporary file is removed and ``path`` is left as it was.
+    temporary file is removed and ``path`` is left as it was. A ``path`` that is a
+    device, FIFO or socket is refused before anything is written
+    (:func:`check_not_special`: ``ValueError``).
 
     Example:
         >>> with atomic_path("out.png") as tmp:  # doctest: +SKIP
         ...     image.save(tmp)
     """
     dest = Path(path)
+    check_not_special(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
         prefix=_tmp_prefix(dest), suffix=f".tmp{dest.suffix}", dir=dest.parent
