@@ -85,6 +85,7 @@ from _common import (
     peak_end,
     peak_start,
     print_table,
+    set_threads,
     skimage_photo,
     sync,
     write_json,
@@ -195,11 +196,7 @@ def _case(mode, layer, size, batch, device_name, temperature, repeats, slow, thr
     """
     device = torch.device(device_name)
     if threads:
-        import numba
-
-        # numba first: starting its OpenMP layer resets the thread count torch shares
-        numba.set_num_threads(threads)
-        torch.set_num_threads(threads)
+        set_threads(threads)
     try:
         fn = make_layer(layer, temperature)
 

@@ -28,7 +28,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import environment, print_table, write_json
+from _common import environment, print_table, set_threads, write_json
 
 CASES = ("conv3x3", "search", "center torch graph", "center fused", "patch torch graph",
          "patch fused")  # fmt: skip
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="5 rounds")
     p.add_argument("--out", help="write PREFIX.json (rows and environment)")
     args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
     rounds = args.rounds
     if args.quick:  # --rounds given on the command line wins over the preset
         from _common import quick_defaults
@@ -49,11 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         quick_defaults(p, args, argv, rounds=5)
         rounds = args.rounds
 
-    import numba
-
-    # numba first: starting its OpenMP layer resets the thread count torch shares
-    numba.set_num_threads(args.threads)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     import psal
     import psal.layers._aggregate as agg_mod
     from attention import make_features
