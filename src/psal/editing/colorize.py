@@ -63,7 +63,7 @@ from ..utils.color import (
     rgb_to_luma_chroma,
     warn_colour_target,
 )
-from ..utils.convert import ImageLike, check_unit_float, from_array, to_array
+from ..utils.convert import ImageLike, carry_metadata, check_unit_float, from_array, to_array
 from ..utils.filters import box_sum
 from ..utils.progress import ProgressCallback
 from ._alpha import has_transparency
@@ -526,7 +526,7 @@ def colorize(
     out = concat(outs, 0)
     spec = spec.with_channels(out.shape[1])
     if use_np:
-        return from_array(astype(out, x), spec)
+        return carry_metadata(from_array(astype(out, x), spec), target)
     from ..utils.convert import from_tensor
 
-    return from_tensor(out, spec)
+    return carry_metadata(from_tensor(out, spec), target)

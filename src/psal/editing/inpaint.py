@@ -57,7 +57,7 @@ from .._checks import (
 from ..layers.vote import vote_arrays
 from ..patchmatch.backends import compiled_cpu
 from ..utils.arrays import Array, astype, concat, contiguous, copy, is_tensor, namespace, nonzero
-from ..utils.convert import ImageLike, from_array, to_array
+from ..utils.convert import ImageLike, carry_metadata, from_array, to_array
 from ..utils.filters import box_sum
 from ..utils.masks import to_mask_array
 from ..utils.progress import ProgressCallback
@@ -581,8 +581,8 @@ def inpaint(
             crop = (..., slice(y0, y1), slice(x0, x1))
             part = _inpaint_all(_crop(image, box), hole[crop],
                                 None if src is None else src[crop], **kw)  # fmt: skip
-            return _paste(image, part, box)
-    return _inpaint_all(image, hole, src, stacklevel=3, **kw)
+            return carry_metadata(_paste(image, part, box), image)
+    return carry_metadata(_inpaint_all(image, hole, src, stacklevel=3, **kw), image)
 
 
 def _croppable(image: ImageLike) -> bool:

@@ -57,7 +57,7 @@ from .._checks import (
 from .._deprecation import keyword_only
 from ..utils.arrays import concat, is_tensor, namespace
 from ..utils.color import luma
-from ..utils.convert import ImageLike, ImageSpec, from_array, to_array
+from ..utils.convert import ImageLike, ImageSpec, carry_metadata, from_array, to_array
 from ..utils.parallel import FASTMATH, run_chunked
 from ..utils.progress import ProgressCallback
 from ._temperature import wexler_temperature
@@ -458,7 +458,8 @@ def upscale(
         raise TypeError(f"ensemble must be True or False, got {ensemble!r}")
     progress = check_progress(progress)
     if model is not None:
-        return _upscale_with_model(image, scale, model, seed, device, progress, ensemble)
+        out = _upscale_with_model(image, scale, model, seed, device, progress, ensemble)
+        return carry_metadata(out, image)
     if ensemble:
         raise ValueError("ensemble=True needs model= (a pretrained network)")
     patch_size = check_patch_size(patch_size)
@@ -531,12 +532,12 @@ def upscale(
                 if progress is not None:
                     progress(done, total)
     if direct:
-        return _from_array(out, spec)
+        return carry_metadata(_from_array(out, spec), image)
     if use_np:
-        return from_array(out, spec)
+        return carry_metadata(from_array(out, spec), image)
     from ..utils.convert import from_tensor
 
-    return from_tensor(torch.from_numpy(out) if on_np else out, spec)
+    return carry_metadata(from_tensor(torch.from_numpy(out) if on_np else out, spec), image)
 
 
 def _tile_values(res, spec: ImageSpec) -> np.ndarray:

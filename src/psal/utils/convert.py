@@ -17,6 +17,9 @@ Supported inputs:
   other modes are converted to ``RGB`` / ``RGBA`` and come back as such. A mode ``I``
   image with values outside 0..65535 is refused (ValueError) rather than clipped.
 * torch: ``(H, W)``, ``(C, H, W)`` or ``(B, C, H, W)``, any float dtype, or uint8.
+
+A PIL result also carries its input's metadata where it still holds
+(:func:`carry_metadata`): the ICC profile, the EXIF block (previews dropped) and the DPI.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ else:
 __all__ = [
     "ImageLike",
     "ImageSpec",
+    "carry_metadata",
     "check_device",
     "check_unit_float",
     "check_values",
@@ -446,3 +450,117 @@ def from_array(x: np.ndarray, spec: ImageSpec) -> np.ndarray | Image.Image:
     # the mode follows from the dtype and shape (Pillow infers L, LA, RGB, RGBA, I;16,
     # I, F and 1 from uint8 (H, W[, 2|3|4]), uint16, int32, float32 and bool arrays)
     return Image.fromarray(np.ascontiguousarray(arr))
+
+
+#: ``info`` keys that :func:`carry_metadata` gives a PIL result (nothing else is kept).
+CARRIED_INFO = ("icc_profile", "exif", "dpi")
+
+#: Result modes whose pixels are gray (an ICC profile of the ``GRAY`` colour space).
+_GRAY_MODES = ("1", "L", "LA", "I;16", "I", "F")
+
+#: EXIF orientation tag (kept: the editing functions do not turn the pixels).
+_ORIENTATION = 0x0112
+
+
+def _carried_icc(image: Image.Image, out_mode: str) -> bytes | None:
+    """``image``'s ICC profile if it describes a result of mode ``out_mode``, else None.
+
+    The rule of the ``psal`` commands (kept if psal did not convert the colours: palette
+    images are only looked up; not if the result is colour and the input gray, as
+    colorize's), and the profile's own colour space (``RGB`` or ``GRAY``, in its header)
+    must be the result's.
+    """
+    icc = image.info.get("icc_profile")
+    if not isinstance(icc, bytes) or len(icc) < 128:  # 128: an ICC header
+        return None
+    source = result_mode(image)
+    if image.mode != source and image.mode not in ("P", "PA"):  # CMYK, LAB... -> RGB
+        return None
+    gray = out_mode in _GRAY_MODES
+    if (source in _GRAY_MODES) != gray:
+        return None
+    return icc if icc[16:20] == (b"GRAY" if gray else b"RGB ") else None
+
+
+def _carried_exif(image: Image.Image, size: tuple[int, int], factor: tuple[float, float]):
+    """The EXIF block of ``image`` for a result of ``size``, or None.
+
+    :func:`psal.utils.io.edited_exif` (previews and layout tags dropped, pixel
+    dimensions set to ``size``); the resolution tags are multiplied by ``factor`` as
+    the DPI is. A TIFF file's own tags are not EXIF and are not kept (nor are they by
+    :func:`psal.utils.io.load_image`), but for its orientation (which Pillow applies,
+    removing the tag, when it loads a TIFF's pixels).
+    """
+    from .io import edited_exif
+
+    try:
+        exif = image.getexif()
+        if getattr(image, "tag_v2", None) is not None and "exif" not in image.info:
+            own = Image.Exif()
+            if exif.get(_ORIENTATION) is not None:
+                own[_ORIENTATION] = exif[_ORIENTATION]
+            exif = own
+        if not len(exif):
+            return None
+        try:
+            raw = exif.tobytes()
+        except Exception:  # Pillow cannot write back a block whose thumbnail was read
+            raw = image.info.get("exif")
+        block = edited_exif(raw, size)
+        if block is None or factor == (1.0, 1.0):
+            return block
+        out = Image.Exif()
+        out.load(block)
+        out.get_ifd(0x8769)  # keep the Exif IFD (loaded, so that tobytes writes it)
+        for tag, f in ((0x011A, factor[0]), (0x011B, factor[1])):  # X / YResolution
+            if out.get(tag) is not None:
+                out[tag] = float(out[tag]) * f
+        return out.tobytes()
+    except Exception:  # a damaged block: nothing is better than a wrong one
+        return None
+
+
+def carry_metadata(result: ImageLike, image: ImageLike) -> ImageLike:
+    """Give a PIL ``result`` the metadata of the PIL ``image`` it was made from.
+
+    What the editing functions return for a PIL input (any other kind is returned
+    unchanged). ``result.info`` is replaced by what still holds for its pixels, under
+    the keys Pillow's writers take (:data:`CARRIED_INFO`), so that
+    ``result.save(path, **result.info)`` keeps them in a PNG, JPEG, WebP or TIFF:
+
+    * ``icc_profile``: the input's, if it describes the result's colours: the pixels
+      stay in the input's colour space. Dropped when the input was converted to RGB
+      (CMYK, LAB...) or a gray input became colour (colorize), and when the profile's
+      colour space is not the result's (``RGB`` / ``GRAY``).
+    * ``exif``: the input's (``image.getexif()``) as :func:`psal.utils.io.edited_exif`
+      keeps it for files: without the embedded thumbnail, maker's note and layout
+      tags, with the recorded pixel dimensions set to the result's. The orientation
+      tag is kept as it is: the editing functions work on the pixels as stored and do
+      not apply it, so the result is shown turned as the input was.
+      (:func:`psal.utils.io.load_image` applies it and removes the tag instead.)
+    * ``dpi``: the input's, multiplied by the change of size (an upscale by 2 doubles
+      it, so that the printed size stays the same); the EXIF resolution tags likewise.
+
+    Nothing else is kept: not ``transparency`` (a palette or colour key that the new
+    pixels may not respect), XMP or text chunks.
+    """
+    if not (isinstance(result, Image.Image) and isinstance(image, Image.Image)):
+        return result
+    w, h = image.size
+    factor = (result.size[0] / w, result.size[1] / h) if w and h else (1.0, 1.0)
+    info: dict[str, Any] = {}
+    icc = _carried_icc(image, result.mode)
+    if icc is not None:
+        info["icc_profile"] = icc
+    exif = _carried_exif(image, result.size, factor)
+    if exif is not None:
+        info["exif"] = exif
+    dpi = image.info.get("dpi")
+    try:
+        x, y = (float(v) for v in dpi)
+        if x > 0 and y > 0 and math.isfinite(x) and math.isfinite(y):
+            info["dpi"] = (x * factor[0], y * factor[1])
+    except (TypeError, ValueError):  # no DPI, or not a pair of numbers
+        pass
+    result.info = info
+    return result

@@ -1,0 +1,180 @@
+"""A PIL image edited in Python keeps its ICC profile, EXIF and DPI where they still hold.
+
+As the ``psal`` commands keep them in files (``psal.utils.io``): the profile where it
+describes the result's colours, the EXIF without its thumbnail and with the result's
+pixel dimensions, the DPI scaled by an upscale (the printed size stays the same).
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import struct
+import warnings
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image, ImageCms, ImageOps
+
+import psal
+from psal.utils.convert import CARRIED_INFO
+from psal.utils.io import load_image
+
+MAKE, ORIENTATION, X_RES = 0x010F, 0x0112, 0x011A
+DATE, PIXEL_X, PIXEL_Y = 0x9003, 0xA002, 0xA003
+EXIF_IFD = ExifTags.IFD.Exif
+SIZE = (32, 24)  # (W, H): not square, so that a turn would show
+PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+# another RGB profile (its creation date zeroed): what a reference from elsewhere has
+OTHER_PROFILE = PROFILE[:24] + bytes(12) + PROFILE[36:]
+
+
+def _exif() -> Image.Exif:
+    exif = Image.Exif()
+    exif[MAKE] = "PhoneCo"
+    exif[ORIENTATION] = 6  # shown turned 90 degrees clockwise
+    exif[X_RES], exif[X_RES + 1], exif[0x0128] = 300, 300, 2  # 300 dots per inch
+    sub = exif.get_ifd(EXIF_IFD)
+    sub[DATE] = "2024:05:06 07:08:09"
+    sub[PIXEL_X], sub[PIXEL_Y] = SIZE
+    return exif
+
+
+def _photo(fmt: str = "PNG", profile: bytes = PROFILE) -> Image.Image:
+    """A small RGB photo file with a profile, EXIF and 300 DPI, opened by Pillow."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, fmt, icc_profile=profile, exif=_exif(), dpi=(300, 300))
+    buf.seek(0)
+    return Image.open(buf)
+
+
+def _mask() -> np.ndarray:
+    m = np.zeros(SIZE[::-1], bool)
+    m[8:14, 10:17] = True
+    return m
+
+
+TOOLS = {
+    "inpaint": lambda im: psal.inpaint(im, _mask(), patch_size=5, seed=0),
+    "colorize": lambda im: psal.colorize(
+        im, _photo(profile=OTHER_PROFILE), patch_size=5, pm_iters=1, seed=0
+    ),
+    "upscale": lambda im: psal.upscale(im, 2, patch_size=5, pm_iters=1, seed=0),
+}
+FACTOR = {"inpaint": 1, "colorize": 1, "upscale": 2}
+
+
+def _run(name: str, image: Image.Image) -> Image.Image:
+    with warnings.catch_warnings():  # colorize: "target is a colour image"
+        warnings.simplefilter("ignore", UserWarning)
+        return TOOLS[name](image)
+
+
+def _check(image: Image.Image, factor: int, *, profile: bool = True) -> None:
+    """The profile, EXIF (no thumbnail) and DPI of an edited photo (in memory or read)."""
+    assert image.size == (SIZE[0] * factor, SIZE[1] * factor)
+    assert image.info.get("icc_profile") == (PROFILE if profile else None)
+    exif = image.getexif()
+    assert exif.get(MAKE) == "PhoneCo"
+    assert exif.get(ORIENTATION) == 6  # the pixels are as stored: shown turned as before
+    assert float(exif.get(X_RES)) == pytest.approx(300 * factor)
+    sub = exif.get_ifd(EXIF_IFD)
+    assert sub.get(DATE) == "2024:05:06 07:08:09"
+    assert (sub.get(PIXEL_X), sub.get(PIXEL_Y)) == image.size
+    assert not dict(exif.get_ifd(ExifTags.IFD.IFD1))
+    assert image.info.get("dpi") == pytest.approx((300 * factor, 300 * factor), rel=1e-3)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("name", sorted(TOOLS))
+def test_pil_result_keeps_profile_exif_and_dpi(name, fmt, tmp_path):
+    out = _run(name, _photo(fmt))
+    assert set(out.info) == set(CARRIED_INFO)
+    _check(out, FACTOR[name])
+    for suffix in (".png", ".jpg"):  # Pillow writes what info holds when given it
+        path = tmp_path / f"out{suffix}"
+        out.save(path, **out.info)
+        with Image.open(path) as saved:
+            _check(saved, FACTOR[name])
+
+
+def test_colorize_of_a_gray_target_drops_a_profile_that_is_not_the_results():
+    # convert("L") leaves the RGB profile in info: it describes neither the gray target
+    # nor the coloured result (whose colours are the reference's values, not converted)
+    out = _run("colorize", _photo().convert("L"))
+    assert out.mode == "RGB"
+    _check(out, 1, profile=False)
+
+
+@pytest.mark.parametrize("read", [False, True], ids=["as-is", "thumbnail-read"])
+def test_the_thumbnail_and_other_keys_are_not_carried(read, monkeypatch):
+    # a phone's EXIF with a thumbnail (IFD1): it would still show what was removed
+    def ifd(entries, next_offset):
+        out = struct.pack(">H", len(entries))
+        for tag, kind, count, value in entries:
+            out += struct.pack(">HHI", tag, kind, count) + value
+        return out + struct.pack(">I", next_offset)
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (255, 0, 0)).save(buf, "JPEG")
+    thumb = buf.getvalue()
+    ifd0 = ifd([(0x013B, 2, 8, struct.pack(">I", 26))], 34)  # Artist, then IFD1 at 34
+    ifd1 = ifd(
+        [(0x0201, 4, 1, struct.pack(">I", 64)), (0x0202, 4, 1, struct.pack(">I", len(thumb)))], 0
+    )
+    tiff = b"MM\x00*" + struct.pack(">I", 8) + ifd0 + b"someone\x00" + ifd1 + thumb
+    probe = Image.new("RGB", (1, 1))
+    probe.info["exif"] = b"Exif\x00\x00" + tiff
+    assert dict(probe.getexif().get_ifd(ExifTags.IFD.IFD1))  # the input has its thumbnail
+    photo = _photo()
+    photo.info.update(exif=probe.info["exif"], comment=b"not kept")
+    if read:  # (Pillow cannot write back an EXIF block whose thumbnail was read)
+        assert dict(photo.getexif().get_ifd(ExifTags.IFD.IFD1))
+    # the fill of a small hole in a large image works on a crop and pastes it back into
+    # a copy of the input: made to here, on this small one
+    monkeypatch.setattr(importlib.import_module("psal.editing.inpaint"), "CONTEXT_MIN", 2)
+    out = psal.inpaint(photo, _mask(), patch_size=5, seed=0)
+    assert set(out.info) == set(CARRIED_INFO)
+    exif = out.getexif()
+    assert exif.get(0x013B) == "someone"
+    assert not dict(exif.get_ifd(ExifTags.IFD.IFD1))
+    assert thumb[100:140] not in out.info["exif"]
+
+
+def test_orientation_is_applied_once(tmp_path):
+    # the API edits the pixels as stored and keeps the tag; load_image turns the pixels
+    # upright and drops the tag: either way the result is shown as the input was
+    photo = _photo()
+    shown = ImageOps.exif_transpose(photo).size
+    out = _run("upscale", photo)
+    assert out.size == (2 * SIZE[0], 2 * SIZE[1])
+    assert ImageOps.exif_transpose(out).size == (2 * shown[0], 2 * shown[1])
+    photo.save(tmp_path / "in.png", exif=photo.getexif(), icc_profile=PROFILE)
+    upright = load_image(tmp_path / "in.png")
+    assert upright.size == shown and ORIENTATION not in upright.getexif()
+    out = _run("upscale", upright)
+    assert out.size == (2 * shown[0], 2 * shown[1])
+    assert ORIENTATION not in out.getexif() and out.getexif().get(MAKE) == "PhoneCo"
+    assert out.info["icc_profile"] == PROFILE
+
+
+def test_palette_transparency_is_not_carried():
+    photo = _photo().convert("P")
+    photo.info.update(transparency=0, icc_profile=PROFILE)
+    out = psal.inpaint(photo, _mask(), patch_size=5, seed=0)
+    assert out.mode == "RGBA" and "transparency" not in out.info
+    assert out.info["icc_profile"] == PROFILE  # the palette's colours, looked up
+
+
+def test_a_profile_of_converted_colours_is_dropped():
+    cmyk = _photo().convert("CMYK")  # converted to RGB by psal: the profile no longer holds
+    out = psal.inpaint(cmyk, _mask(), patch_size=5, seed=0)
+    assert out.mode == "RGB" and "icc_profile" not in out.info
+
+
+def test_other_kinds_carry_nothing():
+    pixels = np.asarray(_photo())
+    out = psal.upscale(pixels, 2, patch_size=5, pm_iters=1, seed=0)
+    assert isinstance(out, np.ndarray)
