@@ -102,8 +102,10 @@ KNOWN_FRACTION = 0.1
 #: Side of the window over which the texture features average the luma derivatives.
 TEXTURE_WINDOW = 5
 
-#: Conjugate-gradient steps of the gradient-domain reconstruction (at most).
-POISSON_ITERS = 100
+#: Conjugate-gradient steps of the gradient-domain reconstruction (at most); None: a cap
+#: that grows with the hole (:func:`psal.editing._poisson.poisson_fill`, which warns if
+#: it stops short of its tolerance).
+POISSON_ITERS: int | None = None
 
 #: Default search + vote iterations (``em_iters=None``): at the finest scale with
 #: ``vote="best"``, and at every coarser scale. Winner-takes-all copies each hole pixel
