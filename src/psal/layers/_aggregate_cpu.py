@@ -511,6 +511,7 @@ class _FusedAggregate(torch.autograd.Function):
         return None, grad_t, *out
 
 
+@torch.compiler.disable  # one opaque node of compiled kernels: eager under torch.compile
 def aggregate_cpu(query, key, value, indices, patch_size, temperature, aggregation, window,
                   distances):  # fmt: skip
     """:func:`psal.layers._aggregate.aggregate` on CPU in one autograd node.
