@@ -238,7 +238,7 @@ class GuidedColorizer(nn.Module):
             out, field = self.blocks[str(s)](q, k, value, return_field=want)
             del value
             q_feats.append(q)
-            attended.append(out)
+            attended.append(out.to(q.dtype))  # the blocks return float32 (a .half() network)
             if want:
                 flow = field
         del k, v

@@ -135,8 +135,7 @@ class _CrossScale(nn.Module):
         """The global part: (B, C, H, W) -> (B, s*s*emb, H, W), still on the coarse grid."""
         h, w = f.shape[-2:]
         s = self.s
-        small = interpolate(f, (h // s, w // s), mode="bicubic",
-                            antialias=f.device.type in ("cpu", "cuda"))  # fmt: skip
+        small = _bicubic(f, (h // s, w // s), antialias=f.device.type in ("cpu", "cuda"))
         value = F.pixel_unshuffle(self.v(f), s)  # (B, s*s*emb, H/s, W/s): the larger patches
         out, _ = self.block(self.q(f), self.k(small), value)
         return out.to(f.dtype)
@@ -189,8 +188,8 @@ class _ImageGuide(nn.Module):
         h, w = x.shape[-2:]
         s = self.s
         aa = x.device.type in ("cpu", "cuda")
-        small = interpolate(x, (h // s, w // s), mode="bicubic", antialias=aa)
-        detail = x - F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
+        small = _bicubic(x, (h // s, w // s), antialias=aa)
+        detail = x - _bicubic(small, (h, w))
         value = F.pixel_unshuffle(detail, s)  # (B, 3*s*s, H/s, W/s): the larger patches
         c = self.log_scale.exp()
         out, _ = self.block(mean_free(x) * c, mean_free(small) * c, value)
@@ -210,11 +209,22 @@ class _ImageGuide(nn.Module):
         if self.gate is not None:
             weight = torch.sigmoid(self.gate(feat if hr is None else hr + feat))
         if tuple(d.shape[-2:]) != tuple(size):
-            d = F.interpolate(d, size=size, mode="bicubic", align_corners=False)
+            d = _bicubic(d, size)
             if weight is not None:
                 weight = F.interpolate(weight, size=size, mode="bilinear", align_corners=False)
         d = GAIN_SCALE * self.gain * d
         return feat, d if weight is None else weight * d
+
+
+def _bicubic(x: torch.Tensor, size: tuple[int, int], antialias: bool = False) -> torch.Tensor:
+    """Bicubic resize (``align_corners=False``), also for a ``.half()`` network on CPU.
+
+    torch's CPU bicubic has no float16 or bfloat16 kernel (``NotImplementedError``):
+    there it runs in float32 and is rounded back to the input's dtype.
+    """
+    low = x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16)
+    out = interpolate(x.float() if low else x, size, mode="bicubic", antialias=antialias)
+    return out.to(x.dtype)
 
 
 def mean_free(x: torch.Tensor) -> torch.Tensor:
@@ -344,7 +354,7 @@ class EDSRPSAL(nn.Module):
             hr = hr + feat
         for stage in self.up[1:]:
             hr = stage(hr)
-        base = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+        base = _bicubic(x, size)
         out = base + self.tail(hr)
         return out if detail is None else out + detail
 
