@@ -119,6 +119,7 @@ def _fresh_dynamo():
     dynamo.reset()
 
 
+@pytest.mark.slow  # 4-8 s on 2 busy cores: dynamo traces the network's frames
 @pytest.mark.usefixtures("_fresh_dynamo")
 def test_compiled_network_trains_like_the_eager_one():
     # the colorizer attends at two sizes in one forward: the traced PatchMatch search
