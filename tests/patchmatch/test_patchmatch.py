@@ -858,3 +858,19 @@ def test_numba_search_refuses_more_neighbours_than_valid_keys():
     with pytest.raises(ValueError, match="k=3 is more than the 2 valid key positions"):
         cpu_numba.search_arrays(q, q[:, :, :5, :3].copy(), k=3, patch_size=1, iters=2,
                                 query_valid=None, key_ok=key_ok, seed=0, init=None)  # fmt: skip
+
+
+def test_torch_compile_of_a_caller_takes_new_sizes():
+    """Code that calls the search, compiled: the search runs eagerly (a graph break) and
+    gives the eager result at every size. Traced, it failed at the second size ('slice
+    start must be int or None, got SymInt': the shapes had become symbolic)."""
+    torch._dynamo.reset()
+
+    def total(q: torch.Tensor) -> torch.Tensor:
+        return psal.patchmatch(q, q, k=2, patch_size=3, iters=2, seed=0).distances.sum() * 2
+
+    compiled = torch.compile(total, backend="eager")
+    g = torch.Generator().manual_seed(0)
+    for size in (12, 15):
+        q = torch.rand(1, 4, size, size, generator=g)
+        assert torch.equal(compiled(q), total(q))

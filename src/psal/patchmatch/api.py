@@ -39,6 +39,10 @@ class PatchMatchResult(NamedTuple):
     distances: torch.Tensor
 
 
+# compiled kernels, no gradient, shape-dependent Python: eager under torch.compile (a
+# graph break), which traced it into 'slice start must be int or None, got SymInt' as
+# soon as a second input size made the shapes symbolic
+@torch.compiler.disable
 def patchmatch(
     query: torch.Tensor,
     key: torch.Tensor,
