@@ -66,6 +66,34 @@ TOOLS = {
 FACTOR = {"inpaint": 1, "colorize": 1, "upscale": 2}
 
 
+def _networks() -> dict:
+    """The networks' own entry points (tiny untrained networks: metadata only)."""
+    from psal.models import EDSRPSAL, Colorizer, DeepFillV1, GuidedColorizer, Inpainter, Upscaler
+
+    torch = importlib.import_module("torch")
+    torch.manual_seed(0)
+    inpainter = Inpainter(DeepFillV1(width=4, attention="none"), training_size=32)
+    colorizer = Colorizer(GuidedColorizer(width=4, value_width=2, attention="none"))
+    upscaler = Upscaler(EDSRPSAL(scale=2, width=4, blocks=1, attention="none"))
+    return {
+        "Inpainter.inpaint": lambda im: inpainter.inpaint(im, _mask(), seed=0),
+        "Colorizer.colorize": lambda im: colorizer.colorize(
+            im, _photo(profile=OTHER_PROFILE), seed=0
+        ),
+        "Upscaler.upscale": lambda im: upscaler.upscale(im, seed=0),
+    }
+
+
+@pytest.mark.parametrize("name", ["Inpainter.inpaint", "Colorizer.colorize", "Upscaler.upscale"])
+def test_the_networks_pil_results_keep_profile_exif_and_dpi(name):
+    """As psal.inpaint & co: a trained network called directly on a PIL photo."""
+    with warnings.catch_warnings():  # colorize: "target is a colour image"
+        warnings.simplefilter("ignore", UserWarning)
+        out = _networks()[name](_photo())
+    assert set(out.info) == set(CARRIED_INFO)
+    _check(out, 2 if name.startswith("Upscaler") else 1)
+
+
 def _run(name: str, image: Image.Image) -> Image.Image:
     with warnings.catch_warnings():  # colorize: "target is a colour image"
         warnings.simplefilter("ignore", UserWarning)

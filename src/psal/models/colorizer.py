@@ -440,7 +440,7 @@ class Colorizer(nn.Module):
         """
         from .._checks import check_progress, resolve_seed
         from ..utils.color import check_reference, luma, luma_chroma_to_rgb, warn_colour_target
-        from ..utils.convert import check_unit_float
+        from ..utils.convert import carry_metadata, check_unit_float
         from ..utils.image import from_tensor, to_tensor
 
         progress = check_progress(progress)
@@ -475,4 +475,5 @@ class Colorizer(nn.Module):
                 if progress is not None:
                     progress(i + 1, x.shape[0])
         out = torch.cat(outs, 0)
-        return from_tensor(out, spec.with_channels(out.shape[1]))
+        # a PIL target's profile, EXIF and DPI (a gray target's profile is dropped)
+        return carry_metadata(from_tensor(out, spec.with_channels(out.shape[1])), target)

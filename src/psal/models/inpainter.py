@@ -277,4 +277,6 @@ class Inpainter(nn.Module):
                     window.copy_(torch.where(m, pred.to(out.dtype), window))
                 if progress is not None:
                     progress(i + 1, b)
-        return from_tensor(out, spec)
+        from ..utils.convert import carry_metadata
+
+        return carry_metadata(from_tensor(out, spec), image)  # PIL: profile, EXIF, DPI

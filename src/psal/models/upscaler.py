@@ -198,7 +198,10 @@ class Upscaler(nn.Module):
             # PSAL attention draws PatchMatch seeds from torch's generator: seeded here,
             # and the caller's generator is left as it was
             torch.manual_seed(seed)
-            return self._upscale(x, spec, progress)
+            out = self._upscale(x, spec, progress)
+        from ..utils.convert import carry_metadata
+
+        return carry_metadata(out, image)  # PIL: profile, EXIF, DPI times the scale
 
     def _upscale(self, x: torch.Tensor, spec: Any, progress: ProgressCallback | None) -> Any:
         b, c, h, w = x.shape
