@@ -437,6 +437,28 @@ def test_the_exif_thumbnail_of_a_photo_is_not_kept(tmp_path):
     assert header(path).exif.get(0x013B) == "someone"
 
 
+def test_results_keep_the_dpi_times_the_upscale_factor(tmp_path):
+    # the downloads had no DPI and the input's EXIF resolution unchanged: an upscaled
+    # 300 dpi photo read back as 300 dpi at twice the pixels, twice the printed size
+    exif = Image.Exif()
+    exif[0x011A], exif[0x011B], exif[0x0128] = 300.0, 200.0, 2  # X/YResolution, inch
+    _photo(20, 30).save(tmp_path / "photo.jpg", dpi=(300, 200), exif=exif.tobytes())
+    image = actions.open_upload(tmp_path / "photo.jpg", "the photo", Limits())
+    up = actions.run_upscale(image, 2, patch_size=5, seed=0)
+    folder = actions.ResultFolder(tmp_path / "r")
+    for fmt in actions.DOWNLOAD_FORMATS:
+        path = folder.save(up, "x", fmt, **actions.result_info(image, up))
+        with Image.open(path) as saved:
+            assert saved.size == (60, 40)
+            assert saved.info.get("dpi") == pytest.approx((600, 400), rel=1e-4), fmt
+            res = saved.getexif()
+            assert (float(res[0x011A]), float(res[0x011B])) == pytest.approx((600, 400)), fmt
+    deep = np.zeros((8, 8, 3), np.uint16)  # 16-bit PNGs keep the DPI too
+    path = folder.save(deep, "deep", dpi=(600, 400))
+    with Image.open(path) as saved:
+        assert saved.info.get("dpi") == pytest.approx((600, 400), rel=1e-4)
+
+
 def test_old_results_are_pruned(tmp_path):
     import os
     import time

@@ -298,6 +298,23 @@ def test_inpaint_keeps_exif_and_16_bits(client, files):
     assert header(download).rawmode == "RGB;16B"  # not cut to 8 bits
 
 
+def test_upscale_keeps_the_printed_size(client, tmp_path):
+    # the result and its download had no DPI and the input's EXIF resolution unchanged:
+    # an upscaled 300 dpi photo read back as 300 dpi at twice the pixels
+    exif = Image.Exif()
+    exif[0x011A], exif[0x011B], exif[0x0128] = 300.0, 200.0, 2  # X/YResolution, inch
+    photo(20, 30).save(tmp_path / "photo.jpg", quality=95, dpi=(300, 200), exif=exif.tobytes())
+    for fmt in ("PNG", "JPEG"):
+        result, download = client.predict(_file(tmp_path / "photo.jpg"), "x2", "patch-based",
+                                          5, 0, fmt, api_name="/upscale")  # fmt: skip
+        for path in (result, download):
+            with Image.open(path) as im:
+                assert im.size == (60, 40)
+                assert im.info.get("dpi") == pytest.approx((600, 400), rel=1e-4), fmt
+                res = im.getexif()
+                assert (float(res[0x011A]), float(res[0x011B])) == pytest.approx((600, 400))
+
+
 def test_jpeg_of_an_image_with_alpha_falls_back_to_png(client, tmp_path):
     rgba = photo(20, 24).convert("RGBA")
     rgba.save(tmp_path / "rgba.png")

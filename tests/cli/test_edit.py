@@ -711,6 +711,79 @@ def test_upscale_and_colorize_keep_exif_and_tiff_keeps_icc(tmp_path, capsys):
         assert im.info.get("icc_profile") == icc
 
 
+def _dpi_photo(path, orientation=None):
+    """A 30x20 photo stating 300x200 dpi, in its own fields and in its EXIF block."""
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    exif[0x011A], exif[0x011B], exif[0x0128] = 300.0, 200.0, 2  # X/YResolution, inch
+    if orientation is not None:
+        exif[0x0112] = orientation
+    photo.save(path, dpi=(300, 200), exif=exif.tobytes())
+
+
+def _resolution(path):
+    """(dpi, EXIF (XResolution, YResolution)) of an image file."""
+    with Image.open(path) as im:
+        exif = im.getexif()
+        res = tuple(float(exif[t]) if t in exif else None for t in (0x011A, 0x011B))
+        assert exif.get(0x010F) == "PhoneMaker"
+        return im.info.get("dpi"), res
+
+
+@pytest.mark.parametrize("src", ["photo.jpg", "photo.png"])
+def test_upscale_scales_the_dpi_and_inpaint_and_colorize_keep_it(tmp_path, capsys, src):
+    # the DPI (JFIF density, pHYs, TIFF tags) was not written and the EXIF resolution
+    # was copied unchanged: an upscaled 300 dpi photo read back as 300 dpi at twice the
+    # pixels, twice the printed size
+    _dpi_photo(tmp_path / src)
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:12, 8:18] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    runs = [(["upscale", tmp_path / src, "--scale", "2"], (600, 400), ("jpg", "png", "tif")),
+            (["inpaint", tmp_path / src, "-m", tmp_path / "mask.png", "--patch-size", "5"],
+             (300, 200), ("jpg", "png")),
+            (["colorize", tmp_path / src, "--reference", tmp_path / src, "--patch-size", "5"],
+             (300, 200), ("png",))]  # fmt: skip
+    for argv, want, suffixes in runs:
+        for suffix in (*suffixes, "webp"):
+            out = tmp_path / f"out_{argv[0]}.{suffix}"
+            code, err = _run(capsys, *argv, "-q", "-o", out)
+            assert code == 0, err
+            dpi, res = _resolution(out)
+            assert res == pytest.approx(want, rel=1e-4), out.name  # (pHYs: 299.9994 dpi)
+            if suffix != "webp":  # Pillow writes no DPI in a WebP file
+                assert dpi == pytest.approx(want, rel=1e-4), out.name
+
+
+def test_a_turned_photo_exchanges_its_x_and_y_dpi_and_none_is_made_up(tmp_path, capsys):
+    # EXIF orientation 6: the 30x20 stored pixels are shown (and edited) 20x30, so the
+    # stored x resolution is the shown y one
+    _dpi_photo(tmp_path / "phone.jpg", orientation=6)
+    for suffix in ("png", "jpg"):
+        out = tmp_path / f"out.{suffix}"
+        code, err = _run(capsys, "upscale", tmp_path / "phone.jpg", "--scale", "2", "-q",
+                         "-o", out)  # fmt: skip
+        assert code == 0, err
+        assert Image.open(out).size == (40, 60)
+        dpi, res = _resolution(out)
+        assert dpi == pytest.approx((400, 600), rel=1e-4) and res == pytest.approx((400, 600))
+    # Pillow reads (1, 1) dpi from a TIFF without resolution tags and (72, 72) from a
+    # JPEG whose EXIF block has none: neither is the file's, neither is written
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    photo.save(tmp_path / "a.tif")
+    photo.save(tmp_path / "b.jpg", exif=exif.tobytes())
+    for src in ("a.tif", "b.jpg"):
+        out = tmp_path / f"out_{src}.png"
+        code, err = _run(capsys, "upscale", tmp_path / src, "--scale", "2", "-q", "-o", out)
+        assert code == 0, err
+        assert "dpi" not in Image.open(out).info, src
+
+
 def test_a_command_registers_only_its_module_and_help_lists_all():
     from psal.cli import build_parser
 

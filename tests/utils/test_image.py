@@ -238,3 +238,22 @@ def test_a_bad_threshold_names_the_callers_argument():
             to_mask(mask, 2, 3, threshold=0, threshold_name="mask_threshold")
     with pytest.raises(TypeError, match=r"^mask_threshold must be a number in \(0, 1\), got '0.5'"):
         to_mask(m, 2, 3, threshold="0.5", threshold_name="mask_threshold")
+
+
+def test_save_writes_the_dpi_where_the_format_holds_it(tmp_path):
+    from psal.utils.image import save_image
+
+    im = Image.new("RGB", (6, 4))
+    for suffix in (".png", ".jpg", ".tif", ".webp"):
+        save_image(im, tmp_path / f"a{suffix}", dpi=(600, 400))
+        with Image.open(tmp_path / f"a{suffix}") as got:
+            want = None if suffix == ".webp" else pytest.approx((600, 400), rel=1e-4)
+            assert got.info.get("dpi") == want, suffix  # (Pillow writes none in WebP)
+    deep = np.zeros((4, 6, 3), np.uint16)  # written by psal itself (pHYs)
+    save_image(deep, tmp_path / "deep.png", dpi=(600, 400))
+    with Image.open(tmp_path / "deep.png") as got:
+        assert got.info.get("dpi") == pytest.approx((600, 400), rel=1e-4)
+    # a JFIF density holds 16 bits: Pillow wrote 70000 dpi as 4464; none is written
+    save_image(im, tmp_path / "b.jpg", dpi=(70000, 70000))
+    with Image.open(tmp_path / "b.jpg") as got:
+        assert got.info.get("dpi") is None

@@ -613,6 +613,7 @@ class ResultFolder:
         fmt: str = "PNG",
         icc: bytes | None = None,
         exif: bytes | None = None,
+        dpi: tuple[float, float] | None = None,
     ) -> Path:
         """Save ``image`` in full resolution as ``fmt`` (``PNG`` or ``JPEG``).
 
@@ -623,6 +624,8 @@ class ResultFolder:
             fmt: a key of :data:`DOWNLOAD_FORMATS`.
             icc: the ICC profile to embed (the input's, where it describes the result).
             exif: the EXIF block to keep (the input's; orientation already applied).
+            dpi: the DPI (x, y) to write (the input's, times an upscale's factor).
+            :func:`result_info` gives the three for a result.
 
         Raises:
             ValueError: an unknown format, or a JPEG of an image it cannot hold (alpha,
@@ -648,8 +651,23 @@ class ResultFolder:
             folder = self.folder / f"{n:05d}"
             folder.mkdir(parents=True)  # the results folder too, if it was removed
         path = folder / f"{stem}{DOWNLOAD_FORMATS[fmt]}"
-        save_image(image, path, icc_profile=icc, exif=exif)
+        save_image(image, path, icc_profile=icc, exif=exif, dpi=dpi)
         return path
+
+
+def result_info(image: Image.Image, result: Image.Image | np.ndarray) -> dict[str, Any]:
+    """What ``result``'s files keep of the metadata of ``image`` (the photo it was made of).
+
+    The rule of the command line and of the Python API
+    (:func:`psal.utils.convert.carried_info`): ``icc`` (the profile, where it describes
+    the result), ``exif`` and ``dpi`` (both times an upscale's factor per axis, so that
+    the printed size stays the same), the keyword arguments of :meth:`ResultFolder.save`.
+    """
+    from ..utils.convert import carried_info
+
+    size = (result.shape[1], result.shape[0]) if isinstance(result, np.ndarray) else result.size
+    info = carried_info(image, result_file_mode(result), size)
+    return {"icc": info.get("icc_profile"), "exif": info.get("exif"), "dpi": info.get("dpi")}
 
 
 def result_file_mode(image: Image.Image | np.ndarray) -> str:

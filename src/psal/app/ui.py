@@ -184,12 +184,6 @@ def _method_radio(task: str, models: dict[str, tuple[str, Any]]) -> gr.Radio:
                     elem_id=f"{task}-method")  # fmt: skip
 
 
-def _icc(image, out) -> bytes | None:
-    from ..cli.edit import _icc as cli_icc
-
-    return cli_icc(image, actions.result_file_mode(out))
-
-
 def build_app(
     *,
     device: torch.device | str = "cpu",
@@ -213,20 +207,19 @@ def build_app(
     device = torch.device(device)
     out = ResultFolder(results)
 
-    def save_both(image, result, name: str, suffix: str, fmt: str,
-                  exif: bytes | None = None) -> tuple[str, str]:  # fmt: skip
+    def save_both(image, result, name: str, suffix: str, fmt: str) -> tuple[str, str]:
         """The result as PNG (shown, edited again) and in the download format.
 
-        ``exif``: the input's EXIF block to keep, as the command line does (previews
-        dropped, pixel dimensions updated: :func:`psal.utils.io.edited_exif`).
+        Both keep what holds of ``image``'s metadata, as the command line does: the ICC
+        profile, the EXIF block and the DPI (:func:`psal.app.actions.result_info`).
         """
-        icc = _icc(image, result)
+        info = actions.result_info(image, result)
         stem = actions.result_stem(name, suffix, once=suffix == "inpainted")
-        png = out.save(result, stem, "PNG", icc, exif)
+        png = out.save(result, stem, "PNG", **info)
         download = png
         if fmt != "PNG":
             try:
-                download = out.save(result, stem, fmt, icc, exif)
+                download = out.save(result, stem, fmt, **info)
             except ValueError as err:  # e.g. JPEG of an image with alpha: keep the work
                 gr.Warning(f"{err}; the download is a PNG", title="Download as PNG")
         return str(png), str(download)
@@ -260,8 +253,7 @@ def build_app(
             models=models, device=device, progress=_progress_callback(progress, "inpainting"),
             source=source,
         )  # fmt: skip
-        png, download = save_both(image, result, photo, "inpainted", fmt,
-                                  exif=image.info.get("exif"))  # fmt: skip
+        png, download = save_both(image, result, photo, "inpainted", fmt)
         return (photo, png), download, png
 
     @_user_errors("Edit the result")
@@ -294,7 +286,7 @@ def build_app(
             t, r, patch_size=patch_size, k=k, seed=seed, method=method, models=models,
             device=device, progress=_progress_callback(progress, "colorizing"),
         )  # fmt: skip
-        png, download = save_both(t, result, target, "colorized", fmt, exif=t.info.get("exif"))
+        png, download = save_both(t, result, target, "colorized", fmt)
         return png, download
 
     @_user_errors("Upscale")
@@ -308,8 +300,7 @@ def build_app(
             image, factor, patch_size=patch_size, seed=seed, method=method, models=models,
             device=device, progress=_progress_callback(progress, f"upscaling x{factor}"),
         )  # fmt: skip
-        png, download = save_both(image, result, photo, f"x{factor}", fmt,
-                                  exif=image.info.get("exif"))  # fmt: skip
+        png, download = save_both(image, result, photo, f"x{factor}", fmt)
         return png, download
 
     # one job at a time; progress shown as a bar over the outputs ("minimal"), so that

@@ -111,16 +111,18 @@ def _check_output(path: str, mode: str, size: tuple[int, int] | None = None,
     check_savable(mode, path, size)
 
 
-_GRAY_MODES = ("1", "L", "LA", "I;16", "I", "F")
+def _save(out: Any, output: str, image: Any, mode: str) -> None:
+    """Write the result ``out`` of ``mode`` with what holds of ``image``'s metadata.
 
+    The rule of the Python API's PIL results (:func:`psal.utils.convert.carried_info`):
+    the ICC profile where it describes the result, the EXIF block, and the DPI, both
+    times an upscale's factor per axis (the printed size stays the same).
+    """
+    from ..utils.convert import carried_info
+    from ..utils.image import save_image
 
-def _icc(image, out_mode: str) -> bytes | None:
-    """The input's ICC profile if it describes the output's colour space, else None."""
-    from ..utils.image import result_mode
-
-    same = (result_mode(image) in _GRAY_MODES) == (out_mode in _GRAY_MODES)
-    converted = image.mode != result_mode(image) and image.mode not in ("P", "PA")
-    return None if converted or not same else image.info.get("icc_profile")
+    size = (out.shape[1], out.shape[0]) if isinstance(out, np.ndarray) else out.size
+    save_image(out, output, **carried_info(image, mode, size))
 
 
 def _check_not_flattened(image: Any, path: str, output: str, name: str) -> None:
@@ -239,7 +241,7 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
     """Inpaint one file into ``output`` (atomically); ``model``: the learned inpainter."""
     from ..editing._pyramid import dilate
     from ..utils.convert import check_values
-    from ..utils.image import file_format, load_image, save_format, save_image
+    from ..utils.image import file_format, load_image, save_format
     from ..utils.io import full_depth, output_mode
 
     image = load_image(image_path, "IMAGE", max_pixels=args.max_pixels)
@@ -255,8 +257,6 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
     source = None
     if source_path is not None:
         source = _load_mask_for(source_path, image, args, "--source-mask")
-    icc = _icc(image, mode)
-    exif = image.info.get("exif")
     if not mask.any():
         _warn(f"the mask of {image_path} is empty; writing the input unchanged")
         if _same_file(image_path, output):
@@ -268,7 +268,7 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
                 shutil.copyfile(image_path, tmp)
         else:
             keep = full_depth(image) if mode.endswith(";16") else image.convert(mode)
-            save_image(keep, output, icc_profile=icc, exif=exif)
+            _save(keep, output, image, mode)
         return
     if mask.all():
         raise CLIError("the mask covers the whole image: there is no known pixel to copy from")
@@ -285,7 +285,7 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
                           device=device, source_mask=source, progress=bar)  # fmt: skip
         except ValueError as err:  # the library names its keywords; the command its flags
             raise CLIError(_flag_names(str(err))) from None
-    save_image(out, output, icc_profile=icc, exif=exif)
+    _save(out, output, image, mode)
 
 
 def _inpainter(args, device):
@@ -560,7 +560,7 @@ def _colorize_file(args, target_path: str, reference_path: str, output: str, dev
     """Colour one file into ``output`` (atomically); ``net``: a network, or None."""
     from ..editing import colorize
     from ..utils.convert import check_values
-    from ..utils.image import load_image, result_mode, save_format, save_image
+    from ..utils.image import load_image, result_mode, save_format
     from ..utils.io import full_depth
 
     target = load_image(target_path, "TARGET", max_pixels=args.max_pixels)
@@ -595,14 +595,14 @@ def _colorize_file(args, target_path: str, reference_path: str, output: str, dev
         raise CLIError(
             "colorize: out of memory (try a smaller --k or --patch-size, or smaller images)"
         ) from None
-    save_image(out, output, icc_profile=_icc(target, mode), exif=target.info.get("exif"))
+    _save(out, output, target, mode)
 
 
 def _upscale(args: argparse.Namespace) -> int:
     from ..editing import upscale
     from ..editing.upscale import SCALES
     from ..utils.convert import check_values
-    from ..utils.image import load_image, save_image
+    from ..utils.image import load_image
     from ..utils.io import full_depth, output_mode
 
     _check_options(args)
@@ -659,7 +659,7 @@ def _upscale(args: argparse.Namespace) -> int:
             ),
             "upscale", quiet,
         )  # fmt: skip
-        save_image(out, output, icc_profile=_icc(image, mode), exif=image.info.get("exif"))
+        _save(out, output, image, mode)
 
     if Path(args.image).is_dir():
         images, out_dir = _folder_images(Path(args.image), args.output, "IMAGE")

@@ -42,13 +42,16 @@ else:
 __all__ = [
     "ImageLike",
     "ImageSpec",
+    "carried_info",
     "carry_metadata",
     "check_device",
     "check_unit_float",
     "check_values",
+    "exif_resolution",
     "from_array",
     "from_tensor",
     "result_mode",
+    "stated_dpi",
     "to_array",
     "to_tensor",
 ]
@@ -506,18 +509,122 @@ def _carried_exif(image: Image.Image, size: tuple[int, int], factor: tuple[float
             raw = exif.tobytes()
         except Exception:  # Pillow cannot write back a block whose thumbnail was read
             raw = image.info.get("exif")
-        block = edited_exif(raw, size)
-        if block is None or factor == (1.0, 1.0):
-            return block
-        out = Image.Exif()
-        out.load(block)
-        out.get_ifd(0x8769)  # keep the Exif IFD (loaded, so that tobytes writes it)
-        for tag, f in ((0x011A, factor[0]), (0x011B, factor[1])):  # X / YResolution
-            if out.get(tag) is not None:
-                out[tag] = float(out[tag]) * f
-        return out.tobytes()
+        return exif_resolution(edited_exif(raw, size), factor)
     except Exception:  # a damaged block: nothing is better than a wrong one
         return None
+
+
+#: EXIF tags of the resolution: XResolution, YResolution (per unit) and ResolutionUnit.
+_X_RES, _Y_RES, _RES_UNIT = 0x011A, 0x011B, 0x0128
+
+
+def exif_resolution(
+    block: bytes | Image.Exif | None,
+    factor: tuple[float, float] = (1.0, 1.0),
+    *,
+    swap: bool = False,
+) -> bytes | None:
+    """An EXIF block whose resolution tags follow a change of the pixels.
+
+    XResolution and YResolution are exchanged if ``swap`` (the image was turned 90
+    degrees: its width is the stored height), then multiplied by ``factor`` (x, y) (an
+    upscale by 2 doubles them, so that the printed size stays the same). ``block``: the
+    bytes of a block (one without those tags, or no change, comes back as it is), or an
+    :class:`PIL.Image.Exif`, changed in place (an image's ``getexif()``, so that it
+    agrees with the bytes returned).
+
+    Raises:
+        Exception: a block Pillow cannot parse or write (the caller drops it).
+    """
+    if isinstance(block, Image.Exif):
+        out = block
+    elif not block or (factor == (1.0, 1.0) and not swap):
+        return block
+    else:
+        out = Image.Exif()
+        out.load(block)
+    x, y = out.get(_X_RES), out.get(_Y_RES)
+    if x is None and y is None and not isinstance(block, Image.Exif):
+        return block
+    out.get_ifd(0x8769)  # keep the Exif IFD (loaded, so that tobytes writes it)
+    if swap:
+        x, y = y, x
+    for tag, value, f in ((_X_RES, x, factor[0]), (_Y_RES, y, factor[1])):
+        if value is None:
+            out.pop(tag, None)
+        else:
+            out[tag] = float(value) * f
+    return out.tobytes()
+
+
+def _exif_dpi(image: Image.Image) -> tuple[float, float] | None:
+    """The DPI (x, y) of ``image``'s EXIF resolution tags, or None (none, or no unit)."""
+    try:
+        exif = image.getexif()
+        unit, x, y = exif.get(_RES_UNIT, 2), exif.get(_X_RES), exif.get(_Y_RES)
+        if x is None or unit not in (2, 3):  # 2: inch, 3: centimetre (1: none)
+            return None
+        per = 2.54 if unit == 3 else 1.0
+        return float(x) * per, float(x if y is None else y) * per
+    except Exception:  # a damaged block: no resolution
+        return None
+
+
+def stated_dpi(image: Image.Image) -> tuple[float, float] | None:
+    """The DPI (x, y) that ``image``'s file states, or None.
+
+    ``info["dpi"]`` (a JPEG's JFIF density, a PNG's ``pHYs``, a TIFF's resolution tags),
+    else the EXIF resolution tags; a pair of positive finite numbers, never what Pillow
+    makes up when a file states none (``(1, 1)`` for a TIFF without resolution tags,
+    ``(72, 72)`` for a JPEG whose EXIF block has none) nor its reading of a JPEG's EXIF
+    XResolution for both axes. An image not opened from a file (a copy, as
+    :func:`psal.utils.io.load_image` returns) is taken at its ``info``.
+    """
+    fmt = getattr(image, "format", None)
+    dpi = image.info.get("dpi")
+    if fmt in ("JPEG", "MPO") and image.info.get("jfif_unit") not in (1, 2):
+        dpi = None  # Pillow's, from the EXIF block (read below) or made up
+    elif fmt == "TIFF" and _X_RES not in getattr(image, "tag_v2", {}):
+        return None
+    if dpi is None:
+        dpi = _exif_dpi(image)
+    try:
+        x, y = (float(v) for v in dpi)
+    except (TypeError, ValueError):  # no DPI, or not a pair of numbers
+        return None
+    if x > 0 and y > 0 and math.isfinite(x) and math.isfinite(y):
+        return x, y
+    return None
+
+
+def carried_info(image: Image.Image, mode: str, size: tuple[int, int]) -> dict[str, Any]:
+    """The metadata of ``image`` that holds for a result of ``mode`` and ``size``.
+
+    The one rule of :func:`carry_metadata` (PIL results) and of the files written by
+    the ``psal`` commands and the app (:func:`psal.utils.io.save_image` takes the same
+    keys, :data:`CARRIED_INFO`): the ICC profile, the EXIF block and the DPI as
+    :func:`carry_metadata` describes them; keys whose value does not hold are left out.
+
+    Args:
+        image: the input (or, for colorize, the target), as opened or as
+            :func:`psal.utils.io.load_image` returns it.
+        mode: the result's PIL mode (``RGB;16`` / ``RGBA;16`` for 16-bit colour).
+        size: the result's ``(width, height)``; the DPI and the EXIF resolution are
+            multiplied by its ratio to ``image.size``, per axis.
+    """
+    w, h = image.size
+    factor = (size[0] / w, size[1] / h) if w and h else (1.0, 1.0)
+    info: dict[str, Any] = {}
+    icc = _carried_icc(image, mode)
+    if icc is not None:
+        info["icc_profile"] = icc
+    exif = _carried_exif(image, tuple(size), factor)
+    if exif is not None:
+        info["exif"] = exif
+    dpi = stated_dpi(image)
+    if dpi is not None:
+        info["dpi"] = (dpi[0] * factor[0], dpi[1] * factor[1])
+    return info
 
 
 def carry_metadata(result: ImageLike, image: ImageLike) -> ImageLike:
@@ -538,29 +645,14 @@ def carry_metadata(result: ImageLike, image: ImageLike) -> ImageLike:
       tag is kept as it is: the editing functions work on the pixels as stored and do
       not apply it, so the result is shown turned as the input was.
       (:func:`psal.utils.io.load_image` applies it and removes the tag instead.)
-    * ``dpi``: the input's, multiplied by the change of size (an upscale by 2 doubles
-      it, so that the printed size stays the same); the EXIF resolution tags likewise.
+    * ``dpi``: the input's (:func:`stated_dpi`), multiplied by the change of size (an
+      upscale by 2 doubles it, so that the printed size stays the same); the EXIF
+      resolution tags likewise.
 
     Nothing else is kept: not ``transparency`` (a palette or colour key that the new
     pixels may not respect), XMP or text chunks.
     """
     if not (isinstance(result, Image.Image) and isinstance(image, Image.Image)):
         return result
-    w, h = image.size
-    factor = (result.size[0] / w, result.size[1] / h) if w and h else (1.0, 1.0)
-    info: dict[str, Any] = {}
-    icc = _carried_icc(image, result.mode)
-    if icc is not None:
-        info["icc_profile"] = icc
-    exif = _carried_exif(image, result.size, factor)
-    if exif is not None:
-        info["exif"] = exif
-    dpi = image.info.get("dpi")
-    try:
-        x, y = (float(v) for v in dpi)
-        if x > 0 and y > 0 and math.isfinite(x) and math.isfinite(y):
-            info["dpi"] = (x * factor[0], y * factor[1])
-    except (TypeError, ValueError):  # no DPI, or not a pair of numbers
-        pass
-    result.info = info
+    result.info = carried_info(image, result.mode, result.size)
     return result

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .._checks import user_stacklevel
 from .atomic import atomic_path, check_writable
-from .convert import result_mode
+from .convert import exif_resolution, result_mode, stated_dpi
 from .masks import to_mask_array
 
 __all__ = [
@@ -201,6 +201,15 @@ def output_mode(image: Image.Image | np.ndarray) -> str:
     return result_mode(image)
 
 
+def _orientation(im: Image.Image) -> int | None:
+    """The EXIF orientation of an opened file (1..8), or None (none, or unreadable)."""
+    try:
+        value = im.getexif().get(0x0112)
+        return int(value) if value is not None else None
+    except Exception:  # a damaged block: loading it gives the message
+        return None
+
+
 def _reason(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return text or type(err).__name__
@@ -222,6 +231,10 @@ def load_image(
     commands do) and :func:`save_image` to write them to PNG. 16-bit gray+alpha PNGs
     are read at 8 bits, with a ``UserWarning`` that says so; 16-bit gray PNGs keep their
     16 bits as ``I;16``.
+
+    ``info["dpi"]`` is the DPI the file states (:func:`psal.utils.convert.stated_dpi`,
+    none if it states none) and ``info["exif"]`` the EXIF block without the orientation
+    tag; a 90-degree turn exchanges the x and y of both (DPI and EXIF resolution).
 
     Raises:
         FileNotFoundError: no such file.
@@ -274,7 +287,15 @@ def load_image(
             )
         try:
             tile = im.tile[0] if im.tile else None
+            # (Pillow turns a TIFF as it loads it, removing the tag; a PNG's getexif()
+            # loads it, so it is read after: the tile is needed above)
+            tiff = im.format == "TIFF"
+            orientation = _orientation(im) if tiff else None
             im.load()
+            if not tiff:
+                orientation = _orientation(im)
+            turned = orientation in (5, 6, 7, 8)  # 90 degrees: x and y exchange
+            dpi = stated_dpi(im)
             out = ImageOps.exif_transpose(im)
             if out is im:
                 out = im.copy()
@@ -286,6 +307,17 @@ def load_image(
         except Exception as err:  # corrupt data or EXIF: Pillow raises many kinds
             raise ValueError(f"{name}: cannot read {p}: {_reason(err)}") from None
         out.info.update({k: v for k, v in im.info.items() if k == "icc_profile"})
+        # the DPI the file states (not one Pillow made up), and the EXIF resolution, of
+        # the pixels as they come back: a 90-degree turn exchanges x and y
+        out.info.pop("dpi", None)
+        if dpi is not None:
+            out.info["dpi"] = dpi[::-1] if turned else dpi
+        if turned and out.info.get("exif"):
+            try:
+                # (getexif: what exif_transpose left, which getexif() gives back after)
+                out.info["exif"] = exif_resolution(out.getexif(), swap=True)
+            except Exception:  # a block Pillow cannot write back: kept as it was
+                pass
         if out.mode in ("L", "RGB") and rawmode not in _DEEP_LOW:
             keyed = _colour_key(out)
             if keyed is not None:
@@ -453,12 +485,16 @@ def edited_exif(exif: bytes | None, size: tuple[int, int] | None = None) -> byte
 
 
 def png16_bytes(
-    arr: np.ndarray, icc_profile: bytes | None = None, exif: bytes | None = None
+    arr: np.ndarray,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
 ) -> bytes:
     """A 16-bit RGB or RGBA PNG of a uint16 (H, W, 3 or 4) array (filter "up", zlib).
 
     ``exif``: an EXIF block (with or without the 6-byte ``Exif`` header of JPEG
-    files), written as the PNG's ``eXIf`` chunk.
+    files), written as the PNG's ``eXIf`` chunk. ``dpi``: (x, y), written as the
+    ``pHYs`` chunk (pixels per metre, rounded as Pillow rounds them).
     """
     h, w, c = arr.shape
 
@@ -476,7 +512,28 @@ def png16_bytes(
         out += chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile))
     if exif:
         out += chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
+    ppm = _png_ppm(dpi)
+    if ppm is not None:
+        out += chunk(b"pHYs", struct.pack(">IIB", *ppm, 1))
     return out + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b"")
+
+
+def _dpi(dpi: Any) -> tuple[float, float] | None:
+    """``dpi`` as a pair of positive finite floats, or None (anything else)."""
+    try:
+        x, y = (float(v) for v in dpi)
+    except (TypeError, ValueError):
+        return None
+    return (x, y) if x > 0 and y > 0 and np.isfinite(x) and np.isfinite(y) else None
+
+
+def _png_ppm(dpi: Any) -> tuple[int, int] | None:
+    """A PNG's pixels per metre for ``dpi`` (as Pillow rounds), or None if it holds none."""
+    dpi = _dpi(dpi)
+    if dpi is None:
+        return None
+    ppm = tuple(int(v / 0.0254 + 0.5) for v in dpi)
+    return ppm if all(0 < v < 2**31 for v in ppm) else None
 
 
 #: zlib compression level of the PNG files psal writes.
@@ -490,11 +547,18 @@ def save_image(
     quality: int = 95,
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
 ) -> None:
     """Write an image atomically; the format comes from the suffix (.png, .jpg, .webp, .tif).
 
     JPEG is written at ``quality``; WebP losslessly. Modes a format cannot hold (alpha
     or 16 bits in JPEG) are refused with a clear error rather than silently converted.
+
+    ``icc_profile``, ``exif`` and ``dpi`` (x, y) are written where the format holds them
+    (the keys of :func:`psal.utils.convert.carried_info`, which gives them for an edited
+    image): the EXIF block through :func:`edited_exif`; the DPI as a JPEG's JFIF density
+    (whole numbers, 1..65535), a PNG's ``pHYs`` chunk or a TIFF's resolution tags (Pillow
+    writes none in a WebP file: its EXIF resolution tags, if any, are what remains).
 
     Raises:
         ValueError: unsupported suffix or a mode the format cannot hold.
@@ -507,7 +571,7 @@ def save_image(
             mode = "RGB;16" if image.shape[2] == 3 else "RGBA;16"
             check_savable(mode, path, (image.shape[1], image.shape[0]))
             with atomic_path(path) as tmp:
-                tmp.write_bytes(png16_bytes(image, icc_profile, exif))
+                tmp.write_bytes(png16_bytes(image, icc_profile, exif, dpi))
             return
     if isinstance(image, np.ndarray):
         image = array_to_pil(image)
@@ -535,5 +599,13 @@ def save_image(
     if exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         # the input's EXIF (orientation already applied and reset; previews dropped)
         kwargs["exif"] = exif
+    dpi = _dpi(dpi)
+    if dpi is not None:
+        if fmt == "JPEG":  # whole numbers in 16 bits (Pillow rounds; 0 would mean none)
+            holds = all(0.5 <= v < 65535.5 for v in dpi)
+        else:  # WebP: Pillow writes no DPI
+            holds = _png_ppm(dpi) is not None if fmt == "PNG" else fmt == "TIFF"
+        if holds:
+            kwargs["dpi"] = dpi
     with atomic_path(path) as tmp:
         image.save(tmp, format=fmt, **kwargs)
