@@ -62,7 +62,7 @@ def test_a_mask_of_the_wrong_rank_says_it_has_one_channel(arg):
     with pytest.raises(ValueError, match=r"must have 4 dimensions \(B, 1, H, W\)"):
         psal.patchmatch(q, q, **{arg: torch.ones(16, 16, dtype=torch.bool)})
     with pytest.raises(ValueError, match=r"hole must have 4 dimensions \(B, 1, H, W\)"):
-        psal.ContextualAttention()(q, q, torch.ones(16, 16, dtype=torch.bool))
+        psal.ContextualAttention()(q, q, q, hole=torch.ones(16, 16, dtype=torch.bool))
 
 
 def test_check_tensor_layouts():
