@@ -186,7 +186,8 @@ def _warn_if_short(steps: int, rel: float, iters: int, tol: float, stacklevel: i
         warnings.warn(
             f"poisson_fill: the conjugate gradients stopped at their cap of {iters} steps "
             f"with a relative residual of {rel:.2g} (tolerance {tol:.2g}); the fill may keep "
-            "a low-frequency offset: pass a larger iters",
+            "a low-frequency offset (psal.inpaint: gradient_domain=False skips this "
+            "solve; poisson_fill: pass a larger iters)",
             RuntimeWarning,
             stacklevel=stacklevel,
         )

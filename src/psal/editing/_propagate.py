@@ -420,8 +420,9 @@ def propagate(
     if steps >= cap and not rel <= tol:
         warnings.warn(
             f"propagate: the conjugate gradients of the finest level stopped at their cap "
-            f"of {cap} steps with a relative residual of {rel:.2g} (tolerance {tol:.2g}): "
-            "pass a larger iters",
+            f"of {cap} steps with a relative residual of {rel:.2g} (tolerance {tol:.2g}); "
+            "psal.colorize's colours may stray by a few levels along edges (propagate: "
+            "pass a larger iters)",
             RuntimeWarning,
             stacklevel=2,
         )
