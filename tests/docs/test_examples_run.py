@@ -41,9 +41,13 @@ EXAMPLES = [
 #: (file, block index) -> why it does not run here (test_readme.py compiles them all)
 NOT_RUN = {
     ("README.md", 0): "test_readme.py::test_readme_python_tour_runs runs it",
-    ("docs/deepfill.md", 1): "trains for 5000 steps",
-    ("docs/training.md", 0): "trains for 5000 steps",
 }
+#: training examples, run for one step of a tiny network: (file, block index)
+TRAINING = [("docs/deepfill.md", 1), ("docs/training.md", 0)]
+TINY_TRAINING = (
+    '"steps=1", "batch_size=2", "data.num_workers=0", "data.image_size=32", '
+    '"model.kwargs.width=2", "optim.n_critic=1", "tensorboard=false", "progress=false"'
+)
 #: the examples that take seconds (three learned networks on the 384x256 example photo)
 SLOW = {("README.md", 1)}
 
@@ -77,6 +81,12 @@ def _stand_in(path: Path, kind: str) -> None:
         colour.save(path)
     elif kind == "gray":  # an old black-and-white photo
         colour.convert("L").save(path)
+    elif kind == "photos":  # a folder of training photos
+        path.mkdir()
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(
+                path / f"{i}.png"
+            )
     elif kind == "inpaint run":
         kwargs = {"width": 4, "attention": "psal", "attention_options": {"k": 2}}
         spec = {"name": "deepfill_v1", "kwargs": kwargs}
@@ -123,8 +133,21 @@ def test_documented_example_runs(md, indices, provided, prelude, tmp_path, monke
         exec(compile(blocks[i], f"{md} (python block {i})", "exec"), env)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("md", "index"), TRAINING, ids=[f"{m}:{i}" for m, i in TRAINING])
+def test_documented_training_example_runs(md, index, tmp_path, monkeypatch, one_thread):
+    """As written but for ``steps=5000``, which becomes one step of a tiny network (the
+    overrides come after the example's own: the last one wins)."""
+    block = _python_blocks(md)[index]
+    assert '"steps=5000"' in block, f"{md}: update the shortening of its training example"
+    _stand_in(tmp_path / "photos", "photos")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block.replace('"steps=5000"', TINY_TRAINING), md, "exec"), {})
+    assert list((tmp_path / "runs").glob("*/checkpoints/latest.json"))
+
+
 def test_every_python_example_is_run_or_excused():
-    run = {(md, i) for md, indices, _, _ in EXAMPLES for i in indices}
+    run = {(md, i) for md, indices, _, _ in EXAMPLES for i in indices} | set(TRAINING)
     assert not run & set(NOT_RUN)
     documented = {
         (md, i)
