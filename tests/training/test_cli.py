@@ -125,12 +125,13 @@ def test_refuses_a_run_folder_without_resume(photo_folder, run_copy, capsys):
     err = _one_error_line(capsys)
     assert err == (
         f"psal: error: --out {run_copy} already holds a run (step 1); pass --resume to "
-        "continue it or choose another --out"
+        "continue it or choose another --out (in Python: Trainer(config, "
+        "resume=config.out), or another config.out)"
     )
     assert _snapshot(run_copy) == before
-    # the Python API refuses too
+    # the Python API refuses too, and says how in Python
     cfg = apply_overrides(TrainConfig(), tiny_overrides(run_copy.parent, run_copy))
-    with pytest.raises(ValueError, match="already holds a run"):
+    with pytest.raises(ValueError, match=r"already holds a run.*resume=config\.out"):
         Trainer(cfg)
 
 

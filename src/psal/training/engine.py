@@ -75,7 +75,8 @@ class Trainer:
         if resume is None and (done := existing_step(self.out)) is not None:
             raise ValueError(
                 f"--out {self.out} already holds a run (step {done}); pass --resume to "
-                "continue it or choose another --out"
+                "continue it or choose another --out (in Python: Trainer(config, "
+                "resume=config.out), or another config.out)"
             )
         self.runtime = Runtime(config.device, config.optim.amp, config.optim.grad_clip)
         self.info, self.device = self.runtime.info, self.runtime.device
