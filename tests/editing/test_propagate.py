@@ -180,3 +180,33 @@ def test_a_tiny_sigma_cuts_at_every_edge_without_nan(monkeypatch):
     want32 = P.propagate(*t, sigma=0.01, **kw)
     for sigma in (1e-20, 1e-170):
         torch.testing.assert_close(P.propagate(*t, sigma=sigma, **kw), want32)
+
+
+def test_channels_on_threads_give_the_serial_bits(monkeypatch):
+    """The compiled solve runs the chroma channels on the kernel threads on large
+    images; each channel's sums are its own and added in channel order, so the result
+    is the one of one thread, bit for bit, whatever the split or the finishing order."""
+    import numpy as np
+
+    import psal.editing._propagate as P
+    import psal.utils.parallel as par
+
+    v, c, g = _colorization_like(h=150, w=170, seed=3)
+    kw = dict(smoothness=50.0, sigma=0.03, min_size=16)
+    monkeypatch.setattr(P, "PARALLEL_MIN_PIXELS", 10**12)  # every level on one thread
+    serial = P.propagate(v, c, g, **kw)
+    monkeypatch.setattr(P, "PARALLEL_MIN_PIXELS", 0)  # every level threaded
+    threaded = P.propagate(v, c, g, **kw)
+    assert np.array_equal(threaded, serial)
+    calls = []
+
+    def one_item_each_backwards(kernel, n, *args, **_):
+        calls.append(n)
+        for i in reversed(range(n)):  # one channel per call, the last one first
+            kernel(*args, i, i + 1)
+
+    monkeypatch.setattr(par, "run_chunked", one_item_each_backwards)
+    split = P.propagate(v, c, g, **kw)
+    assert calls and set(calls) == {2}
+    assert np.array_equal(split, serial)
+    assert _relative_residual(serial, v, c, g) <= 1e-4

@@ -12,7 +12,7 @@ its edges. The system ``(diag(c) + λ L_w) u = c v`` is symmetric positive defin
 (where some ``c > 0`` in each connected region); it is solved matrix-free by
 preconditioned conjugate gradients, coarse to fine (the solution of a half-size
 problem starts the next level), matrix-free: no sparse library. On the CPU the
-conjugate gradients run compiled (:func:`_cg_kernel`, float64), preconditioned with an
+conjugate gradients run compiled (:func:`_cg_solve`, float64), preconditioned with an
 incomplete Cholesky factorisation (:func:`_mic_inverse_pivots`, two sweeps over the
 image per step); on other devices, and as the reference the tests compare it with, in
 torch with the Jacobi preconditioner (:func:`_cg_torch`). Numpy arrays take the compiled
@@ -151,11 +151,14 @@ def _cg_torch(
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _apply(p, c, wx, wy, lam, ap):  # pragma: no cover (compiled)
-    """``ap = c p + lam L_w p`` over (C, H, W); returns ``<p, ap>``."""
-    n_ch, h, w = p.shape
-    dot = 0.0
-    for ch in range(n_ch):
+def _apply(p, c, wx, wy, lam, ap, dots, c0, c1):  # pragma: no cover (compiled)
+    """``ap = c p + lam L_w p`` over channels ``[c0, c1)`` of (C, H, W).
+
+    ``<p, ap>`` of each channel into ``dots``.
+    """
+    _, h, w = p.shape
+    for ch in range(c0, c1):
+        dot = 0.0
         for y in range(h):
             for x in range(w):
                 v = p[ch, y, x]
@@ -171,7 +174,36 @@ def _apply(p, c, wx, wy, lam, ap):  # pragma: no cover (compiled)
                 a = c[y, x] * v + lam * s
                 ap[ch, y, x] = a
                 dot += v * a
-    return dot
+        dots[ch] = dot
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _direction_apply(z, p, beta, c, wx, wy, lam, ap, dots, c0, c1):  # pragma: no cover
+    """``p = z + beta p``, then :func:`_apply` (``ap`` and ``<p, ap>``), channels ``[c0, c1)``."""
+    _, h, w = p.shape
+    for ch in range(c0, c1):
+        for y in range(h):
+            for x in range(w):
+                p[ch, y, x] = z[ch, y, x] + beta * p[ch, y, x]
+    _apply(p, c, wx, wy, lam, ap, dots, c0, c1)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _residual(u, v, c, wx, wy, lam, ap, r, sums, c0, c1):  # pragma: no cover (compiled)
+    """``r = c v - (c u + lam L_w u)`` over channels ``[c0, c1)``.
+
+    ``|c v|²`` of each channel into ``sums``.
+    """
+    _, h, w = u.shape
+    _apply(u, c, wx, wy, lam, ap, sums, c0, c1)
+    for ch in range(c0, c1):
+        bb = 0.0
+        for y in range(h):
+            for x in range(w):
+                b = c[y, x] * v[ch, y, x]
+                bb += b * b
+                r[ch, y, x] = b - ap[ch, y, x]
+        sums[ch] = bb
 
 
 @njit(cache=True, nogil=True)
@@ -214,16 +246,16 @@ def _mic_inverse_pivots(c, wx, wy, lam, tau, safety):  # pragma: no cover (compi
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _step_forward(u, r, p, ap, alpha, inv, fl, fu, z):  # pragma: no cover (compiled)
+def _step_forward(u, r, p, ap, alpha, inv, fl, fu, z, sums, c0, c1):  # pragma: no cover
     """One pass: ``u += alpha p``, ``r -= alpha ap``, and the first half of ``M^-1 r``.
 
-    The half is ``(E - L) q = r`` in row-major order, into ``z``; ``fl``, ``fu`` (H, W):
-    the couplings to the left and upper neighbours over the pivot
-    (:func:`_sweep_factors`). Returns ``|r|²``.
+    Over channels ``[c0, c1)``. The half is ``(E - L) q = r`` in row-major order, into
+    ``z``; ``fl``, ``fu`` (H, W): the couplings to the left and upper neighbours over
+    the pivot (:func:`_sweep_factors`). ``|r|²`` per channel into ``sums``.
     """
-    n_ch, h, w = u.shape
-    rr2 = 0.0
-    for ch in range(n_ch):
+    _, h, w = u.shape
+    for ch in range(c0, c1):
+        rr2 = 0.0
         for y in range(h):
             up = z[ch, max(y - 1, 0)]  # fu is 0 on the first row
             prev = 0.0  # fl is 0 on the first column
@@ -234,18 +266,19 @@ def _step_forward(u, r, p, ap, alpha, inv, fl, fu, z):  # pragma: no cover (comp
                 rr2 += rv * rv
                 prev = rv * inv[y, x] + fu[y, x] * up[x] + fl[y, x] * prev
                 z[ch, y, x] = prev
-    return rr2
+        sums[ch] = rr2
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _backward(r, br, bd, z):  # pragma: no cover (compiled)
-    """The backward half of ``z = M^-1 r``, ``(E - L^T) z = E q``, in place; ``<r, z>``.
+def _backward(r, br, bd, z, dots, c0, c1):  # pragma: no cover (compiled)
+    """The backward half of ``z = M^-1 r``, ``(E - L^T) z = E q``, in place.
 
+    Over channels ``[c0, c1)``; ``<r, z>`` of each channel into ``dots``.
     ``br``, ``bd`` (H, W): the couplings to the right and lower neighbours over the pivot.
     """
-    n_ch, h, w = r.shape
-    dot = 0.0
-    for ch in range(n_ch):
+    _, h, w = r.shape
+    for ch in range(c0, c1):
+        dot = 0.0
         for y in range(h - 1, -1, -1):
             down = z[ch, min(y + 1, h - 1)]  # bd is 0 on the last row
             nxt = 0.0  # br is 0 on the last column
@@ -253,7 +286,7 @@ def _backward(r, br, bd, z):  # pragma: no cover (compiled)
                 nxt = z[ch, y, x] + br[y, x] * nxt + bd[y, x] * down[x]
                 z[ch, y, x] = nxt
                 dot += r[ch, y, x] * nxt
-    return dot
+        dots[ch] = dot
 
 
 def _sweep_factors(inv, wx, wy, lam):
@@ -270,42 +303,64 @@ def _sweep_factors(inv, wx, wy, lam):
     return fl, fu, br, bd
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _cg_kernel(u, v, c, inv, wx, wy, lam, fl, fu, br, bd, iters, tol):  # pragma: no cover
+#: Pixels per channel from which :func:`_cg_solve` runs the channels on the kernel
+#: threads (:func:`psal.utils.parallel.run_chunked`, one channel per call); below it
+#: three thread hand-offs per step cost more than they save. Either way every channel
+#: is computed by the same compiled loop and its sums added in channel order, so the
+#: result does not depend on the threads.
+PARALLEL_MIN_PIXELS = 20_000
+
+
+def _cg_solve(u, v, c, inv, wx, wy, lam, fl, fu, br, bd, iters, tol, threaded=None):
     """Incomplete-Cholesky-preconditioned CG on ``(diag(c) + lam L_w) u = c v``, in place.
 
-    The stopping rule of :func:`_cg_torch` (the residual summed over every channel and
-    pixel), in float64; ``inv`` from :func:`_mic_inverse_pivots`. Returns the steps
-    taken and the relative residual reached.
+    ``u``, ``v`` (C, H, W) float64. The stopping rule of :func:`_cg_torch` (the residual
+    summed over every channel and pixel), in float64; ``inv`` from
+    :func:`_mic_inverse_pivots`. Each pass is a compiled kernel over a range of channels
+    whose sums are per channel: the channels run on the kernel threads when the image
+    has at least :data:`PARALLEL_MIN_PIXELS` pixels (``threaded``: force either way),
+    the same bits as on one thread. Returns the steps taken and the relative residual.
     """
     n_ch, h, w = u.shape
+    if threaded is None:
+        threaded = n_ch > 1 and h * w >= PARALLEL_MIN_PIXELS
+    if threaded:
+        from ..utils.parallel import run_chunked
+
+        def run(kernel, *args):
+            run_chunked(kernel, n_ch, *args)
+    else:
+
+        def run(kernel, *args):
+            kernel(*args, 0, n_ch)
+
+    def total(a):
+        s = 0.0
+        for x in a:  # channel order, whatever the threads
+            s += float(x)
+        return s
+
+    sums = np.zeros(n_ch)
     ap = np.empty_like(u)
-    _apply(u, c, wx, wy, lam, ap)
     r = np.empty_like(u)
     z = np.zeros_like(u)  # read (times 0) above the first row before it is written
     p = np.zeros_like(u)
-    bb = 0.0
-    for ch in range(n_ch):
-        for y in range(h):
-            for x in range(w):
-                b = c[y, x] * v[ch, y, x]
-                bb += b * b
-                r[ch, y, x] = b - ap[ch, y, x]
-    b_norm = max(math.sqrt(bb), 1e-30)
+    run(_residual, u, v, c, wx, wy, lam, ap, r, sums)
+    b_norm = max(math.sqrt(total(sums)), 1e-30)
     # r and the forward half of M^-1 r (p = 0: u and r unchanged)
-    rr2 = _step_forward(u, r, p, ap, 0.0, inv, fl, fu, z)
+    run(_step_forward, u, r, p, ap, 0.0, inv, fl, fu, z, sums)
+    rr2 = total(sums)
     steps = 0
     rz = 1.0
     while math.sqrt(rr2) > tol * b_norm and steps < iters:
-        rz_new = _backward(r, br, bd, z)
+        run(_backward, r, br, bd, z, sums)
+        rz_new = total(sums)
         beta = rz_new / max(rz, 1e-300) if steps > 0 else 0.0
         rz = rz_new
-        for ch in range(n_ch):
-            for y in range(h):
-                for x in range(w):
-                    p[ch, y, x] = z[ch, y, x] + beta * p[ch, y, x]
-        alpha = rz / max(_apply(p, c, wx, wy, lam, ap), 1e-300)
-        rr2 = _step_forward(u, r, p, ap, alpha, inv, fl, fu, z)
+        run(_direction_apply, z, p, beta, c, wx, wy, lam, ap, sums)
+        alpha = rz / max(total(sums), 1e-300)
+        run(_step_forward, u, r, p, ap, alpha, inv, fl, fu, z, sums)
+        rr2 = total(sums)
         steps += 1
     return steps, math.sqrt(rr2) / b_norm
 
@@ -326,13 +381,15 @@ def _cg(u, v, c, g, lam, sigma, iters, tol):
 
         out, vn, cn, gn = (a.detach().to("cpu", torch.float64).numpy() for a in (u, v, c, g))
     out = out.copy()  # the solve updates it in place
+    vn = np.ascontiguousarray(vn)
     wxn, wyn = _weights(gn, sigma)
     steps, rel = 0, 0.0
     for i in range(out.shape[0]):
-        inv = _mic_inverse_pivots(cn[i, 0], wxn[i, 0], wyn[i, 0], float(lam), MIC_TAU, MIC_SAFETY)
-        factors = _sweep_factors(inv, wxn[i, 0], wyn[i, 0], float(lam))
-        k, res = _cg_kernel(out[i], vn[i], cn[i, 0], inv, wxn[i, 0], wyn[i, 0], float(lam),
-                            *factors, int(iters), float(tol))  # fmt: skip
+        ci, wxi, wyi = (np.ascontiguousarray(a[i, 0]) for a in (cn, wxn, wyn))
+        inv = _mic_inverse_pivots(ci, wxi, wyi, float(lam), MIC_TAU, MIC_SAFETY)
+        factors = _sweep_factors(inv, wxi, wyi, float(lam))
+        k, res = _cg_solve(out[i], vn[i], ci, inv, wxi, wyi, float(lam),
+                           *factors, int(iters), float(tol))  # fmt: skip
         steps, rel = max(steps, int(k)), max(rel, float(res))
     if isinstance(u, np.ndarray):
         return out.astype(u.dtype), steps, rel
