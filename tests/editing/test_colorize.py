@@ -414,3 +414,25 @@ def test_local_std_of_a_flat_float32_image_is_not_cancellation_noise():
             _, ref = _local_stats(np.asarray(y, dtype=np.float64), 5)
             assert np.asarray(std).dtype == np.float32
             np.testing.assert_allclose(np.asarray(std), ref, atol=1e-6, rtol=1e-5)
+
+
+def test_temperature_from_a_partition_is_the_sorted_quantile():
+    """The numpy path reads the two order statistics from a partition, not a sort: the
+    same temperature as the sorted quantile (and as torch), ties and infs included."""
+    from psal.editing._temperature import wexler_temperature
+
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 5, 1000, 4097):
+        d = rng.random((1, 2, 1, n)).astype(np.float32)
+        d[0, 0, 0, : n // 3] = np.round(d[0, 0, 0, : n // 3], 1)  # ties
+        d[0, 0, 0, -1] = np.inf
+        finite = np.sort(d[0, 0, 0][np.isfinite(d[0, 0, 0])])
+        if finite.size == 0:
+            assert wexler_temperature(d) == float("inf")
+            continue
+        pos = 0.75 * (finite.size - 1)
+        lo, hi = int(pos), min(int(pos) + 1, finite.size - 1)
+        q = float(finite[lo]) + (pos - lo) * (float(finite[hi]) - float(finite[lo]))
+        want = 2.0 * q if q > 0 else float("inf")
+        assert wexler_temperature(d) == want
+        assert wexler_temperature(torch.from_numpy(d)) == want

