@@ -193,3 +193,25 @@ def test_poisson_fill_equals_the_dense_solve_on_awkward_holes():
                 args = (a.numpy() for a in (img, hole, ys, xs, sy, sx))
                 out_np = poisson_fill(*args, iters=2000, tol=tol)
                 np.testing.assert_allclose(out_np.astype(np.float64), ref.numpy(), atol=atol)
+
+
+def test_a_short_solve_warns_at_the_callers_line(monkeypatch):
+    """Through psal.inpaint, the warning names the user's call (this file), not the
+    module of psal that called the solver (inpaint.py, where it pointed before)."""
+    import importlib
+    import warnings
+
+    import psal
+
+    inpaint_module = importlib.import_module("psal.editing.inpaint")  # not the function
+
+    monkeypatch.setattr(inpaint_module, "POISSON_ITERS", 1)
+    rng = np.random.default_rng(0)
+    image = rng.random((48, 56, 3)).astype(np.float32)
+    hole = np.zeros((48, 56), bool)
+    hole[12:36, 16:40] = True
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        psal.inpaint(image, hole, patch_size=5, seed=0)
+    short = [w for w in record if "poisson_fill" in str(w.message)]
+    assert short and {w.filename for w in short} == {__file__}

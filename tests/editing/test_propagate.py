@@ -210,3 +210,27 @@ def test_channels_on_threads_give_the_serial_bits(monkeypatch):
     assert calls and set(calls) == {2}
     assert np.array_equal(split, serial)
     assert _relative_residual(serial, v, c, g) <= 1e-4
+
+
+def test_a_short_solve_warns_at_the_callers_line(monkeypatch):
+    """Through psal.colorize, the warning names the user's call (this file), not
+    psal's colorize.py (where it pointed before)."""
+    import functools
+    import importlib
+    import warnings
+
+    import numpy as np
+
+    import psal
+
+    colorize_module = importlib.import_module("psal.editing.colorize")  # not the function
+
+    monkeypatch.setattr(colorize_module, "propagate_values", functools.partial(propagate, iters=1))
+    rng = np.random.default_rng(0)
+    target = rng.random((40, 48)).astype(np.float32)
+    reference = rng.random((40, 48, 3)).astype(np.float32)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        psal.colorize(target, reference, patch_size=5, seed=0)
+    short = [w for w in record if "propagate:" in str(w.message)]
+    assert short and {w.filename for w in short} == {__file__}

@@ -180,16 +180,22 @@ def poisson_fill(
     return _cg_torch(f, b, deg, nbr, iters, tol)
 
 
-def _warn_if_short(steps: int, rel: float, iters: int, tol: float, stacklevel: int = 3) -> None:
-    """One warning when the solve stopped at its cap above its tolerance."""
+def _warn_if_short(steps: int, rel: float, iters: int, tol: float) -> None:
+    """One warning when the solve stopped at its cap above its tolerance.
+
+    It points at the caller's line outside psal (``psal.inpaint(...)`` in their code),
+    not at the module that called the solver.
+    """
     if steps >= iters and not rel <= tol:
+        from .._checks import user_stacklevel
+
         warnings.warn(
             f"poisson_fill: the conjugate gradients stopped at their cap of {iters} steps "
             f"with a relative residual of {rel:.2g} (tolerance {tol:.2g}); the fill may keep "
             "a low-frequency offset (psal.inpaint: gradient_domain=False skips this "
             "solve; poisson_fill: pass a larger iters)",
             RuntimeWarning,
-            stacklevel=stacklevel,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -222,7 +228,7 @@ def _cg_torch(f, b, deg, nbr, iters, tol):
         steps += 1
     if steps >= iters:
         rel = float((rs / bb.clamp_min(1e-300)).max().sqrt())
-        _warn_if_short(steps, rel, iters, tol, stacklevel=4)
+        _warn_if_short(steps, rel, iters, tol)
     return f
 
 

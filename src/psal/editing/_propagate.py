@@ -476,13 +476,15 @@ def propagate(
     u, steps, rel, cap = _propagate(values, confidence, guide, smoothness, sigma, iters, tol,
                                     min_size, fine=True)  # fmt: skip
     if steps >= cap and not rel <= tol:
+        from .._checks import user_stacklevel
+
         warnings.warn(
             f"propagate: the conjugate gradients of the finest level stopped at their cap "
             f"of {cap} steps with a relative residual of {rel:.2g} (tolerance {tol:.2g}); "
             "psal.colorize's colours may stray by a few levels along edges (propagate: "
             "pass a larger iters)",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),  # the caller's line outside psal
         )
     return u
 
