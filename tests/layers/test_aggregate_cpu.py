@@ -303,3 +303,26 @@ def test_fused_temperature_gradient_is_accurate_for_large_distances(monkeypatch,
         (gt,) = torch.autograd.grad((out * w).sum(), t)
         grads.append(float(gt))
     assert abs(grads[1] - grads[0]) <= rtol * abs(grads[0])
+
+
+@pytest.mark.parametrize("aggregation", ["center", "patch"])
+def test_the_fused_node_saves_its_buffers_through_saved_tensor_hooks(aggregation, monkeypatch):
+    """Activation checkpointing and offloading work through saved-tensor hooks: the
+    node's buffers (padded inputs, positions, weights, distances) must pass through
+    them, or checkpointing keeps them alive (they were plain ctx attributes)."""
+    _set_path(monkeypatch, "fused")
+    x = torch.randn(1, 8, 24, 24, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    packed: list[int] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        packed.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = psal.ps_attention(x, x, x, k=3, patch_size=3, iters=2, aggregation=aggregation,
+                                seed=0)  # fmt: skip
+    out.sum().backward()
+    ra = 1 if aggregation == "patch" else 0
+    positions = 24 * 24 * 3 * (2 * ra + 1) ** 2  # per output pixel: k neighbours' pixels
+    assert sum(packed) >= positions * (8 + 4)  # int64 positions and float32 weights at least
+    assert x.grad is not None and torch.isfinite(x.grad).all()

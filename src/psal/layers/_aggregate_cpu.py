@@ -433,8 +433,10 @@ class _FusedAggregate(torch.autograd.Function):
                     pos.numpy(), wgt.numpy(), out_cl.numpy(), covered.numpy(),
                     min_parallel=4096)  # fmt: skip
         out = _unpad_cl([out_cl.view(b, hw, ww, cv)], 0, False)
-        ctx.geo, ctx.bufs, ctx.inv_t = geo, bufs, inv_t
-        ctx.pos, ctx.wgt, ctx.dist = pos, wgt, dist
+        # the large buffers through save_for_backward, so that saved-tensor hooks
+        # (activation checkpointing, offloading) can free and restore them
+        ctx.save_for_backward(*bufs, pos, wgt, dist)
+        ctx.geo, ctx.inv_t = geo, inv_t
         ctx.temperature = temperature
         covered = covered.view(b, 1, hw, ww)
         ctx.mark_non_differentiable(covered)
@@ -443,7 +445,8 @@ class _FusedAggregate(torch.autograd.Function):
     @staticmethod
     @first_order_only("psal attention (the fused CPU aggregation)")
     def backward(ctx, grad_out, _grad_covered):  # type: ignore[override]
-        geo, bufs, pos, wgt = ctx.geo, ctx.bufs, ctx.pos, ctx.wgt
+        *bufs, pos, wgt, dist = ctx.saved_tensors
+        geo = ctx.geo
         iq, ik, iv = geo.roles
         need = ctx.needs_input_grad[2:]
         need_q, need_k, need_v = need[iq], need[ik], need[iv]
@@ -482,7 +485,7 @@ class _FusedAggregate(torch.autograd.Function):
                 # whose differences are ~1: a float32 sum of glc * d lost 3 digits).
                 t = ctx.temperature
                 valid = idx >= 0
-                d = ctx.dist.to(torch.float64)
+                d = dist.to(torch.float64)
                 low = torch.where(valid, d, torch.inf).flatten(1).amin(1).view(-1, 1, 1, 1)
                 d = d - torch.where(torch.isfinite(low), low, 0.0)
                 s = torch.where(valid, glc.to(torch.float64) * d, 0).sum()
