@@ -69,3 +69,16 @@ def one_thread_module():
     """``one_thread`` for a whole module (tiny images: thread start-up costs more)."""
     with _threads_of_one():
         yield
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """A clean torch.compile cache; skips where torch.compile cannot run."""
+    dynamo = pytest.importorskip("torch._dynamo")
+    try:
+        torch.compile(torch.nn.Identity(), backend="eager")(torch.zeros(1))
+    except Exception as err:  # e.g. a Python that this torch's dynamo does not support
+        pytest.skip(f"torch.compile unavailable: {err}")
+    dynamo.reset()
+    yield
+    dynamo.reset()

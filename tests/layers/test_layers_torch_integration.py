@@ -68,20 +68,7 @@ def test_checkpointing_recomputes_the_same_neighbours(make, use_reentrant, maske
         assert torch.equal(a, b)
 
 
-@pytest.fixture
-def _fresh_dynamo():
-    """A clean torch.compile cache; skips where torch.compile cannot run."""
-    dynamo = pytest.importorskip("torch._dynamo")
-    try:
-        torch.compile(torch.nn.Identity(), backend="eager")(torch.zeros(1))
-    except Exception as err:  # e.g. a Python that this torch's dynamo does not support
-        pytest.skip(f"torch.compile unavailable: {err}")
-    dynamo.reset()
-    yield
-    dynamo.reset()
-
-
-@pytest.mark.usefixtures("_fresh_dynamo")
+@pytest.mark.usefixtures("fresh_dynamo")
 def test_compiled_layer_takes_new_sizes_and_matches_eager():
     # the search was traced: on a second input size (dynamic shapes) tracing failed
     # in its border reflection ('slice start must be int or None, got SymInt'); the

@@ -106,21 +106,8 @@ def test_half_precision_networks_run_on_cpu(name, dtype):
     assert (out.float() - ref).abs().mean() < tol
 
 
-@pytest.fixture
-def _fresh_dynamo():
-    """A clean torch.compile cache; skips where torch.compile cannot run."""
-    dynamo = pytest.importorskip("torch._dynamo")
-    try:
-        torch.compile(torch.nn.Identity(), backend="eager")(torch.zeros(1))
-    except Exception as err:  # e.g. a Python that this torch's dynamo does not support
-        pytest.skip(f"torch.compile unavailable: {err}")
-    dynamo.reset()
-    yield
-    dynamo.reset()
-
-
 @pytest.mark.slow  # 4-8 s on 2 busy cores: dynamo traces the network's frames
-@pytest.mark.usefixtures("_fresh_dynamo")
+@pytest.mark.usefixtures("fresh_dynamo")
 def test_compiled_network_trains_like_the_eager_one():
     # the colorizer attends at two sizes in one forward: the traced PatchMatch search
     # failed on the second ('slice start must be int or None, got SymInt')

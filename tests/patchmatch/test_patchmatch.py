@@ -860,11 +860,11 @@ def test_numba_search_refuses_more_neighbours_than_valid_keys():
                                 query_valid=None, key_ok=key_ok, seed=0, init=None)  # fmt: skip
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
 def test_torch_compile_of_a_caller_takes_new_sizes():
     """Code that calls the search, compiled: the search runs eagerly (a graph break) and
     gives the eager result at every size. Traced, it failed at the second size ('slice
     start must be int or None, got SymInt': the shapes had become symbolic)."""
-    torch._dynamo.reset()
 
     def total(q: torch.Tensor) -> torch.Tensor:
         return psal.patchmatch(q, q, k=2, patch_size=3, iters=2, seed=0).distances.sum() * 2
