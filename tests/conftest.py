@@ -82,3 +82,33 @@ def fresh_dynamo():
     dynamo.reset()
     yield
     dynamo.reset()
+
+
+@pytest.fixture
+def exif_with_thumbnail() -> tuple[bytes, bytes]:
+    """``(block, thumbnail)``: an EXIF block (with its ``Exif`` header) whose IFD1 holds
+    ``thumbnail``, a 16x16 JPEG.
+
+    What phones embed: a small copy of the photo, which would still show what an edit
+    removed. IFD0 holds one tag (Artist "someone").
+    """
+    import io
+    import struct
+
+    from PIL import Image
+
+    def ifd(entries, next_offset):
+        out = struct.pack(">H", len(entries))
+        for tag, kind, count, value in entries:
+            out += struct.pack(">HHI", tag, kind, count) + value
+        return out + struct.pack(">I", next_offset)
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (255, 0, 0)).save(buf, "JPEG")
+    thumb = buf.getvalue()
+    ifd0 = ifd([(0x013B, 2, 8, struct.pack(">I", 26))], 34)  # Artist, then IFD1 at 34
+    ifd1 = ifd(
+        [(0x0201, 4, 1, struct.pack(">I", 64)), (0x0202, 4, 1, struct.pack(">I", len(thumb)))], 0
+    )
+    tiff = b"MM\x00*" + struct.pack(">I", 8) + ifd0 + b"someone\x00" + ifd1 + thumb
+    return b"Exif\x00\x00" + tiff, thumb

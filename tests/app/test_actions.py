@@ -397,28 +397,13 @@ def test_results_keep_exif_and_are_not_renamed_twice(tmp_path):
     assert stem("/t/cat_x2.png", "x2") == "cat_x2_x2"  # four times the photo
 
 
-def test_the_exif_thumbnail_of_a_photo_is_not_kept(tmp_path):
+def test_the_exif_thumbnail_of_a_photo_is_not_kept(tmp_path, exif_with_thumbnail):
     # phones embed a small copy of the photo in EXIF (IFD1): it would still show what an
     # inpainting removed
-    import struct
-
     from PIL import ExifTags
 
-    def ifd(entries, next_offset):
-        out = struct.pack(">H", len(entries))
-        for tag, kind, count, value in entries:
-            out += struct.pack(">HHI", tag, kind, count) + value
-        return out + struct.pack(">I", next_offset)
-
-    buf = __import__("io").BytesIO()
-    Image.new("RGB", (16, 16), (255, 0, 0)).save(buf, "JPEG")
-    thumb = buf.getvalue()
-    ifd0 = ifd([(0x013B, 2, 8, struct.pack(">I", 26))], 34)  # Artist, then IFD1 at 34
-    ifd1 = ifd(
-        [(0x0201, 4, 1, struct.pack(">I", 64)), (0x0202, 4, 1, struct.pack(">I", len(thumb)))], 0
-    )
-    tiff = b"MM\x00*" + struct.pack(">I", 8) + ifd0 + b"someone\x00" + ifd1 + thumb
-    _photo().save(tmp_path / "phone.jpg", exif=b"Exif\x00\x00" + tiff)
+    block, thumb = exif_with_thumbnail
+    _photo().save(tmp_path / "phone.jpg", exif=block)
     image = actions.open_upload(tmp_path / "phone.jpg", "the photo", Limits())
     assert dict(image.getexif().get_ifd(ExifTags.IFD.IFD1))  # the input has its thumbnail
     hole = np.zeros((48, 64), bool)

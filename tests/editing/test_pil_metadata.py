@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import struct
 import warnings
 
 import numpy as np
@@ -137,24 +136,11 @@ def test_colorize_of_a_gray_target_drops_a_profile_that_is_not_the_results():
 
 
 @pytest.mark.parametrize("read", [False, True], ids=["as-is", "thumbnail-read"])
-def test_the_thumbnail_and_other_keys_are_not_carried(read, monkeypatch):
+def test_the_thumbnail_and_other_keys_are_not_carried(read, monkeypatch, exif_with_thumbnail):
     # a phone's EXIF with a thumbnail (IFD1): it would still show what was removed
-    def ifd(entries, next_offset):
-        out = struct.pack(">H", len(entries))
-        for tag, kind, count, value in entries:
-            out += struct.pack(">HHI", tag, kind, count) + value
-        return out + struct.pack(">I", next_offset)
-
-    buf = io.BytesIO()
-    Image.new("RGB", (16, 16), (255, 0, 0)).save(buf, "JPEG")
-    thumb = buf.getvalue()
-    ifd0 = ifd([(0x013B, 2, 8, struct.pack(">I", 26))], 34)  # Artist, then IFD1 at 34
-    ifd1 = ifd(
-        [(0x0201, 4, 1, struct.pack(">I", 64)), (0x0202, 4, 1, struct.pack(">I", len(thumb)))], 0
-    )
-    tiff = b"MM\x00*" + struct.pack(">I", 8) + ifd0 + b"someone\x00" + ifd1 + thumb
+    block, thumb = exif_with_thumbnail
     probe = Image.new("RGB", (1, 1))
-    probe.info["exif"] = b"Exif\x00\x00" + tiff
+    probe.info["exif"] = block
     assert dict(probe.getexif().get_ifd(ExifTags.IFD.IFD1))  # the input has its thumbnail
     photo = _photo()
     photo.info.update(exif=probe.info["exif"], comment=b"not kept")
