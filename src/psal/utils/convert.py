@@ -47,6 +47,7 @@ __all__ = [
     "check_device",
     "check_unit_float",
     "check_values",
+    "dpi_pair",
     "exif_resolution",
     "from_array",
     "from_tensor",
@@ -588,6 +589,11 @@ def stated_dpi(image: Image.Image) -> tuple[float, float] | None:
         return None
     if dpi is None:
         dpi = _exif_dpi(image)
+    return dpi_pair(dpi)
+
+
+def dpi_pair(dpi: Any) -> tuple[float, float] | None:
+    """``dpi`` as a pair of positive finite floats (x, y), or None (anything else)."""
     try:
         x, y = (float(v) for v in dpi)
     except (TypeError, ValueError):  # no DPI, or not a pair of numbers

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .._checks import user_stacklevel
 from .atomic import atomic_path, check_writable
-from .convert import exif_resolution, result_mode, stated_dpi
+from .convert import dpi_pair, exif_resolution, result_mode, stated_dpi
 from .masks import to_mask_array
 
 __all__ = [
@@ -518,18 +518,9 @@ def png16_bytes(
     return out + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b"")
 
 
-def _dpi(dpi: Any) -> tuple[float, float] | None:
-    """``dpi`` as a pair of positive finite floats, or None (anything else)."""
-    try:
-        x, y = (float(v) for v in dpi)
-    except (TypeError, ValueError):
-        return None
-    return (x, y) if x > 0 and y > 0 and np.isfinite(x) and np.isfinite(y) else None
-
-
 def _png_ppm(dpi: Any) -> tuple[int, int] | None:
     """A PNG's pixels per metre for ``dpi`` (as Pillow rounds), or None if it holds none."""
-    dpi = _dpi(dpi)
+    dpi = dpi_pair(dpi)
     if dpi is None:
         return None
     ppm = tuple(int(v / 0.0254 + 0.5) for v in dpi)
@@ -599,7 +590,7 @@ def save_image(
     if exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         # the input's EXIF (orientation already applied and reset; previews dropped)
         kwargs["exif"] = exif
-    dpi = _dpi(dpi)
+    dpi = dpi_pair(dpi)
     if dpi is not None:
         if fmt == "JPEG":  # whole numbers in 16 bits (Pillow rounds; 0 would mean none)
             holds = all(0.5 <= v < 65535.5 for v in dpi)
