@@ -30,13 +30,13 @@ __all__ = ["PSAttention", "attend", "ps_attention"]
 
 AGGREGATIONS = ("center", "patch")
 
-# The neighbour search and the streaming vote have no gradient and are numpy/numba (or
-# integer torch code with data-dependent loops): under torch.compile they run eagerly,
-# one graph break each, instead of being traced. Traced, the search failed on a second
-# input size (dynamic shapes reached the border reflection as symbolic slice bounds) and
+# The neighbour search (psal.patchmatch, disabled for torch.compile where it is defined)
+# and the streaming vote have no gradient and are numpy/numba (or integer torch code
+# with data-dependent loops): under torch.compile they run eagerly, one graph break
+# each, instead of being traced. Traced, the search failed on a second input size
+# (dynamic shapes reached the border reflection as symbolic slice bounds) and
 # recompiled its helpers at every call. The seed, drawn from torch's generator inside
 # the search, is then the eager one: compiled and eager calls find the same neighbours.
-_search = torch.compiler.disable(patchmatch)
 
 
 def _check_qkv(
@@ -261,7 +261,7 @@ def ps_attention(
             query_valid = ~sources  # patches touching the hole
         else:
             query_valid = hole
-    field = _search(
+    field = patchmatch(
         query,
         key,
         k=k,
