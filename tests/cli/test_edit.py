@@ -96,6 +96,20 @@ def test_empty_mask_writes_input_unchanged_with_warning(files, capsys):
     assert np.array_equal(np.asarray(Image.open(out_j)), np.asarray(Image.open(files["rgb.png"])))
 
 
+def test_mask_that_covers_everything_once_dilated_says_so(files, capsys):
+    rim = np.full((40, 56), 255, np.uint8)
+    rim[0, :] = 0  # one known row: the default 1-pixel growth covers it
+    path = files["dir"] / "rim.png"
+    Image.fromarray(rim).save(path)
+    out = files["dir"] / "out.png"
+    code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", path, "-o", out)
+    assert code == 1
+    assert "covers the whole image once grown by --dilate 1 (try --dilate 0)" in _error_line(err)
+    code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", files["full.png"], "-o", out)
+    assert "covers the whole image:" in _error_line(err)  # drawn that way: nothing to undo
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("argv", "match"),
     [

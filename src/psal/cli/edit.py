@@ -252,8 +252,8 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
     others = {f: p for f, p in (("--mask", mask_path), ("--source-mask", source_path))
               if p is not None and not _same_file(p, image_path)}  # fmt: skip
     _check_output(output, mode, image.size, others)
-    mask = _load_mask_for(mask_path, image, args, "--mask")
-    mask = dilate(mask[None, None], args.dilate)[0, 0]
+    drawn = _load_mask_for(mask_path, image, args, "--mask")
+    mask = dilate(drawn[None, None], args.dilate)[0, 0]
     source = None
     if source_path is not None:
         source = _load_mask_for(source_path, image, args, "--source-mask")
@@ -271,7 +271,10 @@ def _inpaint_file(args, image_path: str, mask_path: str, source_path: str | None
             _save(keep, output, image, mode)
         return
     if mask.all():
-        raise CLIError("the mask covers the whole image: there is no known pixel to copy from")
+        grown = "" if drawn.all() else f" once grown by --dilate {args.dilate} (try --dilate 0)"
+        raise CLIError(
+            f"the mask covers the whole image{grown}: there is no known pixel to copy from"
+        )
     if model is not None:
         out = model.inpaint(full_depth(image), mask, seed=args.seed, progress=bar)
     else:
