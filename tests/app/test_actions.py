@@ -228,8 +228,12 @@ def test_bad_options_and_holes():
     img, hole = _photo(24, 24), np.zeros((24, 24), bool)
     with pytest.raises(ValueError, match="nothing is painted"):
         actions.run_inpaint(img, hole)
-    with pytest.raises(ValueError, match="covers the whole image"):
+    with pytest.raises(ValueError, match="covers the whole image:"):
         actions.run_inpaint(img, ~hole)
+    rim = np.ones((24, 24), bool)
+    rim[0] = False  # painted all but one row: the growth is what covers it
+    with pytest.raises(ValueError, match=r"whole image once grown by 2 pixels \(lower 'Grow"):
+        actions.run_inpaint(img, rim, dilate=2)
     hole[5:9, 5:9] = True
     with pytest.raises(ValueError, match="mask is 24x23 but the photo is 24x24"):
         actions.run_inpaint(img, hole[:23])

@@ -430,9 +430,15 @@ def run_inpaint(
         )
     if not hole.any():
         raise ValueError("nothing is painted: paint over what to remove with the brush, then Run")
+    drawn = hole
     hole = grow(torch.from_numpy(hole)[None, None], int(dilate))[0, 0].numpy()
     if hole.all():
-        raise ValueError("the mask covers the whole image: there is no known pixel to copy from")
+        grown = (
+            "" if drawn.all() else f" once grown by {int(dilate)} pixels (lower 'Grow the mask')"
+        )
+        raise ValueError(
+            f"the mask covers the whole image{grown}: there is no known pixel to copy from"
+        )
     if _is_learned(method):
         if source is not None:  # as the CLI refuses --source-mask with --checkpoint
             raise ValueError(
