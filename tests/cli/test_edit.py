@@ -891,3 +891,22 @@ def test_output_onto_a_fifo_is_refused_and_left_alone(files, capsys):
     assert code == 1
     assert "--output" in err and "not a regular file" in err
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["inpaint", "{rgb.png}", "-m", "{mask.png}", "--checkpoint", "{dir}/no_run"],
+        ["upscale", "{rgb.png}", "--scale", "2", "--checkpoint", "{dir}/no_run"],
+        ["colorize", "{gray.png}", "--reference", "{rgb.png}", "--checkpoint", "{dir}/no_run"],
+        ["inpaint", "{dir}/missing.png", "-m", "{mask.png}"],
+    ],
+)
+def test_bad_output_type_is_said_before_anything_is_loaded(files, capsys, argv):
+    """The output's file type is known from its name: a typo fails at once, before a
+    network or an image is read (here both are missing: their errors would come first)."""
+    for key, path in files.items():
+        argv = [a.replace("{" + key + "}", str(path)) for a in argv]
+    code, err = _run(capsys, *argv, "-o", files["dir"] / "out.gif")
+    assert code == 1
+    assert "unsupported file type '.gif'" in _error_line(err)

@@ -184,6 +184,11 @@ def _check_options(args: argparse.Namespace) -> None:
         raise CLIError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     if not 0 <= args.seed < SEED_LIMIT:
         raise CLIError(f"--seed must be in [0, 2**63), got {args.seed}")
+    src, out = getattr(args, "image", None) or getattr(args, "target", None), args.output
+    if src is not None and not Path(src).is_dir() and not os.path.isdir(out):
+        from ..utils.io import save_format
+
+        save_format(out)  # a bad file type: said before a file or a network is loaded
 
 
 def _same_file(a: str, b: str) -> bool:
