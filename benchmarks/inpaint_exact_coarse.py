@@ -24,9 +24,10 @@ import importlib
 import json
 import time
 
+import numpy as np
+
 import _editing as C
 import inpaint as B
-import numpy as np
 
 
 def main(argv=None) -> int:
@@ -42,8 +43,9 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="write the per-case rows here")
     args = p.parse_args(argv)
 
-    import psal
     import torch
+
+    import psal
     from psal.patchmatch import patchmatch
 
     C.set_threads(1)
