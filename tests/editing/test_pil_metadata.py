@@ -192,3 +192,21 @@ def test_other_kinds_carry_nothing():
     pixels = np.asarray(_photo())
     out = psal.upscale(pixels, 2, patch_size=5, pm_iters=1, seed=0)
     assert isinstance(out, np.ndarray)
+
+
+@pytest.mark.parametrize(("written", "meant"), [(300, 300.0), (72, 72.0), (96, 96.0),
+                                                 (25.4, 25.4), ((300, 150), (300.0, 150.0))])  # fmt: skip
+def test_a_pngs_dpi_is_the_whole_number_it_was_written_from(tmp_path, written, meant):
+    """A PNG holds whole dots per metre: 300 dpi is read back as 299.9994. The carried
+    DPI is the whole number that gives the same count (a TIFF of the result says 300),
+    and a DPI with no such whole number (1000 dots per metre) stays as read."""
+    pair = written if isinstance(written, tuple) else (written, written)
+    want = meant if isinstance(meant, tuple) else (meant, meant)
+    path = tmp_path / "in.png"
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(path, dpi=pair)
+    with Image.open(path) as im:
+        out = psal.upscale(im, scale=2)
+        assert out.info["dpi"] == (2 * want[0], 2 * want[1])
+        out.save(tmp_path / "out.tif", dpi=out.info["dpi"])
+    with Image.open(tmp_path / "out.tif") as tif:
+        assert tif.info["dpi"] == (2 * want[0], 2 * want[1])

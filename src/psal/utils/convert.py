@@ -589,7 +589,25 @@ def stated_dpi(image: Image.Image) -> tuple[float, float] | None:
         return None
     if dpi is None:
         dpi = _exif_dpi(image)
+    elif fmt == "PNG":
+        dpi = tuple(_png_dpi(v) for v in dpi)
     return dpi_pair(dpi)
+
+
+def _png_dpi(dpi: Any) -> Any:
+    """The whole DPI a PNG's ``pHYs`` dots per metre were written from, where there is one.
+
+    A PNG stores whole dots per metre, so 300 DPI is saved as 11811 and read back by
+    Pillow as 299.9994: the whole number whose dots per metre round to the same count
+    is what was meant (300), and a TIFF or another PNG written from it then says 300.
+    """
+    try:
+        whole = round(float(dpi))
+        if whole > 0 and round(whole / 0.0254) == round(float(dpi) / 0.0254):
+            return float(whole)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    return dpi
 
 
 def dpi_pair(dpi: Any) -> tuple[float, float] | None:
