@@ -910,3 +910,25 @@ def test_bad_output_type_is_said_before_anything_is_loaded(files, capsys, argv):
     code, err = _run(capsys, *argv, "-o", files["dir"] / "out.gif")
     assert code == 1
     assert "unsupported file type '.gif'" in _error_line(err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["inpaint", "{rgb.png}", "-m", "{mask.png}", "--dialte", "2"], "--dialte: did you mean --dilate?"),
+        (["upscale", "{rgb.png}", "--scael=2"], "--scael: did you mean --scale?"),
+        (["train", "upscale", "--stesp", "3", "--patchh", "32"],
+         "--stesp: did you mean --steps?; --patchh: did you mean --patch?"),
+        (["inpaint", "{rgb.png}", "-m", "{mask.png}", "--zzz"], None),
+    ],
+)  # fmt: skip
+def test_a_misspelt_option_gets_a_suggestion(files, capsys, argv, hint):
+    for key, path in files.items():
+        argv = [a.replace("{" + key + "}", str(path)) for a in argv]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "-o", str(files["dir"] / "out.png")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err
+    assert (hint in err) if hint else ("did you mean" not in err)
+    assert _outputs(files["dir"]) == set()

@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):
             args.overrides.extend(extra)
         else:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            hint = _did_you_mean(parser, argv if argv is not None else sys.argv[1:], extra)
+            parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     from ..utils.atomic import terminate_gracefully
 
     # SIGTERM (kill, timeout, torchrun) unwinds like an exception, so that no temporary
@@ -74,6 +75,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     with terminate_gracefully(), warnings.catch_warnings():
         warnings.showwarning = _show_warning
         return run_command(args)
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, argv: Sequence[str],
+                  extra: Sequence[str]) -> str:  # fmt: skip
+    """`` (did you mean --dilate?)`` for misspelt options of the command that ran."""
+    import difflib
+
+    words = [a for a in argv if not a.startswith("-")]
+    while True:  # down the sub-commands named in argv (``train``, then ``upscale``)
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = next((subs[0].choices[w] for w in words if subs and w in subs[0].choices),
+                      None)  # fmt: skip
+        if chosen is None:
+            break
+        parser = chosen
+    known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    hints = []
+    for e in extra:
+        if e.startswith("--"):
+            close = difflib.get_close_matches(e.split("=", 1)[0], known, n=1, cutoff=0.7)
+            hints += [f"{e.split('=', 1)[0]}: did you mean {close[0]}?"] if close else []
+    return f" ({'; '.join(hints)})" if hints else ""
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
