@@ -97,13 +97,15 @@ def make_cases(photos, textures, holes, size, tuning=False):
     """The (image, hole) cases. An image of the default list keeps its holes whatever
     subset runs (seed from its place in ``C.PHOTOS + TEXTURES``): ``--quick`` scores
     the same held-out cases as the full run. Other images: seeds from 100000 up; the
-    tuning set (``tuning``): seeds 9000 + 10 i, i the place in the list given."""
+    tuning set (``tuning``): seeds 9000 + 10 i, i the place in the list given. Each hole
+    type adds its place in ``HOLES``, so ``--holes object`` scores the full run's objects."""
     canonical = [*C.PHOTOS, *TEXTURES]
     cases = []
     for i, name in enumerate([*photos, *textures]):
         im = C.texture(name, size) if name in TEXTURES else C.load_photo(name, size)
         k = canonical.index(name) if name in canonical else 100 + i
-        for j, hole in enumerate(holes):
+        for hole in holes:
+            j = HOLES.index(hole)  # a subset of --holes keeps each hole's seed
             rng = np.random.default_rng((9000 + 10 * i if tuning else 1000 * k) + j)
             shape = im.shape[:2]
             m = (

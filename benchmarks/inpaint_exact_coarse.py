@@ -90,8 +90,7 @@ def main(argv=None) -> int:
 
     module._build_pyramid, module._search = build_numbered, search_exact_coarse
     tuning = all(name in B.TUNING for name in args.images)
-    cases = B.make_cases(args.images, [], list(B.HOLES), tuple(args.size), tuning=tuning)
-    cases = [c for c in cases if c["hole"] in args.holes]  # each case keeps its hole's seed
+    cases = B.make_cases(args.images, [], args.holes, tuple(args.size), tuning=tuning)
     rows = []
     for case in cases:
         im, m = case["image"], case["mask"]
