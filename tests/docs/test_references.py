@@ -4,6 +4,7 @@ the benchmark scripts."""
 
 import glob
 import itertools
+import os
 import re
 import subprocess
 import sys
@@ -65,20 +66,25 @@ def test_named_tests_exist():
 @pytest.mark.slow
 def test_benchmark_flags_exist():
     """Every ``--flag`` written after ``benchmarks/NAME.py`` is in that script's --help."""
-    helps: dict[str, str] = {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    uses = [(md.name, script, rest) for md in DOCS
+            for script, rest in re.findall(r"benchmarks/(\w+)\.py([^`\n]*)",
+                                           md.read_text().replace("\\\n", " "))
+            if (ROOT / "benchmarks" / f"{script}.py").exists()]  # fmt: skip
+
+    def help_text(script: str) -> str:
+        path = ROOT / "benchmarks" / f"{script}.py"
+        return subprocess.run([sys.executable, str(path), "--help"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+
+    scripts = sorted({script for _, script, _ in uses})
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # each imports torch
+        helps = dict(zip(scripts, pool.map(help_text, scripts)))
     bad = []
-    for md in DOCS:
-        text = md.read_text().replace("\\\n", " ")
-        for script, rest in re.findall(r"benchmarks/(\w+)\.py([^`\n]*)", text):
-            path = ROOT / "benchmarks" / f"{script}.py"
-            if not path.exists():
-                continue
-            if script not in helps:
-                run = subprocess.run([sys.executable, str(path), "--help"], cwd=ROOT,
-                                     capture_output=True, text=True, timeout=120)  # fmt: skip
-                helps[script] = run.stdout
-            rest = re.split(r"\)|;|: ", rest)[0]
-            for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest):
-                if flag not in helps[script]:
-                    bad.append(f"{md.name}: benchmarks/{script}.py {flag}")
+    for md_name, script, rest in uses:
+        rest = re.split(r"\)|;|: ", rest)[0]
+        for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest):
+            if flag not in helps[script]:
+                bad.append(f"{md_name}: benchmarks/{script}.py {flag}")
     assert not bad, "\n".join(sorted(set(bad)))
