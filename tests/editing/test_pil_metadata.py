@@ -210,3 +210,16 @@ def test_a_pngs_dpi_is_the_whole_number_it_was_written_from(tmp_path, written, m
         out.save(tmp_path / "out.tif", dpi=out.info["dpi"])
     with Image.open(tmp_path / "out.tif") as tif:
         assert tif.info["dpi"] == (2 * want[0], 2 * want[1])
+
+
+def test_the_metadata_helpers_name_a_wrong_argument():
+    from psal.utils.convert import carried_info, stated_dpi
+
+    im = Image.new("RGB", (8, 6))
+    with pytest.raises(TypeError, match="image must be a PIL image, got ndarray"):
+        stated_dpi(np.zeros((6, 8, 3), np.uint8))
+    with pytest.raises(TypeError, match="image must be a PIL image, got ndarray"):
+        carried_info(np.zeros((6, 8, 3), np.uint8), "RGB", (8, 6))
+    with pytest.raises(TypeError, match=r"size must be the result's \(width, height\), got 8"):
+        carried_info(im, "RGB", 8)
+    assert carried_info(im, "RGB", (16, 12)) == {}  # nothing stated, nothing made up

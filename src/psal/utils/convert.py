@@ -581,6 +581,7 @@ def stated_dpi(image: Image.Image) -> tuple[float, float] | None:
     XResolution for both axes. An image not opened from a file (a copy, as
     :func:`psal.utils.io.load_image` returns) is taken at its ``info``.
     """
+    _check_pil(image, "image")
     fmt = getattr(image, "format", None)
     dpi = image.info.get("dpi")
     if fmt in ("JPEG", "MPO") and image.info.get("jfif_unit") not in (1, 2):
@@ -610,6 +611,11 @@ def _png_dpi(dpi: Any) -> Any:
     return dpi
 
 
+def _check_pil(image: Any, name: str) -> None:
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"{name} must be a PIL image, got {type(image).__name__}")
+
+
 def dpi_pair(dpi: Any) -> tuple[float, float] | None:
     """``dpi`` as a pair of positive finite floats (x, y), or None (anything else)."""
     try:
@@ -636,13 +642,18 @@ def carried_info(image: Image.Image, mode: str, size: tuple[int, int]) -> dict[s
         size: the result's ``(width, height)``; the DPI and the EXIF resolution are
             multiplied by its ratio to ``image.size``, per axis.
     """
+    _check_pil(image, "image")
+    try:
+        sw, sh = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise TypeError(f"size must be the result's (width, height), got {size!r}") from None
     w, h = image.size
-    factor = (size[0] / w, size[1] / h) if w and h else (1.0, 1.0)
+    factor = (sw / w, sh / h) if w and h else (1.0, 1.0)
     info: dict[str, Any] = {}
     icc = _carried_icc(image, mode)
     if icc is not None:
         info["icc_profile"] = icc
-    exif = _carried_exif(image, tuple(size), factor)
+    exif = _carried_exif(image, (sw, sh), factor)
     if exif is not None:
         info["exif"] = exif
     dpi = stated_dpi(image)
