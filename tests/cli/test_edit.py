@@ -919,6 +919,8 @@ def test_bad_output_type_is_said_before_anything_is_loaded(files, capsys, argv):
         (["upscale", "{rgb.png}", "--scael=2"], "--scael: did you mean --scale?"),
         (["train", "upscale", "--stesp", "3", "--patchh", "32"],
          "--stesp: did you mean --steps?; --patchh: did you mean --patch?"),
+        (["train", "upscale", "--image-size", "96"], "--image-size: did you mean --patch?"),
+        (["train", "colorize", "--patch", "64"], "--patch: did you mean --image-size?"),
         (["inpaint", "{rgb.png}", "-m", "{mask.png}", "--zzz"], None),
     ],
 )  # fmt: skip

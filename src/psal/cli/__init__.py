@@ -77,6 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_command(args)
 
 
+#: Options that play the same role under another name in another command (the
+#: training crop side: ``--image-size`` for inpaint and colorize, ``--patch``, the
+#: low-resolution crop, for upscale).
+_SAME_ROLE = {"--image-size": ("--patch",), "--patch": ("--image-size",)}
+
+
 def _did_you_mean(parser: argparse.ArgumentParser, argv: Sequence[str],
                   extra: Sequence[str]) -> str:  # fmt: skip
     """`` (did you mean --dilate?)`` for misspelt options of the command that ran."""
@@ -94,8 +100,10 @@ def _did_you_mean(parser: argparse.ArgumentParser, argv: Sequence[str],
     hints = []
     for e in extra:
         if e.startswith("--"):
-            close = difflib.get_close_matches(e.split("=", 1)[0], known, n=1, cutoff=0.7)
-            hints += [f"{e.split('=', 1)[0]}: did you mean {close[0]}?"] if close else []
+            flag = e.split("=", 1)[0]
+            close = [o for o in _SAME_ROLE.get(flag, ()) if o in known]
+            close = close or difflib.get_close_matches(flag, known, n=1, cutoff=0.7)
+            hints += [f"{flag}: did you mean {close[0]}?"] if close else []
     return f" ({'; '.join(hints)})" if hints else ""
 
 
