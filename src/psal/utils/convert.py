@@ -47,6 +47,7 @@ __all__ = [
     "check_device",
     "check_unit_float",
     "check_values",
+    "dots_per_metre",
     "dpi_pair",
     "exif_resolution",
     "from_array",
@@ -254,6 +255,11 @@ def check_device(device: object, name: str = "device") -> torch.device | None:
     return dev
 
 
+def _check_pil(image: Any, name: str) -> None:
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"{name} must be a PIL image, got {type(image).__name__}")
+
+
 def result_mode(image: Image.Image) -> str:
     """The PIL mode that an editing function gives back for ``image``.
 
@@ -261,8 +267,7 @@ def result_mode(image: Image.Image) -> str:
     other modes (CMYK, YCbCr, LAB, HSV, ...) come back ``RGB``, or ``RGBA`` when they
     carry transparency.
     """
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"image must be a PIL image, got {type(image).__name__}")
+    _check_pil(image, "image")
     if image.mode in _PIL_MODES:
         return image.mode
     if image.mode in _I16_MODES:
@@ -604,16 +609,16 @@ def _png_dpi(dpi: Any) -> Any:
     """
     try:
         whole = round(float(dpi))
-        if whole > 0 and round(whole / 0.0254) == round(float(dpi) / 0.0254):
+        if whole > 0 and dots_per_metre(whole) == dots_per_metre(float(dpi)):
             return float(whole)
     except (TypeError, ValueError, OverflowError):
         pass
     return dpi
 
 
-def _check_pil(image: Any, name: str) -> None:
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"{name} must be a PIL image, got {type(image).__name__}")
+def dots_per_metre(dpi: float) -> int:
+    """A PNG's ``pHYs`` count for ``dpi``, rounded as Pillow's writer rounds it."""
+    return int(dpi / 0.0254 + 0.5)
 
 
 def dpi_pair(dpi: Any) -> tuple[float, float] | None:

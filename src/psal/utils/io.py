@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .._checks import user_stacklevel
 from .atomic import atomic_path, check_writable
-from .convert import dpi_pair, exif_resolution, result_mode, stated_dpi
+from .convert import dots_per_metre, dpi_pair, exif_resolution, result_mode, stated_dpi
 from .masks import to_mask_array
 
 __all__ = [
@@ -523,7 +523,7 @@ def _png_ppm(dpi: Any) -> tuple[int, int] | None:
     dpi = dpi_pair(dpi)
     if dpi is None:
         return None
-    ppm = tuple(int(v / 0.0254 + 0.5) for v in dpi)
+    ppm = tuple(dots_per_metre(v) for v in dpi)
     return ppm if all(0 < v < 2**31 for v in ppm) else None
 
 
