@@ -27,6 +27,16 @@ def _error_line(err: str) -> str:
     return lines[0]
 
 
+def _filled(argv: list[str], files: dict) -> list[str]:
+    """``argv`` with each ``{name}`` replaced by the path of ``files[name]``."""
+    out = []
+    for a in argv:
+        for key, path in files.items():
+            a = a.replace("{" + key + "}", str(path))
+        out.append(a)
+    return out
+
+
 def _outputs(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir() if p.name.startswith(("out", ".out"))}
 
@@ -153,12 +163,7 @@ def test_errors_are_one_line_and_leave_nothing(files, capsys, argv, match):
 
         if torch.cuda.is_available():
             pytest.skip("a CUDA device exists")
-    args = []
-    for a in argv:
-        for key, path in files.items():
-            a = a.replace("{" + key + "}", str(path))
-        args.append(a)
-    code, err = _run(capsys, *args, "-o", files["dir"] / f"out{ext}")
+    code, err = _run(capsys, *_filled(argv, files), "-o", files["dir"] / f"out{ext}")
     assert code == 1
     assert match in _error_line(err)
     assert _outputs(files["dir"]) == set()
@@ -905,9 +910,7 @@ def test_output_onto_a_fifo_is_refused_and_left_alone(files, capsys):
 def test_bad_output_type_is_said_before_anything_is_loaded(files, capsys, argv):
     """The output's file type is known from its name: a typo fails at once, before a
     network or an image is read (here both are missing: their errors would come first)."""
-    for key, path in files.items():
-        argv = [a.replace("{" + key + "}", str(path)) for a in argv]
-    code, err = _run(capsys, *argv, "-o", files["dir"] / "out.gif")
+    code, err = _run(capsys, *_filled(argv, files), "-o", files["dir"] / "out.gif")
     assert code == 1
     assert "unsupported file type '.gif'" in _error_line(err)
 
@@ -925,10 +928,8 @@ def test_bad_output_type_is_said_before_anything_is_loaded(files, capsys, argv):
     ],
 )  # fmt: skip
 def test_a_misspelt_option_gets_a_suggestion(files, capsys, argv, hint):
-    for key, path in files.items():
-        argv = [a.replace("{" + key + "}", str(path)) for a in argv]
     with pytest.raises(SystemExit) as info:
-        main([*argv, "-o", str(files["dir"] / "out.png")])
+        main([*_filled(argv, files), "-o", str(files["dir"] / "out.png")])
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "unrecognized arguments" in err
