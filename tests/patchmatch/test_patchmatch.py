@@ -786,6 +786,99 @@ def test_torch_backend_sync_free_path_gives_the_same_result(monkeypatch):
     torch.testing.assert_close(out[True].distances, out[False].distances)
 
 
+class _HostReads(torch.overrides.TorchFunctionMode):
+    """Counts the torch calls that would wait for an accelerator: values read on the host
+    (``item``, ``bool(t)``, ``int(t)``, ``tolist``, copies to the CPU) and ops whose output
+    size depends on the data (``nonzero``, boolean-mask indexing, ``unique``...)."""
+
+    READS = frozenset(
+        {"item", "tolist", "__bool__", "__int__", "__float__", "__index__", "cpu", "numpy"}
+    )
+    SIZED = frozenset({"nonzero", "argwhere", "masked_select", "unique", "unique_consecutive"})
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        if name in self.READS or name in self.SIZED:
+            self.calls.append(name)
+        elif name in ("__getitem__", "__setitem__") and len(args) > 1:
+            items = args[1] if isinstance(args[1], tuple) else (args[1],)
+            if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items):
+                self.calls.append(f"{name}[bool mask]")
+        elif name == "where" and len(args) + len(kwargs) == 1:
+            self.calls.append("where(cond)")
+        elif name == "repeat_interleave" and "output_size" not in kwargs:
+            self.calls.append(name)
+        elif name == "to" and any(str(a) == "cpu" for a in [*args[1:], *kwargs.values()]):
+            self.calls.append("to(cpu)")
+        return func(*args, **kwargs)
+
+
+def _host_reads(fn) -> list[str]:
+    with _HostReads() as spy:
+        fn()
+    return spy.calls
+
+
+def test_torch_backend_waits_for_the_device_only_in_its_set_up(monkeypatch):
+    """Issue 14: on an accelerator the iteration loop never waits for the device. Counted
+    on the CPU with the accelerators' path (``COMPACT_PAIRS=False``): the host reads are
+    the same for 1 and 4 iterations and for one chunk or many, so none is in the loop."""
+    from psal.patchmatch import torch_backend
+
+    monkeypatch.setattr(torch_backend, "COMPACT_PAIRS", False)
+    q, k = smooth(2, 6, 20, 18, seed=50), smooth(2, 6, 17, 21, seed=51)
+    qmask = torch.rand(2, 1, 20, 18, generator=torch.Generator().manual_seed(1)) > 0.3
+    kvalid = torch.rand(2, 1, 17, 21, generator=torch.Generator().manual_seed(2)) > 0.2
+
+    def run(iters, masks):
+        extra = {"query_mask": qmask, "valid": kvalid} if masks else {"query_mask": None,
+                                                                       "valid": None}  # fmt: skip
+        return _host_reads(lambda: torch_backend.search(q, k, k=3, patch_size=3, iters=iters,
+                                                        seed=3, init=None, **extra))  # fmt: skip
+
+    for masks in (False, True):
+        one = run(1, masks)
+        assert run(4, masks) == one
+        assert len(one) <= 8, one  # the set-up's: valid keys, duplicate repair
+        monkeypatch.setattr(torch_backend, "MAX_CHUNK_BYTES", 4096)  # dozens of chunks a step
+        assert run(4, masks) == one
+        monkeypatch.undo()
+        monkeypatch.setattr(torch_backend, "COMPACT_PAIRS", False)
+    # the CPU's compacted path does read the device in the loop: the counter sees it
+    monkeypatch.setattr(torch_backend, "COMPACT_PAIRS", True)
+    assert len(run(4, False)) > len(run(1, False))
+
+
+def test_psattention_waits_for_the_device_a_fixed_number_of_times(monkeypatch):
+    """A PSAttention training step on the accelerators' path (torch search, torch graph):
+    its host reads (argument checks, the search's set-up) do not grow with the
+    iterations or the map size."""
+    from psal.layers import _aggregate
+    from psal.patchmatch import torch_backend
+
+    monkeypatch.setattr(torch_backend, "COMPACT_PAIRS", False)
+    monkeypatch.setattr(_aggregate, "FUSED", False)
+    counts = set()
+    for agg in ("center", "patch"):
+        for iters, size in ((1, 12), (3, 12), (3, 20)):
+            layer = psal.PSAttention(k=2, iters=iters, aggregation=agg, backend="torch")
+            x = smooth(2, 4, size, size, seed=size).requires_grad_()
+
+            def step(layer=layer, x=x):
+                layer(x, x, x).square().mean().backward()
+
+            calls = [c for c in _host_reads(step) if c != "numpy"]  # CPU-only kernels' views
+            counts.add((agg, len(calls)))
+            assert len(calls) <= 12, calls  # 11 today: checks, the search's set-up
+    assert len({n for agg, n in counts if agg == "center"}) == 1, counts
+    assert len({n for agg, n in counts if agg == "patch"}) == 1, counts
+
+
 def test_torch_backend_chunk_budget_per_device(monkeypatch):
     """The CPU keeps cache-sized chunks; accelerators get larger ones (fewer launches per
     step): a sixteenth of the free memory, clamped, or ACCEL_CHUNK_BYTES when set."""
