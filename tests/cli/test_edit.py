@@ -50,9 +50,9 @@ def test_inpaint_formats_and_modes(files, capsys, src):
         assert b.size == a.size and b.mode == a.mode
         a, b = np.asarray(a), np.asarray(b)
     m = np.asarray(Image.open(files["mask.png"])) > 127
-    grown = np.pad(m, 1)  # --dilate 1 by default: the hole grows by one pixel (3x3)
-    grown = np.max([grown[i : i + m.shape[0], j : j + m.shape[1]] for i in range(3)
-                    for j in range(3)], axis=0)  # fmt: skip
+    grown = np.pad(m, 2)  # --dilate 2 by default: the hole grows by two pixels (5x5)
+    grown = np.max([grown[i : i + m.shape[0], j : j + m.shape[1]] for i in range(5)
+                    for j in range(5)], axis=0)  # fmt: skip
     if src.endswith((".png", ".webp")):  # lossless: known pixels exactly kept
         assert np.array_equal(b[~grown], a[~grown])
     assert _outputs(files["dir"]) == {out.name}
@@ -108,13 +108,13 @@ def test_empty_mask_writes_input_unchanged_with_warning(files, capsys):
 
 def test_mask_that_covers_everything_once_dilated_says_so(files, capsys):
     rim = np.full((40, 56), 255, np.uint8)
-    rim[0, :] = 0  # one known row: the default 1-pixel growth covers it
+    rim[:2, :] = 0  # two known rows: the default 2-pixel growth covers them
     path = files["dir"] / "rim.png"
     Image.fromarray(rim).save(path)
     out = files["dir"] / "out.png"
     code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", path, "-o", out)
     assert code == 1
-    assert "covers the whole image once grown by --dilate 1 (try --dilate 0)" in _error_line(err)
+    assert "covers the whole image once grown by --dilate 2 (try --dilate 0)" in _error_line(err)
     code, err = _run(capsys, "inpaint", files["rgb.png"], "-m", files["full.png"], "-o", out)
     assert "covers the whole image:" in _error_line(err)  # drawn that way: nothing to undo
     assert not out.exists()

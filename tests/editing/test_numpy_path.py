@@ -222,7 +222,7 @@ def test_inpaint_command_imports_no_torch_scipy_linalg_or_cffi(tmp_path):
         "and n not in pre])\n"
     )
     assert _fresh(code) == "0 []"
-    dilated = _pyramid.dilate(m[None, None], 1)[0, 0]  # the command's default --dilate 1
+    dilated = _pyramid.dilate(m[None, None], 2)[0, 0]  # the command's default --dilate 2
     assert np.array_equal(np.asarray(Image.open(out)), psal.inpaint(img, dilated, seed=0))
 
 
