@@ -19,13 +19,15 @@ One more row, ``psal, telea's low band``: psal's fill with its smooth band repla
 Telea's inside the hole (``psal + G * (telea - psal)``), which asks whether psal's PSNR
 deficit is in the smooth band (then this row would gain) or in the texture.
 
-Cases are those of ``benchmarks/inpaint.py``: by default its held-out images (astronaut,
-chelsea, gravel; the holes of its ``--quick`` run), with ``--tuning`` its tuning set.
+Cases are those of ``benchmarks/inpaint.py``: by default its ten held-out images (the
+holes of its ``--quick`` run), with ``--held-out-3`` the first three (astronaut, chelsea,
+gravel), with ``--tuning`` its tuning set.
 Methods: psal (default settings), cv2-telea, pypatchmatch-3 (each left out if it is not
 installed). Deterministic; about a minute.
 
 Usage:
-    python benchmarks/inpaint_bands.py             # held-out images
+    python benchmarks/inpaint_bands.py             # the ten held-out images
+    python benchmarks/inpaint_bands.py --held-out-3  # the first three
     python benchmarks/inpaint_bands.py --tuning    # the tuning set
 """
 
@@ -39,7 +41,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _editing as C
-from inpaint import HELD_OUT_PHOTOS, HELD_OUT_TEXTURES, HOLES, TUNING, _methods, make_cases
+from inpaint import (
+    EXTRA_HELD_OUT,
+    HELD_OUT_PHOTOS,
+    HELD_OUT_TEXTURES,
+    HOLES,
+    TUNING,
+    _methods,
+    make_cases,
+)
 
 METHODS = ("psal", "cv2-telea", "pypatchmatch-3")
 HYBRID = "psal, telea's low band"
@@ -85,6 +95,7 @@ def low_band_swap(fill: np.ndarray, smooth: np.ndarray, hole: np.ndarray, sigma:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tuning", action="store_true", help="the tuning set instead of held-out")
+    p.add_argument("--held-out-3", action="store_true", help="the first three held-out images")
     p.add_argument("--sigma", type=float, default=4.0, help="Gaussian of the smooth band, px")
     p.add_argument("--size", type=int, nargs=2, default=[512, 680], metavar=("H", "W"))
     args = p.parse_args(argv)
@@ -94,7 +105,8 @@ def main(argv=None) -> int:
     if args.tuning:
         cases = make_cases(list(TUNING), [], HOLES, tuple(args.size), True)
     else:
-        cases = make_cases(HELD_OUT_PHOTOS, HELD_OUT_TEXTURES, HOLES, tuple(args.size))
+        photos = [*HELD_OUT_PHOTOS, *([] if args.held_out_3 else EXTRA_HELD_OUT)]
+        cases = make_cases(photos, HELD_OUT_TEXTURES, HOLES, tuple(args.size))
     methods = _methods(list(METHODS), {})
     names = list(methods)
     if "psal" in methods and "cv2-telea" in methods:
@@ -120,7 +132,7 @@ def main(argv=None) -> int:
             values += [f"{mean(f):.0f}" for f in ("mse", "low", "high", "truth_hi", "fill_hi")]
             values.append(f"{mean('rho'):.3f}")
             rows.append(values)
-    which = "tuning set" if args.tuning else "held-out images"
+    which = "tuning set" if args.tuning else f"held-out images ({len(cases) // len(HOLES)})"
     C.print_table(COLUMNS, rows, f"Error by band, {which}, sigma {args.sigma:g} px (8-bit units²)")
     return 0
 
