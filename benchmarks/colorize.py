@@ -211,6 +211,10 @@ def main(argv=None) -> int:
         action="store_true",
         help="add scales-only, propagation-only, no-consistency-check",
     )
+    p.add_argument("--photos", nargs="+", default=None, metavar="NAME",
+                   help="score these scikit-image photos instead (e.g. hubble_deep_field "
+                        "immunohistochemistry retina: the network's training photos, "
+                        "never used to tune the training-free default)")  # fmt: skip
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None)
     args = p.parse_args(argv)
@@ -225,16 +229,27 @@ def main(argv=None) -> int:
     C.set_threads(args.threads)
     size = tuple(args.size or ((192, 256) if args.quick else (360, 480)))
     photos = HELD_OUT if args.quick else HELD_OUT + TUNING
+    if args.photos:
+        from skimage import data
+
+        for name in args.photos:
+            if not callable(getattr(data, name, None)):
+                p.error(f"--photos: {name!r} is not a scikit-image photo (skimage.data.NAME)")
+        photos = tuple(args.photos)
     fns = methods(checkpoints, args.ablation)
     records, panels = score(photos, size, fns, repeats)
     when = f"time: median of {repeats} warm run(s)"
-    summarise(records, HELD_OUT, f"Held-out pairs ({size[0]}x{size[1]}; {when})")
-    if not args.quick:
+    if args.photos:
+        summarise(records, photos, f"Chosen photos ({size[0]}x{size[1]}; {when})")
+    else:
+        summarise(records, HELD_OUT, f"Held-out pairs ({size[0]}x{size[1]}; {when})")
+    if not args.quick and not args.photos:
         summarise(records, TUNING, f"Tuning pairs ({size[0]}x{size[1]}; {when})")
     if args.json:
         C.write_json(args.json, {"settings": {"size": size}, "records": records})
     if args.figure:
-        figure([pn for pn in panels if pn[0].split()[0] in HELD_OUT], args.figure, 0.5)
+        shown = photos if args.photos else HELD_OUT
+        figure([pn for pn in panels if pn[0].split()[0] in shown], args.figure, 0.5)
     return 0
 
 
