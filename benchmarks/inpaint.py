@@ -25,7 +25,7 @@ synthetic, binary or duplicate ones: phantom, logo, color, chessboard, horse, ca
 images (nine cases) were too few to rank methods 0.1-0.3 dB apart. ``--held-out-3`` runs
 the first three only, as ``--quick`` did before.
 
-    PYTHONPATH=src python benchmarks/inpaint.py                  # full run (~30 min)
+    PYTHONPATH=src python benchmarks/inpaint.py                  # full run (~1 hour: 48 cases)
     PYTHONPATH=src python benchmarks/inpaint.py --quick          # held-out, ~5 minutes
     PYTHONPATH=src python benchmarks/inpaint.py --json out.json --figure docs/x.png
 """
