@@ -223,3 +223,14 @@ def test_the_metadata_helpers_name_a_wrong_argument():
     with pytest.raises(TypeError, match=r"size must be the result's \(width, height\), got 8"):
         carried_info(im, "RGB", 8)
     assert carried_info(im, "RGB", (16, 12)) == {}  # nothing stated, nothing made up
+
+
+def test_dots_per_metre_rounds_as_pillow_and_names_a_wrong_dpi():
+    from psal.utils.convert import dots_per_metre
+
+    assert dots_per_metre(300) == 11811 and dots_per_metre(72.0) == 2835
+    with pytest.raises(TypeError, match="dpi must be a number, got '300'"):
+        dots_per_metre("300")
+    for bad in (0, -72.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="dpi must be a finite number > 0"):
+            dots_per_metre(bad)

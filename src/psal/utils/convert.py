@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from .._checks import check_finite as _check_finite
+from .._checks import check_positive_float
 from .arrays import is_tensor
 
 if TYPE_CHECKING:
@@ -617,8 +618,12 @@ def _png_dpi(dpi: Any) -> Any:
 
 
 def dots_per_metre(dpi: float) -> int:
-    """A PNG's ``pHYs`` count for ``dpi``, rounded as Pillow's writer rounds it."""
-    return int(dpi / 0.0254 + 0.5)
+    """A PNG's ``pHYs`` count for ``dpi``, rounded as Pillow's writer rounds it.
+
+    Raises:
+        TypeError / ValueError: ``dpi`` is not a finite number > 0.
+    """
+    return int(check_positive_float(dpi, "dpi") / 0.0254 + 0.5)
 
 
 def dpi_pair(dpi: Any) -> tuple[float, float] | None:
