@@ -19,14 +19,16 @@ One more row, ``psal, telea's low band``: psal's fill with its smooth band repla
 Telea's inside the hole (``psal + G * (telea - psal)``), which asks whether psal's PSNR
 deficit is in the smooth band (then this row would gain) or in the texture.
 
-Cases are those of ``benchmarks/inpaint.py``: by default its ten held-out images (the
-holes of its ``--quick`` run), with ``--held-out-3`` the first three (astronaut, chelsea,
-gravel), with ``--tuning`` its tuning set.
+Cases are those of ``benchmarks/inpaint.py``: by default the ten images of its
+``--quick`` run (their holes; five of them, ``SECOND_TUNING``, were a second tuning set,
+so only astronaut, chelsea, gravel, coins and clock are held out), with
+``--held-out-3`` the first three (astronaut, chelsea, gravel), with ``--tuning`` its
+tuning set.
 Methods: psal (default settings), cv2-telea, pypatchmatch-3 (each left out if it is not
 installed). Deterministic; about a minute.
 
 Usage:
-    python benchmarks/inpaint_bands.py             # the ten held-out images
+    python benchmarks/inpaint_bands.py             # the ten images of --quick
     python benchmarks/inpaint_bands.py --held-out-3  # the first three
     python benchmarks/inpaint_bands.py --tuning    # the tuning set
 """
@@ -42,7 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _editing as C
 from inpaint import (
-    EXTRA_HELD_OUT,
+    EXTRA_PHOTOS,
     HELD_OUT_PHOTOS,
     HELD_OUT_TEXTURES,
     HOLES,
@@ -94,7 +96,7 @@ def low_band_swap(fill: np.ndarray, smooth: np.ndarray, hole: np.ndarray, sigma:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--tuning", action="store_true", help="the tuning set instead of held-out")
+    p.add_argument("--tuning", action="store_true", help="the tuning set, not the --quick images")
     p.add_argument("--held-out-3", action="store_true", help="the first three held-out images")
     p.add_argument("--sigma", type=float, default=4.0, help="Gaussian of the smooth band, px")
     p.add_argument("--size", type=int, nargs=2, default=[512, 680], metavar=("H", "W"))
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
     if args.tuning:
         cases = make_cases(list(TUNING), [], HOLES, tuple(args.size), True)
     else:
-        photos = [*HELD_OUT_PHOTOS, *([] if args.held_out_3 else EXTRA_HELD_OUT)]
+        photos = [*HELD_OUT_PHOTOS, *([] if args.held_out_3 else EXTRA_PHOTOS)]
         cases = make_cases(photos, HELD_OUT_TEXTURES, HOLES, tuple(args.size))
     methods = _methods(list(METHODS), {})
     names = list(methods)
@@ -132,7 +134,9 @@ def main(argv=None) -> int:
             values += [f"{mean(f):.0f}" for f in ("mse", "low", "high", "truth_hi", "fill_hi")]
             values.append(f"{mean('rho'):.3f}")
             rows.append(values)
-    which = "tuning set" if args.tuning else f"held-out images ({len(cases) // len(HOLES)})"
+    held = sorted({c["id"].split("/")[0] for c in cases if c["group"] == "held-out"})
+    n = len(cases) // len(HOLES)
+    which = "tuning set" if args.tuning else f"{n} images (held out: {', '.join(held)})"
     C.print_table(COLUMNS, rows, f"Error by band, {which}, sigma {args.sigma:g} px (8-bit units²)")
     return 0
 
