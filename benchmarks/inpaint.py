@@ -51,13 +51,15 @@ TEXTURES = ("brick", "grass", "gravel")
 HOLES = ("rect128", "brush", "object")
 
 
-def _methods(names, psal_kwargs):
+def _methods(names, psal_kwargs, seed=0):
+    """The methods by name, each ``fn(image, mask) -> image``; psal and pypatchmatch
+    draw their random numbers from ``seed`` (OpenCV's methods are deterministic)."""
     from psal.editing import inpaint as psal_inpaint
 
     def u8(m):
         return m.astype(np.uint8) * 255
 
-    methods = {"psal": lambda im, m: psal_inpaint(im, m, seed=0, **psal_kwargs)}
+    methods = {"psal": lambda im, m: psal_inpaint(im, m, seed=seed, **psal_kwargs)}
     try:
         import cv2
     except ImportError:  # pragma: no cover
@@ -67,7 +69,7 @@ def _methods(names, psal_kwargs):
         methods["cv2-ns"] = lambda im, m: cv2.inpaint(im, u8(m), 3, cv2.INPAINT_NS)
     pm = C.import_pypatchmatch()
     if pm is not None and pm.patchmatch_available:
-        pm.set_random_seed(0)
+        pm.set_random_seed(seed)
         methods["pypatchmatch-3"] = lambda im, m: pm.inpaint(im, u8(m), patch_size=3)
         methods["pypatchmatch-15"] = lambda im, m: pm.inpaint(im, u8(m), patch_size=15)
     else:  # pragma: no cover
@@ -291,6 +293,13 @@ def main(argv=None) -> int:
     )
     p.add_argument("--repeats", type=int, default=3, help="timed runs per case and method (median)")
     p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="run every case with psal's and pypatchmatch's seeds 0..N-1; the summary "
+        "averages over them (a square hole's ratio moves by several hundredths with the seed)",
+    )
+    p.add_argument(
         "--tuning",
         action="store_true",
         help="the tuning set instead: coffee, rocket, grass, brick, motorcycle, hole seeds 9000+",
@@ -334,16 +343,21 @@ def main(argv=None) -> int:
             args.photos = args.photos[:2]
     C.set_threads(args.threads)
     kw = {k: _value(v) for k, v in (item.split("=", 1) for item in args.psal)}
-    methods = _methods(args.methods, kw)
+    if args.seeds < 1:
+        p.error(f"--seeds must be >= 1, got {args.seeds}")
     cases = make_cases(args.photos, args.textures, args.holes, tuple(args.size), args.tuning)
-    records, results = run_cases(cases, methods, args.repeats)
+    records, results = [], {}
+    for seed in range(args.seeds):
+        methods = _methods(args.methods, kw, seed)
+        recs, res = run_cases(cases, methods, args.repeats)
+        records += [{**r, "seed": seed} for r in recs]
+        if seed == 0:
+            results = res  # the figure shows seed 0
     heads = ["PSNR (dB)", "SSIM", "grad ratio", "time (s)"]
+    fields = ("case", "group", "method", "seed", "psnr", "ssim", "grad_ratio", "seconds")
     C.print_table(
-        ["case", "images", "method", *heads],
-        [
-            [r[f] for f in ("case", "group", "method", "psnr", "ssim", "grad_ratio", "seconds")]
-            for r in records
-        ],
+        ["case", "images", "method", "seed", *heads],
+        [[r[f] for f in fields] for r in records],
         f"Per case (inside the hole; time: median of {args.repeats} warm run(s))",
     )
     summary = {}
@@ -363,10 +377,11 @@ def main(argv=None) -> int:
             "all": "Summary, all cases (every group together)",
         }[g]
         summary[g] = summarize(sel, args.holes, methods)
+        seeds = f", means over seeds 0-{args.seeds - 1}" if args.seeds > 1 else ""
         C.print_table(
             ["holes", "method", *heads, "time / pypatchmatch-3"],
             summary[g],
-            f"{title}: {n} cases ({args.size[0]}x{args.size[1]} photos)",
+            f"{title}: {n} cases ({args.size[0]}x{args.size[1]} photos{seeds})",
         )
     extras = {}
     if not args.no_extras and "psal" in methods:
@@ -383,7 +398,8 @@ def main(argv=None) -> int:
             "A large photo, psal.inpaint in a fresh process",
         )
     if args.json:
-        settings = {"psal": kw, "size": args.size, "repeats": args.repeats, "tuning": TUNING}
+        settings = {"psal": kw, "size": args.size, "repeats": args.repeats, "tuning": TUNING,
+                    "seeds": args.seeds}  # fmt: skip
         C.write_json(
             args.json, {"settings": settings, "records": records, "summary": summary, **extras}
         )

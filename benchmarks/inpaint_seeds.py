@@ -1,0 +1,190 @@
+"""Levers against the smoothness of psal's fills, measured across seeds (a diagnostic).
+
+docs/editing.md, "Eighth round". psal's inpainting draws random numbers (PatchMatch's
+start and random search), and on a 128x128 square the mean gradient ratio of ten cases
+spans 0.78-0.88 over four seeds, more than most levers of the earlier rounds moved it,
+which ran one seed. This script runs ``psal.inpaint`` with seeds ``0..N-1`` on both
+tuning sets (``benchmarks/inpaint.py --tuning``'s coffee, rocket, grass, brick and
+stereo_motorcycle, and the second tuning set camera, immunohistochemistry,
+hubble_deep_field, moon and retina; hole seeds 9000+, none of the benchmark's holes; 10
+cases per hole type), for the default and for each variant given, and prints per hole
+type the mean hole PSNR and gradient ratio over cases and seeds, and each variant's
+paired change against the default: per case, the change averaged over the seeds; then
+the mean over the cases, +- its standard error over the cases.
+
+Variants (one argument each):
+
+* ``KEY=VALUE[,KEY=VALUE...]``: keywords of ``psal.inpaint``, e.g. ``patch_size=5`` or
+  ``texture_weight=5,em_iters=2``;
+* ``detail-copy:SIGMA``: after the gradient-domain step, keep its result below a
+  Gaussian of ``SIGMA`` pixels and take the finer detail from the winner-takes-all copy
+  it started from (``G * poisson + copy - G * copy`` inside the hole): the Poisson
+  solve still removes level offsets between copied pieces, the copies keep their grain;
+* ``local:R``: sources only within ``max(R, 2 x hole thickness)`` pixels of the hole
+  (``source_mask=``, with the gradient-domain step kept on), a locality prior.
+
+Usage:
+    python benchmarks/inpaint_seeds.py detail-copy:1 patch_size=5 --seeds 4   # ~1 min a run
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _editing as C
+from inpaint import HOLES, SECOND_TUNING, TUNING, _value, make_cases
+
+
+def _cases(size):
+    # each set on its own, as inpaint.py --tuning makes them: hole seeds 9000 + 10 i
+    return [
+        *make_cases(list(TUNING), [], HOLES, size, True),
+        *make_cases(list(SECOND_TUNING), [], HOLES, size, True),
+    ]
+
+
+@contextlib.contextmanager
+def _detail_copy(sigma: float):
+    """Patch the gradient-domain step of psal.editing.inpaint (numpy path) for a run."""
+    from scipy.ndimage import gaussian_filter
+
+    mod = importlib.import_module("psal.editing.inpaint")
+    orig = mod._gradient_domain
+
+    def patched(image, level, field, dist, patch_size):
+        copy = np.array(image, dtype=np.float64, copy=True)  # the winner-takes-all fill
+        out = orig(image, level, field, dist, patch_size)
+        solved = np.asarray(out, dtype=np.float64)
+
+        def blur(a):
+            return np.stack([gaussian_filter(ch, sigma) for ch in a[0]])[None]
+
+        mixed = blur(solved) + copy - blur(copy)
+        hole = np.asarray(level.hole[0, 0])
+        out[0][:, hole] = mixed[0][:, hole].astype(out.dtype)
+        return out
+
+    mod._gradient_domain = patched
+    try:
+        yield
+    finally:
+        mod._gradient_domain = orig
+
+
+def _run(cases, seed, variant):
+    """Per-case PSNR and gradient ratio of one variant with one seed."""
+    import psal
+
+    kw, ctx = {}, contextlib.nullcontext()
+    if variant.startswith("detail-copy:"):
+        ctx = _detail_copy(float(variant.split(":", 1)[1]))
+    elif variant.startswith("local:"):
+        radius = float(variant.split(":", 1)[1])
+    elif variant != "default":
+        kw = {k: _value(v) for k, v in (item.split("=", 1) for item in variant.split(","))}
+    out = {}
+    with ctx:
+        for case in cases:
+            im, m = case["image"], case["mask"]
+            extra = dict(kw)
+            if variant.startswith("local:"):
+                from scipy.ndimage import distance_transform_edt
+
+                thick = distance_transform_edt(m).max()
+                near = distance_transform_edt(~m) <= max(radius, 2 * thick)
+                extra |= {"source_mask": near & ~m, "gradient_domain": True}
+            res = np.asarray(psal.inpaint(im, m, seed=seed, **extra))
+            out[case["id"]] = (C.psnr(res, im, m), C.gradient_ratio(res, im, m))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("variants", nargs="*", help="see above; the default always runs")
+    p.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 (default 4)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--size", type=int, nargs=2, default=(512, 680), metavar=("H", "W"))
+    args = p.parse_args(argv)
+    if args.seeds < 1:
+        p.error(f"--seeds must be >= 1, got {args.seeds}")
+    for v in args.variants:
+        if v.startswith(("detail-copy:", "local:")):
+            try:
+                ok = float(v.split(":", 1)[1]) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                p.error(f"variant {v!r}: expected a number > 0 after the colon")
+        elif "=" not in v:
+            p.error(f"variant {v!r}: expected KEY=VALUE, detail-copy:SIGMA or local:R")
+    C.set_threads(args.threads)
+    cases = _cases(tuple(args.size))
+    names = ["default", *args.variants]
+    runs = {}  # (variant, seed) -> {case id: (psnr, grad)}
+    for name in names:
+        for seed in range(args.seeds):
+            runs[(name, seed)] = _run(cases, seed, name)
+            print(f"  {name}, seed {seed} done", flush=True)
+    heads = ["variant"]
+    for hole in HOLES:
+        heads += [f"{hole} dB", f"{hole} grad"]
+    rows = []
+    for name in names:
+        row = [name]
+        for hole in HOLES:
+            ids = [c["id"] for c in cases if c["hole"] == hole]
+            for j in (0, 1):
+
+                def per_case(v, ids=ids, j=j):
+                    return np.array(
+                        [np.mean([runs[(v, s)][i][j] for s in range(args.seeds)]) for i in ids]
+                    )
+
+                mean = per_case(name).mean()
+                if name == "default":
+                    row.append(f"{mean:.2f}" if j == 0 else f"{mean:.3f}")
+                    continue
+                d = per_case(name) - per_case("default")
+                se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+                row.append(
+                    f"{mean:.2f} ({d.mean():+.2f} +- {se:.2f})"
+                    if j == 0
+                    else f"{mean:.3f} ({d.mean():+.3f} +- {se:.3f})"
+                )
+        rows.append(row)
+    C.print_table(
+        heads,
+        rows,
+        f"Both tuning sets, {len(cases) // len(HOLES)} cases per hole type, seeds "
+        f"0-{args.seeds - 1}: mean (paired change against the default +- standard error)",
+    )
+    spread = []
+    for hole in HOLES:
+        ids = [c["id"] for c in cases if c["hole"] == hole]
+        per_seed = [
+            (
+                np.mean([runs[("default", s)][i][0] for i in ids]),
+                np.mean([runs[("default", s)][i][1] for i in ids]),
+            )
+            for s in range(args.seeds)
+        ]
+        spread.append([hole, *(f"{a:.2f} / {b:.3f}" for a, b in per_seed)])
+    C.print_table(
+        ["holes", *(f"seed {s}" for s in range(args.seeds))],
+        spread,
+        "The default's mean PSNR / gradient ratio per seed (the seed noise)",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
