@@ -29,7 +29,7 @@ T = TypeVar("T")
 #: Default ``--dilate``: 2 removes the halo of anti-aliased and soft outlines, which
 #: the gradient-domain fill would otherwise spread into the hole (objects pasted with a
 #: soft edge, docs/editing.md: best of 0-3 on the tuning images, and above 1 on 7 of 9
-#: held-out photos); 0 keeps every pixel outside the mask file bit for bit. The Python
+#: other photos); 0 keeps every pixel outside the mask file bit for bit. The Python
 #: API and the app (hand-painted masks) default to 0.
 DILATE_DEFAULT = 2
 
