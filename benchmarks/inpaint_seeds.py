@@ -21,7 +21,14 @@ Variants (one argument each):
   it started from (``G * poisson + copy - G * copy`` inside the hole): the Poisson
   solve still removes level offsets between copied pieces, the copies keep their grain;
 * ``local:R``: sources only within ``max(R, 2 x hole thickness)`` pixels of the hole
-  (``source_mask=``, with the gradient-domain step kept on), a locality prior.
+  (``source_mask=``, with the gradient-domain step kept on), a locality prior;
+* ``offset:W`` (or ``offset:W:fine``, ``offset:W:coarse``): a penalty on the distance
+  between a pixel and its source, ``p**2 W**2 |offset|**2`` added to every patch
+  distance (two more channels, each pixel's own row and column times ``W`` in the
+  level's pixels, searched but never voted), at every scale, the finest only or the
+  coarser ones only: PyPatchMatch's search starts from the identity and runs few
+  iterations, which favours near sources; this asks whether that bias is what makes
+  its fills sharper.
 
 Usage:
     python benchmarks/inpaint_seeds.py detail-copy:1 patch_size=5 --seeds 4   # ~1 min a run
@@ -78,6 +85,36 @@ def _detail_copy(sigma: float):
         mod._gradient_domain = orig
 
 
+@contextlib.contextmanager
+def _offset_penalty(weight: float, where: str):
+    """Patch the pyramid and the EM step of psal.editing.inpaint (numpy path) for a run."""
+    mod = importlib.import_module("psal.editing.inpaint")
+    build, em_step = mod._build_pyramid, mod._em_step
+
+    def patched_build(*args, **kwargs):
+        pyramid = build(*args, **kwargs)
+        for lv, level in enumerate(pyramid):
+            on = where == "all" or (where == "fine") == (lv == 0)
+            h, w = level.size
+            dt = level.image.dtype
+            yy, xx = np.meshgrid(np.arange(h, dtype=dt), np.arange(w, dtype=dt), indexing="ij")
+            level.coords = (np.stack([yy, xx])[None] * (weight if on else 0.0)).astype(dt)
+            level.image = np.ascontiguousarray(np.concatenate([level.image, level.coords], 1))
+        return pyramid
+
+    def patched_em(cur, level, field, **kwargs):
+        cur[:, -2:] = level.coords  # a hole pixel's own position, never a voted one
+        cur, f, d = em_step(cur, level, field, **kwargs)
+        cur[:, -2:] = level.coords
+        return cur, f, d
+
+    mod._build_pyramid, mod._em_step = patched_build, patched_em
+    try:
+        yield
+    finally:
+        mod._build_pyramid, mod._em_step = build, em_step
+
+
 def _run(cases, seed, variant):
     """Per-case PSNR and gradient ratio of one variant with one seed."""
     import psal
@@ -87,6 +124,9 @@ def _run(cases, seed, variant):
         ctx = _detail_copy(float(variant.split(":", 1)[1]))
     elif variant.startswith("local:"):
         radius = float(variant.split(":", 1)[1])
+    elif variant.startswith("offset:"):
+        _, w, *where = variant.split(":")
+        ctx = _offset_penalty(float(w), where[0] if where else "all")
     elif variant != "default":
         kw = {k: _value(v) for k, v in (item.split("=", 1) for item in variant.split(","))}
     out = {}
@@ -117,15 +157,20 @@ def main(argv=None) -> int:
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
     for v in args.variants:
-        if v.startswith(("detail-copy:", "local:")):
+        if v.startswith(("detail-copy:", "local:", "offset:")):
+            name, *parts = v.split(":")
             try:
-                ok = float(v.split(":", 1)[1]) > 0
+                ok = float(parts[0]) > 0
             except ValueError:
                 ok = False
-            if not ok:
-                p.error(f"variant {v!r}: expected a number > 0 after the colon")
+            rest = parts[1:]
+            if not ok or not (rest == [] or (name == "offset" and rest in (["fine"], ["coarse"]))):
+                p.error(
+                    f"variant {v!r}: expected {name}:NUMBER with NUMBER > 0"
+                    + (" (then :fine or :coarse, if any)" if name == "offset" else "")
+                )
         elif "=" not in v:
-            p.error(f"variant {v!r}: expected KEY=VALUE, detail-copy:SIGMA or local:R")
+            p.error(f"variant {v!r}: expected KEY=VALUE, detail-copy:SIGMA, local:R or offset:W")
     C.set_threads(args.threads)
     cases = _cases(tuple(args.size))
     names = ["default", *args.variants]
