@@ -70,8 +70,8 @@ def _detail_copy(sigma: float):
         out = orig(image, level, field, dist, patch_size)
         solved = np.asarray(out, dtype=np.float64)
 
-        def blur(a):
-            return np.stack([gaussian_filter(ch, sigma) for ch in a[0]])[None]
+        def blur(a):  # each channel of a (1, C, H, W) array
+            return gaussian_filter(a, (0, 0, sigma, sigma))
 
         mixed = blur(solved) + copy - blur(copy)
         hole = np.asarray(level.hole[0, 0])
@@ -115,26 +115,52 @@ def _offset_penalty(weight: float, where: str):
         mod._build_pyramid, mod._em_step = build, em_step
 
 
+def _parse(variant: str):
+    """``(psal.inpaint keywords, context manager, local radius or None)`` of a variant.
+
+    Raises:
+        ValueError: a malformed variant, said in one line.
+    """
+    if variant == "default":
+        return {}, contextlib.nullcontext(), None
+    if variant.startswith(("detail-copy:", "local:", "offset:")):
+        name, *parts = variant.split(":")
+        try:
+            value = float(parts[0])
+        except ValueError:
+            value = float("nan")
+        rest = parts[1:]
+        if not value > 0 or not (
+            rest == [] or (name == "offset" and rest in (["fine"], ["coarse"]))
+        ):
+            raise ValueError(
+                f"variant {variant!r}: expected {name}:NUMBER with NUMBER > 0"
+                + (" (then :fine or :coarse, if any)" if name == "offset" else "")
+            )
+        if name == "detail-copy":
+            return {}, _detail_copy(value), None
+        if name == "local":
+            return {}, contextlib.nullcontext(), value
+        return {}, _offset_penalty(value, rest[0] if rest else "all"), None
+    if "=" not in variant:
+        raise ValueError(
+            f"variant {variant!r}: expected KEY=VALUE, detail-copy:SIGMA, local:R or offset:W"
+        )
+    kw = {k: _value(v) for k, v in (item.split("=", 1) for item in variant.split(","))}
+    return kw, contextlib.nullcontext(), None
+
+
 def _run(cases, seed, variant):
     """Per-case PSNR and gradient ratio of one variant with one seed."""
     import psal
 
-    kw, ctx = {}, contextlib.nullcontext()
-    if variant.startswith("detail-copy:"):
-        ctx = _detail_copy(float(variant.split(":", 1)[1]))
-    elif variant.startswith("local:"):
-        radius = float(variant.split(":", 1)[1])
-    elif variant.startswith("offset:"):
-        _, w, *where = variant.split(":")
-        ctx = _offset_penalty(float(w), where[0] if where else "all")
-    elif variant != "default":
-        kw = {k: _value(v) for k, v in (item.split("=", 1) for item in variant.split(","))}
+    kw, ctx, radius = _parse(variant)
     out = {}
     with ctx:
         for case in cases:
             im, m = case["image"], case["mask"]
             extra = dict(kw)
-            if variant.startswith("local:"):
+            if radius is not None:
                 from scipy.ndimage import distance_transform_edt
 
                 thick = distance_transform_edt(m).max()
@@ -157,20 +183,10 @@ def main(argv=None) -> int:
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
     for v in args.variants:
-        if v.startswith(("detail-copy:", "local:", "offset:")):
-            name, *parts = v.split(":")
-            try:
-                ok = float(parts[0]) > 0
-            except ValueError:
-                ok = False
-            rest = parts[1:]
-            if not ok or not (rest == [] or (name == "offset" and rest in (["fine"], ["coarse"]))):
-                p.error(
-                    f"variant {v!r}: expected {name}:NUMBER with NUMBER > 0"
-                    + (" (then :fine or :coarse, if any)" if name == "offset" else "")
-                )
-        elif "=" not in v:
-            p.error(f"variant {v!r}: expected KEY=VALUE, detail-copy:SIGMA, local:R or offset:W")
+        try:
+            _parse(v)  # a context manager is only entered by _run
+        except ValueError as e:
+            p.error(str(e))
     C.set_threads(args.threads)
     cases = _cases(tuple(args.size))
     names = ["default", *args.variants]
