@@ -28,7 +28,16 @@ Variants (one argument each):
   level's pixels, searched but never voted), at every scale, the finest only or the
   coarser ones only: PyPatchMatch's search starts from the identity and runs few
   iterations, which favours near sources; this asks whether that bias is what makes
-  its fills sharper.
+  its fills sharper;
+* ``band:L[:F]``: at the pyramid's levels L and coarser (0 = the finest), the pixels
+  that are partly known (their known fraction at least the module's ``KNOWN_FRACTION``,
+  so sources, but below ``F``, default 0.999) are voted again at each step, beside the
+  hole: their values are averages of the known part of their filter only. The fork of
+  PyPatchMatch that ``pypatchmatch`` installs keeps its known pixels only at its two
+  finest levels, for that reason (its inpaint.cpp: keeping them "made the fills copy
+  smooth regions");
+* ``pypatchmatch-3``: PyPatchMatch with 7x7 patches (``set_random_seed(seed)``), the
+  sharpest peer of ``benchmarks/inpaint.py``, for reference (paired like a variant).
 
 Usage:
     python benchmarks/inpaint_seeds.py detail-copy:1 patch_size=5 --seeds 4   # ~1 min a run
@@ -115,14 +124,59 @@ def _offset_penalty(weight: float, where: str):
         mod._build_pyramid, mod._em_step = build, em_step
 
 
+@contextlib.contextmanager
+def _band(min_level: int, frac: float):
+    """Patch the pyramid of psal.editing.inpaint (numpy path) for a run: see ``band:``."""
+    mod = importlib.import_module("psal.editing.inpaint")
+    pyr = importlib.import_module("psal.editing._pyramid")
+    build = mod._build_pyramid
+
+    def patched(image, hole, patch_size, *args, **kwargs):
+        pyramid = build(image, hole, patch_size, *args, **kwargs)
+        r = patch_size // 2
+        strict = pyramid[0].hole  # pixels not wholly known, level by level
+        for lv in range(1, len(pyramid)):
+            level = pyramid[lv]
+            strict = pyr.downsample(pyramid[lv - 1].image, strict, frac)[1] | level.hole
+            if lv < min_level:
+                continue
+            # the voted pixels and the query crop grow; the sources (forbid) do not
+            level.touch = pyr.dilate(strict, r)
+            level.box = pyr.bbox(level.touch, r)
+            y0, y1, x0, x1 = level.box
+            level.origin = (y0, x0)
+            level.touch_crop = np.ascontiguousarray(level.touch[..., y0:y1, x0:x1])
+            level.ys, level.xs = np.nonzero(strict[0, 0])
+        return pyramid
+
+    mod._build_pyramid = patched
+    try:
+        yield
+    finally:
+        mod._build_pyramid = build
+
+
 def _parse(variant: str):
     """``(psal.inpaint keywords, context manager, local radius or None)`` of a variant.
 
     Raises:
         ValueError: a malformed variant, said in one line.
     """
-    if variant == "default":
+    if variant in ("default", "pypatchmatch-3"):
         return {}, contextlib.nullcontext(), None
+    if variant.startswith("band:"):
+        parts = variant.split(":")[1:]
+        try:
+            level = int(parts[0])
+            frac = float(parts[1]) if len(parts) == 2 else 0.999
+        except ValueError:
+            level, frac = -1, float("nan")
+        if len(parts) > 2 or level < 1 or not 0 < frac <= 1:
+            raise ValueError(
+                f"variant {variant!r}: expected band:LEVEL[:FRACTION], LEVEL >= 1, "
+                "0 < FRACTION <= 1"
+            )
+        return {}, _band(level, frac), None
     if variant.startswith(("detail-copy:", "local:", "offset:")):
         name, *parts = variant.split(":")
         try:
@@ -144,7 +198,8 @@ def _parse(variant: str):
         return {}, _offset_penalty(value, rest[0] if rest else "all"), None
     if "=" not in variant:
         raise ValueError(
-            f"variant {variant!r}: expected KEY=VALUE, detail-copy:SIGMA, local:R or offset:W"
+            f"variant {variant!r}: expected KEY=VALUE, detail-copy:SIGMA, local:R, offset:W, "
+            "band:L or pypatchmatch-3"
         )
     kw = {k: _value(v) for k, v in (item.split("=", 1) for item in variant.split(","))}
     return kw, contextlib.nullcontext(), None
@@ -156,6 +211,16 @@ def _run(cases, seed, variant):
 
     kw, ctx, radius = _parse(variant)
     out = {}
+    if variant == "pypatchmatch-3":
+        pm = C.import_pypatchmatch()
+        if pm is None:
+            raise SystemExit("pypatchmatch-3: pypatchmatch is not installed (pip install .[bench])")
+        pm.set_random_seed(seed)
+        for case in cases:
+            im, m = case["image"], case["mask"]
+            res = pm.inpaint(im, m.astype(np.uint8) * 255, patch_size=3)
+            out[case["id"]] = (C.psnr(res, im, m), C.gradient_ratio(res, im, m))
+        return out
     with ctx:
         for case in cases:
             im, m = case["image"], case["mask"]
