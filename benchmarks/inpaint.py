@@ -30,8 +30,8 @@ has three groups: **held-out** (astronaut, chelsea, gravel, coins, clock: in no 
 set), the second tuning set's images, and the tuning images. ``--held-out-3`` runs the
 first three only, as ``--quick`` did before.
 
-    PYTHONPATH=src python benchmarks/inpaint.py                  # full run (~1 hour: 48 cases)
-    PYTHONPATH=src python benchmarks/inpaint.py --quick          # held-out, ~5 minutes
+    PYTHONPATH=src python benchmarks/inpaint.py          # all 45 cases (16 min with --repeats 1)
+    PYTHONPATH=src python benchmarks/inpaint.py --quick  # the ten --quick images, ~5 minutes
     PYTHONPATH=src python benchmarks/inpaint.py --json out.json --figure docs/x.png
 """
 
