@@ -55,7 +55,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _editing as C
-from inpaint import HOLES, SECOND_TUNING, TUNING, _value, make_cases
+from inpaint import HOLES, SECOND_TUNING, TUNING, _methods, _value, make_cases
 
 
 def _cases(size):
@@ -133,20 +133,17 @@ def _band(min_level: int, frac: float):
 
     def patched(image, hole, patch_size, *args, **kwargs):
         pyramid = build(image, hole, patch_size, *args, **kwargs)
-        r = patch_size // 2
         strict = pyramid[0].hole  # pixels not wholly known, level by level
         for lv in range(1, len(pyramid)):
             level = pyramid[lv]
             strict = pyr.downsample(pyramid[lv - 1].image, strict, frac)[1] | level.hole
             if lv < min_level:
                 continue
-            # the voted pixels and the query crop grow; the sources (forbid) do not
-            level.touch = pyr.dilate(strict, r)
-            level.box = pyr.bbox(level.touch, r)
-            y0, y1, x0, x1 = level.box
-            level.origin = (y0, x0)
-            level.touch_crop = np.ascontiguousarray(level.touch[..., y0:y1, x0:x1])
-            level.ys, level.xs = np.nonzero(strict[0, 0])
+            # the level as if ``strict`` were its hole (voted pixels, query crop), with
+            # the same sources (forbid) and the same hole for the smooth start
+            grown = mod._Level(level.image, strict, patch_size, level.forbid)
+            grown.hole = level.hole
+            pyramid[lv] = grown
         return pyramid
 
     mod._build_pyramid = patched
@@ -210,20 +207,14 @@ def _run(cases, seed, variant):
     import psal
 
     kw, ctx, radius = _parse(variant)
-    out = {}
     if variant == "pypatchmatch-3":
-        pm = C.import_pypatchmatch()
-        if pm is None:
+        methods = _methods([variant], {}, seed)
+        if variant not in methods:
             raise SystemExit("pypatchmatch-3: pypatchmatch is not installed (pip install .[bench])")
-        pm.set_random_seed(seed)
-        for case in cases:
-            im, m = case["image"], case["mask"]
-            res = pm.inpaint(im, m.astype(np.uint8) * 255, patch_size=3)
-            out[case["id"]] = (C.psnr(res, im, m), C.gradient_ratio(res, im, m))
-        return out
-    with ctx:
-        for case in cases:
-            im, m = case["image"], case["mask"]
+        fill = methods[variant]
+    else:
+
+        def fill(im, m):
             extra = dict(kw)
             if radius is not None:
                 from scipy.ndimage import distance_transform_edt
@@ -231,7 +222,13 @@ def _run(cases, seed, variant):
                 thick = distance_transform_edt(m).max()
                 near = distance_transform_edt(~m) <= max(radius, 2 * thick)
                 extra |= {"source_mask": near & ~m, "gradient_domain": True}
-            res = np.asarray(psal.inpaint(im, m, seed=seed, **extra))
+            return np.asarray(psal.inpaint(im, m, seed=seed, **extra))
+
+    out = {}
+    with ctx:
+        for case in cases:
+            im, m = case["image"], case["mask"]
+            res = fill(im, m)
             out[case["id"]] = (C.psnr(res, im, m), C.gradient_ratio(res, im, m))
     return out
 
